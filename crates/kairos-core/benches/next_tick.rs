@@ -1,0 +1,2 @@
+//! Micro-benchmarks of the trigger timeline. PLACEHOLDER.
+fn main() {}

@@ -1,0 +1,25 @@
+//! The domain of kairos, with no I/O: what a Dapr job *is* and when it fires.
+//!
+//! This crate owns the exact semantics of the Dapr Jobs API that a user can observe: job keys
+//! and name rules ([`key`]), the schedule grammar ([`schedule`]), due time and ttl strings
+//! ([`duration`], [`timepoint`]), job validation ([`job`]), the trigger timeline
+//! ([`timeline`]) and failure-policy arithmetic ([`policy`]). Time is read only through
+//! [`clock::Clock`].
+//!
+//! It sits at the bottom of the workspace and must never import tokio (except behind the
+//! `tokio` feature, for `SystemClock::sleep_until`), tonic, axum, serde_json or any storage.
+
+pub mod clock;
+pub mod duration;
+pub mod job;
+pub mod key;
+pub mod policy;
+pub mod schedule;
+pub mod timeline;
+pub mod timepoint;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use job::{FailurePolicy, JobSpec, JobTiming, Payload, ValidationError};
+pub use key::{JobKey, NameError, Owner};
+pub use schedule::{Schedule, ScheduleError};
+pub use timeline::Progress;

@@ -1,0 +1,1 @@
+//! Failure-policy arithmetic (spec §7.5). PLACEHOLDER: being written.

@@ -1,0 +1,1 @@
+//! The wire types of kairos. PLACEHOLDER: the protos are being written.
