@@ -1,5 +1,371 @@
-//! The trigger timeline (spec §7.4). PLACEHOLDER: being written.
+//! The trigger timeline (spec §7.4) and what each delivery result does to it (spec §7.5).
+//!
+//! Pure functions over a job's [`JobTiming`] and its [`Progress`]:
+//!
+//! * [`next_tick`] — the scheduled time of the next tick, or `None` when the job is finished
+//!   (and must be deleted). A schedule without a due time first fires at
+//!   `schedule.next_after(start)`, never at creation; with a due time the first tick is the due
+//!   time and counts as repeat 1; later ticks are `schedule.next_after(last scheduled tick)`, so
+//!   after downtime the missed ticks come back to back (catch-up), in order. `repeats` bounds
+//!   the count; a tick after `expires` is never scheduled, including the first one.
+//! * [`after_success`] / [`after_failure`] — the progress after a delivery result and the
+//!   instant of the next attempt (a retry of the same tick, or the next tick). A tick that
+//!   exhausts its retries, or is dropped, counts like a success, and the cadence is kept:
+//!   `last_scheduled` is the tick's scheduled time, not when its last attempt ran.
+
+use jiff::Timestamp;
+
+use crate::job::JobTiming;
 
 /// How far a job has got.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Progress;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Ticks completed: delivered, or given up on under the failure policy.
+    pub count: u32,
+    /// The scheduled time of the last completed tick.
+    pub last_scheduled: Option<Timestamp>,
+    /// Failed attempts of the current tick.
+    pub attempts: u32,
+}
+
+/// The state after a delivery result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The progress to store.
+    pub progress: Progress,
+    /// When to fire next (a retry or the next tick); `None` means the job is finished and must be
+    /// deleted.
+    pub due: Option<Timestamp>,
+}
+
+/// The scheduled time of the tick after `progress`, or `None` when the job has no more ticks.
+pub fn next_tick(timing: &JobTiming, progress: &Progress) -> Option<Timestamp> {
+    if timing.repeats.is_some_and(|total| progress.count >= total) {
+        return None;
+    }
+    let next = match (progress.last_scheduled, &timing.schedule) {
+        (None, _) if timing.due.is_some() => timing.due?,
+        (None, Some(schedule)) => schedule.next_after(timing.start)?,
+        (Some(last), Some(schedule)) => schedule.next_after(last)?,
+        // A one-shot job after its tick, or (unreachable for a resolved spec) neither a due
+        // time nor a schedule.
+        (_, None) => return None,
+    };
+    if timing.expires.is_some_and(|expires| next > expires) {
+        return None;
+    }
+    Some(next)
+}
+
+/// The tick after `progress` was delivered and acknowledged.
+pub fn after_success(timing: &JobTiming, progress: &Progress) -> Step {
+    complete_tick(timing, progress)
+}
+
+/// An attempt of the tick after `progress`, due at `attempt_due`, failed.
+///
+/// The retry (if the policy allows one) is due at `attempt_due + interval`, as upstream computes
+/// it, so a slow failure is retried at once when the interval has already passed.
+pub fn after_failure(timing: &JobTiming, progress: &Progress, attempt_due: Timestamp) -> Step {
+    let attempts = progress.attempts.saturating_add(1);
+    match timing.failure_policy.retry_delay(attempts) {
+        Some(delay) => Step {
+            progress: Progress {
+                attempts,
+                ..*progress
+            },
+            due: Some(attempt_due.saturating_add(delay).unwrap_or(attempt_due)),
+        },
+        None => complete_tick(timing, progress),
+    }
+}
+
+fn complete_tick(timing: &JobTiming, progress: &Progress) -> Step {
+    let Some(scheduled) = next_tick(timing, progress) else {
+        return Step {
+            progress: *progress,
+            due: None,
+        };
+    };
+    let progress = Progress {
+        count: progress.count.saturating_add(1),
+        last_scheduled: Some(scheduled),
+        attempts: 0,
+    };
+    Step {
+        progress,
+        due: next_tick(timing, &progress),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{FailurePolicy, JobSpec};
+    use jiff::SignedDuration;
+    use jiff::tz::TimeZone;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const CREATED: &str = "2026-03-01T10:00:00.400Z";
+
+    fn timing(spec: JobSpec) -> JobTiming {
+        spec.resolve(t(CREATED), &TimeZone::UTC)
+            .expect("valid spec")
+    }
+
+    fn job(
+        schedule: Option<&str>,
+        due: Option<&str>,
+        repeats: Option<u32>,
+        ttl: Option<&str>,
+    ) -> JobTiming {
+        timing(JobSpec {
+            schedule: schedule.map(str::to_owned),
+            due_time: due.map(str::to_owned),
+            repeats,
+            ttl: ttl.map(str::to_owned),
+            ..JobSpec::default()
+        })
+    }
+
+    /// Every tick the job fires (all acknowledged), up to `limit`.
+    fn ticks(timing: &JobTiming, limit: usize) -> Vec<Timestamp> {
+        let mut out = Vec::new();
+        let mut progress = Progress::default();
+        let mut due = next_tick(timing, &progress);
+        while let Some(at) = due {
+            if out.len() == limit {
+                break;
+            }
+            out.push(at);
+            let step = after_success(timing, &progress);
+            progress = step.progress;
+            due = step.due;
+        }
+        out
+    }
+
+    fn ts(list: &[&str]) -> Vec<Timestamp> {
+        list.iter().map(|s| t(s)).collect()
+    }
+
+    #[test]
+    fn spec_7_4_one_shot_fires_once_at_due_time() {
+        let j = job(None, Some("10s"), None, None);
+        assert_eq!(ticks(&j, 10), ts(&["2026-03-01T10:00:10Z"]));
+        let j = job(None, Some("10s"), Some(1), None);
+        assert_eq!(ticks(&j, 10), ts(&["2026-03-01T10:00:10Z"]));
+    }
+
+    #[test]
+    fn spec_7_4_one_shot_in_the_past_is_due_at_once() {
+        let j = job(None, Some("2020-01-01T00:00:00Z"), None, None);
+        assert_eq!(ticks(&j, 10), ts(&["2020-01-01T00:00:00Z"]));
+    }
+
+    #[test]
+    fn spec_7_4_schedule_without_due_time_never_fires_at_creation() {
+        let j = job(Some("@every 10s"), None, Some(3), None);
+        assert_eq!(
+            ticks(&j, 10),
+            ts(&[
+                "2026-03-01T10:00:10Z",
+                "2026-03-01T10:00:20Z",
+                "2026-03-01T10:00:30Z"
+            ])
+        );
+        let j = job(Some("*/5 * * * * *"), None, Some(2), None);
+        assert_eq!(
+            ticks(&j, 10),
+            ts(&["2026-03-01T10:00:05Z", "2026-03-01T10:00:10Z"])
+        );
+    }
+
+    #[test]
+    fn spec_7_4_due_time_is_the_first_tick_and_counts_as_repeat_1() {
+        let j = job(Some("@every 10s"), Some("3s"), Some(3), None);
+        assert_eq!(
+            ticks(&j, 10),
+            ts(&[
+                "2026-03-01T10:00:03Z",
+                "2026-03-01T10:00:13Z",
+                "2026-03-01T10:00:23Z"
+            ])
+        );
+        let j = job(
+            Some("0 0 * * * *"),
+            Some("2026-03-01T10:30:00Z"),
+            Some(2),
+            None,
+        );
+        assert_eq!(
+            ticks(&j, 10),
+            ts(&["2026-03-01T10:30:00Z", "2026-03-01T11:00:00Z"])
+        );
+    }
+
+    #[test]
+    fn spec_7_4_repeats_n_gives_exactly_n_ticks() {
+        for n in [1, 2, 7, 10] {
+            let j = job(Some("@every 1s"), None, Some(n), None);
+            assert_eq!(ticks(&j, 100).len(), n as usize);
+        }
+    }
+
+    #[test]
+    fn spec_7_4_ttl_stops_after_the_last_tick_before_expiry() {
+        // ttl counts from creation (10:00:00); ticks at :10, :20, :30 — :30 equals the expiry
+        // and still fires, :40 is after it.
+        let j = job(Some("@every 10s"), None, None, Some("30s"));
+        assert_eq!(
+            ticks(&j, 100),
+            ts(&[
+                "2026-03-01T10:00:10Z",
+                "2026-03-01T10:00:20Z",
+                "2026-03-01T10:00:30Z"
+            ])
+        );
+        // ttl from the due time
+        let j = job(Some("@every 10s"), Some("5s"), None, Some("15s"));
+        assert_eq!(
+            ticks(&j, 100),
+            ts(&["2026-03-01T10:00:05Z", "2026-03-01T10:00:15Z"])
+        );
+    }
+
+    #[test]
+    fn spec_7_4_first_tick_after_ttl_never_fires() {
+        let j = job(Some("@every 1m"), None, None, Some("30s"));
+        assert_eq!(ticks(&j, 100), Vec::<Timestamp>::new());
+    }
+
+    #[test]
+    fn spec_7_4_unbounded_schedule_keeps_going() {
+        let j = job(Some("@every 1ms"), None, None, None);
+        let got = ticks(&j, 1000);
+        assert_eq!(got.len(), 1000);
+        assert_eq!(got[999], t("2026-03-01T10:00:01Z"));
+    }
+
+    #[test]
+    fn spec_7_4_catch_up_counts_from_the_last_scheduled_time() {
+        // The job's ticks are computed from the last *scheduled* time, so a job that was down
+        // for a minute has all missed ticks due at once, in order.
+        let j = job(Some("@every 10s"), None, None, None);
+        let mut progress = Progress::default();
+        let mut due = Vec::new();
+        for _ in 0..6 {
+            due.push(next_tick(&j, &progress).unwrap());
+            progress = after_success(&j, &progress).progress;
+        }
+        let now = t("2026-03-01T10:01:05Z");
+        assert!(
+            due.iter().all(|d| *d <= now),
+            "all six missed ticks are already due: {due:?}"
+        );
+        assert!(due.windows(2).all(|w| w[0] < w[1]), "in order");
+        assert_eq!(progress.last_scheduled, Some(t("2026-03-01T10:01:00Z")));
+    }
+
+    #[test]
+    fn spec_7_5_failing_one_shot_gets_4_attempts_by_default() {
+        let j = job(None, Some("10s"), None, None);
+        let mut progress = Progress::default();
+        let mut attempt_due = next_tick(&j, &progress).unwrap();
+        let mut attempts = vec![attempt_due];
+        loop {
+            let step = after_failure(&j, &progress, attempt_due);
+            progress = step.progress;
+            match step.due {
+                Some(d) => {
+                    attempts.push(d);
+                    attempt_due = d;
+                }
+                None => break,
+            }
+        }
+        assert_eq!(
+            attempts,
+            ts(&[
+                "2026-03-01T10:00:10Z",
+                "2026-03-01T10:00:11Z",
+                "2026-03-01T10:00:12Z",
+                "2026-03-01T10:00:13Z"
+            ])
+        );
+        assert_eq!(progress.count, 1, "the given-up tick counts");
+    }
+
+    #[test]
+    fn spec_7_5_exhausted_tick_counts_toward_repeats_and_keeps_cadence() {
+        let mut j = job(Some("@every 10s"), None, Some(3), None);
+        j.failure_policy = FailurePolicy::Constant {
+            interval: Some(SignedDuration::from_secs(2)),
+            max_retries: Some(1),
+        };
+        // tick 1 fails twice (given up), tick 2 succeeds, tick 3 succeeds
+        let p0 = Progress::default();
+        let first = next_tick(&j, &p0).unwrap();
+        assert_eq!(first, t("2026-03-01T10:00:10Z"));
+        let s1 = after_failure(&j, &p0, first);
+        assert_eq!(s1.due, Some(t("2026-03-01T10:00:12Z")));
+        assert_eq!(s1.progress.attempts, 1);
+        let s2 = after_failure(&j, &s1.progress, s1.due.unwrap());
+        assert_eq!(
+            s2.progress,
+            Progress {
+                count: 1,
+                last_scheduled: Some(first),
+                attempts: 0
+            }
+        );
+        assert_eq!(
+            s2.due,
+            Some(t("2026-03-01T10:00:20Z")),
+            "cadence from the scheduled time, not the retry"
+        );
+        let s3 = after_success(&j, &s2.progress);
+        assert_eq!(s3.due, Some(t("2026-03-01T10:00:30Z")));
+        let s4 = after_success(&j, &s3.progress);
+        assert_eq!(s4.due, None, "3 ticks done: finished");
+        assert_eq!(s4.progress.count, 3);
+    }
+
+    #[test]
+    fn spec_7_5_success_after_retries_resets_attempts_and_keeps_cadence() {
+        let j = job(Some("@every 10s"), None, None, None);
+        let p0 = Progress::default();
+        let s1 = after_failure(&j, &p0, t("2026-03-01T10:00:10Z"));
+        let s2 = after_success(&j, &s1.progress);
+        assert_eq!(
+            s2.progress,
+            Progress {
+                count: 1,
+                last_scheduled: Some(t("2026-03-01T10:00:10Z")),
+                attempts: 0
+            }
+        );
+        assert_eq!(s2.due, Some(t("2026-03-01T10:00:20Z")));
+    }
+
+    #[test]
+    fn spec_7_5_drop_moves_on_without_retry() {
+        let mut j = job(Some("@every 10s"), None, None, None);
+        j.failure_policy = FailurePolicy::Drop;
+        let s = after_failure(&j, &Progress::default(), t("2026-03-01T10:00:10Z"));
+        assert_eq!(s.progress.count, 1);
+        assert_eq!(s.due, Some(t("2026-03-01T10:00:20Z")));
+    }
+
+    #[test]
+    fn spec_7_5_slow_failure_past_the_interval_retries_at_once() {
+        // The retry is due at attempt_due + interval even if the app took longer than that to
+        // fail; the engine then fires it immediately.
+        let j = job(None, Some("10s"), None, None);
+        let s = after_failure(&j, &Progress::default(), t("2026-03-01T10:00:10Z"));
+        assert_eq!(s.due, Some(t("2026-03-01T10:00:11Z")));
+    }
+}
