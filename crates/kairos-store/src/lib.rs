@@ -1,0 +1,224 @@
+//! Durable storage of kairos jobs.
+//!
+//! One trait, [`JobStore`], with a written `# Contract` on every method; a conformance suite
+//! ([`job_store_conformance!`]) that every backend runs; an in-memory backend that can inject
+//! faults for engine tests ([`memory::MemoryStore`]); and the default single-node backend on redb
+//! ([`redb::RedbStore`]). The etcd backend joins later and runs the same suite.
+//!
+//! Sits between `kairos-core` (whose types it stores) and `kairos-engine` (which drives it).
+//! It must never import tonic services, axum or engine internals.
+//!
+//! # Layout
+//! Every job is stored once, under its encoded [`JobKey`] ([`keys`]), with its spec exactly as
+//! given, its creation time, an *incarnation* (new on every put, so writes about a replaced job
+//! are ignored) and its progress. A due index orders jobs by `(partition, next_due, key)`; each
+//! key hashes to one of `P` partitions, `P` fixed when the store is created.
+
+pub mod keys;
+pub mod memory;
+pub mod redb;
+#[doc(hidden)]
+pub mod conformance;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use kairos_core::timeline::Progress;
+use kairos_core::{JobKey, JobSpec, Owner};
+
+/// The partition count a new store gets unless told otherwise.
+pub const DEFAULT_PARTITIONS: u32 = 256;
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredJob {
+    pub key: JobKey,
+    /// The spec exactly as the user gave it, with the default failure policy filled in.
+    pub spec: JobSpec,
+    /// When the job was accepted; its timeline is resolved from this.
+    pub created: Timestamp,
+    /// Chosen anew on every put (create or overwrite): a [`Mutation`] names the incarnation it is
+    /// about and is ignored when the stored job has another one.
+    pub incarnation: u64,
+    /// How far the job has got.
+    pub progress: Progress,
+    /// Where the job sits in the due index: its next attempt.
+    pub next_due: Timestamp,
+}
+
+/// Whether a put may replace an existing job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Fail with [`StoreError::AlreadyExists`] when the key exists.
+    CreateOnly,
+    /// Replace an existing job (its progress is replaced too).
+    Overwrite,
+}
+
+/// A position in one partition's due index; scans resume strictly after it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DueCursor {
+    pub due: Timestamp,
+    pub key: JobKey,
+}
+
+/// Which jobs a bulk delete touches (the Scheduler's `DeleteByMetadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnerScope {
+    /// Every job of one owner.
+    Owner { namespace: String, owner: Owner },
+    /// Every reminder of actors of `actor_type` whose id starts with `id_prefix`.
+    ActorIdPrefix { namespace: String, actor_type: String, id_prefix: String },
+}
+
+/// A state change the engine makes as jobs fire; applied in batches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mutation {
+    /// Records progress and moves the job in the due index.
+    Progress { key: JobKey, incarnation: u64, progress: Progress, next_due: Timestamp },
+    /// Deletes a job that has no more ticks.
+    Complete { key: JobKey, incarnation: u64 },
+}
+
+impl Mutation {
+    /// The job this mutation is about.
+    pub fn key(&self) -> &JobKey {
+        match self {
+            Mutation::Progress { key, .. } | Mutation::Complete { key, .. } => key,
+        }
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A create-only put found the key taken.
+    #[error("job already exists: '{0}'")]
+    AlreadyExists(JobKey),
+    /// The input cannot be stored (e.g. a key component with a NUL byte).
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    /// The store cannot answer now; the same call may succeed later.
+    #[error("store unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The stored data cannot be read back.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
+    /// An [`StoreError::Unavailable`] with a source.
+    pub fn unavailable(reason: impl fmt::Display, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Unavailable { reason: reason.to_string(), source: Some(Box::new(source)) }
+    }
+}
+
+/// Storage of jobs, their progress and their due index.
+///
+/// Every write returns only once it is durable (for a durable backend: fsynced); concurrent
+/// writes may be grouped into one commit. Reads see every write that has returned.
+#[async_trait]
+pub trait JobStore: Send + Sync + fmt::Debug + 'static {
+    /// The fixed number of partitions.
+    ///
+    /// # Contract
+    /// Never changes for the life of the store, across reopenings.
+    fn partitions(&self) -> u32;
+
+    /// The partition `key` belongs to.
+    ///
+    /// # Contract
+    /// A pure function of the key and [`JobStore::partitions`], the same in every process.
+    fn partition_of(&self, key: &JobKey) -> u32 {
+        keys::partition_of(key, self.partitions())
+    }
+
+    /// Stores `job`, returning the job it replaced.
+    ///
+    /// # Contract
+    /// With [`PutMode::CreateOnly`] an existing key fails with [`StoreError::AlreadyExists`] and
+    /// changes nothing. With [`PutMode::Overwrite`] the old job (spec, progress, due entry) is
+    /// replaced entirely. The due index then holds exactly one entry for the key, at
+    /// `job.next_due`.
+    async fn put(&self, job: StoredJob, mode: PutMode) -> Result<Option<StoredJob>, StoreError>;
+
+    /// The job stored under `key`.
+    ///
+    /// # Contract
+    /// `None` when absent; otherwise exactly what the last write stored.
+    async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError>;
+
+    /// Deletes the job under `key` with its due entry, returning it.
+    ///
+    /// # Contract
+    /// Deleting an absent key succeeds with `None`.
+    async fn delete(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError>;
+
+    /// One page of `owner`'s jobs in `namespace`, ascending by name, starting strictly after
+    /// `after_name`.
+    ///
+    /// # Contract
+    /// At most `limit` jobs; no other owner's jobs, ever (also not those of an owner whose id
+    /// merely starts with this one's). Paging with the last name returned visits every job once.
+    async fn list(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError>;
+
+    /// Deletes every job of `owner` in `namespace` whose name starts with `name_prefix` (all of
+    /// them when it is empty), returning their keys.
+    ///
+    /// # Contract
+    /// Atomic: after it returns, no such job exists; other owners are untouched.
+    async fn delete_by_prefix(&self, namespace: &str, owner: &Owner, name_prefix: &str)
+    -> Result<Vec<JobKey>, StoreError>;
+
+    /// Deletes every job in `scope`, returning their keys.
+    ///
+    /// # Contract
+    /// As [`JobStore::delete_by_prefix`].
+    async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError>;
+
+    /// The jobs of `partition` in due order, starting strictly after `after` (from the start when
+    /// `None`).
+    ///
+    /// # Contract
+    /// At most `limit` jobs, ordered by `(next_due, key)`; only jobs of that partition. A job
+    /// appears once, at its current `next_due`.
+    async fn scan_due(
+        &self,
+        partition: u32,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError>;
+
+    /// Applies engine mutations, all in one commit.
+    ///
+    /// # Contract
+    /// A mutation whose key is absent or stored with another incarnation is skipped silently
+    /// (the job was deleted or overwritten meanwhile). Either every other mutation is applied
+    /// and durable when this returns `Ok`, or none is.
+    async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError>;
+
+    /// Every job of every owner, ordered by key, starting strictly after `after`.
+    ///
+    /// # Contract
+    /// At most `limit` jobs; paging with the last key returned visits every job once.
+    async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError>;
+
+    /// How many jobs are stored.
+    async fn count(&self) -> Result<u64, StoreError>;
+}
