@@ -89,7 +89,9 @@ pub struct ManualClock {
 
 struct ManualState {
     now: Timestamp,
-    sleepers: Vec<(Timestamp, Waker)>,
+    next_sleeper: u64,
+    /// Registered sleeps: id, deadline, waker. A sleep removes its entry when dropped.
+    sleepers: Vec<(u64, Timestamp, Waker)>,
 }
 
 impl fmt::Debug for ManualClock {
@@ -157,7 +159,7 @@ impl ManualClock {
 
     /// The earliest deadline anyone is sleeping until.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.lock().sleepers.iter().map(|(d, _)| *d).min()
+        self.lock().sleepers.iter().map(|(_, d, _)| *d).min()
     }
 }
 
@@ -167,19 +169,39 @@ impl Clock for ManualClock {
     }
 
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {
-        let clock = self.clone();
-        Box::pin(std::future::poll_fn(move |cx: &mut Context<'_>| {
-            let mut state = clock.lock();
-            if state.now >= deadline {
-                return Poll::Ready(());
-            }
-            // Replace a stale registration of this same future rather than piling them up.
-            state
-                .sleepers
-                .retain(|(d, w)| !(*d == deadline && w.will_wake(cx.waker())));
-            state.sleepers.push((deadline, cx.waker().clone()));
-            Poll::Pending
-        }))
+        let id = {
+            let mut state = self.lock();
+            state.next_sleeper += 1;
+            state.next_sleeper
+        };
+        Box::pin(ManualSleep { clock: self.clone(), id, deadline })
+    }
+}
+
+/// A sleep on a [`ManualClock`]; deregisters itself when dropped.
+struct ManualSleep {
+    clock: ManualClock,
+    id: u64,
+    deadline: Timestamp,
+}
+
+impl Future for ManualSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.clock.lock();
+        state.sleepers.retain(|(id, _, _)| *id != self.id);
+        if state.now >= self.deadline {
+            return Poll::Ready(());
+        }
+        state.sleepers.push((self.id, self.deadline, cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+impl Drop for ManualSleep {
+    fn drop(&mut self) {
+        self.clock.lock().sleepers.retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -220,6 +242,18 @@ mod tests {
         clock.advance(SignedDuration::from_secs(1));
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         assert!(sleep.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(clock.sleepers(), 0);
+    }
+
+    #[test]
+    fn manual_clock_forgets_a_dropped_sleep() {
+        let clock = ManualClock::new(t("2026-01-01T00:00:00Z"));
+        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let mut sleep = clock.sleep_until(t("2026-01-01T00:00:10Z"));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.sleepers(), 1);
+        drop(sleep);
         assert_eq!(clock.sleepers(), 0);
     }
 
