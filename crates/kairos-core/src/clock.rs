@@ -110,6 +110,7 @@ impl ManualClock {
         ManualClock {
             state: Arc::new(Mutex::new(ManualState {
                 now: start,
+                next_sleeper: 0,
                 sleepers: Vec::new(),
             })),
         }
@@ -142,9 +143,9 @@ impl ManualClock {
             let mut state = self.lock();
             state.now = to;
             let (due, waiting): (Vec<_>, Vec<_>) =
-                state.sleepers.drain(..).partition(|(d, _)| *d <= to);
+                state.sleepers.drain(..).partition(|(_, d, _)| *d <= to);
             state.sleepers = waiting;
-            due.into_iter().map(|(_, w)| w).collect()
+            due.into_iter().map(|(_, _, w)| w).collect()
         };
         for waker in due {
             waker.wake();
