@@ -71,13 +71,11 @@ impl Clock for SystemClock {
     /// Without the `tokio` feature there is no timer: this future completes only if the
     /// deadline has already passed when it is first polled, and otherwise never.
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {
-        Box::pin(std::future::poll_fn(move |_| {
-            if Self::read() >= deadline {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        }))
+        Box::pin(std::future::poll_fn(
+            move |_| {
+                if Self::read() >= deadline { Poll::Ready(()) } else { Poll::Pending }
+            },
+        ))
     }
 }
 
@@ -108,19 +106,13 @@ impl ManualClock {
     /// A clock stopped at `start`.
     pub fn new(start: Timestamp) -> Self {
         ManualClock {
-            state: Arc::new(Mutex::new(ManualState {
-                now: start,
-                next_sleeper: 0,
-                sleepers: Vec::new(),
-            })),
+            state: Arc::new(Mutex::new(ManualState { now: start, next_sleeper: 0, sleepers: Vec::new() })),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, ManualState> {
         // A panic while holding this lock can only come from a test; keep going with its state.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Moves the clock forward by `by` and wakes every sleeper that is now due.
@@ -129,10 +121,7 @@ impl ManualClock {
     /// If `by` is negative: time on a manual clock only moves forward (use [`ManualClock::set`]
     /// to model a wall-clock jump).
     pub fn advance(&self, by: SignedDuration) {
-        assert!(
-            !by.is_negative(),
-            "ManualClock::advance({by:?}): use set() to move backwards"
-        );
+        assert!(!by.is_negative(), "ManualClock::advance({by:?}): use set() to move backwards");
         let now = self.now();
         self.set(now + by);
     }
@@ -142,8 +131,7 @@ impl ManualClock {
         let due: Vec<Waker> = {
             let mut state = self.lock();
             state.now = to;
-            let (due, waiting): (Vec<_>, Vec<_>) =
-                state.sleepers.drain(..).partition(|(_, d, _)| *d <= to);
+            let (due, waiting): (Vec<_>, Vec<_>) = state.sleepers.drain(..).partition(|(_, d, _)| *d <= to);
             state.sleepers = waiting;
             due.into_iter().map(|(_, _, w)| w).collect()
         };

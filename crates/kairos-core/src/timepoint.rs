@@ -107,11 +107,7 @@ pub fn parse_rfc3339(s: &str) -> Option<Zoned> {
         return None;
     }
     let nanos = cur.fraction();
-    let tz = if cur.byte(b'Z').is_some() {
-        TimeZone::UTC
-    } else {
-        TimeZone::fixed(cur.offset()?)
-    };
+    let tz = if cur.byte(b'Z').is_some() { TimeZone::UTC } else { TimeZone::fixed(cur.offset()?) };
     if !cur.0.is_empty() || day < 1 || day > days_in_month(year, month) {
         return None;
     }
@@ -144,11 +140,7 @@ impl Cursor<'_> {
             return None;
         }
         self.0 = &self.0[n..];
-        Some(
-            field
-                .iter()
-                .fold(0, |acc, &d| acc * 10 + i32::from(d - b'0')),
-        )
+        Some(field.iter().fold(0, |acc, &d| acc * 10 + i32::from(d - b'0')))
     }
 
     /// Go's `getnum(s, false)`: one digit, or two if the second is a digit too.
@@ -164,15 +156,10 @@ impl Cursor<'_> {
         if !(*sep == b'.' || *sep == b',') || !first.is_ascii_digit() {
             return 0;
         }
-        let len = self.0[1..]
-            .iter()
-            .take_while(|d| d.is_ascii_digit())
-            .count();
+        let len = self.0[1..].iter().take_while(|d| d.is_ascii_digit()).count();
         let digits = &self.0[1..=len];
         self.0 = &self.0[1 + len..];
-        (0..9).fold(0, |acc, i| {
-            acc * 10 + digits.get(i).map_or(0, |&d| i32::from(d - b'0'))
-        })
+        (0..9).fold(0, |acc, i| acc * 10 + digits.get(i).map_or(0, |&d| i32::from(d - b'0')))
     }
 
     /// `±HH:MM` with Go's tolerant ranges (hour ≤ 24, minute ≤ 60).
@@ -305,9 +292,7 @@ pub fn parse_iso8601_duration(input: &str) -> Result<Iso8601Duration, Iso8601Dur
                 }
                 let n = atoi(&input[start..i]).ok_or_else(unsupported)?;
                 let add_nanos = |per_unit: i64| {
-                    n.checked_mul(per_unit)
-                        .and_then(|d| nanos.checked_add(d))
-                        .ok_or_else(out_of_range)
+                    n.checked_mul(per_unit).and_then(|d| nanos.checked_add(d)).ok_or_else(out_of_range)
                 };
                 match (designator, in_time) {
                     (b'Y', _) => out.years = n,
@@ -361,15 +346,13 @@ fn atoi(s: &str) -> Option<i64> {
 #[must_use]
 pub fn go_add_date(t: &Zoned, years: i64, months: i64, days: i64) -> Option<Zoned> {
     let dt = t.datetime();
-    let total_months = (i128::from(dt.year()) + i128::from(years)) * 12
-        + i128::from(dt.month() - 1)
-        + i128::from(months);
+    let total_months =
+        (i128::from(dt.year()) + i128::from(years)) * 12 + i128::from(dt.month() - 1) + i128::from(months);
     let year = total_months.div_euclid(12);
     let month = total_months.rem_euclid(12) + 1;
     let day = i128::from(dt.day()) + i128::from(days);
     let epoch_days = days_from_civil(year, month, 1) + (day - 1);
-    let second_of_day =
-        i128::from(dt.hour()) * 3600 + i128::from(dt.minute()) * 60 + i128::from(dt.second());
+    let second_of_day = i128::from(dt.hour()) * 3600 + i128::from(dt.minute()) * 60 + i128::from(dt.second());
     let wall = epoch_days.checked_mul(86_400)?.checked_add(second_of_day)?;
     let subsec = i128::from(dt.subsec_nanosecond());
     let tz = t.time_zone();
@@ -423,24 +406,12 @@ mod tests {
         let cases = [
             ("2024-01-02T03:04:05Z", "2024-01-02T03:04:05Z", 0),
             // .NET DateTimeOffset.ToString("O"): 7 fractional digits and an offset.
-            (
-                "2024-01-02T03:04:05.1234567+01:00",
-                "2024-01-02T02:04:05.1234567Z",
-                3600,
-            ),
-            (
-                "2024-01-02T03:04:05.5-05:30",
-                "2024-01-02T08:34:05.5Z",
-                -19800,
-            ),
+            ("2024-01-02T03:04:05.1234567+01:00", "2024-01-02T02:04:05.1234567Z", 3600),
+            ("2024-01-02T03:04:05.5-05:30", "2024-01-02T08:34:05.5Z", -19800),
             ("2024-01-02T03:04:05-00:00", "2024-01-02T03:04:05Z", 0),
             ("2024-01-02T03:04:05+00:00", "2024-01-02T03:04:05Z", 0),
             // More than 9 digits: truncated, not rounded.
-            (
-                "2024-01-02T03:04:05.9999999999999Z",
-                "2024-01-02T03:04:05.999999999Z",
-                0,
-            ),
+            ("2024-01-02T03:04:05.9999999999999Z", "2024-01-02T03:04:05.999999999Z", 0),
             // Go's generic parser takes a comma as the decimal separator ...
             ("2024-01-02T03:04:05,25Z", "2024-01-02T03:04:05.25Z", 0),
             // ... a one-digit hour ...
@@ -451,11 +422,7 @@ mod tests {
             ("2024-02-29T00:00:00Z", "2024-02-29T00:00:00Z", 0),
             ("2000-02-29T23:59:59Z", "2000-02-29T23:59:59Z", 0),
             ("0000-01-01T00:00:00Z", "0000-01-01T00:00:00Z", 0),
-            (
-                "9999-12-30T21:59:59.999999999Z",
-                "9999-12-30T21:59:59.999999999Z",
-                0,
-            ),
+            ("9999-12-30T21:59:59.999999999Z", "9999-12-30T21:59:59.999999999Z", 0),
         ];
         for (input, instant, offset) in cases {
             let got = parse_rfc3339(input).unwrap_or_else(|| panic!("rejected {input:?}"));
@@ -466,15 +433,9 @@ mod tests {
 
     #[test]
     fn spec_7_2_rfc3339_z_is_utc_and_an_offset_is_a_fixed_zone() {
-        assert_eq!(
-            parse_rfc3339("2024-01-02T03:04:05Z").unwrap().time_zone(),
-            &TimeZone::UTC
-        );
+        assert_eq!(parse_rfc3339("2024-01-02T03:04:05Z").unwrap().time_zone(), &TimeZone::UTC);
         let fixed = parse_rfc3339("2024-01-02T03:04:05+02:00").unwrap();
-        assert_eq!(
-            fixed.time_zone(),
-            &TimeZone::fixed(Offset::from_seconds(7200).unwrap())
-        );
+        assert_eq!(fixed.time_zone(), &TimeZone::fixed(Offset::from_seconds(7200).unwrap()));
         assert_eq!(fixed.datetime(), "2024-01-02T03:04:05".parse().unwrap());
     }
 
@@ -557,10 +518,7 @@ mod tests {
     #[test]
     fn spec_7_2_rfc3339_is_absolute_and_ignores_the_reference() {
         let got = parse_point_in_time("2030-06-01T12:00:00.1234567+02:00", &reference()).unwrap();
-        assert_eq!(
-            got.timestamp(),
-            "2030-06-01T10:00:00.1234567Z".parse().unwrap()
-        );
+        assert_eq!(got.timestamp(), "2030-06-01T10:00:00.1234567Z".parse().unwrap());
     }
 
     #[test]
@@ -585,10 +543,7 @@ mod tests {
                 "{input:?}"
             );
         }
-        assert_eq!(
-            PointInTimeError::NotRecognized.to_string(),
-            "due time format not recognized"
-        );
+        assert_eq!(PointInTimeError::NotRecognized.to_string(), "due time format not recognized");
     }
 
     // -- §7.2 format 3: ISO-8601 duration ----------------------------------------------------
@@ -644,22 +599,13 @@ mod tests {
                 "{input:?}"
             );
         }
-        assert_eq!(
-            PointInTimeError::RepeatsNotSupported.to_string(),
-            "repeats not supported for due time"
-        );
+        assert_eq!(PointInTimeError::RepeatsNotSupported.to_string(), "repeats not supported for due time");
     }
 
     #[test]
     fn iso_parser_matches_dapr_kit_test_table() {
         let hms = |h: i64, m: i64, s: i64| SignedDuration::from_secs(h * 3600 + m * 60 + s);
-        let d = |years, months, days, time, repeats| Iso8601Duration {
-            years,
-            months,
-            days,
-            time,
-            repeats,
-        };
+        let d = |years, months, days, time, repeats| Iso8601Duration { years, months, days, time, repeats };
         let zero = SignedDuration::ZERO;
         // dapr/kit time/time_test.go TestParseDuration, plus our quirk cases.
         let cases = [
@@ -675,11 +621,11 @@ mod tests {
             ("R5", d(0, 0, 0, zero, Some(5))),
             ("R5/", d(0, 0, 0, zero, Some(5))),
             // Quirks of the same parser.
-            ("P1Y2Y", d(2, 0, 0, zero, None)), // years overwrite
-            ("P1M2M", d(0, 2, 0, zero, None)), // months overwrite
-            ("P1D2D", d(0, 0, 3, zero, None)), // days add up
-            ("P1W1D", d(0, 0, 8, zero, None)), // weeks add to days
-            ("PT1M1M", d(0, 0, 0, hms(0, 2, 0), None)), // minutes add up
+            ("P1Y2Y", d(2, 0, 0, zero, None)),           // years overwrite
+            ("P1M2M", d(0, 2, 0, zero, None)),           // months overwrite
+            ("P1D2D", d(0, 0, 3, zero, None)),           // days add up
+            ("P1W1D", d(0, 0, 8, zero, None)),           // weeks add to days
+            ("PT1M1M", d(0, 0, 0, hms(0, 2, 0), None)),  // minutes add up
             ("PT1HT2H", d(0, 0, 0, hms(3, 0, 0), None)), // a second T right after a designator
             ("P-1D", d(0, 0, -1, zero, None)),
             ("P+1D", d(0, 0, 1, zero, None)),
@@ -738,10 +684,7 @@ mod tests {
                 "{input:?}"
             );
         }
-        assert_eq!(
-            parse_iso8601_duration("PT").map(|d| d.time),
-            Ok(SignedDuration::ZERO)
-        );
+        assert_eq!(parse_iso8601_duration("PT").map(|d| d.time), Ok(SignedDuration::ZERO));
         assert_eq!(
             Iso8601DurationError::Unsupported("P".into()).to_string(),
             r#"unsupported ISO8601 duration format: "P""#
@@ -762,10 +705,7 @@ mod tests {
                 Err(Iso8601DurationError::OutOfRange(input.to_owned())),
                 "{input:?}"
             );
-            assert_eq!(
-                parse_point_in_time(input, &reference()),
-                Err(PointInTimeError::NotRecognized)
-            );
+            assert_eq!(parse_point_in_time(input, &reference()), Err(PointInTimeError::NotRecognized));
         }
         // The largest hours that fit in Go's Duration are accepted.
         assert_eq!(
@@ -848,14 +788,8 @@ mod tests {
         assert_eq!(go_add_date(&start, i64::MIN, i64::MIN, i64::MIN), None);
         assert_eq!(go_add_date(&start, 0, 0, 4_000_000), None);
         // Parts that cancel out stay in range, as Go's exact arithmetic would.
-        assert_eq!(
-            go_add_date(&start, 10_000, -120_000, 0),
-            Some(start.clone())
-        );
-        assert_eq!(
-            parse_point_in_time("P8000Y", &start),
-            Err(PointInTimeError::NotRecognized)
-        );
+        assert_eq!(go_add_date(&start, 10_000, -120_000, 0), Some(start.clone()));
+        assert_eq!(parse_point_in_time("P8000Y", &start), Err(PointInTimeError::NotRecognized));
     }
 
     // -- properties ---------------------------------------------------------------------------
