@@ -24,16 +24,10 @@ const SCHEDULES: &[&str] = &[
 #[divan::bench(args = SCHEDULES)]
 fn next_tick_after_last(bencher: Bencher, schedule: &str) {
     let created: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
-    let spec = JobSpec {
-        schedule: Some(schedule.to_owned()),
-        ..JobSpec::default()
-    };
+    let spec = JobSpec { schedule: Some(schedule.to_owned()), ..JobSpec::default() };
     let timing = spec.resolve(created, &TimeZone::UTC).unwrap();
-    let progress = Progress {
-        count: 41,
-        last_scheduled: Some("2026-03-07T23:59:58Z".parse().unwrap()),
-        attempts: 0,
-    };
+    let progress =
+        Progress { count: 41, last_scheduled: Some("2026-03-07T23:59:58Z".parse().unwrap()), attempts: 0 };
     bencher.bench(|| next_tick(divan::black_box(&timing), divan::black_box(&progress)));
 }
 

@@ -71,13 +71,11 @@ impl Clock for SystemClock {
     /// Without the `tokio` feature there is no timer: this future completes only if the
     /// deadline has already passed when it is first polled, and otherwise never.
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {
-        Box::pin(std::future::poll_fn(move |_| {
-            if Self::read() >= deadline {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        }))
+        Box::pin(std::future::poll_fn(
+            move |_| {
+                if Self::read() >= deadline { Poll::Ready(()) } else { Poll::Pending }
+            },
+        ))
     }
 }
 
@@ -89,7 +87,9 @@ pub struct ManualClock {
 
 struct ManualState {
     now: Timestamp,
-    sleepers: Vec<(Timestamp, Waker)>,
+    next_sleeper: u64,
+    /// Registered sleeps: id, deadline, waker. A sleep removes its entry when dropped.
+    sleepers: Vec<(u64, Timestamp, Waker)>,
 }
 
 impl fmt::Debug for ManualClock {
@@ -106,18 +106,13 @@ impl ManualClock {
     /// A clock stopped at `start`.
     pub fn new(start: Timestamp) -> Self {
         ManualClock {
-            state: Arc::new(Mutex::new(ManualState {
-                now: start,
-                sleepers: Vec::new(),
-            })),
+            state: Arc::new(Mutex::new(ManualState { now: start, next_sleeper: 0, sleepers: Vec::new() })),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, ManualState> {
         // A panic while holding this lock can only come from a test; keep going with its state.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Moves the clock forward by `by` and wakes every sleeper that is now due.
@@ -126,10 +121,7 @@ impl ManualClock {
     /// If `by` is negative: time on a manual clock only moves forward (use [`ManualClock::set`]
     /// to model a wall-clock jump).
     pub fn advance(&self, by: SignedDuration) {
-        assert!(
-            !by.is_negative(),
-            "ManualClock::advance({by:?}): use set() to move backwards"
-        );
+        assert!(!by.is_negative(), "ManualClock::advance({by:?}): use set() to move backwards");
         let now = self.now();
         self.set(now + by);
     }
@@ -139,10 +131,9 @@ impl ManualClock {
         let due: Vec<Waker> = {
             let mut state = self.lock();
             state.now = to;
-            let (due, waiting): (Vec<_>, Vec<_>) =
-                state.sleepers.drain(..).partition(|(d, _)| *d <= to);
+            let (due, waiting): (Vec<_>, Vec<_>) = state.sleepers.drain(..).partition(|(_, d, _)| *d <= to);
             state.sleepers = waiting;
-            due.into_iter().map(|(_, w)| w).collect()
+            due.into_iter().map(|(_, _, w)| w).collect()
         };
         for waker in due {
             waker.wake();
@@ -157,7 +148,7 @@ impl ManualClock {
 
     /// The earliest deadline anyone is sleeping until.
     pub fn next_deadline(&self) -> Option<Timestamp> {
-        self.lock().sleepers.iter().map(|(d, _)| *d).min()
+        self.lock().sleepers.iter().map(|(_, d, _)| *d).min()
     }
 }
 
@@ -167,19 +158,39 @@ impl Clock for ManualClock {
     }
 
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {
-        let clock = self.clone();
-        Box::pin(std::future::poll_fn(move |cx: &mut Context<'_>| {
-            let mut state = clock.lock();
-            if state.now >= deadline {
-                return Poll::Ready(());
-            }
-            // Replace a stale registration of this same future rather than piling them up.
-            state
-                .sleepers
-                .retain(|(d, w)| !(*d == deadline && w.will_wake(cx.waker())));
-            state.sleepers.push((deadline, cx.waker().clone()));
-            Poll::Pending
-        }))
+        let id = {
+            let mut state = self.lock();
+            state.next_sleeper += 1;
+            state.next_sleeper
+        };
+        Box::pin(ManualSleep { clock: self.clone(), id, deadline })
+    }
+}
+
+/// A sleep on a [`ManualClock`]; deregisters itself when dropped.
+struct ManualSleep {
+    clock: ManualClock,
+    id: u64,
+    deadline: Timestamp,
+}
+
+impl Future for ManualSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.clock.lock();
+        state.sleepers.retain(|(id, _, _)| *id != self.id);
+        if state.now >= self.deadline {
+            return Poll::Ready(());
+        }
+        state.sleepers.push((self.id, self.deadline, cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+impl Drop for ManualSleep {
+    fn drop(&mut self) {
+        self.clock.lock().sleepers.retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -220,6 +231,18 @@ mod tests {
         clock.advance(SignedDuration::from_secs(1));
         assert_eq!(counter.0.load(Ordering::SeqCst), 1);
         assert!(sleep.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(clock.sleepers(), 0);
+    }
+
+    #[test]
+    fn manual_clock_forgets_a_dropped_sleep() {
+        let clock = ManualClock::new(t("2026-01-01T00:00:00Z"));
+        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let mut sleep = clock.sleep_until(t("2026-01-01T00:00:10Z"));
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.sleepers(), 1);
+        drop(sleep);
         assert_eq!(clock.sleepers(), 0);
     }
 

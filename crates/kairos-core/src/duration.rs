@@ -66,9 +66,7 @@ pub fn parse_go_duration(input: &str) -> Result<SignedDuration, GoDurationError>
         if !pre && !post {
             return Err(invalid());
         }
-        let unit_len = s
-            .find(|c: char| c == '.' || c.is_ascii_digit())
-            .unwrap_or(s.len());
+        let unit_len = s.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(s.len());
         if unit_len == 0 {
             return Err(GoDurationError::MissingUnit(input.to_owned()));
         }
@@ -85,11 +83,7 @@ pub fn parse_go_duration(input: &str) -> Result<SignedDuration, GoDurationError>
         if fraction > 0 {
             // Go converts through f64 so that fractions of hours stay nanosecond accurate;
             // the cast truncates toward zero exactly like Go's uint64(float64).
-            #[allow(
-                clippy::cast_precision_loss,
-                clippy::cast_possible_truncation,
-                clippy::cast_sign_loss
-            )]
+            #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let frac_nanos = (fraction as f64 * (unit as f64 / scale)) as u64;
             v += frac_nanos;
             if v > LIMIT {
@@ -237,10 +231,7 @@ mod tests {
             ("1hour", "time: unknown unit \"hour\" in duration \"1hour\""),
             ("PT1H", "time: invalid duration \"PT1H\""),
             ("1h-1m", "time: unknown unit \"h-\" in duration \"1h-1m\""),
-            (
-                "9223372036854775808ns",
-                "time: invalid duration \"9223372036854775808ns\"",
-            ),
+            ("9223372036854775808ns", "time: invalid duration \"9223372036854775808ns\""),
             ("3000000h", "time: invalid duration \"3000000h\""),
             ("--1s", "time: invalid duration \"--1s\""),
         ];

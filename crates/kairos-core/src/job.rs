@@ -92,11 +92,7 @@ impl JobSpec {
     ///
     /// # Errors
     /// [`ValidationError`] for the first rule that fails, in upstream's order.
-    pub fn resolve(
-        &self,
-        created: Timestamp,
-        default_tz: &TimeZone,
-    ) -> Result<JobTiming, ValidationError> {
+    pub fn resolve(&self, created: Timestamp, default_tz: &TimeZone) -> Result<JobTiming, ValidationError> {
         if self.due_time.is_none() && self.schedule.is_none() {
             return Err(ValidationError::ScheduleEmpty);
         }
@@ -109,15 +105,9 @@ impl JobSpec {
         if self.schedule.is_none() && self.ttl.is_some() {
             return Err(ValidationError::TtlWithoutSchedule);
         }
-        let schedule = self
-            .schedule
-            .as_deref()
-            .map(|s| Schedule::parse(s, default_tz))
-            .transpose()?;
+        let schedule = self.schedule.as_deref().map(|s| Schedule::parse(s, default_tz)).transpose()?;
 
-        let truncate = TimestampRound::new()
-            .smallest(Unit::Second)
-            .mode(RoundMode::Trunc);
+        let truncate = TimestampRound::new().smallest(Unit::Second).mode(RoundMode::Trunc);
         let start = created.round(truncate).unwrap_or(created);
         let start = Zoned::new(start, TimeZone::UTC);
         let due = self
@@ -130,12 +120,8 @@ impl JobSpec {
             None => None,
             Some(ttl) => {
                 let reference = due.as_ref().unwrap_or(&start);
-                let expires =
-                    parse_point_in_time(ttl, reference).map_err(|_| ValidationError::Ttl)?;
-                if due
-                    .as_ref()
-                    .is_some_and(|d| d.timestamp() > expires.timestamp())
-                {
+                let expires = parse_point_in_time(ttl, reference).map_err(|_| ValidationError::Ttl)?;
+                if due.as_ref().is_some_and(|d| d.timestamp() > expires.timestamp()) {
                     return Err(ValidationError::TtlBeforeDueTime);
                 }
                 Some(expires.timestamp())
@@ -147,10 +133,7 @@ impl JobSpec {
             start: start.timestamp(),
             due: due.map(|d| d.timestamp()),
             expires,
-            failure_policy: self
-                .failure_policy
-                .clone()
-                .unwrap_or(FailurePolicy::DEFAULT),
+            failure_policy: self.failure_policy.clone().unwrap_or(FailurePolicy::DEFAULT),
         })
     }
 }
@@ -180,85 +163,38 @@ mod tests {
     fn spec_7_3_neither_schedule_nor_due_time() {
         let err = resolve(&spec()).unwrap_err();
         assert_eq!(err, ValidationError::ScheduleEmpty);
-        assert_eq!(
-            err.to_string(),
-            "job must have either a due time or a schedule"
-        );
+        assert_eq!(err.to_string(), "job must have either a due time or a schedule");
     }
 
     #[test]
     fn spec_7_3_repeats_need_a_schedule() {
-        let s = JobSpec {
-            due_time: some("10s"),
-            repeats: Some(2),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap_err().to_string(),
-            "job must have a schedule to repeat"
-        );
+        let s = JobSpec { due_time: some("10s"), repeats: Some(2), ..spec() };
+        assert_eq!(resolve(&s).unwrap_err().to_string(), "job must have a schedule to repeat");
         // repeats: 1 on a one-shot is fine
-        let s = JobSpec {
-            due_time: some("10s"),
-            repeats: Some(1),
-            ..spec()
-        };
+        let s = JobSpec { due_time: some("10s"), repeats: Some(1), ..spec() };
         assert!(resolve(&s).is_ok());
     }
 
     #[test]
     fn spec_7_3_zero_repeats_rejected() {
-        let s = JobSpec {
-            due_time: some("10s"),
-            repeats: Some(0),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap_err().to_string(),
-            "defined repeats must be greater than 0"
-        );
+        let s = JobSpec { due_time: some("10s"), repeats: Some(0), ..spec() };
+        assert_eq!(resolve(&s).unwrap_err().to_string(), "defined repeats must be greater than 0");
     }
 
     #[test]
     fn spec_7_3_ttl_needs_a_schedule() {
-        let s = JobSpec {
-            due_time: some("10s"),
-            ttl: some("20s"),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap_err().to_string(),
-            "job must have a schedule to have a ttl"
-        );
+        let s = JobSpec { due_time: some("10s"), ttl: some("20s"), ..spec() };
+        assert_eq!(resolve(&s).unwrap_err().to_string(), "job must have a schedule to have a ttl");
     }
 
     #[test]
     fn spec_7_3_bad_due_time_and_ttl() {
-        let s = JobSpec {
-            due_time: some("tomorrow"),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap_err().to_string(),
-            "due time format not recognized"
-        );
-        let s = JobSpec {
-            due_time: some("R5/PT1H"),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap_err().to_string(),
-            "repeats not supported for due time"
-        );
-        let s = JobSpec {
-            schedule: some("@every 1s"),
-            ttl: some("soon"),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap_err().to_string(),
-            "ttl format not recognized"
-        );
+        let s = JobSpec { due_time: some("tomorrow"), ..spec() };
+        assert_eq!(resolve(&s).unwrap_err().to_string(), "due time format not recognized");
+        let s = JobSpec { due_time: some("R5/PT1H"), ..spec() };
+        assert_eq!(resolve(&s).unwrap_err().to_string(), "repeats not supported for due time");
+        let s = JobSpec { schedule: some("@every 1s"), ttl: some("soon"), ..spec() };
+        assert_eq!(resolve(&s).unwrap_err().to_string(), "ttl format not recognized");
     }
 
     #[test]
@@ -269,42 +205,23 @@ mod tests {
             ttl: some("2026-03-01T11:00:00Z"),
             ..spec()
         };
-        assert_eq!(
-            resolve(&s).unwrap_err().to_string(),
-            "ttl must be greater than due time"
-        );
-        let s = JobSpec {
-            ttl: some("2026-03-01T12:00:00Z"),
-            ..s
-        };
-        assert_eq!(
-            resolve(&s).unwrap().expires,
-            Some(t("2026-03-01T12:00:00Z"))
-        );
+        assert_eq!(resolve(&s).unwrap_err().to_string(), "ttl must be greater than due time");
+        let s = JobSpec { ttl: some("2026-03-01T12:00:00Z"), ..s };
+        assert_eq!(resolve(&s).unwrap().expires, Some(t("2026-03-01T12:00:00Z")));
     }
 
     #[test]
     fn spec_7_3_bad_schedule_rejected_with_parser_text() {
-        let s = JobSpec {
-            schedule: some("* * * * *"),
-            ..spec()
-        };
+        let s = JobSpec { schedule: some("* * * * *"), ..spec() };
         let err = resolve(&s).unwrap_err();
         assert!(matches!(err, ValidationError::Schedule(_)), "{err:?}");
-        assert!(
-            err.to_string()
-                .contains("expected exactly 6 fields, found 5"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("expected exactly 6 fields, found 5"), "{err}");
     }
 
     // spec §7.2: reference times.
     #[test]
     fn spec_7_2_relative_due_time_counts_from_creation_truncated_to_the_second() {
-        let s = JobSpec {
-            due_time: some("10s"),
-            ..spec()
-        };
+        let s = JobSpec { due_time: some("10s"), ..spec() };
         let timing = resolve(&s).unwrap();
         assert_eq!(timing.start, t("2026-03-01T10:00:00Z"));
         assert_eq!(timing.due, Some(t("2026-03-01T10:00:10Z")));
@@ -312,74 +229,32 @@ mod tests {
 
     #[test]
     fn spec_7_2_ttl_counts_from_due_time_when_set_else_from_creation() {
-        let s = JobSpec {
-            schedule: some("@every 1s"),
-            due_time: some("1m"),
-            ttl: some("30s"),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap().expires,
-            Some(t("2026-03-01T10:01:30Z"))
-        );
-        let s = JobSpec {
-            schedule: some("@every 1s"),
-            ttl: some("30s"),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap().expires,
-            Some(t("2026-03-01T10:00:30Z"))
-        );
-        let s = JobSpec {
-            schedule: some("@every 1s"),
-            ttl: some("P1D"),
-            ..spec()
-        };
-        assert_eq!(
-            resolve(&s).unwrap().expires,
-            Some(t("2026-03-02T10:00:00Z"))
-        );
+        let s = JobSpec { schedule: some("@every 1s"), due_time: some("1m"), ttl: some("30s"), ..spec() };
+        assert_eq!(resolve(&s).unwrap().expires, Some(t("2026-03-01T10:01:30Z")));
+        let s = JobSpec { schedule: some("@every 1s"), ttl: some("30s"), ..spec() };
+        assert_eq!(resolve(&s).unwrap().expires, Some(t("2026-03-01T10:00:30Z")));
+        let s = JobSpec { schedule: some("@every 1s"), ttl: some("P1D"), ..spec() };
+        assert_eq!(resolve(&s).unwrap().expires, Some(t("2026-03-02T10:00:00Z")));
     }
 
     #[test]
     fn spec_7_2_absolute_due_time_in_the_past_is_accepted() {
-        let s = JobSpec {
-            due_time: some("2020-01-01T00:00:00Z"),
-            ..spec()
-        };
+        let s = JobSpec { due_time: some("2020-01-01T00:00:00Z"), ..spec() };
         assert_eq!(resolve(&s).unwrap().due, Some(t("2020-01-01T00:00:00Z")));
     }
 
     #[test]
     fn spec_7_5_default_policy_is_filled_in() {
-        let s = JobSpec {
-            due_time: some("1s"),
-            ..spec()
-        };
+        let s = JobSpec { due_time: some("1s"), ..spec() };
         assert_eq!(resolve(&s).unwrap().failure_policy, FailurePolicy::DEFAULT);
-        assert_eq!(
-            s.clone().with_default_policy().failure_policy,
-            Some(FailurePolicy::DEFAULT)
-        );
-        let s = JobSpec {
-            failure_policy: Some(FailurePolicy::Drop),
-            ..s
-        };
-        assert_eq!(
-            s.with_default_policy().failure_policy,
-            Some(FailurePolicy::Drop)
-        );
+        assert_eq!(s.clone().with_default_policy().failure_policy, Some(FailurePolicy::DEFAULT));
+        let s = JobSpec { failure_policy: Some(FailurePolicy::Drop), ..s };
+        assert_eq!(s.with_default_policy().failure_policy, Some(FailurePolicy::Drop));
     }
 
     #[test]
     fn resolving_twice_gives_the_same_instants() {
-        let s = JobSpec {
-            schedule: some("@every 3s"),
-            due_time: some("P1M"),
-            ttl: some("PT1H"),
-            ..spec()
-        };
+        let s = JobSpec { schedule: some("@every 3s"), due_time: some("P1M"), ttl: some("PT1H"), ..spec() };
         let a = resolve(&s).unwrap();
         let b = resolve(&s).unwrap();
         assert_eq!((a.start, a.due, a.expires), (b.start, b.due, b.expires));

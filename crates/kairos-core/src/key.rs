@@ -19,26 +19,18 @@ pub enum Owner {
     /// A job scheduled by an app through its sidecar (`JobTargetMetadata.job`).
     App { app_id: String },
     /// An actor reminder (`JobTargetMetadata.actor`).
-    Actor {
-        actor_type: String,
-        actor_id: String,
-    },
+    Actor { actor_type: String, actor_id: String },
 }
 
 impl Owner {
     /// An app owner.
     pub fn app(app_id: impl Into<String>) -> Self {
-        Owner::App {
-            app_id: app_id.into(),
-        }
+        Owner::App { app_id: app_id.into() }
     }
 
     /// An actor owner.
     pub fn actor(actor_type: impl Into<String>, actor_id: impl Into<String>) -> Self {
-        Owner::Actor {
-            actor_type: actor_type.into(),
-            actor_id: actor_id.into(),
-        }
+        Owner::Actor { actor_type: actor_type.into(), actor_id: actor_id.into() }
     }
 }
 
@@ -52,16 +44,8 @@ pub struct JobKey {
 
 impl JobKey {
     /// A key owned by an app.
-    pub fn app(
-        namespace: impl Into<String>,
-        app_id: impl Into<String>,
-        name: impl Into<String>,
-    ) -> Self {
-        JobKey {
-            namespace: namespace.into(),
-            owner: Owner::app(app_id),
-            name: name.into(),
-        }
+    pub fn app(namespace: impl Into<String>, app_id: impl Into<String>, name: impl Into<String>) -> Self {
+        JobKey { namespace: namespace.into(), owner: Owner::app(app_id), name: name.into() }
     }
 }
 
@@ -73,14 +57,9 @@ impl fmt::Display for JobKey {
             Owner::App { app_id } => {
                 write!(f, "app||{}||{}||{}", self.namespace, app_id, self.name)
             }
-            Owner::Actor {
-                actor_type,
-                actor_id,
-            } => write!(
-                f,
-                "actorreminder||{}||{}||{}||{}",
-                self.namespace, actor_type, actor_id, self.name
-            ),
+            Owner::Actor { actor_type, actor_id } => {
+                write!(f, "actorreminder||{}||{}||{}||{}", self.namespace, actor_type, actor_id, self.name)
+            }
         }
     }
 }
@@ -90,9 +69,7 @@ impl fmt::Display for JobKey {
 pub enum NameError {
     #[error("job name cannot be empty")]
     Empty,
-    #[error(
-        "job name is invalid {name:?}: must be at most {MAX_NAME_CHARS} characters, found {len}"
-    )]
+    #[error("job name is invalid {name:?}: must be at most {MAX_NAME_CHARS} characters, found {len}")]
     TooLong { name: String, len: usize },
     #[error("job name is invalid {name:?}: must not contain {found:?}")]
     ForbiddenCharacter { name: String, found: char },
@@ -112,26 +89,15 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
-    if let Some(found) = name
-        .chars()
-        .find(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_ascii_control())
-    {
-        return Err(NameError::ForbiddenCharacter {
-            name: name.to_owned(),
-            found,
-        });
+    if let Some(found) = name.chars().find(|c| matches!(c, '/' | '\\' | '#' | '?') || c.is_ascii_control()) {
+        return Err(NameError::ForbiddenCharacter { name: name.to_owned(), found });
     }
     if name == "." || name == ".." {
-        return Err(NameError::DotName {
-            name: name.to_owned(),
-        });
+        return Err(NameError::DotName { name: name.to_owned() });
     }
     let len = name.chars().count();
     if len > MAX_NAME_CHARS {
-        return Err(NameError::TooLong {
-            name: name.to_owned(),
-            len,
-        });
+        return Err(NameError::TooLong { name: name.to_owned(), len });
     }
     Ok(())
 }
@@ -173,11 +139,7 @@ mod tests {
         }
         assert_eq!(validate_name(&"x".repeat(253)), Ok(()));
         assert_eq!(validate_name(&"x".repeat(MAX_NAME_CHARS)), Ok(()));
-        assert_eq!(
-            validate_name(&"é".repeat(MAX_NAME_CHARS)),
-            Ok(()),
-            "the bound counts characters"
-        );
+        assert_eq!(validate_name(&"é".repeat(MAX_NAME_CHARS)), Ok(()), "the bound counts characters");
     }
 
     #[test]
@@ -196,25 +158,16 @@ mod tests {
         ] {
             assert_eq!(
                 validate_name(name),
-                Err(NameError::ForbiddenCharacter {
-                    name: name.into(),
-                    found
-                }),
+                Err(NameError::ForbiddenCharacter { name: name.into(), found }),
                 "name {name:?}"
             );
         }
         assert!(matches!(validate_name("."), Err(NameError::DotName { .. })));
-        assert!(matches!(
-            validate_name(".."),
-            Err(NameError::DotName { .. })
-        ));
+        assert!(matches!(validate_name(".."), Err(NameError::DotName { .. })));
         // upstream's test: a 600-character name is rejected
         assert_eq!(
             validate_name(&"a".repeat(600)),
-            Err(NameError::TooLong {
-                name: "a".repeat(600),
-                len: 600
-            })
+            Err(NameError::TooLong { name: "a".repeat(600), len: 600 })
         );
         assert!(validate_name(&"a".repeat(MAX_NAME_CHARS + 1)).is_err());
     }
@@ -228,15 +181,8 @@ mod tests {
 
     #[test]
     fn key_renders_like_upstream_internal_key() {
-        assert_eq!(
-            JobKey::app("default", "myapp", "my||job").to_string(),
-            "app||default||myapp||my||job"
-        );
-        let actor = JobKey {
-            namespace: "ns".into(),
-            owner: Owner::actor("T", "1"),
-            name: "r".into(),
-        };
+        assert_eq!(JobKey::app("default", "myapp", "my||job").to_string(), "app||default||myapp||my||job");
+        let actor = JobKey { namespace: "ns".into(), owner: Owner::actor("T", "1"), name: "r".into() };
         assert_eq!(actor.to_string(), "actorreminder||ns||T||1||r");
     }
 

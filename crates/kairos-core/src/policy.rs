@@ -24,10 +24,8 @@ pub enum FailurePolicy {
 impl FailurePolicy {
     /// The policy a job gets when it names none: `constant {interval: 1s, max_retries: 3}`,
     /// i.e. 4 attempts per tick. It is stored with the job and returned by Get and List.
-    pub const DEFAULT: FailurePolicy = FailurePolicy::Constant {
-        interval: Some(SignedDuration::from_secs(1)),
-        max_retries: Some(3),
-    };
+    pub const DEFAULT: FailurePolicy =
+        FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(1)), max_retries: Some(3) };
 
     /// After the `attempts`-th failed attempt of one tick (counting from 1), the delay before the
     /// next attempt, or `None` to give up on this tick.
@@ -37,16 +35,9 @@ impl FailurePolicy {
     pub fn retry_delay(&self, attempts: u32) -> Option<SignedDuration> {
         match self {
             FailurePolicy::Drop => None,
-            FailurePolicy::Constant {
-                interval,
-                max_retries,
-            } => {
+            FailurePolicy::Constant { interval, max_retries } => {
                 let again = max_retries.is_none_or(|max| max >= attempts);
-                again.then(|| {
-                    interval
-                        .unwrap_or(SignedDuration::ZERO)
-                        .max(SignedDuration::ZERO)
-                })
+                again.then(|| interval.unwrap_or(SignedDuration::ZERO).max(SignedDuration::ZERO))
             }
         }
     }
@@ -78,10 +69,7 @@ mod tests {
         let p = FailurePolicy::default();
         assert_eq!(
             p,
-            FailurePolicy::Constant {
-                interval: Some(SignedDuration::from_secs(1)),
-                max_retries: Some(3)
-            }
+            FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(1)), max_retries: Some(3) }
         );
         assert_eq!(attempts_until_given_up(&p, 100), 4);
         for attempts in 1..=3 {
@@ -92,29 +80,21 @@ mod tests {
 
     #[test]
     fn spec_7_5_max_retries_4_without_interval_is_5_immediate_attempts() {
-        let p = FailurePolicy::Constant {
-            interval: None,
-            max_retries: Some(4),
-        };
+        let p = FailurePolicy::Constant { interval: None, max_retries: Some(4) };
         assert_eq!(attempts_until_given_up(&p, 100), 5);
         assert_eq!(p.retry_delay(1), Some(SignedDuration::ZERO));
     }
 
     #[test]
     fn spec_7_5_max_retries_0_is_one_attempt() {
-        let p = FailurePolicy::Constant {
-            interval: Some(SignedDuration::from_secs(5)),
-            max_retries: Some(0),
-        };
+        let p =
+            FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(5)), max_retries: Some(0) };
         assert_eq!(attempts_until_given_up(&p, 100), 1);
     }
 
     #[test]
     fn spec_7_5_unset_max_retries_retries_forever() {
-        let p = FailurePolicy::Constant {
-            interval: Some(SignedDuration::from_secs(30)),
-            max_retries: None,
-        };
+        let p = FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(30)), max_retries: None };
         assert_eq!(attempts_until_given_up(&p, 10_000), 10_000);
         assert_eq!(p.retry_delay(u32::MAX), Some(SignedDuration::from_secs(30)));
     }
@@ -126,10 +106,8 @@ mod tests {
 
     #[test]
     fn negative_interval_behaves_like_zero() {
-        let p = FailurePolicy::Constant {
-            interval: Some(SignedDuration::from_secs(-3)),
-            max_retries: Some(1),
-        };
+        let p =
+            FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(-3)), max_retries: Some(1) };
         assert_eq!(p.retry_delay(1), Some(SignedDuration::ZERO));
     }
 }

@@ -26,9 +26,7 @@ impl Schedule {
     /// [`ScheduleError`] when `expr` is not in the grammar of spec §7.1.
     pub fn parse(expr: &str, default_tz: &TimeZone) -> Result<Schedule, ScheduleError> {
         let _ = default_tz;
-        Err(ScheduleError {
-            message: format!("schedule parsing is not built yet: {expr:?}"),
-        })
+        Err(ScheduleError { message: format!("schedule parsing is not built yet: {expr:?}") })
     }
 
     /// The first activation strictly after `after`, or `None` if there is none.

@@ -70,10 +70,7 @@ pub fn after_failure(timing: &JobTiming, progress: &Progress, attempt_due: Times
     let attempts = progress.attempts.saturating_add(1);
     match timing.failure_policy.retry_delay(attempts) {
         Some(delay) => Step {
-            progress: Progress {
-                attempts,
-                ..*progress
-            },
+            progress: Progress { attempts, ..*progress },
             due: Some(attempt_due.saturating_add(delay).unwrap_or(attempt_due)),
         },
         None => complete_tick(timing, progress),
@@ -82,20 +79,11 @@ pub fn after_failure(timing: &JobTiming, progress: &Progress, attempt_due: Times
 
 fn complete_tick(timing: &JobTiming, progress: &Progress) -> Step {
     let Some(scheduled) = next_tick(timing, progress) else {
-        return Step {
-            progress: *progress,
-            due: None,
-        };
+        return Step { progress: *progress, due: None };
     };
-    let progress = Progress {
-        count: progress.count.saturating_add(1),
-        last_scheduled: Some(scheduled),
-        attempts: 0,
-    };
-    Step {
-        progress,
-        due: next_tick(timing, &progress),
-    }
+    let progress =
+        Progress { count: progress.count.saturating_add(1), last_scheduled: Some(scheduled), attempts: 0 };
+    Step { progress, due: next_tick(timing, &progress) }
 }
 
 #[cfg(test)]
@@ -112,16 +100,10 @@ mod tests {
     const CREATED: &str = "2026-03-01T10:00:00.400Z";
 
     fn timing(spec: JobSpec) -> JobTiming {
-        spec.resolve(t(CREATED), &TimeZone::UTC)
-            .expect("valid spec")
+        spec.resolve(t(CREATED), &TimeZone::UTC).expect("valid spec")
     }
 
-    fn job(
-        schedule: Option<&str>,
-        due: Option<&str>,
-        repeats: Option<u32>,
-        ttl: Option<&str>,
-    ) -> JobTiming {
+    fn job(schedule: Option<&str>, due: Option<&str>, repeats: Option<u32>, ttl: Option<&str>) -> JobTiming {
         timing(JobSpec {
             schedule: schedule.map(str::to_owned),
             due_time: due.map(str::to_owned),
@@ -171,17 +153,10 @@ mod tests {
         let j = job(Some("@every 10s"), None, Some(3), None);
         assert_eq!(
             ticks(&j, 10),
-            ts(&[
-                "2026-03-01T10:00:10Z",
-                "2026-03-01T10:00:20Z",
-                "2026-03-01T10:00:30Z"
-            ])
+            ts(&["2026-03-01T10:00:10Z", "2026-03-01T10:00:20Z", "2026-03-01T10:00:30Z"])
         );
         let j = job(Some("*/5 * * * * *"), None, Some(2), None);
-        assert_eq!(
-            ticks(&j, 10),
-            ts(&["2026-03-01T10:00:05Z", "2026-03-01T10:00:10Z"])
-        );
+        assert_eq!(ticks(&j, 10), ts(&["2026-03-01T10:00:05Z", "2026-03-01T10:00:10Z"]));
     }
 
     #[test]
@@ -189,22 +164,10 @@ mod tests {
         let j = job(Some("@every 10s"), Some("3s"), Some(3), None);
         assert_eq!(
             ticks(&j, 10),
-            ts(&[
-                "2026-03-01T10:00:03Z",
-                "2026-03-01T10:00:13Z",
-                "2026-03-01T10:00:23Z"
-            ])
+            ts(&["2026-03-01T10:00:03Z", "2026-03-01T10:00:13Z", "2026-03-01T10:00:23Z"])
         );
-        let j = job(
-            Some("0 0 * * * *"),
-            Some("2026-03-01T10:30:00Z"),
-            Some(2),
-            None,
-        );
-        assert_eq!(
-            ticks(&j, 10),
-            ts(&["2026-03-01T10:30:00Z", "2026-03-01T11:00:00Z"])
-        );
+        let j = job(Some("0 0 * * * *"), Some("2026-03-01T10:30:00Z"), Some(2), None);
+        assert_eq!(ticks(&j, 10), ts(&["2026-03-01T10:30:00Z", "2026-03-01T11:00:00Z"]));
     }
 
     #[test]
@@ -222,18 +185,11 @@ mod tests {
         let j = job(Some("@every 10s"), None, None, Some("30s"));
         assert_eq!(
             ticks(&j, 100),
-            ts(&[
-                "2026-03-01T10:00:10Z",
-                "2026-03-01T10:00:20Z",
-                "2026-03-01T10:00:30Z"
-            ])
+            ts(&["2026-03-01T10:00:10Z", "2026-03-01T10:00:20Z", "2026-03-01T10:00:30Z"])
         );
         // ttl from the due time
         let j = job(Some("@every 10s"), Some("5s"), None, Some("15s"));
-        assert_eq!(
-            ticks(&j, 100),
-            ts(&["2026-03-01T10:00:05Z", "2026-03-01T10:00:15Z"])
-        );
+        assert_eq!(ticks(&j, 100), ts(&["2026-03-01T10:00:05Z", "2026-03-01T10:00:15Z"]));
     }
 
     #[test]
@@ -262,10 +218,7 @@ mod tests {
             progress = after_success(&j, &progress).progress;
         }
         let now = t("2026-03-01T10:01:05Z");
-        assert!(
-            due.iter().all(|d| *d <= now),
-            "all six missed ticks are already due: {due:?}"
-        );
+        assert!(due.iter().all(|d| *d <= now), "all six missed ticks are already due: {due:?}");
         assert!(due.windows(2).all(|w| w[0] < w[1]), "in order");
         assert_eq!(progress.last_scheduled, Some(t("2026-03-01T10:01:00Z")));
     }
@@ -302,10 +255,8 @@ mod tests {
     #[test]
     fn spec_7_5_exhausted_tick_counts_toward_repeats_and_keeps_cadence() {
         let mut j = job(Some("@every 10s"), None, Some(3), None);
-        j.failure_policy = FailurePolicy::Constant {
-            interval: Some(SignedDuration::from_secs(2)),
-            max_retries: Some(1),
-        };
+        j.failure_policy =
+            FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(2)), max_retries: Some(1) };
         // tick 1 fails twice (given up), tick 2 succeeds, tick 3 succeeds
         let p0 = Progress::default();
         let first = next_tick(&j, &p0).unwrap();
@@ -314,19 +265,8 @@ mod tests {
         assert_eq!(s1.due, Some(t("2026-03-01T10:00:12Z")));
         assert_eq!(s1.progress.attempts, 1);
         let s2 = after_failure(&j, &s1.progress, s1.due.unwrap());
-        assert_eq!(
-            s2.progress,
-            Progress {
-                count: 1,
-                last_scheduled: Some(first),
-                attempts: 0
-            }
-        );
-        assert_eq!(
-            s2.due,
-            Some(t("2026-03-01T10:00:20Z")),
-            "cadence from the scheduled time, not the retry"
-        );
+        assert_eq!(s2.progress, Progress { count: 1, last_scheduled: Some(first), attempts: 0 });
+        assert_eq!(s2.due, Some(t("2026-03-01T10:00:20Z")), "cadence from the scheduled time, not the retry");
         let s3 = after_success(&j, &s2.progress);
         assert_eq!(s3.due, Some(t("2026-03-01T10:00:30Z")));
         let s4 = after_success(&j, &s3.progress);
@@ -342,11 +282,7 @@ mod tests {
         let s2 = after_success(&j, &s1.progress);
         assert_eq!(
             s2.progress,
-            Progress {
-                count: 1,
-                last_scheduled: Some(t("2026-03-01T10:00:10Z")),
-                attempts: 0
-            }
+            Progress { count: 1, last_scheduled: Some(t("2026-03-01T10:00:10Z")), attempts: 0 }
         );
         assert_eq!(s2.due, Some(t("2026-03-01T10:00:20Z")));
     }

@@ -54,9 +54,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
         ttl: args.ttl.clone(),
         ..JobSpec::default()
     };
-    let timing = spec
-        .resolve(created, &tz)
-        .context("job failed validation")?;
+    let timing = spec.resolve(created, &tz).context("job failed validation")?;
 
     writeln!(out, "created   {}", created.to_zoned(tz.clone()))?;
     if let Some(expires) = timing.expires {
@@ -67,10 +65,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     let mut printed = 0;
     while let Some(at) = due {
         if printed == args.count {
-            writeln!(
-                out,
-                "…         (more ticks follow; raise --count to see them)"
-            )?;
+            writeln!(out, "…         (more ticks follow; raise --count to see them)")?;
             return Ok(());
         }
         printed += 1;
@@ -114,40 +109,22 @@ mod tests {
 
     #[test]
     fn previews_a_one_shot_job() {
-        let out = preview(Args {
-            due_time: Some("90s".into()),
-            ..args(None)
-        });
-        assert!(
-            out.contains("tick 1    2026-03-01T10:01:30+00:00[UTC]"),
-            "{out}"
-        );
+        let out = preview(Args { due_time: Some("90s".into()), ..args(None) });
+        assert!(out.contains("tick 1    2026-03-01T10:01:30+00:00[UTC]"), "{out}");
         assert!(out.contains("deleted after tick 1"), "{out}");
     }
 
     #[test]
     fn previews_the_db_backup_walkthrough() {
-        let out = preview(Args {
-            repeats: Some(10),
-            ..args(Some("@every 1s"))
-        });
-        assert!(
-            out.contains("tick 1    2026-03-01T10:00:01+00:00[UTC]"),
-            "{out}"
-        );
-        assert!(
-            out.contains("tick 10   2026-03-01T10:00:10+00:00[UTC]"),
-            "{out}"
-        );
+        let out = preview(Args { repeats: Some(10), ..args(Some("@every 1s")) });
+        assert!(out.contains("tick 1    2026-03-01T10:00:01+00:00[UTC]"), "{out}");
+        assert!(out.contains("tick 10   2026-03-01T10:00:10+00:00[UTC]"), "{out}");
         assert!(out.contains("deleted after tick 10"), "{out}");
     }
 
     #[test]
     fn stops_at_count_for_endless_jobs() {
-        let out = preview(Args {
-            count: 3,
-            ..args(Some("@hourly"))
-        });
+        let out = preview(Args { count: 3, ..args(Some("@hourly")) });
         assert_eq!(out.matches("tick ").count(), 3, "{out}");
         assert!(out.contains("more ticks follow"), "{out}");
     }
@@ -155,10 +132,7 @@ mod tests {
     #[test]
     fn explains_an_invalid_job() {
         let err = run(&args(Some("* * * * *")), &mut Vec::new()).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("expected exactly 6 fields"),
-            "{err:#}"
-        );
+        assert!(format!("{err:#}").contains("expected exactly 6 fields"), "{err:#}");
         let err = run(&args(None), &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("give a schedule"), "{err}");
     }
