@@ -1,0 +1,340 @@
+//! The kairos trigger engine: jobs in, triggers out, at their due time, every time.
+//!
+//! [`Engine`] validates and stores jobs, runs one trigger loop per owned partition (see
+//! `partition.rs`), and routes fired triggers to subscribers by the job's owner (see
+//! [`router`]). A subscriber answers each trigger by id with an [`Outcome`]; the engine then
+//! applies the failure policy or moves the job to its next tick, writes the progress durably,
+//! and deletes the job after its last tick. Triggers for an owner without subscribers are staged
+//! in memory, cost no retry, and go out as soon as a subscriber for that owner appears.
+//!
+//! Sits on `kairos-core` and `kairos-store`; the Scheduler gRPC service and the in-process
+//! launcher drive it through [`Engine`]. It must never import tonic services or axum.
+
+mod partition;
+pub mod router;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jiff::SignedDuration;
+use jiff::tz::TimeZone;
+use kairos_core::key::{NameError, validate_name, validate_name_prefix};
+use kairos_core::timeline::{Progress, next_tick};
+use kairos_core::{Clock, JobKey, JobSpec, Owner, ValidationError};
+use kairos_store::{JobStore, OwnerScope, PutMode, StoreError, StoredJob};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use router::{Outcome, Registration, Route, RouterStats, Trigger};
+
+use crate::partition::{Command, Partition};
+use crate::router::Router;
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Most jobs a partition keeps in memory; the rest wait in the store's due index.
+    pub window: usize,
+    /// Longest a partition sleeps before re-reading the clock, so wall-clock jumps are noticed.
+    pub max_sleep: SignedDuration,
+    /// Zone of cron schedules without a `TZ=` prefix (upstream: the scheduler's local zone).
+    pub default_tz: TimeZone,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { window: 512, max_sleep: SignedDuration::from_secs(1), default_tz: TimeZone::system() }
+    }
+}
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The job name breaks the naming rules (spec §7.8).
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// The job spec breaks a rule of spec §7.3.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// Create-only schedule of a name that exists.
+    #[error("job already exists: '{0}'")]
+    AlreadyExists(JobKey),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::AlreadyExists(key) => EngineError::AlreadyExists(key),
+            other => EngineError::Store(other),
+        }
+    }
+}
+
+/// The engine. Cheap to clone; every clone drives the same engine.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
+    config: Arc<EngineConfig>,
+    router: Router,
+    partitions: Mutex<HashMap<u32, Running>>,
+    incarnations: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Running {
+    commands: mpsc::Sender<Command>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Engine {
+    /// An engine over `store` that owns no partitions yet (see [`Engine::own_all`]).
+    pub fn new(store: Arc<dyn JobStore>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
+        Engine {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config: Arc::new(config),
+                router: Router::new(),
+                partitions: Mutex::new(HashMap::new()),
+                incarnations: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn partitions(&self) -> MutexGuard<'_, HashMap<u32, Running>> {
+        self.inner.partitions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The store under the engine.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.inner.store
+    }
+
+    /// Takes ownership of every partition (a single-node scheduler).
+    pub fn own_all(&self) {
+        for partition in 0..self.inner.store.partitions() {
+            self.own(partition);
+        }
+    }
+
+    /// Starts firing the jobs of `partition`. Must be called within a tokio runtime.
+    pub fn own(&self, partition: u32) {
+        let mut partitions = self.partitions();
+        if partitions.contains_key(&partition) {
+            return;
+        }
+        let (commands_tx, commands_rx) = mpsc::channel(1024);
+        // Unbounded: completions answer triggers this partition fired, at most one per job.
+        let (completions_tx, completions_rx) = mpsc::unbounded_channel();
+        self.inner.router.attach_partition(partition, completions_tx);
+        let stop = CancellationToken::new();
+        let runner = Partition::new(
+            partition,
+            self.inner.store.clone(),
+            self.inner.clock.clone(),
+            self.inner.router.clone(),
+            self.inner.config.clone(),
+        );
+        let task = tokio::spawn(runner.run(commands_rx, completions_rx, stop.clone()));
+        partitions.insert(partition, Running { commands: commands_tx, stop, task });
+    }
+
+    /// Stops firing the jobs of `partition` and waits until its loop has ended. Its triggers in
+    /// flight are forgotten: whoever owns the partition next fires them again from the store.
+    pub async fn release(&self, partition: u32) {
+        let running = self.partitions().remove(&partition);
+        if let Some(running) = running {
+            running.stop.cancel();
+            let _ = running.task.await;
+        }
+    }
+
+    /// Partitions this engine fires.
+    pub fn owned(&self) -> Vec<u32> {
+        let mut owned: Vec<u32> = self.partitions().keys().copied().collect();
+        owned.sort_unstable();
+        owned
+    }
+
+    /// Stops every partition loop.
+    pub async fn shutdown(&self) {
+        for partition in self.owned() {
+            self.release(partition).await;
+        }
+    }
+
+    async fn notify(&self, key: &JobKey, command: Command) {
+        let partition = self.inner.store.partition_of(key);
+        let tx = self.partitions().get(&partition).map(|r| r.commands.clone());
+        if let Some(tx) = tx {
+            // A closed channel means the partition was released meanwhile; its next owner
+            // reads the store.
+            let _ = tx.send(command).await;
+        }
+    }
+
+    /// Validates and stores a job, then arms it.
+    ///
+    /// The spec is stored as given, with the default failure policy filled in; its timeline
+    /// starts now. An overwrite replaces the old job entirely, progress included.
+    ///
+    /// # Errors
+    /// [`EngineError::Name`] / [`EngineError::Invalid`] for bad input (nothing is stored),
+    /// [`EngineError::AlreadyExists`] for a create-only schedule of an existing name,
+    /// [`EngineError::Store`] when the store fails.
+    pub async fn schedule(&self, key: JobKey, spec: JobSpec, mode: PutMode) -> Result<(), EngineError> {
+        validate_name(&key.name)?;
+        let spec = spec.with_default_policy();
+        let created = self.inner.clock.now();
+        let timing = spec.resolve(created, &self.inner.config.default_tz)?;
+        let Some(next_due) = next_tick(&timing, &Progress::default()) else {
+            // Its first tick is already past its ttl (or the schedule never matches): upstream
+            // stores such a job and deletes it at once, before it fires. Do the same in one go.
+            if mode == PutMode::CreateOnly && self.inner.store.get(&key).await?.is_some() {
+                return Err(EngineError::AlreadyExists(key));
+            }
+            self.delete(&key).await?;
+            return Ok(());
+        };
+        let job = StoredJob {
+            key: key.clone(),
+            spec,
+            created,
+            incarnation: self.next_incarnation(created),
+            progress: Progress::default(),
+            next_due,
+        };
+        self.inner.store.put(job.clone(), mode).await?;
+        self.notify(&key, Command::Upsert(job)).await;
+        Ok(())
+    }
+
+    /// A fresh incarnation: unique per process by the counter, and across processes by the
+    /// creation time mixed in.
+    fn next_incarnation(&self, created: jiff::Timestamp) -> u64 {
+        let count = self.inner.incarnations.fetch_add(1, Ordering::Relaxed);
+        #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+        let nanos = created.as_nanosecond() as u64;
+        nanos.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ count.rotate_left(40)
+    }
+
+    /// The stored job.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, EngineError> {
+        Ok(self.inner.store.get(key).await?)
+    }
+
+    /// Deletes a job and cancels its pending retries; deleting an absent job succeeds.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn delete(&self, key: &JobKey) -> Result<bool, EngineError> {
+        let deleted = self.inner.store.delete(key).await?;
+        self.notify(key, Command::Remove(key.clone())).await;
+        Ok(deleted.is_some())
+    }
+
+    /// One page of an owner's jobs, ascending by name.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn list(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, EngineError> {
+        Ok(self.inner.store.list(namespace, owner, after_name, limit).await?)
+    }
+
+    /// Deletes an owner's jobs whose names start with `prefix` (all when empty).
+    ///
+    /// # Errors
+    /// [`EngineError::Name`] when `prefix + "a"` is not a valid name; when the store fails.
+    pub async fn delete_by_prefix(&self, namespace: &str, owner: &Owner, prefix: &str) -> Result<usize, EngineError> {
+        validate_name_prefix(prefix)?;
+        let keys = self.inner.store.delete_by_prefix(namespace, owner, prefix).await?;
+        for key in &keys {
+            self.notify(key, Command::Remove(key.clone())).await;
+        }
+        Ok(keys.len())
+    }
+
+    /// Deletes every job in `scope`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<usize, EngineError> {
+        let keys = self.inner.store.delete_by_scope(scope).await?;
+        for key in &keys {
+            self.notify(key, Command::Remove(key.clone())).await;
+        }
+        Ok(keys.len())
+    }
+
+    /// Registers a subscriber: it receives the triggers of its routes, beginning with any that
+    /// were staged for them, until the [`Subscription`] is dropped.
+    pub fn subscribe(&self, registration: &Registration) -> Subscription {
+        let (id, rx) = self.inner.router.subscribe(registration);
+        Subscription { id, rx, router: self.inner.router.clone() }
+    }
+
+    /// Reports the result of a trigger, by id. Returns `false` for an unknown id (already
+    /// reported, or the trigger was redelivered elsewhere).
+    pub fn complete(&self, trigger_id: u64, outcome: Outcome) -> bool {
+        self.inner.router.complete(None, trigger_id, outcome)
+    }
+
+    /// Routing counts: subscribers, staged and in-flight triggers.
+    pub fn router_stats(&self) -> RouterStats {
+        self.inner.router.stats()
+    }
+}
+
+/// A registered subscriber's end: triggers come out of [`Subscription::recv`]. Dropping it
+/// unsubscribes, and its unanswered triggers are routed again.
+#[derive(Debug)]
+pub struct Subscription {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<Trigger>,
+    router: Router,
+}
+
+impl Subscription {
+    /// The next trigger; `None` once the engine is gone.
+    pub async fn recv(&mut self) -> Option<Trigger> {
+        self.rx.recv().await
+    }
+
+    /// A trigger if one is ready now.
+    pub fn try_recv(&mut self) -> Option<Trigger> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Reports the result of a trigger this subscriber received. Returns `false` when this
+    /// subscriber does not hold it.
+    pub fn complete(&self, trigger_id: u64, outcome: Outcome) -> bool {
+        self.router.complete(Some(self.id), trigger_id, outcome)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.router.unsubscribe(self.id);
+    }
+}

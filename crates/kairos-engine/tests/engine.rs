@@ -1,0 +1,495 @@
+//! Engine behaviour on a `ManualClock` and the in-memory store (spec §4.3, §7.4–7.6).
+//!
+//! Every test runs on tokio's paused clock: `settle()` returns once every engine task is idle
+//! (waiting on the manual clock or a channel), so the tests are deterministic and never sleep.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use kairos_core::{Clock, FailurePolicy, JobKey, JobSpec, ManualClock, Owner, Payload};
+use kairos_engine::{Engine, EngineConfig, EngineError, Outcome, Registration, Subscription, Trigger};
+use kairos_store::memory::MemoryStore;
+use kairos_store::{JobStore, OwnerScope, PutMode};
+
+const START: &str = "2026-03-01T10:00:00Z";
+
+struct Harness {
+    engine: Engine,
+    clock: ManualClock,
+    store: Arc<MemoryStore>,
+}
+
+fn config(window: usize) -> EngineConfig {
+    EngineConfig { window, max_sleep: SignedDuration::from_secs(1), default_tz: TimeZone::UTC }
+}
+
+fn harness() -> Harness {
+    harness_with(Arc::new(MemoryStore::new(4)), 64)
+}
+
+fn harness_with(store: Arc<MemoryStore>, window: usize) -> Harness {
+    let clock = ManualClock::new(START.parse().unwrap());
+    let engine = Engine::new(store.clone(), Arc::new(clock.clone()), config(window));
+    engine.own_all();
+    Harness { engine, clock, store }
+}
+
+/// Lets every task run until all are idle.
+async fn settle() {
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+impl Harness {
+    async fn advance(&self, secs: i64) {
+        settle().await;
+        self.clock.advance(SignedDuration::from_secs(secs));
+        settle().await;
+    }
+
+    async fn advance_ms(&self, ms: i64) {
+        settle().await;
+        self.clock.advance(SignedDuration::from_millis(ms));
+        settle().await;
+    }
+
+    fn subscribe(&self, app: &str) -> Subscription {
+        self.engine.subscribe(&Registration {
+            namespace: "default".into(),
+            app_id: Some(app.into()),
+            actor_types: vec![],
+        })
+    }
+
+    async fn schedule(&self, name: &str, spec: JobSpec) {
+        self.engine.schedule(key(name), spec, PutMode::CreateOnly).await.expect("schedule");
+        settle().await;
+    }
+
+    async fn stored(&self, name: &str) -> Option<kairos_store::StoredJob> {
+        self.store.get(&key(name)).await.unwrap()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+fn key(name: &str) -> JobKey {
+    JobKey::app("default", "app", name)
+}
+
+fn at(secs: i64) -> Timestamp {
+    START.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(secs)
+}
+
+fn one_shot(due: &str) -> JobSpec {
+    JobSpec { due_time: Some(due.into()), ..JobSpec::default() }
+}
+
+fn every(schedule: &str, repeats: Option<u32>) -> JobSpec {
+    JobSpec { schedule: Some(schedule.into()), repeats, ..JobSpec::default() }
+}
+
+fn drain(sub: &mut Subscription) -> Vec<Trigger> {
+    std::iter::from_fn(|| sub.try_recv()).collect()
+}
+
+/// Receives exactly one trigger now, answers it, and returns it.
+async fn answer_one(sub: &mut Subscription, outcome: Outcome) -> Trigger {
+    settle().await;
+    let got = drain(sub);
+    assert_eq!(got.len(), 1, "expected exactly one trigger, got {got:?}");
+    let trigger = got.into_iter().next().unwrap();
+    assert!(sub.complete(trigger.id, outcome));
+    settle().await;
+    trigger
+}
+
+#[tokio::test(start_paused = true)]
+async fn fires_one_shot_job_at_due_time() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    let data = Payload { type_url: "type.googleapis.com/google.protobuf.StringValue".into(), value: b"\x0a\x02hi".to_vec() };
+    h.schedule("once", JobSpec { data: Some(data.clone()), ..one_shot("10s") }).await;
+
+    h.advance(9).await;
+    assert!(drain(&mut sub).is_empty(), "never before the due time");
+    h.advance(1).await;
+    let trigger = answer_one(&mut sub, Outcome::Success).await;
+    assert_eq!(trigger.key, key("once"));
+    assert_eq!(trigger.data, Some(data));
+    assert_eq!(trigger.due, at(10));
+    assert!(h.stored("once").await.is_none(), "a one-shot job is deleted after its tick");
+    h.advance(60).await;
+    assert!(drain(&mut sub).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeats_n_delivers_exactly_n_ticks_then_deletes() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("backup", every("@every 1s", Some(10))).await;
+    let mut dues = Vec::new();
+    for _ in 0..10 {
+        h.advance(1).await;
+        dues.push(answer_one(&mut sub, Outcome::Success).await.due);
+    }
+    assert_eq!(dues, (1..=10).map(at).collect::<Vec<_>>());
+    assert!(h.stored("backup").await.is_none());
+    h.advance(5).await;
+    assert!(drain(&mut sub).is_empty(), "nothing after the last repeat");
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_without_due_time_never_fires_at_creation() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("cron", every("*/10 * * * * *", Some(2))).await;
+    h.advance(0).await;
+    assert!(drain(&mut sub).is_empty());
+    h.advance(9).await;
+    assert!(drain(&mut sub).is_empty());
+    h.advance(1).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(10));
+    h.advance(10).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_with_due_time_fires_first_at_due_time() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("due", JobSpec { due_time: Some("3s".into()), ..every("@every 10s", Some(2)) }).await;
+    h.advance(3).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(3));
+    h.advance(9).await;
+    assert!(drain(&mut sub).is_empty());
+    h.advance(1).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(13));
+    assert!(h.stored("due").await.is_none(), "two repeats done");
+}
+
+#[tokio::test(start_paused = true)]
+async fn ttl_deletes_the_job_after_its_last_tick() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("ttl", JobSpec { ttl: Some("25s".into()), ..every("@every 10s", None) }).await;
+    h.advance(10).await;
+    answer_one(&mut sub, Outcome::Success).await;
+    h.advance(10).await;
+    answer_one(&mut sub, Outcome::Success).await;
+    assert!(h.stored("ttl").await.is_none(), "the tick at 30s would be after the ttl");
+    h.advance(30).await;
+    assert!(drain(&mut sub).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn default_failure_policy_gives_a_failing_one_shot_4_attempts() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("fail", one_shot("5s")).await;
+    let stored = h.stored("fail").await.unwrap();
+    assert_eq!(stored.spec.failure_policy, Some(FailurePolicy::DEFAULT), "the default is stored");
+    h.advance(5).await;
+    let mut dues = vec![answer_one(&mut sub, Outcome::Failed).await.due];
+    for _ in 0..3 {
+        h.advance(1).await;
+        dues.push(answer_one(&mut sub, Outcome::Failed).await.due);
+    }
+    assert_eq!(dues, vec![at(5), at(6), at(7), at(8)]);
+    assert!(h.stored("fail").await.is_none(), "given up after 4 attempts, then deleted");
+    h.advance(10).await;
+    assert!(drain(&mut sub).is_empty(), "exactly 4 attempts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn constant_policy_without_interval_retries_at_once() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    let policy = FailurePolicy::Constant { interval: None, max_retries: Some(4) };
+    h.schedule("fail", JobSpec { failure_policy: Some(policy), ..one_shot("1s") }).await;
+    h.advance(1).await;
+    let mut count = 0;
+    loop {
+        settle().await;
+        let got = drain(&mut sub);
+        if got.is_empty() {
+            break;
+        }
+        for t in got {
+            assert_eq!(t.due, at(1), "no interval: every retry is due at once");
+            sub.complete(t.id, Outcome::Failed);
+            count += 1;
+        }
+    }
+    assert_eq!(count, 5, "max_retries 4 means 5 deliveries");
+    assert!(h.stored("fail").await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn drop_policy_counts_the_failed_tick_and_moves_on() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("drop", JobSpec { failure_policy: Some(FailurePolicy::Drop), ..every("@every 10s", Some(2)) }).await;
+    h.advance(10).await;
+    answer_one(&mut sub, Outcome::Failed).await;
+    h.advance(1).await;
+    assert!(drain(&mut sub).is_empty(), "no retry");
+    h.advance(9).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+    assert!(h.stored("drop").await.is_none(), "the dropped tick counted toward repeats");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_tick_keeps_the_cadence() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    let policy = FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(3)), max_retries: Some(1) };
+    h.schedule("cadence", JobSpec { failure_policy: Some(policy), ..every("@every 10s", None) }).await;
+    h.advance(10).await;
+    answer_one(&mut sub, Outcome::Failed).await;
+    h.advance(3).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(13));
+    let stored = h.stored("cadence").await.unwrap();
+    assert_eq!(stored.progress.last_scheduled, Some(at(10)));
+    assert_eq!(stored.progress.attempts, 0);
+    assert_eq!(stored.next_due, at(20), "the next tick follows the schedule, not the retry");
+}
+
+#[tokio::test(start_paused = true)]
+async fn staged_trigger_fires_when_a_subscriber_connects_and_costs_no_retry() {
+    let h = harness();
+    h.schedule("staged", one_shot("1s")).await;
+    h.advance(30).await;
+    assert_eq!(h.engine.router_stats().staged, 1);
+    let stored = h.stored("staged").await.unwrap();
+    assert_eq!(stored.progress.attempts, 0, "staging costs no retry");
+
+    let mut other = h.subscribe("other-app");
+    settle().await;
+    assert!(drain(&mut other).is_empty(), "another app never gets it");
+
+    let mut sub = h.subscribe("app");
+    let trigger = answer_one(&mut sub, Outcome::Success).await;
+    assert_eq!(trigger.due, at(1));
+    assert_eq!(h.engine.router_stats().staged, 0);
+    assert!(h.stored("staged").await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_trigger_is_redelivered_when_its_subscriber_goes_away() {
+    let h = harness();
+    let mut first = h.subscribe("app");
+    h.schedule("job", one_shot("1s")).await;
+    h.advance(1).await;
+    assert_eq!(drain(&mut first).len(), 1);
+    drop(first);
+    settle().await;
+    assert_eq!(h.engine.router_stats().staged, 1, "staged until someone connects");
+    let mut second = h.subscribe("app");
+    let trigger = answer_one(&mut second, Outcome::Success).await;
+    assert_eq!(trigger.due, at(1));
+    assert!(h.stored("job").await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscribers_of_one_app_share_triggers_round_robin() {
+    let h = harness();
+    let mut a = h.subscribe("app");
+    let mut b = h.subscribe("app");
+    for i in 0..10 {
+        h.schedule(&format!("job-{i}"), one_shot("1s")).await;
+    }
+    h.advance(1).await;
+    let (got_a, got_b) = (drain(&mut a), drain(&mut b));
+    assert_eq!(got_a.len() + got_b.len(), 10);
+    assert_eq!(got_a.len(), 5, "round robin");
+    assert!(!a.complete(got_b[0].id, Outcome::Success), "a subscriber cannot answer another's trigger");
+}
+
+#[tokio::test(start_paused = true)]
+async fn catch_up_after_downtime_fires_missed_ticks_in_order_one_at_a_time() {
+    let store = Arc::new(MemoryStore::new(4));
+    let h = harness_with(store.clone(), 64);
+    h.schedule("cu", every("@every 10s", None)).await;
+    h.engine.shutdown().await;
+
+    // 65 s of downtime, then a new engine on the same store.
+    h.clock.advance(SignedDuration::from_secs(65));
+    let engine = Engine::new(store.clone(), Arc::new(h.clock.clone()), config(64));
+    engine.own_all();
+    let mut sub = engine.subscribe(&Registration { namespace: "default".into(), app_id: Some("app".into()), actor_types: vec![] });
+    let mut dues = Vec::new();
+    for _ in 0..6 {
+        settle().await;
+        let got = drain(&mut sub);
+        assert_eq!(got.len(), 1, "serial: one trigger of a job in flight at a time");
+        dues.push(got[0].due);
+        sub.complete(got[0].id, Outcome::Success);
+    }
+    assert_eq!(dues, (1..=6).map(|i| at(i * 10)).collect::<Vec<_>>(), "every missed tick, in order");
+    settle().await;
+    assert!(drain(&mut sub).is_empty(), "caught up: the 70 s tick is not due yet");
+}
+
+#[tokio::test(start_paused = true)]
+async fn overwrite_resets_progress() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("ow", every("@every 10s", Some(3))).await;
+    h.advance(10).await;
+    answer_one(&mut sub, Outcome::Success).await;
+    assert_eq!(h.stored("ow").await.unwrap().progress.count, 1);
+
+    let err = h.engine.schedule(key("ow"), every("@every 5s", Some(2)), PutMode::CreateOnly).await.unwrap_err();
+    assert!(matches!(err, EngineError::AlreadyExists(_)), "{err:?}");
+    assert_eq!(h.stored("ow").await.unwrap().spec.schedule.as_deref(), Some("@every 10s"), "unchanged");
+
+    h.engine.schedule(key("ow"), every("@every 5s", Some(2)), PutMode::Overwrite).await.unwrap();
+    settle().await;
+    let stored = h.stored("ow").await.unwrap();
+    assert_eq!(stored.progress.count, 0);
+    assert_eq!(stored.next_due, at(15), "restarts from the overwrite time");
+    h.advance(5).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(15));
+    h.advance(5).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+    assert!(h.stored("ow").await.is_none(), "the new job's 2 repeats");
+}
+
+#[tokio::test(start_paused = true)]
+async fn late_result_for_an_overwritten_job_is_ignored() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("ow", one_shot("1s")).await;
+    h.advance(1).await;
+    let old = drain(&mut sub).pop().unwrap();
+    h.engine.schedule(key("ow"), one_shot("100s"), PutMode::Overwrite).await.unwrap();
+    settle().await;
+    sub.complete(old.id, Outcome::Success);
+    settle().await;
+    let stored = h.stored("ow").await.expect("the new job survives the old trigger's ack");
+    assert_eq!(stored.next_due, at(101));
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_during_retries_cancels_them() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("del", one_shot("1s")).await;
+    h.advance(1).await;
+    answer_one(&mut sub, Outcome::Failed).await;
+    assert!(h.engine.delete(&key("del")).await.unwrap());
+    h.advance(10).await;
+    assert!(drain(&mut sub).is_empty(), "no retry after delete");
+    assert!(!h.engine.delete(&key("del")).await.unwrap(), "deleting an absent job succeeds");
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_while_staged_drops_the_staged_trigger() {
+    let h = harness();
+    h.schedule("staged", one_shot("1s")).await;
+    h.advance(2).await;
+    assert_eq!(h.engine.router_stats().staged, 1);
+    h.engine.delete(&key("staged")).await.unwrap();
+    settle().await;
+    assert_eq!(h.engine.router_stats().staged, 0);
+    let mut sub = h.subscribe("app");
+    settle().await;
+    assert!(drain(&mut sub).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_beyond_the_window_are_paged_in_from_the_store() {
+    // Window of 4 per partition, 1 partition, 40 jobs: all fire, in due order.
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 4);
+    let mut sub = h.subscribe("app");
+    for i in (0..40).rev() {
+        h.schedule(&format!("job-{i:02}"), one_shot(&format!("{}s", i + 1))).await;
+    }
+    let mut fired = Vec::new();
+    for _ in 0..40 {
+        h.advance(1).await;
+        fired.push(answer_one(&mut sub, Outcome::Success).await.key.name);
+    }
+    let want: Vec<String> = (0..40).map(|i| format!("job-{i:02}")).collect();
+    assert_eq!(fired, want);
+    assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn earlier_job_arriving_rearms_the_timer() {
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
+    let mut sub = h.subscribe("app");
+    h.schedule("late", one_shot("1h")).await;
+    h.schedule("early", one_shot("500ms")).await;
+    h.advance_ms(500).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.key.name, "early");
+}
+
+#[tokio::test(start_paused = true)]
+async fn wall_clock_jump_forward_is_noticed() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("jump", one_shot("1h")).await;
+    settle().await;
+    h.clock.set(at(3600));
+    settle().await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(3600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_progress_write_is_retried_and_nothing_is_lost() {
+    let store = Arc::new(MemoryStore::new(1));
+    let h = harness_with(store.clone(), 64);
+    let mut sub = h.subscribe("app");
+    h.schedule("flaky", every("@every 10s", Some(2))).await;
+    h.advance(10).await;
+    store.faults().fail_next_commits(3);
+    answer_one(&mut sub, Outcome::Success).await;
+    h.advance(1).await;
+    let stored = h.stored("flaky").await.unwrap();
+    assert_eq!(stored.progress.count, 1, "the progress write went through on a later try");
+    h.advance(9).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+    assert!(h.stored("flaky").await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_input_is_rejected_and_nothing_is_stored() {
+    let h = harness();
+    let err = h.engine.schedule(key("a/b"), one_shot("1s"), PutMode::CreateOnly).await.unwrap_err();
+    assert!(matches!(err, EngineError::Name(_)), "{err:?}");
+    let err = h.engine.schedule(key("bad"), every("* * * * *", None), PutMode::CreateOnly).await.unwrap_err();
+    assert!(err.to_string().contains("expected exactly 6 fields"), "{err}");
+    let err = h.engine.schedule(key("bad"), JobSpec::default(), PutMode::CreateOnly).await.unwrap_err();
+    assert!(matches!(err, EngineError::Invalid(_)), "{err:?}");
+    assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn job_whose_first_tick_is_past_its_ttl_is_never_stored() {
+    let h = harness();
+    h.engine.schedule(key("gone"), JobSpec { ttl: Some("30s".into()), ..every("@every 1m", None) }, PutMode::CreateOnly).await.unwrap();
+    assert!(h.stored("gone").await.is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_by_prefix_and_scope_touch_only_their_owner() {
+    let h = harness();
+    for name in ["a-1", "a-2", "b-1"] {
+        h.schedule(name, one_shot("1h")).await;
+    }
+    h.engine.schedule(JobKey::app("default", "other", "a-1"), one_shot("1h"), PutMode::CreateOnly).await.unwrap();
+    assert_eq!(h.engine.delete_by_prefix("default", &Owner::app("app"), "a-").await.unwrap(), 2);
+    assert!(h.stored("b-1").await.is_some());
+    assert!(h.store.get(&JobKey::app("default", "other", "a-1")).await.unwrap().is_some());
+    let scope = OwnerScope::Owner { namespace: "default".into(), owner: Owner::app("app") };
+    assert_eq!(h.engine.delete_by_scope(&scope).await.unwrap(), 1);
+    assert_eq!(h.store.count().await.unwrap(), 1);
+    let _ = h.now();
+}
