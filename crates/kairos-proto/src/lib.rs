@@ -37,6 +37,8 @@ pub mod dapr {
     }
 }
 
+pub mod convert;
+
 pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;
 pub use dapr::proto::scheduler::v1 as scheduler;
