@@ -9,7 +9,14 @@
 //!
 //! A cron expression or a fixed descriptor may start with `TZ=<IANA zone> ` or
 //! `CRON_TZ=<IANA zone> `; without it the schedule runs in the `default_tz` handed to
-//! [`Schedule::parse`]. `@every` takes no prefix (rejected since v1.18.3).
+//! [`Schedule::parse`]. `@every` takes no prefix (rejected since v1.18.3). Zone names resolve
+//! like Go's `time.LoadLocation`: `""` and `UTC` are UTC, `Local` is `default_tz`, any other
+//! name must be in the zone database with exactly that spelling.
+//!
+//! Choosing `default_tz` is the caller's business, but note: the spec says the Scheduler's local
+//! zone applies, while the dapr/kit `SpecSchedule.Next` we could read evaluates an un-prefixed
+//! schedule in the zone of the `time.Time` it is given, and go-etcd-cron passes UTC times
+//! (`AsTime()`, `Now().UTC()`), so upstream effectively runs un-prefixed schedules in UTC.
 //!
 //! # Upstream
 //!
@@ -1261,6 +1268,30 @@ mod tests {
                 ),
             ],
         );
+    }
+
+    #[test]
+    fn next_after_at_the_ends_of_time_gives_none_or_a_time_without_panicking() {
+        let every_second = schedule("* * * * * *");
+        assert_eq!(every_second.next_after(Timestamp::MAX), None);
+        assert!(every_second.next_after(Timestamp::MIN).is_some());
+        let new_york = schedule("TZ=America/New_York 0 0 0 * * *");
+        assert_eq!(new_york.next_after(Timestamp::MAX), None);
+        assert!(new_york.next_after(Timestamp::MIN).is_some());
+    }
+
+    #[test]
+    fn spec_7_1_fields_split_on_unicode_whitespace_like_go() {
+        // Go's strings.Fields splits on unicode.IsSpace, which includes U+00A0 and U+0085.
+        let after = ts("2026-01-01T00:00:00Z");
+        let expected = Some(ts("2026-01-02T00:00:00Z"));
+        for expr in [
+            "0\u{a0}0 0 * * *",
+            "0\u{85}0\u{2003}0 * * *",
+            "\n0 0 0 * * *\n",
+        ] {
+            assert_eq!(schedule(expr).next_after(after), expected, "{expr:?}");
+        }
     }
 
     #[test]
