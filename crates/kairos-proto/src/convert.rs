@@ -48,10 +48,12 @@ pub fn policy_to_proto(policy: &FailurePolicy) -> common::JobFailurePolicy {
     use common::job_failure_policy::Policy;
     let policy = match policy {
         FailurePolicy::Drop => Policy::Drop(common::JobFailurePolicyDrop {}),
-        FailurePolicy::Constant { interval, max_retries } => Policy::Constant(common::JobFailurePolicyConstant {
-            interval: interval.map(duration_to_proto),
-            max_retries: *max_retries,
-        }),
+        FailurePolicy::Constant { interval, max_retries } => {
+            Policy::Constant(common::JobFailurePolicyConstant {
+                interval: interval.map(duration_to_proto),
+                max_retries: *max_retries,
+            })
+        }
     };
     common::JobFailurePolicy { policy: Some(policy) }
 }
@@ -139,7 +141,10 @@ pub fn spec_to_runtime_job(name: &str, spec: &JobSpec) -> runtime::Job {
 /// # Errors
 /// [`ConvertError::Metadata`] when the metadata is absent, has no namespace, or its target names
 /// no owner.
-pub fn key_from_metadata(name: String, metadata: Option<scheduler::JobMetadata>) -> Result<JobKey, ConvertError> {
+pub fn key_from_metadata(
+    name: String,
+    metadata: Option<scheduler::JobMetadata>,
+) -> Result<JobKey, ConvertError> {
     let metadata = metadata.ok_or_else(|| ConvertError::Metadata("metadata is required".into()))?;
     let owner = owner_from_metadata(&metadata)?;
     Ok(JobKey { namespace: metadata.namespace, owner, name })
@@ -219,7 +224,10 @@ mod tests {
 
     #[test]
     fn empty_failure_policy_message_means_default() {
-        let job = scheduler::Job { failure_policy: Some(common::JobFailurePolicy { policy: None }), ..Default::default() };
+        let job = scheduler::Job {
+            failure_policy: Some(common::JobFailurePolicy { policy: None }),
+            ..Default::default()
+        };
         assert_eq!(spec_from_scheduler_job(job).unwrap().failure_policy, None);
     }
 

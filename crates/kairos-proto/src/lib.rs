@@ -45,5 +45,4 @@ pub use dapr::proto::scheduler::v1 as scheduler;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every file above (and the well-known
 /// types they import), for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/kairos_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/kairos_descriptor.bin"));

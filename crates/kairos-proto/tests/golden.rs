@@ -22,9 +22,7 @@ fn wire(text: &str) -> Vec<u8> {
                 break;
             }
             if let Some(quoted) = rest.strip_prefix('"') {
-                let end = quoted
-                    .find('"')
-                    .expect("unterminated string in golden text");
+                let end = quoted.find('"').expect("unterminated string in golden text");
                 out.extend_from_slice(&quoted.as_bytes()[..end]);
                 rest = quoted[end + 1..].trim_start();
                 continue;
@@ -55,10 +53,7 @@ fn assert_golden<M: Message + Default + PartialEq + std::fmt::Debug>(msg: &M, ex
 
 /// The payload used throughout: `Any{type_url: "x/y", value: "hi"}`, 9 bytes encoded.
 fn any() -> Any {
-    Any {
-        type_url: "x/y".into(),
-        value: b"hi".to_vec(),
-    }
+    Any { type_url: "x/y".into(), value: b"hi".to_vec() }
 }
 const ANY: &str = r#"0a 03 "x/y"   # Any.type_url (1, LEN)
                      12 02 "hi"    # Any.value (2, LEN)"#;
@@ -69,9 +64,7 @@ fn app_metadata() -> scheduler::JobMetadata {
         app_id: "app".into(),
         namespace: "ns".into(),
         target: Some(scheduler::JobTargetMetadata {
-            r#type: Some(scheduler::job_target_metadata::Type::Job(
-                scheduler::TargetJob {},
-            )),
+            r#type: Some(scheduler::job_target_metadata::Type::Job(scheduler::TargetJob {})),
         }),
         concurrency_key: None,
     }
@@ -83,10 +76,7 @@ const APP_METADATA: &str = r#"0a 03 "app"    # app_id (1, LEN)
 
 #[test]
 fn notation_reads_hex_strings_and_comments() {
-    assert_eq!(
-        wire("0a 01 \"j\" # name\n  ff"),
-        vec![0x0a, 0x01, b'j', 0xff]
-    );
+    assert_eq!(wire("0a 01 \"j\" # name\n  ff"), vec![0x0a, 0x01, b'j', 0xff]);
 }
 
 // ---- dapr.proto.common.v1 ----
@@ -94,9 +84,7 @@ fn notation_reads_hex_strings_and_comments() {
 #[test]
 fn failure_policy_drop_is_an_empty_message_in_field_1() {
     let policy = common::JobFailurePolicy {
-        policy: Some(common::job_failure_policy::Policy::Drop(
-            common::JobFailurePolicyDrop {},
-        )),
+        policy: Some(common::job_failure_policy::Policy::Drop(common::JobFailurePolicyDrop {})),
     };
     assert_golden(&policy, "0a 00   # drop (1, LEN), empty");
 }
@@ -104,15 +92,10 @@ fn failure_policy_drop_is_an_empty_message_in_field_1() {
 #[test]
 fn failure_policy_constant_carries_interval_and_max_retries() {
     let policy = common::JobFailurePolicy {
-        policy: Some(common::job_failure_policy::Policy::Constant(
-            common::JobFailurePolicyConstant {
-                interval: Some(Duration {
-                    seconds: 1,
-                    nanos: 500_000_000,
-                }),
-                max_retries: Some(300),
-            },
-        )),
+        policy: Some(common::job_failure_policy::Policy::Constant(common::JobFailurePolicyConstant {
+            interval: Some(Duration { seconds: 1, nanos: 500_000_000 }),
+            max_retries: Some(300),
+        })),
     };
     assert_golden(
         &policy,
@@ -127,18 +110,9 @@ fn failure_policy_constant_carries_interval_and_max_retries() {
 
 #[test]
 fn explicit_zero_max_retries_is_sent_and_unset_is_not() {
-    let never = common::JobFailurePolicyConstant {
-        interval: None,
-        max_retries: Some(0),
-    };
-    assert_golden(
-        &never,
-        "10 00   # max_retries (2, varint) = 0, present: never retry",
-    );
-    let forever = common::JobFailurePolicyConstant {
-        interval: None,
-        max_retries: None,
-    };
+    let never = common::JobFailurePolicyConstant { interval: None, max_retries: Some(0) };
+    assert_golden(&never, "10 00   # max_retries (2, varint) = 0, present: never retry");
+    let forever = common::JobFailurePolicyConstant { interval: None, max_retries: None };
     assert_golden(&forever, "# nothing at all: retry forever");
 }
 
@@ -153,15 +127,10 @@ fn full_runtime_job() -> runtime::Job {
         ttl: Some("1h".into()),
         data: Some(any()),
         failure_policy: Some(common::JobFailurePolicy {
-            policy: Some(common::job_failure_policy::Policy::Constant(
-                common::JobFailurePolicyConstant {
-                    interval: Some(Duration {
-                        seconds: 3,
-                        nanos: 0,
-                    }),
-                    max_retries: Some(3),
-                },
-            )),
+            policy: Some(common::job_failure_policy::Policy::Constant(common::JobFailurePolicyConstant {
+                interval: Some(Duration { seconds: 3, nanos: 0 }),
+                max_retries: Some(3),
+            })),
         }),
     }
 }
@@ -187,10 +156,7 @@ fn runtime_job_with_every_field() {
 
 #[test]
 fn runtime_job_optional_fields_have_presence() {
-    let unset = runtime::Job {
-        name: "j".into(),
-        ..Default::default()
-    };
+    let unset = runtime::Job { name: "j".into(), ..Default::default() };
     assert_golden(&unset, r#"0a 01 "j"   # name only: no repeats, no data"#);
 
     let zero = runtime::Job {
@@ -238,43 +204,23 @@ fn runtime_get_and_delete_requests_carry_only_the_name() {
 #[test]
 fn runtime_delete_by_prefix_distinguishes_unset_from_empty() {
     assert_golden(
-        &runtime::DeleteJobsByPrefixRequest {
-            name_prefix: Some("p".into()),
-        },
+        &runtime::DeleteJobsByPrefixRequest { name_prefix: Some("p".into()) },
         r#"0a 01 "p"   # name_prefix (1, LEN)"#,
     );
     assert_golden(
-        &runtime::DeleteJobsByPrefixRequestAlpha1 {
-            name_prefix: Some(String::new()),
-        },
+        &runtime::DeleteJobsByPrefixRequestAlpha1 { name_prefix: Some(String::new()) },
         "0a 00   # name_prefix (1, LEN) = \"\", set so sent",
     );
-    assert_golden(
-        &runtime::DeleteJobsByPrefixRequest { name_prefix: None },
-        "# nothing",
-    );
+    assert_golden(&runtime::DeleteJobsByPrefixRequest { name_prefix: None }, "# nothing");
 }
 
 #[test]
 fn runtime_list_jobs_response_repeats_field_1() {
-    let job = |name: &str| runtime::Job {
-        name: name.into(),
-        ..Default::default()
-    };
+    let job = |name: &str| runtime::Job { name: name.into(), ..Default::default() };
     let expected = r#"0a 03 0a 01 "a"   # jobs (1, LEN) { name (1, LEN) "a" }
                       0a 03 0a 01 "b"   # jobs (1, LEN) { name (1, LEN) "b" }"#;
-    assert_golden(
-        &runtime::ListJobsResponse {
-            jobs: vec![job("a"), job("b")],
-        },
-        expected,
-    );
-    assert_golden(
-        &runtime::ListJobsResponseAlpha1 {
-            jobs: vec![job("a"), job("b")],
-        },
-        expected,
-    );
+    assert_golden(&runtime::ListJobsResponse { jobs: vec![job("a"), job("b")] }, expected);
+    assert_golden(&runtime::ListJobsResponseAlpha1 { jobs: vec![job("a"), job("b")] }, expected);
 }
 
 #[test]
@@ -332,9 +278,7 @@ fn scheduler_job_numbers_its_fields_from_schedule() {
         ttl: Some("2s".into()),
         data: Some(any()),
         failure_policy: Some(common::JobFailurePolicy {
-            policy: Some(common::job_failure_policy::Policy::Drop(
-                common::JobFailurePolicyDrop {},
-            )),
+            policy: Some(common::job_failure_policy::Policy::Drop(common::JobFailurePolicyDrop {})),
         }),
     };
     let expected = format!(
@@ -348,10 +292,7 @@ fn scheduler_job_numbers_its_fields_from_schedule() {
     );
     assert_golden(&job, &expected);
 
-    let zero = scheduler::Job {
-        repeats: Some(0),
-        ..Default::default()
-    };
+    let zero = scheduler::Job { repeats: Some(0), ..Default::default() };
     assert_golden(&zero, "10 00   # repeats (2, varint) = 0, set so sent");
     assert_golden(&scheduler::Job::default(), "# nothing");
 }
@@ -360,10 +301,7 @@ fn scheduler_job_numbers_its_fields_from_schedule() {
 fn scheduler_schedule_job_request_for_an_app() {
     let request = scheduler::ScheduleJobRequest {
         name: "j".into(),
-        job: Some(scheduler::Job {
-            due_time: Some("10s".into()),
-            ..Default::default()
-        }),
+        job: Some(scheduler::Job { due_time: Some("10s".into()), ..Default::default() }),
         metadata: Some(app_metadata()),
         overwrite: true,
     };
@@ -382,20 +320,15 @@ fn scheduler_schedule_job_request_for_an_app() {
 fn scheduler_schedule_job_request_for_an_actor_reminder() {
     let request = scheduler::ScheduleJobRequest {
         name: "r".into(),
-        job: Some(scheduler::Job {
-            due_time: Some("10s".into()),
-            ..Default::default()
-        }),
+        job: Some(scheduler::Job { due_time: Some("10s".into()), ..Default::default() }),
         metadata: Some(scheduler::JobMetadata {
             app_id: "app".into(),
             namespace: "ns".into(),
             target: Some(scheduler::JobTargetMetadata {
-                r#type: Some(scheduler::job_target_metadata::Type::Actor(
-                    scheduler::TargetActorReminder {
-                        id: "a1".into(),
-                        r#type: "T".into(),
-                    },
-                )),
+                r#type: Some(scheduler::job_target_metadata::Type::Actor(scheduler::TargetActorReminder {
+                    id: "a1".into(),
+                    r#type: "T".into(),
+                })),
             }),
             concurrency_key: Some("k".into()),
         }),
@@ -460,12 +393,10 @@ fn watch_jobs_initial_request() {
 fn watch_jobs_result_requests() {
     use scheduler::watch_jobs_request::WatchJobRequestType;
     let failed = scheduler::WatchJobsRequest {
-        watch_job_request_type: Some(WatchJobRequestType::Result(
-            scheduler::WatchJobsRequestResult {
-                id: 300,
-                status: scheduler::WatchJobsRequestResultStatus::Failed.into(),
-            },
-        )),
+        watch_job_request_type: Some(WatchJobRequestType::Result(scheduler::WatchJobsRequestResult {
+            id: 300,
+            status: scheduler::WatchJobsRequestResultStatus::Failed.into(),
+        })),
     };
     assert_golden(
         &failed,
@@ -475,12 +406,10 @@ fn watch_jobs_result_requests() {
     );
 
     let success = scheduler::WatchJobsRequest {
-        watch_job_request_type: Some(WatchJobRequestType::Result(
-            scheduler::WatchJobsRequestResult {
-                id: 1,
-                status: scheduler::WatchJobsRequestResultStatus::Success.into(),
-            },
-        )),
+        watch_job_request_type: Some(WatchJobRequestType::Result(scheduler::WatchJobsRequestResult {
+            id: 1,
+            status: scheduler::WatchJobsRequestResultStatus::Success.into(),
+        })),
     };
     assert_golden(
         &success,
@@ -515,14 +444,8 @@ fn delete_by_metadata_sends_id_prefix_match_when_set_even_if_false() {
         id_prefix_match,
     };
     let with = |tail: &str| format!("0a 0d {APP_METADATA}\n{tail}");
-    assert_golden(
-        &request(Some(true)),
-        &with("10 01   # id_prefix_match (2, varint) = true"),
-    );
-    assert_golden(
-        &request(Some(false)),
-        &with("10 00   # id_prefix_match (2, varint) = false, set so sent"),
-    );
+    assert_golden(&request(Some(true)), &with("10 01   # id_prefix_match (2, varint) = true"));
+    assert_golden(&request(Some(false)), &with("10 00   # id_prefix_match (2, varint) = false, set so sent"));
     assert_golden(&request(None), &with("# id_prefix_match unset: absent"));
 }
 
@@ -533,31 +456,17 @@ fn scheduler_requests_keyed_by_name_and_metadata() {
            12 0d       # metadata (2, LEN), 13 bytes
               {APP_METADATA}"#
     );
+    assert_golden(&scheduler::GetJobRequest { name: "j".into(), metadata: Some(app_metadata()) }, &expected);
     assert_golden(
-        &scheduler::GetJobRequest {
-            name: "j".into(),
-            metadata: Some(app_metadata()),
-        },
+        &scheduler::DeleteJobRequest { name: "j".into(), metadata: Some(app_metadata()) },
         &expected,
     );
     assert_golden(
-        &scheduler::DeleteJobRequest {
-            name: "j".into(),
-            metadata: Some(app_metadata()),
-        },
+        &scheduler::DeleteByNamePrefixRequest { name_prefix: "j".into(), metadata: Some(app_metadata()) },
         &expected,
     );
     assert_golden(
-        &scheduler::DeleteByNamePrefixRequest {
-            name_prefix: "j".into(),
-            metadata: Some(app_metadata()),
-        },
-        &expected,
-    );
-    assert_golden(
-        &scheduler::ListJobsRequest {
-            metadata: Some(app_metadata()),
-        },
+        &scheduler::ListJobsRequest { metadata: Some(app_metadata()) },
         &format!("0a 0d {APP_METADATA}   # metadata (1, LEN)"),
     );
 }
@@ -568,10 +477,7 @@ fn list_jobs_response_holds_named_jobs() {
         jobs: vec![scheduler::NamedJob {
             name: "j".into(),
             metadata: Some(app_metadata()),
-            job: Some(scheduler::Job {
-                ttl: Some("1h".into()),
-                ..Default::default()
-            }),
+            job: Some(scheduler::Job { ttl: Some("1h".into()), ..Default::default() }),
         }],
     };
     let expected = format!(
@@ -588,14 +494,7 @@ fn list_jobs_response_holds_named_jobs() {
 #[test]
 fn watch_hosts_response_lists_addresses() {
     let response = scheduler::WatchHostsResponse {
-        hosts: vec![
-            scheduler::Host {
-                address: "h:1".into(),
-            },
-            scheduler::Host {
-                address: "h:2".into(),
-            },
-        ],
+        hosts: vec![scheduler::Host { address: "h:1".into() }, scheduler::Host { address: "h:2".into() }],
     };
     assert_golden(
         &response,

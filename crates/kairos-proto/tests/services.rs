@@ -75,13 +75,7 @@ fn expected_rpcs() -> BTreeSet<(String, String, String, bool, bool)> {
     let qualify = |rpcs: &[Rpc], prefix: &str| -> Vec<(String, String, String, bool, bool)> {
         rpcs.iter()
             .map(|(path, req, res, cs, ss)| {
-                (
-                    (*path).to_owned(),
-                    format!("{prefix}{req}"),
-                    format!("{prefix}{res}"),
-                    *cs,
-                    *ss,
-                )
+                ((*path).to_owned(), format!("{prefix}{req}"), format!("{prefix}{res}"), *cs, *ss)
             })
             .collect()
     };
@@ -103,20 +97,14 @@ fn descriptor_set_describes_exactly_the_spec_rpcs() {
     let expected = expected_rpcs();
     let missing: Vec<_> = expected.difference(&described).collect();
     let extra: Vec<_> = described.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing: {missing:#?}\nextra: {extra:#?}"
-    );
+    assert!(missing.is_empty() && extra.is_empty(), "missing: {missing:#?}\nextra: {extra:#?}");
 }
 
 #[test]
 fn descriptor_set_carries_the_imported_well_known_types() {
     // Reflection must be able to answer for every file a service's file depends on.
-    let names: BTreeSet<String> = descriptor_set()
-        .file
-        .into_iter()
-        .map(|file| file.name().to_owned())
-        .collect();
+    let names: BTreeSet<String> =
+        descriptor_set().file.into_iter().map(|file| file.name().to_owned()).collect();
     for needed in [
         "dapr/proto/common/v1/common.proto",
         "dapr/proto/runtime/v1/jobs.proto",
@@ -158,22 +146,10 @@ fn generated_servers_are_named_after_the_full_service() {
     use scheduler::scheduler_server::SchedulerServer;
 
     assert_eq!(DaprServer::<Stub>::NAME, "dapr.proto.runtime.v1.Dapr");
-    assert_eq!(
-        AppCallbackServer::<Stub>::NAME,
-        "dapr.proto.runtime.v1.AppCallback"
-    );
-    assert_eq!(
-        AppCallbackAlphaServer::<Stub>::NAME,
-        "dapr.proto.runtime.v1.AppCallbackAlpha"
-    );
-    assert_eq!(
-        AppCallbackHealthCheckServer::<Stub>::NAME,
-        "dapr.proto.runtime.v1.AppCallbackHealthCheck"
-    );
-    assert_eq!(
-        SchedulerServer::<Stub>::NAME,
-        "dapr.proto.scheduler.v1.Scheduler"
-    );
+    assert_eq!(AppCallbackServer::<Stub>::NAME, "dapr.proto.runtime.v1.AppCallback");
+    assert_eq!(AppCallbackAlphaServer::<Stub>::NAME, "dapr.proto.runtime.v1.AppCallbackAlpha");
+    assert_eq!(AppCallbackHealthCheckServer::<Stub>::NAME, "dapr.proto.runtime.v1.AppCallbackHealthCheck");
+    assert_eq!(SchedulerServer::<Stub>::NAME, "dapr.proto.scheduler.v1.Scheduler");
 }
 
 /// Implements one method of each service and leaves the rest to the default stubs.
@@ -228,15 +204,9 @@ async fn dapr_client_reaches_implemented_methods_and_stubs_answer_unimplemented(
     // The client talks to the server in process, so routing uses the generated path strings
     // on both sides.
     let mut client = DaprClient::new(DaprServer::new(Stub));
-    let job = runtime::Job {
-        name: "j".into(),
-        ..Default::default()
-    };
+    let job = runtime::Job { name: "j".into(), ..Default::default() };
     client
-        .schedule_job(runtime::ScheduleJobRequest {
-            job: Some(job.clone()),
-            overwrite: false,
-        })
+        .schedule_job(runtime::ScheduleJobRequest { job: Some(job.clone()), overwrite: false })
         .await
         .expect("ScheduleJob is implemented");
 
@@ -249,10 +219,7 @@ async fn dapr_client_reaches_implemented_methods_and_stubs_answer_unimplemented(
     // The alpha twin is a separate route; SDKs fall back to it only on UNIMPLEMENTED.
     #[allow(deprecated)] // calling the deprecated name is the point here
     let alpha = client
-        .schedule_job_alpha1(runtime::ScheduleJobRequest {
-            job: Some(job),
-            overwrite: false,
-        })
+        .schedule_job_alpha1(runtime::ScheduleJobRequest { job: Some(job), overwrite: false })
         .await
         .expect_err("ScheduleJobAlpha1 is left to the default stub");
     assert_eq!(alpha.code(), Code::Unimplemented);
@@ -267,11 +234,7 @@ async fn app_callback_fallback_from_stable_to_alpha() {
     use runtime::app_callback_health_check_server::AppCallbackHealthCheckServer;
     use runtime::app_callback_server::AppCallbackServer;
 
-    let event = runtime::JobEventRequest {
-        name: "j".into(),
-        method: "job/j".into(),
-        ..Default::default()
-    };
+    let event = runtime::JobEventRequest { name: "j".into(), method: "job/j".into(), ..Default::default() };
     // An app that serves only the alpha callback, as the Go and JS SDKs do.
     let stable = AppCallbackClient::new(AppCallbackServer::new(Stub))
         .on_job_event(event.clone())
@@ -298,10 +261,7 @@ async fn scheduler_streaming_stubs_answer_unimplemented() {
     use scheduler::scheduler_server::SchedulerServer;
 
     let mut client = SchedulerClient::new(SchedulerServer::new(Stub));
-    client
-        .list_jobs(scheduler::ListJobsRequest { metadata: None })
-        .await
-        .expect("ListJobs is implemented");
+    client.list_jobs(scheduler::ListJobsRequest { metadata: None }).await.expect("ListJobs is implemented");
     let hosts = client
         .watch_hosts(scheduler::WatchHostsRequest {})
         .await
