@@ -1,1 +1,65 @@
-fn main() {}
+//! Generates the prost messages and tonic clients/servers from `proto/`, and writes the
+//! file descriptor set that gRPC reflection serves.
+
+use std::env;
+use std::path::{Path, PathBuf};
+
+/// Every file we compile; imports among them are resolved through `proto/`.
+const PROTOS: &[&str] = &[
+    "proto/dapr/proto/common/v1/common.proto",
+    "proto/dapr/proto/runtime/v1/jobs.proto",
+    "proto/dapr/proto/runtime/v1/dapr.proto",
+    "proto/dapr/proto/runtime/v1/appcallback.proto",
+    "proto/dapr/proto/scheduler/v1/scheduler.proto",
+];
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=PROTOC");
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+
+    let protoc = find_protoc().unwrap_or_else(|| {
+        panic!(
+            "kairos-proto needs `protoc` (protobuf-compiler) to build and could not find it \
+             on PATH or at /usr/bin/protoc; install it with `apt-get install -y protobuf-compiler` \
+             or set PROTOC to the path of a protoc binary (3.15 or newer)"
+        )
+    });
+
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc);
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        // Servers may implement only some methods; the rest answer UNIMPLEMENTED, which is
+        // what SDKs key their stable → alpha fallback on.
+        .generate_default_stubs(true)
+        .file_descriptor_set_path(out_dir.join("kairos_descriptor.bin"))
+        .compile_with_config(config, PROTOS, &["proto"])
+        .unwrap_or_else(|e| panic!("compiling the .proto files failed: {e}"));
+}
+
+/// `PROTOC` if set (it must then exist), else `protoc` on PATH, else `/usr/bin/protoc`.
+fn find_protoc() -> Option<PathBuf> {
+    if let Some(path) = env::var_os("PROTOC") {
+        let path = PathBuf::from(path);
+        if path.is_file() {
+            return Some(path);
+        }
+        panic!(
+            "PROTOC is set to {}, which is not a file; unset it or point it at a protoc binary \
+             (`apt-get install -y protobuf-compiler` installs /usr/bin/protoc)",
+            path.display()
+        );
+    }
+    env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("protoc"))
+        .chain([Path::new("/usr/bin/protoc").to_path_buf()])
+        .find(|candidate| candidate.is_file())
+}

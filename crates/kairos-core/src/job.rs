@@ -87,8 +87,10 @@ impl JobSpec {
     ///
     /// `created` is when the job was accepted; relative due times count from it truncated to
     /// the second (UTC), as upstream does. Cron schedules without a `TZ=` prefix run in
-    /// `default_tz` (upstream: the Scheduler's local zone). The same inputs always give the same
-    /// timing, so a stored job can be resolved again after a restart.
+    /// `default_tz`. (Upstream parses them in its local zone but computes every tick from a UTC
+    /// instant, so in effect they run in UTC; kairos passes UTC unless configured otherwise.)
+    /// The same inputs always give the same timing, so a stored job resolves again identically
+    /// after a restart.
     ///
     /// # Errors
     /// [`ValidationError`] for the first rule that fails, in upstream's order.

@@ -28,8 +28,8 @@ pub struct Args {
     /// Creation time to compute from (RFC 3339); default now.
     #[arg(long)]
     pub created: Option<Timestamp>,
-    /// Zone for cron schedules without a `TZ=` prefix (IANA name); default the local zone, as
-    /// the scheduler uses.
+    /// Zone for cron schedules without a `TZ=` prefix (IANA name); default UTC, as the scheduler
+    /// uses (and upstream's, in effect).
     #[arg(long)]
     pub tz: Option<String>,
 }
@@ -44,7 +44,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> anyhow::Result<()> {
     }
     let tz = match &args.tz {
         Some(name) => TimeZone::get(name).with_context(|| format!("unknown time zone {name:?}"))?,
-        None => TimeZone::system(),
+        None => TimeZone::UTC,
     };
     let created = args.created.unwrap_or_else(|| SystemClock.now());
     let spec = JobSpec {

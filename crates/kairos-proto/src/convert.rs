@@ -1,0 +1,260 @@
+//! Wire types ⇄ core types. Wire types stop here: the engine and the core never see them.
+
+use jiff::SignedDuration;
+use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload};
+
+use crate::{common, runtime, scheduler};
+
+/// Why a wire message cannot become a core value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    /// `JobMetadata` is missing, or names no owner.
+    #[error("job metadata is missing or incomplete: {0}")]
+    Metadata(String),
+    /// A `google.protobuf.Duration` outside its documented range.
+    #[error("invalid failure policy interval: {0}")]
+    Interval(String),
+}
+
+/// `google.protobuf.Any` → payload.
+pub fn payload_from_any(any: prost_types::Any) -> Payload {
+    Payload { type_url: any.type_url, value: any.value }
+}
+
+/// Payload → `google.protobuf.Any`.
+pub fn any_from_payload(payload: Payload) -> prost_types::Any {
+    prost_types::Any { type_url: payload.type_url, value: payload.value }
+}
+
+/// `common.v1.JobFailurePolicy` → policy; a message with neither `drop` nor `constant` set means
+/// "no policy" (the default applies).
+///
+/// # Errors
+/// [`ConvertError::Interval`] for an interval outside the `Duration` range.
+pub fn policy_from_proto(policy: common::JobFailurePolicy) -> Result<Option<FailurePolicy>, ConvertError> {
+    use common::job_failure_policy::Policy;
+    Ok(match policy.policy {
+        None => None,
+        Some(Policy::Drop(_)) => Some(FailurePolicy::Drop),
+        Some(Policy::Constant(c)) => Some(FailurePolicy::Constant {
+            interval: c.interval.map(duration_from_proto).transpose()?,
+            max_retries: c.max_retries,
+        }),
+    })
+}
+
+/// Policy → `common.v1.JobFailurePolicy`.
+pub fn policy_to_proto(policy: &FailurePolicy) -> common::JobFailurePolicy {
+    use common::job_failure_policy::Policy;
+    let policy = match policy {
+        FailurePolicy::Drop => Policy::Drop(common::JobFailurePolicyDrop {}),
+        FailurePolicy::Constant { interval, max_retries } => {
+            Policy::Constant(common::JobFailurePolicyConstant {
+                interval: interval.map(duration_to_proto),
+                max_retries: *max_retries,
+            })
+        }
+    };
+    common::JobFailurePolicy { policy: Some(policy) }
+}
+
+/// `google.protobuf.Duration` → duration, checked as the proto documents it (seconds within
+/// ±315,576,000,000, nanos within ±999,999,999 and of the same sign).
+///
+/// # Errors
+/// [`ConvertError::Interval`] when out of range.
+pub fn duration_from_proto(d: prost_types::Duration) -> Result<SignedDuration, ConvertError> {
+    const MAX_SECONDS: i64 = 315_576_000_000;
+    let ok = d.seconds.abs() <= MAX_SECONDS
+        && d.nanos.abs() <= 999_999_999
+        && !(d.seconds > 0 && d.nanos < 0)
+        && !(d.seconds < 0 && d.nanos > 0);
+    if !ok {
+        return Err(ConvertError::Interval(format!("seconds {} nanos {}", d.seconds, d.nanos)));
+    }
+    Ok(SignedDuration::new(d.seconds, d.nanos))
+}
+
+/// Duration → `google.protobuf.Duration`.
+pub fn duration_to_proto(d: SignedDuration) -> prost_types::Duration {
+    prost_types::Duration { seconds: d.as_secs(), nanos: d.subsec_nanos() }
+}
+
+/// Scheduler `Job` → spec.
+///
+/// # Errors
+/// [`ConvertError`] for an out-of-range policy interval.
+pub fn spec_from_scheduler_job(job: scheduler::Job) -> Result<JobSpec, ConvertError> {
+    Ok(JobSpec {
+        schedule: job.schedule,
+        repeats: job.repeats,
+        due_time: job.due_time,
+        ttl: job.ttl,
+        data: job.data.map(payload_from_any),
+        failure_policy: job.failure_policy.map(policy_from_proto).transpose()?.flatten(),
+    })
+}
+
+/// Spec → scheduler `Job`.
+pub fn spec_to_scheduler_job(spec: &JobSpec) -> scheduler::Job {
+    scheduler::Job {
+        schedule: spec.schedule.clone(),
+        repeats: spec.repeats,
+        due_time: spec.due_time.clone(),
+        ttl: spec.ttl.clone(),
+        data: spec.data.clone().map(any_from_payload),
+        failure_policy: spec.failure_policy.as_ref().map(policy_to_proto),
+    }
+}
+
+/// Runtime (`dapr.proto.runtime.v1`) `Job` → its name and spec.
+///
+/// # Errors
+/// [`ConvertError`] for an out-of-range policy interval.
+pub fn spec_from_runtime_job(job: runtime::Job) -> Result<(String, JobSpec), ConvertError> {
+    let spec = JobSpec {
+        schedule: job.schedule,
+        repeats: job.repeats,
+        due_time: job.due_time,
+        ttl: job.ttl,
+        data: job.data.map(payload_from_any),
+        failure_policy: job.failure_policy.map(policy_from_proto).transpose()?.flatten(),
+    };
+    Ok((job.name, spec))
+}
+
+/// Name and spec → runtime `Job`.
+pub fn spec_to_runtime_job(name: &str, spec: &JobSpec) -> runtime::Job {
+    runtime::Job {
+        name: name.to_owned(),
+        schedule: spec.schedule.clone(),
+        repeats: spec.repeats,
+        due_time: spec.due_time.clone(),
+        ttl: spec.ttl.clone(),
+        data: spec.data.clone().map(any_from_payload),
+        failure_policy: spec.failure_policy.as_ref().map(policy_to_proto),
+    }
+}
+
+/// Scheduler `JobMetadata` + name → key.
+///
+/// # Errors
+/// [`ConvertError::Metadata`] when the metadata is absent, has no namespace, or its target names
+/// no owner.
+pub fn key_from_metadata(
+    name: String,
+    metadata: Option<scheduler::JobMetadata>,
+) -> Result<JobKey, ConvertError> {
+    let metadata = metadata.ok_or_else(|| ConvertError::Metadata("metadata is required".into()))?;
+    let owner = owner_from_metadata(&metadata)?;
+    Ok(JobKey { namespace: metadata.namespace, owner, name })
+}
+
+/// The owner named by a `JobMetadata`: its app (target `job`) or its actor (target `actor`).
+///
+/// # Errors
+/// [`ConvertError::Metadata`] when the namespace or owner is empty or holds control characters.
+pub fn owner_from_metadata(metadata: &scheduler::JobMetadata) -> Result<Owner, ConvertError> {
+    use scheduler::job_target_metadata::Type;
+    check_id("namespace", &metadata.namespace)?;
+    let target = metadata.target.as_ref().and_then(|t| t.r#type.as_ref());
+    match target {
+        Some(Type::Actor(actor)) => {
+            check_id("actor type", &actor.r#type)?;
+            check_id("actor id", &actor.id)?;
+            Ok(Owner::actor(actor.r#type.clone(), actor.id.clone()))
+        }
+        // An unset target is an app's job, as upstream treats it.
+        Some(Type::Job(_)) | None => {
+            check_id("app id", &metadata.app_id)?;
+            Ok(Owner::app(metadata.app_id.clone()))
+        }
+    }
+}
+
+/// The `JobMetadata` of a key.
+pub fn metadata_of(key: &JobKey) -> scheduler::JobMetadata {
+    use scheduler::job_target_metadata::Type;
+    let (app_id, target) = match &key.owner {
+        Owner::App { app_id } => (app_id.clone(), Type::Job(scheduler::TargetJob {})),
+        Owner::Actor { actor_type, actor_id } => (
+            String::new(),
+            Type::Actor(scheduler::TargetActorReminder { id: actor_id.clone(), r#type: actor_type.clone() }),
+        ),
+    };
+    scheduler::JobMetadata {
+        app_id,
+        namespace: key.namespace.clone(),
+        target: Some(scheduler::JobTargetMetadata { r#type: Some(target) }),
+        concurrency_key: None,
+    }
+}
+
+fn check_id(what: &str, value: &str) -> Result<(), ConvertError> {
+    if value.is_empty() {
+        return Err(ConvertError::Metadata(format!("{what} is empty")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ConvertError::Metadata(format!("{what} {value:?} contains a control character")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_job_round_trips_with_every_field() {
+        let spec = JobSpec {
+            schedule: Some("@every 1s".into()),
+            repeats: Some(0),
+            due_time: Some("10s".into()),
+            ttl: Some("P1D".into()),
+            data: Some(Payload { type_url: String::new(), value: b"{}".to_vec() }),
+            failure_policy: Some(FailurePolicy::Constant {
+                interval: Some(SignedDuration::new(1, 500_000_000)),
+                max_retries: None,
+            }),
+        };
+        assert_eq!(spec_from_scheduler_job(spec_to_scheduler_job(&spec)).unwrap(), spec);
+        let (name, back) = spec_from_runtime_job(spec_to_runtime_job("n", &spec)).unwrap();
+        assert_eq!((name.as_str(), back), ("n", spec));
+    }
+
+    #[test]
+    fn empty_failure_policy_message_means_default() {
+        let job = scheduler::Job {
+            failure_policy: Some(common::JobFailurePolicy { policy: None }),
+            ..Default::default()
+        };
+        assert_eq!(spec_from_scheduler_job(job).unwrap().failure_policy, None);
+    }
+
+    #[test]
+    fn out_of_range_interval_is_rejected() {
+        let bad = prost_types::Duration { seconds: 1, nanos: -1 };
+        assert!(duration_from_proto(bad).is_err());
+        let bad = prost_types::Duration { seconds: 0, nanos: 1_000_000_000 };
+        assert!(duration_from_proto(bad).is_err());
+        assert_eq!(
+            duration_from_proto(prost_types::Duration { seconds: -1, nanos: -5 }).unwrap(),
+            SignedDuration::new(-1, -5)
+        );
+    }
+
+    #[test]
+    fn metadata_names_the_owner() {
+        let key = JobKey { namespace: "ns".into(), owner: Owner::actor("T", "1"), name: "r".into() };
+        assert_eq!(key_from_metadata("r".into(), Some(metadata_of(&key))).unwrap(), key);
+        let key = JobKey::app("ns", "app", "j");
+        assert_eq!(key_from_metadata("j".into(), Some(metadata_of(&key))).unwrap(), key);
+        assert!(key_from_metadata("j".into(), None).is_err());
+        let mut m = metadata_of(&key);
+        m.namespace.clear();
+        assert!(key_from_metadata("j".into(), Some(m)).is_err());
+        let mut m = metadata_of(&key);
+        m.app_id = "a\nb".into();
+        assert!(key_from_metadata("j".into(), Some(m)).is_err());
+    }
+}
