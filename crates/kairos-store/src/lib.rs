@@ -14,11 +14,12 @@
 //! are ignored) and its progress. A due index orders jobs by `(partition, next_due, key)`; each
 //! key hashes to one of `P` partitions, `P` fixed when the store is created.
 
-pub mod keys;
-pub mod memory;
-pub mod redb;
 #[doc(hidden)]
 pub mod conformance;
+pub mod keys;
+pub mod memory;
+mod record;
+pub mod redb;
 
 use std::fmt;
 
@@ -118,7 +119,10 @@ impl StoreError {
     }
 
     /// An [`StoreError::Unavailable`] with a source.
-    pub fn unavailable(reason: impl fmt::Display, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub fn unavailable(
+        reason: impl fmt::Display,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         StoreError::Unavailable { reason: reason.to_string(), source: Some(Box::new(source)) }
     }
 }
@@ -183,8 +187,12 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// # Contract
     /// Atomic: after it returns, no such job exists; other owners are untouched.
-    async fn delete_by_prefix(&self, namespace: &str, owner: &Owner, name_prefix: &str)
-    -> Result<Vec<JobKey>, StoreError>;
+    async fn delete_by_prefix(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        name_prefix: &str,
+    ) -> Result<Vec<JobKey>, StoreError>;
 
     /// Deletes every job in `scope`, returning their keys.
     ///

@@ -1,0 +1,864 @@
+//! The conformance suite every [`JobStore`] backend runs, one test per contract case.
+//!
+//! A backend's test file invokes [`job_store_conformance!`](crate::job_store_conformance) with a
+//! module name and an expression that, called with no arguments, gives a future of a fresh
+//! store — either the store itself or a `(store, guard)` pair whose guard (e.g. a temporary
+//! directory) lives until the test ends:
+//!
+//! ```ignore
+//! kairos_store::job_store_conformance!(memory, || async { MemoryStore::new(8) });
+//! kairos_store::job_store_conformance!(redb, || async {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     let store = RedbStore::open(dir.path().join("jobs.redb"), 8).unwrap();
+//!     (store, dir)
+//! });
+//! ```
+//!
+//! The cases are the `pub async fn`s below; each takes an empty store and panics (it is a test)
+//! when the backend breaks the contract.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::{SignedDuration, Timestamp};
+use kairos_core::timeline::Progress;
+use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload};
+
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
+
+/// What a backend's factory may return: a store, or a store with a guard to keep alive.
+pub trait Fixture {
+    type Store: JobStore;
+    type Guard;
+    fn into_parts(self) -> (Self::Store, Self::Guard);
+}
+
+impl<S: JobStore> Fixture for S {
+    type Store = S;
+    type Guard = ();
+    fn into_parts(self) -> (S, ()) {
+        (self, ())
+    }
+}
+
+impl<S: JobStore, G> Fixture for (S, G) {
+    type Store = S;
+    type Guard = G;
+    fn into_parts(self) -> (S, G) {
+        self
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance case in a module named `$modname`.
+///
+/// `$make` is called with no arguments and must give a future of a fresh store, or of a
+/// `(store, guard)` pair; see [`conformance`](crate::conformance).
+#[macro_export]
+macro_rules! job_store_conformance {
+    ($modname:ident, $make:expr) => {
+        mod $modname {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $crate::__job_store_cases!(
+                $make;
+                put_create_only_stores_the_job_exactly,
+                create_only_refuses_existing_key_and_leaves_old_job_unchanged,
+                overwrite_replaces_spec_progress_and_due_entry,
+                get_absent_key_is_none,
+                delete_absent_key_succeeds_with_none,
+                delete_returns_the_job_and_removes_its_due_entry,
+                keys_with_nul_bytes_are_refused_and_change_nothing,
+                list_pages_ascending_by_name_visit_every_job_once,
+                list_never_shows_another_owners_jobs,
+                delete_by_prefix_removes_only_matching_names_of_the_owner,
+                delete_by_prefix_with_empty_prefix_removes_all_of_the_owner_only,
+                delete_by_scope_owner_removes_every_job_of_the_owner_only,
+                delete_by_scope_actor_id_prefix_removes_matching_reminders_only,
+                scan_due_orders_by_due_then_key_within_one_partition,
+                scan_due_resumes_strictly_after_the_cursor_and_respects_the_limit,
+                scan_due_partitions_together_list_every_job_once,
+                apply_progress_records_progress_and_moves_the_due_entry,
+                apply_complete_deletes_the_job,
+                apply_skips_stale_incarnations_and_absent_keys,
+                apply_batch_applies_in_order,
+                apply_batch_with_an_invalid_key_changes_nothing,
+                scan_all_pages_in_key_order_visit_every_job_once,
+                count_counts_stored_jobs,
+                partitions_are_fixed_and_partition_of_is_stable,
+                specs_payloads_and_timestamps_round_trip_exactly,
+                concurrent_puts_from_spawned_tasks_all_land,
+            );
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __job_store_cases {
+    ($make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $crate::conformance::Fixture::into_parts(($make)().await);
+                $crate::conformance::$case(::std::sync::Arc::new(store)).await;
+            }
+        )+
+    };
+}
+
+type Store = Arc<dyn JobStore>;
+
+static INCARNATION: AtomicU64 = AtomicU64::new(1);
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn base() -> Timestamp {
+    t("2026-03-01T10:00:00Z")
+}
+
+fn secs(n: i64) -> Timestamp {
+    base() + SignedDuration::from_secs(n)
+}
+
+fn actor_key(ns: &str, actor_type: &str, actor_id: &str, name: &str) -> JobKey {
+    JobKey { namespace: ns.into(), owner: Owner::actor(actor_type, actor_id), name: name.into() }
+}
+
+/// A fresh job under `key`, due at `due`, with a new incarnation.
+pub fn job(key: JobKey, due: Timestamp) -> StoredJob {
+    StoredJob {
+        key,
+        spec: JobSpec { schedule: Some("@every 1s".into()), ..JobSpec::default() }.with_default_policy(),
+        created: base(),
+        incarnation: INCARNATION.fetch_add(1, Ordering::Relaxed),
+        progress: Progress::default(),
+        next_due: due,
+    }
+}
+
+async fn put_new(store: &Store, job: &StoredJob) {
+    let old = store.put(job.clone(), PutMode::CreateOnly).await.unwrap();
+    assert_eq!(old, None, "a create-only put of a new key replaced {old:?}");
+}
+
+/// Every job of `partition`, scanned in pages of `page`.
+async fn scan_partition(store: &Store, partition: u32, page: usize) -> Vec<StoredJob> {
+    let mut out: Vec<StoredJob> = Vec::new();
+    loop {
+        let cursor = out.last().map(|j| DueCursor { due: j.next_due, key: j.key.clone() });
+        let batch = store.scan_due(partition, cursor.as_ref(), page).await.unwrap();
+        assert!(batch.len() <= page, "scan_due returned {} > limit {page}", batch.len());
+        let done = batch.len() < page;
+        out.extend(batch);
+        if done {
+            return out;
+        }
+    }
+}
+
+/// Every due entry of every partition, as `(due, key)`.
+async fn due_entries(store: &Store) -> Vec<(Timestamp, JobKey)> {
+    let mut out = Vec::new();
+    for p in 0..store.partitions() {
+        for j in scan_partition(store, p, 1000).await {
+            assert_eq!(store.partition_of(&j.key), p, "{} listed in partition {p}", j.key);
+            out.push((j.next_due, j.key));
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn all_jobs(store: &Store) -> Vec<StoredJob> {
+    store.scan_all(None, usize::MAX).await.unwrap()
+}
+
+async fn names(store: &Store, ns: &str, owner: &Owner) -> Vec<String> {
+    store.list(ns, owner, None, usize::MAX).await.unwrap().into_iter().map(|j| j.key.name).collect()
+}
+
+fn sorted_keys(keys: impl IntoIterator<Item = JobKey>) -> Vec<JobKey> {
+    let mut keys: Vec<JobKey> = keys.into_iter().collect();
+    keys.sort();
+    keys
+}
+
+/// A set of jobs of different owners that look alike: `app1` vs `app10`, an app vs an actor
+/// type of the same name, actor `T/1` vs `T/10`, and two namespaces.
+fn neighbours() -> Vec<JobKey> {
+    vec![
+        JobKey::app("ns", "app1", "a"),
+        JobKey::app("ns", "app1", "b"),
+        JobKey::app("ns", "app10", "a"),
+        JobKey::app("ns", "app", "1"),
+        JobKey::app("ns2", "app1", "a"),
+        JobKey::app("ns", "T", "1"),
+        actor_key("ns", "T", "1", "a"),
+        actor_key("ns", "T", "1", "b"),
+        actor_key("ns", "T", "10", "a"),
+        actor_key("ns", "T", "2", "a"),
+        actor_key("ns", "TT", "1", "a"),
+        actor_key("ns2", "T", "1", "a"),
+    ]
+}
+
+async fn put_all(store: &Store, keys: &[JobKey]) {
+    for (i, key) in keys.iter().enumerate() {
+        put_new(store, &job(key.clone(), secs(i64::try_from(i).unwrap()))).await;
+    }
+}
+
+pub async fn put_create_only_stores_the_job_exactly(store: Store) {
+    let j = job(JobKey::app("ns", "app", "job"), secs(5));
+    put_new(&store, &j).await;
+    assert_eq!(store.get(&j.key).await.unwrap(), Some(j.clone()));
+    assert_eq!(due_entries(&store).await, vec![(secs(5), j.key.clone())]);
+}
+
+pub async fn create_only_refuses_existing_key_and_leaves_old_job_unchanged(store: Store) {
+    let old = job(JobKey::app("ns", "app", "job"), secs(5));
+    put_new(&store, &old).await;
+    let mut new = job(old.key.clone(), secs(9));
+    new.spec.schedule = Some("@every 2s".into());
+    let err = store.put(new, PutMode::CreateOnly).await.unwrap_err();
+    assert!(matches!(&err, StoreError::AlreadyExists(k) if *k == old.key), "{err:?}");
+    assert_eq!(store.get(&old.key).await.unwrap(), Some(old.clone()));
+    assert_eq!(due_entries(&store).await, vec![(secs(5), old.key.clone())]);
+    assert_eq!(store.count().await.unwrap(), 1);
+}
+
+pub async fn overwrite_replaces_spec_progress_and_due_entry(store: Store) {
+    let key = JobKey::app("ns", "app", "job");
+    let mut old = job(key.clone(), secs(5));
+    old.progress = Progress { count: 3, last_scheduled: Some(secs(4)), attempts: 2 };
+    put_new(&store, &old).await;
+    let mut new = job(key.clone(), secs(60));
+    new.spec = JobSpec { due_time: Some("1m".into()), ..JobSpec::default() };
+    let replaced = store.put(new.clone(), PutMode::Overwrite).await.unwrap();
+    assert_eq!(replaced, Some(old));
+    let stored = store.get(&key).await.unwrap().unwrap();
+    assert_eq!(stored, new);
+    assert_eq!(stored.progress, Progress::default(), "overwrite resets progress");
+    assert_eq!(
+        due_entries(&store).await,
+        vec![(secs(60), key.clone())],
+        "exactly one due entry, at the new due time"
+    );
+    // Overwrite of an absent key creates it.
+    let other = job(JobKey::app("ns", "app", "other"), secs(1));
+    assert_eq!(store.put(other.clone(), PutMode::Overwrite).await.unwrap(), None);
+    assert_eq!(store.get(&other.key).await.unwrap(), Some(other));
+}
+
+pub async fn get_absent_key_is_none(store: Store) {
+    assert_eq!(store.get(&JobKey::app("ns", "app", "nope")).await.unwrap(), None);
+    put_new(&store, &job(JobKey::app("ns", "app", "job"), secs(1))).await;
+    assert_eq!(store.get(&JobKey::app("ns", "app", "jo")).await.unwrap(), None);
+    assert_eq!(store.get(&JobKey::app("ns", "app", "job2")).await.unwrap(), None);
+}
+
+pub async fn delete_absent_key_succeeds_with_none(store: Store) {
+    assert_eq!(store.delete(&JobKey::app("ns", "app", "nope")).await.unwrap(), None);
+    let j = job(JobKey::app("ns", "app", "job"), secs(1));
+    put_new(&store, &j).await;
+    assert_eq!(store.delete(&JobKey::app("ns", "app", "jo")).await.unwrap(), None);
+    assert_eq!(store.get(&j.key).await.unwrap(), Some(j));
+}
+
+pub async fn delete_returns_the_job_and_removes_its_due_entry(store: Store) {
+    let j = job(JobKey::app("ns", "app", "job"), secs(1));
+    let keep = job(JobKey::app("ns", "app", "keep"), secs(1));
+    put_new(&store, &j).await;
+    put_new(&store, &keep).await;
+    assert_eq!(store.delete(&j.key).await.unwrap(), Some(j.clone()));
+    assert_eq!(store.get(&j.key).await.unwrap(), None);
+    assert_eq!(due_entries(&store).await, vec![(secs(1), keep.key.clone())]);
+    assert_eq!(store.delete(&j.key).await.unwrap(), None, "a second delete finds nothing");
+    assert_eq!(store.count().await.unwrap(), 1);
+}
+
+pub async fn keys_with_nul_bytes_are_refused_and_change_nothing(store: Store) {
+    let good = job(JobKey::app("ns", "app", "job"), secs(1));
+    put_new(&store, &good).await;
+    let bad_keys = [
+        JobKey::app("ns", "app", "jo\0b"),
+        JobKey::app("ns", "ap\0p", "job"),
+        JobKey::app("n\0s", "app", "job"),
+        actor_key("ns", "T\0", "1", "job"),
+        actor_key("ns", "T", "1\0", "job"),
+    ];
+    let invalid = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Invalid { .. }));
+    for key in bad_keys {
+        assert!(
+            invalid(store.put(job(key.clone(), secs(1)), PutMode::Overwrite).await.map(|_| ())),
+            "{key:?}"
+        );
+        assert!(invalid(store.get(&key).await.map(|_| ())), "{key:?}");
+        assert!(invalid(store.delete(&key).await.map(|_| ())), "{key:?}");
+    }
+    assert!(invalid(store.list("ns", &Owner::app("a\0"), None, 10).await.map(|_| ())));
+    assert!(invalid(store.list("ns", &Owner::app("app"), Some("x\0"), 10).await.map(|_| ())));
+    assert!(invalid(store.delete_by_prefix("ns", &Owner::app("app"), "j\0").await.map(|_| ())));
+    let scope =
+        OwnerScope::ActorIdPrefix { namespace: "ns".into(), actor_type: "T".into(), id_prefix: "\0".into() };
+    assert!(invalid(store.delete_by_scope(&scope).await.map(|_| ())));
+    assert_eq!(all_jobs(&store).await, vec![good]);
+}
+
+pub async fn list_pages_ascending_by_name_visit_every_job_once(store: Store) {
+    let owner = Owner::app("app");
+    let mut expected: Vec<String> =
+        ["b", "a", "c", "a-1", "A", "a.b", "ab", "z", "é", "0", "a||b", "名前"].map(String::from).to_vec();
+    for (i, name) in expected.iter().enumerate() {
+        put_new(&store, &job(JobKey::app("ns", "app", name.as_str()), secs(100 - i64::try_from(i).unwrap())))
+            .await;
+    }
+    expected.sort();
+    assert_eq!(names(&store, "ns", &owner).await, expected);
+    for page in [1, 2, 5, 100] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let batch = store.list("ns", &owner, after.as_deref(), page).await.unwrap();
+            assert!(batch.len() <= page);
+            if batch.is_empty() {
+                break;
+            }
+            after = batch.last().map(|j| j.key.name.clone());
+            seen.extend(batch.into_iter().map(|j| j.key.name));
+        }
+        assert_eq!(seen, expected, "pages of {page}");
+    }
+    assert!(store.list("ns", &owner, None, 0).await.unwrap().is_empty());
+    // `after_name` need not be stored: the page starts at the next name.
+    let after_a = store.list("ns", &owner, Some("a-"), 2).await.unwrap();
+    assert_eq!(after_a.iter().map(|j| j.key.name.as_str()).collect::<Vec<_>>(), ["a-1", "a.b"]);
+    assert!(store.list("ns", &owner, Some("名前"), 10).await.unwrap().is_empty());
+}
+
+pub async fn list_never_shows_another_owners_jobs(store: Store) {
+    let keys = neighbours();
+    put_all(&store, &keys).await;
+    let owners = [
+        ("ns", Owner::app("app1")),
+        ("ns", Owner::app("app10")),
+        ("ns", Owner::app("app")),
+        ("ns2", Owner::app("app1")),
+        ("ns", Owner::app("T")),
+        ("ns", Owner::actor("T", "1")),
+        ("ns", Owner::actor("T", "10")),
+        ("ns", Owner::actor("TT", "1")),
+        ("ns2", Owner::actor("T", "1")),
+        ("ns", Owner::app("ap")),
+        ("ns", Owner::actor("T", "")),
+        ("n", Owner::app("app1")),
+    ];
+    for (ns, owner) in owners {
+        let listed: Vec<JobKey> =
+            store.list(ns, &owner, None, 100).await.unwrap().into_iter().map(|j| j.key).collect();
+        let expected: Vec<JobKey> =
+            sorted_keys(keys.iter().filter(|k| k.namespace == ns && k.owner == owner).cloned());
+        assert_eq!(listed, expected, "list of {ns} {owner:?}");
+    }
+}
+
+pub async fn delete_by_prefix_removes_only_matching_names_of_the_owner(store: Store) {
+    let owner = Owner::app("app1");
+    let mut keys = neighbours();
+    for name in ["pre", "pre-1", "pre-2", "prf", "pr", "xpre"] {
+        keys.push(JobKey::app("ns", "app1", name));
+        keys.push(JobKey::app("ns", "app10", name));
+    }
+    put_all(&store, &keys).await;
+    let deleted = store.delete_by_prefix("ns", &owner, "pre").await.unwrap();
+    let expected = sorted_keys(["pre", "pre-1", "pre-2"].map(|n| JobKey::app("ns", "app1", n)));
+    assert_eq!(sorted_keys(deleted), expected);
+    let left: Vec<JobKey> = sorted_keys(keys.iter().filter(|k| !expected.contains(k)).cloned());
+    assert_eq!(all_jobs(&store).await.into_iter().map(|j| j.key).collect::<Vec<_>>(), left);
+    assert_eq!(due_entries(&store).await.len(), left.len(), "due entries of deleted jobs are gone");
+    assert!(store.delete_by_prefix("ns", &owner, "pre").await.unwrap().is_empty());
+    assert!(store.delete_by_prefix("ns", &Owner::app("nobody"), "").await.unwrap().is_empty());
+}
+
+pub async fn delete_by_prefix_with_empty_prefix_removes_all_of_the_owner_only(store: Store) {
+    let keys = neighbours();
+    put_all(&store, &keys).await;
+    for (ns, owner) in [("ns", Owner::app("app1")), ("ns", Owner::actor("T", "1"))] {
+        let expected = sorted_keys(keys.iter().filter(|k| k.namespace == ns && k.owner == owner).cloned());
+        assert_eq!(sorted_keys(store.delete_by_prefix(ns, &owner, "").await.unwrap()), expected);
+        assert!(names(&store, ns, &owner).await.is_empty());
+    }
+    let left = sorted_keys(
+        keys.iter()
+            .filter(|k| {
+                !(k.namespace == "ns" && (k.owner == Owner::app("app1") || k.owner == Owner::actor("T", "1")))
+            })
+            .cloned(),
+    );
+    assert_eq!(all_jobs(&store).await.into_iter().map(|j| j.key).collect::<Vec<_>>(), left);
+    assert_eq!(due_entries(&store).await.len(), left.len());
+}
+
+pub async fn delete_by_scope_owner_removes_every_job_of_the_owner_only(store: Store) {
+    let keys = neighbours();
+    put_all(&store, &keys).await;
+    let scope = OwnerScope::Owner { namespace: "ns".into(), owner: Owner::actor("T", "1") };
+    let expected = sorted_keys([actor_key("ns", "T", "1", "a"), actor_key("ns", "T", "1", "b")]);
+    assert_eq!(sorted_keys(store.delete_by_scope(&scope).await.unwrap()), expected);
+    let left = sorted_keys(keys.iter().filter(|k| !expected.contains(k)).cloned());
+    assert_eq!(all_jobs(&store).await.into_iter().map(|j| j.key).collect::<Vec<_>>(), left);
+    assert_eq!(due_entries(&store).await.len(), left.len());
+}
+
+pub async fn delete_by_scope_actor_id_prefix_removes_matching_reminders_only(store: Store) {
+    let mut keys = neighbours();
+    keys.extend([
+        actor_key("ns", "T", "12", "x"),
+        actor_key("ns", "T", "", "x"),
+        JobKey::app("ns", "T", "1x"),
+    ]);
+    put_all(&store, &keys).await;
+    let scope = |id_prefix: &str| OwnerScope::ActorIdPrefix {
+        namespace: "ns".into(),
+        actor_type: "T".into(),
+        id_prefix: id_prefix.into(),
+    };
+    let expected = sorted_keys([
+        actor_key("ns", "T", "1", "a"),
+        actor_key("ns", "T", "1", "b"),
+        actor_key("ns", "T", "10", "a"),
+        actor_key("ns", "T", "12", "x"),
+    ]);
+    assert_eq!(sorted_keys(store.delete_by_scope(&scope("1")).await.unwrap()), expected);
+    let left = sorted_keys(keys.iter().filter(|k| !expected.contains(k)).cloned());
+    assert_eq!(all_jobs(&store).await.into_iter().map(|j| j.key).collect::<Vec<_>>(), left);
+    // An empty id prefix takes every actor of the type in the namespace, and nothing else.
+    let expected = sorted_keys([actor_key("ns", "T", "2", "a"), actor_key("ns", "T", "", "x")]);
+    assert_eq!(sorted_keys(store.delete_by_scope(&scope("")).await.unwrap()), expected);
+    let left = sorted_keys(left.into_iter().filter(|k| !expected.contains(k)));
+    assert_eq!(all_jobs(&store).await.into_iter().map(|j| j.key).collect::<Vec<_>>(), left);
+    assert_eq!(due_entries(&store).await.len(), left.len());
+    assert!(
+        left.contains(&actor_key("ns", "TT", "1", "a")) && left.contains(&actor_key("ns2", "T", "1", "a"))
+    );
+}
+
+/// `n` keys that all fall into one partition, and that partition.
+fn keys_in_one_partition(store: &Store, n: usize) -> (u32, Vec<JobKey>) {
+    let target = store.partition_of(&JobKey::app("ns", "app", "seed"));
+    let keys: Vec<JobKey> = (0..)
+        .map(|i| {
+            if i % 2 == 0 {
+                JobKey::app("ns", "app", format!("j{i}"))
+            } else {
+                actor_key("ns", "T", "1", &format!("r{i}"))
+            }
+        })
+        .filter(|k| store.partition_of(k) == target)
+        .take(n)
+        .collect();
+    (target, keys)
+}
+
+pub async fn scan_due_orders_by_due_then_key_within_one_partition(store: Store) {
+    let (p, keys) = keys_in_one_partition(&store, 8);
+    // Due times with ties and out of insertion order, including one before the epoch.
+    let dues =
+        [secs(30), secs(10), secs(10), t("1969-07-20T20:17:40Z"), secs(10), secs(20), secs(30), secs(0)];
+    let mut expected = Vec::new();
+    for (key, due) in keys.iter().zip(dues) {
+        put_new(&store, &job(key.clone(), due)).await;
+        expected.push(DueCursor { due, key: key.clone() });
+    }
+    expected.sort();
+    let scanned: Vec<DueCursor> = store
+        .scan_due(p, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| DueCursor { due: j.next_due, key: j.key })
+        .collect();
+    assert_eq!(scanned, expected);
+}
+
+pub async fn scan_due_resumes_strictly_after_the_cursor_and_respects_the_limit(store: Store) {
+    let (p, keys) = keys_in_one_partition(&store, 6);
+    let dues = [secs(5), secs(5), secs(5), secs(1), secs(9), secs(9)];
+    let mut expected = Vec::new();
+    for (key, due) in keys.iter().zip(dues) {
+        put_new(&store, &job(key.clone(), due)).await;
+        expected.push(DueCursor { due, key: key.clone() });
+    }
+    expected.sort();
+    let cursors = |jobs: Vec<StoredJob>| {
+        jobs.into_iter().map(|j| DueCursor { due: j.next_due, key: j.key }).collect::<Vec<_>>()
+    };
+    assert_eq!(cursors(store.scan_due(p, None, 2).await.unwrap()), expected[..2]);
+    assert!(store.scan_due(p, None, 0).await.unwrap().is_empty());
+    for (i, cursor) in expected.iter().enumerate() {
+        assert_eq!(
+            cursors(store.scan_due(p, Some(cursor), 100).await.unwrap()),
+            expected[i + 1..],
+            "after {i}"
+        );
+        assert_eq!(
+            cursors(store.scan_due(p, Some(cursor), 1).await.unwrap()),
+            expected[i + 1..(i + 2).min(expected.len())]
+        );
+    }
+    // A cursor that is not a stored entry: same due as a tie group, a key between its keys.
+    let between = DueCursor { due: expected[1].due, key: expected[1].key.clone() };
+    let mut between_key = between.key.clone();
+    between_key.name.push('\u{1}');
+    let resumed =
+        cursors(store.scan_due(p, Some(&DueCursor { key: between_key, ..between }), 100).await.unwrap());
+    assert_eq!(resumed, expected[2..]);
+    // A cursor before everything and one after everything.
+    let first = DueCursor { due: Timestamp::MIN, key: JobKey::app("", "", "") };
+    assert_eq!(cursors(store.scan_due(p, Some(&first), 100).await.unwrap()), expected);
+    let last = DueCursor { due: Timestamp::MAX, key: JobKey::app("ns", "app", "zzz") };
+    assert!(store.scan_due(p, Some(&last), 100).await.unwrap().is_empty());
+}
+
+pub async fn scan_due_partitions_together_list_every_job_once(store: Store) {
+    let mut keys = neighbours();
+    keys.extend((0..60).map(|i| JobKey::app("ns", "bulk", format!("job-{i}"))));
+    for (i, key) in keys.iter().enumerate() {
+        put_new(&store, &job(key.clone(), secs(i64::try_from(i % 7).unwrap()))).await;
+    }
+    let mut seen = Vec::new();
+    for p in 0..store.partitions() {
+        let jobs = scan_partition(&store, p, 3).await;
+        let order: Vec<DueCursor> =
+            jobs.iter().map(|j| DueCursor { due: j.next_due, key: j.key.clone() }).collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "partition {p} out of order: {order:?}");
+        for j in jobs {
+            assert_eq!(store.partition_of(&j.key), p, "{} listed in partition {p}", j.key);
+            seen.push(j.key);
+        }
+    }
+    assert!(
+        store.scan_due(store.partitions(), None, 100).await.unwrap().is_empty(),
+        "no jobs past the last partition"
+    );
+    assert!(store.scan_due(u32::MAX, None, 100).await.unwrap().is_empty());
+    assert_eq!(sorted_keys(seen), sorted_keys(keys));
+}
+
+pub async fn apply_progress_records_progress_and_moves_the_due_entry(store: Store) {
+    let j = job(JobKey::app("ns", "app", "job"), secs(1));
+    put_new(&store, &j).await;
+    let progress = Progress { count: 1, last_scheduled: Some(secs(1)), attempts: 0 };
+    store
+        .apply(vec![Mutation::Progress {
+            key: j.key.clone(),
+            incarnation: j.incarnation,
+            progress,
+            next_due: secs(2),
+        }])
+        .await
+        .unwrap();
+    let stored = store.get(&j.key).await.unwrap().unwrap();
+    assert_eq!(
+        stored,
+        StoredJob { progress, next_due: secs(2), ..j.clone() },
+        "only progress and next_due change"
+    );
+    assert_eq!(due_entries(&store).await, vec![(secs(2), j.key.clone())]);
+    // Moving backwards in time works too (a retry sooner than the next tick).
+    let retry = Progress { attempts: 1, ..progress };
+    store
+        .apply(vec![Mutation::Progress {
+            key: j.key.clone(),
+            incarnation: j.incarnation,
+            progress: retry,
+            next_due: secs(-5),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(due_entries(&store).await, vec![(secs(-5), j.key.clone())]);
+    assert_eq!(store.get(&j.key).await.unwrap().unwrap().progress, retry);
+}
+
+pub async fn apply_complete_deletes_the_job(store: Store) {
+    let j = job(JobKey::app("ns", "app", "job"), secs(1));
+    let keep = job(JobKey::app("ns", "app", "keep"), secs(1));
+    put_new(&store, &j).await;
+    put_new(&store, &keep).await;
+    store.apply(vec![Mutation::Complete { key: j.key.clone(), incarnation: j.incarnation }]).await.unwrap();
+    assert_eq!(store.get(&j.key).await.unwrap(), None);
+    assert_eq!(due_entries(&store).await, vec![(secs(1), keep.key.clone())]);
+    assert_eq!(store.count().await.unwrap(), 1);
+    store.apply(Vec::new()).await.unwrap();
+}
+
+pub async fn apply_skips_stale_incarnations_and_absent_keys(store: Store) {
+    let old = job(JobKey::app("ns", "app", "job"), secs(1));
+    put_new(&store, &old).await;
+    let new = job(old.key.clone(), secs(7));
+    store.put(new.clone(), PutMode::Overwrite).await.unwrap();
+    let progress = Progress { count: 5, last_scheduled: Some(secs(1)), attempts: 0 };
+    let absent = JobKey::app("ns", "app", "gone");
+    store
+        .apply(vec![
+            Mutation::Progress {
+                key: old.key.clone(),
+                incarnation: old.incarnation,
+                progress,
+                next_due: secs(99),
+            },
+            Mutation::Complete { key: old.key.clone(), incarnation: old.incarnation },
+            Mutation::Progress { key: absent.clone(), incarnation: 1, progress, next_due: secs(99) },
+            Mutation::Complete { key: absent.clone(), incarnation: 1 },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.get(&old.key).await.unwrap(), Some(new.clone()));
+    assert_eq!(store.get(&absent).await.unwrap(), None, "a skipped mutation never creates a job");
+    assert_eq!(due_entries(&store).await, vec![(secs(7), new.key.clone())]);
+}
+
+pub async fn apply_batch_applies_in_order(store: Store) {
+    let a = job(JobKey::app("ns", "app", "a"), secs(1));
+    let b = job(JobKey::app("ns", "app", "b"), secs(1));
+    let c = job(actor_key("ns", "T", "1", "c"), secs(1));
+    for j in [&a, &b, &c] {
+        put_new(&store, j).await;
+    }
+    let p = |count| Progress { count, last_scheduled: Some(secs(1)), attempts: 0 };
+    store
+        .apply(vec![
+            Mutation::Progress {
+                key: a.key.clone(),
+                incarnation: a.incarnation,
+                progress: p(1),
+                next_due: secs(2),
+            },
+            Mutation::Progress {
+                key: a.key.clone(),
+                incarnation: a.incarnation,
+                progress: p(2),
+                next_due: secs(3),
+            },
+            Mutation::Progress {
+                key: b.key.clone(),
+                incarnation: b.incarnation,
+                progress: p(1),
+                next_due: secs(4),
+            },
+            Mutation::Complete { key: b.key.clone(), incarnation: b.incarnation },
+            Mutation::Complete { key: c.key.clone(), incarnation: c.incarnation },
+            Mutation::Progress {
+                key: c.key.clone(),
+                incarnation: c.incarnation,
+                progress: p(1),
+                next_due: secs(5),
+            },
+        ])
+        .await
+        .unwrap();
+    let stored = store.get(&a.key).await.unwrap().unwrap();
+    assert_eq!((stored.progress, stored.next_due), (p(2), secs(3)), "the later mutation wins");
+    assert_eq!(store.get(&b.key).await.unwrap(), None, "progress then complete deletes");
+    assert_eq!(store.get(&c.key).await.unwrap(), None, "progress after complete is skipped");
+    assert_eq!(due_entries(&store).await, vec![(secs(3), a.key.clone())]);
+}
+
+pub async fn apply_batch_with_an_invalid_key_changes_nothing(store: Store) {
+    let a = job(JobKey::app("ns", "app", "a"), secs(1));
+    let b = job(JobKey::app("ns", "app", "b"), secs(1));
+    put_new(&store, &a).await;
+    put_new(&store, &b).await;
+    let progress = Progress { count: 1, last_scheduled: Some(secs(1)), attempts: 0 };
+    let err = store
+        .apply(vec![
+            Mutation::Progress {
+                key: a.key.clone(),
+                incarnation: a.incarnation,
+                progress,
+                next_due: secs(2),
+            },
+            Mutation::Complete { key: b.key.clone(), incarnation: b.incarnation },
+            Mutation::Complete { key: JobKey::app("ns", "app", "bad\0"), incarnation: 1 },
+        ])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    assert_eq!(all_jobs(&store).await, vec![a.clone(), b.clone()], "nothing of the batch applied");
+    assert_eq!(due_entries(&store).await, vec![(secs(1), a.key.clone()), (secs(1), b.key.clone())]);
+}
+
+pub async fn scan_all_pages_in_key_order_visit_every_job_once(store: Store) {
+    let mut keys = neighbours();
+    keys.extend((0..25).map(|i| JobKey::app("ns", "bulk", format!("job-{i}"))));
+    put_all(&store, &keys).await;
+    let expected = sorted_keys(keys);
+    for page in [1, 3, 7, 1000] {
+        let mut seen: Vec<JobKey> = Vec::new();
+        loop {
+            let batch = store.scan_all(seen.last(), page).await.unwrap();
+            assert!(batch.len() <= page);
+            if batch.is_empty() {
+                break;
+            }
+            seen.extend(batch.into_iter().map(|j| j.key));
+        }
+        assert_eq!(seen, expected, "pages of {page}");
+    }
+    assert!(store.scan_all(None, 0).await.unwrap().is_empty());
+    // Resuming after a key that is not stored starts at the next stored key.
+    let after = JobKey::app("ns", "app1", "a0");
+    let next = store.scan_all(Some(&after), 1).await.unwrap();
+    assert_eq!(next[0].key, JobKey::app("ns", "app1", "b"));
+}
+
+pub async fn count_counts_stored_jobs(store: Store) {
+    assert_eq!(store.count().await.unwrap(), 0);
+    let keys = neighbours();
+    put_all(&store, &keys).await;
+    assert_eq!(store.count().await.unwrap(), keys.len() as u64);
+    store.put(job(keys[0].clone(), secs(1)), PutMode::Overwrite).await.unwrap();
+    assert_eq!(store.count().await.unwrap(), keys.len() as u64, "overwrite does not add");
+    store.delete(&keys[0]).await.unwrap();
+    store.delete_by_prefix("ns", &Owner::app("app1"), "").await.unwrap();
+    assert_eq!(store.count().await.unwrap(), keys.len() as u64 - 2);
+}
+
+pub async fn partitions_are_fixed_and_partition_of_is_stable(store: Store) {
+    let p = store.partitions();
+    assert!(p >= 1);
+    let keys = neighbours();
+    put_all(&store, &keys).await;
+    assert_eq!(store.partitions(), p, "writes do not change the partition count");
+    for key in &keys {
+        let part = store.partition_of(key);
+        assert!(part < p);
+        assert_eq!(part, crate::keys::partition_of(key, p), "partition_of is the documented hash");
+        assert_eq!(part, store.partition_of(&key.clone()));
+    }
+}
+
+pub async fn specs_payloads_and_timestamps_round_trip_exactly(store: Store) {
+    let specs = [
+        JobSpec::default(),
+        JobSpec {
+            schedule: Some(String::new()),
+            repeats: Some(0),
+            due_time: Some(String::new()),
+            ttl: Some(String::new()),
+            data: Some(Payload::default()),
+            failure_policy: Some(FailurePolicy::Drop),
+        },
+        JobSpec {
+            schedule: Some("TZ=Europe/Paris 0 30 9 * * MON-FRI".into()),
+            repeats: Some(u32::MAX),
+            due_time: Some("2026-03-01T10:00:00.123456789+01:00".into()),
+            ttl: Some("P1Y2M3DT4H5M6.5S".into()),
+            data: Some(Payload {
+                type_url: "type.googleapis.com/google.protobuf.BytesValue".into(),
+                value: (0..=255u8).chain([0, 0, 0xff]).collect(),
+            }),
+            failure_policy: Some(FailurePolicy::Constant { interval: None, max_retries: None }),
+        },
+        JobSpec {
+            schedule: Some("@every 1h30m".into()),
+            repeats: None,
+            due_time: None,
+            ttl: Some("1h".into()),
+            data: Some(Payload { type_url: String::new(), value: vec![0] }),
+            failure_policy: Some(FailurePolicy::Constant {
+                interval: Some(SignedDuration::new(-3, -500)),
+                max_retries: Some(0),
+            }),
+        },
+        JobSpec {
+            failure_policy: Some(FailurePolicy::Constant {
+                interval: Some(SignedDuration::new(86_400 * 365, 999_999_999)),
+                max_retries: Some(u32::MAX),
+            }),
+            ..JobSpec::default()
+        },
+    ];
+    let instants = [
+        Timestamp::UNIX_EPOCH,
+        t("1969-12-31T23:59:59.999999999Z"),
+        t("2026-03-01T10:00:00.000000001Z"),
+        Timestamp::MIN,
+        Timestamp::MAX,
+    ];
+    let mut stored = Vec::new();
+    for (i, spec) in specs.into_iter().enumerate() {
+        let mut j = job(JobKey::app("ns", "app", format!("job-{i}")), instants[(i + 1) % instants.len()]);
+        j.spec = spec;
+        j.created = instants[i % instants.len()];
+        j.incarnation = if i == 0 { 0 } else { u64::MAX - i as u64 };
+        j.progress = Progress {
+            count: u32::try_from(i).unwrap() * 1000,
+            last_scheduled: (i % 2 == 1).then(|| instants[(i + 2) % instants.len()]),
+            attempts: if i == 2 { u32::MAX } else { 0 },
+        };
+        put_new(&store, &j).await;
+        stored.push(j);
+    }
+    for j in &stored {
+        assert_eq!(store.get(&j.key).await.unwrap().as_ref(), Some(j));
+    }
+    assert_eq!(store.list("ns", &Owner::app("app"), None, 100).await.unwrap(), stored);
+    assert_eq!(all_jobs(&store).await, stored);
+    let mut by_due = Vec::new();
+    for p in 0..store.partitions() {
+        by_due.extend(scan_partition(&store, p, 2).await);
+    }
+    by_due.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(by_due, stored, "scan_due returns whole jobs too");
+}
+
+pub async fn concurrent_puts_from_spawned_tasks_all_land(store: Store) {
+    const TASKS: usize = 64;
+    const PER_TASK: usize = 8;
+    let mut tasks = Vec::new();
+    for task_no in 0..TASKS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut jobs = Vec::new();
+            for i in 0..PER_TASK {
+                let j = job(
+                    JobKey::app("ns", format!("app-{task_no}"), format!("job-{i}")),
+                    secs(i64::try_from(i).unwrap()),
+                );
+                store.put(j.clone(), PutMode::CreateOnly).await.unwrap();
+                jobs.push(j);
+            }
+            jobs
+        }));
+    }
+    let mut expected = Vec::new();
+    for task in tasks {
+        expected.extend(task.await.unwrap());
+    }
+    expected.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(store.count().await.unwrap(), (TASKS * PER_TASK) as u64);
+    assert_eq!(all_jobs(&store).await, expected);
+    assert_eq!(due_entries(&store).await.len(), TASKS * PER_TASK);
+    // Racing create-only puts of one key: exactly one wins.
+    let key = JobKey::app("ns", "race", "job");
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            let j = job(key.clone(), secs(1));
+            tokio::spawn(async move { store.put(j, PutMode::CreateOnly).await })
+        })
+        .collect();
+    let mut won = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(None) => won += 1,
+            Err(StoreError::AlreadyExists(k)) => assert_eq!(k, key),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}

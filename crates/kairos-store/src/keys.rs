@@ -1,0 +1,376 @@
+//! The byte encoding of job keys, part of the on-disk format.
+//!
+//! ```text
+//! app job:        {namespace} 00 'a' 00 {app_id} 00 {name}
+//! actor reminder: {namespace} 00 'r' 00 {actor_type} 00 {actor_id} 00 {name}
+//! ```
+//!
+//! Components never contain a NUL byte (the encoder refuses them), so byte order groups a
+//! namespace's jobs, then an owner's jobs, then sorts one owner's jobs by name (UTF-8 byte order
+//! is `str` order). An owner's prefix ends with the separator, so `app1`'s prefix never matches a
+//! key of `app10`.
+//!
+//! For keys the encoder accepts, byte order of encoded keys is exactly [`JobKey`]'s `Ord`
+//! (namespace, then apps before actors, then owner ids, then name), so [`crate::DueCursor`]'s
+//! order is the due index's order.
+//!
+//! [`partition_of`] is FNV-1a 64 over the encoded key, modulo the partition count: stable across
+//! processes, platforms and Rust versions, which a stored due index relies on.
+
+use jiff::Timestamp;
+use kairos_core::{JobKey, Owner};
+
+use crate::StoreError;
+
+const SEP: u8 = 0;
+const APP_TAG: u8 = b'a';
+const ACTOR_TAG: u8 = b'r';
+
+/// Encodes `key` for storage.
+///
+/// # Errors
+/// [`StoreError::Invalid`] when a component contains a NUL byte.
+pub fn encode_key(key: &JobKey) -> Result<Vec<u8>, StoreError> {
+    check_component("namespace", &key.namespace)?;
+    check_owner(&key.owner)?;
+    check_component("job name", &key.name)?;
+    Ok(encode_unchecked(key))
+}
+
+/// Decodes a key written by [`encode_key`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when `bytes` is not such an encoding.
+pub fn decode_key(bytes: &[u8]) -> Result<JobKey, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("undecodable job key {:?}", String::from_utf8_lossy(bytes)));
+    let text = std::str::from_utf8(bytes).map_err(|_| corrupt())?;
+    let parts: Vec<&str> = text.split('\0').collect();
+    match parts.as_slice() {
+        [namespace, "a", app_id, name] => Ok(JobKey {
+            namespace: (*namespace).to_owned(),
+            owner: Owner::app(*app_id),
+            name: (*name).to_owned(),
+        }),
+        [namespace, "r", actor_type, actor_id, name] => Ok(JobKey {
+            namespace: (*namespace).to_owned(),
+            owner: Owner::actor(*actor_type, *actor_id),
+            name: (*name).to_owned(),
+        }),
+        _ => Err(corrupt()),
+    }
+}
+
+/// The prefix shared by every key of `owner` in `namespace`, and by no other key.
+///
+/// # Errors
+/// [`StoreError::Invalid`] when a component contains a NUL byte.
+pub fn owner_prefix(namespace: &str, owner: &Owner) -> Result<Vec<u8>, StoreError> {
+    check_component("namespace", namespace)?;
+    check_owner(owner)?;
+    let mut out = Vec::with_capacity(namespace.len() + 32);
+    push_owner_prefix(&mut out, namespace, owner);
+    Ok(out)
+}
+
+/// The prefix shared by every reminder of actors of `actor_type` whose id starts with
+/// `id_prefix` (every actor of the type when it is empty).
+///
+/// # Errors
+/// [`StoreError::Invalid`] when a component contains a NUL byte.
+pub fn actor_id_prefix(namespace: &str, actor_type: &str, id_prefix: &str) -> Result<Vec<u8>, StoreError> {
+    check_component("namespace", namespace)?;
+    check_component("actor type", actor_type)?;
+    check_component("actor id prefix", id_prefix)?;
+    let mut out = Vec::with_capacity(namespace.len() + actor_type.len() + id_prefix.len() + 4);
+    out.extend_from_slice(namespace.as_bytes());
+    out.extend_from_slice(&[SEP, ACTOR_TAG, SEP]);
+    out.extend_from_slice(actor_type.as_bytes());
+    out.push(SEP);
+    out.extend_from_slice(id_prefix.as_bytes());
+    Ok(out)
+}
+
+/// The due-index key of a job: `partition` (u32 big-endian), `due` (nanoseconds since the Unix
+/// epoch as an i128 with its sign bit flipped, big-endian, so byte order is time order) and the
+/// encoded job key. Byte order is `(partition, due, key)` order.
+pub fn due_key(partition: u32, due: Timestamp, encoded_key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DUE_HEADER + encoded_key.len());
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(&order_preserving(due.as_nanosecond()));
+    out.extend_from_slice(encoded_key);
+    out
+}
+
+/// The partition, due time and encoded job key of a [`due_key`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when `bytes` is not such a key.
+pub fn decode_due_key(bytes: &[u8]) -> Result<(u32, Timestamp, &[u8]), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("undecodable due-index key {bytes:?}"));
+    let (partition, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let (due, key) = rest.split_first_chunk::<16>().ok_or_else(corrupt)?;
+    let nanos = i128::from_be_bytes(*due) ^ i128::MIN;
+    let due = Timestamp::from_nanosecond(nanos).map_err(|_| corrupt())?;
+    Ok((u32::from_be_bytes(*partition), due, key))
+}
+
+/// The first bytes of every due-index key of `partition`.
+pub fn due_partition_prefix(partition: u32) -> [u8; 4] {
+    partition.to_be_bytes()
+}
+
+const DUE_HEADER: usize = 4 + 16;
+
+fn order_preserving(nanos: i128) -> [u8; 16] {
+    (nanos ^ i128::MIN).to_be_bytes()
+}
+
+/// The smallest byte string greater than every string starting with `prefix`, or `None` when
+/// there is none (an empty or all-`0xFF` prefix): the exclusive end of a prefix range scan.
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// The partition of `key` among `partitions`: FNV-1a 64 over the encoded key, modulo
+/// `partitions` (part of the on-disk format). A partition count of 0 is treated as 1.
+///
+/// A key that [`encode_key`] would refuse still hashes (over the same byte layout), so this
+/// never fails.
+pub fn partition_of(key: &JobKey, partitions: u32) -> u32 {
+    partition_of_encoded(&encode_unchecked(key), partitions)
+}
+
+/// [`partition_of`] for an already encoded key.
+pub fn partition_of_encoded(encoded_key: &[u8], partitions: u32) -> u32 {
+    let hash = fnv1a_64(encoded_key);
+    // The remainder is below `partitions`, a u32.
+    u32::try_from(hash % u64::from(partitions.max(1))).unwrap_or(0)
+}
+
+/// FNV-1a, 64 bit.
+pub fn fnv1a_64(bytes: &[u8]) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes.iter().fold(OFFSET_BASIS, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// Refuses a key component that would break the encoding.
+pub(crate) fn check_component(what: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.as_bytes().contains(&SEP) {
+        return Err(StoreError::Invalid { what, reason: format!("{value:?} contains a NUL byte") });
+    }
+    Ok(())
+}
+
+fn check_owner(owner: &Owner) -> Result<(), StoreError> {
+    match owner {
+        Owner::App { app_id } => check_component("app id", app_id),
+        Owner::Actor { actor_type, actor_id } => {
+            check_component("actor type", actor_type)?;
+            check_component("actor id", actor_id)
+        }
+    }
+}
+
+fn push_owner_prefix(out: &mut Vec<u8>, namespace: &str, owner: &Owner) {
+    out.extend_from_slice(namespace.as_bytes());
+    out.push(SEP);
+    match owner {
+        Owner::App { app_id } => {
+            out.extend_from_slice(&[APP_TAG, SEP]);
+            out.extend_from_slice(app_id.as_bytes());
+        }
+        Owner::Actor { actor_type, actor_id } => {
+            out.extend_from_slice(&[ACTOR_TAG, SEP]);
+            out.extend_from_slice(actor_type.as_bytes());
+            out.push(SEP);
+            out.extend_from_slice(actor_id.as_bytes());
+        }
+    }
+    out.push(SEP);
+}
+
+fn encode_unchecked(key: &JobKey) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.namespace.len() + key.name.len() + 40);
+    push_owner_prefix(&mut out, &key.namespace, &key.owner);
+    out.extend_from_slice(key.name.as_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn actor(ns: &str, ty: &str, id: &str, name: &str) -> JobKey {
+        JobKey { namespace: ns.into(), owner: Owner::actor(ty, id), name: name.into() }
+    }
+
+    #[test]
+    fn encodes_app_and_actor_keys_with_nul_separators() {
+        assert_eq!(encode_key(&JobKey::app("ns", "app", "job")).unwrap(), b"ns\0a\0app\0job");
+        assert_eq!(encode_key(&actor("ns", "T", "1", "r")).unwrap(), b"ns\x00r\x00T\x001\x00r");
+    }
+
+    #[test]
+    fn owner_app1_prefix_never_matches_jobs_of_app10() {
+        let prefix = owner_prefix("ns", &Owner::app("app1")).unwrap();
+        let other = encode_key(&JobKey::app("ns", "app10", "job")).unwrap();
+        let own = encode_key(&JobKey::app("ns", "app1", "0job")).unwrap();
+        assert!(!other.starts_with(&prefix));
+        assert!(own.starts_with(&prefix));
+    }
+
+    #[test]
+    fn owner_prefixes_separate_apps_actors_and_namespaces() {
+        let app = owner_prefix("ns", &Owner::app("T")).unwrap();
+        let reminder = encode_key(&actor("ns", "T", "1", "r")).unwrap();
+        assert!(!reminder.starts_with(&app));
+        let ns_other = encode_key(&JobKey::app("ns2", "T", "j")).unwrap();
+        assert!(!ns_other.starts_with(&app));
+        let actor_t = owner_prefix("ns", &Owner::actor("T", "1")).unwrap();
+        assert!(!encode_key(&actor("ns", "T", "10", "r")).unwrap().starts_with(&actor_t));
+        assert!(reminder.starts_with(&actor_t));
+    }
+
+    #[test]
+    fn actor_id_prefix_matches_ids_starting_with_it_only_within_the_type() {
+        let prefix = actor_id_prefix("ns", "T", "ab").unwrap();
+        assert!(encode_key(&actor("ns", "T", "abc", "r")).unwrap().starts_with(&prefix));
+        assert!(encode_key(&actor("ns", "T", "ab", "r")).unwrap().starts_with(&prefix));
+        assert!(!encode_key(&actor("ns", "T", "a", "r")).unwrap().starts_with(&prefix));
+        assert!(!encode_key(&actor("ns", "TT", "abc", "r")).unwrap().starts_with(&prefix));
+        assert!(!encode_key(&JobKey::app("ns", "T", "ab")).unwrap().starts_with(&prefix));
+    }
+
+    #[test]
+    fn refuses_components_with_nul_bytes() {
+        for key in [
+            JobKey::app("n\0s", "app", "job"),
+            JobKey::app("ns", "a\0pp", "job"),
+            JobKey::app("ns", "app", "jo\0b"),
+            actor("ns", "T\0", "1", "r"),
+            actor("ns", "T", "\0", "r"),
+        ] {
+            assert!(matches!(encode_key(&key), Err(StoreError::Invalid { .. })), "{key:?}");
+        }
+        assert!(matches!(owner_prefix("ns", &Owner::app("a\0")), Err(StoreError::Invalid { .. })));
+        assert!(matches!(actor_id_prefix("ns", "T", "\0"), Err(StoreError::Invalid { .. })));
+    }
+
+    #[test]
+    fn decode_refuses_garbage() {
+        for bytes in
+            [&b""[..], b"ns\0x\0app\0job", b"ns\0a\0app", b"ns\0a\0app\0job\0extra", b"\xff\0a\0b\0c"]
+        {
+            assert!(matches!(decode_key(bytes), Err(StoreError::Corrupt(_))), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn prefix_end_is_the_exclusive_upper_bound() {
+        assert_eq!(prefix_end(b"ab\0"), Some(b"ab\x01".to_vec()));
+        assert_eq!(prefix_end(b"a\xff\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff"), None);
+        assert_eq!(prefix_end(b""), None);
+    }
+
+    #[test]
+    fn partition_is_fnv1a_of_the_encoded_key() {
+        // FNV-1a 64 reference values.
+        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+        let key = JobKey::app("default", "myapp", "job");
+        let encoded = encode_key(&key).unwrap();
+        assert_eq!(u64::from(partition_of(&key, 256)), fnv1a_64(&encoded) % 256);
+        assert_eq!(partition_of(&key, 0), 0);
+        assert_eq!(partition_of(&key, 1), 0);
+    }
+
+    #[test]
+    fn due_keys_order_by_partition_then_time_then_key() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let ordered = [
+            due_key(0, t("1900-01-01T00:00:00Z"), b"z"),
+            due_key(0, t("1969-12-31T23:59:59.999999999Z"), b"a"),
+            due_key(0, t("1970-01-01T00:00:00Z"), b"a"),
+            due_key(0, t("1970-01-01T00:00:00Z"), b"b"),
+            due_key(0, t("2026-01-01T00:00:00Z"), b"a"),
+            due_key(1, t("1800-01-01T00:00:00Z"), b"a"),
+            due_key(256, t("1800-01-01T00:00:00Z"), b"a"),
+        ];
+        assert!(ordered.windows(2).all(|w| w[0] < w[1]));
+        let (p, due, key) = decode_due_key(&ordered[1]).unwrap();
+        assert_eq!((p, due, key), (0, t("1969-12-31T23:59:59.999999999Z"), &b"a"[..]));
+        assert!(decode_due_key(b"short").is_err());
+    }
+
+    fn component() -> impl Strategy<Value = String> {
+        "[^\\x00]{0,12}"
+    }
+
+    fn any_key() -> impl Strategy<Value = JobKey> {
+        let owner = prop_oneof![
+            component().prop_map(Owner::app),
+            (component(), component()).prop_map(|(t, i)| Owner::actor(t, i)),
+        ];
+        (component(), owner, component()).prop_map(|(namespace, owner, name)| JobKey {
+            namespace,
+            owner,
+            name,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn keys_round_trip(key in any_key()) {
+            let encoded = encode_key(&key).unwrap();
+            prop_assert_eq!(decode_key(&encoded).unwrap(), key.clone());
+            prop_assert!(encoded.starts_with(&owner_prefix(&key.namespace, &key.owner).unwrap()));
+        }
+
+        #[test]
+        fn one_owners_keys_sort_by_name(ns in component(), app in component(), a in component(), b in component()) {
+            let ka = encode_key(&JobKey::app(ns.clone(), app.clone(), a.clone())).unwrap();
+            let kb = encode_key(&JobKey::app(ns, app, b.clone())).unwrap();
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+        }
+
+        #[test]
+        fn encoded_order_is_job_key_order(a in any_key(), b in any_key()) {
+            prop_assert_eq!(encode_key(&a).unwrap().cmp(&encode_key(&b).unwrap()), a.cmp(&b));
+        }
+
+        #[test]
+        fn other_owners_never_share_a_prefix(a in any_key(), b in any_key()) {
+            prop_assume!((&a.namespace, &a.owner) != (&b.namespace, &b.owner));
+            let prefix = owner_prefix(&a.namespace, &a.owner).unwrap();
+            prop_assert!(!encode_key(&b).unwrap().starts_with(&prefix));
+        }
+
+        #[test]
+        fn due_keys_round_trip(p in any::<u32>(), secs in -377_705_116_800i64..253_402_207_200, key in proptest::collection::vec(any::<u8>(), 0..10)) {
+            let due = Timestamp::from_second(secs).unwrap();
+            let bytes = due_key(p, due, &key);
+            prop_assert_eq!(decode_due_key(&bytes).unwrap(), (p, due, &key[..]));
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = decode_key(&bytes);
+        }
+
+        #[test]
+        fn partition_is_in_range(key in any_key(), partitions in 1u32..1000) {
+            prop_assert!(partition_of(&key, partitions) < partitions);
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! An in-memory [`JobStore`] for tests, with fault injection.
+//!
+//! Jobs and the due index live in `BTreeMap`s behind one `std::sync::Mutex`, which is never held
+//! across an `.await`. Nothing is durable: a write "commits" when it is applied.
+//!
+//! [`Faults`] lets engine tests make the store misbehave: fail the next `n` writes with
+//! [`StoreError::Unavailable`] (changing nothing), fail the next `n` reads, or delay every write
+//! (with `tokio::time::sleep`, so tests under `tokio::time::pause()` control it).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use kairos_core::{JobKey, Owner};
+
+use crate::keys::{self, check_component, encode_key, prefix_end};
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
+
+/// An in-memory job store; see the [module docs](self).
+#[derive(Debug)]
+pub struct MemoryStore {
+    partitions: u32,
+    state: Mutex<State>,
+    faults: Faults,
+}
+
+/// A handle that injects faults into one [`MemoryStore`]; clones control the same store.
+///
+/// A "write" is any of `put`, `delete`, `delete_by_prefix`, `delete_by_scope` and `apply`; a
+/// "read" is any other async method. A write first sleeps for the commit delay, then fails if a
+/// failure is pending, else applies.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    inner: Arc<Mutex<FaultState>>,
+}
+
+#[derive(Debug, Default)]
+struct FaultState {
+    failing_commits: u64,
+    failing_reads: u64,
+    commit_delay: Duration,
+    commits: u64,
+}
+
+impl Faults {
+    /// Makes the next `n` writes fail with [`StoreError::Unavailable`], changing nothing.
+    pub fn fail_next_commits(&self, n: u64) {
+        self.lock().failing_commits = n;
+    }
+
+    /// Makes the next `n` reads fail with [`StoreError::Unavailable`].
+    pub fn fail_next_reads(&self, n: u64) {
+        self.lock().failing_reads = n;
+    }
+
+    /// Makes every later write sleep for `delay` (on tokio's clock) before it applies;
+    /// [`Duration::ZERO`] turns the delay off.
+    pub fn set_commit_delay(&self, delay: Duration) {
+        self.lock().commit_delay = delay;
+    }
+
+    /// How many writes have been applied (successful or refused by the contract, e.g.
+    /// `AlreadyExists`), not counting injected failures.
+    pub fn commits(&self) -> u64 {
+        self.lock().commits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FaultState> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn commit_delay(&self) -> Duration {
+        self.lock().commit_delay
+    }
+
+    fn begin_commit(&self) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.failing_commits > 0 {
+            state.failing_commits -= 1;
+            return Err(injected("write"));
+        }
+        state.commits += 1;
+        Ok(())
+    }
+
+    fn begin_read(&self) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.failing_reads > 0 {
+            state.failing_reads -= 1;
+            return Err(injected("read"));
+        }
+        Ok(())
+    }
+}
+
+fn injected(what: &str) -> StoreError {
+    StoreError::Unavailable { reason: format!("injected {what} failure"), source: None }
+}
+
+type DueEntry = (u32, Timestamp, Vec<u8>);
+
+#[derive(Debug, Default)]
+struct State {
+    /// Encoded key → job.
+    jobs: BTreeMap<Vec<u8>, StoredJob>,
+    /// `(partition, next_due, encoded key)`.
+    due: BTreeSet<DueEntry>,
+}
+
+impl State {
+    fn insert(&mut self, partitions: u32, encoded: Vec<u8>, job: StoredJob) -> Option<StoredJob> {
+        let old = self.remove(partitions, &encoded);
+        self.due.insert((keys::partition_of(&job.key, partitions), job.next_due, encoded.clone()));
+        self.jobs.insert(encoded, job);
+        old
+    }
+
+    fn remove(&mut self, partitions: u32, encoded: &[u8]) -> Option<StoredJob> {
+        let old = self.jobs.remove(encoded)?;
+        self.due.remove(&(keys::partition_of(&old.key, partitions), old.next_due, encoded.to_vec()));
+        Some(old)
+    }
+
+    fn remove_prefix(&mut self, partitions: u32, prefix: &[u8]) -> Vec<JobKey> {
+        let (start, end) = prefix_range(prefix);
+        let doomed: Vec<Vec<u8>> =
+            self.jobs.range::<[u8], _>(bounds(start, &end)).map(|(k, _)| k.clone()).collect();
+        doomed.iter().filter_map(|k| self.remove(partitions, k)).map(|job| job.key).collect()
+    }
+}
+
+/// The range of every key starting with `prefix`.
+fn prefix_range(prefix: &[u8]) -> (Bound<&[u8]>, Bound<Vec<u8>>) {
+    (Bound::Included(prefix), prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded))
+}
+
+fn bounds<'a>(start: Bound<&'a [u8]>, end: &'a Bound<Vec<u8>>) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (start, end.as_ref().map(Vec::as_slice))
+}
+
+impl MemoryStore {
+    /// An empty store with `partitions` partitions (0 is treated as 1).
+    pub fn new(partitions: u32) -> Self {
+        MemoryStore { partitions: partitions.max(1), state: Mutex::default(), faults: Faults::default() }
+    }
+
+    /// The handle that injects faults into this store.
+    pub fn faults(&self) -> Faults {
+        self.faults.clone()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs one write: the injected delay and failure, then `op` under the lock. `op` must change
+    /// nothing when it fails.
+    async fn write<T>(&self, op: impl FnOnce(&mut State) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let delay = self.faults.commit_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        self.faults.begin_commit()?;
+        op(&mut self.state())
+    }
+
+    fn read(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        self.faults.begin_read()?;
+        Ok(self.state())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new(crate::DEFAULT_PARTITIONS)
+    }
+}
+
+#[async_trait]
+impl JobStore for MemoryStore {
+    fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
+    async fn put(&self, job: StoredJob, mode: PutMode) -> Result<Option<StoredJob>, StoreError> {
+        let encoded = encode_key(&job.key)?;
+        self.write(|state| {
+            if mode == PutMode::CreateOnly && state.jobs.contains_key(&encoded) {
+                return Err(StoreError::AlreadyExists(job.key));
+            }
+            Ok(state.insert(self.partitions, encoded, job))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
+        let encoded = encode_key(key)?;
+        Ok(self.read()?.jobs.get(&encoded).cloned())
+    }
+
+    async fn delete(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
+        let encoded = encode_key(key)?;
+        self.write(|state| Ok(state.remove(self.partitions, &encoded))).await
+    }
+
+    async fn list(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        let prefix = keys::owner_prefix(namespace, owner)?;
+        let after = after_name
+            .map(|name| {
+                check_component("job name", name)?;
+                Ok::<_, StoreError>([prefix.as_slice(), name.as_bytes()].concat())
+            })
+            .transpose()?;
+        let (_, end) = prefix_range(&prefix);
+        let start = after.as_deref().map_or(Bound::Included(prefix.as_slice()), Bound::Excluded);
+        let state = self.read()?;
+        Ok(state.jobs.range::<[u8], _>(bounds(start, &end)).take(limit).map(|(_, job)| job.clone()).collect())
+    }
+
+    async fn delete_by_prefix(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        name_prefix: &str,
+    ) -> Result<Vec<JobKey>, StoreError> {
+        check_component("job name prefix", name_prefix)?;
+        let prefix = [keys::owner_prefix(namespace, owner)?, name_prefix.as_bytes().to_vec()].concat();
+        self.write(|state| Ok(state.remove_prefix(self.partitions, &prefix))).await
+    }
+
+    async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
+        let prefix = scope_prefix(scope)?;
+        self.write(|state| Ok(state.remove_prefix(self.partitions, &prefix))).await
+    }
+
+    async fn scan_due(
+        &self,
+        partition: u32,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        let start = match after {
+            None => Bound::Included((partition, Timestamp::MIN, Vec::new())),
+            Some(cursor) => Bound::Excluded((partition, cursor.due, encode_key(&cursor.key)?)),
+        };
+        let end = match partition.checked_add(1) {
+            Some(next) => Bound::Excluded((next, Timestamp::MIN, Vec::new())),
+            None => Bound::Unbounded,
+        };
+        let state = self.read()?;
+        Ok(state
+            .due
+            .range((start, end))
+            .take(limit)
+            .filter_map(|(_, _, key)| state.jobs.get(key).cloned())
+            .collect())
+    }
+
+    async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+        // Encode every key first so that a bad one fails the batch before anything changes.
+        let encoded = mutations.iter().map(|m| encode_key(m.key())).collect::<Result<Vec<_>, _>>()?;
+        self.write(|state| {
+            for (mutation, encoded) in mutations.into_iter().zip(encoded) {
+                match mutation {
+                    Mutation::Progress { incarnation, progress, next_due, .. } => {
+                        let Some(current) = state.jobs.get(&encoded) else { continue };
+                        if current.incarnation != incarnation {
+                            continue;
+                        }
+                        let job = StoredJob { progress, next_due, ..current.clone() };
+                        state.insert(self.partitions, encoded, job);
+                    }
+                    Mutation::Complete { incarnation, .. } => {
+                        if state.jobs.get(&encoded).is_some_and(|job| job.incarnation == incarnation) {
+                            state.remove(self.partitions, &encoded);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError> {
+        let after = after.map(encode_key).transpose()?;
+        let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let state = self.read()?;
+        Ok(state
+            .jobs
+            .range::<[u8], _>((start, Bound::Unbounded))
+            .take(limit)
+            .map(|(_, job)| job.clone())
+            .collect())
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.jobs.len() as u64)
+    }
+}
+
+/// The key prefix of every job in `scope`.
+pub(crate) fn scope_prefix(scope: &OwnerScope) -> Result<Vec<u8>, StoreError> {
+    match scope {
+        OwnerScope::Owner { namespace, owner } => keys::owner_prefix(namespace, owner),
+        OwnerScope::ActorIdPrefix { namespace, actor_type, id_prefix } => {
+            keys::actor_id_prefix(namespace, actor_type, id_prefix)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairos_core::JobSpec;
+    use kairos_core::timeline::Progress;
+
+    fn job(name: &str) -> StoredJob {
+        StoredJob {
+            key: JobKey::app("ns", "app", name),
+            spec: JobSpec { due_time: Some("1s".into()), ..JobSpec::default() },
+            created: Timestamp::UNIX_EPOCH,
+            incarnation: 1,
+            progress: Progress::default(),
+            next_due: Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test]
+    async fn injected_commit_failures_change_nothing_then_stop() {
+        let store = MemoryStore::new(4);
+        let faults = store.faults();
+        faults.fail_next_commits(2);
+        for _ in 0..2 {
+            let err = store.put(job("a"), PutMode::CreateOnly).await.unwrap_err();
+            assert!(err.is_retryable(), "{err}");
+        }
+        assert_eq!(store.count().await.unwrap(), 0);
+        store.put(job("a"), PutMode::CreateOnly).await.unwrap();
+        assert_eq!(store.count().await.unwrap(), 1);
+        assert_eq!(faults.commits(), 1);
+    }
+
+    #[tokio::test]
+    async fn injected_read_failures_are_unavailable() {
+        let store = MemoryStore::new(4);
+        store.faults().fail_next_reads(1);
+        assert!(store.count().await.unwrap_err().is_retryable());
+        assert_eq!(store.count().await.unwrap(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn commit_delay_runs_on_tokios_clock() {
+        let store = Arc::new(MemoryStore::new(4));
+        store.faults().set_commit_delay(Duration::from_secs(30));
+        let start = tokio::time::Instant::now();
+        let writer = tokio::spawn({
+            let store = store.clone();
+            async move { store.put(job("a"), PutMode::CreateOnly).await }
+        });
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(store.count().await.unwrap(), 0, "not applied before the delay");
+        writer.await.unwrap().unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(30));
+        assert_eq!(store.count().await.unwrap(), 1);
+    }
+}
