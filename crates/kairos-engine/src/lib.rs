@@ -217,7 +217,7 @@ impl Engine {
             next_due,
         };
         self.inner.store.put(job.clone(), mode).await?;
-        self.notify(&key, Command::Upsert(job)).await;
+        self.notify(&key, Command::Upsert(Box::new(job))).await;
         Ok(())
     }
 
@@ -266,7 +266,12 @@ impl Engine {
     ///
     /// # Errors
     /// [`EngineError::Name`] when `prefix + "a"` is not a valid name; when the store fails.
-    pub async fn delete_by_prefix(&self, namespace: &str, owner: &Owner, prefix: &str) -> Result<usize, EngineError> {
+    pub async fn delete_by_prefix(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        prefix: &str,
+    ) -> Result<usize, EngineError> {
         validate_name_prefix(prefix)?;
         let keys = self.inner.store.delete_by_prefix(namespace, owner, prefix).await?;
         for key in &keys {

@@ -28,7 +28,7 @@ use crate::router::{Completion, Outcome, Router, Trigger};
 #[derive(Debug)]
 pub(crate) enum Command {
     /// A job was stored (created or overwritten); its durable write has returned.
-    Upsert(StoredJob),
+    Upsert(Box<StoredJob>),
     /// A job was deleted; its durable delete has returned.
     Remove(JobKey),
 }
@@ -168,7 +168,7 @@ impl Partition {
                 self.router.cancel_staged(&job.key);
                 self.forget(&job.key);
                 if self.frontier.covers(job.next_due, &job.key) {
-                    self.admit(job);
+                    self.admit(*job);
                 }
             }
             Command::Remove(key) => {
@@ -332,8 +332,10 @@ impl Partition {
                     (key, *incarnation)
                 }
             };
-            let current =
-                self.jobs.get(key).is_some_and(|e| e.job.incarnation == incarnation && e.state == State::Writing);
+            let current = self
+                .jobs
+                .get(key)
+                .is_some_and(|e| e.job.incarnation == incarnation && e.state == State::Writing);
             if !current {
                 continue;
             }

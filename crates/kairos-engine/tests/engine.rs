@@ -113,7 +113,10 @@ async fn answer_one(sub: &mut Subscription, outcome: Outcome) -> Trigger {
 async fn fires_one_shot_job_at_due_time() {
     let h = harness();
     let mut sub = h.subscribe("app");
-    let data = Payload { type_url: "type.googleapis.com/google.protobuf.StringValue".into(), value: b"\x0a\x02hi".to_vec() };
+    let data = Payload {
+        type_url: "type.googleapis.com/google.protobuf.StringValue".into(),
+        value: b"\x0a\x02hi".to_vec(),
+    };
     h.schedule("once", JobSpec { data: Some(data.clone()), ..one_shot("10s") }).await;
 
     h.advance(9).await;
@@ -234,7 +237,8 @@ async fn constant_policy_without_interval_retries_at_once() {
 async fn drop_policy_counts_the_failed_tick_and_moves_on() {
     let h = harness();
     let mut sub = h.subscribe("app");
-    h.schedule("drop", JobSpec { failure_policy: Some(FailurePolicy::Drop), ..every("@every 10s", Some(2)) }).await;
+    h.schedule("drop", JobSpec { failure_policy: Some(FailurePolicy::Drop), ..every("@every 10s", Some(2)) })
+        .await;
     h.advance(10).await;
     answer_one(&mut sub, Outcome::Failed).await;
     h.advance(1).await;
@@ -248,7 +252,8 @@ async fn drop_policy_counts_the_failed_tick_and_moves_on() {
 async fn failed_tick_keeps_the_cadence() {
     let h = harness();
     let mut sub = h.subscribe("app");
-    let policy = FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(3)), max_retries: Some(1) };
+    let policy =
+        FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(3)), max_retries: Some(1) };
     h.schedule("cadence", JobSpec { failure_policy: Some(policy), ..every("@every 10s", None) }).await;
     h.advance(10).await;
     answer_one(&mut sub, Outcome::Failed).await;
@@ -322,7 +327,11 @@ async fn catch_up_after_downtime_fires_missed_ticks_in_order_one_at_a_time() {
     h.clock.advance(SignedDuration::from_secs(65));
     let engine = Engine::new(store.clone(), Arc::new(h.clock.clone()), config(64));
     engine.own_all();
-    let mut sub = engine.subscribe(&Registration { namespace: "default".into(), app_id: Some("app".into()), actor_types: vec![] });
+    let mut sub = engine.subscribe(&Registration {
+        namespace: "default".into(),
+        app_id: Some("app".into()),
+        actor_types: vec![],
+    });
     let mut dues = Vec::new();
     for _ in 0..6 {
         settle().await;
@@ -345,7 +354,8 @@ async fn overwrite_resets_progress() {
     answer_one(&mut sub, Outcome::Success).await;
     assert_eq!(h.stored("ow").await.unwrap().progress.count, 1);
 
-    let err = h.engine.schedule(key("ow"), every("@every 5s", Some(2)), PutMode::CreateOnly).await.unwrap_err();
+    let err =
+        h.engine.schedule(key("ow"), every("@every 5s", Some(2)), PutMode::CreateOnly).await.unwrap_err();
     assert!(matches!(err, EngineError::AlreadyExists(_)), "{err:?}");
     assert_eq!(h.stored("ow").await.unwrap().spec.schedule.as_deref(), Some("@every 10s"), "unchanged");
 
@@ -451,7 +461,11 @@ async fn failed_progress_write_is_retried_and_nothing_is_lost() {
     h.advance(10).await;
     store.faults().fail_next_commits(3);
     answer_one(&mut sub, Outcome::Success).await;
-    h.advance(1).await;
+    assert_eq!(h.stored("flaky").await.unwrap().progress.count, 0, "the write failed");
+    // Retries back off 50 ms, 100 ms, 200 ms.
+    for _ in 0..4 {
+        h.advance_ms(250).await;
+    }
     let stored = h.stored("flaky").await.unwrap();
     assert_eq!(stored.progress.count, 1, "the progress write went through on a later try");
     h.advance(9).await;
@@ -474,7 +488,14 @@ async fn bad_input_is_rejected_and_nothing_is_stored() {
 #[tokio::test(start_paused = true)]
 async fn job_whose_first_tick_is_past_its_ttl_is_never_stored() {
     let h = harness();
-    h.engine.schedule(key("gone"), JobSpec { ttl: Some("30s".into()), ..every("@every 1m", None) }, PutMode::CreateOnly).await.unwrap();
+    h.engine
+        .schedule(
+            key("gone"),
+            JobSpec { ttl: Some("30s".into()), ..every("@every 1m", None) },
+            PutMode::CreateOnly,
+        )
+        .await
+        .unwrap();
     assert!(h.stored("gone").await.is_none());
 }
 
@@ -484,7 +505,10 @@ async fn delete_by_prefix_and_scope_touch_only_their_owner() {
     for name in ["a-1", "a-2", "b-1"] {
         h.schedule(name, one_shot("1h")).await;
     }
-    h.engine.schedule(JobKey::app("default", "other", "a-1"), one_shot("1h"), PutMode::CreateOnly).await.unwrap();
+    h.engine
+        .schedule(JobKey::app("default", "other", "a-1"), one_shot("1h"), PutMode::CreateOnly)
+        .await
+        .unwrap();
     assert_eq!(h.engine.delete_by_prefix("default", &Owner::app("app"), "a-").await.unwrap(), 2);
     assert!(h.stored("b-1").await.is_some());
     assert!(h.store.get(&JobKey::app("default", "other", "a-1")).await.unwrap().is_some());
