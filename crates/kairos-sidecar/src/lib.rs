@@ -1,0 +1,12 @@
+//! The sidecar: what a Dapr app talks to.
+//!
+//! It serves the Dapr runtime Jobs API over HTTP and gRPC (stable and Alpha1), forwards every
+//! call to the scheduler, receives triggered jobs from the scheduler and delivers them to the
+//! app over its app channel (gRPC `OnJobEvent`, falling back to `OnJobEventAlpha1`, or HTTP
+//! `POST /job/{name}`).
+//!
+//! Sits on `kairos-core` and `kairos-proto`; it reaches the scheduler only through the
+//! scheduler API (a gRPC client or, in `kairos run`, the in-process service), and must never
+//! import the store or the engine.
+
+pub mod value;
