@@ -37,6 +37,7 @@ pub mod dapr {
     }
 }
 
+pub mod api;
 pub mod convert;
 
 pub use dapr::proto::common::v1 as common;

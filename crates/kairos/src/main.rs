@@ -18,12 +18,15 @@ enum Command {
     /// Print when a job would fire: the next ticks of a schedule, due time, repeats and ttl,
     /// computed exactly as the scheduler computes them.
     SchedulePreview(cmd::preview::Args),
+    /// Run the Scheduler service (dapr.proto.scheduler.v1) on a durable local store.
+    Scheduler(cmd::scheduler::Args),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::SchedulePreview(args) => cmd::preview::run(&args, &mut std::io::stdout().lock()),
+        Command::Scheduler(args) => runtime().and_then(|rt| rt.block_on(cmd::scheduler::run(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -32,4 +35,8 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }

@@ -1,0 +1,188 @@
+//! The Scheduler API as a Rust trait: what a sidecar needs from a scheduler.
+//!
+//! [`SchedulerApi`] has one method per RPC of `dapr.proto.scheduler.v1.Scheduler`, without the
+//! tonic request/response wrappers. The sidecar is written against it; two implementations
+//! exist: the gRPC client (here), and the scheduler service itself (in `kairos-scheduler`), which
+//! `kairos run` hands to its embedded sidecar so the single-machine path has no network hop.
+//! [`SchedulerGrpc`] serves any implementation as the gRPC service.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use tonic::Status;
+use tonic::codegen::BoxStream;
+use tonic::transport::Channel;
+
+use crate::scheduler::scheduler_client::SchedulerClient;
+use crate::scheduler::scheduler_server::Scheduler;
+use crate::scheduler::{
+    DeleteByMetadataRequest, DeleteByMetadataResponse, DeleteByNamePrefixRequest, DeleteByNamePrefixResponse,
+    DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse, ListJobsRequest, ListJobsResponse,
+    ScheduleJobRequest, ScheduleJobResponse, WatchHostsRequest, WatchHostsResponse, WatchJobsRequest,
+    WatchJobsResponse,
+};
+
+/// A stream of results, as tonic's streaming RPCs use.
+pub type ApiStream<T> = BoxStream<T>;
+
+/// One method per Scheduler RPC; errors are gRPC statuses, as the wire carries them.
+#[async_trait]
+pub trait SchedulerApi: Send + Sync + fmt::Debug + 'static {
+    async fn schedule_job(&self, request: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status>;
+    async fn get_job(&self, request: GetJobRequest) -> Result<GetJobResponse, Status>;
+    async fn delete_job(&self, request: DeleteJobRequest) -> Result<DeleteJobResponse, Status>;
+    async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status>;
+    async fn delete_by_metadata(&self, request: DeleteByMetadataRequest) -> Result<DeleteByMetadataResponse, Status>;
+    async fn delete_by_name_prefix(
+        &self,
+        request: DeleteByNamePrefixRequest,
+    ) -> Result<DeleteByNamePrefixResponse, Status>;
+    /// Opens a trigger stream. The first request must be `initial`; later ones are results.
+    async fn watch_jobs(
+        &self,
+        requests: ApiStream<WatchJobsRequest>,
+    ) -> Result<ApiStream<WatchJobsResponse>, Status>;
+    /// The scheduler replicas' addresses, now and whenever they change.
+    async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status>;
+}
+
+/// The gRPC client is a [`SchedulerApi`].
+#[async_trait]
+impl SchedulerApi for SchedulerClient<Channel> {
+    async fn schedule_job(&self, request: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status> {
+        Ok(SchedulerClient::schedule_job(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn get_job(&self, request: GetJobRequest) -> Result<GetJobResponse, Status> {
+        Ok(SchedulerClient::get_job(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn delete_job(&self, request: DeleteJobRequest) -> Result<DeleteJobResponse, Status> {
+        Ok(SchedulerClient::delete_job(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status> {
+        Ok(SchedulerClient::list_jobs(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn delete_by_metadata(&self, request: DeleteByMetadataRequest) -> Result<DeleteByMetadataResponse, Status> {
+        Ok(SchedulerClient::delete_by_metadata(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn delete_by_name_prefix(
+        &self,
+        request: DeleteByNamePrefixRequest,
+    ) -> Result<DeleteByNamePrefixResponse, Status> {
+        Ok(SchedulerClient::delete_by_name_prefix(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn watch_jobs(
+        &self,
+        requests: ApiStream<WatchJobsRequest>,
+    ) -> Result<ApiStream<WatchJobsResponse>, Status> {
+        // The client sends requests until the stream ends or yields an error.
+        let outbound = UntilError { inner: requests, done: false };
+        let responses = SchedulerClient::watch_jobs(&mut self.clone(), outbound).await?.into_inner();
+        Ok(Box::pin(responses))
+    }
+
+    async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status> {
+        let responses = SchedulerClient::watch_hosts(&mut self.clone(), WatchHostsRequest {}).await?.into_inner();
+        Ok(Box::pin(responses))
+    }
+}
+
+/// The items of a result stream up to its first error (tonic's client wants plain items).
+struct UntilError<T> {
+    inner: ApiStream<T>,
+    done: bool,
+}
+
+impl<T> Stream for UntilError<T> {
+    type Item = T;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(item))) => Poll::Ready(Some(item)),
+            Poll::Ready(_) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Serves any [`SchedulerApi`] as the `dapr.proto.scheduler.v1.Scheduler` gRPC service.
+#[derive(Debug)]
+pub struct SchedulerGrpc<T: ?Sized>(pub Arc<T>);
+
+impl<T: ?Sized> Clone for SchedulerGrpc<T> {
+    fn clone(&self) -> Self {
+        SchedulerGrpc(self.0.clone())
+    }
+}
+
+#[async_trait]
+impl<T: SchedulerApi + ?Sized> Scheduler for SchedulerGrpc<T> {
+    async fn schedule_job(
+        &self,
+        request: tonic::Request<ScheduleJobRequest>,
+    ) -> Result<tonic::Response<ScheduleJobResponse>, Status> {
+        self.0.schedule_job(request.into_inner()).await.map(tonic::Response::new)
+    }
+
+    async fn get_job(&self, request: tonic::Request<GetJobRequest>) -> Result<tonic::Response<GetJobResponse>, Status> {
+        self.0.get_job(request.into_inner()).await.map(tonic::Response::new)
+    }
+
+    async fn delete_job(
+        &self,
+        request: tonic::Request<DeleteJobRequest>,
+    ) -> Result<tonic::Response<DeleteJobResponse>, Status> {
+        self.0.delete_job(request.into_inner()).await.map(tonic::Response::new)
+    }
+
+    async fn watch_jobs(
+        &self,
+        request: tonic::Request<tonic::Streaming<WatchJobsRequest>>,
+    ) -> Result<tonic::Response<BoxStream<WatchJobsResponse>>, Status> {
+        self.0.watch_jobs(Box::pin(request.into_inner())).await.map(tonic::Response::new)
+    }
+
+    async fn list_jobs(
+        &self,
+        request: tonic::Request<ListJobsRequest>,
+    ) -> Result<tonic::Response<ListJobsResponse>, Status> {
+        self.0.list_jobs(request.into_inner()).await.map(tonic::Response::new)
+    }
+
+    async fn watch_hosts(
+        &self,
+        _request: tonic::Request<WatchHostsRequest>,
+    ) -> Result<tonic::Response<BoxStream<WatchHostsResponse>>, Status> {
+        self.0.watch_hosts().await.map(tonic::Response::new)
+    }
+
+    async fn delete_by_metadata(
+        &self,
+        request: tonic::Request<DeleteByMetadataRequest>,
+    ) -> Result<tonic::Response<DeleteByMetadataResponse>, Status> {
+        self.0.delete_by_metadata(request.into_inner()).await.map(tonic::Response::new)
+    }
+
+    async fn delete_by_name_prefix(
+        &self,
+        request: tonic::Request<DeleteByNamePrefixRequest>,
+    ) -> Result<tonic::Response<DeleteByNamePrefixResponse>, Status> {
+        self.0.delete_by_name_prefix(request.into_inner()).await.map(tonic::Response::new)
+    }
+}

@@ -1,0 +1,275 @@
+//! The `dapr.proto.scheduler.v1.Scheduler` service of kairos.
+//!
+//! [`SchedulerService`] implements [`SchedulerApi`] over the engine: thin handlers that decode
+//! the wire message, call the engine, and encode the answer, with upstream's error codes and
+//! texts. `WatchJobs` streams carry triggers to sidecars and bring their results back by id.
+//! The same service is served over gRPC ([`serve`]) and handed in-process to an embedded sidecar.
+//!
+//! Sits on the engine and the store; it must never import axum or the sidecar.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use kairos_core::Owner;
+use kairos_engine::{Engine, EngineError, Outcome, Registration, Subscription, Trigger};
+use kairos_proto::api::{ApiStream, SchedulerApi, SchedulerGrpc};
+use kairos_proto::convert::{
+    ConvertError, any_from_payload, key_from_metadata, metadata_of, owner_from_metadata, spec_from_scheduler_job,
+    spec_to_scheduler_job,
+};
+use kairos_proto::scheduler::scheduler_server::SchedulerServer;
+use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
+use kairos_proto::scheduler::{
+    DeleteByMetadataRequest, DeleteByMetadataResponse, DeleteByNamePrefixRequest, DeleteByNamePrefixResponse,
+    DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse, Host, JobTargetType, ListJobsRequest,
+    ListJobsResponse, NamedJob, ScheduleJobRequest, ScheduleJobResponse, WatchHostsResponse, WatchJobsRequest,
+    WatchJobsRequestInitial, WatchJobsRequestResultStatus, WatchJobsResponse,
+};
+use kairos_store::{OwnerScope, PutMode, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tonic::Status;
+
+/// Jobs listed per store page while answering ListJobs.
+const LIST_PAGE: usize = 1024;
+/// Triggers buffered per WatchJobs stream before the stream pushes back.
+const STREAM_BUFFER: usize = 1024;
+
+/// The Scheduler service over an engine.
+#[derive(Debug, Clone)]
+pub struct SchedulerService {
+    engine: Engine,
+    hosts: watch::Receiver<Vec<String>>,
+}
+
+impl SchedulerService {
+    /// A service over `engine`; `hosts` are the replica addresses WatchHosts reports (a single
+    /// node reports its own advertised address).
+    pub fn new(engine: Engine, hosts: watch::Receiver<Vec<String>>) -> Self {
+        SchedulerService { engine, hosts }
+    }
+
+    /// The engine behind the service.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// Serves `api` as the Scheduler gRPC service on `listener` until `shutdown` completes.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve(
+    api: Arc<dyn SchedulerApi>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(
+            SchedulerServer::new(SchedulerGrpc(api))
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+fn engine_status(err: EngineError) -> Status {
+    match err {
+        // Upstream returns validation failures as plain errors (gRPC Unknown) with this prefix;
+        // daprd turns them into 500 DAPR_SCHEDULER_SCHEDULE_JOB (spec §2.4, §7.3).
+        EngineError::Name(e) => Status::unknown(format!("job failed validation: {e}")),
+        EngineError::Invalid(e) => Status::unknown(format!("job failed validation: {e}")),
+        EngineError::AlreadyExists(key) => Status::already_exists(format!("job already exists: '{key}'")),
+        EngineError::Store(e) => store_status(&e),
+    }
+}
+
+fn store_status(err: &StoreError) -> Status {
+    if err.is_retryable() { Status::unavailable(err.to_string()) } else { Status::internal(err.to_string()) }
+}
+
+fn convert_status(err: ConvertError) -> Status {
+    Status::invalid_argument(err.to_string())
+}
+
+#[async_trait]
+impl SchedulerApi for SchedulerService {
+    async fn schedule_job(&self, request: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status> {
+        let key = key_from_metadata(request.name, request.metadata).map_err(convert_status)?;
+        let spec = spec_from_scheduler_job(request.job.unwrap_or_default()).map_err(convert_status)?;
+        let mode = if request.overwrite { PutMode::Overwrite } else { PutMode::CreateOnly };
+        self.engine.schedule(key, spec, mode).await.map_err(engine_status)?;
+        Ok(ScheduleJobResponse {})
+    }
+
+    async fn get_job(&self, request: GetJobRequest) -> Result<GetJobResponse, Status> {
+        let name = request.name.clone();
+        let key = key_from_metadata(request.name, request.metadata).map_err(convert_status)?;
+        match self.engine.get(&key).await.map_err(engine_status)? {
+            Some(job) => Ok(GetJobResponse { job: Some(spec_to_scheduler_job(&job.spec)) }),
+            None => Err(Status::not_found(format!("job not found: {name}"))),
+        }
+    }
+
+    async fn delete_job(&self, request: DeleteJobRequest) -> Result<DeleteJobResponse, Status> {
+        let key = key_from_metadata(request.name, request.metadata).map_err(convert_status)?;
+        // Deleting an unknown job succeeds, as in etcd.
+        self.engine.delete(&key).await.map_err(engine_status)?;
+        Ok(DeleteJobResponse {})
+    }
+
+    async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status> {
+        let metadata = request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
+        let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
+        let namespace = metadata.namespace;
+        let mut jobs = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.engine.list(&namespace, &owner, after.as_deref(), LIST_PAGE).await.map_err(engine_status)?;
+            let full = page.len() == LIST_PAGE;
+            after = page.last().map(|j| j.key.name.clone());
+            jobs.extend(page.into_iter().map(|j| NamedJob {
+                name: j.key.name.clone(),
+                metadata: Some(metadata_of(&j.key)),
+                job: Some(spec_to_scheduler_job(&j.spec)),
+            }));
+            if !full {
+                break;
+            }
+        }
+        Ok(ListJobsResponse { jobs })
+    }
+
+    async fn delete_by_metadata(&self, request: DeleteByMetadataRequest) -> Result<DeleteByMetadataResponse, Status> {
+        let metadata = request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
+        let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
+        let scope = match owner {
+            Owner::Actor { actor_type, actor_id } if request.id_prefix_match == Some(true) => {
+                OwnerScope::ActorIdPrefix { namespace: metadata.namespace, actor_type, id_prefix: actor_id }
+            }
+            owner => OwnerScope::Owner { namespace: metadata.namespace, owner },
+        };
+        self.engine.delete_by_scope(&scope).await.map_err(engine_status)?;
+        Ok(DeleteByMetadataResponse {})
+    }
+
+    async fn delete_by_name_prefix(
+        &self,
+        request: DeleteByNamePrefixRequest,
+    ) -> Result<DeleteByNamePrefixResponse, Status> {
+        let metadata = request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
+        let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
+        self.engine
+            .delete_by_prefix(&metadata.namespace, &owner, &request.name_prefix)
+            .await
+            .map_err(engine_status)?;
+        Ok(DeleteByNamePrefixResponse {})
+    }
+
+    async fn watch_jobs(
+        &self,
+        mut requests: ApiStream<WatchJobsRequest>,
+    ) -> Result<ApiStream<WatchJobsResponse>, Status> {
+        let first = match requests.next().await {
+            Some(first) => first?,
+            None => return Err(Status::invalid_argument("WatchJobs stream ended before its initial message")),
+        };
+        let Some(WatchJobRequestType::Initial(initial)) = first.watch_job_request_type else {
+            return Err(Status::invalid_argument("the first WatchJobs message must be `initial`"));
+        };
+        let registration = registration_of(&initial)?;
+        tracing::info!(
+            namespace = %registration.namespace,
+            app_id = ?registration.app_id,
+            actor_types = ?registration.actor_types,
+            "sidecar connected"
+        );
+        let subscription = self.engine.subscribe(&registration);
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        tokio::spawn(pump(subscription, requests, tx));
+        Ok(receiver_stream(rx))
+    }
+
+    async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status> {
+        let hosts = self.hosts.clone();
+        let stream = futures::stream::unfold((hosts, true), |(mut hosts, first)| async move {
+            if !first && hosts.changed().await.is_err() {
+                // The service is gone; keep the stream open until the client leaves.
+                futures::future::pending::<()>().await;
+            }
+            let list = hosts.borrow_and_update().clone();
+            let response = WatchHostsResponse { hosts: list.into_iter().map(|address| Host { address }).collect() };
+            Some((Ok(response), (hosts, false)))
+        });
+        Ok(Box::pin(stream))
+    }
+}
+
+fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> ApiStream<T> {
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+}
+
+/// What a sidecar's `initial` message subscribes to. An empty `accept_job_types` means every
+/// type (upstream's rule); daprd lists `JOB` only once its app is running.
+fn registration_of(initial: &WatchJobsRequestInitial) -> Result<Registration, Status> {
+    if initial.namespace.is_empty() {
+        return Err(Status::invalid_argument("WatchJobs initial message has an empty namespace"));
+    }
+    let accepts = |kind: JobTargetType| initial.accept_job_types.is_empty() || initial.accept_job_types.contains(&(kind as i32));
+    let app_id = (accepts(JobTargetType::Job) && !initial.app_id.is_empty()).then(|| initial.app_id.clone());
+    let actor_types = if accepts(JobTargetType::ActorReminder) { initial.actor_types.clone() } else { Vec::new() };
+    Ok(Registration { namespace: initial.namespace.clone(), app_id, actor_types })
+}
+
+fn response_of(trigger: Trigger) -> WatchJobsResponse {
+    WatchJobsResponse {
+        metadata: Some(metadata_of(&trigger.key)),
+        name: trigger.key.name,
+        id: trigger.id,
+        data: trigger.data.map(any_from_payload),
+    }
+}
+
+/// Moves triggers out and results in until either side goes away; then the subscription is
+/// dropped, and the engine routes this stream's unanswered triggers again.
+async fn pump(
+    mut subscription: Subscription,
+    mut requests: ApiStream<WatchJobsRequest>,
+    tx: mpsc::Sender<Result<WatchJobsResponse, Status>>,
+) {
+    loop {
+        tokio::select! {
+            trigger = subscription.recv() => match trigger {
+                Some(trigger) => {
+                    if tx.send(Ok(response_of(trigger))).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            request = requests.next() => match request {
+                Some(Ok(WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Result(result)) })) => {
+                    let outcome = match WatchJobsRequestResultStatus::try_from(result.status) {
+                        Ok(WatchJobsRequestResultStatus::Success) => Outcome::Success,
+                        _ => Outcome::Failed,
+                    };
+                    if !subscription.complete(result.id, outcome) {
+                        tracing::debug!(id = result.id, "result for an unknown trigger ignored");
+                    }
+                }
+                Some(Ok(_)) => tracing::debug!("unexpected WatchJobs message ignored"),
+                Some(Err(status)) => {
+                    tracing::debug!(%status, "WatchJobs stream failed");
+                    break;
+                }
+                None => break,
+            },
+            () = tx.closed() => break,
+        }
+    }
+    tracing::info!("sidecar disconnected");
+}
