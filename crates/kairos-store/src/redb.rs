@@ -1,4 +1,4 @@
-//! The durable single-node [`JobStore`] on [redb](::redb), with group commit.
+//! The durable single-node [`JobStore`] on redb, with group commit.
 //!
 //! # Layout
 //! One redb file with three tables:
@@ -369,7 +369,9 @@ struct Tables<'t> {
 impl Tables<'_> {
     fn execute(&mut self, op: &Op) -> OpResult<Done> {
         Ok(match op {
-            Op::Put { job, encoded, mode } => self.put(job, encoded, *mode)?.map(|old| Done::Job(old.map(Box::new))),
+            Op::Put { job, encoded, mode } => {
+                self.put(job, encoded, *mode)?.map(|old| Done::Job(old.map(Box::new)))
+            }
             Op::Delete { key, encoded } => self.delete(key, encoded)?.map(|old| Done::Job(old.map(Box::new))),
             Op::DeletePrefix { prefix } => self.delete_prefix(prefix)?.map(Done::Keys),
             Op::Apply { mutations } => self.apply(mutations)?.map(|()| Done::Applied),
