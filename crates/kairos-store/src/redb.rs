@@ -1,4 +1,4 @@
-//! The durable single-node [`JobStore`] on [redb](::redb), with group commit.
+//! The durable single-node [`JobStore`] on redb, with group commit.
 //!
 //! # Layout
 //! One redb file with three tables:
