@@ -37,7 +37,10 @@ pub trait SchedulerApi: Send + Sync + fmt::Debug + 'static {
     async fn get_job(&self, request: GetJobRequest) -> Result<GetJobResponse, Status>;
     async fn delete_job(&self, request: DeleteJobRequest) -> Result<DeleteJobResponse, Status>;
     async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status>;
-    async fn delete_by_metadata(&self, request: DeleteByMetadataRequest) -> Result<DeleteByMetadataResponse, Status>;
+    async fn delete_by_metadata(
+        &self,
+        request: DeleteByMetadataRequest,
+    ) -> Result<DeleteByMetadataResponse, Status>;
     async fn delete_by_name_prefix(
         &self,
         request: DeleteByNamePrefixRequest,
@@ -70,7 +73,10 @@ impl SchedulerApi for SchedulerClient<Channel> {
         Ok(SchedulerClient::list_jobs(&mut self.clone(), request).await?.into_inner())
     }
 
-    async fn delete_by_metadata(&self, request: DeleteByMetadataRequest) -> Result<DeleteByMetadataResponse, Status> {
+    async fn delete_by_metadata(
+        &self,
+        request: DeleteByMetadataRequest,
+    ) -> Result<DeleteByMetadataResponse, Status> {
         Ok(SchedulerClient::delete_by_metadata(&mut self.clone(), request).await?.into_inner())
     }
 
@@ -92,7 +98,8 @@ impl SchedulerApi for SchedulerClient<Channel> {
     }
 
     async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status> {
-        let responses = SchedulerClient::watch_hosts(&mut self.clone(), WatchHostsRequest {}).await?.into_inner();
+        let responses =
+            SchedulerClient::watch_hosts(&mut self.clone(), WatchHostsRequest {}).await?.into_inner();
         Ok(Box::pin(responses))
     }
 }
@@ -140,7 +147,10 @@ impl<T: SchedulerApi + ?Sized> Scheduler for SchedulerGrpc<T> {
         self.0.schedule_job(request.into_inner()).await.map(tonic::Response::new)
     }
 
-    async fn get_job(&self, request: tonic::Request<GetJobRequest>) -> Result<tonic::Response<GetJobResponse>, Status> {
+    async fn get_job(
+        &self,
+        request: tonic::Request<GetJobRequest>,
+    ) -> Result<tonic::Response<GetJobResponse>, Status> {
         self.0.get_job(request.into_inner()).await.map(tonic::Response::new)
     }
 

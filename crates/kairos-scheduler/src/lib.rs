@@ -16,16 +16,16 @@ use kairos_core::Owner;
 use kairos_engine::{Engine, EngineError, Outcome, Registration, Subscription, Trigger};
 use kairos_proto::api::{ApiStream, SchedulerApi, SchedulerGrpc};
 use kairos_proto::convert::{
-    ConvertError, any_from_payload, key_from_metadata, metadata_of, owner_from_metadata, spec_from_scheduler_job,
-    spec_to_scheduler_job,
+    ConvertError, any_from_payload, key_from_metadata, metadata_of, owner_from_metadata,
+    spec_from_scheduler_job, spec_to_scheduler_job,
 };
 use kairos_proto::scheduler::scheduler_server::SchedulerServer;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
     DeleteByMetadataRequest, DeleteByMetadataResponse, DeleteByNamePrefixRequest, DeleteByNamePrefixResponse,
     DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse, Host, JobTargetType, ListJobsRequest,
-    ListJobsResponse, NamedJob, ScheduleJobRequest, ScheduleJobResponse, WatchHostsResponse, WatchJobsRequest,
-    WatchJobsRequestInitial, WatchJobsRequestResultStatus, WatchJobsResponse,
+    ListJobsResponse, NamedJob, ScheduleJobRequest, ScheduleJobResponse, WatchHostsResponse,
+    WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResultStatus, WatchJobsResponse,
 };
 use kairos_store::{OwnerScope, PutMode, StoreError};
 use tokio::net::TcpListener;
@@ -123,13 +123,18 @@ impl SchedulerApi for SchedulerService {
     }
 
     async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status> {
-        let metadata = request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
+        let metadata =
+            request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
         let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
         let namespace = metadata.namespace;
         let mut jobs = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = self.engine.list(&namespace, &owner, after.as_deref(), LIST_PAGE).await.map_err(engine_status)?;
+            let page = self
+                .engine
+                .list(&namespace, &owner, after.as_deref(), LIST_PAGE)
+                .await
+                .map_err(engine_status)?;
             let full = page.len() == LIST_PAGE;
             after = page.last().map(|j| j.key.name.clone());
             jobs.extend(page.into_iter().map(|j| NamedJob {
@@ -144,8 +149,12 @@ impl SchedulerApi for SchedulerService {
         Ok(ListJobsResponse { jobs })
     }
 
-    async fn delete_by_metadata(&self, request: DeleteByMetadataRequest) -> Result<DeleteByMetadataResponse, Status> {
-        let metadata = request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
+    async fn delete_by_metadata(
+        &self,
+        request: DeleteByMetadataRequest,
+    ) -> Result<DeleteByMetadataResponse, Status> {
+        let metadata =
+            request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
         let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
         let scope = match owner {
             Owner::Actor { actor_type, actor_id } if request.id_prefix_match == Some(true) => {
@@ -161,7 +170,8 @@ impl SchedulerApi for SchedulerService {
         &self,
         request: DeleteByNamePrefixRequest,
     ) -> Result<DeleteByNamePrefixResponse, Status> {
-        let metadata = request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
+        let metadata =
+            request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
         let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
         self.engine
             .delete_by_prefix(&metadata.namespace, &owner, &request.name_prefix)
@@ -176,7 +186,9 @@ impl SchedulerApi for SchedulerService {
     ) -> Result<ApiStream<WatchJobsResponse>, Status> {
         let first = match requests.next().await {
             Some(first) => first?,
-            None => return Err(Status::invalid_argument("WatchJobs stream ended before its initial message")),
+            None => {
+                return Err(Status::invalid_argument("WatchJobs stream ended before its initial message"));
+            }
         };
         let Some(WatchJobRequestType::Initial(initial)) = first.watch_job_request_type else {
             return Err(Status::invalid_argument("the first WatchJobs message must be `initial`"));
@@ -202,7 +214,8 @@ impl SchedulerApi for SchedulerService {
                 futures::future::pending::<()>().await;
             }
             let list = hosts.borrow_and_update().clone();
-            let response = WatchHostsResponse { hosts: list.into_iter().map(|address| Host { address }).collect() };
+            let response =
+                WatchHostsResponse { hosts: list.into_iter().map(|address| Host { address }).collect() };
             Some((Ok(response), (hosts, false)))
         });
         Ok(Box::pin(stream))
@@ -219,9 +232,12 @@ fn registration_of(initial: &WatchJobsRequestInitial) -> Result<Registration, St
     if initial.namespace.is_empty() {
         return Err(Status::invalid_argument("WatchJobs initial message has an empty namespace"));
     }
-    let accepts = |kind: JobTargetType| initial.accept_job_types.is_empty() || initial.accept_job_types.contains(&(kind as i32));
+    let accepts = |kind: JobTargetType| {
+        initial.accept_job_types.is_empty() || initial.accept_job_types.contains(&(kind as i32))
+    };
     let app_id = (accepts(JobTargetType::Job) && !initial.app_id.is_empty()).then(|| initial.app_id.clone());
-    let actor_types = if accepts(JobTargetType::ActorReminder) { initial.actor_types.clone() } else { Vec::new() };
+    let actor_types =
+        if accepts(JobTargetType::ActorReminder) { initial.actor_types.clone() } else { Vec::new() };
     Ok(Registration { namespace: initial.namespace.clone(), app_id, actor_types })
 }
 

@@ -23,14 +23,22 @@ pub fn init_logging(level: LogLevel) {
         LogLevel::Warn => "warn",
         LogLevel::Error | LogLevel::Fatal => "error",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{directive},h2=warn,hyper=warn,tower=warn")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{directive},h2=warn,hyper=warn,tower=warn"))
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// `~/.kairos/data`, or `./.kairos/data` when there is no home directory.
 pub fn default_data_dir() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from(".kairos"), |home| PathBuf::from(home).join(".kairos")).join("data")
+    std::env::var_os("HOME")
+        .map_or_else(|| PathBuf::from(".kairos"), |home| PathBuf::from(home).join(".kairos"))
+        .join("data")
 }
 
 /// Completes on SIGINT or SIGTERM.

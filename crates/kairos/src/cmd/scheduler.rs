@@ -57,14 +57,21 @@ impl Running {
         listen: SocketAddr,
         advertise: Option<String>,
     ) -> anyhow::Result<Running> {
-        std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
         let path = data_dir.join("jobs.redb");
-        let store = RedbStore::open(&path, partitions).with_context(|| format!("cannot open store {}", path.display()))?;
+        let store = RedbStore::open(&path, partitions)
+            .with_context(|| format!("cannot open store {}", path.display()))?;
         let store: Arc<dyn JobStore> = Arc::new(store);
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let engine = Engine::new(store, clock, EngineConfig { default_tz: jiff::tz::TimeZone::UTC, ..EngineConfig::default() });
+        let engine = Engine::new(
+            store,
+            clock,
+            EngineConfig { default_tz: jiff::tz::TimeZone::UTC, ..EngineConfig::default() },
+        );
         engine.own_all();
-        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let listener =
+            TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
         let advertise = advertise.unwrap_or_else(|| address.to_string());
         let (_hosts_tx, hosts) = tokio::sync::watch::channel(vec![advertise]);
@@ -80,7 +87,9 @@ impl Running {
     /// When the gRPC server fails.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
         let api: Arc<dyn SchedulerApi> = self.service.clone();
-        kairos_scheduler::serve(api, self.listener, shutdown).await.context("scheduler gRPC server failed")?;
+        kairos_scheduler::serve(api, self.listener, shutdown)
+            .await
+            .context("scheduler gRPC server failed")?;
         self.service.engine().shutdown().await;
         Ok(())
     }
