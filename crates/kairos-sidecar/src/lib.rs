@@ -9,5 +9,6 @@
 //! scheduler API (a gRPC client or, in `kairos run`, the in-process service), and must never
 //! import the store or the engine.
 
+pub mod config;
 pub mod scheduler_link;
 pub mod value;

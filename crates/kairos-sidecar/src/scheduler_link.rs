@@ -18,7 +18,8 @@ use kairos_proto::api::{ApiStream, SchedulerApi};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
-    WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus, WatchJobsResponse,
+    WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus,
+    WatchJobsResponse,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -97,7 +98,9 @@ impl SchedulerLink {
     }
 
     fn with(mode: Mode, apis: Vec<(String, Arc<dyn SchedulerApi>)>) -> Self {
-        SchedulerLink { inner: Arc::new(LinkInner { mode, apis: Mutex::new(apis), next: AtomicUsize::new(0) }) }
+        SchedulerLink {
+            inner: Arc::new(LinkInner { mode, apis: Mutex::new(apis), next: AtomicUsize::new(0) }),
+        }
     }
 
     /// A scheduler API for one CRUD call, rotating over the known hosts.
@@ -265,12 +268,15 @@ async fn stream_loop(
     let mut backoff = Duration::from_millis(100);
     while !stop.is_cancelled() {
         let (tx, rx) = mpsc::channel::<WatchJobsRequest>(RESULT_BUFFER);
-        let first = WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Initial(initial.clone())) };
+        let first =
+            WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Initial(initial.clone())) };
         if tx.send(first).await.is_err() {
             return;
         }
-        let outbound: ApiStream<WatchJobsRequest> =
-            Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (Ok(m), rx)) }));
+        let outbound: ApiStream<WatchJobsRequest> = Box::pin(futures::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|m| (Ok(m), rx)) },
+        ));
         match api.watch_jobs(outbound).await {
             Ok(mut inbound) => {
                 tracing::info!(%address, "job stream to scheduler open");
@@ -298,7 +304,9 @@ async fn stream_loop(
                         let result = WatchJobsRequestResult { id: trigger.id, status: status as i32 };
                         // The stream may be gone; the scheduler then redelivers the trigger.
                         let _ = tx
-                            .send(WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Result(result)) })
+                            .send(WatchJobsRequest {
+                                watch_job_request_type: Some(WatchJobRequestType::Result(result)),
+                            })
                             .await;
                     });
                 }
