@@ -9,4 +9,6 @@
 //! scheduler API (a gRPC client or, in `kairos run`, the in-process service), and must never
 //! import the store or the engine.
 
+pub mod errors;
+pub mod http_json;
 pub mod value;
