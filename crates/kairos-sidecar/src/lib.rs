@@ -10,5 +10,7 @@
 //! import the store or the engine.
 
 pub mod config;
+pub mod errors;
+pub mod http_json;
 pub mod scheduler_link;
 pub mod value;
