@@ -11,6 +11,9 @@
 
 pub mod config;
 pub mod errors;
+pub mod grpc_api;
+pub mod http_api;
 pub mod http_json;
+pub mod jobs;
 pub mod scheduler_link;
 pub mod value;

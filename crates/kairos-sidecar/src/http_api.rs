@@ -1,0 +1,133 @@
+//! The HTTP Jobs API (spec §2): `POST|GET|DELETE /v1.0/jobs/{name}` and the same under
+//! `/v1.0-alpha1`, plus the health routes the SDKs poll.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+
+use crate::errors::{ApiError, AuthFailure};
+use crate::grpc_api::tokens_match;
+use crate::http_json::{job_to_json, parse_schedule_body};
+use crate::jobs::Jobs;
+
+/// What the HTTP handlers share.
+#[derive(Debug)]
+pub struct HttpState {
+    pub jobs: Jobs,
+    /// `DAPR_API_TOKEN`: required on every route but health when set.
+    pub api_token: Option<String>,
+    /// `--max-body-size`.
+    pub max_body_size: usize,
+    /// Set once the sidecar is fully up (app reachable, job streams open).
+    pub ready: AtomicBool,
+}
+
+/// The router of the HTTP API.
+pub fn router(state: Arc<HttpState>) -> Router {
+    let jobs = Router::new()
+        .route("/v1.0/jobs/{name}", get(get_job).post(schedule_job).delete(delete_job))
+        .route("/v1.0-alpha1/jobs/{name}", get(get_job).post(schedule_job).delete(delete_job))
+        .route("/v1.0/metadata/{key}", put(put_metadata))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/v1.0/healthz", get(healthz))
+        .route("/v1.0/healthz/outbound", get(healthz_outbound))
+        .merge(jobs)
+        .with_state(state)
+}
+
+fn error_response(state: &HttpState, err: &ApiError) -> Response {
+    let (status, body) = err.http_body(state.jobs.app_id(), state.jobs.namespace());
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(err.content_type()))], body).into_response()
+}
+
+async fn require_token(State(state): State<Arc<HttpState>>, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.api_token {
+        let given = request.headers().get("dapr-api-token");
+        let failure = match given {
+            None => Some(AuthFailure::Missing),
+            Some(value) if tokens_match(value.as_bytes(), expected.as_bytes()) => None,
+            Some(_) => Some(AuthFailure::Mismatch),
+        };
+        if let Some(failure) = failure {
+            return error_response(&state, &ApiError::Unauthenticated(failure));
+        }
+    }
+    next.run(request).await
+}
+
+async fn schedule_job(State(state): State<Arc<HttpState>>, Path(name): Path<String>, body: Body) -> Response {
+    let bytes = match to_bytes(body, state.max_body_size).await {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            let reason =
+                if std::error::Error::source(&err).is_some_and(|s| s.to_string().contains("length limit")) {
+                    format!("request body exceeds the {}-byte limit (--max-body-size)", state.max_body_size)
+                } else {
+                    err.to_string()
+                };
+            return error_response(&state, &ApiError::BodyRead(reason));
+        }
+    };
+    let request = match parse_schedule_body(&name, &bytes) {
+        Ok(request) => request,
+        Err(err) => return error_response(&state, &err),
+    };
+    match state.jobs.schedule(&request.name, request.spec, request.overwrite).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => error_response(&state, &err),
+    }
+}
+
+async fn get_job(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
+    let result = async {
+        let spec = state.jobs.get(&name).await?;
+        job_to_json(&name, &spec)
+    };
+    match result.await {
+        Ok(json) => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json)
+                .into_response()
+        }
+        Err(err) => error_response(&state, &err),
+    }
+}
+
+async fn delete_job(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
+    match state.jobs.delete(&name).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(err) => error_response(&state, &err),
+    }
+}
+
+/// `dapr run` reports the app's pid and command here; kairos accepts and ignores it.
+async fn put_metadata() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        let body = r#"{"errorCode":"ERR_HEALTH_NOT_READY","message":"dapr is not ready"}"#;
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// The outbound API (the Jobs API) is up as soon as this server answers.
+async fn healthz_outbound() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
