@@ -16,4 +16,5 @@ pub mod http_api;
 pub mod http_json;
 pub mod jobs;
 pub mod scheduler_link;
+pub mod server;
 pub mod value;

@@ -20,6 +20,8 @@ enum Command {
     SchedulePreview(cmd::preview::Args),
     /// Run the Scheduler service (dapr.proto.scheduler.v1) on a durable local store.
     Scheduler(cmd::scheduler::Args),
+    /// Run the Dapr Jobs API for one app (the jobs part of daprd), connected to a scheduler.
+    Sidecar(cmd::sidecar::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +29,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::SchedulePreview(args) => cmd::preview::run(&args, &mut std::io::stdout().lock()),
         Command::Scheduler(args) => runtime().and_then(|rt| rt.block_on(cmd::scheduler::run(args))),
+        Command::Sidecar(args) => runtime().and_then(|rt| rt.block_on(cmd::sidecar::run(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

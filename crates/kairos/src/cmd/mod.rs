@@ -2,6 +2,7 @@
 
 pub mod preview;
 pub mod scheduler;
+pub mod sidecar;
 
 use std::path::PathBuf;
 

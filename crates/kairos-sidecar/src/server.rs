@@ -1,0 +1,224 @@
+//! A running sidecar: the HTTP and gRPC APIs, and the loop that takes triggers from the
+//! scheduler to the app.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kairos_proto::convert::payload_from_any;
+use kairos_proto::runtime::dapr_server::DaprServer;
+use kairos_proto::scheduler::{JobTargetType, WatchJobsRequestInitial, WatchJobsRequestResultStatus, WatchJobsResponse};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
+use tokio_util::sync::CancellationToken;
+
+use crate::app_channel::{AppChannel, AppChannelConfig, AppChannelError};
+use crate::grpc_api::{DaprJobsService, TokenCheck};
+use crate::http_api::{HttpState, router};
+use crate::jobs::{DEFAULT_SCHEDULER_WAIT, Jobs};
+use crate::scheduler_link::{SchedulerLink, TriggerHandler};
+
+/// How a sidecar runs (daprd's flags and environment, spec §9).
+#[derive(Debug, Clone)]
+pub struct SidecarConfig {
+    /// `--app-id`: the owner of the jobs.
+    pub app_id: String,
+    /// `NAMESPACE` (default `default`).
+    pub namespace: String,
+    /// Address the APIs listen on.
+    pub listen: IpAddr,
+    /// `--dapr-http-port` (0 picks a free port).
+    pub http_port: u16,
+    /// `--dapr-grpc-port` (0 picks a free port).
+    pub grpc_port: u16,
+    /// `DAPR_API_TOKEN`.
+    pub api_token: Option<String>,
+    /// `--max-body-size`.
+    pub max_body_size: usize,
+    /// The app channel; `None` without `--app-port` (jobs then stay staged in the scheduler).
+    pub app: Option<AppChannelConfig>,
+    /// How long a Jobs API call waits for an unreachable scheduler.
+    pub scheduler_wait: Duration,
+}
+
+impl SidecarConfig {
+    /// daprd's defaults for `app_id`.
+    pub fn new(app_id: impl Into<String>) -> Self {
+        SidecarConfig {
+            app_id: app_id.into(),
+            namespace: "default".into(),
+            listen: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http_port: 3500,
+            grpc_port: 50001,
+            api_token: None,
+            max_body_size: 4 << 20,
+            app: None,
+            scheduler_wait: DEFAULT_SCHEDULER_WAIT,
+        }
+    }
+}
+
+/// Why a sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SidecarError {
+    #[error("--app-id is required")]
+    NoAppId,
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    AppChannel(#[from] AppChannelError),
+}
+
+/// A running sidecar.
+#[derive(Debug)]
+pub struct Sidecar {
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    state: Arc<HttpState>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Delivers triggers over the app channel.
+#[derive(Debug)]
+struct AppDelivery {
+    app: AppChannel,
+}
+
+#[async_trait]
+impl TriggerHandler for AppDelivery {
+    async fn handle(&self, trigger: &WatchJobsResponse) -> WatchJobsRequestResultStatus {
+        let data = trigger.data.clone().map(payload_from_any);
+        let delivery = self.app.deliver(&trigger.name, data.as_ref()).await;
+        tracing::debug!(job = %trigger.name, id = trigger.id, ?delivery, "job delivered to app");
+        if delivery.is_success() { WatchJobsRequestResultStatus::Success } else { WatchJobsRequestResultStatus::Failed }
+    }
+}
+
+impl Sidecar {
+    /// Binds the APIs, starts serving, and (with an app) starts taking triggers once the app
+    /// port accepts connections.
+    ///
+    /// # Errors
+    /// [`SidecarError`] when a port cannot be bound or the app channel is misconfigured.
+    pub async fn start(config: SidecarConfig, link: SchedulerLink) -> Result<Sidecar, SidecarError> {
+        if config.app_id.is_empty() {
+            return Err(SidecarError::NoAppId);
+        }
+        let app = config.app.clone().map(AppChannel::new).transpose()?;
+        let http_listener = bind(SocketAddr::new(config.listen, config.http_port)).await?;
+        let grpc_listener = bind(SocketAddr::new(config.listen, config.grpc_port)).await?;
+        let http_addr = local_addr(&http_listener)?;
+        let grpc_addr = local_addr(&grpc_listener)?;
+
+        let jobs = Jobs::new(link.clone(), config.app_id.clone(), config.namespace.clone())
+            .with_scheduler_wait(config.scheduler_wait);
+        let state = Arc::new(HttpState {
+            jobs: jobs.clone(),
+            api_token: config.api_token.clone(),
+            max_body_size: config.max_body_size,
+            ready: AtomicBool::new(false),
+        });
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let http = router(state.clone());
+        let http_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let serve = axum::serve(http_listener, http).with_graceful_shutdown(http_stop.cancelled_owned());
+            if let Err(err) = serve.await {
+                tracing::error!(%err, "HTTP API server failed");
+            }
+        }));
+
+        let grpc_stop = stop.clone();
+        let max = config.max_body_size;
+        let dapr = InterceptedService::new(
+            DaprServer::new(DaprJobsService::new(jobs)).max_decoding_message_size(max).max_encoding_message_size(max),
+            TokenCheck { token: config.api_token.clone() },
+        );
+        tasks.push(tokio::spawn(async move {
+            let (health_reporter, health) = tonic_health::server::health_reporter();
+            health_reporter.set_serving::<DaprServer<DaprJobsService>>().await;
+            // The .NET SDK asks reflection whether the stable jobs methods exist (spec §3.1).
+            let reflection = tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(kairos_proto::FILE_DESCRIPTOR_SET)
+                .build_v1();
+            if let Err(err) = &reflection {
+                tracing::warn!(%err, "gRPC reflection unavailable");
+            }
+            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+            let served = tonic::transport::Server::builder()
+                .add_service(health)
+                .add_optional_service(reflection.ok())
+                .add_service(dapr)
+                .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
+                .await;
+            if let Err(err) = served {
+                tracing::error!(%err, "gRPC API server failed");
+            }
+        }));
+
+        match app {
+            None => state.ready.store(true, Ordering::Release),
+            Some(app) => {
+                let initial = WatchJobsRequestInitial {
+                    app_id: config.app_id.clone(),
+                    namespace: config.namespace.clone(),
+                    accept_job_types: vec![JobTargetType::Job as i32],
+                    ..Default::default()
+                };
+                let state = state.clone();
+                let stop = stop.clone();
+                tasks.push(tokio::spawn(async move {
+                    if app.wait_until_ready(stop.clone().cancelled_owned()).await.is_err() {
+                        return;
+                    }
+                    tracing::info!("app is reachable; taking jobs from the scheduler");
+                    state.ready.store(true, Ordering::Release);
+                    link.run_streams(initial, Arc::new(AppDelivery { app }), stop).await;
+                }));
+            }
+        }
+        Ok(Sidecar { http_addr, grpc_addr, state, stop, tasks })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where the gRPC API listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Whether the app is reachable and triggers flow (what `/v1.0/healthz` reports).
+    pub fn is_ready(&self) -> bool {
+        self.state.ready.load(Ordering::Acquire)
+    }
+
+    /// Stops serving and taking triggers, and waits for the servers to finish.
+    pub async fn shutdown(self) {
+        self.state.ready.store(false, Ordering::Release);
+        self.stop.cancel();
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, SidecarError> {
+    listener.local_addr().map_err(|source| SidecarError::Bind { address: SocketAddr::from(([0, 0, 0, 0], 0)), source })
+}
+
+async fn bind(address: SocketAddr) -> Result<TcpListener, SidecarError> {
+    TcpListener::bind(address).await.map_err(|source| SidecarError::Bind { address, source })
+}

@@ -1,0 +1,121 @@
+//! `kairos sidecar`: the Dapr Jobs API for one app, with daprd's flags (spec §9).
+
+use std::net::IpAddr;
+
+use anyhow::Context;
+use kairos_sidecar::app_channel::{AppChannelConfig, AppProtocol};
+use kairos_sidecar::config::parse_byte_size;
+use kairos_sidecar::scheduler_link::SchedulerLink;
+use kairos_sidecar::server::{Sidecar, SidecarConfig};
+
+use super::LogLevel;
+
+/// daprd's flags that concern the Jobs API.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The app's id: the owner of its jobs.
+    #[arg(long)]
+    pub app_id: String,
+    /// The port the app listens on; without it no jobs are delivered (they wait in the scheduler).
+    #[arg(long)]
+    pub app_port: Option<u16>,
+    /// How to call the app: grpc (OnJobEvent) or http (POST /job/{name}).
+    #[arg(long, default_value = "http")]
+    pub app_protocol: String,
+    /// Host or IP address of the app.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub app_channel_address: String,
+    /// Port of the HTTP API (0 picks a free port).
+    #[arg(long, default_value_t = 3500)]
+    pub dapr_http_port: u16,
+    /// Port of the gRPC API (0 picks a free port).
+    #[arg(long, default_value_t = 50001)]
+    pub dapr_grpc_port: u16,
+    /// Address the APIs listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub dapr_listen_addresses: IpAddr,
+    /// Accepted for compatibility with daprd; kairos serves no metrics endpoint yet.
+    #[arg(long, default_value_t = 9090)]
+    pub metrics_port: u16,
+    /// Log verbosity.
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    /// Scheduler addresses, comma-separated host:port; empty disables the Jobs API.
+    #[arg(long, value_delimiter = ',')]
+    pub scheduler_host_address: Vec<String>,
+    /// Largest request or app-channel message, e.g. 4Mi.
+    #[arg(long, default_value = "4Mi", value_parser = parse_byte_size)]
+    pub max_body_size: usize,
+    /// Most deliveries to the app at once; -1 is unlimited.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub app_max_concurrency: i64,
+}
+
+impl Args {
+    /// The sidecar configuration these flags and the environment (`NAMESPACE`, `DAPR_API_TOKEN`,
+    /// `APP_API_TOKEN`) describe.
+    ///
+    /// # Errors
+    /// When `--app-protocol` is not one kairos speaks.
+    pub fn config(&self) -> anyhow::Result<SidecarConfig> {
+        let protocol: AppProtocol = self.app_protocol.parse()?;
+        let app = self.app_port.map(|port| AppChannelConfig {
+            protocol,
+            address: self.app_channel_address.clone(),
+            port,
+            api_token: AppChannelConfig::api_token_from_env(),
+            max_concurrency: AppChannelConfig::max_concurrency_from_flag(self.app_max_concurrency),
+            max_body_size: self.max_body_size,
+            timeout: None,
+        });
+        let mut config = SidecarConfig::new(self.app_id.clone());
+        config.namespace = env_nonempty("NAMESPACE").unwrap_or_else(|| "default".into());
+        config.listen = self.dapr_listen_addresses;
+        config.http_port = self.dapr_http_port;
+        config.grpc_port = self.dapr_grpc_port;
+        config.api_token = env_nonempty("DAPR_API_TOKEN");
+        config.max_body_size = self.max_body_size;
+        config.app = app;
+        Ok(config)
+    }
+}
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The scheduler link for `--scheduler-host-address`.
+///
+/// # Errors
+/// When an address is not a valid URI.
+pub fn link_for(addresses: &[String]) -> anyhow::Result<SchedulerLink> {
+    match SchedulerLink::remote(addresses) {
+        Ok(link) => Ok(link),
+        Err(kairos_sidecar::scheduler_link::LinkError::Disabled) => {
+            tracing::warn!("no --scheduler-host-address: the Jobs API is disabled");
+            Ok(SchedulerLink::disabled())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Runs `kairos sidecar`.
+///
+/// # Errors
+/// When the sidecar cannot start.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    super::init_logging(args.log_level);
+    let config = args.config()?;
+    let link = link_for(&args.scheduler_host_address)?;
+    let sidecar = Sidecar::start(config, link).await.context("cannot start the sidecar")?;
+    tracing::info!(
+        app_id = %args.app_id,
+        http = %sidecar.http_addr(),
+        grpc = %sidecar.grpc_addr(),
+        "kairos sidecar listening"
+    );
+    super::shutdown_signal().await;
+    tracing::info!("shutting down");
+    sidecar.shutdown().await;
+    Ok(())
+}
