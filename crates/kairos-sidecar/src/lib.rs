@@ -9,4 +9,5 @@
 //! scheduler API (a gRPC client or, in `kairos run`, the in-process service), and must never
 //! import the store or the engine.
 
+pub mod app_channel;
 pub mod value;
