@@ -9,6 +9,7 @@
 //! scheduler API (a gRPC client or, in `kairos run`, the in-process service), and must never
 //! import the store or the engine.
 
+pub mod app_channel;
 pub mod config;
 pub mod errors;
 pub mod grpc_api;

@@ -9,11 +9,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use kairos_proto::convert::payload_from_any;
 use kairos_proto::runtime::dapr_server::DaprServer;
-use kairos_proto::scheduler::{JobTargetType, WatchJobsRequestInitial, WatchJobsRequestResultStatus, WatchJobsResponse};
+use kairos_proto::scheduler::{
+    JobTargetType, WatchJobsRequestInitial, WatchJobsRequestResultStatus, WatchJobsResponse,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tonic::service::interceptor::InterceptedService;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::app_channel::{AppChannel, AppChannelConfig, AppChannelError};
 use crate::grpc_api::{DaprJobsService, TokenCheck};
@@ -98,7 +100,11 @@ impl TriggerHandler for AppDelivery {
         let data = trigger.data.clone().map(payload_from_any);
         let delivery = self.app.deliver(&trigger.name, data.as_ref()).await;
         tracing::debug!(job = %trigger.name, id = trigger.id, ?delivery, "job delivered to app");
-        if delivery.is_success() { WatchJobsRequestResultStatus::Success } else { WatchJobsRequestResultStatus::Failed }
+        if delivery.is_success() {
+            WatchJobsRequestResultStatus::Success
+        } else {
+            WatchJobsRequestResultStatus::Failed
+        }
     }
 }
 
@@ -141,7 +147,9 @@ impl Sidecar {
         let grpc_stop = stop.clone();
         let max = config.max_body_size;
         let dapr = InterceptedService::new(
-            DaprServer::new(DaprJobsService::new(jobs)).max_decoding_message_size(max).max_encoding_message_size(max),
+            DaprServer::new(DaprJobsService::new(jobs))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
             TokenCheck { token: config.api_token.clone() },
         );
         tasks.push(tokio::spawn(async move {
@@ -154,7 +162,8 @@ impl Sidecar {
             if let Err(err) = &reflection {
                 tracing::warn!(%err, "gRPC reflection unavailable");
             }
-            let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             let served = tonic::transport::Server::builder()
                 .add_service(health)
                 .add_optional_service(reflection.ok())
@@ -216,7 +225,9 @@ impl Sidecar {
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, SidecarError> {
-    listener.local_addr().map_err(|source| SidecarError::Bind { address: SocketAddr::from(([0, 0, 0, 0], 0)), source })
+    listener
+        .local_addr()
+        .map_err(|source| SidecarError::Bind { address: SocketAddr::from(([0, 0, 0, 0], 0)), source })
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, SidecarError> {
