@@ -1,0 +1,284 @@
+//! Job payloads: the `google.protobuf.Any` a job carries, and how JSON goes in and comes out.
+//!
+//! # Representation
+//!
+//! [`JobData::json`] (and so [`Job::data_json`](crate::Job::data_json)) stores a JSON value as
+//! `Any{type_url: "type.googleapis.com/google.protobuf.Value", value: <encoded Value>}`, exactly
+//! what the sidecar stores for a job scheduled over HTTP. That choice makes the payload readable
+//! everywhere the sidecar renders it: an HTTP app receives the JSON itself as the body of
+//! `POST /job/<name>`, and `GET /v1.0/jobs/<name>` shows it as JSON (raw bytes with an empty type
+//! URL make that GET fail with a 500, spec §2.3). The type URL also says "this is JSON", so no
+//! reader has to guess.
+//!
+//! Handlers written with other SDKs receive the raw `Any.value`, which for this representation
+//! is protobuf bytes, not JSON text. To feed a Go or Python handler that parses JSON from the raw
+//! bytes, use [`JobData::raw_json`] (`Any{type_url: "", value: <json text>}`, as the Go and Python
+//! examples send).
+//!
+//! [`JobData::decode_json`] and [`JobEvent::data_json`](crate::JobEvent::data_json) read both
+//! forms: a `Value`-typed `Any` is decoded as protobuf, anything else is parsed as JSON text.
+
+use prost::Message;
+use prost_types::value::Kind;
+use prost_types::{ListValue, Struct, Value};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The type URL of a payload that holds a JSON value as a `google.protobuf.Value`.
+pub const VALUE_TYPE_URL: &str = "type.googleapis.com/google.protobuf.Value";
+
+/// Why a payload could not be built or read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataError {
+    /// The job carries no payload.
+    #[error("the job has no data")]
+    Missing,
+    /// Serialising to, or deserialising from, JSON failed.
+    #[error("job data is not the expected JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A `Value`-typed payload does not hold valid protobuf bytes.
+    #[error("job data typed {VALUE_TYPE_URL} holds invalid protobuf bytes: {0}")]
+    Protobuf(#[source] prost::DecodeError),
+    /// A `Value` holds an infinite or NaN number, which JSON cannot represent.
+    #[error("job data holds a number JSON cannot represent: {0}")]
+    NonFiniteNumber(f64),
+    /// The payload is not UTF-8 text.
+    #[error("job data is not UTF-8 text: {0}")]
+    Utf8(#[source] std::str::Utf8Error),
+}
+
+/// A job's payload: the `type_url` and `value` of its `google.protobuf.Any`, byte for byte.
+///
+/// ```
+/// use kairos_sdk::{JobData, VALUE_TYPE_URL};
+///
+/// let data = JobData::json(&serde_json::json!({"db": "prod"})).unwrap();
+/// assert_eq!(data.type_url, VALUE_TYPE_URL);
+/// let back: serde_json::Value = data.decode_json().unwrap();
+/// assert_eq!(back["db"], "prod");
+///
+/// let raw = JobData::raw_json(&[1, 2, 3]).unwrap();
+/// assert_eq!((raw.type_url.as_str(), raw.value.as_slice()), ("", &b"[1,2,3]"[..]));
+/// assert_eq!(raw.decode_json::<Vec<u8>>().unwrap(), vec![1, 2, 3]);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobData {
+    /// The `Any.type_url`; empty for raw bytes.
+    pub type_url: String,
+    /// The `Any.value`, as stored and delivered.
+    pub value: Vec<u8>,
+}
+
+impl JobData {
+    /// A JSON value as a `google.protobuf.Value`-typed `Any` (see the module docs for why).
+    ///
+    /// Numbers become doubles, as protojson does: integers beyond ±2^53 lose precision.
+    ///
+    /// # Errors
+    /// [`DataError::Json`] when `value` cannot be serialised to JSON.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, DataError> {
+        let json = serde_json::to_value(value).map_err(DataError::Json)?;
+        Ok(JobData { type_url: VALUE_TYPE_URL.to_owned(), value: json_to_value(&json).encode_to_vec() })
+    }
+
+    /// A JSON value as raw JSON text with an empty type URL, as the Go and Python examples send.
+    ///
+    /// # Errors
+    /// [`DataError::Json`] when `value` cannot be serialised to JSON.
+    pub fn raw_json<T: Serialize + ?Sized>(value: &T) -> Result<Self, DataError> {
+        Ok(JobData { type_url: String::new(), value: serde_json::to_vec(value).map_err(DataError::Json)? })
+    }
+
+    /// Raw bytes with an empty type URL.
+    pub fn bytes(value: impl Into<Vec<u8>>) -> Self {
+        JobData { type_url: String::new(), value: value.into() }
+    }
+
+    /// Any type URL and bytes, e.g. an encoded protobuf message and its
+    /// `type.googleapis.com/<full name>`.
+    pub fn any(type_url: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        JobData { type_url: type_url.into(), value: value.into() }
+    }
+
+    /// Whether the payload is a `google.protobuf.Value` (JSON scheduled over HTTP or with
+    /// [`JobData::json`]).
+    pub fn is_json_value(&self) -> bool {
+        is_value_type_url(&self.type_url)
+    }
+
+    /// Deserialises the payload: a `Value`-typed payload from its protobuf bytes, any other from
+    /// JSON text.
+    ///
+    /// # Errors
+    /// [`DataError::Missing`] for an empty payload; otherwise [`DataError::Protobuf`],
+    /// [`DataError::NonFiniteNumber`] or [`DataError::Json`] when the bytes are not what `T`
+    /// expects.
+    pub fn decode_json<T: DeserializeOwned>(&self) -> Result<T, DataError> {
+        decode_json(&self.type_url, &self.value)
+    }
+
+    /// The payload as a JSON value, decoded as [`JobData::decode_json`] does.
+    ///
+    /// # Errors
+    /// As [`JobData::decode_json`].
+    pub fn to_json(&self) -> Result<serde_json::Value, DataError> {
+        self.decode_json()
+    }
+
+    /// The raw bytes as UTF-8 text (not decoded: a `Value`-typed payload is protobuf).
+    ///
+    /// # Errors
+    /// [`DataError::Utf8`] when the bytes are not UTF-8.
+    pub fn as_str(&self) -> Result<&str, DataError> {
+        std::str::from_utf8(&self.value).map_err(DataError::Utf8)
+    }
+}
+
+impl From<prost_types::Any> for JobData {
+    fn from(any: prost_types::Any) -> Self {
+        JobData { type_url: any.type_url, value: any.value }
+    }
+}
+
+impl From<JobData> for prost_types::Any {
+    fn from(data: JobData) -> Self {
+        prost_types::Any { type_url: data.type_url, value: data.value }
+    }
+}
+
+/// `type.googleapis.com/google.protobuf.Value`, or the same type under another host.
+pub(crate) fn is_value_type_url(type_url: &str) -> bool {
+    type_url == VALUE_TYPE_URL || type_url.rsplit_once('/').is_some_and(|(_, t)| t == "google.protobuf.Value")
+}
+
+pub(crate) fn decode_json<T: DeserializeOwned>(type_url: &str, value: &[u8]) -> Result<T, DataError> {
+    if is_value_type_url(type_url) {
+        // An empty Value (no kind) is JSON null; this is how protojson reads it too.
+        let decoded = Value::decode(value).map_err(DataError::Protobuf)?;
+        serde_json::from_value(value_to_json(&decoded)?).map_err(DataError::Json)
+    } else if value.is_empty() {
+        Err(DataError::Missing)
+    } else {
+        serde_json::from_slice(value).map_err(DataError::Json)
+    }
+}
+
+/// A JSON value as a protobuf `Value`.
+fn json_to_value(json: &serde_json::Value) -> Value {
+    let kind = match json {
+        serde_json::Value::Null => Kind::NullValue(0),
+        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
+        // serde_json numbers are always finite, so as_f64 only fails for arbitrary precision.
+        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
+        serde_json::Value::Array(items) => {
+            Kind::ListValue(ListValue { values: items.iter().map(json_to_value).collect() })
+        }
+        serde_json::Value::Object(map) => Kind::StructValue(Struct {
+            fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect(),
+        }),
+    };
+    Value { kind: Some(kind) }
+}
+
+/// A protobuf `Value` as JSON.
+fn value_to_json(value: &Value) -> Result<serde_json::Value, DataError> {
+    Ok(match &value.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::NumberValue(n)) => number_to_json(*n)?,
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::ListValue(list)) => {
+            serde_json::Value::Array(list.values.iter().map(value_to_json).collect::<Result<_, _>>()?)
+        }
+        Some(Kind::StructValue(s)) => serde_json::Value::Object(
+            s.fields
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), value_to_json(v)?)))
+                .collect::<Result<_, DataError>>()?,
+        ),
+    })
+}
+
+/// Integral doubles become JSON integers (`123`, not `123.0`), so they deserialise into integer
+/// types.
+fn number_to_json(n: f64) -> Result<serde_json::Value, DataError> {
+    if !n.is_finite() {
+        return Err(DataError::NonFiniteNumber(n));
+    }
+    // Below 2^53 every integral double is exactly an i64.
+    #[allow(clippy::cast_possible_truncation, clippy::float_cmp)]
+    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+        return Ok(serde_json::Value::from(n as i64));
+    }
+    serde_json::Number::from_f64(n).map(serde_json::Value::Number).ok_or(DataError::NonFiniteNumber(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_round_trips_through_value_typed_any() {
+        for v in [
+            json!("hello world"),
+            json!(123),
+            json!(-1.5),
+            json!(true),
+            json!(null),
+            json!([1, "two", {"three": 3}]),
+            json!({"task": "db-backup", "metadata": {"db": "prod", "location": "/backup"}}),
+        ] {
+            let data = JobData::json(&v).unwrap();
+            assert_eq!(data.type_url, VALUE_TYPE_URL);
+            assert_eq!(data.to_json().unwrap(), v, "{v}");
+        }
+    }
+
+    #[test]
+    fn string_value_is_encoded_as_protobuf_field_3() {
+        // Value.string_value is field 3, length-delimited: what the sidecar stores for HTTP data.
+        assert_eq!(JobData::json("hi").unwrap().value, b"\x1a\x02hi");
+    }
+
+    #[test]
+    fn integral_numbers_decode_into_integer_types() {
+        let data = JobData::json(&json!({"n": 42})).unwrap();
+        #[derive(serde::Deserialize)]
+        struct N {
+            n: u32,
+        }
+        assert_eq!(data.decode_json::<N>().unwrap().n, 42);
+    }
+
+    #[test]
+    fn raw_json_decodes_from_text() {
+        let data = JobData::raw_json(&json!({"a": 1})).unwrap();
+        assert_eq!(data.as_str().unwrap(), r#"{"a":1}"#);
+        assert_eq!(data.to_json().unwrap(), json!({"a": 1}));
+    }
+
+    #[test]
+    fn value_type_url_under_another_host_is_recognised() {
+        assert!(is_value_type_url("example.com/google.protobuf.Value"));
+        assert!(!is_value_type_url("type.googleapis.com/google.protobuf.StringValue"));
+        assert!(!is_value_type_url(""));
+    }
+
+    #[test]
+    fn bad_payloads_are_errors_not_panics() {
+        assert!(matches!(JobData::default().to_json(), Err(DataError::Missing)));
+        assert!(matches!(
+            JobData::any(VALUE_TYPE_URL, b"\xff\xff\xff".to_vec()).to_json(),
+            Err(DataError::Protobuf(_))
+        ));
+        assert!(matches!(JobData::bytes(b"not json".to_vec()).to_json(), Err(DataError::Json(_))));
+        assert!(matches!(JobData::bytes(b"\xff".to_vec()).as_str(), Err(DataError::Utf8(_))));
+        let inf = Value { kind: Some(Kind::NumberValue(f64::INFINITY)) };
+        assert!(matches!(value_to_json(&inf), Err(DataError::NonFiniteNumber(_))));
+        // An empty Value-typed payload is an empty Value message: JSON null.
+        assert_eq!(JobData::any(VALUE_TYPE_URL, Vec::new()).to_json().unwrap(), json!(null));
+    }
+}

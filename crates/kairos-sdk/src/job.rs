@@ -1,0 +1,259 @@
+//! The job a client schedules, and reads back: a builder over the runtime `Job` message.
+
+use std::time::Duration;
+
+use kairos_proto::common::{self, job_failure_policy::Policy};
+use kairos_proto::runtime;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::data::{DataError, JobData};
+
+/// What the scheduler does when delivering a tick to the app fails.
+///
+/// Without a policy the sidecar applies its default, `constant(1s, Some(3))` (4 attempts per
+/// tick), and returns that default from [`Client::get_job`](crate::Client::get_job).
+///
+/// ```
+/// use std::time::Duration;
+/// use kairos_sdk::FailurePolicy;
+///
+/// let retry = FailurePolicy::constant(Duration::from_secs(5), Some(2)); // 3 attempts in all
+/// let forever = FailurePolicy::constant(Duration::from_millis(500), None);
+/// assert_ne!(retry, forever);
+/// assert_eq!(FailurePolicy::drop(), FailurePolicy::Drop);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// No retry: the failed tick counts and the schedule moves on.
+    Drop,
+    /// Retry every `interval`, at most `max_retries` times (`None`: until it succeeds).
+    Constant {
+        /// Pause between attempts; zero retries at once.
+        interval: Duration,
+        /// Retries after the first attempt; `None` retries forever.
+        max_retries: Option<u32>,
+    },
+}
+
+impl FailurePolicy {
+    /// [`FailurePolicy::Drop`]: never retry.
+    pub fn drop() -> Self {
+        FailurePolicy::Drop
+    }
+
+    /// [`FailurePolicy::Constant`]: retry every `interval`, at most `max_retries` times.
+    pub fn constant(interval: Duration, max_retries: Option<u32>) -> Self {
+        FailurePolicy::Constant { interval, max_retries }
+    }
+
+    fn to_proto(self) -> common::JobFailurePolicy {
+        let policy = match self {
+            FailurePolicy::Drop => Policy::Drop(common::JobFailurePolicyDrop {}),
+            FailurePolicy::Constant { interval, max_retries } => {
+                Policy::Constant(common::JobFailurePolicyConstant {
+                    interval: Some(prost_types::Duration {
+                        // Out-of-range intervals saturate; the scheduler rejects them.
+                        seconds: i64::try_from(interval.as_secs()).unwrap_or(i64::MAX),
+                        nanos: i32::try_from(interval.subsec_nanos()).unwrap_or(0),
+                    }),
+                    max_retries,
+                })
+            }
+        };
+        common::JobFailurePolicy { policy: Some(policy) }
+    }
+
+    /// `None` for a message with no policy set; negative intervals read as zero, as the
+    /// scheduler treats them.
+    fn from_proto(policy: common::JobFailurePolicy) -> Option<Self> {
+        Some(match policy.policy? {
+            Policy::Drop(_) => FailurePolicy::Drop,
+            Policy::Constant(c) => FailurePolicy::Constant {
+                interval: c.interval.map(duration_from_proto).unwrap_or_default(),
+                max_retries: c.max_retries,
+            },
+        })
+    }
+}
+
+fn duration_from_proto(d: prost_types::Duration) -> Duration {
+    let seconds = u64::try_from(d.seconds).unwrap_or(0);
+    let nanos = if d.seconds < 0 { 0 } else { u32::try_from(d.nanos).unwrap_or(0).min(999_999_999) };
+    Duration::new(seconds, nanos)
+}
+
+/// A named job: built with [`Job::new`] and scheduled with
+/// [`Client::schedule_job`](crate::Client::schedule_job), or read back with
+/// [`Client::get_job`](crate::Client::get_job) / [`Client::list_jobs`](crate::Client::list_jobs).
+///
+/// Strings are sent as written; the scheduler validates them (spec §7.1–§7.3):
+///
+/// * `schedule`: 6-field cron with seconds (`"0 30 2 * * *"`), `@every 1h30m`, `@daily`, …,
+///   optionally prefixed `TZ=Europe/Paris `;
+/// * `due_time` / `ttl`: an RFC 3339 time, a Go duration (`"10s"`, `"1h30m"`) or an ISO 8601
+///   duration (`"PT1H"`). A job needs a schedule, a due time or both.
+///
+/// ```
+/// use std::time::Duration;
+/// use kairos_sdk::{FailurePolicy, Job};
+///
+/// #[derive(serde::Serialize)]
+/// struct Backup { db: &'static str }
+///
+/// let job = Job::new("prod-db-backup")
+///     .schedule("@every 1h")
+///     .repeats(24)
+///     .due_time("10s")
+///     .ttl("P1D")
+///     .data_json(&Backup { db: "prod" })?
+///     .failure_policy(FailurePolicy::constant(Duration::from_secs(5), Some(3)));
+///
+/// // Fields are public to read (a job from `get_job` is the same type).
+/// assert_eq!(job.name, "prod-db-backup");
+/// assert_eq!(job.schedule.as_deref(), Some("@every 1h"));
+/// assert_eq!(job.decode_data::<serde_json::Value>()?["db"], "prod");
+///
+/// // The wire message the client sends.
+/// let wire = kairos_proto::runtime::Job::from(job);
+/// assert_eq!(wire.repeats, Some(24));
+/// assert_eq!(wire.data.unwrap().type_url, "type.googleapis.com/google.protobuf.Value");
+/// # Ok::<(), kairos_sdk::DataError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Job {
+    /// Unique within the app (and namespace).
+    pub name: String,
+    /// Cron (6 fields, seconds first), `@every <duration>` or an `@` descriptor, as written.
+    pub schedule: Option<String>,
+    /// How many ticks fire before the job is deleted; `None`: no limit.
+    pub repeats: Option<u32>,
+    /// The first tick, as written.
+    pub due_time: Option<String>,
+    /// When the job expires, as written.
+    pub ttl: Option<String>,
+    /// The payload, byte for byte.
+    pub data: Option<JobData>,
+    /// The failure policy; jobs read back always carry one (the sidecar fills in its default).
+    pub failure_policy: Option<FailurePolicy>,
+}
+
+impl Job {
+    /// A job named `name` with nothing else set (give it a schedule or a due time).
+    pub fn new(name: impl Into<String>) -> Self {
+        Job {
+            name: name.into(),
+            schedule: None,
+            repeats: None,
+            due_time: None,
+            ttl: None,
+            data: None,
+            failure_policy: None,
+        }
+    }
+
+    /// Sets the schedule: cron (6 fields, seconds first), `@every <duration>` or a descriptor.
+    #[must_use]
+    pub fn schedule(mut self, schedule: impl Into<String>) -> Self {
+        self.schedule = Some(schedule.into());
+        self
+    }
+
+    /// Sets how many ticks fire before the job is deleted (must be at least 1).
+    #[must_use]
+    pub fn repeats(mut self, repeats: u32) -> Self {
+        self.repeats = Some(repeats);
+        self
+    }
+
+    /// Sets the first tick: an RFC 3339 time or a duration from now.
+    #[must_use]
+    pub fn due_time(mut self, due_time: impl Into<String>) -> Self {
+        self.due_time = Some(due_time.into());
+        self
+    }
+
+    /// Sets when the job expires: an RFC 3339 time or a duration from the due time (or from now).
+    #[must_use]
+    pub fn ttl(mut self, ttl: impl Into<String>) -> Self {
+        self.ttl = Some(ttl.into());
+        self
+    }
+
+    /// Sets the payload to a JSON value, as a `google.protobuf.Value`-typed `Any` (the form the
+    /// sidecar uses for HTTP-scheduled jobs; see [`crate::data`] for why).
+    ///
+    /// # Errors
+    /// [`DataError::Json`] when `value` cannot be serialised to JSON.
+    pub fn data_json<T: Serialize + ?Sized>(mut self, value: &T) -> Result<Self, DataError> {
+        self.data = Some(JobData::json(value)?);
+        Ok(self)
+    }
+
+    /// Sets the payload to raw bytes with an empty type URL.
+    #[must_use]
+    pub fn data_bytes(mut self, value: impl Into<Vec<u8>>) -> Self {
+        self.data = Some(JobData::bytes(value));
+        self
+    }
+
+    /// Sets the payload to an `Any` with this type URL and value.
+    #[must_use]
+    pub fn data_any(mut self, type_url: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.data = Some(JobData::any(type_url, value));
+        self
+    }
+
+    /// Sets the payload.
+    #[must_use]
+    pub fn data(mut self, data: JobData) -> Self {
+        self.data = Some(data);
+        self
+    }
+
+    /// Sets the failure policy (the sidecar's default is `constant(1s, Some(3))`).
+    #[must_use]
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = Some(policy);
+        self
+    }
+
+    /// Deserialises the payload (a `Value`-typed `Any` or JSON text).
+    ///
+    /// # Errors
+    /// [`DataError::Missing`] without a payload; otherwise as [`JobData::decode_json`].
+    pub fn decode_data<T: DeserializeOwned>(&self) -> Result<T, DataError> {
+        self.data.as_ref().ok_or(DataError::Missing)?.decode_json()
+    }
+}
+
+impl From<Job> for runtime::Job {
+    fn from(job: Job) -> Self {
+        runtime::Job {
+            name: job.name,
+            schedule: job.schedule,
+            repeats: job.repeats,
+            due_time: job.due_time,
+            ttl: job.ttl,
+            data: job.data.map(Into::into),
+            failure_policy: job.failure_policy.map(FailurePolicy::to_proto),
+        }
+    }
+}
+
+impl From<runtime::Job> for Job {
+    /// An `Any` with neither type URL nor value (what the Python SDK sends for "no data") reads as
+    /// no payload.
+    fn from(job: runtime::Job) -> Self {
+        Job {
+            name: job.name,
+            schedule: job.schedule,
+            repeats: job.repeats,
+            due_time: job.due_time,
+            ttl: job.ttl,
+            data: job.data.filter(|a| !(a.type_url.is_empty() && a.value.is_empty())).map(Into::into),
+            failure_policy: job.failure_policy.and_then(FailurePolicy::from_proto),
+        }
+    }
+}
