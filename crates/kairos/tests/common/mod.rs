@@ -32,32 +32,119 @@ impl Drop for Proc {
 
 /// Starts `kairos scheduler` on a free port over `data_dir` and waits until it listens.
 pub fn start_scheduler(data_dir: &Path, extra: &[&str]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .args(["scheduler", "--port", "0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kairos scheduler");
+    let mut args: Vec<String> = vec!["scheduler".into(), "--port".into(), "0".into(), "--data-dir".into()];
+    args.push(data_dir.display().to_string());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let (child, log, line) = spawn_kairos(&args, &[], "kairos scheduler listening");
+    Proc { child, address: field(&line, "address"), log }
+}
+
+/// Spawns `kairos ARGS…` and waits for a stderr line containing `ready` (returning it).
+// The child is returned to a guard (`Proc`, `SidecarProc`) that kills and waits on drop.
+#[allow(clippy::zombie_processes)]
+fn spawn_kairos(
+    args: &[String],
+    envs: &[(&str, &str)],
+    ready: &str,
+) -> (Child, mpsc::Receiver<String>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_kairos"));
+    command.args(args).env_remove("RUST_LOG").stdout(Stdio::null()).stderr(Stdio::piped());
+    for var in ["DAPR_API_TOKEN", "APP_API_TOKEN", "NAMESPACE"] {
+        command.env_remove(var);
+    }
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn kairos");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            if std::env::var_os("KAIROS_TEST_LOGS").is_some() {
+                eprintln!("[kairos] {line}");
+            }
             if tx.send(line).is_err() {
                 break;
             }
         }
     });
-    let address = loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("kairos scheduler did not start");
-        if line.contains("kairos scheduler listening")
-            && let Some(rest) = line.split("address=").nth(1)
-        {
-            break rest.split_whitespace().next().unwrap_or_default().to_owned();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) if line.contains(ready) => return (child, rx, line),
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("kairos {args:?} did not start");
+            }
         }
-    };
-    Proc { child, address, log: rx }
+    }
+}
+
+fn field(line: &str, name: &str) -> String {
+    line.split(&format!("{name}="))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+        .to_owned()
+}
+
+/// A `kairos sidecar` child process, killed when dropped.
+#[derive(Debug)]
+pub struct SidecarProc {
+    pub child: Child,
+    pub http: String,
+    pub grpc: String,
+    pub log: mpsc::Receiver<String>,
+}
+
+impl Drop for SidecarProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kairos sidecar --app-id APP` on free ports against `scheduler`, with `extra` flags
+/// and environment variables.
+pub fn start_sidecar(app_id: &str, scheduler: &str, extra: &[&str], envs: &[(&str, &str)]) -> SidecarProc {
+    let mut args: Vec<String> =
+        ["sidecar", "--app-id", app_id, "--dapr-http-port", "0", "--dapr-grpc-port", "0"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+    args.push("--scheduler-host-address".into());
+    args.push(scheduler.to_owned());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let (child, log, line) = spawn_kairos(&args, envs, "kairos sidecar listening");
+    SidecarProc { child, http: field(&line, "http"), grpc: field(&line, "grpc"), log }
+}
+
+/// A free TCP port on loopback (for an app that the test starts later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The Python of the venv that `scripts/ensure-deps` creates, with the official Dapr SDK.
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("KAIROS_PYTHON") {
+        return p.into();
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/ensure-deps (it creates the venv with the Dapr Python SDK)",
+        python.display()
+    );
+    python
+}
+
+/// A script under tests/python.
+pub fn python_script(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
 }
