@@ -1,0 +1,104 @@
+//! The command line: global flags, one subcommand per scenario, and `all`.
+
+use std::path::PathBuf;
+
+use crate::report::{self, Report};
+use crate::scenario::{engine_fire, scheduler_create, scheduler_rss};
+
+/// Measures kairos: create rate over gRPC, trigger rate of the engine, memory and restart time.
+#[derive(Debug, clap::Parser)]
+#[command(name = "kairos-bench", version)]
+pub struct Cli {
+    /// Scale every scenario down so that it finishes in well under a minute.
+    #[arg(long, global = true)]
+    pub quick: bool,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+/// The scenarios.
+#[derive(Debug, clap::Subcommand)]
+pub enum Scenario {
+    /// Durable ScheduleJob calls per second against a `kairos scheduler` (or any Dapr
+    /// Scheduler at --address), with latency quantiles.
+    SchedulerCreate(scheduler_create::Args),
+    /// In-process engine: N one-shot jobs due at the same instant, acknowledged at once;
+    /// triggers per second until every completion is durable.
+    EngineFire(engine_fire::Args),
+    /// Resident memory and store size of a `kairos scheduler` holding M jobs, then restart time.
+    SchedulerRss(scheduler_rss::Args),
+    /// Every scenario in turn with its default sizes (or the --quick ones).
+    All(AllArgs),
+}
+
+/// Options of `all`: those the scenarios share.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AllArgs {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+}
+
+/// How to start `kairos scheduler`; shared by the scenarios that run it.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SchedulerArgs {
+    /// The `kairos` binary [default: `kairos` next to this executable].
+    #[arg(long, env = "KAIROS_BIN", value_name = "PATH")]
+    pub kairos: Option<PathBuf>,
+    /// Partition count of the scheduler's new store [default: the scheduler's own default].
+    #[arg(long)]
+    pub partitions: Option<u32>,
+    /// Directory under which temporary data dirs are made [default: the system temp dir].
+    /// Put it on the disk you want to measure: every ScheduleJob waits for an fsync.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+}
+
+impl SchedulerArgs {
+    /// Extra `kairos scheduler` flags these options ask for.
+    pub fn extra_flags(&self) -> Vec<String> {
+        self.partitions.map(|p| vec!["--partitions".into(), p.to_string()]).unwrap_or_default()
+    }
+
+    /// A fresh temporary directory under `--work-dir`.
+    ///
+    /// # Errors
+    /// When it cannot be created.
+    pub fn temp_dir(&self) -> anyhow::Result<tempfile::TempDir> {
+        crate::scenario::temp_dir(self.work_dir.as_deref())
+    }
+}
+
+/// Runs the chosen scenario(s), prints their reports, writes the JSON if asked.
+///
+/// # Errors
+/// When a scenario fails or the JSON cannot be written.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let quick = cli.quick;
+    let mut reports: Vec<Report> = Vec::new();
+    match cli.scenario {
+        Scenario::SchedulerCreate(args) => reports.push(print(scheduler_create::run(&args, quick).await?)),
+        Scenario::EngineFire(args) => reports.push(print(engine_fire::run(&args, quick).await?)),
+        Scenario::SchedulerRss(args) => reports.push(print(scheduler_rss::run(&args, quick).await?)),
+        Scenario::All(all) => {
+            let create = scheduler_create::Args { scheduler: all.scheduler.clone(), ..Default::default() };
+            reports.push(print(scheduler_create::run(&create, quick).await?));
+            let fire = engine_fire::Args { work_dir: all.scheduler.work_dir.clone(), ..Default::default() };
+            reports.push(print(engine_fire::run(&fire, quick).await?));
+            let rss = scheduler_rss::Args { scheduler: all.scheduler, ..Default::default() };
+            reports.push(print(scheduler_rss::run(&rss, quick).await?));
+        }
+    }
+    if let Some(path) = &cli.json {
+        report::write_json(path, quick, &reports)?;
+        eprintln!("results written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn print(report: Report) -> Report {
+    println!("{}", report.render());
+    report
+}

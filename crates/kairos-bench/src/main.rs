@@ -1,0 +1,26 @@
+//! `kairos-bench`: the load generator and measurement harness of kairos.
+//!
+//! Each subcommand is one scenario (see `scenario/`); it prints a results table and, with
+//! `--json FILE`, writes the same figures as JSON. Scenarios drive either the real
+//! `kairos scheduler` binary over gRPC or the engine in-process. This is a binary crate: it may
+//! depend on every kairos crate, and nothing depends on it.
+
+mod cli;
+mod hist;
+mod load;
+mod process;
+mod report;
+mod scenario;
+mod timing;
+
+use anyhow::Context;
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let cli = cli::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    runtime.block_on(cli::run(cli))
+}

@@ -1,0 +1,187 @@
+//! `scheduler-rss`: memory and disk per stored job, and restart time, of `kairos scheduler`.
+//!
+//! Starts the scheduler on an empty temp data dir, notes its RSS, stores M far-future jobs
+//! through gRPC as fast as it takes them (bounded by `--max-load-secs`: the figures are then
+//! for the jobs stored by then), lets it settle, and reads its RSS, peak RSS and the store
+//! size. Then stops it (SIGTERM, or SIGKILL with `--kill9`), starts it again on the same data
+//! dir, and measures the time until it answers gRPC and its RSS once settled.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kairos_proto::scheduler::GetJobRequest;
+use kairos_proto::scheduler::scheduler_client::SchedulerClient;
+use serde_json::Value;
+
+use super::sized;
+use crate::cli::SchedulerArgs;
+use crate::load::{self, LoadConfig};
+use crate::process::{SchedulerProcess, dir_size, find_kairos};
+use crate::report::Report;
+use crate::timing;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Options of `scheduler-rss`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+    /// Jobs to store [default: 1000000; --quick: 20000].
+    #[arg(long)]
+    pub jobs: Option<u64>,
+    /// Stop loading after this many seconds and measure what was stored [default: 300;
+    /// --quick: 20].
+    #[arg(long, value_name = "SECS")]
+    pub max_load_secs: Option<f64>,
+    /// Concurrent client tasks loading the jobs [default: 64].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// HTTP/2 connections they share [default: 8].
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Bytes of each job's payload [default: 64].
+    #[arg(long)]
+    pub payload_bytes: Option<usize>,
+    /// Seconds to wait before reading the RSS [default: 3; --quick: 1].
+    #[arg(long, value_name = "SECS")]
+    pub settle: Option<f64>,
+    /// Stop the first process with SIGKILL instead of SIGTERM (the restart then recovers an
+    /// uncleanly closed store).
+    #[arg(long)]
+    pub kill9: bool,
+}
+
+/// Runs the scenario.
+///
+/// # Errors
+/// When the scheduler cannot start, be loaded, or restart.
+pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
+    let jobs = sized(args.jobs, 1_000_000, 20_000, quick);
+    let max_load = Duration::from_secs_f64(sized(args.max_load_secs, 300.0, 20.0, quick));
+    let clients = args.clients.unwrap_or(64);
+    let channels = args.channels.unwrap_or(8);
+    let payload_bytes = args.payload_bytes.unwrap_or(64);
+    let settle = Duration::from_secs_f64(sized(args.settle, 3.0, 1.0, quick));
+    let kairos = find_kairos(args.scheduler.kairos.as_deref())?;
+    let flags = args.scheduler.extra_flags();
+    let data = args.scheduler.temp_dir()?;
+
+    let mut report = Report::new("scheduler-rss");
+    report.param("jobs_target", jobs);
+    report.param("max_load_s", max_load.as_secs_f64());
+    report.param("clients", clients as u64);
+    report.param("channels", channels as u64);
+    report.param("payload_bytes", payload_bytes as u64);
+    report.param("settle_s", settle.as_secs_f64());
+    report.param("stop", if args.kill9 { "SIGKILL" } else { "SIGTERM" });
+    report.param("data_dir", data.path().display().to_string());
+    if let Some(p) = args.scheduler.partitions {
+        report.param("partitions", p);
+    }
+
+    let mut first = SchedulerProcess::start(&kairos, data.path(), &flags, Duration::from_secs(30))?;
+    tokio::time::sleep(settle).await;
+    let empty = first.memory()?;
+    eprintln!("scheduler-rss: loading {jobs} jobs into pid {} at {}", first.pid(), first.address);
+    let loaded = load::run(LoadConfig {
+        address: first.address.clone(),
+        clients,
+        channels,
+        jobs: Some(jobs),
+        duration: Some(max_load),
+        payload_bytes,
+        app_id: "bench-app".into(),
+        name_prefix: "rss-".into(),
+        label: "load".into(),
+    })
+    .await?;
+    if loaded.ok == 0 {
+        bail!("no job was stored: {}", loaded.first_error.as_deref().unwrap_or("no error reported"));
+    }
+    if let Some(error) = &loaded.first_error {
+        report.note(format!("{} calls failed while loading; first: {error}", loaded.errors));
+    }
+    if loaded.ok < jobs {
+        report.note(format!(
+            "stopped loading at --max-load-secs: {} of {jobs} jobs stored; figures are for {}",
+            loaded.ok, loaded.ok
+        ));
+    }
+    tokio::time::sleep(settle).await;
+    let full = first.memory()?;
+    let store_bytes = dir_size(data.path())?;
+
+    let stop_start = timing::now();
+    let graceful = if args.kill9 {
+        drop(first);
+        false
+    } else {
+        first.stop(Duration::from_secs(60))?
+    };
+    let stopped_in = stop_start.elapsed();
+    let store_bytes_closed = dir_size(data.path())?;
+
+    eprintln!("scheduler-rss: restarting on the same data dir");
+    let second = SchedulerProcess::start(&kairos, data.path(), &flags, Duration::from_secs(600))?;
+    let serving = first_answer(&second.address, "rss-0000000000").await?;
+    let to_listen = second.listening - second.spawned;
+    let to_serve = serving - second.spawned;
+    let after_start = second.memory()?;
+    tokio::time::sleep(settle).await;
+    let restarted = second.memory()?;
+    drop(second);
+
+    let per_job = |bytes: u64| bytes as f64 / loaded.ok as f64;
+    let s = loaded.latencies.summary();
+    let table = report.table("memory and store size", &["metric", "value", "unit"]);
+    let mut row = |metric: &str, value: Value, unit: &str| table.row(vec![metric.into(), value, unit.into()]);
+    row("jobs stored", loaded.ok.into(), "jobs");
+    row("load time", loaded.elapsed.as_secs_f64().into(), "s");
+    row("load rate", timing::rate(loaded.ok, loaded.elapsed).into(), "jobs/s");
+    row("load latency p50", s.p50_ms.into(), "ms");
+    row("load latency p99", s.p99_ms.into(), "ms");
+    row("RSS empty", (empty.rss as f64 / MIB).into(), "MiB");
+    row("RSS loaded (settled)", (full.rss as f64 / MIB).into(), "MiB");
+    row("peak RSS while loading", (full.peak as f64 / MIB).into(), "MiB");
+    row("RSS growth per job", per_job(full.rss.saturating_sub(empty.rss)).into(), "bytes/job");
+    row("store size (running)", store_bytes.into(), "bytes");
+    row("store size (stopped)", store_bytes_closed.into(), "bytes");
+    row("store bytes per job", per_job(store_bytes_closed).into(), "bytes/job");
+    row(
+        if graceful { "stop (SIGTERM) took" } else { "stop (SIGKILL or SIGTERM timeout) took" },
+        (stopped_in.as_secs_f64() * 1000.0).into(),
+        "ms",
+    );
+    row("restart: spawn to listening", (to_listen.as_secs_f64() * 1000.0).into(), "ms");
+    row("restart: spawn to first GetJob OK", (to_serve.as_secs_f64() * 1000.0).into(), "ms");
+    row("restart: RSS at first answer", (after_start.rss as f64 / MIB).into(), "MiB");
+    row("restart: RSS settled", (restarted.rss as f64 / MIB).into(), "MiB");
+    row("restart: peak RSS", (restarted.peak as f64 / MIB).into(), "MiB");
+    report.note("RSS includes the store's page cache (redb's own cache), not only the engine's windows");
+    report.finish();
+    Ok(report)
+}
+
+/// Polls GetJob for `name` until it answers OK; returns when it did.
+async fn first_answer(address: &str, name: &str) -> anyhow::Result<std::time::Instant> {
+    let deadline = timing::now() + Duration::from_secs(600);
+    let mut last_error = String::new();
+    while timing::now() < deadline {
+        match load::connect(address, 1).await {
+            Ok(channels) => {
+                let channel = channels.into_iter().next().context("no connection was opened")?;
+                let mut client = SchedulerClient::new(channel);
+                let request =
+                    GetJobRequest { name: name.into(), metadata: Some(load::metadata("bench-app")) };
+                match client.get_job(request).await {
+                    Ok(_) => return Ok(timing::now()),
+                    Err(status) => last_error = format!("{:?}: {}", status.code(), status.message()),
+                }
+            }
+            Err(err) => last_error = format!("{err:#}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bail!("the restarted scheduler at {address} did not answer GetJob {name} within 600 s: {last_error}")
+}
