@@ -36,8 +36,7 @@ async fn server() -> Server {
         EngineConfig { window: 64, max_sleep: SignedDuration::from_millis(20), default_tz: TimeZone::UTC };
     let engine = Engine::new(store, Arc::new(clock.clone()) as Arc<dyn Clock>, config);
     engine.own_all();
-    let (_hosts_tx, hosts) = tokio::sync::watch::channel(vec!["scheduler-0:50006".to_owned()]);
-    std::mem::forget(_hosts_tx);
+    let (_, hosts) = tokio::sync::watch::channel(vec!["scheduler-0:50006".to_owned()]);
     let api: Arc<dyn kairos_proto::api::SchedulerApi> = Arc::new(SchedulerService::new(engine, hosts));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();

@@ -2,6 +2,8 @@
 
 mod cmd;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// kairos: the Dapr Jobs building block (schedule named jobs, get them back at their trigger
@@ -15,6 +17,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run an app with its sidecar and (unless --scheduler-host-address is given) an embedded
+    /// scheduler on a durable local store, like `dapr run`.
+    Run(cmd::run::Args),
     /// Print when a job would fire: the next ticks of a schedule, due time, repeats and ttl,
     /// computed exactly as the scheduler computes them.
     SchedulePreview(cmd::preview::Args),
@@ -24,20 +29,30 @@ enum Command {
     Sidecar(cmd::sidecar::Args),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::SchedulePreview(args) => cmd::preview::run(&args, &mut std::io::stdout().lock()),
-        Command::Scheduler(args) => runtime().and_then(|rt| rt.block_on(cmd::scheduler::run(args))),
-        Command::Sidecar(args) => runtime().and_then(|rt| rt.block_on(cmd::sidecar::run(args))),
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("kairos: {err:#}");
-            std::process::ExitCode::FAILURE
-        }
+    match cli.command {
+        Command::Run(args) => match runtime().and_then(|rt| rt.block_on(cmd::run::run(args))) {
+            // The app's own exit code (128 + signal when a signal ended it).
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(err) => failure(&err),
+        },
+        Command::SchedulePreview(args) => done(cmd::preview::run(&args, &mut std::io::stdout().lock())),
+        Command::Scheduler(args) => done(runtime().and_then(|rt| rt.block_on(cmd::scheduler::run(args)))),
+        Command::Sidecar(args) => done(runtime().and_then(|rt| rt.block_on(cmd::sidecar::run(args)))),
     }
+}
+
+fn done(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => failure(&err),
+    }
+}
+
+fn failure(err: &anyhow::Error) -> ExitCode {
+    eprintln!("kairos: {err:#}");
+    ExitCode::FAILURE
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

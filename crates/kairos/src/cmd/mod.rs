@@ -1,6 +1,7 @@
 //! One module per subcommand, and what they share.
 
 pub mod preview;
+pub mod run;
 pub mod scheduler;
 pub mod sidecar;
 

@@ -57,27 +57,10 @@ impl Running {
         listen: SocketAddr,
         advertise: Option<String>,
     ) -> anyhow::Result<Running> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-        let path = data_dir.join("jobs.redb");
-        let store = RedbStore::open(&path, partitions)
-            .with_context(|| format!("cannot open store {}", path.display()))?;
-        let store: Arc<dyn JobStore> = Arc::new(store);
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let engine = Engine::new(
-            store,
-            clock,
-            EngineConfig { default_tz: jiff::tz::TimeZone::UTC, ..EngineConfig::default() },
-        );
-        engine.own_all();
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
-        let advertise = advertise.unwrap_or_else(|| address.to_string());
-        let (_hosts_tx, hosts) = tokio::sync::watch::channel(vec![advertise]);
-        // A single node's host list never changes; keep the sender alive with the service.
-        std::mem::forget(_hosts_tx);
-        let service = Arc::new(SchedulerService::new(engine, hosts));
+        let service = open_service(data_dir, partitions, advertise.unwrap_or_else(|| address.to_string()))?;
         Ok(Running { service, address, listener })
     }
 
@@ -93,6 +76,39 @@ impl Running {
         self.service.engine().shutdown().await;
         Ok(())
     }
+}
+
+/// Opens (or creates) the job store in `data_dir` and starts a scheduler service over it that
+/// owns every partition. Must be called within a tokio runtime.
+///
+/// # Errors
+/// When the data dir or the store cannot be opened (e.g. another kairos process holds it).
+pub fn open_service(
+    data_dir: &std::path::Path,
+    partitions: u32,
+    advertise: String,
+) -> anyhow::Result<Arc<SchedulerService>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
+    let path = data_dir.join("jobs.redb");
+    let store = RedbStore::open(&path, partitions).with_context(|| {
+        format!(
+            "cannot open the job store {} (is another kairos process using this data dir?)",
+            path.display()
+        )
+    })?;
+    let store: Arc<dyn JobStore> = Arc::new(store);
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let engine = Engine::new(
+        store,
+        clock,
+        EngineConfig { default_tz: jiff::tz::TimeZone::UTC, ..EngineConfig::default() },
+    );
+    engine.own_all();
+    // A single node's host list never changes: the sender can go at once (WatchHosts keeps
+    // reporting the last list).
+    let (_, hosts) = tokio::sync::watch::channel(vec![advertise]);
+    Ok(Arc::new(SchedulerService::new(engine, hosts)))
 }
 
 /// Runs `kairos scheduler`.
