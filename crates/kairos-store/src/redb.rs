@@ -115,6 +115,9 @@ enum Done {
     Applied,
 }
 
+/// Bytes of redb's page cache per store.
+pub const CACHE_SIZE: usize = 128 << 20;
+
 impl RedbStore {
     /// Opens the store in the file at `path`, creating it with `partitions_if_new` partitions
     /// when it does not exist (or is empty).
@@ -131,7 +134,10 @@ impl RedbStore {
         if partitions_if_new == 0 {
             return Err(StoreError::Invalid { what: "partition count", reason: "must be at least 1".into() });
         }
-        let db = Database::create(&path).map_err(|e| {
+        // redb caches up to 1 GiB of pages by default; with millions of jobs that cache, not
+        // the engine, would set the scheduler's memory. The engine keeps its own bounded window
+        // of soon-due jobs, so a modest page cache is enough.
+        let db = Database::builder().set_cache_size(CACHE_SIZE).create(&path).map_err(|e| {
             let e = ::redb::Error::from(e);
             match e {
                 ::redb::Error::Corrupted(why) => {
