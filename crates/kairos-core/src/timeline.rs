@@ -304,4 +304,95 @@ mod tests {
         let s = after_failure(&j, &Progress::default(), t("2026-03-01T10:00:10Z"));
         assert_eq!(s.due, Some(t("2026-03-01T10:00:11Z")));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Schedules of every form of spec §7.1, with values drawn at random.
+        fn schedule() -> impl Strategy<Value = String> {
+            prop_oneof![
+                (0u32..=59, 1u32..=30).prop_map(|(s, step)| format!("{s}/{step} * * * * *")),
+                (0u32..=59, 0u32..=59, 0u32..=23).prop_map(|(s, m, h)| format!("{s} {m} {h} * * *")),
+                (0u32..=59, 1u32..=28, 0u32..=6).prop_map(|(s, d, w)| format!("{s} 0 0 {d} * {w}")),
+                (1u64..=90_000).prop_map(|ms| format!("@every {ms}ms")),
+                Just("@every 0s".to_owned()),
+                prop::sample::select(vec!["@hourly", "@daily", "@weekly", "@monthly", "@yearly"])
+                    .prop_map(str::to_owned),
+                (0u32..=59).prop_map(|s| format!("TZ=Europe/Paris {s} 30 2 * * *")),
+                (0u32..=59).prop_map(|s| format!("CRON_TZ=America/New_York {s} 30 1 * * *")),
+            ]
+        }
+
+        fn spec() -> impl Strategy<Value = JobSpec> {
+            (
+                prop::option::of(schedule()),
+                prop::option::of(prop_oneof![
+                    (0u64..=100_000).prop_map(|s| format!("{s}s")),
+                    Just("2020-01-01T00:00:00Z".to_owned()),
+                    Just("PT90M".to_owned()),
+                ]),
+                prop::option::of(1u32..=20),
+                prop::option::of((1u64..=500_000).prop_map(|s| format!("{s}s"))),
+            )
+                .prop_map(|(schedule, due_time, repeats, ttl)| JobSpec {
+                    schedule,
+                    due_time,
+                    repeats,
+                    ttl,
+                    ..JobSpec::default()
+                })
+        }
+
+        proptest! {
+            /// Spec §7.4: whatever happens to each delivery, no tick comes before the due time
+            /// (or, without one, at or before creation, but for `@every 0s`), none before the tick it follows, and
+            /// none after the expiry; a retry never comes before the attempt it repeats.
+            #[test]
+            fn spec_7_4_ticks_never_go_back_in_time(
+                spec in spec(),
+                outcomes in prop::collection::vec(any::<bool>(), 1..40),
+            ) {
+                let created = t(CREATED);
+                let Ok(timing) = spec.resolve(created, &TimeZone::UTC) else { return Ok(()) };
+                let mut progress = Progress::default();
+                let mut due = next_tick(&timing, &progress);
+                let mut previous_tick: Option<Timestamp> = None;
+                for success in outcomes {
+                    let Some(at) = due else { break };
+                    if progress.attempts == 0 {
+                        // A new tick.
+                        match timing.due {
+                            Some(first) => prop_assert!(at >= first, "tick {at} before the due time {first}"),
+                            // `@every 0s` is `start + 0`: due at once, and again and again.
+                            None if spec.schedule.as_deref() == Some("@every 0s") => {
+                                prop_assert!(at >= timing.start, "tick {at} before creation");
+                            }
+                            None => prop_assert!(at > timing.start, "tick {at} at or before creation"),
+                        }
+                        if let Some(prev) = previous_tick {
+                            prop_assert!(at >= prev, "tick {at} before the previous tick {prev}");
+                        }
+                        if let Some(expires) = timing.expires {
+                            prop_assert!(at <= expires, "tick {at} after the expiry {expires}");
+                        }
+                        previous_tick = Some(at);
+                    }
+                    let step = if success {
+                        after_success(&timing, &progress)
+                    } else {
+                        after_failure(&timing, &progress, at)
+                    };
+                    if let (Some(next), true) = (step.due, step.progress.attempts > 0) {
+                        prop_assert!(next >= at, "retry {next} before the attempt {at} it repeats");
+                    }
+                    if let Some(total) = timing.repeats {
+                        prop_assert!(step.progress.count <= total);
+                    }
+                    progress = step.progress;
+                    due = step.due;
+                }
+            }
+        }
+    }
 }
