@@ -310,3 +310,35 @@ fn walkthrough_killed_after_four_deliveries_resumes_on_the_same_data_dir_and_los
     );
     assert_eq!(jobs_in_store(dir.path()), 0, "the job outlived its 10 repeats");
 }
+
+#[test]
+fn sigint_to_kairos_run_is_forwarded_and_kairos_run_exits_with_the_apps_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut session = Session::start(dir.path(), &[]);
+    let mut lines = Vec::new();
+    let second = session.read_until(&mut lines, RUN_LIMIT, |l| l == "== APP == job 2 received:");
+    assert!(second, "no 2nd delivery:\n{}\n{}", text(&lines), session.log());
+    // To `kairos run` alone, as a terminal's Ctrl-C would reach a shell's foreground job leader.
+    let pid = Pid::from_raw(i32::try_from(session.child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, Signal::SIGINT).expect("send SIGINT");
+    let status = session.wait(Duration::from_secs(20));
+    session.read_until(&mut lines, Duration::from_secs(5), |_| false);
+    // db-backup does not catch SIGINT, so it dies of it: 128 + 2, long before its 10th tick.
+    assert_eq!(status.code(), Some(130), "{}\n{}", text(&lines), session.log());
+    assert!(deliveries(&lines).len() < 10, "{}", text(&lines));
+    // The job stays for a later run (with --resume it carries on).
+    assert_eq!(jobs_in_store(dir.path()), 1);
+}
+
+#[test]
+fn without_home_or_data_dir_kairos_run_refuses_clearly() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["run", "--app-id", "x", "--", "true"])
+        .env_remove("HOME")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run kairos");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("HOME is not set") && stderr.contains("pass --data-dir"), "{stderr}");
+}

@@ -86,6 +86,11 @@ pub struct Args {
 /// launched.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     super::init_logging(args.log_level);
+    // Caught from the start, so that a signal during start-up cannot kill us and orphan the app.
+    let signals = Signals {
+        interrupt: unix_signal(SignalKind::interrupt())?,
+        terminate: unix_signal(SignalKind::terminate())?,
+    };
     let sidecar_args = super::sidecar::Args {
         app_id: args.app_id.clone(),
         app_port: args.app_port,
@@ -130,7 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     );
 
     let (mut app, output) = launch(&args, &sidecar)?;
-    let status = supervise(&mut app).await?;
+    let status = supervise(&mut app, signals).await?;
     // The app's last lines are still in the pipes; show them before anything else.
     for forwarder in output {
         // A grandchild that inherited the pipes may keep them open; do not wait for it forever.
@@ -217,11 +222,16 @@ async fn prefix_lines(stream: impl AsyncRead + Unpin, to_stderr: bool) {
     }
 }
 
+/// SIGINT and SIGTERM, caught.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
 /// Waits for the app to exit, forwarding SIGINT/SIGTERM to it; kills it if it does not exit
 /// within the grace period after a forwarded signal, or at once on a second signal.
-async fn supervise(app: &mut Child) -> anyhow::Result<ExitStatus> {
-    let mut interrupt = unix_signal(SignalKind::interrupt())?;
-    let mut terminate = unix_signal(SignalKind::terminate())?;
+async fn supervise(app: &mut Child, signals: Signals) -> anyhow::Result<ExitStatus> {
+    let Signals { mut interrupt, mut terminate } = signals;
     let signal = tokio::select! {
         status = app.wait() => return Ok(status?),
         _ = interrupt.recv() => Signal::SIGINT,
