@@ -201,19 +201,60 @@ pub(crate) fn endpoint_uri(endpoint: &str) -> Result<String, Error> {
 
 /// An async client of the sidecar's Jobs API. Cheap to clone; clones share one connection.
 ///
-/// ```no_run
-/// use kairos_sdk::{Client, Job};
+/// Against a real kairos sidecar (started in-process by the hidden lines, with an embedded
+/// scheduler on an in-memory store):
 ///
-/// # async fn run() -> Result<(), kairos_sdk::Error> {
-/// let client = Client::from_env().await?;
-/// client.schedule_job(Job::new("tick").schedule("@every 10s").repeats(3), false).await?;
-/// let job = client.get_job("tick").await?;
-/// println!("{job:?}");
-/// for job in client.list_jobs().await? {
-///     println!("{} {:?}", job.name, job.schedule);
-/// }
-/// client.delete_job("tick").await?;
+/// ```
+/// use kairos_sdk::{Client, FailurePolicy, Job};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let sidecar = sidecar::start().await;
+/// # let endpoint = sidecar.grpc_addr().to_string();
+/// // Under `kairos run` or `dapr run`: Client::from_env().await?
+/// let client = Client::connect(endpoint).await?;
+///
+/// let backup = Job::new("backup-db")
+///     .schedule("@every 1h")
+///     .repeats(24)
+///     .data_json(&serde_json::json!({"db": "prod"}))?
+///     .failure_policy(FailurePolicy::constant(Duration::from_secs(5), Some(2)));
+/// client.schedule_job(backup.clone(), false).await?;
+/// client.schedule_job(Job::new("backup-logs").due_time("10m"), false).await?;
+///
+/// // Scheduling an existing name again needs overwrite = true.
+/// let again = client.schedule_job(backup.clone(), false).await.unwrap_err();
+/// assert!(again.is_already_exists());
+/// client.schedule_job(backup, true).await?;
+///
+/// let job = client.get_job("backup-db").await?;
+/// assert_eq!((job.schedule.as_deref(), job.repeats), (Some("@every 1h"), Some(24)));
+/// assert_eq!(job.decode_data::<serde_json::Value>()?["db"], "prod");
+///
+/// let names: Vec<String> = client.list_jobs().await?.into_iter().map(|j| j.name).collect();
+/// assert_eq!(names, ["backup-db", "backup-logs"]);
+///
+/// client.delete_job("backup-logs").await?;
+/// assert!(client.get_job("backup-logs").await.unwrap_err().is_not_found());
+/// client.delete_jobs_by_prefix("backup-").await?;
+/// assert!(client.list_jobs().await?.is_empty());
+/// # sidecar.shutdown().await;
 /// # Ok(())
+/// # }
+/// # mod sidecar {
+/// #     use std::sync::Arc;
+/// #     use kairos_sidecar::{scheduler_link::SchedulerLink, server::{Sidecar, SidecarConfig}};
+/// #     pub async fn start() -> Sidecar {
+/// #         let store = Arc::new(kairos_store::memory::MemoryStore::new(1));
+/// #         let engine = kairos_engine::Engine::new(store, Arc::new(kairos_core::SystemClock), Default::default());
+/// #         engine.own_all();
+/// #         let (_hosts_tx, hosts) = tokio::sync::watch::channel(vec!["in-process".to_owned()]);
+/// #         let scheduler = Arc::new(kairos_scheduler::SchedulerService::new(engine, hosts));
+/// #         let mut config = SidecarConfig::new("doc-app");
+/// #         (config.http_port, config.grpc_port) = (0, 0);
+/// #         Sidecar::start(config, SchedulerLink::in_process(scheduler)).await.unwrap()
+/// #     }
 /// # }
 /// ```
 #[derive(Clone)]

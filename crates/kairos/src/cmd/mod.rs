@@ -36,11 +36,18 @@ pub fn init_logging(level: LogLevel) {
         .try_init();
 }
 
-/// `~/.kairos/data`, or `./.kairos/data` when there is no home directory.
-pub fn default_data_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map_or_else(|| PathBuf::from(".kairos"), |home| PathBuf::from(home).join(".kairos"))
-        .join("data")
+/// `~/.kairos/data`, where `kairos run` and `kairos scheduler` keep jobs unless told otherwise.
+///
+/// # Errors
+/// When `HOME` is unset or empty: there is no sensible default then (a data dir relative to
+/// wherever the command happens to run would scatter jobs), so the user must pass `--data-dir`.
+pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+    match std::env::var_os("HOME").filter(|home| !home.is_empty()) {
+        Some(home) => Ok(PathBuf::from(home).join(".kairos").join("data")),
+        None => anyhow::bail!(
+            "HOME is not set, so there is no default data dir (~/.kairos/data); pass --data-dir"
+        ),
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -1,6 +1,7 @@
 //! `kairos run [flags] -- CMD ARGS…`: an app with its sidecar (and, unless told otherwise, an
 //! embedded scheduler on a durable local store), like `dapr run` with no daemon to install.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -13,7 +14,10 @@ use kairos_sidecar::server::Sidecar;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal as unix_signal};
+use tokio::task::JoinHandle;
 
 use super::LogLevel;
 use super::sidecar::link_for;
@@ -45,7 +49,7 @@ pub struct Args {
     /// Port of the gRPC API; a free port when not given.
     #[arg(long)]
     pub dapr_grpc_port: Option<u16>,
-    /// Passed to the app as DAPR_METRICS_PORT; kairos serves no metrics endpoint yet.
+    /// Passed to the app as DAPR_METRICS_PORT when given; kairos serves no metrics endpoint yet.
     #[arg(long)]
     pub metrics_port: Option<u16>,
     /// Log verbosity of the runtime.
@@ -54,7 +58,7 @@ pub struct Args {
     /// Use these schedulers (comma-separated host:port) instead of the embedded one.
     #[arg(long, value_delimiter = ',')]
     pub scheduler_host_address: Vec<String>,
-    /// Where the embedded scheduler keeps its jobs; default ~/.kairos/data.
+    /// Where the embedded scheduler keeps its jobs (durable, redb); default ~/.kairos/data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Largest request or app-channel message, e.g. 4Mi.
@@ -70,10 +74,23 @@ pub struct Args {
 
 /// Runs `kairos run` and returns the app's exit code.
 ///
+/// # Contract
+/// The app starts only once both APIs accept connections, with the environment `dapr run`
+/// gives it (spec §9). Jobs reach it only once its `--app-port` accepts connections (the
+/// sidecar waits, as daprd does). When the app exits, by itself or after a forwarded
+/// SIGINT/SIGTERM, its remaining output is shown, the sidecar and the embedded scheduler stop,
+/// and its exit code (128 + signal when a signal ended it) is returned.
+///
 /// # Errors
-/// When the runtime cannot start or the app cannot be launched.
+/// When the runtime cannot start (no data dir, store in use, port taken) or the app cannot be
+/// launched.
 pub async fn run(args: Args) -> anyhow::Result<i32> {
     super::init_logging(args.log_level);
+    // Caught from the start, so that a signal during start-up cannot kill us and orphan the app.
+    let signals = Signals {
+        interrupt: unix_signal(SignalKind::interrupt())?,
+        terminate: unix_signal(SignalKind::terminate())?,
+    };
     let sidecar_args = super::sidecar::Args {
         app_id: args.app_id.clone(),
         app_port: args.app_port,
@@ -91,17 +108,25 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let config = sidecar_args.config()?;
 
     let (link, embedded) = if args.scheduler_host_address.iter().all(|a| a.trim().is_empty()) {
-        let data_dir = args.data_dir.clone().unwrap_or_else(super::default_data_dir);
+        let data_dir = match &args.data_dir {
+            Some(dir) => dir.clone(),
+            None => super::default_data_dir()?,
+        };
         let service =
             super::scheduler::open_service(&data_dir, kairos_store::DEFAULT_PARTITIONS, "in-process".into())?;
         tracing::info!(data_dir = %data_dir.display(), "embedded scheduler started");
         let api: Arc<dyn SchedulerApi> = service.clone();
         (SchedulerLink::in_process(api), Some(service))
     } else {
+        if let Some(dir) = &args.data_dir {
+            tracing::warn!(data_dir = %dir.display(), "--data-dir is ignored: jobs live in the schedulers of --scheduler-host-address");
+        }
         (link_for(&args.scheduler_host_address)?, None)
     };
 
     let sidecar = Sidecar::start(config, link).await.context("cannot start the sidecar")?;
+    wait_until_listening(sidecar.http_addr()).await?;
+    wait_until_listening(sidecar.grpc_addr()).await?;
     tracing::info!(
         app_id = %args.app_id,
         http = %sidecar.http_addr(),
@@ -109,8 +134,13 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         "kairos sidecar listening"
     );
 
-    let mut app = launch(&args, &sidecar)?;
-    let status = supervise(&mut app).await?;
+    let (mut app, output) = launch(&args, &sidecar)?;
+    let status = supervise(&mut app, signals).await?;
+    // The app's last lines are still in the pipes; show them before anything else.
+    for forwarder in output {
+        // A grandchild that inherited the pipes may keep them open; do not wait for it forever.
+        let _ = tokio::time::timeout(OUTPUT_DRAIN, forwarder).await;
+    }
 
     tracing::info!(%status, "app exited; shutting down");
     sidecar.shutdown().await;
@@ -120,8 +150,29 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     Ok(exit_code(status))
 }
 
-/// Starts the app with the environment `dapr run` gives it, its output prefixed.
-fn launch(args: &Args, sidecar: &Sidecar) -> anyhow::Result<Child> {
+/// How long the app's output may take to drain after it exited.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+/// How long the APIs may take to accept connections after binding.
+const API_READY: Duration = Duration::from_secs(10);
+
+/// Waits until `addr` accepts a TCP connection, as `dapr run` waits for daprd's ports.
+async fn wait_until_listening(addr: SocketAddr) -> anyhow::Result<()> {
+    let probe = async {
+        loop {
+            if TcpStream::connect(addr).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(API_READY, probe)
+        .await
+        .with_context(|| format!("the API on {addr} did not accept connections within {API_READY:?}"))
+}
+
+/// Starts the app with the environment `dapr run` gives it; its output is forwarded, prefixed,
+/// by the returned tasks, which end when the app closes its stdout and stderr.
+fn launch(args: &Args, sidecar: &Sidecar) -> anyhow::Result<(Child, Vec<JoinHandle<()>>)> {
     let Some((program, rest)) = args.command.split_first() else { bail!("no app command given after --") };
     let mut command = Command::new(program);
     command
@@ -135,39 +186,52 @@ fn launch(args: &Args, sidecar: &Sidecar) -> anyhow::Result<Child> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(port) = args.app_port {
+    if let Some(port) = args.app_port.filter(|p| *p > 0) {
         command.env("APP_PORT", port.to_string());
     }
     if let Some(port) = args.metrics_port.filter(|p| *p > 0) {
         command.env("DAPR_METRICS_PORT", port.to_string());
     }
     let mut child = command.spawn().with_context(|| format!("cannot start the app {program:?}"))?;
+    let mut output = Vec::new();
     if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(prefix_lines(stdout, false));
+        output.push(tokio::spawn(prefix_lines(stdout, false)));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(prefix_lines(stderr, true));
+        output.push(tokio::spawn(prefix_lines(stderr, true)));
     }
     tracing::info!(command = ?args.command, pid = child.id(), "app started");
-    Ok(child)
+    Ok((child, output))
 }
 
+/// Copies the app's lines to our stdout (or stderr) behind `== APP == `, as `dapr run` does, so
+/// they stand apart from the runtime's own log lines (timestamped, on stderr).
 async fn prefix_lines(stream: impl AsyncRead + Unpin, to_stderr: bool) {
+    use std::io::Write;
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        // Write errors (our own output closed) must not stop the reading: a full pipe would
+        // block the app.
         if to_stderr {
-            eprintln!("== APP == {line}");
+            let _ = writeln!(std::io::stderr().lock(), "== APP == {line}");
         } else {
-            println!("== APP == {line}");
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "== APP == {line}");
+            let _ = out.flush();
         }
     }
 }
 
+/// SIGINT and SIGTERM, caught.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
 /// Waits for the app to exit, forwarding SIGINT/SIGTERM to it; kills it if it does not exit
-/// within the grace period after a forwarded signal.
-async fn supervise(app: &mut Child) -> anyhow::Result<ExitStatus> {
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+/// within the grace period after a forwarded signal, or at once on a second signal.
+async fn supervise(app: &mut Child, signals: Signals) -> anyhow::Result<ExitStatus> {
+    let Signals { mut interrupt, mut terminate } = signals;
     let signal = tokio::select! {
         status = app.wait() => return Ok(status?),
         _ = interrupt.recv() => Signal::SIGINT,
@@ -177,14 +241,16 @@ async fn supervise(app: &mut Child) -> anyhow::Result<ExitStatus> {
     if let Some(pid) = app.id().and_then(|id| i32::try_from(id).ok()) {
         let _ = kill(Pid::from_raw(pid), signal);
     }
-    match tokio::time::timeout(APP_GRACE, app.wait()).await {
-        Ok(status) => Ok(status?),
-        Err(_) => {
+    tokio::select! {
+        status = app.wait() => return Ok(status?),
+        () = tokio::time::sleep(APP_GRACE) => {
             tracing::warn!(grace = ?APP_GRACE, "app did not exit in time; killing it");
-            app.kill().await?;
-            Ok(app.wait().await?)
         }
+        _ = interrupt.recv() => tracing::warn!("second signal; killing the app"),
+        _ = terminate.recv() => tracing::warn!("second signal; killing the app"),
     }
+    app.kill().await?;
+    Ok(app.wait().await?)
 }
 
 /// The app's exit code, or 128 + the signal that ended it (the shell's convention).

@@ -117,7 +117,10 @@ pub fn open_service(
 /// When the scheduler cannot start or its server fails.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     super::init_logging(args.log_level);
-    let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => super::default_data_dir()?,
+    };
     let listen = SocketAddr::new(args.listen_address, args.port);
     let running = Running::start(&data_dir, args.partitions, listen, args.advertise_address).await?;
     tracing::info!(address = %running.address, data_dir = %data_dir.display(), "kairos scheduler listening");

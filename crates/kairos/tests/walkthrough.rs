@@ -1,0 +1,344 @@
+//! Dapr's "Schedule and handle triggered jobs" walkthrough, end to end: the real `kairos run`
+//! binary runs the real `db-backup` example app (built from `examples/db-backup`) with the
+//! walkthrough's flags, on free ports and a temporary data dir, and the test reads the app's
+//! output as a user sees it.
+//!
+//! The crash test kills `kairos run` and its app with SIGKILL (the whole process group: a real
+//! crash of the session, with no chance to clean up) and restarts them on the same data dir.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::free_port;
+use kairos_store::JobStore;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The wall clock. This test times real processes (deliveries ~1 s apart), so it reads the
+/// system clock, which kairos code may only do through `kairos_core::Clock`.
+#[allow(clippy::disallowed_methods)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// The payload the walkthrough schedules, as the app prints it after decoding it.
+const PAYLOAD: &str =
+    r#"{"task":"db-backup","metadata":{"db_name":"my-prod-db","backup_location":"/backup-dir"}}"#;
+/// How long one whole walkthrough (10 ticks 1 s apart, plus start-up) may take.
+const RUN_LIMIT: Duration = Duration::from_secs(90);
+
+/// The `db-backup` binary, built once per test process with the cargo that built this test.
+///
+/// Cargo gives `CARGO_BIN_EXE_*` only for binaries of this package, so the example (a package of
+/// its own) is built here; `cargo build` is a no-op when it is fresh.
+fn db_backup() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo =
+            std::env::var_os("CARGO").unwrap_or_else(|| option_env!("CARGO").unwrap_or("cargo").into());
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let output = Command::new(cargo)
+            .args(["build", "-p", "db-backup", "--message-format=json-render-diagnostics"])
+            .current_dir(&workspace)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run cargo build -p db-backup");
+        assert!(output.status.success(), "cargo build -p db-backup failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| {
+                message["reason"] == "compiler-artifact" && message["target"]["name"] == "db-backup"
+            })
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no db-backup executable")
+    })
+}
+
+/// One `kairos run … -- db-backup` session in its own process group, SIGKILLed (group and all)
+/// when dropped.
+struct Session {
+    child: Child,
+    /// The app's and the runtime's stdout lines, with the instant the test read each.
+    stdout: mpsc::Receiver<(Instant, String)>,
+    /// The runtime's log (stderr), kept for failure messages.
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Session {
+    /// `kairos run` with the walkthrough's flags (free ports instead of 9091/50001/50070).
+    fn start(data_dir: &Path, app_args: &[&str]) -> Session {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kairos"));
+        command
+            .arg("run")
+            .arg("--app-id=distributed-scheduler")
+            .arg(format!("--metrics-port={}", free_port()))
+            .args(["--dapr-grpc-port", &free_port().to_string()])
+            .args(["--app-port", &free_port().to_string()])
+            .args(["--app-protocol", "grpc", "--log-level", "debug"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--")
+            .arg(db_backup())
+            .args(app_args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so that the crash below takes the app down with the runtime.
+            .process_group(0);
+        for var in ["DAPR_API_TOKEN", "APP_API_TOKEN", "NAMESPACE"] {
+            command.env_remove(var);
+        }
+        let mut child = command.spawn().expect("spawn kairos run");
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("KAIROS_TEST_LOGS").is_some() {
+                    eprintln!("[stdout] {line}");
+                }
+                if tx.send((now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().expect("stderr");
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("KAIROS_TEST_LOGS").is_some() {
+                    eprintln!("[stderr] {line}");
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+        Session { child, stdout, stderr }
+    }
+
+    /// Reads stdout until `stop` says so for a line, or until stdout closes (`false`), or until
+    /// `limit` passes (a panic with the runtime's log).
+    fn read_until(
+        &self,
+        lines: &mut Vec<(Instant, String)>,
+        limit: Duration,
+        stop: impl Fn(&str) -> bool,
+    ) -> bool {
+        let deadline = now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(now());
+            match self.stdout.recv_timeout(left) {
+                Ok((at, line)) => {
+                    let done = stop(&line);
+                    lines.push((at, line));
+                    if done {
+                        return true;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no end within {limit:?}; stdout so far:\n{}\n{}", text(lines), self.log())
+                }
+            }
+        }
+    }
+
+    /// Waits for `kairos run` to exit on its own.
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(now() < deadline, "kairos run did not exit within {limit:?}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL to `kairos run` and the app at once, then reap.
+    fn crash(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        format!("runtime log:\n{}", self.stderr.lock().unwrap().join("\n"))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+fn text(lines: &[(Instant, String)]) -> String {
+    lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n")
+}
+
+/// A delivery as the app printed it: when its first line was read, its count, its payload line.
+#[derive(Debug)]
+struct Delivery {
+    at: Instant,
+    count: u32,
+    payload: String,
+}
+
+/// The deliveries in the app's output (`== APP == job N received:` … `extracted payload: …`).
+fn deliveries(lines: &[(Instant, String)]) -> Vec<Delivery> {
+    let mut found: Vec<Delivery> = Vec::new();
+    for (at, line) in lines {
+        let Some(app) = line.strip_prefix("== APP == ") else { continue };
+        if let Some(count) = app.strip_prefix("job ").and_then(|rest| rest.strip_suffix(" received:")) {
+            let count = count.parse().unwrap_or_else(|_| panic!("bad count in {line:?}"));
+            found.push(Delivery { at: *at, count, payload: String::new() });
+        } else if let Some(payload) = app.trim_start().strip_prefix("extracted payload: ") {
+            found.last_mut().expect("payload before its delivery").payload = payload.to_owned();
+        }
+    }
+    found
+}
+
+/// How many jobs the data dir's store holds (read after `kairos run` has exited).
+fn jobs_in_store(data_dir: &Path) -> u64 {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let store =
+            kairos_store::redb::RedbStore::open(data_dir.join("jobs.redb"), 1).expect("open the job store");
+        store.count().await.expect("count jobs")
+    })
+}
+
+fn is_done_line(line: &str) -> bool {
+    line.starts_with("== APP == job prod-db-backup done after")
+}
+
+#[test]
+fn walkthrough_delivers_ten_jobs_a_second_apart_with_the_payload_then_deletes_the_job_and_exits_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut session = Session::start(dir.path(), &[]);
+    let mut lines = Vec::new();
+    let saw_done = session.read_until(&mut lines, RUN_LIMIT, is_done_line);
+    let status = session.wait(Duration::from_secs(20));
+    // The rest of the output, up to the runtime's exit.
+    session.read_until(&mut lines, Duration::from_secs(5), |_| false);
+    let out = text(&lines);
+    assert!(saw_done, "the app never reported the job done:\n{out}\n{}", session.log());
+    assert!(status.success(), "kairos run exited with {status}:\n{out}\n{}", session.log());
+    assert!(out.contains("== APP == schedulejob - success"), "{out}");
+
+    let got = deliveries(&lines);
+    assert_eq!(got.iter().map(|d| d.count).collect::<Vec<_>>(), (1..=10).collect::<Vec<_>>(), "{out}");
+    for delivery in &got {
+        assert_eq!(delivery.payload, PAYLOAD, "delivery {}:\n{out}", delivery.count);
+    }
+    assert!(out.contains("== APP ==   typeurl: type.googleapis.com/google.protobuf.Value"), "{out}");
+    assert!(out.contains("== APP ==   type: prod-db-backup"), "{out}");
+    let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
+    eprintln!("gaps between deliveries: {gaps:?}");
+    for (i, gap) in gaps.iter().enumerate() {
+        assert!(
+            (Duration::from_millis(500)..=Duration::from_secs(2)).contains(gap),
+            "gap {} → {} is {gap:?}; all gaps: {gaps:?}",
+            i + 1,
+            i + 2
+        );
+    }
+    assert_eq!(jobs_in_store(dir.path()), 0, "the job outlived its 10 repeats");
+}
+
+#[test]
+fn walkthrough_killed_after_four_deliveries_resumes_on_the_same_data_dir_and_loses_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+
+    let mut first = Session::start(dir.path(), &["--resume"]);
+    let mut lines = Vec::new();
+    let payloads = std::cell::Cell::new(0);
+    let fourth = first.read_until(&mut lines, RUN_LIMIT, |l| {
+        if l.starts_with("== APP ==   extracted payload: ") {
+            payloads.set(payloads.get() + 1);
+        }
+        payloads.get() == 4
+    });
+    assert!(fourth, "the first run ended before its 4th delivery:\n{}\n{}", text(&lines), first.log());
+    first.crash();
+    // Whatever the app printed before the kill.
+    first.read_until(&mut lines, Duration::from_secs(5), |_| false);
+    let before = deliveries(&lines);
+    assert!(text(&lines).contains("== APP == schedulejob - success"), "{}", text(&lines));
+    assert!((4..=5).contains(&before.len()), "{}", text(&lines));
+    drop(first);
+
+    let mut second = Session::start(dir.path(), &["--resume"]);
+    let mut after_lines = Vec::new();
+    let saw_done = second.read_until(&mut after_lines, RUN_LIMIT, is_done_line);
+    let status = second.wait(Duration::from_secs(20));
+    second.read_until(&mut after_lines, Duration::from_secs(5), |_| false);
+    let out = text(&after_lines);
+    assert!(saw_done, "the resumed app never reported the job done:\n{out}\n{}", second.log());
+    assert!(status.success(), "kairos run exited with {status}:\n{out}\n{}", second.log());
+    assert!(
+        out.contains("exists from an earlier run; resuming it"),
+        "the job did not survive the crash:\n{out}"
+    );
+
+    let after = deliveries(&after_lines);
+    // The kill may cut the first run's last delivery short of its payload line.
+    let complete = before.iter().take(4).chain(&after);
+    for delivery in complete {
+        assert_eq!(delivery.payload, PAYLOAD, "{out}");
+    }
+    // Ten ticks in all; only the tick in flight at the kill may come twice (at-least-once).
+    let total = before.len() + after.len();
+    assert!(
+        (10..=11).contains(&total),
+        "{} deliveries before the crash and {} after: {total} in all\n{out}",
+        before.len(),
+        after.len()
+    );
+    assert_eq!(jobs_in_store(dir.path()), 0, "the job outlived its 10 repeats");
+}
+
+#[test]
+fn sigint_to_kairos_run_is_forwarded_and_kairos_run_exits_with_the_apps_code() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut session = Session::start(dir.path(), &[]);
+    let mut lines = Vec::new();
+    let second = session.read_until(&mut lines, RUN_LIMIT, |l| l == "== APP == job 2 received:");
+    assert!(second, "no 2nd delivery:\n{}\n{}", text(&lines), session.log());
+    // To `kairos run` alone, as a terminal's Ctrl-C would reach a shell's foreground job leader.
+    let pid = Pid::from_raw(i32::try_from(session.child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, Signal::SIGINT).expect("send SIGINT");
+    let status = session.wait(Duration::from_secs(20));
+    session.read_until(&mut lines, Duration::from_secs(5), |_| false);
+    // db-backup does not catch SIGINT, so it dies of it: 128 + 2, long before its 10th tick.
+    assert_eq!(status.code(), Some(130), "{}\n{}", text(&lines), session.log());
+    assert!(deliveries(&lines).len() < 10, "{}", text(&lines));
+    // The job stays for a later run (with --resume it carries on).
+    assert_eq!(jobs_in_store(dir.path()), 1);
+}
+
+#[test]
+fn without_home_or_data_dir_kairos_run_refuses_clearly() {
+    let output = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["run", "--app-id", "x", "--", "true"])
+        .env_remove("HOME")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run kairos");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("HOME is not set") && stderr.contains("pass --data-dir"), "{stderr}");
+}
