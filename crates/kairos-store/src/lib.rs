@@ -16,6 +16,8 @@
 
 #[doc(hidden)]
 pub mod conformance;
+#[doc(hidden)]
+pub mod etcd_testing;
 pub mod keys;
 pub mod memory;
 mod record;
