@@ -359,3 +359,52 @@ async fn concurrent_applies_are_grouped_and_all_land() {
     }
     assert_eq!(due_entries(&store).await.len(), 64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_overwrites_applies_and_deletes_of_one_job_leave_job_and_due_index_consistent() {
+    let etcd = EtcdProcess::start().await.unwrap();
+    let store = EtcdStore::connect(config(&etcd, "/race", 4)).await.unwrap();
+    let key = JobKey::app("ns", "app", "hot");
+    let first = job(key.clone(), at(0));
+    store.put(first.clone(), PutMode::CreateOnly).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8i64 {
+        let store = store.clone();
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..15i64 {
+                let n = w * 100 + i;
+                match n % 3 {
+                    // Overwrites move the due entry and change the incarnation.
+                    0 => drop(store.put(job(key.clone(), at(n)), PutMode::Overwrite).await.unwrap()),
+                    // Progress of whatever incarnation is stored now (it may be replaced meanwhile).
+                    1 => {
+                        if let Some(current) = store.get(&key).await.unwrap() {
+                            store.apply(vec![progress_of(&current, 1, at(10_000 + n))]).await.unwrap();
+                        }
+                    }
+                    _ if i % 5 == 2 => drop(store.delete(&key).await.unwrap()),
+                    _ => drop(store.put(job(key.clone(), at(n)), PutMode::Overwrite).await.unwrap()),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stored = store.get(&key).await.unwrap();
+    let due = due_entries(&store).await;
+    match stored {
+        Some(j) => {
+            assert_eq!(due, vec![(j.next_due, key.clone())], "exactly one due entry, at the job's time")
+        }
+        None => assert!(due.is_empty(), "a deleted job left due entries {due:?}"),
+    }
+    // And nothing else is left under the due prefix (scan_due skips stale entries, etcd must not hold any).
+    let mut client = etcd.client().await.unwrap();
+    let raw = client
+        .get("/race/due/", Some(etcd_client::GetOptions::new().with_prefix().with_count_only()))
+        .await
+        .unwrap();
+    assert_eq!(raw.count(), i64::try_from(due.len()).unwrap());
+}
