@@ -202,6 +202,15 @@ impl Engine {
         self.send(key, Command::Remove(key.clone())).await;
     }
 
+    /// Makes every owned partition forget its waiting jobs and read its due index again (after
+    /// the change feed lost events, e.g. to compaction). Triggers in flight are kept.
+    pub async fn reload(&self) {
+        let senders: Vec<_> = self.partitions().values().map(|r| r.commands.clone()).collect();
+        for tx in senders {
+            let _ = tx.send(Command::Reload).await;
+        }
+    }
+
     /// Stops firing new triggers of `partition` and waits, at most `timeout`, until every
     /// trigger of it that a subscriber holds has been answered and its progress written.
     /// Returns whether that happened in time (`true` also when the partition is not owned).

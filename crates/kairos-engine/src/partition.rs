@@ -37,6 +37,8 @@ pub(crate) enum Command {
     /// Stop firing, and answer once no trigger of this partition is delivered and unanswered
     /// and no progress write is pending (the partition is about to be handed over).
     Drain(oneshot::Sender<()>),
+    /// Forget what is waiting and read the due index again (the change feed missed events).
+    Reload,
 }
 
 #[derive(Debug)]
@@ -196,6 +198,20 @@ impl Partition {
                 self.forget(&key);
             }
             Command::Drain(done) => self.draining.get_or_insert_with(Vec::new).push(done),
+            Command::Reload => {
+                // Jobs in flight or being written stay: their results still apply, and a scan
+                // skips keys already in memory.
+                let waiting: Vec<JobKey> = self
+                    .jobs
+                    .iter()
+                    .filter(|(_, e)| e.state == State::Waiting)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in waiting {
+                    self.forget(&key);
+                }
+                self.frontier = Frontier::Upto(None);
+            }
         }
     }
 

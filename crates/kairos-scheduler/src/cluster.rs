@@ -28,6 +28,9 @@ use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions,
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::Clock;
 use kairos_engine::Engine;
+use kairos_store::etcd::{
+    EtcdStore, JobChange, JobWatchError, member_key, members_prefix, owner_key, owners_prefix,
+};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,24 +57,6 @@ pub struct ClusterConfig {
     pub drain_timeout: Duration,
     /// The store's partition count.
     pub partitions: u32,
-}
-
-/// Key of the member record of `replica_id`.
-pub fn member_key(prefix: &str, replica_id: &str) -> String {
-    format!("{prefix}/members/{replica_id}")
-}
-
-/// Key of the owner record of `partition`.
-pub fn owner_key(prefix: &str, partition: u32) -> String {
-    format!("{prefix}/owners/{partition:05}")
-}
-
-fn members_prefix(prefix: &str) -> String {
-    format!("{prefix}/members/")
-}
-
-fn owners_prefix(prefix: &str) -> String {
-    format!("{prefix}/owners/")
 }
 
 /// One key of a mirrored prefix.
@@ -201,6 +186,71 @@ async fn pause(stop: &CancellationToken, how_long: Duration) {
     }
 }
 
+/// Carries every job write and delete of the store (by any replica) to the engine's owned
+/// partitions, from the revision at which it starts. The watch is re-created from the last
+/// revision seen after an error; after compaction every owned partition re-reads its due index.
+async fn feed(store: EtcdStore, engine: Engine, started: watch::Sender<bool>, stop: CancellationToken) {
+    let mut last = loop {
+        match store.current_revision().await {
+            Ok(revision) => break revision,
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot read etcd's revision; retrying");
+                pause(&stop, RETRY).await;
+                if stop.is_cancelled() {
+                    return;
+                }
+            }
+        }
+    };
+    while !stop.is_cancelled() {
+        let mut watch = match store.watch_jobs(last).await {
+            Ok(watch) => watch,
+            Err(err) => {
+                tracing::debug!(error = %err, "job watch failed; retrying");
+                pause(&stop, RETRY).await;
+                continue;
+            }
+        };
+        started.send_replace(true);
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return,
+                next = watch.next() => next,
+            };
+            match next {
+                Some(Ok(event)) => {
+                    last = event.revision;
+                    match event.change {
+                        JobChange::Put(job) => engine.upsert_from_store(*job).await,
+                        JobChange::Deleted(key) => engine.remove(&key).await,
+                    }
+                }
+                Some(Err(JobWatchError::Compacted { compact_revision })) => {
+                    tracing::warn!(
+                        compact_revision,
+                        "job history compacted past the feed; reloading owned partitions"
+                    );
+                    match store.current_revision().await {
+                        // Reading the revision first: every change after it comes on the new watch.
+                        Ok(revision) => {
+                            last = revision;
+                            engine.reload().await;
+                        }
+                        Err(err) => tracing::debug!(error = %err, "cannot read etcd's revision"),
+                    }
+                    break;
+                }
+                Some(Err(err)) => {
+                    tracing::debug!(error = %err, "job watch broke; re-creating it");
+                    break;
+                }
+                None => break,
+            }
+        }
+        pause(&stop, RETRY).await;
+    }
+}
+
 /// The lease as the keep-alive task last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LeaseState {
@@ -283,10 +333,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Joins the cluster: registers this replica and starts claiming, firing and handing over
-    /// partitions of `engine`. Must be called within a tokio runtime.
-    pub fn start(client: Client, engine: Engine, clock: Arc<dyn Clock>, config: ClusterConfig) -> Cluster {
+    /// Joins the cluster: follows the store's change feed, registers this replica and starts
+    /// claiming, firing and handing over partitions of `engine` (which must run over `store`,
+    /// fenced with `config.replica_id`). Must be called within a tokio runtime.
+    pub fn start(store: EtcdStore, engine: Engine, clock: Arc<dyn Clock>, config: ClusterConfig) -> Cluster {
         let stop = CancellationToken::new();
+        let client = store.client();
+        engine.follow_store_feed();
+        let (feed_tx, feed_started) = watch::channel(false);
+        tokio::spawn(feed(store, engine.clone(), feed_tx, stop.clone()));
         let (hosts_tx, hosts) = watch::channel(vec![config.advertise.clone()]);
         let (members_tx, members_rx) = watch::channel(Snapshot::default());
         let (owners_tx, owners_rx) = watch::channel(Snapshot::default());
@@ -303,6 +358,7 @@ impl Cluster {
             lease: None,
             old_leases: Vec::new(),
             claimed: HashMap::new(),
+            feed_started,
             stop: stop.clone(),
         };
         let task = tokio::spawn(controller.run());
@@ -341,6 +397,8 @@ struct Controller {
     old_leases: Vec<i64>,
     /// Owned partitions (claimed in etcd and running in the engine) → revision of the claim.
     claimed: HashMap<u32, i64>,
+    /// Partitions are claimed only once the change feed runs, so none misses a write.
+    feed_started: watch::Receiver<bool>,
     stop: CancellationToken,
 }
 
@@ -355,10 +413,12 @@ impl Controller {
             let lease_state = self.lease.as_ref().map(|l| l.state.clone());
             let Some(mut lease_state) = lease_state else { continue };
             tokio::select! {
+                biased;
                 () = self.stop.cancelled() => break,
                 _ = self.members.changed() => {}
                 _ = self.owners.changed() => {}
                 _ = lease_state.changed() => {}
+                _ = self.feed_started.changed() => {}
                 () = tokio::time::sleep(RECONCILE_EVERY) => {}
             }
             if *lease_state.borrow() == LeaseState::Lost {
@@ -475,7 +535,7 @@ impl Controller {
 
     async fn reconcile(&mut self) {
         let Some(lease) = self.lease.as_ref().map(|l| l.id) else { return };
-        if !self.members.borrow().synced || !self.owners.borrow().synced {
+        if !self.members.borrow().synced || !self.owners.borrow().synced || !*self.feed_started.borrow() {
             return;
         }
         let desired = self.desired();
