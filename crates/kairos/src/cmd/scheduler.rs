@@ -127,6 +127,12 @@ impl Running {
         let client = etcd_client::Client::connect(&etcd.endpoints, Some(options))
             .await
             .with_context(|| format!("cannot connect to etcd at {}", etcd.endpoints.join(",")))?;
+        // The process lives as long as this task; it needs no stop.
+        tokio::spawn(kairos_scheduler::cluster::keep_endpoints_healthy(
+            client.clone(),
+            etcd.endpoints.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        ));
         let store = EtcdStore::with_client(client, &etcd.prefix, partitions)
             .await
             .with_context(|| format!("cannot open the job store in etcd under {}", etcd.prefix))?
