@@ -14,7 +14,7 @@ mod partition;
 pub mod router;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use jiff::SignedDuration;
@@ -89,6 +89,8 @@ struct Inner {
     router: Router,
     partitions: Mutex<HashMap<u32, Running>>,
     incarnations: AtomicU64,
+    /// Set by [`Engine::follow_store_feed`]: partitions learn of writes only from the feed.
+    feed_driven: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -109,6 +111,7 @@ impl Engine {
                 router: Router::new(),
                 partitions: Mutex::new(HashMap::new()),
                 incarnations: AtomicU64::new(0),
+                feed_driven: AtomicBool::new(false),
             }),
         }
     }
@@ -175,7 +178,66 @@ impl Engine {
         }
     }
 
+    /// From now on, partitions learn of job writes and deletes only through
+    /// [`Engine::upsert_from_store`] and [`Engine::remove`] (the store's change feed), not from
+    /// this engine's own calls. With several replicas on one store the feed is the one ordered
+    /// source: a local notice arriving after a later remote write could re-arm a deleted job.
+    pub fn follow_store_feed(&self) {
+        self.inner.feed_driven.store(true, Ordering::Relaxed);
+    }
+
+    /// Tells the job's partition, if this engine owns it, that the store now holds `job`.
+    ///
+    /// # Contract
+    /// Ignored when the partition already holds that incarnation (this engine's own progress
+    /// writes come back through the feed and must not re-arm a job); otherwise the job replaces
+    /// whatever the partition held for its key, exactly as a local overwrite does.
+    pub async fn upsert_from_store(&self, job: StoredJob) {
+        let key = job.key.clone();
+        self.send(&key, Command::Observed(Box::new(job))).await;
+    }
+
+    /// Tells the job's partition, if this engine owns it, that `key` was deleted from the store.
+    pub async fn remove(&self, key: &JobKey) {
+        self.send(key, Command::Remove(key.clone())).await;
+    }
+
+    /// Makes every owned partition forget its waiting jobs and read its due index again (after
+    /// the change feed lost events, e.g. to compaction). Triggers in flight are kept.
+    pub async fn reload(&self) {
+        let senders: Vec<_> = self.partitions().values().map(|r| r.commands.clone()).collect();
+        for tx in senders {
+            let _ = tx.send(Command::Reload).await;
+        }
+    }
+
+    /// Stops firing new triggers of `partition` and waits, at most `timeout`, until every
+    /// trigger of it that a subscriber holds has been answered and its progress written.
+    /// Returns whether that happened in time (`true` also when the partition is not owned).
+    /// Call [`Engine::release`] next: a drained partition fires nothing more.
+    pub async fn drain(&self, partition: u32, timeout: SignedDuration) -> bool {
+        let tx = self.partitions().get(&partition).map(|r| r.commands.clone());
+        let Some(tx) = tx else { return true };
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        if tx.send(Command::Drain(done_tx)).await.is_err() {
+            return true;
+        }
+        let now = self.inner.clock.now();
+        let deadline = now.saturating_add(timeout).unwrap_or(now);
+        tokio::select! {
+            done = done_rx => done.is_ok(),
+            () = self.inner.clock.sleep_until(deadline) => false,
+        }
+    }
+
     async fn notify(&self, key: &JobKey, command: Command) {
+        if self.inner.feed_driven.load(Ordering::Relaxed) {
+            return;
+        }
+        self.send(key, command).await;
+    }
+
+    async fn send(&self, key: &JobKey, command: Command) {
         let partition = self.inner.store.partition_of(key);
         let tx = self.partitions().get(&partition).map(|r| r.commands.clone());
         if let Some(tx) = tx {

@@ -18,7 +18,7 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::{Step, after_failure, after_success};
 use kairos_core::{Clock, JobKey, JobTiming};
 use kairos_store::{DueCursor, JobStore, Mutation, StoreError, StoredJob};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::EngineConfig;
@@ -29,8 +29,16 @@ use crate::router::{Completion, Outcome, Router, Trigger};
 pub(crate) enum Command {
     /// A job was stored (created or overwritten); its durable write has returned.
     Upsert(Box<StoredJob>),
+    /// A job as the store's change feed reports it (maybe written by another replica, maybe
+    /// this partition's own progress write): ignored when the partition holds that incarnation.
+    Observed(Box<StoredJob>),
     /// A job was deleted; its durable delete has returned.
     Remove(JobKey),
+    /// Stop firing, and answer once no trigger of this partition is delivered and unanswered
+    /// and no progress write is pending (the partition is about to be handed over).
+    Drain(oneshot::Sender<()>),
+    /// Forget what is waiting and read the due index again (the change feed missed events).
+    Reload,
 }
 
 #[derive(Debug)]
@@ -87,6 +95,8 @@ pub(crate) struct Partition {
     backoff: SignedDuration,
     written_tx: mpsc::UnboundedSender<WriteResult>,
     written_rx: mpsc::UnboundedReceiver<WriteResult>,
+    /// Set by [`Command::Drain`]: nothing new fires, and the sender hears when all is settled.
+    draining: Option<Vec<oneshot::Sender<()>>>,
 }
 
 impl Partition {
@@ -114,6 +124,7 @@ impl Partition {
             backoff: SignedDuration::ZERO,
             written_tx,
             written_rx,
+            draining: None,
         }
     }
 
@@ -132,9 +143,14 @@ impl Partition {
                 self.flush();
             }
             self.fire_due(now);
+            self.answer_drain(&completions);
 
             let mut deadline = now.saturating_add(self.config.max_sleep).unwrap_or(now);
-            if let Some((head, _)) = self.window.first() {
+            // A draining partition fires nothing, so an overdue head must not wake it (it
+            // would spin).
+            if let Some((head, _)) = self.window.first()
+                && self.draining.is_none()
+            {
                 deadline = deadline.min(*head);
             }
             if let Some(t) = self.backoff_until {
@@ -171,10 +187,51 @@ impl Partition {
                     self.admit(*job);
                 }
             }
+            Command::Observed(job) => {
+                if self.jobs.get(&job.key).is_some_and(|e| e.job.incarnation == job.incarnation) {
+                    return;
+                }
+                self.on_command(Command::Upsert(job));
+            }
             Command::Remove(key) => {
                 self.router.cancel_staged(&key);
                 self.forget(&key);
             }
+            Command::Drain(done) => self.draining.get_or_insert_with(Vec::new).push(done),
+            Command::Reload => {
+                // Jobs in flight or being written stay: their results still apply, and a scan
+                // skips keys already in memory.
+                let waiting: Vec<JobKey> = self
+                    .jobs
+                    .iter()
+                    .filter(|(_, e)| e.state == State::Waiting)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for key in waiting {
+                    self.forget(&key);
+                }
+                self.frontier = Frontier::Upto(None);
+            }
+        }
+    }
+
+    /// Answers drain requests once nothing of this partition is delivered and unanswered and
+    /// every result has been written.
+    fn answer_drain(&mut self, completions: &mpsc::UnboundedReceiver<Completion>) {
+        if self.draining.as_ref().is_none_or(Vec::is_empty) {
+            return;
+        }
+        // The router removes a delivered trigger and queues its completion under one lock, so
+        // reading its count first and the queue second misses no result.
+        if self.router.delivered_of(self.id) > 0
+            || !completions.is_empty()
+            || self.writing
+            || !self.pending.is_empty()
+        {
+            return;
+        }
+        for done in self.draining.iter_mut().flat_map(std::mem::take) {
+            let _ = done.send(());
         }
     }
 
@@ -258,6 +315,10 @@ impl Partition {
     }
 
     fn fire_due(&mut self, now: Timestamp) {
+        if self.draining.is_some() {
+            // The next owner fires these.
+            return;
+        }
         while let Some((due, _)) = self.window.first() {
             if *due > now {
                 break;

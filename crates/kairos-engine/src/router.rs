@@ -148,6 +148,11 @@ impl Router {
         }
     }
 
+    /// How many triggers of `partition` a subscriber holds unanswered (staged ones excluded).
+    pub(crate) fn delivered_of(&self, partition: u32) -> usize {
+        self.lock().in_flight.values().filter(|(_, t)| t.partition == partition).count()
+    }
+
     pub(crate) fn next_trigger_id(&self) -> u64 {
         let mut state = self.lock();
         state.next_trigger_id += 1;

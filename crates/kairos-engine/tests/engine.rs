@@ -517,3 +517,108 @@ async fn delete_by_prefix_and_scope_touch_only_their_owner() {
     assert_eq!(h.store.count().await.unwrap(), 1);
     let _ = h.now();
 }
+
+/// Two engines on one store, as two replicas: `writer` takes API calls and owns nothing,
+/// `owner` owns every partition and learns of writes only from the (hand-fed) change feed.
+fn two_replicas() -> (Engine, Harness) {
+    let store = Arc::new(MemoryStore::new(4));
+    let clock = ManualClock::new(START.parse().unwrap());
+    let writer = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
+    let owner = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
+    owner.follow_store_feed();
+    owner.own_all();
+    (writer, Harness { engine: owner, clock, store })
+}
+
+/// Lets the owner's partitions load their (empty) due index before the test writes.
+async fn two_loaded_replicas() -> (Engine, Harness) {
+    let replicas = two_replicas();
+    settle().await;
+    replicas
+}
+
+#[tokio::test(start_paused = true)]
+async fn job_created_through_another_replica_fires_on_the_owner_via_the_feed() {
+    let (writer, h) = two_loaded_replicas().await;
+    let mut sub = h.subscribe("app");
+    writer.schedule(key("remote"), every("@every 1s", Some(3)), PutMode::CreateOnly).await.unwrap();
+    h.advance(1).await;
+    assert!(drain(&mut sub).is_empty(), "the owner has not heard of the job yet");
+    h.engine.upsert_from_store(h.stored("remote").await.unwrap()).await;
+    // Its first tick (at +1 s) is already due: it fires at once.
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn own_progress_write_seen_on_the_feed_does_not_rearm_the_job() {
+    let (writer, h) = two_loaded_replicas().await;
+    let mut sub = h.subscribe("app");
+    writer.schedule(key("tick"), every("@every 10s", None), PutMode::CreateOnly).await.unwrap();
+    let created = h.stored("tick").await.unwrap();
+    h.engine.upsert_from_store(created.clone()).await;
+    h.advance(10).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(10));
+    let progressed = h.stored("tick").await.unwrap();
+    assert_eq!(progressed.next_due, at(20), "the owner wrote its progress");
+    // The feed now reports the creation (late) and the owner's own progress write: same
+    // incarnation, so neither re-arms the job at an old position.
+    h.engine.upsert_from_store(created).await;
+    h.engine.upsert_from_store(progressed).await;
+    h.advance(5).await;
+    assert!(drain(&mut sub).is_empty(), "no refire of the settled tick");
+    h.advance(5).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn overwrite_and_delete_through_another_replica_reach_the_owner_via_the_feed() {
+    let (writer, h) = two_loaded_replicas().await;
+    let mut sub = h.subscribe("app");
+    writer.schedule(key("job"), one_shot("10s"), PutMode::CreateOnly).await.unwrap();
+    h.engine.upsert_from_store(h.stored("job").await.unwrap()).await;
+    writer.schedule(key("job"), one_shot("20s"), PutMode::Overwrite).await.unwrap();
+    h.engine.upsert_from_store(h.stored("job").await.unwrap()).await;
+    h.advance(10).await;
+    assert!(drain(&mut sub).is_empty(), "the overwrite moved the due time");
+    writer.delete(&key("job")).await.unwrap();
+    h.engine.remove(&key("job")).await;
+    h.advance(20).await;
+    assert!(drain(&mut sub).is_empty(), "the delete reached the owner");
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_waits_for_the_delivered_trigger_and_fires_nothing_new() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("a", every("@every 1s", None)).await;
+    h.advance(1).await;
+    let held = drain(&mut sub);
+    assert_eq!(held.len(), 1);
+    let partition = h.store.partition_of(&key("a"));
+    let engine = h.engine.clone();
+    let drained = tokio::spawn(async move { engine.drain(partition, SignedDuration::from_secs(30)).await });
+    h.advance(3).await;
+    assert!(!drained.is_finished(), "a delivered trigger is unanswered");
+    assert!(sub.complete(held[0].id, Outcome::Success));
+    settle().await;
+    assert!(drained.await.unwrap(), "drained once the result was written");
+    assert_eq!(h.stored("a").await.unwrap().progress.count, 1, "its progress is durable");
+    h.advance(5).await;
+    assert!(drain(&mut sub).is_empty(), "a draining partition fires nothing new");
+    h.engine.release(partition).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn drain_gives_up_after_its_timeout() {
+    let h = harness();
+    let mut sub = h.subscribe("app");
+    h.schedule("a", every("@every 1s", None)).await;
+    h.advance(1).await;
+    assert_eq!(drain(&mut sub).len(), 1);
+    let partition = h.store.partition_of(&key("a"));
+    let engine = h.engine.clone();
+    let drained = tokio::spawn(async move { engine.drain(partition, SignedDuration::from_secs(2)).await });
+    h.advance(1).await;
+    h.advance(2).await;
+    assert!(!drained.await.unwrap(), "the unanswered trigger outlived the timeout");
+}

@@ -5,7 +5,13 @@
 //! texts. `WatchJobs` streams carry triggers to sidecars and bring their results back by id.
 //! The same service is served over gRPC ([`serve`]) and handed in-process to an embedded sidecar.
 //!
+//! With several replicas on etcd, [`cluster`] registers this replica, spreads partitions over
+//! the live ones ([`rendezvous`]) and feeds WatchHosts with their addresses.
+//!
 //! Sits on the engine and the store; it must never import axum or the sidecar.
+
+pub mod cluster;
+pub mod rendezvous;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! One trait, [`JobStore`], with a written `# Contract` on every method; a conformance suite
 //! ([`job_store_conformance!`]) that every backend runs; an in-memory backend that can inject
 //! faults for engine tests ([`memory::MemoryStore`]); and the default single-node backend on redb
-//! ([`redb::RedbStore`]). The etcd backend joins later and runs the same suite.
+//! ([`redb::RedbStore`]); and the distributed backend on etcd ([`etcd::EtcdStore`]), which runs the
+//! same suite.
 //!
 //! Sits between `kairos-core` (whose types it stores) and `kairos-engine` (which drives it).
 //! It must never import tonic services, axum or engine internals.
@@ -16,6 +17,9 @@
 
 #[doc(hidden)]
 pub mod conformance;
+pub mod etcd;
+#[doc(hidden)]
+pub mod etcd_testing;
 pub mod keys;
 pub mod memory;
 mod record;
@@ -110,6 +114,10 @@ pub enum StoreError {
     /// The stored data cannot be read back.
     #[error("store corrupt: {0}")]
     Corrupt(String),
+    /// This replica no longer owns `partition` (its owner key names another replica, or none):
+    /// nothing of the partition was written. Not retryable: the partition is someone else's.
+    #[error("partition {partition} is fenced: this replica does not own it")]
+    Fenced { partition: u32 },
 }
 
 impl StoreError {

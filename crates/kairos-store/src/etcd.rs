@@ -1,0 +1,1262 @@
+//! The distributed [`JobStore`] on etcd (v3 API, `etcd-client`), with fencing by partition
+//! owner and a change feed of job keys.
+//!
+//! # Layout
+//! Every key lives under a configurable prefix (default [`DEFAULT_PREFIX`]); two stores with
+//! different prefixes on one etcd never see each other, as long as neither prefix is the other
+//! followed by `/` and more (prefixes must not nest).
+//! * `{prefix}/meta/format` → [`FORMAT`] and `{prefix}/meta/partitions` → the partition count
+//!   (decimal), both created by the first store that connects, in one create-if-absent
+//!   transaction; a later store with another count keeps the recorded one (as
+//!   [`RedbStore`](crate::redb::RedbStore) does);
+//! * `{prefix}/jobs/{encoded key}` → the job record ([`keys::encode_key`], the same store-private
+//!   protobuf record as redb's);
+//! * `{prefix}/due/{due key}` → empty, where the due key is [`keys::due_key`]
+//!   `(partition, next_due, encoded key)`, so [`JobStore::scan_due`] is one range read;
+//! * `{prefix}/owners/{partition:05}` → the replica id owning the partition ([`owner_key`]),
+//!   and `{prefix}/members/{replica id}` ([`member_key`]): written by the cluster layer under
+//!   its leases; this store only reads and compares the owner keys.
+//!
+//! A job key and its due entry always change in the same transaction.
+//!
+//! # Writes
+//! * `put` with [`PutMode::CreateOnly`] is one transaction guarded by
+//!   `create_revision(job) == 0`; with [`PutMode::Overwrite`] (and `delete`) the old job is read
+//!   first and the transaction is guarded by `mod_revision(job) ==` what was read, so a write that
+//!   raced with another is re-read and retried; the old due entry goes in the same transaction.
+//! * `apply` goes through one writer task, which takes every call queued meanwhile, groups whole
+//!   calls into transactions within etcd's limits ([`KEYS_PER_TXN`] jobs, [`PARTITIONS_PER_TXN`]
+//!   partitions and about [`MAX_TXN_BYTES`] per transaction; etcd's defaults are 128 operations
+//!   per transaction, `--max-txn-ops`, and 1.5 MiB per request), reads the touched jobs, plays the
+//!   mutations on them in order and writes each touched job's final state guarded by its
+//!   `mod_revision`. A call that fits in one transaction (at most [`KEYS_PER_TXN`] distinct jobs
+//!   of modest size) is atomic, as the contract says. **A larger call is split into several
+//!   transactions, and is then not atomic**: when one of them fails, the call returns the error
+//!   and the transactions before it stay applied. The engine's mutations are absolute (progress
+//!   replaces progress, a completed job is gone), so retrying the same call converges on the
+//!   same final state; nothing is half-written within one job.
+//! * `delete_by_prefix` / `delete_by_scope` read the matching jobs at a revision `R` and delete
+//!   them in transactions of at most 127 jobs: a range delete of the job keys from the first to
+//!   the last one read plus their due entries, guarded by "no key in that range changed after
+//!   `R`" (a compare over the range); a guard that fails is re-read and retried. **Up to 127
+//!   jobs this is one atomic transaction, as with redb; beyond that a concurrent reader can see
+//!   part of the jobs deleted, and a failure half-way leaves the rest in place** (the call fails
+//!   with [`StoreError::Unavailable`]; calling it again finishes the delete). When it returns
+//!   `Ok`, no matching job exists.
+//!
+//! # Fencing
+//! With a replica id set ([`EtcdStore::with_fence`], [`EtcdStore::set_fence`]), every `apply`
+//! transaction that writes jobs of partition `p` also compares `{prefix}/owners/{p:05} ==`
+//! the replica id; when that compare fails nothing of the transaction is written and the calls
+//! with mutations of `p` fail with [`StoreError::Fenced`] (calls of other partitions grouped
+//! with them are retried without them). An `apply` whose mutations are all skipped still checks
+//! the owner keys of its partitions. `put`, `get`, `delete` and `list` are never fenced: any
+//! replica may change any job.
+//!
+//! # Reads
+//! Reads are linearizable (etcd's default). Range reads are paged ([`PAGE`] keys a request) at
+//! the revision of their first page, so one call sees one snapshot.
+//!
+//! # Failures
+//! Every request has a timeout ([`EtcdConfig::request_timeout`]). A transport error, a timeout
+//! or an etcd-side unavailability is [`StoreError::Unavailable`]; the client reconnects by
+//! itself, so the same store works again once etcd is back. A request etcd refuses as invalid
+//! (e.g. a job larger than its request limit) is [`StoreError::Invalid`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue, KvClient,
+    Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+};
+use futures::Stream;
+use jiff::Timestamp;
+use kairos_core::{JobKey, Owner};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::keys::{self, check_component, decode_due_key, decode_key, due_key, encode_key, prefix_end};
+use crate::memory::scope_prefix;
+use crate::record::{decode_record, encode_record};
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
+
+/// The format tag under `{prefix}/meta/format`.
+pub const FORMAT: &str = "kairos-store/1";
+
+/// The prefix a store uses unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "/kairos";
+
+/// Keys a range read asks for at once.
+pub const PAGE: usize = 256;
+
+/// Distinct jobs in one `apply` transaction: each needs up to three operations (delete the old
+/// due entry, put the job, put the new due entry) within etcd's default 128.
+pub const KEYS_PER_TXN: usize = 40;
+
+/// Distinct partitions in one grouped `apply` transaction (one owner compare each when fenced).
+pub const PARTITIONS_PER_TXN: usize = 32;
+
+/// Record bytes in one `apply` transaction, below etcd's default 1.5 MiB request limit.
+pub const MAX_TXN_BYTES: usize = 1 << 20;
+
+/// Jobs deleted by one transaction of a bulk delete (one range delete plus one due entry each).
+pub const DELETE_CHUNK: usize = 127;
+
+/// `apply` calls the writer takes at once.
+pub const MAX_GROUP_CALLS: usize = 256;
+
+/// How often a write whose guard failed (a concurrent write to the same job) is retried.
+const MAX_CONFLICTS: usize = 32;
+
+/// Gets in one read transaction.
+const GETS_PER_TXN: usize = 128;
+
+/// Where a store connects and how it lays out its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// Client URLs, e.g. `http://127.0.0.1:2379`.
+    pub endpoints: Vec<String>,
+    /// The key prefix, without a trailing `/` (one is trimmed); default [`DEFAULT_PREFIX`].
+    pub prefix: String,
+    /// The partition count recorded when no store exists under the prefix yet.
+    pub partitions_if_new: u32,
+    /// The timeout of every request.
+    pub request_timeout: Duration,
+    /// The timeout of establishing a connection.
+    pub connect_timeout: Duration,
+}
+
+impl EtcdConfig {
+    /// The defaults: prefix [`DEFAULT_PREFIX`], [`crate::DEFAULT_PARTITIONS`], 5 s requests, 2 s
+    /// connects.
+    pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> EtcdConfig {
+        EtcdConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            partitions_if_new: crate::DEFAULT_PARTITIONS,
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// Sets the key prefix.
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> EtcdConfig {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the partition count of a new store.
+    #[must_use]
+    pub fn with_partitions(mut self, partitions_if_new: u32) -> EtcdConfig {
+        self.partitions_if_new = partitions_if_new;
+        self
+    }
+}
+
+fn normalize_prefix(prefix: &str) -> &str {
+    prefix.trim_end_matches('/')
+}
+
+/// The owner key of `partition` under `prefix`: `{prefix}/owners/{partition:05}`; its value is
+/// the owning replica's id.
+pub fn owner_key(prefix: &str, partition: u32) -> String {
+    format!("{}/owners/{partition:05}", normalize_prefix(prefix))
+}
+
+/// The prefix of every owner key under `prefix`.
+pub fn owners_prefix(prefix: &str) -> String {
+    format!("{}/owners/", normalize_prefix(prefix))
+}
+
+/// The member key of replica `id` under `prefix`: `{prefix}/members/{id}`.
+pub fn member_key(prefix: &str, id: &str) -> String {
+    format!("{}/members/{id}", normalize_prefix(prefix))
+}
+
+/// The prefix of every member key under `prefix`.
+pub fn members_prefix(prefix: &str) -> String {
+    format!("{}/members/", normalize_prefix(prefix))
+}
+
+/// The byte keys of one prefix.
+#[derive(Debug, Clone)]
+struct Layout {
+    prefix: String,
+    jobs: Vec<u8>,
+    due: Vec<u8>,
+    meta_format: Vec<u8>,
+    meta_partitions: Vec<u8>,
+}
+
+impl Layout {
+    fn new(prefix: &str) -> Layout {
+        let prefix = normalize_prefix(prefix).to_owned();
+        Layout {
+            jobs: format!("{prefix}/jobs/").into_bytes(),
+            due: format!("{prefix}/due/").into_bytes(),
+            meta_format: format!("{prefix}/meta/format").into_bytes(),
+            meta_partitions: format!("{prefix}/meta/partitions").into_bytes(),
+            prefix,
+        }
+    }
+
+    fn job(&self, encoded: &[u8]) -> Vec<u8> {
+        [self.jobs.as_slice(), encoded].concat()
+    }
+
+    fn due(&self, partition: u32, due: Timestamp, encoded: &[u8]) -> Vec<u8> {
+        [self.due.as_slice(), &due_key(partition, due, encoded)].concat()
+    }
+
+    fn owner(&self, partition: u32) -> Vec<u8> {
+        owner_key(&self.prefix, partition).into_bytes()
+    }
+
+    /// The encoded job key of a `{prefix}/jobs/…` key.
+    fn encoded_of<'k>(&self, key: &'k [u8]) -> Result<&'k [u8], StoreError> {
+        key.strip_prefix(self.jobs.as_slice()).ok_or_else(|| {
+            StoreError::Corrupt(format!("key {:?} outside the jobs prefix", String::from_utf8_lossy(key)))
+        })
+    }
+
+    fn decode_job(&self, kv: &KeyValue) -> Result<StoredJob, StoreError> {
+        let key = decode_key(self.encoded_of(kv.key())?)?;
+        decode_record(key, kv.value())
+    }
+}
+
+/// The smallest key after `key`.
+fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
+}
+
+/// The exclusive end of the range of keys starting with `prefix` (every prefix here ends with
+/// `/`, so it has one).
+fn end_of(prefix: &[u8]) -> Vec<u8> {
+    prefix_end(prefix).unwrap_or_else(|| vec![0])
+}
+
+/// Maps a client error to a store error.
+fn etcd_error(what: &str, e: etcd_client::Error) -> StoreError {
+    if let etcd_client::Error::GRpcStatus(status) = &e
+        && matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition)
+    {
+        return StoreError::Invalid { what: "etcd request", reason: format!("{what}: {}", status.message()) };
+    }
+    StoreError::unavailable(format_args!("etcd {what} failed"), e)
+}
+
+/// A copy of `e` for another caller of a failed group.
+fn replicate(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::AlreadyExists(k) => StoreError::AlreadyExists(k.clone()),
+        StoreError::Invalid { what, reason } => StoreError::Invalid { what, reason: reason.clone() },
+        StoreError::Unavailable { reason, source } => StoreError::Unavailable {
+            reason: match source {
+                Some(source) => format!("{reason}: {source}"),
+                None => reason.clone(),
+            },
+            source: None,
+        },
+        StoreError::Corrupt(why) => StoreError::Corrupt(why.clone()),
+        StoreError::Fenced { partition } => StoreError::Fenced { partition: *partition },
+    }
+}
+
+fn contention(what: &str) -> StoreError {
+    StoreError::Unavailable {
+        reason: format!("{what}: gave up after {MAX_CONFLICTS} conflicting concurrent writes"),
+        source: None,
+    }
+}
+
+/// The replica id the store fences its writes with, shared with the writer task.
+type FenceCell = Arc<RwLock<Option<Arc<str>>>>;
+
+fn current_fence(cell: &FenceCell) -> Option<Arc<str>> {
+    // A poisoned lock only means a writer of the cell panicked; the value is still whole.
+    cell.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+}
+
+/// The etcd job store; see the [module docs](self).
+#[derive(Clone)]
+pub struct EtcdStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: Client,
+    kv: KvClient,
+    layout: Layout,
+    partitions: u32,
+    fence: FenceCell,
+    writer_tx: mpsc::Sender<ApplyCall>,
+}
+
+impl fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("prefix", &self.shared.layout.prefix)
+            .field("partitions", &self.shared.partitions)
+            .field("fence", &current_fence(&self.shared.fence))
+            .finish_non_exhaustive()
+    }
+}
+
+impl EtcdStore {
+    /// Connects and opens the store under `config.prefix`, recording `config.partitions_if_new`
+    /// when none is recorded yet. Must be called within a tokio runtime (it spawns the writer).
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for 0 partitions or no endpoint; [`StoreError::Unavailable`] when
+    /// etcd does not answer; [`StoreError::Corrupt`] when the prefix holds another format or a
+    /// garbled partition count.
+    pub async fn connect(config: EtcdConfig) -> Result<EtcdStore, StoreError> {
+        if config.partitions_if_new == 0 {
+            return Err(StoreError::Invalid { what: "partition count", reason: "must be at least 1".into() });
+        }
+        if config.endpoints.is_empty() {
+            return Err(StoreError::Invalid { what: "etcd endpoints", reason: "none given".into() });
+        }
+        let options = ConnectOptions::new()
+            .with_timeout(config.request_timeout)
+            .with_connect_timeout(config.connect_timeout);
+        let client =
+            Client::connect(&config.endpoints, Some(options)).await.map_err(|e| etcd_error("connect", e))?;
+        Self::with_client(client, &config.prefix, config.partitions_if_new).await
+    }
+
+    /// Opens the store under `prefix` over an existing client (whose options set the timeouts).
+    ///
+    /// # Errors
+    /// As [`EtcdStore::connect`].
+    pub async fn with_client(
+        client: Client,
+        prefix: &str,
+        partitions_if_new: u32,
+    ) -> Result<EtcdStore, StoreError> {
+        if partitions_if_new == 0 {
+            return Err(StoreError::Invalid { what: "partition count", reason: "must be at least 1".into() });
+        }
+        let layout = Layout::new(prefix);
+        // Records can be large; the default 4 MiB decoding limit could refuse a page of them.
+        let kv = client.kv_client().max_decoding_message_size(usize::MAX);
+        let partitions = init_meta(&mut kv.clone(), &layout, partitions_if_new).await?;
+        if partitions != partitions_if_new {
+            tracing::warn!(
+                prefix = %layout.prefix,
+                recorded = partitions,
+                requested = partitions_if_new,
+                "store was created with another partition count; keeping the recorded one"
+            );
+        }
+        let fence: FenceCell = Arc::new(RwLock::new(None));
+        let (writer_tx, writer_rx) = mpsc::channel(MAX_GROUP_CALLS);
+        let writer = Writer { kv: kv.clone(), layout: layout.clone(), partitions, fence: fence.clone() };
+        tokio::spawn(writer.run(writer_rx));
+        Ok(EtcdStore { shared: Arc::new(Shared { client, kv, layout, partitions, fence, writer_tx }) })
+    }
+
+    /// Fences every later `apply` with `replica_id`; see the [module docs](self#fencing).
+    #[must_use]
+    pub fn with_fence(self, replica_id: impl Into<String>) -> EtcdStore {
+        self.set_fence(Some(replica_id.into()));
+        self
+    }
+
+    /// Sets (or, with `None`, clears) the replica id later `apply` calls are fenced with. Every
+    /// clone of this store shares it.
+    pub fn set_fence(&self, replica_id: Option<String>) {
+        let mut cell = self.shared.fence.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *cell = replica_id.map(Arc::from);
+    }
+
+    /// The replica id `apply` is fenced with, if any.
+    pub fn fence(&self) -> Option<String> {
+        current_fence(&self.shared.fence).map(|id| id.to_string())
+    }
+
+    /// The key prefix (without a trailing `/`).
+    pub fn prefix(&self) -> &str {
+        &self.shared.layout.prefix
+    }
+
+    /// The owner key of `partition` under this store's prefix ([`owner_key`]).
+    pub fn owner_key(&self, partition: u32) -> String {
+        owner_key(&self.shared.layout.prefix, partition)
+    }
+
+    /// The etcd client (a cheap clone), for leases and membership under the same connection.
+    pub fn client(&self) -> Client {
+        self.shared.client.clone()
+    }
+
+    fn kv(&self) -> KvClient {
+        self.shared.kv.clone()
+    }
+
+    /// etcd's current revision, from a linearizable read: every write acknowledged before this
+    /// call has a revision at most the one returned.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when etcd does not answer.
+    pub async fn current_revision(&self) -> Result<i64, StoreError> {
+        let resp = self
+            .kv()
+            .get(self.shared.layout.meta_partitions.clone(), Some(GetOptions::new().with_count_only()))
+            .await
+            .map_err(|e| etcd_error("revision read", e))?;
+        Ok(resp.header().map_or(0, |h| h.revision()))
+    }
+
+    /// Every job as of `revision` (0: now), ordered by key, strictly after `after`, at most
+    /// `limit`; with the revision read. A full resync reads pages at one revision, then
+    /// [`EtcdStore::watch_jobs`] from it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when etcd does not answer or `revision` was compacted.
+    pub async fn scan_all_at(
+        &self,
+        revision: i64,
+        after: Option<&JobKey>,
+        limit: usize,
+    ) -> Result<(i64, Vec<StoredJob>), StoreError> {
+        let layout = &self.shared.layout;
+        let start = match after {
+            None => layout.jobs.clone(),
+            Some(key) => successor(&layout.job(&encode_key(key)?)),
+        };
+        let (rev, kvs) = self.range(start, end_of(&layout.jobs), limit, false, revision).await?;
+        let jobs = kvs.iter().map(|kv| layout.decode_job(kv)).collect::<Result<_, _>>()?;
+        Ok((rev, jobs))
+    }
+
+    /// Watches every job of this store after `after_revision`: one [`JobEvent`] per put or delete
+    /// of a job, in revision order. Re-create the watch from the last revision seen after
+    /// [`JobWatchError::Unavailable`]; after [`JobWatchError::Compacted`] the revisions in
+    /// between are gone, so resync fully ([`EtcdStore::scan_all_at`]) first.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the watch cannot be created.
+    pub async fn watch_jobs(&self, after_revision: i64) -> Result<JobWatch, StoreError> {
+        let layout = self.shared.layout.clone();
+        let mut watch: WatchClient = self.shared.client.watch_client();
+        let options = WatchOptions::new()
+            .with_range(end_of(&layout.jobs))
+            .with_start_revision(after_revision.saturating_add(1).max(1));
+        let stream =
+            watch.watch(layout.jobs.clone(), Some(options)).await.map_err(|e| etcd_error("watch", e))?;
+        Ok(JobWatch { stream, layout, pending: VecDeque::new(), done: false })
+    }
+
+    /// Up to `limit` key-values in `[start, end)`, paged, all at one revision (`revision`, or the
+    /// first page's when 0); with that revision.
+    async fn range(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: usize,
+        keys_only: bool,
+        revision: i64,
+    ) -> Result<(i64, Vec<KeyValue>), StoreError> {
+        let mut kv = self.kv();
+        let mut out = Vec::new();
+        let mut rev = revision;
+        let mut start = start;
+        while out.len() < limit {
+            let page = (limit - out.len()).min(PAGE);
+            let mut options =
+                GetOptions::new().with_range(end.clone()).with_limit(i64::try_from(page).unwrap_or(i64::MAX));
+            if rev > 0 {
+                options = options.with_revision(rev);
+            }
+            if keys_only {
+                options = options.with_keys_only();
+            }
+            let mut resp =
+                kv.get(start.clone(), Some(options)).await.map_err(|e| etcd_error("range read", e))?;
+            if rev == 0 {
+                rev = resp.header().map_or(0, |h| h.revision());
+            }
+            let more = resp.more();
+            let kvs = resp.take_kvs();
+            let Some(last) = kvs.last() else { break };
+            start = successor(last.key());
+            out.extend(kvs);
+            if !more {
+                break;
+            }
+        }
+        if rev == 0 {
+            rev = self.current_revision().await?;
+        }
+        Ok((rev, out))
+    }
+
+    /// The job under `job_key` with its `mod_revision` (0 when absent).
+    async fn load(&self, key: &JobKey, job_key: &[u8]) -> Result<(Option<StoredJob>, i64), StoreError> {
+        let resp = self.kv().get(job_key.to_vec(), None).await.map_err(|e| etcd_error("read", e))?;
+        match resp.kvs().first() {
+            None => Ok((None, 0)),
+            Some(kv) => Ok((Some(decode_record(key.clone(), kv.value())?), kv.mod_revision())),
+        }
+    }
+
+    fn due_of(&self, encoded: &[u8], due: Timestamp) -> Vec<u8> {
+        let partition = keys::partition_of_encoded(encoded, self.shared.partitions);
+        self.shared.layout.due(partition, due, encoded)
+    }
+
+    async fn delete_prefix(&self, encoded_prefix: &[u8]) -> Result<Vec<JobKey>, StoreError> {
+        let layout = &self.shared.layout;
+        let start = layout.job(encoded_prefix);
+        let end = end_of(&start);
+        let mut deleted = Vec::new();
+        let mut conflicts = 0;
+        loop {
+            let (rev, kvs) = self.range(start.clone(), end.clone(), DELETE_CHUNK, false, 0).await?;
+            let (Some(first), Some(last)) = (kvs.first(), kvs.last()) else { return Ok(deleted) };
+            let chunk_start = first.key().to_vec();
+            let chunk_end = successor(last.key());
+            let jobs = kvs.iter().map(|kv| layout.decode_job(kv)).collect::<Result<Vec<_>, _>>()?;
+            let mut ops = Vec::with_capacity(jobs.len() + 1);
+            ops.push(TxnOp::delete(
+                chunk_start.clone(),
+                Some(DeleteOptions::new().with_range(chunk_end.clone())),
+            ));
+            for (kv, job) in kvs.iter().zip(&jobs) {
+                ops.push(TxnOp::delete(self.due_of(layout.encoded_of(kv.key())?, job.next_due), None));
+            }
+            // Nothing in the chunk's range changed (or appeared) since the read.
+            let guard = Compare::mod_revision(chunk_start, CompareOp::Less, rev + 1).with_range(chunk_end);
+            let resp = self
+                .kv()
+                .txn(Txn::new().when(vec![guard]).and_then(ops))
+                .await
+                .map_err(|e| etcd_error("bulk delete", e))?;
+            if resp.succeeded() {
+                deleted.extend(jobs.into_iter().map(|j| j.key));
+                conflicts = 0;
+            } else {
+                conflicts += 1;
+                if conflicts > MAX_CONFLICTS {
+                    return Err(contention("bulk delete"));
+                }
+            }
+        }
+    }
+
+    async fn write(&self, mutations: Vec<(Vec<u8>, Mutation)>) -> Result<(), StoreError> {
+        let writer_gone =
+            || StoreError::Unavailable { reason: "the store writer has stopped".into(), source: None };
+        let (reply, reply_rx) = oneshot::channel();
+        self.shared.writer_tx.send(ApplyCall { mutations, reply }).await.map_err(|_| writer_gone())?;
+        reply_rx.await.map_err(|_| writer_gone())?
+    }
+}
+
+/// Reads (or, for a new prefix, writes) the meta keys; returns the partition count.
+async fn init_meta(kv: &mut KvClient, layout: &Layout, partitions_if_new: u32) -> Result<u32, StoreError> {
+    let corrupt =
+        |why: String| StoreError::Corrupt(format!("{} is not a kairos store: {why}", layout.prefix));
+    let txn = Txn::new()
+        .when(vec![Compare::create_revision(layout.meta_partitions.clone(), CompareOp::Equal, 0)])
+        .and_then(vec![
+            TxnOp::put(layout.meta_format.clone(), FORMAT, None),
+            TxnOp::put(layout.meta_partitions.clone(), partitions_if_new.to_string(), None),
+        ])
+        .or_else(vec![
+            TxnOp::get(layout.meta_format.clone(), None),
+            TxnOp::get(layout.meta_partitions.clone(), None),
+        ]);
+    let resp = kv.txn(txn).await.map_err(|e| etcd_error("meta init", e))?;
+    if resp.succeeded() {
+        return Ok(partitions_if_new);
+    }
+    let values: Vec<Option<Vec<u8>>> = resp
+        .op_responses()
+        .into_iter()
+        .map(|r| match r {
+            TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.value().to_vec()),
+            _ => None,
+        })
+        .collect();
+    match values.as_slice() {
+        [Some(format), Some(count)] => {
+            if format != FORMAT.as_bytes() {
+                return Err(corrupt(format!("unknown format {:?}", String::from_utf8_lossy(format))));
+            }
+            match std::str::from_utf8(count).ok().and_then(|s| s.parse::<u32>().ok()) {
+                Some(p) if p > 0 => Ok(p),
+                _ => Err(corrupt(format!("garbled partition count {:?}", String::from_utf8_lossy(count)))),
+            }
+        }
+        _ => Err(corrupt("its meta keys are incomplete".into())),
+    }
+}
+
+/// One `apply` call waiting for the writer.
+struct ApplyCall {
+    mutations: Vec<(Vec<u8>, Mutation)>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// How an attempt at committing a group of calls ended.
+enum Outcome {
+    Done,
+    /// A job changed between the read and the write: read again.
+    Conflict,
+    /// The owner compare of these partitions failed.
+    Fenced(BTreeSet<u32>),
+    /// The group needs more than one transaction: commit its calls one by one.
+    Split,
+}
+
+/// The task that owns every `apply`.
+struct Writer {
+    kv: KvClient,
+    layout: Layout,
+    partitions: u32,
+    fence: FenceCell,
+}
+
+/// One touched job: what was read, and what the mutations made of it.
+struct Touched {
+    partition: u32,
+    original: Option<(StoredJob, i64)>,
+    current: Option<StoredJob>,
+}
+
+/// One job's writes within an `apply` transaction.
+struct JobWrite {
+    partition: u32,
+    compare: Compare,
+    ops: Vec<TxnOp>,
+    bytes: usize,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<ApplyCall>) {
+        while let Some(first) = rx.recv().await {
+            let mut calls = vec![first];
+            while calls.len() < MAX_GROUP_CALLS {
+                match rx.try_recv() {
+                    Ok(call) => calls.push(call),
+                    Err(_) => break,
+                }
+            }
+            let mut queue: VecDeque<Vec<ApplyCall>> = self.pack(calls).into();
+            while let Some(group) = queue.pop_front() {
+                for split in self.commit_group(group).await {
+                    queue.push_front(vec![split]);
+                }
+            }
+        }
+        tracing::debug!("etcd store writer stopped");
+    }
+
+    fn partition(&self, encoded: &[u8]) -> u32 {
+        keys::partition_of_encoded(encoded, self.partitions)
+    }
+
+    /// Groups whole calls so that each group fits one transaction (a call too large for one
+    /// forms its own group).
+    fn pack(&self, calls: Vec<ApplyCall>) -> Vec<Vec<ApplyCall>> {
+        let mut groups = Vec::new();
+        let mut group: Vec<ApplyCall> = Vec::new();
+        let mut keys: BTreeSet<&[u8]> = BTreeSet::new();
+        let mut parts: BTreeSet<u32> = BTreeSet::new();
+        // Sizes first, so the borrow of the calls' keys ends before they move into groups.
+        let sizes: Vec<(BTreeSet<Vec<u8>>, BTreeSet<u32>)> = calls
+            .iter()
+            .map(|c| {
+                let k: BTreeSet<Vec<u8>> = c.mutations.iter().map(|(e, _)| e.clone()).collect();
+                let p = k.iter().map(|e| self.partition(e)).collect();
+                (k, p)
+            })
+            .collect();
+        let mut key_count = 0;
+        for (call, (call_keys, call_parts)) in calls.into_iter().zip(&sizes) {
+            let new_keys = call_keys.iter().filter(|k| !keys.contains(k.as_slice())).count();
+            let new_parts = call_parts.difference(&parts).count();
+            if !group.is_empty()
+                && (key_count + new_keys > KEYS_PER_TXN || parts.len() + new_parts > PARTITIONS_PER_TXN)
+            {
+                groups.push(std::mem::take(&mut group));
+                keys.clear();
+                parts.clear();
+                key_count = 0;
+            }
+            key_count += call_keys.iter().filter(|k| keys.insert(k.as_slice())).count();
+            parts.extend(call_parts.iter().copied());
+            group.push(call);
+        }
+        if !group.is_empty() {
+            groups.push(group);
+        }
+        groups
+    }
+
+    /// Commits `calls` and answers them, except those it hands back to be committed alone.
+    async fn commit_group(&self, calls: Vec<ApplyCall>) -> Vec<ApplyCall> {
+        let mut live = calls;
+        for _ in 0..=MAX_CONFLICTS {
+            if live.is_empty() {
+                return Vec::new();
+            }
+            match self.try_commit(&live).await {
+                Ok(Outcome::Done) => {
+                    for call in live {
+                        // The caller may have stopped waiting; the write stands anyway.
+                        let _ = call.reply.send(Ok(()));
+                    }
+                    return Vec::new();
+                }
+                Ok(Outcome::Conflict) => {}
+                Ok(Outcome::Fenced(fenced)) => {
+                    let (out, keep): (Vec<_>, Vec<_>) = live.into_iter().partition(|call| {
+                        call.mutations.iter().any(|(e, _)| fenced.contains(&self.partition(e)))
+                    });
+                    for call in out {
+                        let partition = call
+                            .mutations
+                            .iter()
+                            .map(|(e, _)| self.partition(e))
+                            .find(|p| fenced.contains(p))
+                            .unwrap_or_default();
+                        let _ = call.reply.send(Err(StoreError::Fenced { partition }));
+                    }
+                    live = keep;
+                }
+                Ok(Outcome::Split) => return live,
+                Err(e)
+                    if live.len() > 1 && matches!(e, StoreError::Corrupt(_) | StoreError::Invalid { .. }) =>
+                {
+                    // Only the calls that touch the bad job should fail: try them one by one.
+                    return live;
+                }
+                Err(e) => {
+                    for call in live {
+                        let _ = call.reply.send(Err(replicate(&e)));
+                    }
+                    return Vec::new();
+                }
+            }
+        }
+        for call in live {
+            let _ = call.reply.send(Err(contention("apply")));
+        }
+        Vec::new()
+    }
+
+    /// Reads the touched jobs, plays the calls' mutations on them and writes the result.
+    async fn try_commit(&self, calls: &[ApplyCall]) -> Result<Outcome, StoreError> {
+        let mut touched = self.read_touched(calls).await?;
+        for (encoded, mutation) in calls.iter().flat_map(|c| &c.mutations) {
+            let Some(t) = touched.get_mut(encoded) else { continue };
+            match mutation {
+                Mutation::Progress { incarnation, progress, next_due, .. } => {
+                    if let Some(job) = t.current.as_mut().filter(|j| j.incarnation == *incarnation) {
+                        job.progress = *progress;
+                        job.next_due = *next_due;
+                    }
+                }
+                Mutation::Complete { incarnation, .. } => {
+                    if t.current.as_ref().is_some_and(|j| j.incarnation == *incarnation) {
+                        t.current = None;
+                    }
+                }
+            }
+        }
+        let all_partitions: BTreeSet<u32> = touched.values().map(|t| t.partition).collect();
+        let writes: Vec<JobWrite> =
+            touched.iter().filter_map(|(encoded, t)| self.job_write(encoded, t)).collect();
+        let fence = current_fence(&self.fence);
+        if writes.is_empty() {
+            let Some(fence) = fence else { return Ok(Outcome::Done) };
+            // Nothing to write, but a fenced-off replica should learn it is.
+            for chunk in all_partitions.into_iter().collect::<Vec<_>>().chunks(PARTITIONS_PER_TXN) {
+                if let Outcome::Fenced(p) = self.commit_chunk(Vec::new(), chunk, &fence).await? {
+                    return Ok(Outcome::Fenced(p));
+                }
+            }
+            return Ok(Outcome::Done);
+        }
+        let chunks = chunk_writes(writes);
+        if chunks.len() > 1 && calls.len() > 1 {
+            return Ok(Outcome::Split);
+        }
+        for chunk in chunks {
+            let parts: Vec<u32> =
+                chunk.iter().map(|w| w.partition).collect::<BTreeSet<_>>().into_iter().collect();
+            let outcome = match &fence {
+                Some(fence) => self.commit_chunk(chunk, &parts, fence).await?,
+                None => self.commit_chunk(chunk, &[], "").await?,
+            };
+            if !matches!(outcome, Outcome::Done) {
+                return Ok(outcome);
+            }
+        }
+        Ok(Outcome::Done)
+    }
+
+    /// The current state of every job the calls touch, keyed by encoded key.
+    async fn read_touched(&self, calls: &[ApplyCall]) -> Result<BTreeMap<Vec<u8>, Touched>, StoreError> {
+        let mut keys: BTreeMap<Vec<u8>, &Mutation> = BTreeMap::new();
+        for (encoded, mutation) in calls.iter().flat_map(|c| &c.mutations) {
+            keys.entry(encoded.clone()).or_insert(mutation);
+        }
+        let keys: Vec<(Vec<u8>, &Mutation)> = keys.into_iter().collect();
+        let mut touched = BTreeMap::new();
+        let mut kv = self.kv.clone();
+        for chunk in keys.chunks(GETS_PER_TXN) {
+            let ops: Vec<TxnOp> = chunk.iter().map(|(e, _)| TxnOp::get(self.layout.job(e), None)).collect();
+            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(|e| etcd_error("read", e))?;
+            let responses = resp.op_responses();
+            if responses.len() != chunk.len() {
+                return Err(StoreError::Unavailable {
+                    reason: format!("etcd answered {} of {} reads", responses.len(), chunk.len()),
+                    source: None,
+                });
+            }
+            for ((encoded, mutation), response) in chunk.iter().zip(responses) {
+                let original = match response {
+                    TxnOpResponse::Get(get) => match get.kvs().first() {
+                        Some(kv) => {
+                            Some((decode_record(mutation.key().clone(), kv.value())?, kv.mod_revision()))
+                        }
+                        None => None,
+                    },
+                    _ => None,
+                };
+                let current = original.as_ref().map(|(job, _)| job.clone());
+                touched.insert(
+                    encoded.clone(),
+                    Touched { partition: self.partition(encoded), original, current },
+                );
+            }
+        }
+        Ok(touched)
+    }
+
+    /// What writing `t`'s final state takes, or `None` when it did not change.
+    fn job_write(&self, encoded: &[u8], t: &Touched) -> Option<JobWrite> {
+        let (original, mod_revision) = t.original.as_ref()?;
+        if Some(original) == t.current.as_ref() {
+            return None;
+        }
+        let job_key = self.layout.job(encoded);
+        let old_due = self.layout.due(t.partition, original.next_due, encoded);
+        let compare = Compare::mod_revision(job_key.clone(), CompareOp::Equal, *mod_revision);
+        let (ops, bytes) = match &t.current {
+            None => (vec![TxnOp::delete(job_key, None), TxnOp::delete(old_due, None)], 0),
+            Some(job) => {
+                let record = encode_record(job);
+                let bytes = record.len();
+                let new_due = self.layout.due(t.partition, job.next_due, encoded);
+                let mut ops = vec![TxnOp::put(job_key, record, None)];
+                // etcd refuses a transaction that deletes and puts the same key.
+                if new_due != old_due {
+                    ops.push(TxnOp::delete(old_due, None));
+                    ops.push(TxnOp::put(new_due, Vec::new(), None));
+                }
+                (ops, bytes)
+            }
+        };
+        Some(JobWrite { partition: t.partition, compare, ops, bytes: bytes + encoded.len() * 3 })
+    }
+
+    /// One transaction: `writes`, guarded by their compares and, with a fence, by the owner keys of
+    /// `partitions`.
+    async fn commit_chunk(
+        &self,
+        writes: Vec<JobWrite>,
+        partitions: &[u32],
+        fence: &str,
+    ) -> Result<Outcome, StoreError> {
+        let mut compares = Vec::with_capacity(writes.len() + partitions.len());
+        let mut ops = Vec::new();
+        for w in writes {
+            compares.push(w.compare);
+            ops.extend(w.ops);
+        }
+        for &p in partitions {
+            compares.push(Compare::value(self.layout.owner(p), CompareOp::Equal, fence));
+        }
+        let otherwise: Vec<TxnOp> =
+            partitions.iter().map(|&p| TxnOp::get(self.layout.owner(p), None)).collect();
+        let resp = self
+            .kv
+            .clone()
+            .txn(Txn::new().when(compares).and_then(ops).or_else(otherwise))
+            .await
+            .map_err(|e| etcd_error("apply", e))?;
+        if resp.succeeded() {
+            return Ok(Outcome::Done);
+        }
+        let fenced: BTreeSet<u32> = partitions
+            .iter()
+            .zip(resp.op_responses())
+            .filter(|(_, r)| match r {
+                TxnOpResponse::Get(get) => get.kvs().first().is_none_or(|kv| kv.value() != fence.as_bytes()),
+                _ => true,
+            })
+            .map(|(&p, _)| p)
+            .collect();
+        Ok(if fenced.is_empty() { Outcome::Conflict } else { Outcome::Fenced(fenced) })
+    }
+}
+
+/// Splits writes into transactions within [`KEYS_PER_TXN`] and [`MAX_TXN_BYTES`].
+fn chunk_writes(writes: Vec<JobWrite>) -> Vec<Vec<JobWrite>> {
+    let mut chunks = Vec::new();
+    let mut chunk: Vec<JobWrite> = Vec::new();
+    let mut bytes = 0;
+    for w in writes {
+        if !chunk.is_empty() && (chunk.len() >= KEYS_PER_TXN || bytes + w.bytes > MAX_TXN_BYTES) {
+            chunks.push(std::mem::take(&mut chunk));
+            bytes = 0;
+        }
+        bytes += w.bytes;
+        chunk.push(w);
+    }
+    if !chunk.is_empty() {
+        chunks.push(chunk);
+    }
+    chunks
+}
+
+#[async_trait]
+impl JobStore for EtcdStore {
+    fn partitions(&self) -> u32 {
+        self.shared.partitions
+    }
+
+    async fn put(&self, job: StoredJob, mode: PutMode) -> Result<Option<StoredJob>, StoreError> {
+        let encoded = encode_key(&job.key)?;
+        let layout = &self.shared.layout;
+        let job_key = layout.job(&encoded);
+        let record = encode_record(&job);
+        let new_due = self.due_of(&encoded, job.next_due);
+        if mode == PutMode::CreateOnly {
+            let txn = Txn::new()
+                .when(vec![Compare::create_revision(job_key.clone(), CompareOp::Equal, 0)])
+                .and_then(vec![TxnOp::put(job_key, record, None), TxnOp::put(new_due, Vec::new(), None)]);
+            let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("put", e))?;
+            return if resp.succeeded() { Ok(None) } else { Err(StoreError::AlreadyExists(job.key)) };
+        }
+        for _ in 0..=MAX_CONFLICTS {
+            let (old, mod_revision) = self.load(&job.key, &job_key).await?;
+            let mut ops = vec![TxnOp::put(job_key.clone(), record.clone(), None)];
+            let old_due = old.as_ref().map(|o| self.due_of(&encoded, o.next_due));
+            if old_due.as_ref() != Some(&new_due) {
+                if let Some(old_due) = old_due {
+                    ops.push(TxnOp::delete(old_due, None));
+                }
+                ops.push(TxnOp::put(new_due.clone(), Vec::new(), None));
+            }
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(job_key.clone(), CompareOp::Equal, mod_revision)])
+                .and_then(ops);
+            let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("put", e))?;
+            if resp.succeeded() {
+                return Ok(old);
+            }
+        }
+        Err(contention("put"))
+    }
+
+    async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
+        let job_key = self.shared.layout.job(&encode_key(key)?);
+        Ok(self.load(key, &job_key).await?.0)
+    }
+
+    async fn delete(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
+        let encoded = encode_key(key)?;
+        let job_key = self.shared.layout.job(&encoded);
+        for _ in 0..=MAX_CONFLICTS {
+            let (old, mod_revision) = self.load(key, &job_key).await?;
+            let Some(old) = old else { return Ok(None) };
+            let txn = Txn::new()
+                .when(vec![Compare::mod_revision(job_key.clone(), CompareOp::Equal, mod_revision)])
+                .and_then(vec![
+                    TxnOp::delete(job_key.clone(), None),
+                    TxnOp::delete(self.due_of(&encoded, old.next_due), None),
+                ]);
+            let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("delete", e))?;
+            if resp.succeeded() {
+                return Ok(Some(old));
+            }
+        }
+        Err(contention("delete"))
+    }
+
+    async fn list(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        let layout = &self.shared.layout;
+        let prefix = layout.job(&keys::owner_prefix(namespace, owner)?);
+        let end = end_of(&prefix);
+        let start = match after_name {
+            None => prefix,
+            Some(name) => {
+                check_component("job name", name)?;
+                successor(&[prefix.as_slice(), name.as_bytes()].concat())
+            }
+        };
+        let (_, kvs) = self.range(start, end, limit, false, 0).await?;
+        kvs.iter().map(|kv| layout.decode_job(kv)).collect()
+    }
+
+    async fn delete_by_prefix(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        name_prefix: &str,
+    ) -> Result<Vec<JobKey>, StoreError> {
+        check_component("job name prefix", name_prefix)?;
+        let prefix = [keys::owner_prefix(namespace, owner)?, name_prefix.as_bytes().to_vec()].concat();
+        self.delete_prefix(&prefix).await
+    }
+
+    async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
+        let prefix = scope_prefix(scope)?;
+        self.delete_prefix(&prefix).await
+    }
+
+    async fn scan_due(
+        &self,
+        partition: u32,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        let layout = &self.shared.layout;
+        let part = [layout.due.as_slice(), &keys::due_partition_prefix(partition)].concat();
+        let start = match after {
+            None => part.clone(),
+            Some(cursor) => successor(&layout.due(partition, cursor.due, &encode_key(&cursor.key)?)),
+        };
+        let (rev, entries) = self.range(start, end_of(&part), limit, true, 0).await?;
+        let mut due = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let bytes = entry.key().strip_prefix(layout.due.as_slice()).unwrap_or_default();
+            let (_, due_at, encoded) = decode_due_key(bytes)?;
+            due.push((due_at, encoded.to_vec()));
+        }
+        // The jobs, read at the due entries' revision, so both sides are one snapshot.
+        let mut out = Vec::with_capacity(due.len());
+        let mut kv = self.kv();
+        for chunk in due.chunks(GETS_PER_TXN) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(_, e)| TxnOp::get(layout.job(e), Some(GetOptions::new().with_revision(rev))))
+                .collect();
+            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(|e| etcd_error("due read", e))?;
+            for ((due_at, encoded), response) in chunk.iter().zip(resp.op_responses()) {
+                let key = decode_key(encoded)?;
+                let found = match response {
+                    TxnOpResponse::Get(get) => {
+                        get.kvs().first().map(|kv| decode_record(key.clone(), kv.value()))
+                    }
+                    _ => None,
+                };
+                match found {
+                    Some(job) => {
+                        let job = job?;
+                        if job.next_due != *due_at {
+                            tracing::warn!(key = %job.key, "due-index entry at a stale time; skipped");
+                            continue;
+                        }
+                        out.push(job);
+                    }
+                    // Cannot happen (both change in one transaction); a stale entry must not stop
+                    // the partition.
+                    None => tracing::warn!(%key, "due-index entry without a job; skipped"),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+        let mutations = mutations
+            .into_iter()
+            .map(|m| Ok((encode_key(m.key())?, m)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        if mutations.is_empty() {
+            return Ok(());
+        }
+        self.write(mutations).await
+    }
+
+    async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError> {
+        Ok(self.scan_all_at(0, after, limit).await?.1)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let layout = &self.shared.layout;
+        let options = GetOptions::new().with_range(end_of(&layout.jobs)).with_count_only();
+        let resp =
+            self.kv().get(layout.jobs.clone(), Some(options)).await.map_err(|e| etcd_error("count", e))?;
+        Ok(u64::try_from(resp.count()).unwrap_or(0))
+    }
+}
+
+/// A change to one job, from [`EtcdStore::watch_jobs`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobChange {
+    /// The job was created or written (any write: put, overwrite, progress).
+    Put(Box<StoredJob>),
+    /// The job was deleted (also by completion or a bulk delete).
+    Deleted(JobKey),
+}
+
+/// One [`JobChange`] with the etcd revision that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEvent {
+    pub revision: i64,
+    pub change: JobChange,
+}
+
+/// Why a job watch ended.
+#[derive(Debug, thiserror::Error)]
+pub enum JobWatchError {
+    /// The revisions after the requested one were compacted: resync fully, then watch from the
+    /// resync's revision.
+    #[error("etcd compacted the revisions up to {compact_revision}; resync")]
+    Compacted { compact_revision: i64 },
+    /// The watch broke (etcd down, restarted, or it canceled the watch): watch again from the
+    /// last revision seen.
+    #[error(transparent)]
+    Unavailable(StoreError),
+    /// A changed key or record cannot be decoded.
+    #[error(transparent)]
+    Corrupt(StoreError),
+}
+
+/// A watch of every job of one store; see [`EtcdStore::watch_jobs`]. It ends (yields `None`)
+/// only after it has yielded an error.
+pub struct JobWatch {
+    stream: etcd_client::WatchStream,
+    layout: Layout,
+    pending: VecDeque<JobEvent>,
+    done: bool,
+}
+
+impl fmt::Debug for JobWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobWatch").field("prefix", &self.layout.prefix).field("done", &self.done).finish()
+    }
+}
+
+impl JobWatch {
+    /// The next change, an error (after which it ends), or `None` once it has ended.
+    pub async fn next(&mut self) -> Option<Result<JobEvent, JobWatchError>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.done {
+                return None;
+            }
+            let message = self.stream.message().await;
+            let response = match message {
+                Ok(Some(response)) => response,
+                Ok(None) => {
+                    return self.fail(JobWatchError::Unavailable(StoreError::Unavailable {
+                        reason: "etcd closed the watch stream".into(),
+                        source: None,
+                    }));
+                }
+                Err(e) => return self.fail(JobWatchError::Unavailable(etcd_error("watch", e))),
+            };
+            if response.compact_revision() > 0 {
+                return self.fail(JobWatchError::Compacted { compact_revision: response.compact_revision() });
+            }
+            if response.canceled() {
+                let reason = format!("etcd canceled the watch: {}", response.cancel_reason());
+                return self
+                    .fail(JobWatchError::Unavailable(StoreError::Unavailable { reason, source: None }));
+            }
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                match self.decode(event.event_type(), kv) {
+                    Ok(event) => self.pending.push_back(event),
+                    Err(e) => return self.fail(JobWatchError::Corrupt(e)),
+                }
+            }
+        }
+    }
+
+    fn decode(&self, kind: EventType, kv: &KeyValue) -> Result<JobEvent, StoreError> {
+        let revision = kv.mod_revision();
+        let change = match kind {
+            EventType::Put => JobChange::Put(Box::new(self.layout.decode_job(kv)?)),
+            EventType::Delete => JobChange::Deleted(decode_key(self.layout.encoded_of(kv.key())?)?),
+        };
+        Ok(JobEvent { revision, change })
+    }
+
+    fn fail(&mut self, e: JobWatchError) -> Option<Result<JobEvent, JobWatchError>> {
+        self.done = true;
+        Some(Err(e))
+    }
+
+    /// The watch as a [`Stream`].
+    pub fn into_stream(self) -> Pin<Box<dyn Stream<Item = Result<JobEvent, JobWatchError>> + Send>> {
+        Box::pin(futures::stream::unfold(self, |mut watch| async move {
+            let item = watch.next().await?;
+            Some((item, watch))
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_and_member_keys_have_the_documented_names() {
+        assert_eq!(owner_key("/kairos", 7), "/kairos/owners/00007");
+        assert_eq!(owner_key("/kairos/", 255), "/kairos/owners/00255");
+        assert_eq!(member_key("/k", "replica-1"), "/k/members/replica-1");
+        assert!(owner_key("/k", 1).starts_with(&owners_prefix("/k")));
+        assert!(member_key("/k", "a").starts_with(&members_prefix("/k")));
+    }
+
+    #[test]
+    fn prefixes_separate_stores() {
+        let a = Layout::new("/a");
+        let ab = Layout::new("/ab");
+        assert!(!ab.job(b"x").starts_with(&a.jobs));
+        assert!(!a.due(0, Timestamp::UNIX_EPOCH, b"x").starts_with(&ab.due));
+    }
+
+    #[test]
+    fn writes_chunk_within_the_key_and_byte_limits() {
+        let write = |bytes| JobWrite {
+            partition: 0,
+            compare: Compare::mod_revision("k", CompareOp::Equal, 1),
+            ops: Vec::new(),
+            bytes,
+        };
+        let chunks = chunk_writes((0..100).map(|_| write(10)).collect());
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![40, 40, 20]);
+        let chunks = chunk_writes((0..3).map(|_| write(MAX_TXN_BYTES / 2 + 1)).collect());
+        assert_eq!(chunks.len(), 3);
+        // A single oversized write still goes (etcd then refuses it as invalid).
+        assert_eq!(chunk_writes(vec![write(MAX_TXN_BYTES * 2)]).len(), 1);
+    }
+}

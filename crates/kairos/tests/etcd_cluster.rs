@@ -1,0 +1,501 @@
+//! Real `kairos scheduler` replicas on a real etcd (Debian's `etcd`, started by the test), with
+//! one WatchJobs stream to each replica as a sidecar keeps: a replica killed with SIGKILL, a
+//! replica joining under load, etcd killed and restarted, a 3-member etcd losing its leader, and
+//! a quick measurement of create and trigger rates.
+//!
+//! Jobs are `@every 1s` with a repeat count, created round-robin through all replicas. "No tick
+//! skipped" means every job got at least its repeat count of deliveries; "duplicates only in
+//! flight" means at most one more. Figures are printed (run with `--nocapture`); the assertions
+//! use generous bounds.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kairos_proto::scheduler::scheduler_client::SchedulerClient;
+use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
+use kairos_proto::scheduler::{
+    GetJobRequest, Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetJob, WatchJobsRequest,
+    WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus, job_target_metadata,
+};
+use kairos_store::etcd_testing::{EtcdCluster, EtcdProcess};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+const APP: &str = "cluster-app";
+const TTL_SECS: u64 = 2;
+const PARTITIONS: &str = "16";
+
+fn metadata() -> JobMetadata {
+    JobMetadata {
+        app_id: APP.into(),
+        namespace: "default".into(),
+        target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
+        concurrency_key: None,
+    }
+}
+
+async fn connect(address: &str) -> SchedulerClient<Channel> {
+    for _ in 0..100 {
+        if let Ok(client) = SchedulerClient::connect(format!("http://{address}")).await {
+            return client;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("cannot connect to {address}");
+}
+
+/// One delivery: which job, through which replica, when.
+#[derive(Debug, Clone)]
+struct Delivery {
+    name: String,
+    replica: usize,
+    at: Instant,
+}
+
+type Log = Arc<Mutex<Vec<Delivery>>>;
+
+/// A replica process and its data dir (unused with etcd, but the helper wants one).
+struct Replica {
+    proc: common::Proc,
+    _dir: tempfile::TempDir,
+}
+
+fn start_replica(endpoints: &[String], id: &str) -> Replica {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = endpoints.join(",");
+    let ttl = format!("{TTL_SECS}s");
+    let proc = common::start_scheduler(
+        dir.path(),
+        &[
+            "--etcd-endpoints",
+            &endpoints,
+            "--replica-id",
+            id,
+            "--lease-ttl",
+            &ttl,
+            "--partitions",
+            PARTITIONS,
+        ],
+    );
+    Replica { proc, _dir: dir }
+}
+
+/// Consumes triggers through `replica`'s WatchJobs stream (as a sidecar does), acknowledging
+/// each, until the stream breaks.
+async fn consume(address: String, replica: usize, log: Log) {
+    let mut client = connect(&address).await;
+    let (tx, rx) = mpsc::channel(1024);
+    let initial = WatchJobsRequest {
+        watch_job_request_type: Some(WatchJobRequestType::Initial(WatchJobsRequestInitial {
+            app_id: APP.into(),
+            namespace: "default".into(),
+            ..Default::default()
+        })),
+    };
+    tx.send(initial).await.unwrap();
+    let outbound = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let Ok(response) = client.watch_jobs(outbound).await else { return };
+    let mut inbound = response.into_inner();
+    while let Ok(Some(trigger)) = inbound.message().await {
+        log.lock().unwrap().push(Delivery { name: trigger.name.clone(), replica, at: Instant::now() });
+        let result = WatchJobsRequest {
+            watch_job_request_type: Some(WatchJobRequestType::Result(WatchJobsRequestResult {
+                id: trigger.id,
+                status: WatchJobsRequestResultStatus::Success as i32,
+            })),
+        };
+        if tx.send(result).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Creates `count` jobs `@every 1s` with `repeats`, round-robin through `addresses`; returns
+/// name → the instant just before its ScheduleJob call (its ticks are due 1 s, 2 s … after).
+async fn create_jobs(
+    addresses: &[String],
+    prefix: &str,
+    count: usize,
+    repeats: u32,
+) -> BTreeMap<String, Instant> {
+    let mut clients = Vec::new();
+    for address in addresses {
+        clients.push(connect(address).await);
+    }
+    let mut created = BTreeMap::new();
+    for i in 0..count {
+        let name = format!("{prefix}-{i:03}");
+        let request = ScheduleJobRequest {
+            name: name.clone(),
+            job: Some(Job {
+                schedule: Some("@every 1s".into()),
+                repeats: Some(repeats),
+                ..Default::default()
+            }),
+            metadata: Some(metadata()),
+            overwrite: false,
+        };
+        let at = Instant::now();
+        let n = clients.len();
+        clients[i % n].schedule_job(request).await.expect("schedule job");
+        created.insert(name, at);
+    }
+    created
+}
+
+/// Waits until none of `names` is stored any more (each ran all its ticks).
+async fn wait_all_done(address: &str, names: impl Iterator<Item = &String> + Clone, limit: Duration) {
+    let mut client = connect(address).await;
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut remaining = 0;
+        for name in names.clone() {
+            let request = GetJobRequest { name: name.clone(), metadata: Some(metadata()) };
+            match client.get_job(request).await {
+                Ok(_) => remaining += 1,
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                // While etcd elects a new leader, reads fail for a moment; count it as pending.
+                Err(status) if status.code() == tonic::Code::Unavailable => remaining += 1,
+                Err(status) => panic!("GetJob through a live replica failed: {status}"),
+            }
+        }
+        if remaining == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{remaining} jobs still pending after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Per job, its deliveries in order.
+fn by_job(log: &Log) -> BTreeMap<String, Vec<Delivery>> {
+    let mut jobs: BTreeMap<String, Vec<Delivery>> = BTreeMap::new();
+    for d in log.lock().unwrap().iter() {
+        jobs.entry(d.name.clone()).or_default().push(d.clone());
+    }
+    jobs
+}
+
+/// Asserts no tick skipped and at most one duplicate per job; returns how many jobs had one.
+fn assert_counts(
+    jobs: &BTreeMap<String, Vec<Delivery>>,
+    created: &BTreeMap<String, Instant>,
+    repeats: u32,
+) -> usize {
+    let mut duplicated = 0;
+    for name in created.keys() {
+        let got = jobs.get(name).map_or(0, Vec::len);
+        assert!(got >= repeats as usize, "{name}: {got} deliveries of {repeats}: a tick was skipped");
+        assert!(
+            got <= repeats as usize + 1,
+            "{name}: {got} deliveries of {repeats}: more than the in-flight duplicate"
+        );
+        if got > repeats as usize {
+            duplicated += 1;
+        }
+    }
+    duplicated
+}
+
+fn addresses(replicas: &[Replica]) -> Vec<String> {
+    replicas.iter().map(|r| r.proc.address.clone()).collect()
+}
+
+fn spawn_consumers(replicas: &[Replica], log: &Log) -> Vec<tokio::task::JoinHandle<()>> {
+    replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| tokio::spawn(consume(r.proc.address.clone(), i, log.clone())))
+        .collect()
+}
+
+/// Waits until deliveries flow through every one of the first `n` replicas (all joined and
+/// claimed partitions).
+async fn wait_every_replica_fires(log: &Log, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: std::collections::BTreeSet<usize> = log.lock().unwrap().iter().map(|d| d.replica).collect();
+        if (0..n).all(|i| seen.contains(&i)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not every replica fires: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_replica_partitions_fire_again_on_the_others_within_the_lease_ttl() {
+    let etcd = EtcdProcess::start().await.expect("etcd");
+    let endpoints = etcd.endpoints();
+    let mut replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
+    let log: Log = Arc::default();
+    let consumers = spawn_consumers(&replicas, &log);
+    let repeats = 12;
+    let created = create_jobs(&addresses(&replicas), "kill", 48, repeats).await;
+    wait_every_replica_fires(&log, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let killed_at = Instant::now();
+    replicas[0].proc.kill9();
+    let survivor = replicas[1].proc.address.clone();
+    wait_all_done(&survivor, created.keys(), Duration::from_secs(40)).await;
+
+    let jobs = by_job(&log);
+    let duplicated = assert_counts(&jobs, &created, repeats);
+    // Jobs the killed replica fired: how soon after the kill did each fire again elsewhere?
+    let mut resumes = Vec::new();
+    for deliveries in jobs.values() {
+        let fired_by_killed = deliveries.iter().any(|d| d.replica == 0 && d.at < killed_at);
+        if !fired_by_killed {
+            continue;
+        }
+        let next = deliveries.iter().find(|d| d.at >= killed_at).expect("the job fired again");
+        assert_ne!(next.replica, 0);
+        resumes.push(next.at - killed_at);
+    }
+    assert!(!resumes.is_empty(), "the killed replica owned jobs");
+    let worst = resumes.iter().max().copied().unwrap();
+    eprintln!(
+        "kill -9 of 1 of 3 replicas (lease ttl {TTL_SECS}s): {} of {} jobs moved, worst resume {worst:?} after the kill, {duplicated} jobs with one duplicate",
+        resumes.len(),
+        created.len()
+    );
+    assert!(worst <= Duration::from_secs(TTL_SECS + 2), "resume took {worst:?} (> ttl + 2 s)");
+    for c in consumers {
+        c.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_replica_moves_only_its_partitions_and_the_others_keep_firing() {
+    let etcd = EtcdProcess::start().await.expect("etcd");
+    let endpoints = etcd.endpoints();
+    let mut replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
+    let log: Log = Arc::default();
+    let mut consumers = spawn_consumers(&replicas, &log);
+    let repeats = 12;
+    let created = create_jobs(&addresses(&replicas), "join", 48, repeats).await;
+    wait_every_replica_fires(&log, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let joined_at = Instant::now();
+    replicas.push(start_replica(&endpoints, "r3"));
+    consumers.push(tokio::spawn(consume(replicas[3].proc.address.clone(), 3, log.clone())));
+    wait_all_done(&replicas[1].proc.address, created.keys(), Duration::from_secs(40)).await;
+
+    let jobs = by_job(&log);
+    let duplicated = assert_counts(&jobs, &created, repeats);
+    // Lateness of a delivery: its arrival minus its tick's due time. Tick k of a job is due
+    // k seconds after its first; the job's phase is taken from its most punctual delivery, so
+    // lateness is measured against the job's own best (a delivery can only be late, never early).
+    let mut stayed_late = Duration::ZERO;
+    let mut moved_late = Duration::ZERO;
+    let (mut stayed, mut moved) = (0, 0);
+    for deliveries in jobs.values() {
+        let offset = |k: usize, d: &Delivery| d.at - Duration::from_secs(k as u64);
+        let base = deliveries.iter().enumerate().map(|(k, d)| offset(k, d)).min().unwrap();
+        let after: Vec<(usize, &Delivery)> =
+            deliveries.iter().enumerate().filter(|(_, d)| d.at >= joined_at).collect();
+        let Some((_, first_after)) = after.first() else { continue };
+        let before_replica = deliveries.iter().rev().find(|d| d.at < joined_at).map(|d| d.replica);
+        let job_moved = first_after.replica == 3 || before_replica.is_some_and(|r| r != first_after.replica);
+        let window_end = joined_at + Duration::from_secs(4);
+        for (k, d) in after.iter().filter(|(_, d)| d.at <= window_end) {
+            let late = offset(*k, d) - base;
+            if job_moved {
+                moved_late = moved_late.max(late);
+            } else {
+                stayed_late = stayed_late.max(late);
+            }
+        }
+        if job_moved {
+            moved += 1;
+        } else {
+            stayed += 1;
+        }
+    }
+    eprintln!(
+        "4th replica joining 3 under load: {moved} jobs moved, {stayed} stayed; max lateness of unmoved jobs during the change {stayed_late:?}, of moved jobs {moved_late:?}; {duplicated} jobs with one duplicate"
+    );
+    assert!(moved > 0 && stayed > 0, "some jobs moved, others stayed");
+    assert!(stayed_late <= Duration::from_secs(1), "unmoved partitions paused: {stayed_late:?} late");
+    assert!(moved_late <= Duration::from_millis(2500), "moved partitions resumed late: {moved_late:?}");
+    for c in consumers {
+        c.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_recover_by_themselves_after_etcd_is_killed_and_restarted() {
+    let mut etcd = EtcdProcess::start().await.expect("etcd");
+    let endpoints = etcd.endpoints();
+    let replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
+    let log: Log = Arc::default();
+    let consumers = spawn_consumers(&replicas, &log);
+    let repeats = 10;
+    let created = create_jobs(&addresses(&replicas), "etcd", 30, repeats).await;
+    wait_every_replica_fires(&log, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    etcd.kill9().expect("kill etcd");
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    etcd.restart().await.expect("restart etcd");
+    let restarted_at = Instant::now();
+    wait_all_done(&replicas[0].proc.address, created.keys(), Duration::from_secs(60)).await;
+
+    let jobs = by_job(&log);
+    let duplicated = assert_counts(&jobs, &created, repeats);
+    let first_after = log.lock().unwrap().iter().filter(|d| d.at >= restarted_at).map(|d| d.at).min();
+    let first_after = first_after.expect("deliveries after the restart");
+    eprintln!(
+        "etcd kill -9, restart after {:?}: first delivery {:?} after the restart; {duplicated} jobs with one duplicate",
+        restarted_at - killed_at,
+        first_after - restarted_at
+    );
+    for c in consumers {
+        c.abort();
+    }
+}
+
+/// The wall-clock time, for an absolute due time.
+#[allow(clippy::disallowed_methods)]
+fn wall_clock_now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
+
+/// The index of the member that is the raft leader.
+async fn leader_of(etcd: &EtcdCluster) -> usize {
+    for i in 0..etcd.len() {
+        let mut client = etcd_client::Client::connect([etcd.endpoint(i)], None).await.expect("etcd client");
+        let status = client.status().await.expect("etcd status");
+        if status.header().map(|h| h.member_id()) == Some(status.leader()) {
+            return i;
+        }
+    }
+    panic!("no etcd member is the leader");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triggering_continues_when_a_three_member_etcd_loses_its_leader() {
+    let mut etcd = EtcdCluster::start(3).await.expect("3-member etcd");
+    let endpoints = etcd.endpoints();
+    let replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
+    let log: Log = Arc::default();
+    let consumers = spawn_consumers(&replicas, &log);
+    let repeats = 10;
+    let created = create_jobs(&addresses(&replicas), "leader", 30, repeats).await;
+    wait_every_replica_fires(&log, 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let leader = leader_of(&etcd).await;
+    let killed_at = Instant::now();
+    etcd.kill9(leader).expect("kill the etcd leader");
+    wait_all_done(&replicas[0].proc.address, created.keys(), Duration::from_secs(45)).await;
+
+    let jobs = by_job(&log);
+    let duplicated = assert_counts(&jobs, &created, repeats);
+    // The longest silence of any job after the kill (ticks are 1 s apart).
+    let mut worst_gap = Duration::ZERO;
+    for deliveries in jobs.values() {
+        for pair in deliveries.windows(2) {
+            if pair[1].at >= killed_at {
+                worst_gap = worst_gap.max(pair[1].at - pair[0].at);
+            }
+        }
+    }
+    eprintln!(
+        "etcd leader (member {leader}) killed: worst gap between a job's deliveries {worst_gap:?}; {duplicated} jobs with one duplicate"
+    );
+    assert!(worst_gap <= Duration::from_secs(TTL_SECS + 4), "triggering stalled for {worst_gap:?}");
+    for c in consumers {
+        c.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
+    let etcd = EtcdProcess::start().await.expect("etcd");
+    let endpoints = etcd.endpoints();
+    let replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
+    let log: Log = Arc::default();
+    let consumers = spawn_consumers(&replicas, &log);
+    // Let every replica claim its partitions.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let total = 3000usize;
+    let writers = 24usize;
+    let mut clients = Vec::new();
+    for address in addresses(&replicas) {
+        clients.push(connect(&address).await);
+    }
+    // Every job is due at one absolute instant after the creation phase, so the triggers come
+    // out as fast as the replicas can fire them.
+    let due_at = wall_clock_now() + jiff::SignedDuration::from_secs(12);
+    let due_in = Instant::now() + Duration::from_secs(12);
+    let due_time = due_at.to_string();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let mut client = clients[w % clients.len()].clone();
+        let due_time = due_time.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (w..total).step_by(writers) {
+                let request = ScheduleJobRequest {
+                    name: format!("rate-{i:05}"),
+                    job: Some(Job { due_time: Some(due_time.clone()), ..Default::default() }),
+                    metadata: Some(metadata()),
+                    overwrite: false,
+                };
+                client.schedule_job(request).await.expect("schedule job");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let create_secs = started.elapsed().as_secs_f64();
+    assert!(Instant::now() < due_in, "creating took longer than the 12 s before the due time");
+    let deadline = due_in + Duration::from_secs(30);
+    while log.lock().unwrap().len() < total {
+        assert!(Instant::now() < deadline, "only {} of {total} triggers arrived", log.lock().unwrap().len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A trigger is settled once its answer is recorded: a one-shot job is then deleted.
+    let mut lister = clients[0].clone();
+    let settled = loop {
+        let request = kairos_proto::scheduler::ListJobsRequest { metadata: Some(metadata()) };
+        match lister.list_jobs(request).await {
+            Ok(response) if response.get_ref().jobs.is_empty() => break Instant::now(),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "jobs still stored 30 s after their due time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let deliveries = log.lock().unwrap().clone();
+    let first = deliveries.iter().map(|d| d.at).min().unwrap();
+    let last = deliveries.iter().map(|d| d.at).max().unwrap();
+    let per_replica: BTreeMap<usize, usize> = deliveries.iter().fold(BTreeMap::new(), |mut m, d| {
+        *m.entry(d.replica).or_default() += 1;
+        m
+    });
+    eprintln!(
+        "3 replicas, 1 etcd: created {total} jobs in {create_secs:.2}s ({:.0}/s, {writers} concurrent callers); {total} triggers due at one instant delivered within {:.2}s ({:.0}/s; first {:?} after the due time); all answered and deleted {:.2}s after the due time ({:.0}/s); per replica {per_replica:?}",
+        total as f64 / create_secs,
+        (last - first).as_secs_f64(),
+        total as f64 / (last - first).as_secs_f64(),
+        first.saturating_duration_since(due_in),
+        (settled - due_in).as_secs_f64(),
+        total as f64 / (settled - due_in).as_secs_f64(),
+    );
+    let names: std::collections::BTreeSet<&String> = deliveries.iter().map(|d| &d.name).collect();
+    assert_eq!(names.len(), total, "every job fired");
+    assert_eq!(per_replica.len(), 3, "every replica fired a share");
+    for c in consumers {
+        c.abort();
+    }
+}
