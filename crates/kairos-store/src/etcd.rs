@@ -53,6 +53,14 @@
 //! the owner keys of its partitions. `put`, `get`, `delete` and `list` are never fenced: any
 //! replica may change any job.
 //!
+//! # Change feed
+//! [`EtcdStore::watch_jobs`] streams every put and delete of a job after a revision, with the
+//! revision of each; [`EtcdStore::current_revision`] (a linearizable read) and
+//! [`EtcdStore::scan_all_at`] (pages at one revision) make a full resync. A watch does not
+//! survive an etcd restart or a broken connection ([`JobWatchError::Unavailable`]: watch again
+//! from the last revision seen); when the revisions it needs were compacted it fails with
+//! [`JobWatchError::Compacted`] (resync, then watch from the resync's revision).
+//!
 //! # Reads
 //! Reads are linearizable (etcd's default). Range reads are paged ([`PAGE`] keys a request) at
 //! the revision of their first page, so one call sees one snapshot.

@@ -115,7 +115,12 @@ async fn kill_9_of_etcd_makes_calls_unavailable_then_the_same_store_recovers_wit
     acknowledged[0].progress = Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 };
     acknowledged[0].next_due = at(100);
 
+    let mut watch = store.watch_jobs(store.current_revision().await.unwrap()).await.unwrap();
     etcd.kill9().unwrap();
+    // A watch does not survive the kill: it reports it, so the caller watches again.
+    let ended =
+        tokio::time::timeout(Duration::from_secs(10), watch.next()).await.expect("watch ends in time");
+    assert!(matches!(ended, Some(Err(JobWatchError::Unavailable(_)))), "{ended:?}");
     let later = job(JobKey::app("ns", "app", "later"), at(1));
     let err = store.put(later.clone(), PutMode::CreateOnly).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(), "{err:?}");
@@ -144,6 +149,13 @@ async fn kill_9_of_etcd_makes_calls_unavailable_then_the_same_store_recovers_wit
     acknowledged[1].progress = Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 };
     acknowledged[1].next_due = at(200);
     acknowledged.push(later);
+    // A new watch on the same store works again.
+    let mut watch = store.watch_jobs(store.current_revision().await.unwrap()).await.unwrap();
+    let after = job(JobKey::app("ns", "app", "after-restart"), at(1));
+    store.put(after.clone(), PutMode::CreateOnly).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(event.change, JobChange::Put(Box::new(after.clone())));
+    acknowledged.push(after);
     acknowledged.sort_by(|a, b| a.key.cmp(&b.key));
     assert_eq!(store.scan_all(None, usize::MAX).await.unwrap(), acknowledged, "acknowledged writes survive");
     assert_eq!(due_entries(&store).await.len(), acknowledged.len());
