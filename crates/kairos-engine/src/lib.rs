@@ -14,8 +14,9 @@ mod partition;
 pub mod router;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
@@ -89,10 +90,14 @@ struct Inner {
     router: Router,
     partitions: Mutex<HashMap<u32, Running>>,
     incarnations: AtomicU64,
+    /// Set by [`Engine::drain`]: partitions fire nothing new.
+    paused: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
 struct Running {
+    /// Set by the loop once its first due-index scan has succeeded.
+    loaded: Arc<AtomicBool>,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -109,6 +114,7 @@ impl Engine {
                 router: Router::new(),
                 partitions: Mutex::new(HashMap::new()),
                 incarnations: AtomicU64::new(0),
+                paused: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -140,15 +146,18 @@ impl Engine {
         let (completions_tx, completions_rx) = mpsc::unbounded_channel();
         self.inner.router.attach_partition(partition, completions_tx);
         let stop = CancellationToken::new();
+        let loaded = Arc::new(AtomicBool::new(false));
         let runner = Partition::new(
             partition,
             self.inner.store.clone(),
             self.inner.clock.clone(),
             self.inner.router.clone(),
             self.inner.config.clone(),
+            self.inner.paused.clone(),
+            loaded.clone(),
         );
         let task = tokio::spawn(runner.run(commands_rx, completions_rx, stop.clone()));
-        partitions.insert(partition, Running { commands: commands_tx, stop, task });
+        partitions.insert(partition, Running { loaded, commands: commands_tx, stop, task });
     }
 
     /// Stops firing the jobs of `partition` and waits until its loop has ended. Its triggers in
@@ -168,7 +177,41 @@ impl Engine {
         owned
     }
 
-    /// Stops every partition loop.
+    /// Whether every owned partition's loop is still running (a loop that ended on its own,
+    /// e.g. by a panic, fires nothing any more: the process must stop reporting ready).
+    pub fn partitions_alive(&self) -> bool {
+        self.partitions().values().all(|r| !r.task.is_finished())
+    }
+
+    /// Whether every owned partition has loaded its first stretch of due jobs from the store
+    /// (and so fires what is due).
+    pub fn partitions_loaded(&self) -> bool {
+        self.partitions().values().all(|r| r.loaded.load(Ordering::Acquire))
+    }
+
+    /// Whether [`Engine::drain`] has begun.
+    pub fn is_draining(&self) -> bool {
+        self.inner.paused.load(Ordering::Acquire)
+    }
+
+    /// Starts a graceful stop: fires nothing new, and waits up to `grace` for the triggers in
+    /// flight to be answered. Returns how many were still unanswered at the deadline (they are
+    /// fired again by the next owner, from the store). Call [`Engine::shutdown`] afterwards:
+    /// it writes the progress the answered ones decided.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.inner.paused.store(true, Ordering::Release);
+        let wait = async {
+            // Polling keeps the router free of a notification path used only at shutdown.
+            while self.inner.router.stats().in_flight > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+        self.inner.router.stats().in_flight
+    }
+
+    /// Stops every partition loop (each first writes the progress its answered triggers
+    /// decided).
     pub async fn shutdown(&self) {
         for partition in self.owned() {
             self.release(partition).await;
@@ -217,6 +260,7 @@ impl Engine {
             next_due,
         };
         self.inner.store.put(job.clone(), mode).await?;
+        metrics::counter!("kairos_jobs_created_total").increment(1);
         self.notify(&key, Command::Upsert(Box::new(job))).await;
         Ok(())
     }
@@ -244,6 +288,9 @@ impl Engine {
     /// When the store fails.
     pub async fn delete(&self, key: &JobKey) -> Result<bool, EngineError> {
         let deleted = self.inner.store.delete(key).await?;
+        if deleted.is_some() {
+            metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(1);
+        }
         self.notify(key, Command::Remove(key.clone())).await;
         Ok(deleted.is_some())
     }
@@ -274,6 +321,7 @@ impl Engine {
     ) -> Result<usize, EngineError> {
         validate_name_prefix(prefix)?;
         let keys = self.inner.store.delete_by_prefix(namespace, owner, prefix).await?;
+        metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
         for key in &keys {
             self.notify(key, Command::Remove(key.clone())).await;
         }
@@ -286,6 +334,7 @@ impl Engine {
     /// When the store fails.
     pub async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<usize, EngineError> {
         let keys = self.inner.store.delete_by_scope(scope).await?;
+        metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
         for key in &keys {
             self.notify(key, Command::Remove(key.clone())).await;
         }

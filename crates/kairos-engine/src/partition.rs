@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::{Step, after_failure, after_success};
@@ -66,6 +67,16 @@ struct Entry {
     job: StoredJob,
     timing: Arc<JobTiming>,
     state: State,
+    /// While in flight: when it fired, and the trigger's span (closed when the entry moves on).
+    fired: Option<(Timestamp, tracing::Span)>,
+}
+
+/// Most write attempts a stopping partition makes to settle what it has already decided.
+const SETTLE_ATTEMPTS: u32 = 3;
+
+#[allow(clippy::cast_precision_loss)]
+fn seconds(d: SignedDuration) -> f64 {
+    d.as_secs_f64().max(0.0)
 }
 
 type WriteResult = (Vec<Mutation>, Result<(), StoreError>);
@@ -76,6 +87,10 @@ pub(crate) struct Partition {
     clock: Arc<dyn Clock>,
     router: Router,
     config: Arc<EngineConfig>,
+    /// Set while the engine drains: fire nothing new, settle what is in flight.
+    paused: Arc<AtomicBool>,
+    /// Set after the first successful due-index scan (readiness).
+    loaded: Arc<AtomicBool>,
     window: BTreeSet<(Timestamp, JobKey)>,
     jobs: HashMap<JobKey, Entry>,
     frontier: Frontier,
@@ -96,6 +111,8 @@ impl Partition {
         clock: Arc<dyn Clock>,
         router: Router,
         config: Arc<EngineConfig>,
+        paused: Arc<AtomicBool>,
+        loaded: Arc<AtomicBool>,
     ) -> Self {
         // Unbounded: at most one write per partition is outstanding, so this holds at most one.
         let (written_tx, written_rx) = mpsc::unbounded_channel();
@@ -105,6 +122,8 @@ impl Partition {
             clock,
             router,
             config,
+            paused,
+            loaded,
             window: BTreeSet::new(),
             jobs: HashMap::new(),
             frontier: Frontier::Upto(None),
@@ -159,7 +178,37 @@ impl Partition {
                 () = sleep => {}
             }
         }
+        self.settle(&mut completions).await;
         self.router.detach_partition(self.id);
+    }
+
+    /// On stop: applies the results that already came back and writes the progress they
+    /// decided, so a graceful stop does not make the next owner fire those ticks again.
+    /// Bounded: a store that keeps failing leaves the rest to be fired again (at least once).
+    async fn settle(&mut self, completions: &mut mpsc::UnboundedReceiver<Completion>) {
+        while let Ok(completion) = completions.try_recv() {
+            self.on_completion(completion);
+        }
+        let mut attempts = 0;
+        while self.writing || !self.pending.is_empty() {
+            if !self.writing {
+                if attempts == SETTLE_ATTEMPTS {
+                    tracing::warn!(
+                        partition = self.id,
+                        mutations = self.pending.len(),
+                        "stopping with unwritten progress; those ticks fire again"
+                    );
+                    return;
+                }
+                attempts += 1;
+                self.backoff_until = None;
+                self.flush();
+            }
+            match self.written_rx.recv().await {
+                Some(written) => self.on_written(written),
+                None => return,
+            }
+        }
     }
 
     fn on_command(&mut self, command: Command) {
@@ -198,11 +247,12 @@ impl Partition {
                 return;
             }
         };
-        self.insert_waiting(Entry { job, timing, state: State::Waiting });
+        self.insert_waiting(Entry { job, timing, state: State::Waiting, fired: None });
     }
 
     fn insert_waiting(&mut self, mut entry: Entry) {
         entry.state = State::Waiting;
+        entry.fired = None;
         let key = entry.job.key.clone();
         self.window.insert((entry.job.next_due, key.clone()));
         self.jobs.insert(key, entry);
@@ -226,6 +276,13 @@ impl Partition {
 
     /// Loads the next stretch of the due index when the window runs low.
     async fn refill(&mut self) {
+        self.refill_window().await;
+        if self.backoff_until.is_none() {
+            self.loaded.store(true, Ordering::Release);
+        }
+    }
+
+    async fn refill_window(&mut self) {
         while self.window.len() * 2 < self.config.window {
             let after = match &self.frontier {
                 Frontier::All => return,
@@ -258,6 +315,9 @@ impl Partition {
     }
 
     fn fire_due(&mut self, now: Timestamp) {
+        if self.paused.load(Ordering::Acquire) {
+            return;
+        }
         while let Some((due, _)) = self.window.first() {
             if *due > now {
                 break;
@@ -273,6 +333,17 @@ impl Partition {
                 incarnation: entry.job.incarnation,
                 partition: self.id,
             };
+            let lateness = now.duration_since(due);
+            metrics::histogram!("kairos_trigger_lateness_seconds").record(seconds(lateness));
+            let span = tracing::info_span!(
+                "trigger",
+                job = %trigger.key,
+                id = trigger.id,
+                attempt = entry.job.progress.attempts + 1,
+                outcome = tracing::field::Empty,
+            );
+            span.in_scope(|| tracing::debug!(%due, lateness_ms = lateness.as_millis(), "trigger fired"));
+            entry.fired = Some((now, span));
             self.router.dispatch(trigger);
         }
     }
@@ -286,6 +357,27 @@ impl Partition {
             Outcome::Success => after_success(&entry.timing, &entry.job.progress),
             Outcome::Failed => after_failure(&entry.timing, &entry.job.progress, trigger.due),
         };
+        // A failure is retried when it counted one more attempt of the same tick; otherwise
+        // the policy gave the tick up.
+        let result = match outcome {
+            Outcome::Success => "success",
+            Outcome::Failed if progress.attempts > entry.job.progress.attempts => "failed",
+            Outcome::Failed => "dropped",
+        };
+        metrics::counter!("kairos_triggers_total", "result" => result).increment(1);
+        if let Some((fired, span)) = entry.fired.take() {
+            let now = self.clock.now();
+            metrics::histogram!("kairos_trigger_delivery_seconds").record(seconds(now.duration_since(fired)));
+            span.record("outcome", result);
+            span.in_scope(|| match result {
+                "success" => tracing::debug!(next_due = ?due, "trigger completed"),
+                "failed" => tracing::info!(next_attempt = ?due, "trigger failed; will retry"),
+                _ => tracing::warn!(next_due = ?due, "trigger failed; no retries left, tick dropped"),
+            });
+        }
+        if due.is_none() {
+            metrics::counter!("kairos_jobs_deleted_total", "reason" => "completed").increment(1);
+        }
         entry.job.progress = progress;
         entry.state = State::Writing;
         let key = trigger.key;

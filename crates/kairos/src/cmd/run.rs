@@ -87,6 +87,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         scheduler_host_address: args.scheduler_host_address.clone(),
         max_body_size: args.max_body_size,
         app_max_concurrency: args.app_max_concurrency,
+        log_as_json: false,
+        max_job_data_size: None,
+        dapr_graceful_shutdown_seconds: 5.0,
+        scheduler_api_token_file: None,
     };
     let config = sidecar_args.config()?;
 

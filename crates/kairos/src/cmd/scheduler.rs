@@ -8,10 +8,12 @@ use anyhow::Context;
 use kairos_core::{Clock, SystemClock};
 use kairos_engine::{Engine, EngineConfig};
 use kairos_proto::api::SchedulerApi;
-use kairos_scheduler::SchedulerService;
+use kairos_scheduler::{SchedulerService, ServeOptions};
 use kairos_store::JobStore;
 use kairos_store::redb::RedbStore;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use super::LogLevel;
 
@@ -36,6 +38,26 @@ pub struct Args {
     /// Log verbosity.
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
+    /// Log one JSON object per line.
+    #[arg(long)]
+    pub log_as_json: bool,
+    /// Port of GET /metrics (Prometheus text) [default: 9090; skipped with a warning when taken;
+    /// an explicit port that cannot be bound is fatal; 0 picks a free one].
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// Port of GET /healthz (live) and GET /readyz (ready) [default: 8080; like --metrics-port].
+    #[arg(long)]
+    pub healthz_port: Option<u16>,
+    /// File holding the API token every gRPC call must carry as `authorization: Bearer TOKEN`
+    /// (else KAIROS_SCHEDULER_API_TOKEN; neither: no token required).
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
+    /// Largest job payload (`data`) accepted, e.g. 4Mi; larger jobs fail with InvalidArgument.
+    #[arg(long, default_value = "4Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
+    pub max_job_data_size: usize,
+    /// On SIGINT/SIGTERM, how long triggers in flight may still be answered (seconds).
+    #[arg(long, default_value_t = 5.0)]
+    pub graceful_shutdown_seconds: f64,
 }
 
 /// A running scheduler: its service, engine and address.
@@ -44,6 +66,10 @@ pub struct Running {
     pub service: Arc<SchedulerService>,
     pub address: SocketAddr,
     listener: TcpListener,
+    /// API token and request timeout of the gRPC server.
+    pub options: ServeOptions,
+    /// How long triggers in flight may still be answered after the shutdown signal.
+    pub grace: Duration,
 }
 
 impl Running {
@@ -61,19 +87,46 @@ impl Running {
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
         let service = open_service(data_dir, partitions, advertise.unwrap_or_else(|| address.to_string()))?;
-        Ok(Running { service, address, listener })
+        Ok(Running {
+            service,
+            address,
+            listener,
+            options: ServeOptions::default(),
+            grace: Duration::from_secs(5),
+        })
     }
 
-    /// Serves until `shutdown` completes, then stops the engine.
+    /// Serves until `shutdown` completes, then stops gracefully ([`graceful_stop`]).
     ///
     /// # Errors
     /// When the gRPC server fails.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
         let api: Arc<dyn SchedulerApi> = self.service.clone();
-        kairos_scheduler::serve(api, self.listener, shutdown)
-            .await
-            .context("scheduler gRPC server failed")?;
-        self.service.engine().shutdown().await;
+        let server_stop = CancellationToken::new();
+        let mut server = tokio::spawn(kairos_scheduler::serve_with(
+            api,
+            self.listener,
+            self.options,
+            server_stop.clone().cancelled_owned(),
+        ));
+        tokio::select! {
+            () = shutdown => {}
+            served = &mut server => {
+                // The gRPC server ended by itself: nothing can reach this scheduler any more.
+                self.service.engine().shutdown().await;
+                return match served {
+                    Ok(result) => result.context("scheduler gRPC server failed"),
+                    Err(err) => Err(anyhow::Error::new(err).context("scheduler gRPC server panicked")),
+                };
+            }
+        }
+        graceful_stop(&self.service, self.grace).await;
+        server_stop.cancel();
+        match tokio::time::timeout(Duration::from_secs(2), server).await {
+            Ok(Ok(result)) => result.context("scheduler gRPC server failed")?,
+            Ok(Err(err)) => return Err(anyhow::Error::new(err).context("scheduler gRPC server panicked")),
+            Err(_) => tracing::warn!("gRPC server connections did not close in time; exiting anyway"),
+        }
         Ok(())
     }
 }
@@ -116,12 +169,66 @@ pub fn open_service(
 /// # Errors
 /// When the scheduler cannot start or its server fails.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    super::init_logging(args.log_level);
-    let data_dir = args.data_dir.unwrap_or_else(super::default_data_dir);
+    super::init_logging_as(args.log_level, args.log_as_json);
+    let _ = crate::ops::metrics_handle();
+    let data_dir = args.data_dir.clone().unwrap_or_else(super::default_data_dir);
+    let token = super::api_token(args.api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
+    let grace = Duration::try_from_secs_f64(args.graceful_shutdown_seconds)
+        .context("--graceful-shutdown-seconds must be a non-negative number")?;
+    let metrics = crate::ops::bind("metrics", args.listen_address, args.metrics_port, 9090).await?;
+    let healthz = crate::ops::bind("healthz", args.listen_address, args.healthz_port, 8080).await?;
     let listen = SocketAddr::new(args.listen_address, args.port);
-    let running = Running::start(&data_dir, args.partitions, listen, args.advertise_address).await?;
-    tracing::info!(address = %running.address, data_dir = %data_dir.display(), "kairos scheduler listening");
-    running.serve(super::shutdown_signal()).await?;
+    let mut running = Running::start(&data_dir, args.partitions, listen, args.advertise_address).await?;
+    running.service = Arc::new((*running.service).clone().with_max_job_data_size(args.max_job_data_size));
+    running.options.api_token.clone_from(&token);
+    running.grace = grace;
+
+    let ops_stop = CancellationToken::new();
+    let mut ops_tasks = Vec::new();
+    let addr_of = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (metrics_addr, healthz_addr) = (addr_of(&metrics), addr_of(&healthz));
+    if let Some(listener) = metrics {
+        let router = crate::ops::scheduler_metrics_router(running.service.clone());
+        ops_tasks.push(crate::ops::spawn_server(listener, router, ops_stop.clone()));
+    }
+    if let Some(listener) = healthz {
+        let router = crate::ops::scheduler_health_router(running.service.clone());
+        ops_tasks.push(crate::ops::spawn_server(listener, router, ops_stop.clone()));
+    }
+    tracing::info!(
+        address = %running.address,
+        data_dir = %data_dir.display(),
+        metrics = %metrics_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+        healthz = %healthz_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+        api_token = token.is_some(),
+        "kairos scheduler listening"
+    );
+    let served = running.serve(super::shutdown_signal()).await;
+    ops_stop.cancel();
+    for task in ops_tasks {
+        let _ = task.await;
+    }
+    served?;
     tracing::info!("kairos scheduler stopped");
     Ok(())
+}
+
+/// The graceful stop of a scheduler: not ready and no writes first, then triggers in flight
+/// get `grace` to be answered (logged when it runs out), then the partitions write what was
+/// answered and stop (their ownership released), and the trigger streams end.
+pub async fn graceful_stop(service: &SchedulerService, grace: Duration) {
+    tracing::info!(?grace, "shutting down: not ready, refusing writes, draining triggers in flight");
+    service.stop_accepting();
+    let left = service.engine().drain(grace).await;
+    if left > 0 {
+        tracing::warn!(
+            triggers = left,
+            ?grace,
+            "shutdown grace exceeded; unanswered triggers fire again after restart"
+        );
+    } else {
+        tracing::info!("triggers in flight drained");
+    }
+    service.engine().shutdown().await;
+    service.close_streams();
 }
