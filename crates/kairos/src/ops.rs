@@ -240,3 +240,77 @@ fn not_ok(reasons: &[String]) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairos_core::{Clock, SystemClock};
+    use kairos_engine::{Engine, EngineConfig};
+    use kairos_store::JobStore;
+    use kairos_store::memory::MemoryStore;
+
+    fn service_over(store: MemoryStore) -> SchedulerService {
+        let store: Arc<dyn JobStore> = Arc::new(store);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let engine = Engine::new(store, clock, EngineConfig::default());
+        let (_, hosts) = tokio::sync::watch::channel(vec![]);
+        SchedulerService::new(engine, hosts)
+    }
+
+    async fn until_ready(service: &SchedulerService) {
+        for _ in 0..200 {
+            if scheduler_not_ready(service).await.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never ready: {:?}", scheduler_not_ready(service).await);
+    }
+
+    #[tokio::test]
+    async fn readiness_needs_owned_partitions_and_a_store_that_answers() {
+        let store = MemoryStore::new(4);
+        let faults = store.faults();
+        let service = service_over(store);
+        let reasons = scheduler_not_ready(&service).await;
+        assert!(reasons.iter().any(|r| r.contains("owns no partitions")), "{reasons:?}");
+
+        service.engine().own_all();
+        until_ready(&service).await;
+
+        // A store that fails every read makes the scheduler unready; it recovers with the store.
+        faults.fail_next_reads(u64::MAX);
+        let reasons = scheduler_not_ready(&service).await;
+        assert!(reasons.iter().any(|r| r.contains("store probe failed")), "{reasons:?}");
+        faults.fail_next_reads(0);
+        until_ready(&service).await;
+
+        // Partitions that stop firing (released) leave it unready too.
+        service.engine().shutdown().await;
+        let reasons = scheduler_not_ready(&service).await;
+        assert!(reasons.iter().any(|r| r.contains("owns no partitions")), "{reasons:?}");
+    }
+
+    #[tokio::test]
+    async fn a_draining_scheduler_is_not_ready() {
+        let service = service_over(MemoryStore::new(2));
+        service.engine().own_all();
+        until_ready(&service).await;
+        service.stop_accepting();
+        let reasons = scheduler_not_ready(&service).await;
+        assert_eq!(reasons, vec!["shutting down".to_owned()]);
+        assert_eq!(service.engine().drain(Duration::from_millis(10)).await, 0);
+    }
+
+    #[tokio::test]
+    async fn a_partition_that_has_not_loaded_is_not_ready() {
+        let store = MemoryStore::new(2);
+        // The first due-index scans fail: the partitions are running but have loaded nothing.
+        store.faults().fail_next_reads(2);
+        let service = service_over(store);
+        service.engine().own_all();
+        let reasons = scheduler_not_ready(&service).await;
+        assert!(reasons.iter().any(|r| r.contains("not loaded")), "{reasons:?}");
+        until_ready(&service).await;
+    }
+}
