@@ -273,7 +273,9 @@ async fn metrics_count_jobs_and_triggers_by_result() {
     // The last result is written just after it is answered: wait for the counters to settle.
     for _ in 0..100 {
         page = get_text(&url).await.1;
-        if sample(&page, r#"kairos_jobs_deleted_total{reason="completed"}"#) >= 5.0 {
+        if sample(&page, r#"kairos_jobs_deleted_total{reason="completed"}"#) >= 5.0
+            && sample(&page, "kairos_jobs_stored") <= 2.0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -515,4 +517,65 @@ async fn json_logs_carry_one_span_per_trigger() {
     assert_eq!(event["span"]["job"], "app||default||json-app||fail-json", "{event}");
     assert_eq!(event["span"]["attempt"], 1, "{event}");
     assert_eq!(event["level"], "WARN", "{event}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dapr_api_token_guards_every_api_route_but_health() {
+    use kairos_proto::runtime::dapr_client::DaprClient;
+    use kairos_proto::runtime::{GetJobRequest as RuntimeGet, ScheduleJobRequest as RuntimeSchedule};
+
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = scheduler(dir.path(), &[], &[]);
+    let side = sidecar("dapr-token", &scheduler.field("address"), &[], &[("DAPR_API_TOKEN", "d4pr")]);
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", side.field("http"));
+    let put = |token: Option<&str>| {
+        let mut r = http.put(format!("{base}/v1.0/metadata/appPID")).body("1");
+        if let Some(token) = token {
+            r = r.header("dapr-api-token", token);
+        }
+        r.send()
+    };
+    assert_eq!(put(None).await.unwrap().status().as_u16(), 401);
+    assert_eq!(put(Some("d4pR")).await.unwrap().status().as_u16(), 401);
+    assert_eq!(put(Some("d4pr")).await.unwrap().status().as_u16(), 204);
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = http.request(method.clone(), format!("{base}/v1.0-alpha1/jobs/x")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "{method} without a token");
+    }
+    assert_eq!(
+        http.get(format!("{base}/v1.0/healthz/outbound")).send().await.unwrap().status().as_u16(),
+        204
+    );
+
+    let mut grpc = DaprClient::connect(format!("http://{}", side.field("grpc"))).await.unwrap();
+    let job = kairos_proto::convert::spec_to_runtime_job(
+        "g",
+        &JobSpec { due_time: Some("1h".into()), ..JobSpec::default() },
+    );
+    let schedule = || RuntimeSchedule { job: Some(job.clone()), overwrite: false };
+    let err = grpc.schedule_job(schedule()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+    let mut wrong = tonic::Request::new(RuntimeGet { name: "g".into() });
+    wrong.metadata_mut().insert("dapr-api-token", "nope".parse().unwrap());
+    assert_eq!(grpc.get_job(wrong).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    let mut right = tonic::Request::new(schedule());
+    right.metadata_mut().insert("dapr-api-token", "d4pr".parse().unwrap());
+    grpc.schedule_job(right).await.unwrap();
+    let mut right = tonic::Request::new(RuntimeGet { name: "g".into() });
+    right.metadata_mut().insert("dapr-api-token", "d4pr".parse().unwrap());
+    assert!(grpc.get_job(right).await.unwrap().into_inner().job.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // a wall-clock bound on the test itself
+async fn an_unreachable_scheduler_times_out_with_504() {
+    let dead = format!("127.0.0.1:{}", common::free_port());
+    let side = sidecar("timeout-app", &dead, &["--scheduler-request-timeout-seconds", "1"], &[]);
+    let started = std::time::Instant::now();
+    let (status, body) = post_job(&side, "t", r#"{"dueTime":"1h"}"#).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(error_code(&body), "DAPR_SCHEDULER_SCHEDULE_JOB", "{body}");
+    assert!(body.contains("DeadlineExceeded"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(10), "bounded by the timeout");
 }

@@ -59,7 +59,9 @@ pub fn default_data_dir() -> PathBuf {
         .join("data")
 }
 
-/// Completes on SIGINT or SIGTERM.
+/// Completes on SIGINT or SIGTERM (handlers installed on first poll; prefer
+/// [`shutdown_signal_now`]).
+#[allow(dead_code)]
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -99,3 +101,21 @@ pub fn api_token(file: Option<&std::path::Path>, env: &str) -> anyhow::Result<Op
 
 /// The environment variable holding the scheduler API token (both ends).
 pub const SCHEDULER_TOKEN_ENV: &str = "KAIROS_SCHEDULER_API_TOKEN";
+
+/// Like [`shutdown_signal`], but the SIGINT/SIGTERM handlers are installed now, before the
+/// future is first polled: a signal that arrives right after "listening" is logged is caught
+/// (and handled gracefully) rather than killing the process.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub fn shutdown_signal_now() -> anyhow::Result<impl std::future::Future<Output = ()> + Send> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}

@@ -183,6 +183,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     running.options.api_token.clone_from(&token);
     running.grace = grace;
 
+    let signal = super::shutdown_signal_now()?;
     let ops_stop = CancellationToken::new();
     let mut ops_tasks = Vec::new();
     let addr_of = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
@@ -203,7 +204,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         api_token = token.is_some(),
         "kairos scheduler listening"
     );
-    let served = running.serve(super::shutdown_signal()).await;
+    let served = running.serve(signal).await;
     ops_stop.cancel();
     for task in ops_tasks {
         let _ = task.await;

@@ -64,6 +64,9 @@ pub struct Args {
     /// KAIROS_SCHEDULER_API_TOKEN).
     #[arg(long)]
     pub scheduler_api_token_file: Option<std::path::PathBuf>,
+    /// How long a Jobs API call waits for the scheduler (seconds); then 504 / DeadlineExceeded.
+    #[arg(long, default_value_t = 30.0)]
+    pub scheduler_request_timeout_seconds: f64,
 }
 
 impl Args {
@@ -93,6 +96,9 @@ impl Args {
         config.max_job_data_size = self.max_job_data_size.unwrap_or(self.max_body_size);
         config.shutdown_grace = std::time::Duration::try_from_secs_f64(self.dapr_graceful_shutdown_seconds)
             .context("--dapr-graceful-shutdown-seconds must be a non-negative number")?;
+        config.scheduler_wait =
+            std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
+                .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
         config.app = app;
         Ok(config)
     }
@@ -141,6 +147,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let ops_stop = tokio_util::sync::CancellationToken::new();
     let ops =
         metrics.map(|l| crate::ops::spawn_server(l, crate::ops::sidecar_metrics_router(), ops_stop.clone()));
+    let signal = super::shutdown_signal_now()?;
     let sidecar = Sidecar::start(config, link).await.context("cannot start the sidecar")?;
     tracing::info!(
         app_id = %args.app_id,
@@ -149,7 +156,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         metrics = %metrics_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
         "kairos sidecar listening"
     );
-    super::shutdown_signal().await;
+    signal.await;
     tracing::info!("shutting down: not ready, APIs closing, deliveries in flight finishing");
     sidecar.shutdown().await;
     ops_stop.cancel();
