@@ -110,6 +110,22 @@ pub struct ServeOptions {
     pub api_token: Option<String>,
     /// Longest a unary call may take before it fails with Cancelled/DeadlineExceeded.
     pub request_timeout: Option<Duration>,
+    /// Serve over TLS with this PEM certificate chain and PEM private key.
+    pub tls: Option<TlsIdentity>,
+}
+
+/// A PEM certificate chain and its PEM private key.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("TlsIdentity").field("cert_pem", &self.cert_pem.len()).finish_non_exhaustive()
+    }
 }
 
 /// The metadata key the scheduler API token travels in.
@@ -172,6 +188,10 @@ pub async fn serve_with(
         .max_encoding_message_size(usize::MAX);
     let service = tonic::service::interceptor::InterceptedService::new(server, check);
     let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
     if let Some(timeout) = options.request_timeout {
         builder = builder.timeout(timeout);
     }

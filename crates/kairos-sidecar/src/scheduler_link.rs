@@ -50,6 +50,8 @@ struct LinkInner {
     mode: Mode,
     /// Sent as `authorization: Bearer …` on every call to a remote scheduler.
     token: Option<String>,
+    /// PEM CA certificate(s): remote schedulers are reached over TLS and verified against it.
+    tls_ca: Option<Vec<u8>>,
     /// How long in-flight deliveries may finish after a stop, in milliseconds.
     grace_ms: AtomicU64,
     /// Current APIs for CRUD, by address (one entry, "", in process).
@@ -104,6 +106,20 @@ impl SchedulerLink {
     /// As [`SchedulerLink::remote`]; also [`LinkError::BadToken`] for a token that cannot be
     /// sent as gRPC metadata.
     pub fn remote_with_token(addresses: &[String], token: Option<String>) -> Result<Self, LinkError> {
+        Self::remote_with(addresses, token, None)
+    }
+
+    /// [`SchedulerLink::remote_with_token`], over TLS verified against the PEM CA `tls_ca`
+    /// when given (the scheduler's certificate must name the host of each address).
+    ///
+    /// # Errors
+    /// As [`SchedulerLink::remote_with_token`]; [`LinkError::BadAddress`] also when TLS cannot
+    /// be set up for an address.
+    pub fn remote_with(
+        addresses: &[String],
+        token: Option<String>,
+        tls_ca: Option<Vec<u8>>,
+    ) -> Result<Self, LinkError> {
         let configured: Vec<String> =
             addresses.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
         if configured.is_empty() {
@@ -112,11 +128,12 @@ impl SchedulerLink {
         let bearer = bearer(token.as_deref())?;
         let mut apis = Vec::new();
         for address in &configured {
-            apis.push((address.clone(), connect_lazy(address, bearer.clone())?));
+            apis.push((address.clone(), connect_lazy(address, bearer.clone(), tls_ca.as_deref())?));
         }
         let mut link = Self::with(Mode::Remote { configured }, apis);
         if let Some(inner) = Arc::get_mut(&mut link.inner) {
             inner.token = token;
+            inner.tls_ca = tls_ca;
         }
         Ok(link)
     }
@@ -138,6 +155,7 @@ impl SchedulerLink {
             inner: Arc::new(LinkInner {
                 mode,
                 token: None,
+                tls_ca: None,
                 grace_ms: AtomicU64::new(5_000),
                 apis: Mutex::new(apis),
                 next: AtomicUsize::new(0),
@@ -198,7 +216,8 @@ impl SchedulerLink {
         let mut streams: HashMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
         let (hosts_tx, mut hosts_rx) = mpsc::channel::<Vec<String>>(8);
         let bearer = bearer(self.inner.token.as_deref()).ok().flatten();
-        tokio::spawn(watch_hosts(configured.clone(), bearer.clone(), hosts_tx, stop.clone()));
+        let tls_ca = self.inner.tls_ca.clone();
+        tokio::spawn(watch_hosts(configured.clone(), bearer.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
         loop {
             let hosts = tokio::select! {
                 () = stop.cancelled() => break,
@@ -218,7 +237,7 @@ impl SchedulerLink {
             });
             let mut apis = Vec::new();
             for address in &hosts {
-                let api = match connect_lazy(address, bearer.clone()) {
+                let api = match connect_lazy(address, bearer.clone(), tls_ca.as_deref()) {
                     Ok(api) => api,
                     Err(err) => {
                         tracing::warn!(%err, "skipping scheduler host");
@@ -272,10 +291,21 @@ impl tonic::service::Interceptor for AddToken {
 fn connect_lazy(
     address: &str,
     token: Option<MetadataValue<Ascii>>,
+    tls_ca: Option<&[u8]>,
 ) -> Result<Arc<dyn SchedulerApi>, LinkError> {
-    let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-    let endpoint = tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| LinkError::BadAddress { address: address.to_owned(), reason: e.to_string() })?
+    let scheme = if tls_ca.is_some() { "https" } else { "http" };
+    let uri = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
+    let bad = |e: tonic::transport::Error| LinkError::BadAddress {
+        address: address.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(uri).map_err(bad)?;
+    if let Some(ca) = tls_ca {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        endpoint = endpoint.tls_config(tls).map_err(bad)?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(3))
@@ -291,6 +321,7 @@ fn connect_lazy(
 async fn watch_hosts(
     configured: Vec<String>,
     token: Option<MetadataValue<Ascii>>,
+    tls_ca: Option<Vec<u8>>,
     tx: mpsc::Sender<Vec<String>>,
     stop: CancellationToken,
 ) {
@@ -299,7 +330,7 @@ async fn watch_hosts(
     loop {
         let address = &configured[i % configured.len()];
         i += 1;
-        let stream = match connect_lazy(address, token.clone()) {
+        let stream = match connect_lazy(address, token.clone(), tls_ca.as_deref()) {
             Ok(api) => api.watch_hosts().await,
             Err(err) => Err(tonic::Status::invalid_argument(err.to_string())),
         };

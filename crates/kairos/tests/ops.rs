@@ -579,3 +579,33 @@ async fn an_unreachable_scheduler_times_out_with_504() {
     assert!(body.contains("DeadlineExceeded"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(10), "bounded by the timeout");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_api_can_be_served_over_tls() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (cert, key, ca) = (
+        fixtures.join("server-cert.pem").display().to_string(),
+        fixtures.join("server-key.pem").display().to_string(),
+        fixtures.join("ca-cert.pem").display().to_string(),
+    );
+    let (app_port, app) = http_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = scheduler(dir.path(), &["--tls-cert-file", &cert, "--tls-key-file", &key], &[]);
+    assert_eq!(scheduler.field("tls"), "true");
+    let address = scheduler.field("address");
+
+    let with_ca = sidecar(
+        "tls-app",
+        &address,
+        &["--app-port", &app_port.to_string(), "--scheduler-tls-ca-file", &ca],
+        &[],
+    );
+    assert_eq!(post_job(&with_ca, "ok-tls", r#"{"dueTime":"0s"}"#).await.0, 204);
+    wait_until("the delivery over TLS", 10, || app.answered("ok-tls") == 1).await;
+
+    // Plain text does not reach a TLS scheduler.
+    let plain = sidecar("tls-app", &address, &["--scheduler-request-timeout-seconds", "1"], &[]);
+    let (status, body) = post_job(&plain, "nope", r#"{"dueTime":"1h"}"#).await;
+    assert_ne!(status, 204, "{body}");
+    assert_eq!(get_job(&with_ca, "nope").await, 500, "nothing stored");
+}

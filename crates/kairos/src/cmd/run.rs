@@ -93,6 +93,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         dapr_graceful_shutdown_seconds: 5.0,
         scheduler_api_token_file: None,
         scheduler_request_timeout_seconds: 30.0,
+        scheduler_tls_ca_file: None,
     };
     let config = sidecar_args.config()?;
 

@@ -58,6 +58,12 @@ pub struct Args {
     /// On SIGINT/SIGTERM, how long triggers in flight may still be answered (seconds).
     #[arg(long, default_value_t = 5.0)]
     pub graceful_shutdown_seconds: f64,
+    /// Serve the gRPC API over TLS with this PEM certificate chain (needs --tls-key-file).
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 /// A running scheduler: its service, engine and address.
@@ -182,6 +188,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     running.service = Arc::new((*running.service).clone().with_max_job_data_size(args.max_job_data_size));
     running.options.api_token.clone_from(&token);
     running.grace = grace;
+    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) {
+        let read =
+            |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        running.options.tls =
+            Some(kairos_scheduler::TlsIdentity { cert_pem: read(cert)?, key_pem: read(key)? });
+    }
+    let tls = running.options.tls.is_some();
 
     let signal = super::shutdown_signal_now()?;
     let ops_stop = CancellationToken::new();
@@ -202,6 +215,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         metrics = %metrics_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
         healthz = %healthz_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
         api_token = token.is_some(),
+        tls,
         "kairos scheduler listening"
     );
     let served = running.serve(signal).await;

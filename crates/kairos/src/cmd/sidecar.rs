@@ -67,6 +67,9 @@ pub struct Args {
     /// How long a Jobs API call waits for the scheduler (seconds); then 504 / DeadlineExceeded.
     #[arg(long, default_value_t = 30.0)]
     pub scheduler_request_timeout_seconds: f64,
+    /// Reach the schedulers over TLS, verifying them against this PEM CA certificate.
+    #[arg(long)]
+    pub scheduler_tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -121,7 +124,19 @@ pub fn link_for(addresses: &[String]) -> anyhow::Result<SchedulerLink> {
 /// # Errors
 /// When an address is not a valid URI or the token cannot be sent as metadata.
 pub fn link_with_token(addresses: &[String], token: Option<String>) -> anyhow::Result<SchedulerLink> {
-    match SchedulerLink::remote_with_token(addresses, token) {
+    link_with(addresses, token, None)
+}
+
+/// [`link_with_token`], over TLS verified against the PEM CA `tls_ca` when given.
+///
+/// # Errors
+/// When an address is not a valid URI or TLS cannot be set up.
+pub fn link_with(
+    addresses: &[String],
+    token: Option<String>,
+    tls_ca: Option<Vec<u8>>,
+) -> anyhow::Result<SchedulerLink> {
+    match SchedulerLink::remote_with(addresses, token, tls_ca) {
         Ok(link) => Ok(link),
         Err(kairos_sidecar::scheduler_link::LinkError::Disabled) => {
             tracing::warn!("no --scheduler-host-address: the Jobs API is disabled");
@@ -140,7 +155,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = crate::ops::metrics_handle();
     let config = args.config()?;
     let token = super::api_token(args.scheduler_api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
-    let link = link_with_token(&args.scheduler_host_address, token)?;
+    let tls_ca = args
+        .scheduler_tls_ca_file
+        .as_deref()
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let link = link_with(&args.scheduler_host_address, token, tls_ca)?;
     let metrics_port = (args.metrics_port != 9090).then_some(args.metrics_port);
     let metrics = crate::ops::bind("metrics", args.dapr_listen_addresses, metrics_port, 9090).await?;
     let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
