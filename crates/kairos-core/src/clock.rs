@@ -79,6 +79,25 @@ impl Clock for SystemClock {
     }
 }
 
+/// A monotonic stopwatch for measuring how long something took (metrics only: commit and
+/// delivery latencies). It never decides *when* anything happens, so it need not follow a
+/// [`Clock`]; timing logic must keep using [`Clock`].
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    /// Starts measuring now.
+    #[allow(clippy::disallowed_methods)]
+    pub fn start() -> Self {
+        Stopwatch(std::time::Instant::now())
+    }
+
+    /// Time since [`Stopwatch::start`].
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.0.elapsed()
+    }
+}
+
 /// A clock that moves only when a test moves it.
 #[derive(Clone)]
 pub struct ManualClock {

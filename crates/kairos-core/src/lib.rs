@@ -18,7 +18,7 @@ pub mod schedule;
 pub mod timeline;
 pub mod timepoint;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, Stopwatch, SystemClock};
 pub use job::{FailurePolicy, JobSpec, JobTiming, Payload, ValidationError};
 pub use key::{JobKey, NameError, Owner};
 pub use schedule::{Schedule, ScheduleError};

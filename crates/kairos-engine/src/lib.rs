@@ -16,6 +16,7 @@ pub mod router;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use jiff::SignedDuration;
 use jiff::tz::TimeZone;
@@ -91,10 +92,14 @@ struct Inner {
     incarnations: AtomicU64,
     /// Set by [`Engine::follow_store_feed`]: partitions learn of writes only from the feed.
     feed_driven: AtomicBool,
+    /// Set by [`Engine::drain`]: partitions fire nothing new.
+    paused: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
 struct Running {
+    /// Set by the loop once its first due-index scan has succeeded.
+    loaded: Arc<AtomicBool>,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -112,6 +117,7 @@ impl Engine {
                 partitions: Mutex::new(HashMap::new()),
                 incarnations: AtomicU64::new(0),
                 feed_driven: AtomicBool::new(false),
+                paused: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -143,15 +149,18 @@ impl Engine {
         let (completions_tx, completions_rx) = mpsc::unbounded_channel();
         self.inner.router.attach_partition(partition, completions_tx);
         let stop = CancellationToken::new();
+        let loaded = Arc::new(AtomicBool::new(false));
         let runner = Partition::new(
             partition,
             self.inner.store.clone(),
             self.inner.clock.clone(),
             self.inner.router.clone(),
             self.inner.config.clone(),
+            self.inner.paused.clone(),
+            loaded.clone(),
         );
         let task = tokio::spawn(runner.run(commands_rx, completions_rx, stop.clone()));
-        partitions.insert(partition, Running { commands: commands_tx, stop, task });
+        partitions.insert(partition, Running { loaded, commands: commands_tx, stop, task });
     }
 
     /// Stops firing the jobs of `partition` and waits until its loop has ended. Its triggers in
@@ -171,7 +180,41 @@ impl Engine {
         owned
     }
 
-    /// Stops every partition loop.
+    /// Whether every owned partition's loop is still running (a loop that ended on its own,
+    /// e.g. by a panic, fires nothing any more: the process must stop reporting ready).
+    pub fn partitions_alive(&self) -> bool {
+        self.partitions().values().all(|r| !r.task.is_finished())
+    }
+
+    /// Whether every owned partition has loaded its first stretch of due jobs from the store
+    /// (and so fires what is due).
+    pub fn partitions_loaded(&self) -> bool {
+        self.partitions().values().all(|r| r.loaded.load(Ordering::Acquire))
+    }
+
+    /// Whether [`Engine::drain`] has begun.
+    pub fn is_draining(&self) -> bool {
+        self.inner.paused.load(Ordering::Acquire)
+    }
+
+    /// Starts a graceful stop: fires nothing new, and waits up to `grace` for the triggers in
+    /// flight to be answered. Returns how many were still unanswered at the deadline (they are
+    /// fired again by the next owner, from the store). Call [`Engine::shutdown`] afterwards:
+    /// it writes the progress the answered ones decided.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.inner.paused.store(true, Ordering::Release);
+        let wait = async {
+            // Polling keeps the router free of a notification path used only at shutdown.
+            while self.inner.router.stats().in_flight > 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        let _ = tokio::time::timeout(grace, wait).await;
+        self.inner.router.stats().in_flight
+    }
+
+    /// Stops every partition loop (each first writes the progress its answered triggers
+    /// decided).
     pub async fn shutdown(&self) {
         for partition in self.owned() {
             self.release(partition).await;
@@ -215,7 +258,7 @@ impl Engine {
     /// trigger of it that a subscriber holds has been answered and its progress written.
     /// Returns whether that happened in time (`true` also when the partition is not owned).
     /// Call [`Engine::release`] next: a drained partition fires nothing more.
-    pub async fn drain(&self, partition: u32, timeout: SignedDuration) -> bool {
+    pub async fn drain_partition(&self, partition: u32, timeout: SignedDuration) -> bool {
         let tx = self.partitions().get(&partition).map(|r| r.commands.clone());
         let Some(tx) = tx else { return true };
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -279,6 +322,7 @@ impl Engine {
             next_due,
         };
         self.inner.store.put(job.clone(), mode).await?;
+        metrics::counter!("kairos_jobs_created_total").increment(1);
         self.notify(&key, Command::Upsert(Box::new(job))).await;
         Ok(())
     }
@@ -306,6 +350,9 @@ impl Engine {
     /// When the store fails.
     pub async fn delete(&self, key: &JobKey) -> Result<bool, EngineError> {
         let deleted = self.inner.store.delete(key).await?;
+        if deleted.is_some() {
+            metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(1);
+        }
         self.notify(key, Command::Remove(key.clone())).await;
         Ok(deleted.is_some())
     }
@@ -336,6 +383,7 @@ impl Engine {
     ) -> Result<usize, EngineError> {
         validate_name_prefix(prefix)?;
         let keys = self.inner.store.delete_by_prefix(namespace, owner, prefix).await?;
+        metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
         for key in &keys {
             self.notify(key, Command::Remove(key.clone())).await;
         }
@@ -348,6 +396,7 @@ impl Engine {
     /// When the store fails.
     pub async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<usize, EngineError> {
         let keys = self.inner.store.delete_by_scope(scope).await?;
+        metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
         for key in &keys {
             self.notify(key, Command::Remove(key.clone())).await;
         }

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::{Step, after_failure, after_success};
@@ -74,6 +75,16 @@ struct Entry {
     job: StoredJob,
     timing: Arc<JobTiming>,
     state: State,
+    /// While in flight: when it fired, and the trigger's span (closed when the entry moves on).
+    fired: Option<(Timestamp, tracing::Span)>,
+}
+
+/// Most write attempts a stopping partition makes to settle what it has already decided.
+const SETTLE_ATTEMPTS: u32 = 3;
+
+#[allow(clippy::cast_precision_loss)]
+fn seconds(d: SignedDuration) -> f64 {
+    d.as_secs_f64().max(0.0)
 }
 
 type WriteResult = (Vec<Mutation>, Result<(), StoreError>);
@@ -84,6 +95,10 @@ pub(crate) struct Partition {
     clock: Arc<dyn Clock>,
     router: Router,
     config: Arc<EngineConfig>,
+    /// Set while the engine drains: fire nothing new, settle what is in flight.
+    paused: Arc<AtomicBool>,
+    /// Set after the first successful due-index scan (readiness).
+    loaded: Arc<AtomicBool>,
     window: BTreeSet<(Timestamp, JobKey)>,
     jobs: HashMap<JobKey, Entry>,
     frontier: Frontier,
@@ -106,6 +121,8 @@ impl Partition {
         clock: Arc<dyn Clock>,
         router: Router,
         config: Arc<EngineConfig>,
+        paused: Arc<AtomicBool>,
+        loaded: Arc<AtomicBool>,
     ) -> Self {
         // Unbounded: at most one write per partition is outstanding, so this holds at most one.
         let (written_tx, written_rx) = mpsc::unbounded_channel();
@@ -115,6 +132,8 @@ impl Partition {
             clock,
             router,
             config,
+            paused,
+            loaded,
             window: BTreeSet::new(),
             jobs: HashMap::new(),
             frontier: Frontier::Upto(None),
@@ -146,10 +165,10 @@ impl Partition {
             self.answer_drain(&completions);
 
             let mut deadline = now.saturating_add(self.config.max_sleep).unwrap_or(now);
-            // A draining partition fires nothing, so an overdue head must not wake it (it
-            // would spin).
+            // A draining or paused partition fires nothing, so an overdue head must not wake
+            // it (it would spin).
             if let Some((head, _)) = self.window.first()
-                && self.draining.is_none()
+                && !self.fires_nothing()
             {
                 deadline = deadline.min(*head);
             }
@@ -175,7 +194,37 @@ impl Partition {
                 () = sleep => {}
             }
         }
+        self.settle(&mut completions).await;
         self.router.detach_partition(self.id);
+    }
+
+    /// On stop: applies the results that already came back and writes the progress they
+    /// decided, so a graceful stop does not make the next owner fire those ticks again.
+    /// Bounded: a store that keeps failing leaves the rest to be fired again (at least once).
+    async fn settle(&mut self, completions: &mut mpsc::UnboundedReceiver<Completion>) {
+        while let Ok(completion) = completions.try_recv() {
+            self.on_completion(completion);
+        }
+        let mut attempts = 0;
+        while self.writing || !self.pending.is_empty() {
+            if !self.writing {
+                if attempts == SETTLE_ATTEMPTS {
+                    tracing::warn!(
+                        partition = self.id,
+                        mutations = self.pending.len(),
+                        "stopping with unwritten progress; those ticks fire again"
+                    );
+                    return;
+                }
+                attempts += 1;
+                self.backoff_until = None;
+                self.flush();
+            }
+            match self.written_rx.recv().await {
+                Some(written) => self.on_written(written),
+                None => return,
+            }
+        }
     }
 
     fn on_command(&mut self, command: Command) {
@@ -255,11 +304,12 @@ impl Partition {
                 return;
             }
         };
-        self.insert_waiting(Entry { job, timing, state: State::Waiting });
+        self.insert_waiting(Entry { job, timing, state: State::Waiting, fired: None });
     }
 
     fn insert_waiting(&mut self, mut entry: Entry) {
         entry.state = State::Waiting;
+        entry.fired = None;
         let key = entry.job.key.clone();
         self.window.insert((entry.job.next_due, key.clone()));
         self.jobs.insert(key, entry);
@@ -283,6 +333,13 @@ impl Partition {
 
     /// Loads the next stretch of the due index when the window runs low.
     async fn refill(&mut self) {
+        self.refill_window().await;
+        if self.backoff_until.is_none() {
+            self.loaded.store(true, Ordering::Release);
+        }
+    }
+
+    async fn refill_window(&mut self) {
         while self.window.len() * 2 < self.config.window {
             let after = match &self.frontier {
                 Frontier::All => return,
@@ -314,8 +371,13 @@ impl Partition {
         }
     }
 
+    /// Whether this partition is draining for a hand-over or the engine is draining to stop.
+    fn fires_nothing(&self) -> bool {
+        self.draining.is_some() || self.paused.load(Ordering::Acquire)
+    }
+
     fn fire_due(&mut self, now: Timestamp) {
-        if self.draining.is_some() {
+        if self.fires_nothing() {
             // The next owner fires these.
             return;
         }
@@ -334,6 +396,17 @@ impl Partition {
                 incarnation: entry.job.incarnation,
                 partition: self.id,
             };
+            let lateness = now.duration_since(due);
+            metrics::histogram!("kairos_trigger_lateness_seconds").record(seconds(lateness));
+            let span = tracing::info_span!(
+                "trigger",
+                job = %trigger.key,
+                id = trigger.id,
+                attempt = entry.job.progress.attempts + 1,
+                outcome = tracing::field::Empty,
+            );
+            span.in_scope(|| tracing::debug!(%due, lateness_ms = lateness.as_millis(), "trigger fired"));
+            entry.fired = Some((now, span));
             self.router.dispatch(trigger);
         }
     }
@@ -347,6 +420,27 @@ impl Partition {
             Outcome::Success => after_success(&entry.timing, &entry.job.progress),
             Outcome::Failed => after_failure(&entry.timing, &entry.job.progress, trigger.due),
         };
+        // A failure is retried when it counted one more attempt of the same tick; otherwise
+        // the policy gave the tick up.
+        let result = match outcome {
+            Outcome::Success => "success",
+            Outcome::Failed if progress.attempts > entry.job.progress.attempts => "failed",
+            Outcome::Failed => "dropped",
+        };
+        metrics::counter!("kairos_triggers_total", "result" => result).increment(1);
+        if let Some((fired, span)) = entry.fired.take() {
+            let now = self.clock.now();
+            metrics::histogram!("kairos_trigger_delivery_seconds").record(seconds(now.duration_since(fired)));
+            span.record("outcome", result);
+            span.in_scope(|| match result {
+                "success" => tracing::debug!(next_due = ?due, "trigger completed"),
+                "failed" => tracing::info!(next_attempt = ?due, "trigger failed; will retry"),
+                _ => tracing::warn!(next_due = ?due, "trigger failed; no retries left, tick dropped"),
+            });
+        }
+        if due.is_none() {
+            metrics::counter!("kairos_jobs_deleted_total", "reason" => "completed").increment(1);
+        }
         entry.job.progress = progress;
         entry.state = State::Writing;
         let key = trigger.key;

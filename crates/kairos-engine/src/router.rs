@@ -259,6 +259,7 @@ impl RouterState {
                 }
             }
         }
+        metrics::counter!("kairos_triggers_total", "result" => "staged").increment(1);
         self.staged.entry(route).or_default().push_back(trigger);
     }
 }

@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tonic::Status;
 use tonic::codegen::BoxStream;
-use tonic::transport::Channel;
 
 use crate::scheduler::scheduler_client::SchedulerClient;
 use crate::scheduler::scheduler_server::Scheduler;
@@ -54,9 +53,17 @@ pub trait SchedulerApi: Send + Sync + fmt::Debug + 'static {
     async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status>;
 }
 
-/// The gRPC client is a [`SchedulerApi`].
+/// The gRPC client is a [`SchedulerApi`], over a plain channel or one wrapped in layers (an
+/// interceptor that adds an API token, for one).
 #[async_trait]
-impl SchedulerApi for SchedulerClient<Channel> {
+impl<T> SchedulerApi for SchedulerClient<T>
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone + fmt::Debug + Send + Sync + 'static,
+    T::Future: Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
     async fn schedule_job(&self, request: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status> {
         Ok(SchedulerClient::schedule_job(&mut self.clone(), request).await?.into_inner())
     }

@@ -642,7 +642,7 @@ impl Controller {
             SignedDuration::try_from(self.config.drain_timeout).unwrap_or(SignedDuration::from_secs(1));
         let drains = partitions.iter().map(|&p| {
             let engine = self.engine.clone();
-            async move { (p, engine.drain(p, timeout).await) }
+            async move { (p, engine.drain_partition(p, timeout).await) }
         });
         for (p, drained) in futures::future::join_all(drains).await {
             if !drained {

@@ -15,6 +15,8 @@ pub mod rendezvous;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -36,6 +38,7 @@ use kairos_proto::scheduler::{
 use kairos_store::{OwnerScope, PutMode, StoreError};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// Jobs listed per store page while answering ListJobs.
@@ -43,23 +46,122 @@ const LIST_PAGE: usize = 1024;
 /// Triggers buffered per WatchJobs stream before the stream pushes back.
 const STREAM_BUFFER: usize = 1024;
 
+/// The default largest job payload (`data`), in bytes: daprd's default `--max-body-size`.
+pub const DEFAULT_MAX_JOB_DATA_SIZE: usize = 4 << 20;
+
 /// The Scheduler service over an engine.
 #[derive(Debug, Clone)]
 pub struct SchedulerService {
     engine: Engine,
     hosts: watch::Receiver<Vec<String>>,
+    max_job_data_size: usize,
+    /// Cleared by [`SchedulerService::stop_accepting`]: writes are refused with Unavailable.
+    accepting: Arc<AtomicBool>,
+    /// Cancelled by [`SchedulerService::close_streams`]: every WatchJobs stream ends.
+    streams: CancellationToken,
 }
 
 impl SchedulerService {
     /// A service over `engine`; `hosts` are the replica addresses WatchHosts reports (a single
     /// node reports its own advertised address).
     pub fn new(engine: Engine, hosts: watch::Receiver<Vec<String>>) -> Self {
-        SchedulerService { engine, hosts }
+        SchedulerService {
+            engine,
+            hosts,
+            max_job_data_size: DEFAULT_MAX_JOB_DATA_SIZE,
+            accepting: Arc::new(AtomicBool::new(true)),
+            streams: CancellationToken::new(),
+        }
+    }
+
+    /// Refuses jobs whose payload is larger than `bytes` (InvalidArgument, nothing stored).
+    #[must_use]
+    pub fn with_max_job_data_size(mut self, bytes: usize) -> Self {
+        self.max_job_data_size = bytes;
+        self
     }
 
     /// The engine behind the service.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// First step of a graceful stop: every later schedule or delete fails with Unavailable
+    /// (a sidecar retries those against another replica, or until its deadline). Reads and
+    /// trigger streams go on.
+    pub fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::Release);
+    }
+
+    /// Whether writes are accepted.
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    /// Ends every WatchJobs stream (last step of a graceful stop, after the engine drained), so
+    /// that the gRPC server's own graceful shutdown can finish.
+    pub fn close_streams(&self) {
+        self.streams.cancel();
+    }
+
+    fn check_accepting(&self) -> Result<(), Status> {
+        if self.is_accepting() { Ok(()) } else { Err(Status::unavailable("scheduler is shutting down")) }
+    }
+}
+
+/// How [`serve_with`] serves.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// When set, every call must carry `authorization: Bearer <token>` (else Unauthenticated).
+    pub api_token: Option<String>,
+    /// Longest a unary call may take before it fails with Cancelled/DeadlineExceeded.
+    pub request_timeout: Option<Duration>,
+    /// Serve over TLS with this PEM certificate chain and PEM private key.
+    pub tls: Option<TlsIdentity>,
+}
+
+/// A PEM certificate chain and its PEM private key.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("TlsIdentity").field("cert_pem", &self.cert_pem.len()).finish_non_exhaustive()
+    }
+}
+
+/// The metadata key the scheduler API token travels in.
+pub const API_TOKEN_METADATA: &str = "authorization";
+
+/// Compares tokens in time independent of where they differ.
+fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = given.len() ^ expected.len();
+    for (i, e) in expected.iter().enumerate() {
+        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ e);
+    }
+    diff == 0
+}
+
+/// Enforces [`ServeOptions::api_token`].
+#[derive(Debug, Clone)]
+struct TokenCheck {
+    expected: Option<Arc<str>>,
+}
+
+impl tonic::service::Interceptor for TokenCheck {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let Some(expected) = &self.expected else { return Ok(request) };
+        let given = request.metadata_mut().remove(API_TOKEN_METADATA);
+        let token = given.as_ref().and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        match token {
+            None => Err(Status::unauthenticated("missing scheduler api token")),
+            Some(token) if tokens_match(token.as_bytes(), expected.as_bytes()) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("scheduler api token mismatch")),
+        }
     }
 }
 
@@ -72,15 +174,34 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(api, listener, ServeOptions::default(), shutdown).await
+}
+
+/// [`serve`] with an API token and a request timeout.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve_with(
+    api: Arc<dyn SchedulerApi>,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(
-            SchedulerServer::new(SchedulerGrpc(api))
-                .max_decoding_message_size(usize::MAX)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+    let check = TokenCheck { expected: options.api_token.map(Arc::from) };
+    let server = SchedulerServer::new(SchedulerGrpc(api))
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
+    let service = tonic::service::interceptor::InterceptedService::new(server, check);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+    }
+    if let Some(timeout) = options.request_timeout {
+        builder = builder.timeout(timeout);
+    }
+    builder.add_service(service).serve_with_incoming_shutdown(incoming, shutdown).await
 }
 
 fn engine_status(err: EngineError) -> Status {
@@ -105,8 +226,16 @@ fn convert_status(err: ConvertError) -> Status {
 #[async_trait]
 impl SchedulerApi for SchedulerService {
     async fn schedule_job(&self, request: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status> {
+        self.check_accepting()?;
         let key = key_from_metadata(request.name, request.metadata).map_err(convert_status)?;
         let spec = spec_from_scheduler_job(request.job.unwrap_or_default()).map_err(convert_status)?;
+        let size = spec.data.as_ref().map_or(0, |d| d.value.len());
+        if size > self.max_job_data_size {
+            return Err(Status::invalid_argument(format!(
+                "job data is {size} bytes, over the {}-byte limit (--max-job-data-size)",
+                self.max_job_data_size
+            )));
+        }
         let mode = if request.overwrite { PutMode::Overwrite } else { PutMode::CreateOnly };
         self.engine.schedule(key, spec, mode).await.map_err(engine_status)?;
         Ok(ScheduleJobResponse {})
@@ -122,6 +251,7 @@ impl SchedulerApi for SchedulerService {
     }
 
     async fn delete_job(&self, request: DeleteJobRequest) -> Result<DeleteJobResponse, Status> {
+        self.check_accepting()?;
         let key = key_from_metadata(request.name, request.metadata).map_err(convert_status)?;
         // Deleting an unknown job succeeds, as in etcd.
         self.engine.delete(&key).await.map_err(engine_status)?;
@@ -159,6 +289,7 @@ impl SchedulerApi for SchedulerService {
         &self,
         request: DeleteByMetadataRequest,
     ) -> Result<DeleteByMetadataResponse, Status> {
+        self.check_accepting()?;
         let metadata =
             request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
         let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
@@ -176,6 +307,7 @@ impl SchedulerApi for SchedulerService {
         &self,
         request: DeleteByNamePrefixRequest,
     ) -> Result<DeleteByNamePrefixResponse, Status> {
+        self.check_accepting()?;
         let metadata =
             request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
         let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
@@ -208,7 +340,7 @@ impl SchedulerApi for SchedulerService {
         );
         let subscription = self.engine.subscribe(&registration);
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(pump(subscription, requests, tx));
+        tokio::spawn(pump(subscription, requests, tx, self.streams.clone()));
         Ok(receiver_stream(rx))
     }
 
@@ -262,9 +394,13 @@ async fn pump(
     mut subscription: Subscription,
     mut requests: ApiStream<WatchJobsRequest>,
     tx: mpsc::Sender<Result<WatchJobsResponse, Status>>,
+    closed: CancellationToken,
 ) {
+    let connected = metrics::gauge!("kairos_sidecars_connected");
+    connected.increment(1.0);
     loop {
         tokio::select! {
+            () = closed.cancelled() => break,
             trigger = subscription.recv() => match trigger {
                 Some(trigger) => {
                     if tx.send(Ok(response_of(trigger))).await.is_err() {
@@ -293,5 +429,6 @@ async fn pump(
             () = tx.closed() => break,
         }
     }
+    connected.decrement(1.0);
     tracing::info!("sidecar disconnected");
 }

@@ -12,7 +12,7 @@ use kairos_proto::scheduler::{
 };
 use tonic::{Code, Status};
 
-use crate::errors::{ApiError, SchedulerFailure};
+use crate::errors::{ApiError, SchedulerFailure, SchedulerStatus};
 use crate::scheduler_link::SchedulerLink;
 
 /// How long a call waits for an unreachable scheduler before giving up (daprd: 30 s).
@@ -25,12 +25,26 @@ pub struct Jobs {
     app_id: String,
     namespace: String,
     wait: Duration,
+    max_data: usize,
 }
 
 impl Jobs {
     /// The API of `app_id` in `namespace`, served by the schedulers behind `link`.
     pub fn new(link: SchedulerLink, app_id: impl Into<String>, namespace: impl Into<String>) -> Self {
-        Jobs { link, app_id: app_id.into(), namespace: namespace.into(), wait: DEFAULT_SCHEDULER_WAIT }
+        Jobs {
+            link,
+            app_id: app_id.into(),
+            namespace: namespace.into(),
+            wait: DEFAULT_SCHEDULER_WAIT,
+            max_data: usize::MAX,
+        }
+    }
+
+    /// Refuses jobs whose payload is larger than `bytes` before they reach the scheduler.
+    #[must_use]
+    pub fn with_max_job_data_size(mut self, bytes: usize) -> Self {
+        self.max_data = bytes;
+        self
     }
 
     /// Sets how long a call waits for an unreachable scheduler.
@@ -91,6 +105,19 @@ impl Jobs {
         }
         if spec.schedule.is_none() && spec.due_time.is_none() {
             return Err(ApiError::EmptySchedule);
+        }
+        let size = spec.data.as_ref().map_or(0, |d| d.value.len());
+        if size > self.max_data {
+            // The scheduler's own answer to such a job (InvalidArgument), given here without
+            // the round trip: 400 DAPR_SCHEDULER_SCHEDULE_JOB.
+            let status = SchedulerStatus::new(
+                Code::InvalidArgument,
+                format!(
+                    "job data is {size} bytes, over the {}-byte limit (--max-job-data-size)",
+                    self.max_data
+                ),
+            );
+            return Err(ApiError::ScheduleJob(SchedulerFailure::Status(status)));
         }
         let request = ScheduleJobRequest {
             name: name.to_owned(),

@@ -8,7 +8,7 @@
 //! same [`SchedulerApi`] trait.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,11 +23,14 @@ use kairos_proto::scheduler::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tonic::metadata::{Ascii, MetadataValue};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Results buffered per stream before delivery tasks wait.
 const RESULT_BUFFER: usize = 1024;
+/// How long deliveries in flight may still finish after a stop, unless told otherwise.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(5_000);
 
 /// What the sidecar does with a trigger: deliver it to the app and say how it went.
 #[async_trait]
@@ -45,6 +48,12 @@ pub struct SchedulerLink {
 #[derive(Debug)]
 struct LinkInner {
     mode: Mode,
+    /// Sent as `authorization: Bearer …` on every call to a remote scheduler.
+    token: Option<String>,
+    /// PEM CA certificate(s): remote schedulers are reached over TLS and verified against it.
+    tls_ca: Option<Vec<u8>>,
+    /// How long in-flight deliveries may finish after a stop, in milliseconds.
+    grace_ms: AtomicU64,
     /// Current APIs for CRUD, by address (one entry, "", in process).
     apis: Mutex<Vec<(String, Arc<dyn SchedulerApi>)>>,
     next: AtomicUsize,
@@ -66,6 +75,9 @@ pub enum LinkError {
     /// An address that is not a valid URI.
     #[error("invalid scheduler address {address:?}: {reason}")]
     BadAddress { address: String, reason: String },
+    /// A scheduler API token that is not valid as gRPC metadata (e.g. a newline in it).
+    #[error("the scheduler API token contains characters that cannot be sent as gRPC metadata")]
+    BadToken,
 }
 
 impl SchedulerLink {
@@ -85,21 +97,69 @@ impl SchedulerLink {
     /// [`LinkError::BadAddress`] for an address that is not a valid URI; [`LinkError::Disabled`]
     /// when the list is empty or only whitespace (daprd disables the Scheduler then).
     pub fn remote(addresses: &[String]) -> Result<Self, LinkError> {
+        Self::remote_with_token(addresses, None)
+    }
+
+    /// [`SchedulerLink::remote`] to schedulers that require the API token `token`.
+    ///
+    /// # Errors
+    /// As [`SchedulerLink::remote`]; also [`LinkError::BadToken`] for a token that cannot be
+    /// sent as gRPC metadata.
+    pub fn remote_with_token(addresses: &[String], token: Option<String>) -> Result<Self, LinkError> {
+        Self::remote_with(addresses, token, None)
+    }
+
+    /// [`SchedulerLink::remote_with_token`], over TLS verified against the PEM CA `tls_ca`
+    /// when given (the scheduler's certificate must name the host of each address).
+    ///
+    /// # Errors
+    /// As [`SchedulerLink::remote_with_token`]; [`LinkError::BadAddress`] also when TLS cannot
+    /// be set up for an address.
+    pub fn remote_with(
+        addresses: &[String],
+        token: Option<String>,
+        tls_ca: Option<Vec<u8>>,
+    ) -> Result<Self, LinkError> {
         let configured: Vec<String> =
             addresses.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
         if configured.is_empty() {
             return Err(LinkError::Disabled);
         }
+        let bearer = bearer(token.as_deref())?;
         let mut apis = Vec::new();
         for address in &configured {
-            apis.push((address.clone(), connect_lazy(address)?));
+            apis.push((address.clone(), connect_lazy(address, bearer.clone(), tls_ca.as_deref())?));
         }
-        Ok(Self::with(Mode::Remote { configured }, apis))
+        let mut link = Self::with(Mode::Remote { configured }, apis);
+        if let Some(inner) = Arc::get_mut(&mut link.inner) {
+            inner.token = token;
+            inner.tls_ca = tls_ca;
+        }
+        Ok(link)
+    }
+
+    /// Lets deliveries in flight finish for up to `grace` once the streams are told to stop.
+    #[must_use]
+    pub fn with_shutdown_grace(self, grace: Duration) -> Self {
+        let ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
+        self.inner.grace_ms.store(ms, Ordering::Relaxed);
+        self
+    }
+
+    fn grace(&self) -> Duration {
+        Duration::from_millis(self.inner.grace_ms.load(Ordering::Relaxed))
     }
 
     fn with(mode: Mode, apis: Vec<(String, Arc<dyn SchedulerApi>)>) -> Self {
         SchedulerLink {
-            inner: Arc::new(LinkInner { mode, apis: Mutex::new(apis), next: AtomicUsize::new(0) }),
+            inner: Arc::new(LinkInner {
+                mode,
+                token: None,
+                tls_ca: None,
+                grace_ms: AtomicU64::new(5_000),
+                apis: Mutex::new(apis),
+                next: AtomicUsize::new(0),
+            }),
         }
     }
 
@@ -122,7 +182,8 @@ impl SchedulerLink {
     }
 
     /// Keeps one `WatchJobs` stream per scheduler host open until `stop`, handing every trigger
-    /// to `handler` (concurrently) and its status back to the scheduler.
+    /// to `handler` (concurrently) and its status back to the scheduler. After `stop`, no new
+    /// trigger is taken; deliveries in flight get the shutdown grace to finish and report.
     pub async fn run_streams(
         &self,
         initial: WatchJobsRequestInitial,
@@ -134,7 +195,8 @@ impl SchedulerLink {
             Mode::InProcess => {
                 let api = self.api().ok();
                 if let Some(api) = api {
-                    stream_loop(String::from("in-process"), api, initial, handler, stop).await;
+                    let grace = self.grace();
+                    stream_loop(String::from("in-process"), api, initial, handler, stop, grace).await;
                 }
             }
             Mode::Remote { configured } => {
@@ -151,9 +213,11 @@ impl SchedulerLink {
         handler: Arc<dyn TriggerHandler>,
         stop: CancellationToken,
     ) {
-        let mut streams: HashMap<String, CancellationToken> = HashMap::new();
+        let mut streams: HashMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
         let (hosts_tx, mut hosts_rx) = mpsc::channel::<Vec<String>>(8);
-        tokio::spawn(watch_hosts(configured.clone(), hosts_tx, stop.clone()));
+        let bearer = bearer(self.inner.token.as_deref()).ok().flatten();
+        let tls_ca = self.inner.tls_ca.clone();
+        tokio::spawn(watch_hosts(configured.clone(), bearer.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
         loop {
             let hosts = tokio::select! {
                 () = stop.cancelled() => break,
@@ -163,7 +227,7 @@ impl SchedulerLink {
                 },
             };
             let hosts = if hosts.is_empty() { configured.clone() } else { hosts };
-            streams.retain(|address, token| {
+            streams.retain(|address, (token, _)| {
                 let keep = hosts.contains(address);
                 if !keep {
                     tracing::info!(%address, "scheduler host gone; closing its stream");
@@ -173,7 +237,7 @@ impl SchedulerLink {
             });
             let mut apis = Vec::new();
             for address in &hosts {
-                let api = match connect_lazy(address) {
+                let api = match connect_lazy(address, bearer.clone(), tls_ca.as_deref()) {
                     Ok(api) => api,
                     Err(err) => {
                         tracing::warn!(%err, "skipping scheduler host");
@@ -183,29 +247,70 @@ impl SchedulerLink {
                 apis.push((address.clone(), api.clone()));
                 if !streams.contains_key(address) {
                     let token = stop.child_token();
-                    streams.insert(address.clone(), token.clone());
-                    tokio::spawn(stream_loop(address.clone(), api, initial.clone(), handler.clone(), token));
+                    let task = tokio::spawn(stream_loop(
+                        address.clone(),
+                        api,
+                        initial.clone(),
+                        handler.clone(),
+                        token.clone(),
+                        self.grace(),
+                    ));
+                    streams.insert(address.clone(), (token, task));
                 }
             }
             if !apis.is_empty() {
                 *self.inner.apis.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = apis;
             }
         }
-        for token in streams.values() {
+        // Wait for every stream to settle its deliveries (each bounded by the grace).
+        for (token, task) in streams.into_values() {
             token.cancel();
+            let _ = task.await;
         }
     }
 }
 
-fn connect_lazy(address: &str) -> Result<Arc<dyn SchedulerApi>, LinkError> {
-    let uri = if address.contains("://") { address.to_owned() } else { format!("http://{address}") };
-    let endpoint = tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| LinkError::BadAddress { address: address.to_owned(), reason: e.to_string() })?
+/// The `authorization` metadata value for `token`.
+fn bearer(token: Option<&str>) -> Result<Option<MetadataValue<Ascii>>, LinkError> {
+    token.map(|t| MetadataValue::try_from(format!("Bearer {t}")).map_err(|_| LinkError::BadToken)).transpose()
+}
+
+/// Adds the scheduler API token to every call.
+#[derive(Debug, Clone)]
+struct AddToken(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for AddToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+fn connect_lazy(
+    address: &str,
+    token: Option<MetadataValue<Ascii>>,
+    tls_ca: Option<&[u8]>,
+) -> Result<Arc<dyn SchedulerApi>, LinkError> {
+    let scheme = if tls_ca.is_some() { "https" } else { "http" };
+    let uri = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
+    let bad = |e: tonic::transport::Error| LinkError::BadAddress {
+        address: address.to_owned(),
+        reason: e.to_string(),
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(uri).map_err(bad)?;
+    if let Some(ca) = tls_ca {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        endpoint = endpoint.tls_config(tls).map_err(bad)?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(3))
         .keep_alive_timeout(Duration::from_secs(5));
-    let client = SchedulerClient::new(endpoint.connect_lazy())
+    let client = SchedulerClient::with_interceptor(endpoint.connect_lazy(), AddToken(token))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     Ok(Arc::new(client))
@@ -213,13 +318,19 @@ fn connect_lazy(address: &str) -> Result<Arc<dyn SchedulerApi>, LinkError> {
 
 /// Sends the host list whenever a scheduler reports it; falls back to the configured list when
 /// no scheduler answers `WatchHosts`.
-async fn watch_hosts(configured: Vec<String>, tx: mpsc::Sender<Vec<String>>, stop: CancellationToken) {
+async fn watch_hosts(
+    configured: Vec<String>,
+    token: Option<MetadataValue<Ascii>>,
+    tls_ca: Option<Vec<u8>>,
+    tx: mpsc::Sender<Vec<String>>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     let mut i = 0usize;
     loop {
         let address = &configured[i % configured.len()];
         i += 1;
-        let stream = match connect_lazy(address) {
+        let stream = match connect_lazy(address, token.clone(), tls_ca.as_deref()) {
             Ok(api) => api.watch_hosts().await,
             Err(err) => Err(tonic::Status::invalid_argument(err.to_string())),
         };
@@ -264,8 +375,10 @@ async fn stream_loop(
     initial: WatchJobsRequestInitial,
     handler: Arc<dyn TriggerHandler>,
     stop: CancellationToken,
+    grace: Duration,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let in_flight = Arc::new(AtomicUsize::new(0));
     while !stop.is_cancelled() {
         let (tx, rx) = mpsc::channel::<WatchJobsRequest>(RESULT_BUFFER);
         let first =
@@ -283,7 +396,11 @@ async fn stream_loop(
                 backoff = Duration::from_millis(100);
                 loop {
                     let next = tokio::select! {
-                        () = stop.cancelled() => return,
+                        () = stop.cancelled() => {
+                            drop(tx);
+                            settle(&address, inbound, &in_flight, grace).await;
+                            return;
+                        }
                         next = inbound.next() => next,
                     };
                     let trigger = match next {
@@ -299,8 +416,11 @@ async fn stream_loop(
                     };
                     let handler = handler.clone();
                     let tx = tx.clone();
+                    let in_flight = in_flight.clone();
+                    in_flight.fetch_add(1, Ordering::AcqRel);
                     tokio::spawn(async move {
                         let status = handler.handle(&trigger).await;
+                        in_flight.fetch_sub(1, Ordering::AcqRel);
                         let result = WatchJobsRequestResult { id: trigger.id, status: status as i32 };
                         // The stream may be gone; the scheduler then redelivers the trigger.
                         let _ = tx
@@ -318,5 +438,38 @@ async fn stream_loop(
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// After a stop: takes no new trigger, and waits up to `grace` for the deliveries in flight to
+/// report. Our end of the result stream is already dropped, so once the last delivery has sent
+/// its result the outbound stream ends, the scheduler closes the trigger stream, and `inbound`
+/// ends: then every result has reached the scheduler. Triggers that still arrive meanwhile are
+/// not delivered; the scheduler redelivers them once the stream is gone.
+async fn settle(
+    address: &str,
+    mut inbound: ApiStream<WatchJobsResponse>,
+    in_flight: &AtomicUsize,
+    grace: Duration,
+) {
+    let pending = in_flight.load(Ordering::Acquire);
+    if pending > 0 {
+        tracing::info!(%address, deliveries = pending, ?grace, "stopping: letting deliveries in flight finish");
+    }
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(item) = inbound.next().await {
+            if let Ok(trigger) = item {
+                tracing::debug!(job = %trigger.name, id = trigger.id, "trigger not taken: stopping");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            %address,
+            deliveries = in_flight.load(Ordering::Acquire),
+            ?grace,
+            "shutdown grace exceeded; deliveries still in flight are abandoned (the scheduler redelivers them)"
+        );
     }
 }

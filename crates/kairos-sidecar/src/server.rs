@@ -44,6 +44,11 @@ pub struct SidecarConfig {
     pub app: Option<AppChannelConfig>,
     /// How long a Jobs API call waits for an unreachable scheduler.
     pub scheduler_wait: Duration,
+    /// Largest job payload accepted (`--max-job-data-size`); larger ones are refused with
+    /// 400 / InvalidArgument `DAPR_SCHEDULER_SCHEDULE_JOB` and never reach the scheduler.
+    pub max_job_data_size: usize,
+    /// How long deliveries in flight may finish after a stop.
+    pub shutdown_grace: Duration,
 }
 
 impl SidecarConfig {
@@ -59,6 +64,8 @@ impl SidecarConfig {
             max_body_size: 4 << 20,
             app: None,
             scheduler_wait: DEFAULT_SCHEDULER_WAIT,
+            max_job_data_size: 4 << 20,
+            shutdown_grace: crate::scheduler_link::DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -97,14 +104,26 @@ struct AppDelivery {
 #[async_trait]
 impl TriggerHandler for AppDelivery {
     async fn handle(&self, trigger: &WatchJobsResponse) -> WatchJobsRequestResultStatus {
+        let span = tracing::info_span!("delivery", job = %trigger.name, id = trigger.id, outcome = tracing::field::Empty);
         let data = trigger.data.clone().map(payload_from_any);
-        let delivery = self.app.deliver(&trigger.name, data.as_ref()).await;
-        tracing::debug!(job = %trigger.name, id = trigger.id, ?delivery, "job delivered to app");
-        if delivery.is_success() {
-            WatchJobsRequestResultStatus::Success
-        } else {
-            WatchJobsRequestResultStatus::Failed
-        }
+        let watch = kairos_core::Stopwatch::start();
+        let delivery =
+            tracing::Instrument::instrument(self.app.deliver(&trigger.name, data.as_ref()), span.clone())
+                .await;
+        let elapsed = watch.elapsed();
+        let success = delivery.is_success();
+        let outcome = if success { "success" } else { "failed" };
+        span.record("outcome", outcome);
+        metrics::counter!("kairos_sidecar_deliveries_total", "result" => outcome).increment(1);
+        metrics::histogram!("kairos_sidecar_delivery_duration_seconds").record(elapsed.as_secs_f64());
+        span.in_scope(|| {
+            if success {
+                tracing::debug!(?delivery, ?elapsed, "job delivered to app");
+            } else {
+                tracing::info!(?delivery, ?elapsed, "job delivery failed");
+            }
+        });
+        if success { WatchJobsRequestResultStatus::Success } else { WatchJobsRequestResultStatus::Failed }
     }
 }
 
@@ -119,13 +138,15 @@ impl Sidecar {
             return Err(SidecarError::NoAppId);
         }
         let app = config.app.clone().map(AppChannel::new).transpose()?;
+        let link = link.with_shutdown_grace(config.shutdown_grace);
         let http_listener = bind(SocketAddr::new(config.listen, config.http_port)).await?;
         let grpc_listener = bind(SocketAddr::new(config.listen, config.grpc_port)).await?;
         let http_addr = local_addr(&http_listener)?;
         let grpc_addr = local_addr(&grpc_listener)?;
 
         let jobs = Jobs::new(link.clone(), config.app_id.clone(), config.namespace.clone())
-            .with_scheduler_wait(config.scheduler_wait);
+            .with_scheduler_wait(config.scheduler_wait)
+            .with_max_job_data_size(config.max_job_data_size);
         let state = Arc::new(HttpState {
             jobs: jobs.clone(),
             api_token: config.api_token.clone(),
@@ -214,7 +235,9 @@ impl Sidecar {
         self.state.ready.load(Ordering::Acquire)
     }
 
-    /// Stops serving and taking triggers, and waits for the servers to finish.
+    /// Stops serving and taking triggers, and waits for the servers to finish: not ready first,
+    /// then the APIs stop accepting, and deliveries in flight get the shutdown grace to finish
+    /// and report to the scheduler (logged when it runs out).
     pub async fn shutdown(self) {
         self.state.ready.store(false, Ordering::Release);
         self.stop.cancel();

@@ -308,7 +308,12 @@ fn run_writer(db: &Database, partitions: u32, mut rx: mpsc::Receiver<Request>, c
             }
         }
         results.clear();
-        match commit_batch(db, partitions, &batch, &mut results) {
+        let watch = kairos_core::Stopwatch::start();
+        let committed = commit_batch(db, partitions, &batch, &mut results);
+        metrics::histogram!("kairos_store_commit_duration_seconds").record(watch.elapsed().as_secs_f64());
+        #[allow(clippy::cast_precision_loss)]
+        metrics::histogram!("kairos_store_commit_batch_size").record(batch.len() as f64);
+        match committed {
             Ok(()) => {
                 let n = batch.len() as u64;
                 counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -321,6 +326,7 @@ fn run_writer(db: &Database, partitions: u32, mut rx: mpsc::Receiver<Request>, c
             }
             Err(e) => {
                 counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("kairos_store_commit_failures_total").increment(1);
                 tracing::error!(error = %e, ops = batch.len(), "store commit failed");
                 let e = SharedError(Arc::new(e));
                 for request in batch.drain(..) {

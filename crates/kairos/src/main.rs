@@ -1,6 +1,7 @@
 //! The `kairos` binary: CLI wiring only; the behaviour lives in the library crates.
 
 mod cmd;
+mod ops;
 
 use std::process::ExitCode;
 

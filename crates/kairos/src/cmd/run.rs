@@ -49,7 +49,8 @@ pub struct Args {
     /// Port of the gRPC API; a free port when not given.
     #[arg(long)]
     pub dapr_grpc_port: Option<u16>,
-    /// Passed to the app as DAPR_METRICS_PORT when given; kairos serves no metrics endpoint yet.
+    /// Port of GET /metrics (Prometheus text), also passed to the app as DAPR_METRICS_PORT;
+    /// no metrics endpoint when not given.
     #[arg(long)]
     pub metrics_port: Option<u16>,
     /// Log verbosity of the runtime.
@@ -104,6 +105,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         scheduler_host_address: args.scheduler_host_address.clone(),
         max_body_size: args.max_body_size,
         app_max_concurrency: args.app_max_concurrency,
+        log_as_json: false,
+        max_job_data_size: None,
+        dapr_graceful_shutdown_seconds: 5.0,
+        scheduler_api_token_file: None,
+        scheduler_request_timeout_seconds: 30.0,
+        scheduler_tls_ca_file: None,
     };
     let config = sidecar_args.config()?;
 
@@ -123,6 +130,23 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         }
         (link_for(&args.scheduler_host_address)?, None)
     };
+
+    // /metrics only when --metrics-port is given (one registry: sidecar and embedded scheduler).
+    let _ = crate::ops::metrics_handle();
+    let ops_stop = tokio_util::sync::CancellationToken::new();
+    let metrics = match args.metrics_port {
+        Some(port) => {
+            crate::ops::bind("metrics", std::net::IpAddr::from([127, 0, 0, 1]), Some(port), port).await?
+        }
+        None => None,
+    };
+    let metrics_task = metrics.map(|listener| {
+        let router = match &embedded {
+            Some(service) => crate::ops::scheduler_metrics_router(service.clone()),
+            None => crate::ops::sidecar_metrics_router(),
+        };
+        crate::ops::spawn_server(listener, router, ops_stop.clone())
+    });
 
     let sidecar = Sidecar::start(config, link).await.context("cannot start the sidecar")?;
     wait_until_listening(sidecar.http_addr()).await?;
@@ -145,7 +169,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     tracing::info!(%status, "app exited; shutting down");
     sidecar.shutdown().await;
     if let Some(service) = embedded {
-        service.engine().shutdown().await;
+        super::scheduler::graceful_stop(&service, Duration::from_secs(1), None).await;
+    }
+    ops_stop.cancel();
+    if let Some(task) = metrics_task {
+        let _ = task.await;
     }
     Ok(exit_code(status))
 }

@@ -11,12 +11,13 @@ use etcd_client::ConnectOptions;
 use kairos_core::{Clock, SystemClock};
 use kairos_engine::{Engine, EngineConfig};
 use kairos_proto::api::SchedulerApi;
-use kairos_scheduler::SchedulerService;
 use kairos_scheduler::cluster::{Cluster, ClusterConfig};
+use kairos_scheduler::{SchedulerService, ServeOptions};
 use kairos_store::JobStore;
 use kairos_store::etcd::EtcdStore;
 use kairos_store::redb::RedbStore;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use super::LogLevel;
 
@@ -55,6 +56,32 @@ pub struct Args {
     /// move to the others.
     #[arg(long, default_value = "5s", value_parser = parse_lease_ttl)]
     pub lease_ttl: std::time::Duration,
+    /// Log one JSON object per line.
+    #[arg(long)]
+    pub log_as_json: bool,
+    /// Port of GET /metrics (Prometheus text) [default: 9090; skipped with a warning when taken;
+    /// an explicit port that cannot be bound is fatal; 0 picks a free one].
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// Port of GET /healthz (live) and GET /readyz (ready) [default: 8080; like --metrics-port].
+    #[arg(long)]
+    pub healthz_port: Option<u16>,
+    /// File holding the API token every gRPC call must carry as `authorization: Bearer TOKEN`
+    /// (else KAIROS_SCHEDULER_API_TOKEN; neither: no token required).
+    #[arg(long)]
+    pub api_token_file: Option<PathBuf>,
+    /// Largest job payload (`data`) accepted, e.g. 4Mi; larger jobs fail with InvalidArgument.
+    #[arg(long, default_value = "4Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
+    pub max_job_data_size: usize,
+    /// On SIGINT/SIGTERM, how long triggers in flight may still be answered (seconds).
+    #[arg(long, default_value_t = 5.0)]
+    pub graceful_shutdown_seconds: f64,
+    /// Serve the gRPC API over TLS with this PEM certificate chain (needs --tls-key-file).
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn parse_lease_ttl(input: &str) -> Result<std::time::Duration, String> {
@@ -81,6 +108,10 @@ pub struct Running {
     pub address: SocketAddr,
     listener: TcpListener,
     cluster: Option<Cluster>,
+    /// API token and request timeout of the gRPC server.
+    pub options: ServeOptions,
+    /// How long triggers in flight may still be answered after the shutdown signal.
+    pub grace: Duration,
 }
 
 impl Running {
@@ -98,7 +129,14 @@ impl Running {
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
         let service = open_service(data_dir, partitions, advertise.unwrap_or_else(|| address.to_string()))?;
-        Ok(Running { service, address, listener, cluster: None })
+        Ok(Running {
+            service,
+            address,
+            listener,
+            cluster: None,
+            options: ServeOptions::default(),
+            grace: Duration::from_secs(5),
+        })
     }
 
     /// Connects to etcd, joins the replica cluster and binds the port; partitions are claimed
@@ -131,7 +169,7 @@ impl Running {
         tokio::spawn(kairos_scheduler::cluster::keep_endpoints_healthy(
             client.clone(),
             etcd.endpoints.clone(),
-            tokio_util::sync::CancellationToken::new(),
+            CancellationToken::new(),
         ));
         let store = EtcdStore::with_client(client, &etcd.prefix, partitions)
             .await
@@ -155,23 +193,50 @@ impl Running {
         let cluster = Cluster::start(store, engine.clone(), clock, config);
         let service = Arc::new(SchedulerService::new(engine, cluster.hosts()));
         tracing::info!(replica_id, partitions, "joined the etcd replica cluster");
-        Ok(Running { service, address, listener, cluster: Some(cluster) })
+        Ok(Running {
+            service,
+            address,
+            listener,
+            cluster: Some(cluster),
+            options: ServeOptions::default(),
+            grace: Duration::from_secs(5),
+        })
     }
 
-    /// Serves until `shutdown` completes, then stops the engine.
+    /// Serves until `shutdown` completes, then stops gracefully ([`graceful_stop`]).
     ///
     /// # Errors
     /// When the gRPC server fails.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
         let api: Arc<dyn SchedulerApi> = self.service.clone();
-        kairos_scheduler::serve(api, self.listener, shutdown)
-            .await
-            .context("scheduler gRPC server failed")?;
-        if let Some(cluster) = self.cluster {
-            // Hand every partition over before the engine stops, so the others take over now.
-            cluster.shutdown().await;
+        let server_stop = CancellationToken::new();
+        let mut server = tokio::spawn(kairos_scheduler::serve_with(
+            api,
+            self.listener,
+            self.options,
+            server_stop.clone().cancelled_owned(),
+        ));
+        tokio::select! {
+            () = shutdown => {}
+            served = &mut server => {
+                // The gRPC server ended by itself: nothing can reach this scheduler any more.
+                if let Some(cluster) = self.cluster {
+                    cluster.shutdown().await;
+                }
+                self.service.engine().shutdown().await;
+                return match served {
+                    Ok(result) => result.context("scheduler gRPC server failed"),
+                    Err(err) => Err(anyhow::Error::new(err).context("scheduler gRPC server panicked")),
+                };
+            }
         }
-        self.service.engine().shutdown().await;
+        graceful_stop(&self.service, self.grace, self.cluster).await;
+        server_stop.cancel();
+        match tokio::time::timeout(Duration::from_secs(2), server).await {
+            Ok(Ok(result)) => result.context("scheduler gRPC server failed")?,
+            Ok(Err(err)) => return Err(anyhow::Error::new(err).context("scheduler gRPC server panicked")),
+            Err(_) => tracing::warn!("gRPC server connections did not close in time; exiting anyway"),
+        }
         Ok(())
     }
 }
@@ -214,16 +279,21 @@ pub fn open_service(
 /// # Errors
 /// When the scheduler cannot start or its server fails.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    super::init_logging(args.log_level);
+    super::init_logging_as(args.log_level, args.log_as_json);
+    let _ = crate::ops::metrics_handle();
+    let token = super::api_token(args.api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
+    let grace = Duration::try_from_secs_f64(args.graceful_shutdown_seconds)
+        .context("--graceful-shutdown-seconds must be a non-negative number")?;
+    let metrics = crate::ops::bind("metrics", args.listen_address, args.metrics_port, 9090).await?;
+    let healthz = crate::ops::bind("healthz", args.listen_address, args.healthz_port, 8080).await?;
     let listen = SocketAddr::new(args.listen_address, args.port);
-    let running = if args.etcd_endpoints.is_empty() {
+    let (mut running, store) = if args.etcd_endpoints.is_empty() {
         let data_dir = match args.data_dir {
             Some(dir) => dir,
             None => super::default_data_dir()?,
         };
         let running = Running::start(&data_dir, args.partitions, listen, args.advertise_address).await?;
-        tracing::info!(address = %running.address, data_dir = %data_dir.display(), "kairos scheduler listening");
-        running
+        (running, data_dir.display().to_string())
     } else {
         let etcd = EtcdArgs {
             endpoints: args.etcd_endpoints,
@@ -231,11 +301,74 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             replica_id: args.replica_id,
             lease_ttl: args.lease_ttl,
         };
+        let store = format!("etcd {} under {}", etcd.endpoints.join(","), etcd.prefix);
         let running = Running::start_replica(etcd, args.partitions, listen, args.advertise_address).await?;
-        tracing::info!(address = %running.address, "kairos scheduler listening");
-        running
+        (running, store)
     };
-    running.serve(super::shutdown_signal()).await?;
+    running.service = Arc::new((*running.service).clone().with_max_job_data_size(args.max_job_data_size));
+    running.options.api_token.clone_from(&token);
+    running.grace = grace;
+    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) {
+        let read =
+            |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+        running.options.tls =
+            Some(kairos_scheduler::TlsIdentity { cert_pem: read(cert)?, key_pem: read(key)? });
+    }
+    let tls = running.options.tls.is_some();
+
+    let signal = super::shutdown_signal_now()?;
+    let ops_stop = CancellationToken::new();
+    let mut ops_tasks = Vec::new();
+    let addr_of = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+    let (metrics_addr, healthz_addr) = (addr_of(&metrics), addr_of(&healthz));
+    if let Some(listener) = metrics {
+        let router = crate::ops::scheduler_metrics_router(running.service.clone());
+        ops_tasks.push(crate::ops::spawn_server(listener, router, ops_stop.clone()));
+    }
+    if let Some(listener) = healthz {
+        let router = crate::ops::scheduler_health_router(running.service.clone());
+        ops_tasks.push(crate::ops::spawn_server(listener, router, ops_stop.clone()));
+    }
+    tracing::info!(
+        address = %running.address,
+        store = %store,
+        metrics = %metrics_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+        healthz = %healthz_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+        api_token = token.is_some(),
+        tls,
+        "kairos scheduler listening"
+    );
+    let served = running.serve(signal).await;
+    ops_stop.cancel();
+    for task in ops_tasks {
+        let _ = task.await;
+    }
+    served?;
     tracing::info!("kairos scheduler stopped");
     Ok(())
+}
+
+/// The graceful stop of a scheduler: not ready and no writes first, then triggers in flight
+/// get `grace` to be answered (logged when it runs out), then the partitions write what was
+/// answered and stop (a replica first hands its partitions over to the others), and the
+/// trigger streams end.
+pub async fn graceful_stop(service: &SchedulerService, grace: Duration, cluster: Option<Cluster>) {
+    tracing::info!(?grace, "shutting down: not ready, refusing writes, draining triggers in flight");
+    service.stop_accepting();
+    let left = service.engine().drain(grace).await;
+    if left > 0 {
+        tracing::warn!(
+            triggers = left,
+            ?grace,
+            "shutdown grace exceeded; unanswered triggers fire again after restart"
+        );
+    } else {
+        tracing::info!("triggers in flight drained");
+    }
+    if let Some(cluster) = cluster {
+        // Hand every partition over before the engine stops, so the others take over now.
+        cluster.shutdown().await;
+    }
+    service.engine().shutdown().await;
+    service.close_streams();
 }

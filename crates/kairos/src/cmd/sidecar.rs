@@ -34,7 +34,8 @@ pub struct Args {
     /// Address the APIs listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub dapr_listen_addresses: IpAddr,
-    /// Accepted for compatibility with daprd; kairos serves no metrics endpoint yet.
+    /// Port of GET /metrics (Prometheus text); 0 picks a free one. When the default port is
+    /// taken the sidecar runs without metrics (with a warning).
     #[arg(long, default_value_t = 9090)]
     pub metrics_port: u16,
     /// Log verbosity.
@@ -49,6 +50,26 @@ pub struct Args {
     /// Most deliveries to the app at once; -1 is unlimited.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub app_max_concurrency: i64,
+    /// Log one JSON object per line.
+    #[arg(long)]
+    pub log_as_json: bool,
+    /// Largest job payload (`data`) accepted, e.g. 1Mi [default: --max-body-size]; larger
+    /// jobs fail with 400 / InvalidArgument DAPR_SCHEDULER_SCHEDULE_JOB.
+    #[arg(long, value_parser = parse_byte_size)]
+    pub max_job_data_size: Option<usize>,
+    /// On SIGINT/SIGTERM, how long deliveries in flight may still finish (seconds).
+    #[arg(long, default_value_t = 5.0)]
+    pub dapr_graceful_shutdown_seconds: f64,
+    /// File holding the scheduler's API token, sent on every scheduler call (else
+    /// KAIROS_SCHEDULER_API_TOKEN).
+    #[arg(long)]
+    pub scheduler_api_token_file: Option<std::path::PathBuf>,
+    /// How long a Jobs API call waits for the scheduler (seconds); then 504 / DeadlineExceeded.
+    #[arg(long, default_value_t = 30.0)]
+    pub scheduler_request_timeout_seconds: f64,
+    /// Reach the schedulers over TLS, verifying them against this PEM CA certificate.
+    #[arg(long)]
+    pub scheduler_tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -75,6 +96,12 @@ impl Args {
         config.grpc_port = self.dapr_grpc_port;
         config.api_token = env_nonempty("DAPR_API_TOKEN");
         config.max_body_size = self.max_body_size;
+        config.max_job_data_size = self.max_job_data_size.unwrap_or(self.max_body_size);
+        config.shutdown_grace = std::time::Duration::try_from_secs_f64(self.dapr_graceful_shutdown_seconds)
+            .context("--dapr-graceful-shutdown-seconds must be a non-negative number")?;
+        config.scheduler_wait =
+            std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
+                .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
         config.app = app;
         Ok(config)
     }
@@ -89,7 +116,27 @@ fn env_nonempty(name: &str) -> Option<String> {
 /// # Errors
 /// When an address is not a valid URI.
 pub fn link_for(addresses: &[String]) -> anyhow::Result<SchedulerLink> {
-    match SchedulerLink::remote(addresses) {
+    link_with_token(addresses, None)
+}
+
+/// [`link_for`], sending `token` to the schedulers.
+///
+/// # Errors
+/// When an address is not a valid URI or the token cannot be sent as metadata.
+pub fn link_with_token(addresses: &[String], token: Option<String>) -> anyhow::Result<SchedulerLink> {
+    link_with(addresses, token, None)
+}
+
+/// [`link_with_token`], over TLS verified against the PEM CA `tls_ca` when given.
+///
+/// # Errors
+/// When an address is not a valid URI or TLS cannot be set up.
+pub fn link_with(
+    addresses: &[String],
+    token: Option<String>,
+    tls_ca: Option<Vec<u8>>,
+) -> anyhow::Result<SchedulerLink> {
+    match SchedulerLink::remote_with(addresses, token, tls_ca) {
         Ok(link) => Ok(link),
         Err(kairos_sidecar::scheduler_link::LinkError::Disabled) => {
             tracing::warn!("no --scheduler-host-address: the Jobs API is disabled");
@@ -104,18 +151,38 @@ pub fn link_for(addresses: &[String]) -> anyhow::Result<SchedulerLink> {
 /// # Errors
 /// When the sidecar cannot start.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    super::init_logging(args.log_level);
+    super::init_logging_as(args.log_level, args.log_as_json);
+    let _ = crate::ops::metrics_handle();
     let config = args.config()?;
-    let link = link_for(&args.scheduler_host_address)?;
+    let token = super::api_token(args.scheduler_api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
+    let tls_ca = args
+        .scheduler_tls_ca_file
+        .as_deref()
+        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .transpose()?;
+    let link = link_with(&args.scheduler_host_address, token, tls_ca)?;
+    let metrics_port = (args.metrics_port != 9090).then_some(args.metrics_port);
+    let metrics = crate::ops::bind("metrics", args.dapr_listen_addresses, metrics_port, 9090).await?;
+    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
+    let ops_stop = tokio_util::sync::CancellationToken::new();
+    let ops =
+        metrics.map(|l| crate::ops::spawn_server(l, crate::ops::sidecar_metrics_router(), ops_stop.clone()));
+    let signal = super::shutdown_signal_now()?;
     let sidecar = Sidecar::start(config, link).await.context("cannot start the sidecar")?;
     tracing::info!(
         app_id = %args.app_id,
         http = %sidecar.http_addr(),
         grpc = %sidecar.grpc_addr(),
+        metrics = %metrics_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
         "kairos sidecar listening"
     );
-    super::shutdown_signal().await;
-    tracing::info!("shutting down");
+    signal.await;
+    tracing::info!("shutting down: not ready, APIs closing, deliveries in flight finishing");
     sidecar.shutdown().await;
+    ops_stop.cancel();
+    if let Some(ops) = ops {
+        let _ = ops.await;
+    }
+    tracing::info!("kairos sidecar stopped");
     Ok(())
 }
