@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "proto/dapr/proto/runtime/v1/dapr.proto",
     "proto/dapr/proto/runtime/v1/appcallback.proto",
     "proto/dapr/proto/scheduler/v1/scheduler.proto",
+    "proto/kairos/admin/v1/admin.proto",
 ];
 
 fn main() {

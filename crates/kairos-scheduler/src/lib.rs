@@ -4,8 +4,11 @@
 //! the wire message, call the engine, and encode the answer, with upstream's error codes and
 //! texts. `WatchJobs` streams carry triggers to sidecars and bring their results back by id.
 //! The same service is served over gRPC ([`serve`]) and handed in-process to an embedded sidecar.
+//! [`admin`] is kairos's own operator service, served next to it ([`serve_with_admin`]).
 //!
 //! Sits on the engine and the store; it must never import axum or the sidecar.
+
+pub mod admin;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -72,6 +75,33 @@ pub async fn serve(
             SchedulerServer::new(SchedulerGrpc(api))
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Serves `api` as the Scheduler gRPC service and `admin` as `kairos.admin.v1.Admin` on the same
+/// `listener` until `shutdown` completes.
+///
+/// # Errors
+/// When the server fails.
+pub async fn serve_with_admin(
+    api: Arc<dyn SchedulerApi>,
+    admin: admin::AdminService,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .add_service(
+            SchedulerServer::new(SchedulerGrpc(api))
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(
+            kairos_proto::admin::admin_server::AdminServer::new(admin)
+                .max_decoding_message_size(256 * 1024 * 1024)
+                .max_encoding_message_size(256 * 1024 * 1024),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

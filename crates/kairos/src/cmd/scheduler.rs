@@ -70,7 +70,8 @@ impl Running {
     /// When the gRPC server fails.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
         let api: Arc<dyn SchedulerApi> = self.service.clone();
-        kairos_scheduler::serve(api, self.listener, shutdown)
+        let admin = kairos_scheduler::admin::AdminService::new(self.service.engine().clone());
+        kairos_scheduler::serve_with_admin(api, admin, self.listener, shutdown)
             .await
             .context("scheduler gRPC server failed")?;
         self.service.engine().shutdown().await;
