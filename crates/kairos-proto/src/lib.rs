@@ -43,7 +43,7 @@ pub mod kairos {
     pub mod admin {
         /// The operator service: every job with its progress, export and import.
         pub mod v1 {
-            tonic::include_proto!("kairos.admin.v1");
+            include!(concat!(env!("OUT_DIR"), "/admin/kairos.admin.v1.rs"));
         }
     }
 }

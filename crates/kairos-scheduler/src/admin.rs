@@ -10,6 +10,7 @@ use kairos_proto::admin::{
     ImportJobsResponse, JobProgress, JobRef, ListAllJobsRequest, ListAllJobsResponse, OnConflict,
     StoredJob as WireJob,
 };
+use kairos_proto::api::bounded_status;
 use kairos_proto::convert::{
     ConvertError, key_from_metadata, metadata_of, spec_from_scheduler_job, spec_to_scheduler_job,
     timestamp_from_proto, timestamp_to_proto,
@@ -96,9 +97,8 @@ fn engine_status(err: EngineError) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl Admin for AdminService {
-    async fn list_all_jobs(
+impl AdminService {
+    async fn list_all(
         &self,
         request: Request<ListAllJobsRequest>,
     ) -> Result<Response<ListAllJobsResponse>, Status> {
@@ -118,7 +118,7 @@ impl Admin for AdminService {
         Ok(Response::new(ListAllJobsResponse { jobs: page.iter().map(job_to_wire).collect(), more }))
     }
 
-    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<GetJobResponse>, Status> {
+    async fn get(&self, request: Request<GetJobRequest>) -> Result<Response<GetJobResponse>, Status> {
         let key = key_of(request.into_inner().r#ref).map_err(invalid)?;
         match self.engine.get(&key).await.map_err(engine_status)? {
             Some(job) => Ok(Response::new(GetJobResponse { job: Some(job_to_wire(&job)) })),
@@ -126,7 +126,7 @@ impl Admin for AdminService {
         }
     }
 
-    async fn delete_job(
+    async fn delete(
         &self,
         request: Request<DeleteJobRequest>,
     ) -> Result<Response<DeleteJobResponse>, Status> {
@@ -135,7 +135,7 @@ impl Admin for AdminService {
         Ok(Response::new(DeleteJobResponse { deleted }))
     }
 
-    async fn import_jobs(
+    async fn import(
         &self,
         request: Request<ImportJobsRequest>,
     ) -> Result<Response<ImportJobsResponse>, Status> {
@@ -206,5 +206,33 @@ impl Admin for AdminService {
         }
         late_conflicts.sort();
         Ok(Response::new(ImportJobsResponse { imported, skipped, conflicts: late_conflicts }))
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn list_all_jobs(
+        &self,
+        request: Request<ListAllJobsRequest>,
+    ) -> Result<Response<ListAllJobsResponse>, Status> {
+        self.list_all(request).await.map_err(bounded_status)
+    }
+
+    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<GetJobResponse>, Status> {
+        self.get(request).await.map_err(bounded_status)
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<DeleteJobRequest>,
+    ) -> Result<Response<DeleteJobResponse>, Status> {
+        self.delete(request).await.map_err(bounded_status)
+    }
+
+    async fn import_jobs(
+        &self,
+        request: Request<ImportJobsRequest>,
+    ) -> Result<Response<ImportJobsResponse>, Status> {
+        self.import(request).await.map_err(bounded_status)
     }
 }
