@@ -13,10 +13,14 @@ const PROTOS: &[&str] = &[
     "proto/dapr/proto/scheduler/v1/scheduler.proto",
 ];
 
+/// kairos's own admin service: compiled on its own, so that the descriptor set the sidecar's
+/// reflection serves lists only Dapr's services.
+const ADMIN_PROTO: &str = "proto/kairos/admin/v1/admin.proto";
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PROTOC");
-    for proto in PROTOS {
+    for proto in PROTOS.iter().chain([&ADMIN_PROTO]) {
         println!("cargo:rerun-if-changed={proto}");
     }
 
@@ -41,6 +45,22 @@ fn main() {
         .file_descriptor_set_path(out_dir.join("kairos_descriptor.bin"))
         .compile_with_config(config, PROTOS, &["proto"])
         .unwrap_or_else(|e| panic!("compiling the .proto files failed: {e}"));
+
+    let admin_dir = out_dir.join("admin");
+    std::fs::create_dir_all(&admin_dir).expect("create OUT_DIR/admin");
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(find_protoc().expect("found above"));
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .generate_default_stubs(true)
+        .extern_path(".dapr.proto.scheduler.v1", "crate::scheduler")
+        .extern_path(".dapr.proto.common.v1", "crate::common")
+        // Its own directory: this run would otherwise overwrite the Dapr packages' files.
+        .out_dir(&admin_dir)
+        .file_descriptor_set_path(out_dir.join("kairos_admin_descriptor.bin"))
+        .compile_with_config(config, &[ADMIN_PROTO], &["proto"])
+        .unwrap_or_else(|e| panic!("compiling {ADMIN_PROTO} failed: {e}"));
 }
 
 /// `PROTOC` if set (it must then exist), else `protoc` on PATH, else `/usr/bin/protoc`.

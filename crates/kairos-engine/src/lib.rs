@@ -327,6 +327,37 @@ impl Engine {
         Ok(())
     }
 
+    /// Checks that `job` could be imported: a valid name and a spec that resolves from its
+    /// creation time. Nothing is stored.
+    ///
+    /// # Errors
+    /// [`EngineError::Name`] / [`EngineError::Invalid`].
+    pub fn check_import(&self, job: &StoredJob) -> Result<(), EngineError> {
+        validate_name(&job.key.name)?;
+        job.spec.resolve(job.created, &self.inner.config.default_tz)?;
+        Ok(())
+    }
+
+    /// Stores a job exactly as given (spec, creation time, progress and next due: an import,
+    /// which continues the job's timeline rather than starting a new one), then arms it. Only
+    /// the incarnation is chosen anew. Returns the job it replaced.
+    ///
+    /// # Errors
+    /// As [`Engine::check_import`]; [`EngineError::AlreadyExists`] for a create-only import of
+    /// an existing key; [`EngineError::Store`] when the store fails.
+    pub async fn import(&self, job: StoredJob, mode: PutMode) -> Result<Option<StoredJob>, EngineError> {
+        self.check_import(&job)?;
+        let job = StoredJob {
+            spec: job.spec.with_default_policy(),
+            incarnation: self.next_incarnation(self.inner.clock.now()),
+            ..job
+        };
+        let replaced = self.inner.store.put(job.clone(), mode).await?;
+        let key = job.key.clone();
+        self.notify(&key, Command::Upsert(Box::new(job))).await;
+        Ok(replaced)
+    }
+
     /// A fresh incarnation: unique per process by the counter, and across processes by the
     /// creation time mixed in.
     fn next_incarnation(&self, created: jiff::Timestamp) -> u64 {

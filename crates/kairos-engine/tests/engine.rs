@@ -596,7 +596,8 @@ async fn drain_waits_for_the_delivered_trigger_and_fires_nothing_new() {
     assert_eq!(held.len(), 1);
     let partition = h.store.partition_of(&key("a"));
     let engine = h.engine.clone();
-    let drained = tokio::spawn(async move { engine.drain_partition(partition, SignedDuration::from_secs(30)).await });
+    let drained =
+        tokio::spawn(async move { engine.drain_partition(partition, SignedDuration::from_secs(30)).await });
     h.advance(3).await;
     assert!(!drained.is_finished(), "a delivered trigger is unanswered");
     assert!(sub.complete(held[0].id, Outcome::Success));
@@ -617,7 +618,8 @@ async fn drain_gives_up_after_its_timeout() {
     assert_eq!(drain(&mut sub).len(), 1);
     let partition = h.store.partition_of(&key("a"));
     let engine = h.engine.clone();
-    let drained = tokio::spawn(async move { engine.drain_partition(partition, SignedDuration::from_secs(2)).await });
+    let drained =
+        tokio::spawn(async move { engine.drain_partition(partition, SignedDuration::from_secs(2)).await });
     h.advance(1).await;
     h.advance(2).await;
     assert!(!drained.await.unwrap(), "the unanswered trigger outlived the timeout");

@@ -135,6 +135,32 @@ impl<T> Stream for UntilError<T> {
     }
 }
 
+/// Longest status message sent back, in bytes. Messages echo user input (a schedule, a name),
+/// and the message travels in an HTTP/2 trailer: a megabyte of it breaks the stream (the client
+/// sees an h2 protocol error instead of the validation error).
+pub const MAX_STATUS_MESSAGE: usize = 4096;
+
+/// `status` with its message cut to [`MAX_STATUS_MESSAGE`] bytes (at a character boundary),
+/// saying how much was cut.
+pub fn bounded_status(status: Status) -> Status {
+    let message = status.message();
+    if message.len() <= MAX_STATUS_MESSAGE {
+        return status;
+    }
+    let mut end = MAX_STATUS_MESSAGE;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = format!("{}… ({} more bytes)", &message[..end], message.len() - end);
+    // Keep the details (the sidecar's ErrorInfo carries the Dapr error code there).
+    Status::with_details_and_metadata(
+        status.code(),
+        cut,
+        status.details().to_vec().into(),
+        status.metadata().clone(),
+    )
+}
+
 /// Serves any [`SchedulerApi`] as the `dapr.proto.scheduler.v1.Scheduler` gRPC service.
 #[derive(Debug)]
 pub struct SchedulerGrpc<T: ?Sized>(pub Arc<T>);
@@ -151,55 +177,86 @@ impl<T: SchedulerApi + ?Sized> Scheduler for SchedulerGrpc<T> {
         &self,
         request: tonic::Request<ScheduleJobRequest>,
     ) -> Result<tonic::Response<ScheduleJobResponse>, Status> {
-        self.0.schedule_job(request.into_inner()).await.map(tonic::Response::new)
+        self.0.schedule_job(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
     }
 
     async fn get_job(
         &self,
         request: tonic::Request<GetJobRequest>,
     ) -> Result<tonic::Response<GetJobResponse>, Status> {
-        self.0.get_job(request.into_inner()).await.map(tonic::Response::new)
+        self.0.get_job(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
     }
 
     async fn delete_job(
         &self,
         request: tonic::Request<DeleteJobRequest>,
     ) -> Result<tonic::Response<DeleteJobResponse>, Status> {
-        self.0.delete_job(request.into_inner()).await.map(tonic::Response::new)
+        self.0.delete_job(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
     }
 
     async fn watch_jobs(
         &self,
         request: tonic::Request<tonic::Streaming<WatchJobsRequest>>,
     ) -> Result<tonic::Response<BoxStream<WatchJobsResponse>>, Status> {
-        self.0.watch_jobs(Box::pin(request.into_inner())).await.map(tonic::Response::new)
+        self.0
+            .watch_jobs(Box::pin(request.into_inner()))
+            .await
+            .map(tonic::Response::new)
+            .map_err(bounded_status)
     }
 
     async fn list_jobs(
         &self,
         request: tonic::Request<ListJobsRequest>,
     ) -> Result<tonic::Response<ListJobsResponse>, Status> {
-        self.0.list_jobs(request.into_inner()).await.map(tonic::Response::new)
+        self.0.list_jobs(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
     }
 
     async fn watch_hosts(
         &self,
         _request: tonic::Request<WatchHostsRequest>,
     ) -> Result<tonic::Response<BoxStream<WatchHostsResponse>>, Status> {
-        self.0.watch_hosts().await.map(tonic::Response::new)
+        self.0.watch_hosts().await.map(tonic::Response::new).map_err(bounded_status)
     }
 
     async fn delete_by_metadata(
         &self,
         request: tonic::Request<DeleteByMetadataRequest>,
     ) -> Result<tonic::Response<DeleteByMetadataResponse>, Status> {
-        self.0.delete_by_metadata(request.into_inner()).await.map(tonic::Response::new)
+        self.0
+            .delete_by_metadata(request.into_inner())
+            .await
+            .map(tonic::Response::new)
+            .map_err(bounded_status)
     }
 
     async fn delete_by_name_prefix(
         &self,
         request: tonic::Request<DeleteByNamePrefixRequest>,
     ) -> Result<tonic::Response<DeleteByNamePrefixResponse>, Status> {
-        self.0.delete_by_name_prefix(request.into_inner()).await.map(tonic::Response::new)
+        self.0
+            .delete_by_name_prefix(request.into_inner())
+            .await
+            .map(tonic::Response::new)
+            .map_err(bounded_status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_status_messages_are_cut_at_a_char_boundary() {
+        let short = Status::unknown("job failed validation: x");
+        assert_eq!(bounded_status(short.clone()).message(), short.message());
+        let long = Status::unknown(format!("job failed validation: {}", "é".repeat(MAX_STATUS_MESSAGE)));
+        let cut = bounded_status(long);
+        assert_eq!(cut.code(), tonic::Code::Unknown);
+        assert!(cut.message().len() < MAX_STATUS_MESSAGE + 40, "{}", cut.message().len());
+        assert!(cut.message().starts_with("job failed validation: éé"));
+        assert!(cut.message().ends_with("more bytes)"));
+        let detailed = Status::with_details(tonic::Code::Internal, "x".repeat(10_000), b"info"[..].into());
+        assert_eq!(bounded_status(detailed).details(), b"info");
     }
 }

@@ -14,6 +14,9 @@ pub enum ConvertError {
     /// A `google.protobuf.Duration` outside its documented range.
     #[error("invalid failure policy interval: {0}")]
     Interval(String),
+    /// A `google.protobuf.Timestamp` outside the representable range.
+    #[error("invalid timestamp: {0}")]
+    Timestamp(String),
 }
 
 /// `google.protobuf.Any` → payload.
@@ -78,6 +81,35 @@ pub fn duration_from_proto(d: prost_types::Duration) -> Result<SignedDuration, C
 /// Duration → `google.protobuf.Duration`.
 pub fn duration_to_proto(d: SignedDuration) -> prost_types::Duration {
     prost_types::Duration { seconds: d.as_secs(), nanos: d.subsec_nanos() }
+}
+
+/// `google.protobuf.Timestamp` → instant.
+///
+/// # Errors
+/// [`ConvertError::Timestamp`] when outside jiff's range or the nanoseconds are out of
+/// `0..1_000_000_000`.
+pub fn timestamp_from_proto(t: prost_types::Timestamp) -> Result<jiff::Timestamp, ConvertError> {
+    if !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(ConvertError::Timestamp(format!("seconds {} nanos {}", t.seconds, t.nanos)));
+    }
+    // protobuf keeps nanos non-negative; jiff wants them signed like the seconds.
+    let (seconds, nanos) = if t.seconds < 0 && t.nanos > 0 {
+        (t.seconds + 1, t.nanos - 1_000_000_000)
+    } else {
+        (t.seconds, t.nanos)
+    };
+    jiff::Timestamp::new(seconds, nanos)
+        .map_err(|e| ConvertError::Timestamp(format!("seconds {} nanos {}: {e}", t.seconds, t.nanos)))
+}
+
+/// Instant → `google.protobuf.Timestamp` (nanoseconds non-negative, as protobuf wants them).
+pub fn timestamp_to_proto(t: jiff::Timestamp) -> prost_types::Timestamp {
+    let (seconds, nanos) = (t.as_second(), t.subsec_nanosecond());
+    if nanos < 0 {
+        prost_types::Timestamp { seconds: seconds - 1, nanos: nanos + 1_000_000_000 }
+    } else {
+        prost_types::Timestamp { seconds, nanos }
+    }
 }
 
 /// Scheduler `Job` → spec.
@@ -241,6 +273,18 @@ mod tests {
             duration_from_proto(prost_types::Duration { seconds: -1, nanos: -5 }).unwrap(),
             SignedDuration::new(-1, -5)
         );
+    }
+
+    #[test]
+    fn timestamps_round_trip_across_the_epoch() {
+        for (s, n) in [(0, 0), (1, 5), (-1, -5), (-1_000, -999_999_999), (1_700_000_000, 123_456_789)] {
+            let t = jiff::Timestamp::new(s, n).unwrap();
+            let wire = timestamp_to_proto(t);
+            assert!((0..1_000_000_000).contains(&wire.nanos), "{wire:?}");
+            assert_eq!(timestamp_from_proto(wire).unwrap(), t);
+        }
+        assert!(timestamp_from_proto(prost_types::Timestamp { seconds: 0, nanos: -1 }).is_err());
+        assert!(timestamp_from_proto(prost_types::Timestamp { seconds: i64::MAX, nanos: 0 }).is_err());
     }
 
     #[test]

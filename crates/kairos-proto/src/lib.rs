@@ -3,7 +3,7 @@
 //! servers generated from them. It covers the sidecar's Jobs API (`dapr.proto.runtime.v1.Dapr`),
 //! the app callbacks (`AppCallback`, `AppCallbackAlpha`, `AppCallbackHealthCheck`), the
 //! Scheduler control plane (`dapr.proto.scheduler.v1.Scheduler`) and the shared
-//! `dapr.proto.common.v1` messages. It sits just above `kairos-core` and below every crate that
+//! `dapr.proto.common.v1` messages, plus kairos's own operator service (`kairos.admin.v1`). It sits just above `kairos-core` and below every crate that
 //! talks gRPC; it must never import storage, the engine or any server crate. Generated servers
 //! have default stubs: a method left out answers `UNIMPLEMENTED`.
 
@@ -37,12 +37,24 @@ pub mod dapr {
     }
 }
 
+/// kairos's own protocols.
+pub mod kairos {
+    /// `kairos.admin.v1`.
+    pub mod admin {
+        /// The operator service: every job with its progress, export and import.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/admin/kairos.admin.v1.rs"));
+        }
+    }
+}
+
 pub mod api;
 pub mod convert;
 
 pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;
 pub use dapr::proto::scheduler::v1 as scheduler;
+pub use kairos::admin::v1 as admin;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every file above (and the well-known
 /// types they import), for gRPC server reflection.

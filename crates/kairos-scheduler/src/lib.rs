@@ -4,12 +4,15 @@
 //! the wire message, call the engine, and encode the answer, with upstream's error codes and
 //! texts. `WatchJobs` streams carry triggers to sidecars and bring their results back by id.
 //! The same service is served over gRPC ([`serve`]) and handed in-process to an embedded sidecar.
+//! [`admin`] is kairos's own operator service, served next to it on the same port
+//! ([`ServeOptions::admin`]), behind the same token and TLS.
 //!
 //! With several replicas on etcd, [`cluster`] registers this replica, spreads partitions over
 //! the live ones ([`rendezvous`]) and feeds WatchHosts with their addresses.
 //!
 //! Sits on the engine and the store; it must never import axum or the sidecar.
 
+pub mod admin;
 pub mod cluster;
 pub mod rendezvous;
 
@@ -118,6 +121,8 @@ pub struct ServeOptions {
     pub request_timeout: Option<Duration>,
     /// Serve over TLS with this PEM certificate chain and PEM private key.
     pub tls: Option<TlsIdentity>,
+    /// Also serve `kairos.admin.v1.Admin` (the `kairos jobs` commands) on the same port.
+    pub admin: Option<admin::AdminService>,
 }
 
 /// A PEM certificate chain and its PEM private key.
@@ -192,7 +197,7 @@ pub async fn serve_with(
     let server = SchedulerServer::new(SchedulerGrpc(api))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
-    let service = tonic::service::interceptor::InterceptedService::new(server, check);
+    let service = tonic::service::interceptor::InterceptedService::new(server, check.clone());
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &options.tls {
         let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
@@ -201,7 +206,17 @@ pub async fn serve_with(
     if let Some(timeout) = options.request_timeout {
         builder = builder.timeout(timeout);
     }
-    builder.add_service(service).serve_with_incoming_shutdown(incoming, shutdown).await
+    let admin = options.admin.map(|admin| {
+        let server = kairos_proto::admin::admin_server::AdminServer::new(admin)
+            .max_decoding_message_size(256 * 1024 * 1024)
+            .max_encoding_message_size(256 * 1024 * 1024);
+        tonic::service::interceptor::InterceptedService::new(server, check.clone())
+    });
+    builder
+        .add_service(service)
+        .add_optional_service(admin)
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }
 
 fn engine_status(err: EngineError) -> Status {

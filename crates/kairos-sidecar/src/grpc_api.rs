@@ -28,7 +28,8 @@ impl DaprJobsService {
     }
 
     fn status(&self, err: &ApiError) -> Status {
-        err.grpc_status(self.jobs.app_id(), self.jobs.namespace())
+        // Messages echo input (names, schedules) and travel in a trailer; keep them small.
+        kairos_proto::api::bounded_status(err.grpc_status(self.jobs.app_id(), self.jobs.namespace()))
     }
 
     async fn schedule(&self, request: ScheduleJobRequest) -> Result<Response<ScheduleJobResponse>, Status> {

@@ -12,7 +12,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 
-use crate::errors::{ApiError, AuthFailure};
+use axum::extract::rejection::PathRejection;
+use tonic::Code;
+
+use crate::errors::{ApiError, AuthFailure, SchedulerFailure, SchedulerStatus};
 use crate::grpc_api::tokens_match;
 use crate::http_json::{job_to_json, parse_schedule_body};
 use crate::jobs::Jobs;
@@ -64,7 +67,30 @@ async fn require_token(State(state): State<Arc<HttpState>>, request: Request, ne
     next.run(request).await
 }
 
-async fn schedule_job(State(state): State<Arc<HttpState>>, Path(name): Path<String>, body: Body) -> Response {
+/// The job name of the URL. A name that does not decode to UTF-8 (`%FF`) can never be a job's
+/// name; it is refused the way the scheduler refuses a bad name, with the route's Dapr error
+/// code, rather than axum's plain-text 400.
+fn url_name(
+    name: Result<Path<String>, PathRejection>,
+    refuse: fn(SchedulerFailure) -> ApiError,
+) -> Result<String, ApiError> {
+    name.map(|Path(name)| name).map_err(|rejection| {
+        refuse(SchedulerFailure::Status(SchedulerStatus::new(
+            Code::InvalidArgument,
+            format!("job name is invalid: {}", rejection.body_text()),
+        )))
+    })
+}
+
+async fn schedule_job(
+    State(state): State<Arc<HttpState>>,
+    name: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Response {
+    let name = match url_name(name, ApiError::ScheduleJob) {
+        Ok(name) => name,
+        Err(err) => return error_response(&state, &err),
+    };
     let bytes = match to_bytes(body, state.max_body_size).await {
         Ok(bytes) => bytes,
         Err(err) => {
@@ -87,8 +113,9 @@ async fn schedule_job(State(state): State<Arc<HttpState>>, Path(name): Path<Stri
     }
 }
 
-async fn get_job(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
+async fn get_job(State(state): State<Arc<HttpState>>, name: Result<Path<String>, PathRejection>) -> Response {
     let result = async {
+        let name = url_name(name, ApiError::GetJob)?;
         let spec = state.jobs.get(&name).await?;
         job_to_json(&name, &spec)
     };
@@ -101,7 +128,14 @@ async fn get_job(State(state): State<Arc<HttpState>>, Path(name): Path<String>) 
     }
 }
 
-async fn delete_job(State(state): State<Arc<HttpState>>, Path(name): Path<String>) -> Response {
+async fn delete_job(
+    State(state): State<Arc<HttpState>>,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let name = match url_name(name, ApiError::DeleteJob) {
+        Ok(name) => name,
+        Err(err) => return error_response(&state, &err),
+    };
     match state.jobs.delete(&name).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(err) => error_response(&state, &err),

@@ -28,6 +28,8 @@ enum Command {
     Scheduler(cmd::scheduler::Args),
     /// Run the Dapr Jobs API for one app (the jobs part of daprd), connected to a scheduler.
     Sidecar(cmd::sidecar::Args),
+    /// Operate a running scheduler's jobs: list, get, delete, export and import (with progress).
+    Jobs(cmd::jobs::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,9 @@ fn main() -> ExitCode {
         Command::SchedulePreview(args) => done(cmd::preview::run(&args, &mut std::io::stdout().lock())),
         Command::Scheduler(args) => done(runtime().and_then(|rt| rt.block_on(cmd::scheduler::run(args)))),
         Command::Sidecar(args) => done(runtime().and_then(|rt| rt.block_on(cmd::sidecar::run(args)))),
+        Command::Jobs(args) => {
+            done(runtime().and_then(|rt| rt.block_on(cmd::jobs::run(args, &mut std::io::stdout().lock()))))
+        }
     }
 }
 

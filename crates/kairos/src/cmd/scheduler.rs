@@ -209,11 +209,13 @@ impl Running {
     /// When the gRPC server fails.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
         let api: Arc<dyn SchedulerApi> = self.service.clone();
+        let mut options = self.options;
+        options.admin = Some(kairos_scheduler::admin::AdminService::new(self.service.engine().clone()));
         let server_stop = CancellationToken::new();
         let mut server = tokio::spawn(kairos_scheduler::serve_with(
             api,
             self.listener,
-            self.options,
+            options,
             server_stop.clone().cancelled_owned(),
         ));
         tokio::select! {

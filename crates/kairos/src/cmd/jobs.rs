@@ -1,0 +1,619 @@
+//! `kairos jobs list|get|delete|export|import`: the operator's view of a scheduler's store,
+//! through the `kairos.admin.v1.Admin` service on the scheduler's gRPC port.
+//!
+//! Export writes JSON Lines (docs/export-format.md), one job per line with its progress;
+//! import stores those lines exactly, so a job continues its timeline where it was.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use jiff::{SignedDuration, Timestamp};
+use kairos_core::timeline::Progress;
+use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload};
+use kairos_proto::admin::admin_client::AdminClient;
+use kairos_proto::admin::{
+    DeleteJobRequest, GetJobRequest, ImportJobsRequest, ListAllJobsRequest, OnConflict,
+};
+use kairos_scheduler::admin::{job_from_wire, job_to_wire, ref_of};
+use kairos_store::StoredJob;
+use serde::{Deserialize, Serialize};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// The `format` of every export line; bumped when the line's meaning changes.
+pub const FORMAT: &str = "kairos.jobs/v1";
+/// Jobs per ImportJobs request.
+const IMPORT_BATCH: usize = 500;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The scheduler's gRPC address (host:port or http://host:port).
+    #[arg(long, global = true, env = "KAIROS_SCHEDULER", default_value = "127.0.0.1:50006")]
+    pub scheduler: String,
+    /// File holding the scheduler's API token (else KAIROS_SCHEDULER_API_TOKEN; neither: no
+    /// token is sent).
+    #[arg(long, global = true)]
+    pub api_token_file: Option<PathBuf>,
+    /// Connect over TLS, verifying the scheduler's certificate against this PEM CA.
+    #[arg(long, global = true)]
+    pub tls_ca_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum JobsCommand {
+    /// Every job of every owner: owner, name, schedule, next and last fire, count, attempts.
+    List {
+        /// Only jobs of this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Only jobs of this app.
+        #[arg(long)]
+        app_id: Option<String>,
+        /// One JSON object per line (the export format) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job, by its full key, as a JSON line.
+    Get(KeyArgs),
+    /// Deletes one job by its full key (an absent job is not an error).
+    Delete(KeyArgs),
+    /// Writes every job with its progress to a JSON Lines file.
+    Export {
+        /// Output file (`-` for stdout). Written to a temporary file first and renamed.
+        #[arg(long, short)]
+        file: PathBuf,
+    },
+    /// Stores every job of an export file exactly (timeline, progress, data bytes).
+    Import {
+        /// Input file (`-` for stdin).
+        #[arg(long, short)]
+        file: PathBuf,
+        /// What to do with a name that is already stored: fail (import nothing), skip it, or
+        /// overwrite it.
+        #[arg(long, value_enum, default_value = "fail")]
+        on_conflict: Conflict,
+    },
+}
+
+/// A job's full key on the command line.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// The job's name.
+    pub name: String,
+    /// The owning app (for app jobs).
+    #[arg(long, required_unless_present = "actor_type")]
+    pub app_id: Option<String>,
+    /// The actor type (for actor reminders; needs --actor-id).
+    #[arg(long, requires = "actor_id", conflicts_with = "app_id")]
+    pub actor_type: Option<String>,
+    /// The actor id (for actor reminders).
+    #[arg(long, requires = "actor_type")]
+    pub actor_id: Option<String>,
+    /// The namespace.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
+}
+
+impl KeyArgs {
+    fn key(&self) -> JobKey {
+        let owner = match (&self.app_id, &self.actor_type, &self.actor_id) {
+            (_, Some(t), Some(id)) => Owner::actor(t.clone(), id.clone()),
+            (app, _, _) => Owner::app(app.clone().unwrap_or_default()),
+        };
+        JobKey { namespace: self.namespace.clone(), owner, name: self.name.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Conflict {
+    Fail,
+    Skip,
+    Overwrite,
+}
+
+/// Runs `kairos jobs …`, writing results to `out`.
+///
+/// # Errors
+/// When the scheduler cannot be reached or refuses the call, or a file cannot be read/written.
+pub async fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
+    let token = super::api_token(args.api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
+    let tls_ca = match &args.tls_ca_file {
+        Some(file) => Some(std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?),
+        None => None,
+    };
+    let mut client = connect(&args.scheduler, token, tls_ca).await?;
+    match args.command {
+        JobsCommand::List { namespace, app_id, json } => {
+            let mut jobs = all_jobs(&mut client).await?;
+            jobs.retain(|j| {
+                namespace.as_ref().is_none_or(|ns| &j.key.namespace == ns)
+                    && app_id
+                        .as_ref()
+                        .is_none_or(|id| matches!(&j.key.owner, Owner::App { app_id } if app_id == id))
+            });
+            if json {
+                for job in &jobs {
+                    writeln!(out, "{}", serde_json::to_string(&Line::of(job))?)?;
+                }
+            } else {
+                write_table(&jobs, out)?;
+            }
+        }
+        JobsCommand::Get(key) => {
+            let key = key.key();
+            let response = client
+                .get_job(GetJobRequest { r#ref: Some(ref_of(&key)) })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            let wire = response.job.context("the scheduler answered without a job")?;
+            let job = job_from_wire(wire)?;
+            writeln!(out, "{}", serde_json::to_string(&Line::of(&job))?)?;
+        }
+        JobsCommand::Delete(key) => {
+            let key = key.key();
+            let response = client
+                .delete_job(DeleteJobRequest { r#ref: Some(ref_of(&key)) })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            let what = if response.deleted { "deleted" } else { "not found (nothing deleted)" };
+            writeln!(out, "{key}: {what}")?;
+        }
+        JobsCommand::Export { file } => {
+            let jobs = all_jobs(&mut client).await?;
+            let mut text = String::new();
+            for job in &jobs {
+                text.push_str(&serde_json::to_string(&Line::of(job))?);
+                text.push('\n');
+            }
+            if file.as_os_str() == "-" {
+                out.write_all(text.as_bytes())?;
+            } else {
+                write_file(&file, text.as_bytes())?;
+                writeln!(out, "exported {} jobs to {}", jobs.len(), file.display())?;
+            }
+        }
+        JobsCommand::Import { file, on_conflict } => {
+            let jobs = read_export(&file)?;
+            let (imported, skipped) = import(&mut client, jobs, on_conflict).await?;
+            writeln!(out, "imported {imported} jobs, skipped {skipped} existing")?;
+        }
+    }
+    Ok(())
+}
+
+/// The admin client, carrying the API token on every call.
+type Admin = AdminClient<InterceptedService<Channel, AddToken>>;
+
+/// Adds `authorization: Bearer TOKEN` when a token is configured.
+#[derive(Clone)]
+struct AddToken(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for AddToken {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(token) = &self.0 {
+            request.metadata_mut().insert("authorization", token.clone());
+        }
+        Ok(request)
+    }
+}
+
+async fn connect(address: &str, token: Option<String>, tls_ca: Option<Vec<u8>>) -> anyhow::Result<Admin> {
+    let scheme = if tls_ca.is_some() { "https" } else { "http" };
+    let url = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
+    let mut endpoint =
+        Endpoint::from_shared(url.clone()).with_context(|| format!("bad scheduler address {url}"))?;
+    if let Some(ca) = tls_ca {
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        endpoint = endpoint.tls_config(tls).context("bad TLS configuration")?;
+    }
+    let token = token
+        .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
+        .transpose()
+        .context("the API token is not a valid header value")?;
+    let channel = endpoint
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to the scheduler at {url}"))?;
+    Ok(AdminClient::with_interceptor(channel, AddToken(token))
+        .max_decoding_message_size(256 * 1024 * 1024)
+        .max_encoding_message_size(256 * 1024 * 1024))
+}
+
+fn status_error(status: &tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("the scheduler refused: {:?}: {}", status.code(), status.message())
+}
+
+/// Every stored job, page by page, in key order.
+async fn all_jobs(client: &mut Admin) -> anyhow::Result<Vec<StoredJob>> {
+    let mut jobs = Vec::new();
+    let mut after = None;
+    loop {
+        let page = client
+            .list_all_jobs(ListAllJobsRequest { after: after.take(), page_size: 0 })
+            .await
+            .map_err(|s| status_error(&s))?
+            .into_inner();
+        for wire in page.jobs {
+            jobs.push(job_from_wire(wire)?);
+        }
+        match jobs.last() {
+            Some(last) if page.more => after = Some(ref_of(&last.key)),
+            _ => return Ok(jobs),
+        }
+    }
+}
+
+/// Imports `jobs` in batches. With [`Conflict::Fail`] a dry run over every batch comes first,
+/// so that a taken name anywhere in the file stores nothing.
+async fn import(
+    client: &mut Admin,
+    jobs: Vec<StoredJob>,
+    on_conflict: Conflict,
+) -> anyhow::Result<(u64, u64)> {
+    let mode = match on_conflict {
+        Conflict::Fail => OnConflict::Fail,
+        Conflict::Skip => OnConflict::Skip,
+        Conflict::Overwrite => OnConflict::Overwrite,
+    };
+    let wire: Vec<_> = jobs.iter().map(job_to_wire).collect();
+    if matches!(on_conflict, Conflict::Fail) {
+        let mut conflicts = Vec::new();
+        for batch in wire.chunks(IMPORT_BATCH) {
+            let request = ImportJobsRequest { jobs: batch.to_vec(), on_conflict: mode as i32, dry_run: true };
+            let response = client.import_jobs(request).await.map_err(|s| status_error(&s))?.into_inner();
+            conflicts.extend(response.conflicts);
+        }
+        if !conflicts.is_empty() {
+            bail!(
+                "{} jobs of the file already exist (first: '{}'); nothing was imported \
+                 (use --on-conflict skip or overwrite)",
+                conflicts.len(),
+                conflicts[0]
+            );
+        }
+    }
+    let (mut imported, mut skipped) = (0u64, 0u64);
+    for batch in wire.chunks(IMPORT_BATCH) {
+        let request = ImportJobsRequest { jobs: batch.to_vec(), on_conflict: mode as i32, dry_run: false };
+        let response = client.import_jobs(request).await.map_err(|s| status_error(&s))?.into_inner();
+        imported += u64::from(response.imported);
+        skipped += u64::from(response.skipped);
+    }
+    Ok((imported, skipped))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    // A crash mid-export must not leave a truncated file under the final name.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// Reads and checks every line of an export file.
+///
+/// # Errors
+/// On the first line that is not a job of [`FORMAT`], naming the line.
+pub fn read_export(path: &Path) -> anyhow::Result<Vec<StoredJob>> {
+    let reader: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let mut jobs = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: Line = serde_json::from_str(&line)
+            .with_context(|| format!("{} line {}: not a kairos job line", path.display(), i + 1))?;
+        let job = parsed.into_job().with_context(|| format!("{} line {}", path.display(), i + 1))?;
+        jobs.push(job);
+    }
+    Ok(jobs)
+}
+
+fn write_table(jobs: &[StoredJob], out: &mut dyn Write) -> std::io::Result<()> {
+    let header = ["NAMESPACE", "OWNER", "NAME", "SCHEDULE", "NEXT FIRE", "LAST FIRE", "COUNT", "ATTEMPTS"];
+    let rows: Vec<[String; 8]> = jobs
+        .iter()
+        .map(|j| {
+            let owner = match &j.key.owner {
+                Owner::App { app_id } => format!("app/{app_id}"),
+                Owner::Actor { actor_type, actor_id } => format!("actor/{actor_type}/{actor_id}"),
+            };
+            let schedule = match (&j.spec.schedule, &j.spec.due_time) {
+                (Some(s), _) => s.clone(),
+                (None, Some(d)) => format!("once at {d}"),
+                (None, None) => "-".into(),
+            };
+            [
+                j.key.namespace.clone(),
+                owner,
+                j.key.name.clone(),
+                schedule,
+                j.next_due.to_string(),
+                j.progress.last_scheduled.map_or_else(|| "-".into(), |t| t.to_string()),
+                j.progress.count.to_string(),
+                j.progress.attempts.to_string(),
+            ]
+        })
+        .map(|row| row.map(|cell| printable(&cell)))
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(cell);
+                s.push_str(&" ".repeat(w - cell.chars().count() + 2));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(&header.map(String::from)))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row))?;
+    }
+    writeln!(out, "{} jobs", rows.len())
+}
+
+/// Control characters would break the table (names may hold any but a few); show them escaped.
+fn printable(cell: &str) -> String {
+    if cell.chars().any(char::is_control) { cell.escape_debug().to_string() } else { cell.to_owned() }
+}
+
+/// One export line: a job's key, its spec exactly as stored, its timeline and progress.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Line {
+    format: String,
+    namespace: String,
+    owner: OwnerLine,
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repeats: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    due_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    data: Option<DataLine>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure_policy: Option<PolicyLine>,
+    /// RFC 3339 in UTC with every nanosecond the instant has.
+    created: String,
+    count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_scheduled: Option<String>,
+    attempts: u32,
+    next_due: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+enum OwnerLine {
+    App(String),
+    Actor {
+        #[serde(rename = "type")]
+        actor_type: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct DataLine {
+    type_url: String,
+    /// The payload bytes, standard base64.
+    value: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+enum PolicyLine {
+    Drop {},
+    Constant {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interval: Option<DurationLine>,
+        #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRetries")]
+        max_retries: Option<u32>,
+    },
+}
+
+/// A duration as seconds and nanoseconds of the same sign: exact, unlike a decimal string.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DurationLine {
+    seconds: i64,
+    nanos: i32,
+}
+
+impl Line {
+    fn of(job: &StoredJob) -> Line {
+        let spec = &job.spec;
+        Line {
+            format: FORMAT.into(),
+            namespace: job.key.namespace.clone(),
+            owner: match &job.key.owner {
+                Owner::App { app_id } => OwnerLine::App(app_id.clone()),
+                Owner::Actor { actor_type, actor_id } => {
+                    OwnerLine::Actor { actor_type: actor_type.clone(), id: actor_id.clone() }
+                }
+            },
+            name: job.key.name.clone(),
+            schedule: spec.schedule.clone(),
+            repeats: spec.repeats,
+            due_time: spec.due_time.clone(),
+            ttl: spec.ttl.clone(),
+            data: spec.data.as_ref().map(|p| DataLine {
+                type_url: p.type_url.clone(),
+                value: base64::engine::general_purpose::STANDARD.encode(&p.value),
+            }),
+            failure_policy: spec.failure_policy.as_ref().map(|p| match p {
+                FailurePolicy::Drop => PolicyLine::Drop {},
+                FailurePolicy::Constant { interval, max_retries } => PolicyLine::Constant {
+                    interval: interval
+                        .map(|d| DurationLine { seconds: d.as_secs(), nanos: d.subsec_nanos() }),
+                    max_retries: *max_retries,
+                },
+            }),
+            created: job.created.to_string(),
+            count: job.progress.count,
+            last_scheduled: job.progress.last_scheduled.map(|t| t.to_string()),
+            attempts: job.progress.attempts,
+            next_due: job.next_due.to_string(),
+        }
+    }
+
+    fn into_job(self) -> anyhow::Result<StoredJob> {
+        if self.format != FORMAT {
+            bail!("format {:?} is not {FORMAT:?} (export with a matching kairos)", self.format);
+        }
+        let owner = match self.owner {
+            OwnerLine::App(app_id) => Owner::app(app_id),
+            OwnerLine::Actor { actor_type, id } => Owner::actor(actor_type, id),
+        };
+        let data = match self.data {
+            None => None,
+            Some(d) => Some(Payload {
+                type_url: d.type_url,
+                value: base64::engine::general_purpose::STANDARD
+                    .decode(d.value.as_bytes())
+                    .context("data.value is not standard base64")?,
+            }),
+        };
+        let failure_policy = match self.failure_policy {
+            None => None,
+            Some(PolicyLine::Drop {}) => Some(FailurePolicy::Drop),
+            Some(PolicyLine::Constant { interval, max_retries }) => {
+                Some(FailurePolicy::Constant { interval: interval.map(duration).transpose()?, max_retries })
+            }
+        };
+        Ok(StoredJob {
+            key: JobKey { namespace: self.namespace, owner, name: self.name },
+            spec: JobSpec {
+                schedule: self.schedule,
+                repeats: self.repeats,
+                due_time: self.due_time,
+                ttl: self.ttl,
+                data,
+                failure_policy,
+            },
+            created: instant("created", &self.created)?,
+            incarnation: 0,
+            progress: Progress {
+                count: self.count,
+                last_scheduled: self
+                    .last_scheduled
+                    .as_deref()
+                    .map(|t| instant("lastScheduled", t))
+                    .transpose()?,
+                attempts: self.attempts,
+            },
+            next_due: instant("nextDue", &self.next_due)?,
+        })
+    }
+}
+
+fn instant(field: &str, text: &str) -> anyhow::Result<Timestamp> {
+    text.parse().with_context(|| format!("{field} {text:?} is not an RFC 3339 instant"))
+}
+
+fn duration(d: DurationLine) -> anyhow::Result<SignedDuration> {
+    let mixed_sign = (d.seconds > 0 && d.nanos < 0) || (d.seconds < 0 && d.nanos > 0);
+    if d.nanos.unsigned_abs() >= 1_000_000_000 || mixed_sign {
+        bail!("failurePolicy interval {}s {}ns is out of range", d.seconds, d.nanos);
+    }
+    Ok(SignedDuration::new(d.seconds, d.nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(spec: JobSpec, progress: Progress) -> StoredJob {
+        StoredJob {
+            key: JobKey {
+                namespace: "ns".into(),
+                owner: Owner::actor("T", "id-1"),
+                name: "my||job@x".into(),
+            },
+            spec,
+            created: Timestamp::new(1_700_000_000, 123_456_789).unwrap(),
+            incarnation: 0,
+            progress,
+            next_due: Timestamp::new(1_700_000_010, 1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn export_line_round_trips_every_field_exactly() {
+        let cases = [
+            job(
+                JobSpec {
+                    schedule: Some("@every 1s".into()),
+                    repeats: Some(0),
+                    due_time: Some(String::new()),
+                    ttl: Some("P1D".into()),
+                    data: Some(Payload { type_url: "t".into(), value: vec![0, 255, 10, 13] }),
+                    failure_policy: Some(FailurePolicy::Constant {
+                        interval: Some(SignedDuration::new(-3, -5)),
+                        max_retries: None,
+                    }),
+                },
+                Progress { count: 7, last_scheduled: Some(Timestamp::new(-5, -1).unwrap()), attempts: 2 },
+            ),
+            job(
+                JobSpec {
+                    failure_policy: Some(FailurePolicy::Drop),
+                    data: Some(Payload::default()),
+                    ..JobSpec::default()
+                },
+                Progress::default(),
+            ),
+            job(JobSpec::default(), Progress::default()),
+        ];
+        for original in cases {
+            let text = serde_json::to_string(&Line::of(&original)).unwrap();
+            let back: Line = serde_json::from_str(&text).unwrap();
+            assert_eq!(back.into_job().unwrap(), original, "{text}");
+        }
+    }
+
+    #[test]
+    fn line_of_another_format_or_with_unknown_fields_is_refused() {
+        let original = job(JobSpec::default(), Progress::default());
+        let mut line = Line::of(&original);
+        line.format = "kairos.jobs/v2".into();
+        let text = serde_json::to_string(&line).unwrap();
+        let parsed: Line = serde_json::from_str(&text).unwrap();
+        assert!(parsed.into_job().unwrap_err().to_string().contains("kairos.jobs/v2"));
+        let text = serde_json::to_string(&Line::of(&original)).unwrap().replacen('{', r#"{"extra":1,"#, 1);
+        assert!(serde_json::from_str::<Line>(&text).is_err());
+    }
+}
