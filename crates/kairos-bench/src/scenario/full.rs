@@ -185,13 +185,14 @@ pub struct SteadyArgs {
 }
 
 /// A stack for delivery runs: scheduler, recording app, sidecar with its stream open.
+/// Fields drop in order: the sidecar goes before the scheduler, so it logs no broken stream.
 struct Stack {
-    _data: tempfile::TempDir,
-    data_path: std::path::PathBuf,
-    scheduler: Scheduler,
     sidecar: Sidecar,
+    scheduler: Scheduler,
     _app: app::AppServer,
     recorder: Arc<Recorder>,
+    data_path: std::path::PathBuf,
+    _data: tempfile::TempDir,
 }
 
 async fn stack(args: &SchedulerArgs, prefix: &str, jobs: u64) -> anyhow::Result<Stack> {
