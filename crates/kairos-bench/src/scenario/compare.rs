@@ -333,3 +333,20 @@ async fn peer_delivery(
     }
     Ok((report, h))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_pairs_shared_metrics_and_leaves_kairos_only_ones_without_a_peer() {
+        let k = Headline::from([("create_per_s", 100.0), ("create_p99_ms", 2.0), ("scale_rss_mib", 300.0)]);
+        let p = Headline::from([("create_per_s", 50.0), ("create_p99_ms", 4.0)]);
+        let lines = summary_lines(&k, &p);
+        assert_eq!(lines.len(), 3, "only metrics kairos measured are listed");
+        let md = markdown(&Report::new("compare"), &lines);
+        assert!(md.contains("| create | jobs/s | 100 | 50.00 | 2.00 | >= 50,000 |"), "{md}");
+        assert!(md.contains("| create | p99 ms | 2.00 | 4.00 | 0.50 | <= 5 |"), "{md}");
+        assert!(md.contains("| scale | scheduler RSS MiB | 300 | - | - | <= 1024 |"), "{md}");
+    }
+}

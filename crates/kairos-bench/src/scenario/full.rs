@@ -543,3 +543,23 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
     }
     unreachable_attempts()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_counts_early_arrivals_and_skips_missing_ones() {
+        let base = timing::now();
+        let recorder = Recorder::new("t-", 3, base);
+        recorder.record(&app::job_name("t-", 0));
+        recorder.record(&app::job_name("t-", 1));
+        // Job 0 was due 10 s ago (late), job 1 is due in 10 s (early), job 2 never came.
+        let ten_s = Duration::from_secs(10);
+        let due = |i: u64| if i == 0 { base.checked_sub(ten_s).unwrap_or(base) } else { base + ten_s };
+        let (hist, early) = lateness(&recorder, due).unwrap();
+        assert_eq!(early, 1);
+        let s = hist.summary();
+        assert!(s.max_ms >= 9_900.0, "{s:?}");
+    }
+}
