@@ -131,6 +131,14 @@ impl Proc {
             .with_context(|| format!("no VmRSS in {path}"))
     }
 
+    /// CPU time it has used so far (user + system).
+    ///
+    /// # Errors
+    /// When `/proc/<pid>/stat` cannot be read.
+    pub fn cpu(&self) -> anyhow::Result<Duration> {
+        cpu_time(&format!("/proc/{}/stat", self.pid()))
+    }
+
     /// SIGKILL, and reap it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -188,6 +196,37 @@ fn read_log(name: &str, stderr: std::process::ChildStderr, log: &Mutex<Log>) {
         log.recent.push_back(line);
     }
     lock(log).closed = true;
+}
+
+/// User + system CPU time from a `/proc/…/stat` file (fields 14 and 15, in clock ticks).
+///
+/// # Errors
+/// When the file cannot be read or parsed.
+pub fn cpu_time(path: &str) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).with_context(|| format!("cannot parse {path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    // After the name, field 3 is at index 0, so utime (14) and stime (15) are at 11 and 12.
+    let total =
+        ticks(11).zip(ticks(12)).map(|(u, s)| u + s).with_context(|| format!("cannot parse {path}"))?;
+    Ok(Duration::from_millis(total * 1000 / clock_ticks()))
+}
+
+/// `getconf CLK_TCK` (100 on Linux unless told otherwise); read once.
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// The value of `key=` in a tracing log line.
@@ -332,5 +371,18 @@ mod tests {
         assert_eq!(field(line, "http").as_deref(), Some("127.0.0.1:4100"));
         assert_eq!(field(line, "grpc").as_deref(), Some("127.0.0.1:4101"));
         assert_eq!(field(line, "address"), None);
+    }
+
+    #[test]
+    fn cpu_time_of_this_process_is_read_and_grows() {
+        let before = cpu_time("/proc/self/stat").unwrap();
+        let start = timing::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x = x.wrapping_mul(31).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let after = cpu_time("/proc/self/stat").unwrap();
+        assert!(after > before, "{before:?} -> {after:?}");
     }
 }

@@ -95,6 +95,7 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     report.param("due_time", FAR);
     let mut headline = Headline::new();
     let mut rows = Vec::new();
+    let mut cpu_rows = Vec::new();
     for api in apis {
         let data = args.scheduler.temp_dir()?;
         let scheduler =
@@ -106,7 +107,9 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
             Api::Http => ("http", clients::sidecar_http(&sidecar.http, clients, &jobs)?),
         };
         eprintln!("create: {clients} clients over the sidecar's {name} API at {}", sidecar.grpc);
+        let cpu_before = cpu_now(&scheduler, &sidecar)?;
         let result = drive::drive(calls, None, Some(duration), &format!("create {name}")).await?;
+        let cpu_after = cpu_now(&scheduler, &sidecar)?;
         drop(sidecar);
         drop(scheduler);
         if let Some(error) = &result.first_error {
@@ -134,6 +137,16 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
             Value::from(s.p99_ms),
             Value::from(s.max_ms),
         ]);
+        let per_job = |i: usize| {
+            let used = cpu_after[i].saturating_sub(cpu_before[i]);
+            #[allow(clippy::cast_precision_loss)]
+            Value::from(used.as_secs_f64() * 1e6 / result.ok as f64)
+        };
+        cpu_rows.push(vec![Value::from(name), per_job(0), per_job(1), per_job(2), {
+            let total: Duration = (0..3).map(|i| cpu_after[i].saturating_sub(cpu_before[i])).sum();
+            #[allow(clippy::cast_precision_loss)]
+            Value::from(total.as_secs_f64() * 1e6 / result.ok as f64)
+        }]);
     }
     let table = report.table(
         "durable creates through the sidecar (ScheduleJob / POST /v1.0/jobs answered OK)",
@@ -142,8 +155,23 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     for row in rows {
         table.row(row);
     }
+    let table = report.table(
+        "CPU time per created job (user + system, from /proc)",
+        &["api", "scheduler_us", "sidecar_us", "client_us", "total_us"],
+    );
+    for row in cpu_rows {
+        table.row(row);
+    }
+    report.note(
+        "total_us is the CPU one create costs on this machine: cores / total_us bounds the create rate",
+    );
     report.finish();
     Ok((report, headline))
+}
+
+/// CPU used so far by the scheduler, the sidecar and this process (the clients).
+fn cpu_now(scheduler: &Scheduler, sidecar: &Sidecar) -> anyhow::Result<[Duration; 3]> {
+    Ok([scheduler.proc.cpu()?, sidecar.proc.cpu()?, crate::stack::cpu_time("/proc/self/stat")?])
 }
 
 /// Options of `burst`.
@@ -306,7 +334,12 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
             continue;
         }
         let slack = due_at - create_end;
+        let cpu_before = cpu_now(&s.scheduler, &s.sidecar)?;
         let all = s.recorder.wait_for(jobs, slack + timeout, "burst").await;
+        let cpu_after = cpu_now(&s.scheduler, &s.sidecar)?;
+        #[allow(clippy::cast_precision_loss)]
+        let cpu_us =
+            |i: usize| cpu_after[i].saturating_sub(cpu_before[i]).as_secs_f64() * 1e6 / jobs.max(1) as f64;
         let (hist, early) = lateness(&s.recorder, |_| due_at)?;
         let received = s.recorder.received();
         let last = (0..jobs).filter_map(|i| s.recorder.arrival(i)).max();
@@ -365,6 +398,17 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
             "last_s = last arrival at the app minus the due instant; triggers_per_s = delivered / last_s",
         );
         report.note("the app acknowledges each job by answering OnJobEvent OK at once");
+        let t = report.table(
+            "CPU time per delivered trigger (user + system, from /proc)",
+            &["scheduler_us", "sidecar_us", "app_us", "total_us"],
+        );
+        t.row(vec![
+            cpu_us(0).into(),
+            cpu_us(1).into(),
+            cpu_us(2).into(),
+            (cpu_us(0) + cpu_us(1) + cpu_us(2)).into(),
+        ]);
+        report.note("app_us is this process (the receiving app and its 2 ms progress poll)");
         report.finish();
         let mut headline = Headline::new();
         headline.insert("burst_s", span.as_secs_f64());
