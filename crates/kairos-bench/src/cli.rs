@@ -80,6 +80,10 @@ pub struct SchedulerArgs {
     /// Put it on the disk you want to measure: every ScheduleJob waits for an fsync.
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// An extra flag for `kairos sidecar` in the full-path scenarios, e.g.
+    /// `--sidecar-arg=--app-max-concurrency --sidecar-arg=256`; repeatable.
+    #[arg(long = "sidecar-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sidecar_args: Vec<String>,
 }
 
 impl SchedulerArgs {

@@ -303,7 +303,7 @@ pub const APP_ID: &str = "bench-app";
 
 impl Sidecar {
     /// Starts `kairos sidecar` against `scheduler`, delivering over gRPC to `app_port` when
-    /// given, and waits for its APIs to listen.
+    /// given, with `extra` flags, and waits for its APIs to listen.
     ///
     /// # Errors
     /// When it does not listen within `timeout`.
@@ -311,6 +311,7 @@ impl Sidecar {
         kairos: &Path,
         scheduler: &str,
         app_port: Option<u16>,
+        extra: &[String],
         timeout: Duration,
     ) -> anyhow::Result<Sidecar> {
         let mut args: Vec<OsString> = [
@@ -336,6 +337,7 @@ impl Sidecar {
             args.push("--app-port".into());
             args.push(port.to_string().into());
         }
+        args.extend(extra.iter().map(OsString::from));
         let mut proc = Proc::spawn("sidecar", kairos, &args, &[SIDECAR_LISTENING, STREAM_OPEN])?;
         let (line, _) = proc.wait_for(SIDECAR_LISTENING, timeout)?;
         let grpc = field(&line, "grpc").context("the sidecar's listening line has no grpc=")?;

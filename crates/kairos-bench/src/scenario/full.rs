@@ -100,7 +100,8 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
         let data = args.scheduler.temp_dir()?;
         let scheduler =
             Scheduler::start(&kairos, data.path(), 0, &args.scheduler.extra_flags(), START_TIMEOUT)?;
-        let sidecar = Sidecar::start(&kairos, &scheduler.address, None, START_TIMEOUT)?;
+        let sidecar =
+            Sidecar::start(&kairos, &scheduler.address, None, &args.scheduler.sidecar_args, START_TIMEOUT)?;
         let jobs = JobSet { prefix: "create-".into(), due: Arc::new(|_| FAR.to_owned()), payload_bytes };
         let (name, calls) = match api {
             Api::Grpc => ("grpc", clients::sidecar_grpc(&sidecar.grpc, clients, connections, &jobs).await?),
@@ -229,7 +230,13 @@ async fn stack(args: &SchedulerArgs, prefix: &str, jobs: u64) -> anyhow::Result<
     let scheduler = Scheduler::start(&kairos, data.path(), 0, &args.extra_flags(), START_TIMEOUT)?;
     let recorder = Recorder::new(prefix, jobs, timing::now());
     let app = app::serve(0, Some(recorder.clone())).await?;
-    let mut sidecar = Sidecar::start(&kairos, &scheduler.address, Some(app.address.port()), START_TIMEOUT)?;
+    let mut sidecar = Sidecar::start(
+        &kairos,
+        &scheduler.address,
+        Some(app.address.port()),
+        &args.sidecar_args,
+        START_TIMEOUT,
+    )?;
     sidecar.wait_stream(START_TIMEOUT)?;
     Ok(Stack { data_path: data.path().to_path_buf(), _data: data, scheduler, sidecar, _app: app, recorder })
 }

@@ -115,8 +115,13 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)>
     let recorder = Recorder::new("due-", 1, timing::now());
     let app = app::serve(0, Some(recorder.clone())).await?;
     let second = Scheduler::start(&kairos, data.path(), port, &flags, Duration::from_secs(1200))?;
-    let _sidecar =
-        Sidecar::start(&kairos, &second.address, Some(app.address.port()), Duration::from_secs(60))?;
+    let _sidecar = Sidecar::start(
+        &kairos,
+        &second.address,
+        Some(app.address.port()),
+        &args.scheduler.sidecar_args,
+        Duration::from_secs(60),
+    )?;
     if !recorder.wait_for(1, Duration::from_secs(120), "scale restart").await {
         bail!("the job due during the restart did not arrive within 120 s");
     }
