@@ -146,14 +146,23 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
     );
     for line in &lines {
         let ratio = line.peer.filter(|p| *p != 0.0).map(|p| line.kairos / p);
-        let ahead = line.peer.map(|p| if line.higher_is_better { line.kairos > p } else { line.kairos < p });
+        #[allow(clippy::float_cmp)]
+        let ahead = line.peer.map(|p| {
+            if line.kairos == p {
+                "tie"
+            } else if (line.kairos > p) == line.higher_is_better {
+                "kairos"
+            } else {
+                "peer"
+            }
+        });
         table.row(vec![
             line.scenario.into(),
             line.metric.into(),
             line.kairos.into(),
             line.peer.map_or(Value::from("-"), Value::from),
             ratio.map_or(Value::from("-"), Value::from),
-            ahead.map_or(Value::from("-"), |a| Value::from(if a { "kairos" } else { "peer" })),
+            Value::from(ahead.unwrap_or("-")),
             line.target.into(),
         ]);
     }
@@ -201,10 +210,12 @@ fn summary_lines(k: &Headline, p: &Headline) -> Vec<Line> {
     push("create", "p99 ms", "create_p99_ms", false, "<= 5");
     push("burst", "seconds to deliver all", "burst_s", false, "<= 2 (100k)");
     push("burst", "triggers/s", "burst_per_s", true, "");
+    push("burst", "jobs never delivered", "burst_lost", false, "0");
     push("steady", "delivered/s", "steady_per_s", true, "10,000");
     push("steady", "lateness p50 ms", "steady_p50_ms", false, "");
     push("steady", "lateness p99 ms", "steady_p99_ms", false, "<= 10");
     push("steady", "lateness max ms", "steady_max_ms", false, "");
+    push("steady", "jobs never delivered", "steady_lost", false, "0");
     push("ceiling", "tonic unary calls/s", "ceiling_per_s", true, "");
     push("scale", "jobs stored", "scale_jobs", true, "10,000,000");
     push("scale", "scheduler RSS MiB", "scale_rss_mib", false, "<= 1024");
@@ -325,11 +336,13 @@ async fn peer_delivery(
     if mode == "burst" {
         h.insert("burst_s", f("last_s"));
         h.insert("burst_per_s", f("delivered_per_s"));
+        h.insert("burst_lost", f("jobs") - f("delivered"));
     } else {
         h.insert("steady_per_s", f("delivered_per_s"));
         h.insert("steady_p50_ms", f("late_p50_ms"));
         h.insert("steady_p99_ms", f("late_p99_ms"));
         h.insert("steady_max_ms", f("late_max_ms"));
+        h.insert("steady_lost", f("jobs") - f("delivered"));
     }
     Ok((report, h))
 }
