@@ -3,9 +3,11 @@
 use std::path::PathBuf;
 
 use crate::report::{self, Report};
-use crate::scenario::{engine_fire, scheduler_create, scheduler_rss};
+use crate::scenario::full::{self, BurstArgs, CreateArgs, SteadyArgs};
+use crate::scenario::{ceiling, compare, engine_fire, scale, scheduler_create, scheduler_rss};
 
-/// Measures kairos: create rate over gRPC, trigger rate of the engine, memory and restart time.
+/// Measures kairos (and BullMQ, its peer): create rate, delivery rate and lateness, memory,
+/// restart and crash recovery.
 #[derive(Debug, clap::Parser)]
 #[command(name = "kairos-bench", version)]
 pub struct Cli {
@@ -22,6 +24,30 @@ pub struct Cli {
 /// The scenarios.
 #[derive(Debug, clap::Subcommand)]
 pub enum Scenario {
+    /// kairos vs BullMQ on create, burst and steady (alternating), the tonic ceiling, then
+    /// scale and recovery: the full table, with kairos/peer ratios.
+    Compare(compare::Args),
+    /// Full path: C clients schedule far-future jobs through `kairos sidecar`'s gRPC API, then
+    /// its HTTP API; jobs/s and latency quantiles.
+    Create(CreateArgs),
+    /// Full path: N jobs due at one instant, delivered by the sidecar to a gRPC app that
+    /// acknowledges at once; time until all arrived, triggers/s.
+    Burst(BurstArgs),
+    /// Full path: R jobs/s coming due for T s; delivered rate and lateness quantiles.
+    Steady(SteadyArgs),
+    /// Full path: `steady` with the scheduler killed (SIGKILL) and restarted part way; lost
+    /// jobs, duplicates, catch-up time.
+    Recovery(SteadyArgs),
+    /// M far-future jobs: scheduler RSS, bytes on disk per job; restart to first due trigger.
+    Scale(scale::Args),
+    /// Bare tonic unary calls between two processes on loopback: the delivery ceiling.
+    Ceiling(ceiling::Args),
+    /// The receiving app alone, acknowledging every OnJobEvent (the far end of `ceiling`).
+    #[command(hide = true)]
+    ServeApp {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// Durable ScheduleJob calls per second against a `kairos scheduler` (or any Dapr
     /// Scheduler at --address), with latency quantiles.
     SchedulerCreate(scheduler_create::Args),
@@ -54,6 +80,10 @@ pub struct SchedulerArgs {
     /// Put it on the disk you want to measure: every ScheduleJob waits for an fsync.
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    /// An extra flag for `kairos sidecar` in the full-path scenarios, e.g.
+    /// `--sidecar-arg=--app-max-concurrency --sidecar-arg=256`; repeatable.
+    #[arg(long = "sidecar-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub sidecar_args: Vec<String>,
 }
 
 impl SchedulerArgs {
@@ -79,6 +109,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let quick = cli.quick;
     let mut reports: Vec<Report> = Vec::new();
     match cli.scenario {
+        Scenario::Compare(args) => reports.extend(compare::run(&args, quick).await?),
+        Scenario::Create(args) => reports.push(print(full::create(&args, quick).await?.0)),
+        Scenario::Burst(args) => reports.push(print(full::burst(&args, quick).await?.0)),
+        Scenario::Steady(args) => reports.push(print(full::steady(&args, quick, false).await?.0)),
+        Scenario::Recovery(args) => reports.push(print(full::steady(&args, quick, true).await?.0)),
+        Scenario::Scale(args) => reports.push(print(scale::run(&args, quick).await?.0)),
+        Scenario::Ceiling(args) => reports.push(print(ceiling::run(&args, quick).await?.0)),
+        Scenario::ServeApp { port } => crate::app::serve_forever(port).await?,
         Scenario::SchedulerCreate(args) => reports.push(print(scheduler_create::run(&args, quick).await?)),
         Scenario::EngineFire(args) => reports.push(print(engine_fire::run(&args, quick).await?)),
         Scenario::SchedulerRss(args) => reports.push(print(scheduler_rss::run(&args, quick).await?)),

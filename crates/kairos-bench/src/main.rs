@@ -2,15 +2,21 @@
 //!
 //! Each subcommand is one scenario (see `scenario/`); it prints a results table and, with
 //! `--json FILE`, writes the same figures as JSON. Scenarios drive either the real
-//! `kairos scheduler` binary over gRPC or the engine in-process. This is a binary crate: it may
+//! `kairos scheduler` binary over gRPC, the full path (`kairos scheduler` + `kairos sidecar`
+//! processes and a receiving gRPC app), the BullMQ peer, or the engine in-process. This is a binary crate: it may
 //! depend on every kairos crate, and nothing depends on it.
 
+mod app;
 mod cli;
+mod clients;
+mod drive;
 mod hist;
 mod load;
+mod peer;
 mod process;
 mod report;
 mod scenario;
+mod stack;
 mod timing;
 
 use anyhow::Context;

@@ -1,7 +1,11 @@
 //! One module per scenario: its `Args`, its defaults (full and `--quick`), and `run`, which
 //! measures and returns a [`Report`](crate::report::Report).
 
+pub mod ceiling;
+pub mod compare;
 pub mod engine_fire;
+pub mod full;
+pub mod scale;
 pub mod scheduler_create;
 pub mod scheduler_rss;
 

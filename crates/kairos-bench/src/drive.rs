@@ -1,0 +1,135 @@
+//! A closed-loop load of any call: C tasks, each with one call in flight, taking indexes from a
+//! shared counter until a count or a deadline is reached. Latency histograms are per task and
+//! merged at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::future::BoxFuture;
+
+use crate::hist::Latencies;
+use crate::timing;
+
+/// The load stops when this many calls failed (the target is gone or the load is wrong).
+const MAX_ERRORS: u64 = 100;
+
+/// One client's call of index `i`; `Err` carries the reason.
+pub type Call = Box<dyn FnMut(u64) -> BoxFuture<'static, Result<(), String>> + Send>;
+
+/// What happened.
+#[derive(Debug)]
+pub struct Driven {
+    pub ok: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+    pub latencies: Latencies,
+}
+
+impl Driven {
+    /// Successful calls per second.
+    pub fn rate(&self) -> f64 {
+        timing::rate(self.ok, self.elapsed)
+    }
+}
+
+struct Shared {
+    next: AtomicU64,
+    ok: AtomicU64,
+    errors: AtomicU64,
+    done: AtomicBool,
+    first_error: std::sync::Mutex<Option<String>>,
+}
+
+/// Runs one task per entry of `clients` until `jobs` indexes were taken or `duration` passed.
+///
+/// # Errors
+/// When a client task panics.
+pub async fn drive(
+    clients: Vec<Call>,
+    jobs: Option<u64>,
+    duration: Option<Duration>,
+    label: &str,
+) -> anyhow::Result<Driven> {
+    let shared = Arc::new(Shared {
+        next: AtomicU64::new(0),
+        ok: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        done: AtomicBool::new(false),
+        first_error: std::sync::Mutex::new(None),
+    });
+    let start = timing::now();
+    let deadline = duration.map(|d| start + d);
+    let progress = tokio::spawn(progress(shared.clone(), label.to_owned(), jobs));
+    let mut tasks = Vec::with_capacity(clients.len());
+    for mut call in clients {
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Latencies::new()?;
+            loop {
+                if deadline.is_some_and(|d| timing::now() >= d)
+                    || shared.errors.load(Ordering::Relaxed) >= MAX_ERRORS
+                {
+                    break;
+                }
+                let index = shared.next.fetch_add(1, Ordering::Relaxed);
+                if jobs.is_some_and(|n| index >= n) {
+                    break;
+                }
+                let sent = timing::now();
+                match call(index).await {
+                    Ok(()) => {
+                        latencies.record(sent.elapsed());
+                        shared.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        shared.errors.fetch_add(1, Ordering::Relaxed);
+                        let mut first =
+                            shared.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                        first.get_or_insert(error);
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut latencies = Latencies::new()?;
+    for task in tasks {
+        latencies.merge(&task.await.context("a load task failed")??)?;
+    }
+    let elapsed = start.elapsed();
+    shared.done.store(true, Ordering::Relaxed);
+    let _ = progress.await;
+    let first_error = shared.first_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    Ok(Driven {
+        ok: shared.ok.load(Ordering::Relaxed),
+        errors: shared.errors.load(Ordering::Relaxed),
+        first_error,
+        elapsed,
+        latencies,
+    })
+}
+
+async fn progress(shared: Arc<Shared>, label: String, jobs: Option<u64>) {
+    let start = timing::now();
+    let mut last = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if shared.done.load(Ordering::Relaxed) {
+            return;
+        }
+        let ok = shared.ok.load(Ordering::Relaxed);
+        let of = jobs.map(|n| format!("/{n}")).unwrap_or_default();
+        eprintln!(
+            "  [{label} {:>4.0}s] {ok}{of} calls OK, {}/s, {} errors",
+            start.elapsed().as_secs_f64(),
+            ok - last,
+            shared.errors.load(Ordering::Relaxed)
+        );
+        last = ok;
+    }
+}

@@ -1,0 +1,616 @@
+//! The full-path scenarios: `kairos scheduler` + `kairos sidecar` processes and the receiving
+//! app (in this process), as a Dapr app sees kairos.
+//!
+//! * `create`: C clients schedule far-future one-shot jobs through the sidecar's gRPC API, then
+//!   over its HTTP API.
+//! * `burst`: N jobs all due at one instant; time until every one reached the app (and was
+//!   acknowledged by its answer).
+//! * `steady`: R jobs/s coming due for T s; delivered rate and lateness.
+//! * `recovery`: `steady` with the scheduler killed (SIGKILL) part way and restarted on the same
+//!   data dir and port: lost jobs, duplicates, catch-up time.
+//!
+//! Burst and steady jobs are created before the first one is due (through the sidecar, 64
+//! clients), so creation does not compete with delivery; when creation overruns the first due
+//! instant, the run is repeated on a fresh stack with a longer lead.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use jiff::{SignedDuration, Timestamp};
+use kairos_core::{Clock, SystemClock};
+use serde_json::Value;
+
+use super::sized;
+use crate::app::{self, Recorder};
+use crate::cli::SchedulerArgs;
+use crate::clients::{self, JobSet};
+use crate::drive;
+use crate::hist::Latencies;
+use crate::report::Report;
+use crate::stack::{Scheduler, Sidecar, kairos_bin};
+use crate::timing;
+
+/// Headline figures of a scenario, by name, for `compare`.
+pub type Headline = BTreeMap<&'static str, f64>;
+
+/// Creation rate through the sidecar assumed when choosing the first due instant.
+const ASSUMED_CREATES_PER_S: f64 = 4_000.0;
+/// Time between the expected end of creation and the first due instant.
+const MIN_LEAD_S: f64 = 2.0;
+/// Attempts when creation overruns the first due instant.
+const ATTEMPTS: usize = 3;
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Far-future due time of `create` jobs (one year).
+const FAR: &str = "8760h";
+
+/// Options of `create`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+    /// Concurrent clients, one call in flight each [default: 64].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// HTTP/2 connections the gRPC clients share [default: 1].
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Seconds each variant lasts [default: 20; --quick: 3].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Variants to run [default: grpc,http].
+    #[arg(long, value_delimiter = ',')]
+    pub apis: Option<Vec<Api>>,
+    /// Bytes of each job's payload [default: 64].
+    #[arg(long)]
+    pub payload_bytes: Option<usize>,
+}
+
+/// The sidecar API a load uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    Grpc,
+    Http,
+}
+
+/// Runs `create`.
+///
+/// # Errors
+/// When the stack cannot start or every call fails.
+pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, Headline)> {
+    let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
+    let clients = args.clients.unwrap_or(64);
+    let connections = args.connections.unwrap_or(1);
+    let duration = Duration::from_secs_f64(sized(args.duration, 20.0, 3.0, quick));
+    let payload_bytes = args.payload_bytes.unwrap_or(64);
+    let apis = args.apis.clone().unwrap_or_else(|| vec![Api::Grpc, Api::Http]);
+
+    let mut report = Report::new("create");
+    report.param("path", "client -> kairos sidecar -> kairos scheduler (redb, fsync per commit)");
+    report.param("clients", clients as u64);
+    report.param("grpc_connections", connections as u64);
+    report.param("duration_s", duration.as_secs_f64());
+    report.param("payload_bytes", payload_bytes as u64);
+    report.param("due_time", FAR);
+    let mut headline = Headline::new();
+    let mut rows = Vec::new();
+    let mut cpu_rows = Vec::new();
+    for api in apis {
+        let data = args.scheduler.temp_dir()?;
+        let scheduler =
+            Scheduler::start(&kairos, data.path(), 0, &args.scheduler.extra_flags(), START_TIMEOUT)?;
+        let sidecar =
+            Sidecar::start(&kairos, &scheduler.address, None, &args.scheduler.sidecar_args, START_TIMEOUT)?;
+        let jobs = JobSet { prefix: "create-".into(), due: Arc::new(|_| FAR.to_owned()), payload_bytes };
+        let (name, calls) = match api {
+            Api::Grpc => ("grpc", clients::sidecar_grpc(&sidecar.grpc, clients, connections, &jobs).await?),
+            Api::Http => ("http", clients::sidecar_http(&sidecar.http, clients, &jobs)?),
+        };
+        eprintln!("create: {clients} clients over the sidecar's {name} API at {}", sidecar.grpc);
+        let cpu_before = cpu_now(&scheduler, &sidecar)?;
+        let result = drive::drive(calls, None, Some(duration), &format!("create {name}")).await?;
+        let cpu_after = cpu_now(&scheduler, &sidecar)?;
+        drop(sidecar);
+        drop(scheduler);
+        if let Some(error) = &result.first_error {
+            report.note(format!("{name}: {} calls failed; first: {error}", result.errors));
+        }
+        if result.ok == 0 {
+            bail!("create over {name}: no call succeeded ({:?})", result.first_error);
+        }
+        let s = result.latencies.summary();
+        if api == Api::Grpc {
+            headline.insert("create_per_s", result.rate());
+            headline.insert("create_p99_ms", s.p99_ms);
+        } else {
+            headline.insert("create_http_per_s", result.rate());
+            headline.insert("create_http_p99_ms", s.p99_ms);
+        }
+        rows.push(vec![
+            Value::from(name),
+            Value::from(result.ok),
+            Value::from(result.errors),
+            Value::from(result.elapsed.as_secs_f64()),
+            Value::from(result.rate()),
+            Value::from(s.p50_ms),
+            Value::from(s.p90_ms),
+            Value::from(s.p99_ms),
+            Value::from(s.max_ms),
+        ]);
+        let per_job = |i: usize| {
+            let used = cpu_after[i].saturating_sub(cpu_before[i]);
+            #[allow(clippy::cast_precision_loss)]
+            Value::from(used.as_secs_f64() * 1e6 / result.ok as f64)
+        };
+        cpu_rows.push(vec![Value::from(name), per_job(0), per_job(1), per_job(2), {
+            let total: Duration = (0..3).map(|i| cpu_after[i].saturating_sub(cpu_before[i])).sum();
+            #[allow(clippy::cast_precision_loss)]
+            Value::from(total.as_secs_f64() * 1e6 / result.ok as f64)
+        }]);
+    }
+    let table = report.table(
+        "durable creates through the sidecar (ScheduleJob / POST /v1.0/jobs answered OK)",
+        &["api", "jobs", "errors", "secs", "jobs_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"],
+    );
+    for row in rows {
+        table.row(row);
+    }
+    let table = report.table(
+        "CPU time per created job (user + system, from /proc)",
+        &["api", "scheduler_us", "sidecar_us", "client_us", "total_us"],
+    );
+    for row in cpu_rows {
+        table.row(row);
+    }
+    report.note(
+        "total_us is the CPU one create costs on this machine: cores / total_us bounds the create rate",
+    );
+    report.finish();
+    Ok((report, headline))
+}
+
+/// CPU used so far by the scheduler, the sidecar and this process (the clients).
+fn cpu_now(scheduler: &Scheduler, sidecar: &Sidecar) -> anyhow::Result<[Duration; 3]> {
+    Ok([scheduler.proc.cpu()?, sidecar.proc.cpu()?, crate::stack::cpu_time("/proc/self/stat")?])
+}
+
+/// Options of `burst`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct BurstArgs {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+    /// Jobs all due at one instant [default: 100000; --quick: 10000].
+    #[arg(long)]
+    pub jobs: Option<u64>,
+    /// Seconds from the start of creation to the due instant [default: sized from the job
+    /// count; repeated with a longer lead when creation overruns it].
+    #[arg(long, value_name = "SECS")]
+    pub lead: Option<f64>,
+    /// Give up waiting for the deliveries after this many seconds [default: 120].
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+}
+
+/// Options of `steady` and `recovery`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SteadyArgs {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+    /// Jobs coming due per second [default: 10000; --quick: 2000; recovery: 5000 / 1000].
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Seconds during which jobs come due [default: 20; --quick: 5; recovery --quick: 6].
+    #[arg(long, value_name = "SECS")]
+    pub secs: Option<f64>,
+    /// Seconds from the start of creation to the first due instant [default: sized from the
+    /// job count].
+    #[arg(long, value_name = "SECS")]
+    pub lead: Option<f64>,
+    /// recovery: seconds after the first due instant at which the scheduler is killed
+    /// [default: a third of --secs].
+    #[arg(long, value_name = "SECS")]
+    pub kill_after: Option<f64>,
+}
+
+/// A stack for delivery runs: scheduler, recording app, sidecar with its stream open.
+/// Fields drop in order: the sidecar goes before the scheduler, so it logs no broken stream.
+struct Stack {
+    sidecar: Sidecar,
+    scheduler: Scheduler,
+    _app: app::AppServer,
+    recorder: Arc<Recorder>,
+    data_path: std::path::PathBuf,
+    _data: tempfile::TempDir,
+}
+
+async fn stack(args: &SchedulerArgs, prefix: &str, jobs: u64) -> anyhow::Result<Stack> {
+    let kairos = kairos_bin(args.kairos.as_deref())?;
+    let data = args.temp_dir()?;
+    let scheduler = Scheduler::start(&kairos, data.path(), 0, &args.extra_flags(), START_TIMEOUT)?;
+    let recorder = Recorder::new(prefix, jobs, timing::now());
+    let app = app::serve(0, Some(recorder.clone())).await?;
+    let mut sidecar = Sidecar::start(
+        &kairos,
+        &scheduler.address,
+        Some(app.address.port()),
+        &args.sidecar_args,
+        START_TIMEOUT,
+    )?;
+    sidecar.wait_stream(START_TIMEOUT)?;
+    Ok(Stack { data_path: data.path().to_path_buf(), _data: data, scheduler, sidecar, _app: app, recorder })
+}
+
+/// Wall and monotonic "now" taken together, to map due instants onto the clock the
+/// measurements use.
+#[derive(Clone, Copy)]
+struct Epoch {
+    wall: Timestamp,
+    mono: Instant,
+}
+
+impl Epoch {
+    fn now() -> Epoch {
+        Epoch { wall: SystemClock.now(), mono: timing::now() }
+    }
+
+    fn wall_at(self, offset: Duration) -> Timestamp {
+        self.wall
+            .saturating_add(SignedDuration::try_from(offset).unwrap_or(SignedDuration::MAX))
+            .unwrap_or(self.wall)
+    }
+}
+
+/// Creates `count` jobs whose due time is `offset(i)` after `epoch`, through the sidecar.
+async fn create_due(
+    sidecar: &Sidecar,
+    prefix: &str,
+    count: u64,
+    epoch: Epoch,
+    offset: Arc<dyn Fn(u64) -> Duration + Send + Sync>,
+) -> anyhow::Result<Duration> {
+    let due = Arc::new(move |i: u64| epoch.wall_at(offset(i)).to_string());
+    let jobs = JobSet { prefix: prefix.into(), due, payload_bytes: 64 };
+    let calls = clients::sidecar_grpc(&sidecar.grpc, 64, 1, &jobs).await?;
+    let result = drive::drive(calls, Some(count), None, "create").await?;
+    if result.ok != count {
+        bail!(
+            "only {} of {count} jobs were created; first error: {}",
+            result.ok,
+            result.first_error.as_deref().unwrap_or("none")
+        );
+    }
+    Ok(result.elapsed)
+}
+
+fn lead_for(jobs: u64, given: Option<f64>) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    given.unwrap_or(MIN_LEAD_S + jobs as f64 / ASSUMED_CREATES_PER_S)
+}
+
+/// Lateness (arrival - due) of every arrived job, and how many arrived before their due time.
+fn lateness(recorder: &Recorder, due: impl Fn(u64) -> Instant) -> anyhow::Result<(Latencies, u64)> {
+    let mut hist = Latencies::new()?;
+    let mut early = 0;
+    for i in 0..recorder.capacity() {
+        if let Some(at) = recorder.arrival(i) {
+            let due = due(i);
+            if at < due {
+                early += 1;
+            }
+            hist.record(at.saturating_duration_since(due));
+        }
+    }
+    Ok((hist, early))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs `burst`.
+///
+/// # Errors
+/// When the stack cannot start, creation fails or overruns the due instant every time.
+pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Headline)> {
+    let jobs = sized(args.jobs, 100_000, 10_000, quick);
+    let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(120.0));
+    let mut lead = lead_for(jobs, args.lead);
+    let mut report = Report::new("burst");
+    report.param("path", "kairos scheduler -> kairos sidecar -> gRPC app (OnJobEvent, acks at once)");
+    report.param("jobs", jobs);
+
+    for attempt in 1..=ATTEMPTS {
+        let s = stack(&args.scheduler, "burst-", jobs).await?;
+        let epoch = Epoch::now();
+        let due_offset = Duration::from_millis((lead * 1000.0).ceil() as u64);
+        let due_at = epoch.mono + due_offset;
+        eprintln!("burst: creating {jobs} jobs due {lead:.1} s from now");
+        let created = create_due(&s.sidecar, "burst-", jobs, epoch, Arc::new(move |_| due_offset)).await?;
+        let create_end = timing::now();
+        if create_end >= due_at {
+            let longer = MIN_LEAD_S + created.as_secs_f64() * 1.5;
+            eprintln!(
+                "burst: creation took {:.1} s, past the due instant; again with a {longer:.0} s lead",
+                created.as_secs_f64()
+            );
+            lead = longer;
+            if attempt == ATTEMPTS {
+                bail!("creating {jobs} jobs overran the due instant {ATTEMPTS} times; pass a larger --lead");
+            }
+            continue;
+        }
+        let slack = due_at - create_end;
+        let cpu_before = cpu_now(&s.scheduler, &s.sidecar)?;
+        let all = s.recorder.wait_for(jobs, slack + timeout, "burst").await;
+        let cpu_after = cpu_now(&s.scheduler, &s.sidecar)?;
+        #[allow(clippy::cast_precision_loss)]
+        let cpu_us =
+            |i: usize| cpu_after[i].saturating_sub(cpu_before[i]).as_secs_f64() * 1e6 / jobs.max(1) as f64;
+        let (hist, early) = lateness(&s.recorder, |_| due_at)?;
+        let received = s.recorder.received();
+        let last = (0..jobs).filter_map(|i| s.recorder.arrival(i)).max();
+        let first = (0..jobs).filter_map(|i| s.recorder.arrival(i)).min();
+        // Let redeliveries, if any, show up before counting duplicates.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let duplicates = s.recorder.duplicates();
+        if s.recorder.foreign() > 0 {
+            report.note(format!("{} deliveries of jobs not created by this run", s.recorder.foreign()));
+        }
+        let rss = s.scheduler.proc.rss().unwrap_or(0);
+        let sidecar_rss = s.sidecar.proc.rss().unwrap_or(0);
+        drop(s);
+        if !all {
+            report.note(format!(
+                "only {received} of {jobs} jobs arrived within {timeout:?} of the due instant"
+            ));
+        }
+        let span = last.map(|l| l.saturating_duration_since(due_at)).unwrap_or_default();
+        let l = hist.summary();
+        let rate = timing::rate(received, span);
+        let table = report.table(
+            "one burst: N jobs due at one instant (times from the due instant)",
+            &[
+                "jobs",
+                "create_s",
+                "slack_s",
+                "delivered",
+                "duplicates",
+                "early",
+                "first_ms",
+                "last_s",
+                "triggers_per_s",
+                "late_p50_ms",
+                "late_p99_ms",
+                "sched_rss_mib",
+                "sidecar_rss_mib",
+            ],
+        );
+        table.row(vec![
+            jobs.into(),
+            created.as_secs_f64().into(),
+            slack.as_secs_f64().into(),
+            received.into(),
+            duplicates.into(),
+            early.into(),
+            first.map_or(Value::from("-"), |f| ms(f.saturating_duration_since(due_at)).into()),
+            span.as_secs_f64().into(),
+            rate.into(),
+            l.p50_ms.into(),
+            l.p99_ms.into(),
+            mib(rss).into(),
+            mib(sidecar_rss).into(),
+        ]);
+        report.note(
+            "last_s = last arrival at the app minus the due instant; triggers_per_s = delivered / last_s",
+        );
+        report.note("the app acknowledges each job by answering OnJobEvent OK at once");
+        let t = report.table(
+            "CPU time per delivered trigger (user + system, from /proc)",
+            &["scheduler_us", "sidecar_us", "app_us", "total_us"],
+        );
+        t.row(vec![
+            cpu_us(0).into(),
+            cpu_us(1).into(),
+            cpu_us(2).into(),
+            (cpu_us(0) + cpu_us(1) + cpu_us(2)).into(),
+        ]);
+        report.note("app_us is this process (the receiving app and its 2 ms progress poll)");
+        report.finish();
+        let mut headline = Headline::new();
+        headline.insert("burst_s", span.as_secs_f64());
+        headline.insert("burst_per_s", rate);
+        headline.insert("burst_lost", (jobs - received) as f64);
+        return Ok((report, headline));
+    }
+    unreachable_attempts()
+}
+
+fn unreachable_attempts<T>() -> anyhow::Result<T> {
+    bail!("no attempt ran")
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs `steady` (`kill` false) or `recovery` (`kill` true).
+///
+/// # Errors
+/// When the stack cannot start, creation fails or overruns every time, or the restart fails.
+pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Result<(Report, Headline)> {
+    let rate =
+        if kill { sized(args.rate, 5_000, 1_000, quick) } else { sized(args.rate, 10_000, 2_000, quick) };
+    let secs = if kill { sized(args.secs, 20.0, 6.0, quick) } else { sized(args.secs, 20.0, 5.0, quick) };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let jobs = (rate as f64 * secs).round() as u64;
+    let kill_after = args.kill_after.unwrap_or(secs / 3.0);
+    let name = if kill { "recovery" } else { "steady" };
+    let prefix = format!("{name}-");
+    let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
+    let mut lead = lead_for(jobs, args.lead);
+    let mut report = Report::new(name);
+    report.param("path", "kairos scheduler -> kairos sidecar -> gRPC app (OnJobEvent, acks at once)");
+    report.param("rate_per_s", rate);
+    report.param("secs", secs);
+    report.param("jobs", jobs);
+    if kill {
+        report.param("kill9_after_s", kill_after);
+    }
+
+    for attempt in 1..=ATTEMPTS {
+        let mut s = stack(&args.scheduler, &prefix, jobs).await?;
+        let epoch = Epoch::now();
+        let lead_d = Duration::from_millis((lead * 1000.0).ceil() as u64);
+        let nanos_per_job = 1_000_000_000 / rate.max(1);
+        let offset = Arc::new(move |i: u64| lead_d + Duration::from_nanos(i * nanos_per_job));
+        let due_mono = {
+            let offset = offset.clone();
+            move |i: u64| epoch.mono + offset(i)
+        };
+        let t0 = epoch.mono + lead_d;
+        eprintln!("{name}: creating {jobs} jobs coming due at {rate}/s for {secs} s, {lead:.1} s from now");
+        let created = create_due(&s.sidecar, &prefix, jobs, epoch, offset.clone()).await?;
+        let create_end = timing::now();
+        if create_end >= t0 {
+            let longer = MIN_LEAD_S + created.as_secs_f64() * 1.5;
+            eprintln!(
+                "{name}: creation took {:.1} s, past the first due instant; again with a {longer:.0} s lead",
+                created.as_secs_f64()
+            );
+            lead = longer;
+            if attempt == ATTEMPTS {
+                bail!(
+                    "creating {jobs} jobs overran the first due instant {ATTEMPTS} times; pass a larger --lead"
+                );
+            }
+            continue;
+        }
+        let end = t0 + Duration::from_secs_f64(secs);
+        let mut restart: Option<(Instant, Instant, Instant)> = None;
+        if kill {
+            let kill_at = t0 + Duration::from_secs_f64(kill_after);
+            tokio::time::sleep_until(kill_at.into()).await;
+            let killed = timing::now();
+            s.scheduler.proc.kill9();
+            eprintln!(
+                "{name}: scheduler killed (SIGKILL) with {} jobs delivered; restarting",
+                s.recorder.received()
+            );
+            let port = s.scheduler.port;
+            let again =
+                Scheduler::start(&kairos, &s.data_path, port, &args.scheduler.extra_flags(), START_TIMEOUT)
+                    .context("the scheduler did not restart")?;
+            restart = Some((killed, again.proc.spawned, again.listening));
+            s.scheduler = again;
+        }
+        let timeout = (end - timing::now().min(end)) + Duration::from_secs(60);
+        let all = s.recorder.wait_for(jobs, timeout, name).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let received = s.recorder.received();
+        let duplicates = s.recorder.duplicates();
+        let (hist, early) = lateness(&s.recorder, &due_mono)?;
+        let last = (0..jobs).filter_map(|i| s.recorder.arrival(i)).max();
+        let rss = s.scheduler.proc.rss().unwrap_or(0);
+        let recorder = s.recorder.clone();
+        drop(s);
+        if !all {
+            report
+                .note(format!("only {received} of {jobs} jobs arrived within 60 s of the last due instant"));
+        }
+        let span = last.map(|l| l.saturating_duration_since(t0)).unwrap_or_default();
+        let delivered_rate = timing::rate(received, span);
+        let l = hist.summary();
+        let mut headline = Headline::new();
+        let table = report.table(
+            format!("{rate} jobs/s due for {secs} s (lateness = app receive time - due time)"),
+            &[
+                "jobs",
+                "create_s",
+                "delivered",
+                "lost",
+                "duplicates",
+                "early",
+                "delivered_per_s",
+                "late_p50_ms",
+                "late_p99_ms",
+                "late_max_ms",
+                "sched_rss_mib",
+            ],
+        );
+        table.row(vec![
+            jobs.into(),
+            created.as_secs_f64().into(),
+            received.into(),
+            (jobs - received).into(),
+            duplicates.into(),
+            early.into(),
+            delivered_rate.into(),
+            l.p50_ms.into(),
+            l.p99_ms.into(),
+            l.max_ms.into(),
+            mib(rss).into(),
+        ]);
+        report.note("delivered_per_s = delivered / (last arrival - first due instant)");
+        if let Some((killed, spawned, listening)) = restart {
+            // Catch-up: until every job due before the new process listened has arrived.
+            let behind: Vec<u64> = (0..jobs).filter(|&i| due_mono(i) <= listening).collect();
+            let caught_up = behind.iter().filter_map(|&i| recorder.arrival(i)).max();
+            let missing_behind = behind.iter().filter(|&&i| recorder.arrival(i).is_none()).count();
+            let t = report.table("kill -9 and restart", &["metric", "value", "unit"]);
+            t.row(vec!["acknowledged jobs lost".into(), (jobs - received).into(), "jobs".into()]);
+            t.row(vec!["duplicate deliveries".into(), duplicates.into(), "deliveries".into()]);
+            t.row(vec![
+                "kill to restarted scheduler listening".into(),
+                ms(listening - killed).into(),
+                "ms".into(),
+            ]);
+            t.row(vec!["restart spawn to listening".into(), ms(listening - spawned).into(), "ms".into()]);
+            t.row(vec!["jobs due before it listened".into(), (behind.len() as u64).into(), "jobs".into()]);
+            let catch_up = caught_up.map(|c| c.saturating_duration_since(listening));
+            t.row(vec![
+                "catch-up (listening to last of those delivered)".into(),
+                catch_up.map_or(Value::from("-"), |c| ms(c).into()),
+                "ms".into(),
+            ]);
+            if missing_behind > 0 {
+                report.note(format!("{missing_behind} jobs due before the restart never arrived"));
+            }
+            headline.insert("recovery_lost", (jobs - received) as f64);
+            headline.insert("recovery_duplicates", duplicates as f64);
+            headline.insert("recovery_catch_up_ms", catch_up.map_or(f64::NAN, ms));
+            report
+                .note("every created job was acknowledged (ScheduleJob OK) before the kill: lost must be 0");
+        } else {
+            headline.insert("steady_per_s", delivered_rate);
+            headline.insert("steady_p50_ms", l.p50_ms);
+            headline.insert("steady_p99_ms", l.p99_ms);
+            headline.insert("steady_max_ms", l.max_ms);
+            headline.insert("steady_lost", (jobs - received) as f64);
+        }
+        report.finish();
+        return Ok((report, headline));
+    }
+    unreachable_attempts()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_counts_early_arrivals_and_skips_missing_ones() {
+        let base = timing::now();
+        let recorder = Recorder::new("t-", 3, base);
+        recorder.record(&app::job_name("t-", 0));
+        recorder.record(&app::job_name("t-", 1));
+        // Job 0 was due 10 s ago (late), job 1 is due in 10 s (early), job 2 never came.
+        let ten_s = Duration::from_secs(10);
+        let due = |i: u64| if i == 0 { base.checked_sub(ten_s).unwrap_or(base) } else { base + ten_s };
+        let (hist, early) = lateness(&recorder, due).unwrap();
+        assert_eq!(early, 1);
+        let s = hist.summary();
+        assert!(s.max_ms >= 9_900.0, "{s:?}");
+    }
+}

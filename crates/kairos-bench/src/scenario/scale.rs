@@ -1,0 +1,167 @@
+//! `scale`: M far-future jobs in `kairos scheduler` → its RSS and the bytes on disk per job;
+//! then a restart → the time until a job that came due while it was down reaches the app.
+//!
+//! The jobs are loaded over the Scheduler gRPC API directly (64 clients over 8 connections;
+//! this measures storage, not the sidecar). One more job, due a second later, is created while
+//! no sidecar is connected, so it is staged; the scheduler is stopped (SIGTERM, or SIGKILL with
+//! `--kill9`), started again on the same data dir and port, and as soon as it listens a
+//! sidecar and the recording app are started: "first trigger" is from the restart's spawn to
+//! that job's arrival at the app.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use kairos_core::{Clock, SystemClock};
+use kairos_proto::scheduler::scheduler_client::SchedulerClient;
+use kairos_proto::scheduler::{Job, ScheduleJobRequest};
+use serde_json::Value;
+
+use super::full::Headline;
+use super::sized;
+use crate::app::{self, Recorder};
+use crate::cli::SchedulerArgs;
+use crate::load::{self, LoadConfig};
+use crate::process::dir_size;
+use crate::report::Report;
+use crate::stack::{Scheduler, Sidecar, kairos_bin};
+use crate::timing;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Options of `scale`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+    /// Far-future jobs to store [default: 10000000; --quick: 20000].
+    #[arg(long)]
+    pub jobs: Option<u64>,
+    /// Stop loading after this many seconds and measure what was stored [default: 1800;
+    /// --quick: 15].
+    #[arg(long, value_name = "SECS")]
+    pub max_load_secs: Option<f64>,
+    /// Stop the loaded scheduler with SIGKILL instead of SIGTERM.
+    #[arg(long)]
+    pub kill9: bool,
+}
+
+/// Runs `scale`.
+///
+/// # Errors
+/// When the scheduler cannot be loaded or restarted, or the due job never arrives.
+pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)> {
+    let jobs = sized(args.jobs, 10_000_000, 20_000, quick);
+    let max_load = Duration::from_secs_f64(sized(args.max_load_secs, 1800.0, 15.0, quick));
+    let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
+    let flags = args.scheduler.extra_flags();
+    let data = args.scheduler.temp_dir()?;
+    let mut report = Report::new("scale");
+    report.param("jobs_target", jobs);
+    report.param("max_load_s", max_load.as_secs_f64());
+    report.param("stop", if args.kill9 { "SIGKILL" } else { "SIGTERM" });
+
+    let mut first = Scheduler::start(&kairos, data.path(), 0, &flags, Duration::from_secs(60))?;
+    let port = first.port;
+    let empty_rss = first.proc.rss()?;
+    eprintln!("scale: loading {jobs} far-future jobs into {}", first.address);
+    let loaded = load::run(LoadConfig {
+        address: first.address.clone(),
+        clients: 64,
+        channels: 8,
+        jobs: Some(jobs),
+        duration: Some(max_load),
+        payload_bytes: 64,
+        app_id: crate::stack::APP_ID.into(),
+        name_prefix: "scale-".into(),
+        label: "scale load".into(),
+    })
+    .await?;
+    if loaded.ok == 0 {
+        bail!("no job was stored: {}", loaded.first_error.as_deref().unwrap_or("no error reported"));
+    }
+    if loaded.ok < jobs {
+        report.note(format!(
+            "loading stopped at --max-load-secs: {} of {jobs} jobs stored; figures are for {}",
+            loaded.ok, loaded.ok
+        ));
+    }
+    // The job that comes due while nobody listens, and while the scheduler is down.
+    let due =
+        SystemClock.now().saturating_add(jiff::SignedDuration::from_secs(1)).context("time out of range")?;
+    let channel = load::connect(&first.address, 1).await?.remove(0);
+    SchedulerClient::new(channel)
+        .schedule_job(ScheduleJobRequest {
+            name: app::job_name("due-", 0),
+            job: Some(Job { due_time: Some(due.to_string()), ..Job::default() }),
+            metadata: Some(load::metadata(crate::stack::APP_ID)),
+            overwrite: false,
+        })
+        .await
+        .context("cannot schedule the due job")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loaded_rss = first.proc.rss()?;
+    let stop_start = timing::now();
+    let graceful = if args.kill9 {
+        first.proc.kill9();
+        false
+    } else {
+        first.proc.stop(Duration::from_secs(120))?
+    };
+    let stopped_in = stop_start.elapsed();
+    drop(first);
+    let store_bytes = dir_size(data.path())?;
+
+    eprintln!("scale: restarting on the same data dir");
+    let recorder = Recorder::new("due-", 1, timing::now());
+    let app = app::serve(0, Some(recorder.clone())).await?;
+    let second = Scheduler::start(&kairos, data.path(), port, &flags, Duration::from_secs(1200))?;
+    let _sidecar = Sidecar::start(
+        &kairos,
+        &second.address,
+        Some(app.address.port()),
+        &args.scheduler.sidecar_args,
+        Duration::from_secs(60),
+    )?;
+    if !recorder.wait_for(1, Duration::from_secs(120), "scale restart").await {
+        bail!("the job due during the restart did not arrive within 120 s");
+    }
+    let arrived = recorder.arrival(0).context("no arrival time")?;
+    let to_listen = second.listening - second.proc.spawned;
+    let to_trigger = arrived - second.proc.spawned;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let restarted_rss = second.proc.rss()?;
+
+    #[allow(clippy::cast_precision_loss)]
+    let per_job = |bytes: u64| bytes as f64 / loaded.ok as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let mib = |bytes: u64| bytes as f64 / MIB;
+    let s = loaded.latencies.summary();
+    let table = report.table("stored jobs: memory, disk, restart", &["metric", "value", "unit"]);
+    let mut row = |metric: &str, value: Value, unit: &str| table.row(vec![metric.into(), value, unit.into()]);
+    row("jobs stored", loaded.ok.into(), "jobs");
+    row("load rate (scheduler gRPC, 64 clients)", timing::rate(loaded.ok, loaded.elapsed).into(), "jobs/s");
+    row("load latency p99", s.p99_ms.into(), "ms");
+    row("RSS empty", mib(empty_rss).into(), "MiB");
+    row("RSS loaded", mib(loaded_rss).into(), "MiB");
+    row("RSS per job (growth)", per_job(loaded_rss.saturating_sub(empty_rss)).into(), "bytes/job");
+    row("store on disk", mib(store_bytes).into(), "MiB");
+    row("store bytes per job", per_job(store_bytes).into(), "bytes/job");
+    row(
+        if graceful { "stop (SIGTERM)" } else { "stop (SIGKILL)" },
+        (stopped_in.as_secs_f64() * 1000.0).into(),
+        "ms",
+    );
+    row("restart: spawn to listening", (to_listen.as_secs_f64() * 1000.0).into(), "ms");
+    row("restart: spawn to first due trigger at the app", (to_trigger.as_secs_f64() * 1000.0).into(), "ms");
+    row("restart: RSS", mib(restarted_rss).into(), "MiB");
+    report.note("first due trigger: a job that came due while the scheduler was down; includes starting the sidecar once the scheduler listens");
+    report.finish();
+    let mut headline = Headline::new();
+    #[allow(clippy::cast_precision_loss)]
+    headline.insert("scale_jobs", loaded.ok as f64);
+    headline.insert("scale_rss_mib", mib(loaded_rss));
+    headline.insert("scale_bytes_per_job", per_job(store_bytes));
+    headline.insert("scale_first_trigger_ms", to_trigger.as_secs_f64() * 1000.0);
+    drop(app);
+    Ok((report, headline))
+}
