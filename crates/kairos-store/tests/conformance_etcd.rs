@@ -420,3 +420,44 @@ async fn racing_overwrites_applies_and_deletes_of_one_job_leave_job_and_due_inde
         .unwrap();
     assert_eq!(raw.count(), i64::try_from(due.len()).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_applies_of_large_jobs_are_split_into_transactions_under_the_request_limit() {
+    let etcd = EtcdProcess::start().await.unwrap();
+    let store = EtcdStore::connect(config(&etcd, "/large", 8)).await.unwrap();
+    // 24 jobs of 300 KB: about 7 MB in all, far above etcd's 1.5 MiB request limit and the
+    // client's default 4 MiB response limit.
+    let mut jobs = Vec::new();
+    for i in 0..24u8 {
+        let mut j = job(JobKey::app("ns", "app", format!("big-{i:02}")), at(1));
+        j.spec.data = Some(kairos_core::Payload { type_url: "t".into(), value: vec![i; 300 * 1024] });
+        store.put(j.clone(), PutMode::CreateOnly).await.unwrap();
+        jobs.push(j);
+    }
+    let calls: Vec<_> = jobs
+        .iter()
+        .cloned()
+        .map(|j| {
+            let store = store.clone();
+            tokio::spawn(async move { store.apply(vec![progress_of(&j, 1, at(50))]).await })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap().unwrap();
+    }
+    let stored = store.scan_all(None, usize::MAX).await.unwrap();
+    assert_eq!(stored.len(), 24);
+    for (s, j) in stored.iter().zip(&jobs) {
+        assert_eq!((s.progress.count, s.next_due, &s.spec.data), (1, at(50), &j.spec.data));
+    }
+    assert_eq!(
+        store
+            .scan_due(store.partition_of(&jobs[0].key), None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|j| j.key == jobs[0].key)
+            .count(),
+        1
+    );
+}
