@@ -21,7 +21,7 @@ use kairos_proto::scheduler::{
     WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus,
     WatchJobsResponse,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 
@@ -29,6 +29,12 @@ use tonic::metadata::{Ascii, MetadataValue};
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Results buffered per stream before delivery tasks wait.
 const RESULT_BUFFER: usize = 1024;
+/// Deliveries one stream runs at once, whatever `--app-max-concurrency` says. Further triggers
+/// stay in the scheduler (HTTP/2 flow control) instead of piling up as tasks on the one app
+/// connection: unbounded, a 100,000-trigger burst took 3x the CPU per trigger, timed
+/// deliveries out into retries and duplicates, and exhausted failure policies
+/// (kairos-bench burst, docs/BENCHMARKS.md).
+pub const MAX_IN_FLIGHT: usize = 256;
 /// How long deliveries in flight may still finish after a stop, unless told otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(5_000);
 
@@ -394,7 +400,18 @@ async fn stream_loop(
             Ok(mut inbound) => {
                 tracing::info!(%address, "job stream to scheduler open");
                 backoff = Duration::from_millis(100);
+                let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
                 loop {
+                    // A slot first: no trigger is read from the stream until one is free.
+                    let slot = tokio::select! {
+                        () = stop.cancelled() => {
+                            drop(tx);
+                            settle(&address, inbound, &in_flight, grace).await;
+                            return;
+                        }
+                        slot = slots.clone().acquire_owned() => slot,
+                    };
+                    let Ok(slot) = slot else { return };
                     let next = tokio::select! {
                         () = stop.cancelled() => {
                             drop(tx);
@@ -419,6 +436,7 @@ async fn stream_loop(
                     let in_flight = in_flight.clone();
                     in_flight.fetch_add(1, Ordering::AcqRel);
                     tokio::spawn(async move {
+                        let _slot = slot;
                         let status = handler.handle(&trigger).await;
                         in_flight.fetch_sub(1, Ordering::AcqRel);
                         let result = WatchJobsRequestResult { id: trigger.id, status: status as i32 };
@@ -471,5 +489,111 @@ async fn settle(
             ?grace,
             "shutdown grace exceeded; deliveries still in flight are abandoned (the scheduler redelivers them)"
         );
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kairos_proto::scheduler::{
+        DeleteByMetadataRequest, DeleteByMetadataResponse, DeleteByNamePrefixRequest,
+        DeleteByNamePrefixResponse, DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse,
+        ListJobsRequest, ListJobsResponse, ScheduleJobRequest, ScheduleJobResponse, WatchHostsResponse,
+    };
+    use tonic::Status;
+
+    /// A scheduler whose one stream sends `triggers` triggers at once and counts the results.
+    #[derive(Debug)]
+    struct Burst {
+        triggers: u64,
+        results: Arc<AtomicUsize>,
+    }
+
+    #[async_trait]
+    impl SchedulerApi for Burst {
+        async fn schedule_job(&self, _: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn get_job(&self, _: GetJobRequest) -> Result<GetJobResponse, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn delete_job(&self, _: DeleteJobRequest) -> Result<DeleteJobResponse, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn list_jobs(&self, _: ListJobsRequest) -> Result<ListJobsResponse, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn delete_by_metadata(
+            &self,
+            _: DeleteByMetadataRequest,
+        ) -> Result<DeleteByMetadataResponse, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn delete_by_name_prefix(
+            &self,
+            _: DeleteByNamePrefixRequest,
+        ) -> Result<DeleteByNamePrefixResponse, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+        async fn watch_jobs(
+            &self,
+            mut requests: ApiStream<WatchJobsRequest>,
+        ) -> Result<ApiStream<WatchJobsResponse>, Status> {
+            let results = self.results.clone();
+            tokio::spawn(async move {
+                while let Some(Ok(request)) = requests.next().await {
+                    if matches!(request.watch_job_request_type, Some(WatchJobRequestType::Result(_))) {
+                        results.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            });
+            let triggers = (0..self.triggers)
+                .map(|id| Ok(WatchJobsResponse { id, name: format!("job-{id}"), ..Default::default() }));
+            // Stays open after the burst, as a real stream does.
+            Ok(Box::pin(futures::stream::iter(triggers).chain(futures::stream::pending())))
+        }
+        async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status> {
+            Err(Status::unimplemented("fake"))
+        }
+    }
+
+    /// Counts deliveries running at once.
+    #[derive(Debug, Default)]
+    struct SlowApp {
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl TriggerHandler for SlowApp {
+        async fn handle(&self, _: &WatchJobsResponse) -> WatchJobsRequestResultStatus {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            WatchJobsRequestResultStatus::Success
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_is_delivered_with_at_most_max_in_flight_deliveries_at_once_and_every_result_returns() {
+        let triggers = 4 * MAX_IN_FLIGHT as u64;
+        let results = Arc::new(AtomicUsize::new(0));
+        let link = SchedulerLink::in_process(Arc::new(Burst { triggers, results: results.clone() }));
+        let app = Arc::new(SlowApp::default());
+        let stop = CancellationToken::new();
+        let run = tokio::spawn({
+            let (link, app, stop) = (link.clone(), app.clone(), stop.clone());
+            async move { link.run_streams(WatchJobsRequestInitial::default(), app, stop).await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while results.load(Ordering::SeqCst) < triggers as usize && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The fake stream never ends, so a stop would wait out the grace: abort instead.
+        run.abort();
+        assert_eq!(results.load(Ordering::SeqCst), triggers as usize, "every trigger's result came back");
+        let most = app.most.load(Ordering::SeqCst);
+        assert!(most <= MAX_IN_FLIGHT, "{most} deliveries ran at once, more than {MAX_IN_FLIGHT}");
+        assert!(most > 1, "deliveries ran concurrently ({most} at most)");
     }
 }
