@@ -1,6 +1,7 @@
 //! Real `kairos scheduler` replicas on a real etcd (Debian's `etcd`, started by the test), with
 //! one WatchJobs stream to each replica as a sidecar keeps: a replica killed with SIGKILL, a
-//! replica joining under load, etcd killed and restarted, a 3-member etcd losing its leader, and
+//! replica joining under load, a replica stopped with SIGTERM (hand-over without the lease TTL),
+//! etcd killed and restarted, a 3-member etcd losing its leader, and
 //! a quick measurement of create and trigger rates.
 //!
 //! Jobs are `@every 1s` with a repeat count, created round-robin through all replicas. "No tick
@@ -65,9 +66,13 @@ struct Replica {
 }
 
 fn start_replica(endpoints: &[String], id: &str) -> Replica {
+    start_replica_with_ttl(endpoints, id, TTL_SECS)
+}
+
+fn start_replica_with_ttl(endpoints: &[String], id: &str, ttl_secs: u64) -> Replica {
     let dir = tempfile::tempdir().unwrap();
     let endpoints = endpoints.join(",");
-    let ttl = format!("{TTL_SECS}s");
+    let ttl = format!("{ttl_secs}s");
     let proc = common::start_scheduler(
         dir.path(),
         &[
@@ -495,6 +500,58 @@ async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
     let names: std::collections::BTreeSet<&String> = deliveries.iter().map(|d| &d.name).collect();
     assert_eq!(names.len(), total, "every job fired");
     assert_eq!(per_replica.len(), 3, "every replica fired a share");
+    for c in consumers {
+        c.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_ttl() {
+    // A long TTL: if the stopped replica's partitions moved only when its lease expired, they
+    // would pause for 15 s.
+    const LONG_TTL_SECS: u64 = 15;
+    let etcd = EtcdProcess::start().await.expect("etcd");
+    let endpoints = etcd.endpoints();
+    let mut replicas: Vec<Replica> =
+        (0..2).map(|i| start_replica_with_ttl(&endpoints, &format!("t{i}"), LONG_TTL_SECS)).collect();
+    let log: Log = Arc::default();
+    let consumers = spawn_consumers(&replicas, &log);
+    let repeats = 10;
+    let created = create_jobs(&addresses(&replicas), "term", 32, repeats).await;
+    wait_every_replica_fires(&log, 2).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let stopped_at = Instant::now();
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(replicas[0].proc.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::task::block_in_place(|| replicas[0].proc.child.wait()).unwrap();
+    let exited_after = stopped_at.elapsed();
+    assert!(status.success(), "the replica exits 0 on SIGTERM: {status}");
+    let survivor = replicas[1].proc.address.clone();
+    wait_all_done(&survivor, created.keys(), Duration::from_secs(40)).await;
+
+    let jobs = by_job(&log);
+    let duplicated = assert_counts(&jobs, &created, repeats);
+    let mut resumes = Vec::new();
+    for deliveries in jobs.values() {
+        if !deliveries.iter().any(|d| d.replica == 0 && d.at < stopped_at) {
+            continue;
+        }
+        let next = deliveries.iter().find(|d| d.at >= stopped_at).expect("the job fired again");
+        assert_eq!(next.replica, 1, "after the stop only the survivor fires");
+        resumes.push(next.at - stopped_at);
+    }
+    assert!(!resumes.is_empty(), "the stopped replica owned jobs");
+    let worst = resumes.iter().max().copied().unwrap();
+    eprintln!(
+        "SIGTERM of 1 of 2 replicas (lease ttl {LONG_TTL_SECS}s): exited after {exited_after:?}; {} of {} jobs moved, worst resume {worst:?} after the signal, {duplicated} jobs with one duplicate",
+        resumes.len(),
+        created.len()
+    );
+    assert!(
+        worst < Duration::from_secs(LONG_TTL_SECS / 2),
+        "resume took {worst:?}: the partitions waited for the lease to expire"
+    );
     for c in consumers {
         c.abort();
     }
