@@ -18,4 +18,5 @@ pub mod http_json;
 pub mod jobs;
 pub mod scheduler_link;
 pub mod server;
+pub mod tls;
 pub mod value;

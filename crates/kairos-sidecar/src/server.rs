@@ -22,6 +22,7 @@ use crate::grpc_api::{DaprJobsService, TokenCheck};
 use crate::http_api::{HttpState, router};
 use crate::jobs::{DEFAULT_SCHEDULER_WAIT, Jobs};
 use crate::scheduler_link::{SchedulerLink, TriggerHandler};
+use crate::tls::{TlsError, TlsIdentity, TlsListener};
 
 /// How a sidecar runs (daprd's flags and environment, spec §9).
 #[derive(Debug, Clone)]
@@ -49,6 +50,8 @@ pub struct SidecarConfig {
     pub max_job_data_size: usize,
     /// How long deliveries in flight may finish after a stop.
     pub shutdown_grace: Duration,
+    /// Serve both APIs over TLS with this certificate (`--tls-cert-file`, `--tls-key-file`).
+    pub tls: Option<TlsIdentity>,
 }
 
 impl SidecarConfig {
@@ -66,6 +69,7 @@ impl SidecarConfig {
             scheduler_wait: DEFAULT_SCHEDULER_WAIT,
             max_job_data_size: 4 << 20,
             shutdown_grace: crate::scheduler_link::DEFAULT_SHUTDOWN_GRACE,
+            tls: None,
         }
     }
 }
@@ -83,6 +87,8 @@ pub enum SidecarError {
     },
     #[error(transparent)]
     AppChannel(#[from] AppChannelError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A running sidecar.
@@ -138,6 +144,9 @@ impl Sidecar {
             return Err(SidecarError::NoAppId);
         }
         let app = config.app.clone().map(AppChannel::new).transpose()?;
+        // Checked before anything is bound: a bad certificate is a startup error.
+        let tls =
+            config.tls.as_ref().map(|t| Ok::<_, TlsError>((t.server_config()?, t.clone()))).transpose()?;
         let link = link.with_shutdown_grace(config.shutdown_grace);
         let http_listener = bind(SocketAddr::new(config.listen, config.http_port)).await?;
         let grpc_listener = bind(SocketAddr::new(config.listen, config.grpc_port)).await?;
@@ -158,14 +167,36 @@ impl Sidecar {
 
         let http = router(state.clone());
         let http_stop = stop.clone();
+        let (https, plain) = match &tls {
+            Some((server_config, _)) => (
+                Some(
+                    TlsListener::new(http_listener, server_config.clone())
+                        .map_err(|source| SidecarError::Bind { address: http_addr, source })?,
+                ),
+                None,
+            ),
+            None => (None, Some(http_listener)),
+        };
         tasks.push(tokio::spawn(async move {
-            let serve = axum::serve(http_listener, http).with_graceful_shutdown(http_stop.cancelled_owned());
-            if let Err(err) = serve.await {
+            let served = match (https, plain) {
+                (Some(listener), _) => {
+                    axum::serve(listener, http).with_graceful_shutdown(http_stop.cancelled_owned()).await
+                }
+                (None, Some(listener)) => {
+                    axum::serve(listener, http).with_graceful_shutdown(http_stop.cancelled_owned()).await
+                }
+                (None, None) => Ok(()),
+            };
+            if let Err(err) = served {
                 tracing::error!(%err, "HTTP API server failed");
             }
         }));
 
         let grpc_stop = stop.clone();
+        let grpc_tls = tls.map(|(_, identity)| {
+            tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(identity.cert_pem, identity.key_pem))
+        });
         let max = config.max_body_size;
         let dapr = InterceptedService::new(
             DaprServer::new(DaprJobsService::new(jobs))
@@ -185,7 +216,17 @@ impl Sidecar {
             }
             let incoming =
                 tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-            let served = tonic::transport::Server::builder()
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = grpc_tls {
+                builder = match builder.tls_config(tls) {
+                    Ok(builder) => builder,
+                    Err(err) => {
+                        tracing::error!(%err, "gRPC API TLS configuration failed");
+                        return;
+                    }
+                };
+            }
+            let served = builder
                 .add_service(health)
                 .add_optional_service(reflection.ok())
                 .add_service(dapr)

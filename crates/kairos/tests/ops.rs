@@ -609,3 +609,122 @@ async fn the_scheduler_api_can_be_served_over_tls() {
     assert_ne!(status, 204, "{body}");
     assert_eq!(get_job(&with_ca, "nope").await, 500, "nothing stored");
 }
+
+/// One HTTP/1.1 request over TLS (verified against `ca`), by hand: status and body.
+async fn https_request(ca: &Path, address: &str, request: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let mut tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await?;
+    tls.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    // The server closes after the answer (`Connection: close`); a TLS peer that just drops the
+    // connection ends the read with an error after the data.
+    let _ = tls.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_apis_can_be_served_over_tls() {
+    use kairos_proto::runtime::GetJobRequest as RuntimeGet;
+    use kairos_proto::runtime::dapr_client::DaprClient;
+
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let (cert, key, ca) =
+        (fixtures.join("server-cert.pem"), fixtures.join("server-key.pem"), fixtures.join("ca-cert.pem"));
+    let (app_port, app) = http_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = scheduler(dir.path(), &[], &[]);
+    let side = sidecar(
+        "tls-side",
+        &scheduler.field("address"),
+        &[
+            "--app-port",
+            &app_port.to_string(),
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(side.field("tls"), "true");
+    let http = format!("localhost:{}", side.field("http").rsplit(':').next().unwrap());
+    let grpc = format!("localhost:{}", side.field("grpc").rsplit(':').next().unwrap());
+
+    // HTTPS: schedule, read back, and the app gets the job.
+    let body = r#"{"dueTime":"0s","data":"over tls"}"#;
+    let post = format!(
+        "POST /v1.0-alpha1/jobs/tls-job HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    assert_eq!(https_request(&ca, &http, &post).await.unwrap().0, 204);
+    let get = "GET /v1.0-alpha1/jobs/later HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let later = r#"{"dueTime":"1h"}"#;
+    let post_later = format!(
+        "POST /v1.0-alpha1/jobs/later HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{later}",
+        later.len()
+    );
+    assert_eq!(https_request(&ca, &http, &post_later).await.unwrap().0, 204);
+    let (status, got) = https_request(&ca, &http, get).await.unwrap();
+    assert_eq!(status, 200, "{got}");
+    assert!(got.contains("\"name\":\"later\""), "{got}");
+    wait_until("the delivery of a job scheduled over HTTPS", 10, || app.answered("tls-job") == 1).await;
+
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = reqwest::Client::new().get(format!("http://{http}/v1.0/healthz/outbound")).send().await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+
+    // gRPC over TLS with the CA works; plain text does not.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&ca).unwrap()));
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{grpc}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let job =
+        DaprClient::new(channel).get_job(RuntimeGet { name: "later".into() }).await.unwrap().into_inner();
+    assert_eq!(job.job.unwrap().name, "later");
+    let plain_grpc = match DaprClient::connect(format!("http://{grpc}")).await {
+        Ok(mut client) => client.get_job(RuntimeGet { name: "later".into() }).await.map(|_| ()),
+        Err(err) => Err(tonic::Status::unavailable(err.to_string())),
+    };
+    assert!(plain_grpc.is_err(), "plain-text gRPC was answered");
+}
+
+#[test]
+fn a_sidecar_with_a_bad_certificate_does_not_start() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_cert = dir.path().join("cert.pem");
+    std::fs::write(&not_a_cert, "not a certificate").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["sidecar", "--app-id", "bad-tls", "--dapr-http-port", "0", "--dapr-grpc-port", "0"])
+        .args(["--metrics-port", "0", "--tls-cert-file", not_a_cert.to_str().unwrap(), "--tls-key-file"])
+        .arg(fixtures.join("server-key.pem"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("bad TLS certificate or key"), "{stderr}");
+}

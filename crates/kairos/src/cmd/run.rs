@@ -111,6 +111,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         scheduler_api_token_file: None,
         scheduler_request_timeout_seconds: 30.0,
         scheduler_tls_ca_file: None,
+        // The app reaches its sidecar on loopback in plain text, as under dapr run.
+        tls_cert_file: None,
+        tls_key_file: None,
     };
     let config = sidecar_args.config()?;
 

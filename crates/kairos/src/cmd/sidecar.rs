@@ -70,6 +70,13 @@ pub struct Args {
     /// Reach the schedulers over TLS, verifying them against this PEM CA certificate.
     #[arg(long)]
     pub scheduler_tls_ca_file: Option<std::path::PathBuf>,
+    /// Serve the HTTP and gRPC APIs over TLS with this PEM certificate chain (needs
+    /// --tls-key-file).
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Args {
@@ -77,7 +84,7 @@ impl Args {
     /// `APP_API_TOKEN`) describe.
     ///
     /// # Errors
-    /// When `--app-protocol` is not one kairos speaks.
+    /// When `--app-protocol` is not one kairos speaks, or a TLS file cannot be read.
     pub fn config(&self) -> anyhow::Result<SidecarConfig> {
         let protocol: AppProtocol = self.app_protocol.parse()?;
         let app = self.app_port.map(|port| AppChannelConfig {
@@ -103,6 +110,13 @@ impl Args {
             std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
                 .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
         config.app = app;
+        if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+            };
+            config.tls =
+                Some(kairos_sidecar::tls::TlsIdentity { cert_pem: read(cert)?, key_pem: read(key)? });
+        }
         Ok(config)
     }
 }
@@ -174,6 +188,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         http = %sidecar.http_addr(),
         grpc = %sidecar.grpc_addr(),
         metrics = %metrics_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
+        tls = args.tls_cert_file.is_some(),
         "kairos sidecar listening"
     );
     signal.await;
