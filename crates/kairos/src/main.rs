@@ -7,6 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: profiles of the create and trigger paths spend ~14 % of
+/// the scheduler's CPU in glibc malloc/free (many small, short-lived allocations per request
+/// across tonic, h2, prost and redb).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// kairos: the Dapr Jobs building block (schedule named jobs, get them back at their trigger
 /// time).
 #[derive(Debug, Parser)]
