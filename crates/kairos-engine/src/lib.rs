@@ -229,6 +229,12 @@ impl Engine {
         self.inner.feed_driven.store(true, Ordering::Relaxed);
     }
 
+    /// Whether [`Engine::follow_store_feed`] was called: one of several replicas on a shared
+    /// store, owning only the partitions its cluster gives it (possibly none).
+    pub fn follows_store_feed(&self) -> bool {
+        self.inner.feed_driven.load(Ordering::Relaxed)
+    }
+
     /// Tells the job's partition, if this engine owns it, that the store now holds `job`.
     ///
     /// # Contract

@@ -197,7 +197,11 @@ pub async fn scheduler_not_ready(service: &SchedulerService) -> Vec<String> {
         reasons.push("a partition loop has stopped".to_owned());
     }
     if engine.owned().is_empty() {
-        reasons.push("owns no partitions".to_owned());
+        // A replica may rightly own none (more replicas than partitions, or between a
+        // membership change and its claims) and still serves every API call.
+        if !engine.follows_store_feed() {
+            reasons.push("owns no partitions".to_owned());
+        }
     } else if !engine.partitions_loaded() {
         reasons.push("partitions not loaded yet".to_owned());
     }
@@ -289,6 +293,15 @@ mod tests {
         service.engine().shutdown().await;
         let reasons = scheduler_not_ready(&service).await;
         assert!(reasons.iter().any(|r| r.contains("owns no partitions")), "{reasons:?}");
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_owns_no_partition_is_ready() {
+        let service = service_over(MemoryStore::new(2));
+        let reasons = scheduler_not_ready(&service).await;
+        assert!(reasons.iter().any(|r| r.contains("owns no partitions")), "{reasons:?}");
+        service.engine().follow_store_feed();
+        assert_eq!(scheduler_not_ready(&service).await, Vec::<String>::new());
     }
 
     #[tokio::test]
