@@ -205,7 +205,10 @@ pub async fn scheduler_not_ready(service: &SchedulerService) -> Vec<String> {
     } else if !engine.partitions_loaded() {
         reasons.push("partitions not loaded yet".to_owned());
     }
-    match tokio::time::timeout(STORE_PROBE_TIMEOUT, engine.store().count()).await {
+    // One single-key read: the cheapest call every store answers (a count would scan every job
+    // key on etcd).
+    let probe = kairos_core::JobKey::app("kairos", "kairos-readiness", "probe");
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, engine.store().get(&probe)).await {
         Ok(Ok(_)) => {}
         Ok(Err(err)) => reasons.push(format!("store probe failed: {err}")),
         Err(_) => reasons.push(format!("store probe took longer than {STORE_PROBE_TIMEOUT:?}")),
