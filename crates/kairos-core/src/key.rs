@@ -49,6 +49,50 @@ impl JobKey {
     }
 }
 
+/// Where a job's triggers go: the jobs of one app, or the reminders of one actor type, in one
+/// namespace. Every sidecar serving the route may receive them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Route {
+    /// Jobs of one app.
+    App { namespace: String, app_id: String },
+    /// Reminders of one actor type.
+    Actor { namespace: String, actor_type: String },
+}
+
+impl Route {
+    /// The route of a job.
+    pub fn of(key: &JobKey) -> Route {
+        match &key.owner {
+            Owner::App { app_id } => Route::App { namespace: key.namespace.clone(), app_id: app_id.clone() },
+            Owner::Actor { actor_type, .. } => {
+                Route::Actor { namespace: key.namespace.clone(), actor_type: actor_type.clone() }
+            }
+        }
+    }
+
+    /// Whether `key`'s triggers take this route (without building the key's route).
+    pub fn serves(&self, key: &JobKey) -> bool {
+        match (self, &key.owner) {
+            (Route::App { namespace, app_id }, Owner::App { app_id: a }) => {
+                *namespace == key.namespace && app_id == a
+            }
+            (Route::Actor { namespace, actor_type }, Owner::Actor { actor_type: t, .. }) => {
+                *namespace == key.namespace && actor_type == t
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Route::App { namespace, app_id } => write!(f, "app||{namespace}||{app_id}"),
+            Route::Actor { namespace, actor_type } => write!(f, "actorreminder||{namespace}||{actor_type}"),
+        }
+    }
+}
+
 /// Renders the key the way upstream renders it in `AlreadyExists` messages:
 /// `app||<namespace>||<appID>||<name>` or `actorreminder||<namespace>||<type>||<id>||<name>`.
 impl fmt::Display for JobKey {

@@ -20,6 +20,6 @@ pub mod timepoint;
 
 pub use clock::{Clock, ManualClock, Stopwatch, SystemClock};
 pub use job::{FailurePolicy, JobSpec, JobTiming, Payload, ValidationError};
-pub use key::{JobKey, NameError, Owner};
+pub use key::{JobKey, NameError, Owner, Route};
 pub use schedule::{Schedule, ScheduleError};
 pub use timeline::Progress;

@@ -1,11 +1,16 @@
 //! The kairos trigger engine: jobs in, triggers out, at their due time, every time.
 //!
 //! [`Engine`] validates and stores jobs, runs one trigger loop per owned partition (see
-//! `partition.rs`), and routes fired triggers to subscribers by the job's owner (see
+//! `partition.rs`), and routes fired triggers to subscribers by the job's route (see
 //! [`router`]). A subscriber answers each trigger by id with an [`Outcome`]; the engine then
 //! applies the failure policy or moves the job to its next tick, writes the progress durably,
-//! and deletes the job after its last tick. Triggers for an owner without subscribers are staged
-//! in memory, cost no retry, and go out as soon as a subscriber for that owner appears.
+//! and deletes the job after its last tick. A job whose trigger finds no subscriber of its route
+//! is *staged* in the store (not in memory), costs no retry, and goes out as soon as a subscriber
+//! for that route appears.
+//!
+//! Memory is bounded whatever the backlog: each partition keeps at most
+//! [`EngineConfig::window`] jobs in memory, and each subscriber holds at most
+//! [`EngineConfig::credit`] triggers without an answer.
 //!
 //! Sits on `kairos-core` and `kairos-store`; the Scheduler gRPC service and the in-process
 //! launcher drive it through [`Engine`]. It must never import tonic services or axum.
@@ -14,7 +19,7 @@ mod partition;
 pub mod router;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,16 +33,27 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use router::{Outcome, Registration, Route, RouterStats, Trigger};
+pub use kairos_core::Route;
+pub use router::{Outcome, Registration, RouterStats, Trigger};
 
-use crate::partition::{Command, Partition};
+use crate::partition::{Command, Flags, Partition};
 use crate::router::Router;
+
+/// The default [`EngineConfig::window`]: with 256 partitions, at most 32,768 jobs in memory.
+pub const DEFAULT_WINDOW: usize = 128;
+
+/// The default [`EngineConfig::credit`]: as many as a kairos sidecar delivers at once.
+pub const DEFAULT_CREDIT: usize = 256;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Most jobs a partition keeps in memory; the rest wait in the store's due index.
+    /// Most jobs a partition keeps in memory, whatever their state (waiting, fired, being
+    /// written); the rest wait in the store's due and staged indexes.
     pub window: usize,
+    /// Most triggers one subscriber (a sidecar's stream) holds without an answer; the next ones
+    /// wait for an answer to give a credit back.
+    pub credit: usize,
     /// Longest a partition sleeps before re-reading the clock, so wall-clock jumps are noticed.
     pub max_sleep: SignedDuration,
     /// Zone of cron schedules without a `TZ=` prefix (upstream: the scheduler's local zone).
@@ -46,7 +62,12 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { window: 512, max_sleep: SignedDuration::from_secs(1), default_tz: TimeZone::system() }
+        EngineConfig {
+            window: DEFAULT_WINDOW,
+            credit: DEFAULT_CREDIT,
+            max_sleep: SignedDuration::from_secs(1),
+            default_tz: TimeZone::system(),
+        }
     }
 }
 
@@ -100,6 +121,8 @@ struct Inner {
 struct Running {
     /// Set by the loop once its first due-index scan has succeeded.
     loaded: Arc<AtomicBool>,
+    /// Jobs the loop holds in memory.
+    resident: Arc<AtomicUsize>,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -112,8 +135,8 @@ impl Engine {
             inner: Arc::new(Inner {
                 store,
                 clock,
+                router: Router::new(config.credit),
                 config: Arc::new(config),
-                router: Router::new(),
                 partitions: Mutex::new(HashMap::new()),
                 incarnations: AtomicU64::new(0),
                 feed_driven: AtomicBool::new(false),
@@ -124,6 +147,11 @@ impl Engine {
 
     fn partitions(&self) -> MutexGuard<'_, HashMap<u32, Running>> {
         self.inner.partitions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Most triggers one subscriber holds without an answer ([`EngineConfig::credit`]).
+    pub fn credit(&self) -> usize {
+        self.inner.config.credit
     }
 
     /// The store under the engine.
@@ -145,22 +173,23 @@ impl Engine {
             return;
         }
         let (commands_tx, commands_rx) = mpsc::channel(1024);
-        // Unbounded: completions answer triggers this partition fired, at most one per job.
-        let (completions_tx, completions_rx) = mpsc::unbounded_channel();
-        self.inner.router.attach_partition(partition, completions_tx);
+        // Unbounded, but bounded by the window: events answer triggers this partition fired (at
+        // most one per job in memory), plus one per route that opens.
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        self.inner.router.attach_partition(partition, events_tx);
         let stop = CancellationToken::new();
-        let loaded = Arc::new(AtomicBool::new(false));
+        let flags = Flags { paused: self.inner.paused.clone(), ..Flags::default() };
+        let (loaded, resident) = (flags.loaded.clone(), flags.resident.clone());
         let runner = Partition::new(
             partition,
             self.inner.store.clone(),
             self.inner.clock.clone(),
             self.inner.router.clone(),
             self.inner.config.clone(),
-            self.inner.paused.clone(),
-            loaded.clone(),
+            flags,
         );
-        let task = tokio::spawn(runner.run(commands_rx, completions_rx, stop.clone()));
-        partitions.insert(partition, Running { loaded, commands: commands_tx, stop, task });
+        let task = tokio::spawn(runner.run(commands_rx, events_rx, stop.clone()));
+        partitions.insert(partition, Running { loaded, resident, commands: commands_tx, stop, task });
     }
 
     /// Stops firing the jobs of `partition` and waits until its loop has ended. Its triggers in
@@ -192,6 +221,12 @@ impl Engine {
         self.partitions().values().all(|r| r.loaded.load(Ordering::Acquire))
     }
 
+    /// How many jobs the owned partitions hold in memory (at most [`EngineConfig::window`] each,
+    /// give or take jobs created while a window was full).
+    pub fn resident_jobs(&self) -> usize {
+        self.partitions().values().map(|r| r.resident.load(Ordering::Relaxed)).sum()
+    }
+
     /// Whether [`Engine::drain`] has begun.
     pub fn is_draining(&self) -> bool {
         self.inner.paused.load(Ordering::Acquire)
@@ -205,12 +240,12 @@ impl Engine {
         self.inner.paused.store(true, Ordering::Release);
         let wait = async {
             // Polling keeps the router free of a notification path used only at shutdown.
-            while self.inner.router.stats().in_flight > 0 {
+            while self.inner.router.stats().in_flight() > 0 {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
         let _ = tokio::time::timeout(grace, wait).await;
-        self.inner.router.stats().in_flight
+        self.inner.router.stats().in_flight()
     }
 
     /// Stops every partition loop (each first writes the progress its answered triggers
@@ -326,6 +361,7 @@ impl Engine {
             incarnation: self.next_incarnation(created),
             progress: Progress::default(),
             next_due,
+            staged: false,
         };
         self.inner.store.put(job.clone(), mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);
@@ -356,6 +392,8 @@ impl Engine {
         let job = StoredJob {
             spec: job.spec.with_default_policy(),
             incarnation: self.next_incarnation(self.inner.clock.now()),
+            // Staged again by its partition if its route still has no subscriber.
+            staged: false,
             ..job
         };
         let replaced = self.inner.store.put(job.clone(), mode).await?;
@@ -444,7 +482,10 @@ impl Engine {
     /// were staged for them, until the [`Subscription`] is dropped.
     pub fn subscribe(&self, registration: &Registration) -> Subscription {
         let (id, rx) = self.inner.router.subscribe(registration);
-        Subscription { id, rx, router: self.inner.router.clone() }
+        Subscription {
+            rx,
+            answers: Answers { guard: Arc::new(SubscriberGuard { id, router: self.inner.router.clone() }) },
+        }
     }
 
     /// Reports the result of a trigger, by id. Returns `false` for an unknown id (already
@@ -453,9 +494,17 @@ impl Engine {
         self.inner.router.complete(None, trigger_id, outcome)
     }
 
-    /// Routing counts: subscribers, staged and in-flight triggers.
+    /// Routing counts: subscribers, and triggers sent or queued for a subscriber's credit.
     pub fn router_stats(&self) -> RouterStats {
         self.inner.router.stats()
+    }
+
+    /// How many jobs are staged in the store (their route had no subscriber when they fell due).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn staged_count(&self) -> Result<u64, EngineError> {
+        Ok(self.inner.store.count_staged().await?)
     }
 }
 
@@ -463,9 +512,28 @@ impl Engine {
 /// unsubscribes, and its unanswered triggers are routed again.
 #[derive(Debug)]
 pub struct Subscription {
-    id: u64,
     rx: mpsc::UnboundedReceiver<Trigger>,
+    answers: Answers,
+}
+
+/// The answering half of a [`Subscription`] (see [`Subscription::split`]): cheap to clone, and
+/// never blocked by the trigger side. The subscriber is unregistered once the subscription and
+/// every `Answers` of it are dropped.
+#[derive(Debug, Clone)]
+pub struct Answers {
+    guard: Arc<SubscriberGuard>,
+}
+
+#[derive(Debug)]
+struct SubscriberGuard {
+    id: u64,
     router: Router,
+}
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.router.unsubscribe(self.id);
+    }
 }
 
 impl Subscription {
@@ -482,12 +550,41 @@ impl Subscription {
     /// Reports the result of a trigger this subscriber received. Returns `false` when this
     /// subscriber does not hold it.
     pub fn complete(&self, trigger_id: u64, outcome: Outcome) -> bool {
-        self.router.complete(Some(self.id), trigger_id, outcome)
+        self.answers.complete(trigger_id, outcome)
+    }
+
+    /// Splits the subscription into its triggers and its answers, so that a reader of answers
+    /// can run on its own task. Each answer gives the subscriber a credit back, so triggers keep
+    /// coming only as long as answers do.
+    pub fn split(self) -> (Triggers, Answers) {
+        (Triggers { rx: self.rx, _answers: self.answers.clone() }, self.answers)
     }
 }
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.router.unsubscribe(self.id);
+impl Answers {
+    /// Reports the result of a trigger this subscriber received. Returns `false` when this
+    /// subscriber does not hold it (already answered, or routed elsewhere after a reconnect).
+    pub fn complete(&self, trigger_id: u64, outcome: Outcome) -> bool {
+        self.guard.router.complete(Some(self.guard.id), trigger_id, outcome)
+    }
+}
+
+/// The trigger half of a [`Subscription`] (see [`Subscription::split`]).
+#[derive(Debug)]
+pub struct Triggers {
+    rx: mpsc::UnboundedReceiver<Trigger>,
+    _answers: Answers,
+}
+
+impl Triggers {
+    /// The next trigger; `None` once the engine is gone.
+    pub async fn recv(&mut self) -> Option<Trigger> {
+        self.rx.recv().await
+    }
+
+    /// Up to `max` triggers that are ready now, appended to `out`; waits for the first one.
+    /// Returns how many were added (0 once the engine is gone).
+    pub async fn recv_many(&mut self, out: &mut Vec<Trigger>, max: usize) -> usize {
+        self.rx.recv_many(out, max).await
     }
 }

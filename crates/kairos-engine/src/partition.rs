@@ -1,29 +1,42 @@
 //! One partition's trigger loop.
 //!
-//! The loop owns a bounded *window* of the partition's soonest due jobs, refilled from the
-//! store's due index by range scan, and a *frontier*: every stored job of the partition whose
-//! due position is at or before the frontier is in memory (waiting in the window, in flight, or
-//! having its progress written). Jobs past the frontier exist only in the store until a refill
-//! reaches them, so memory stays bounded however many jobs are stored.
+//! # Contract
+//! The loop keeps at most `window` jobs of its partition in memory (`EngineConfig::window`),
+//! whatever state they are in: waiting for their due time, fired and unanswered (sent to a
+//! subscriber or queued for one's credit), or having their new progress written. Everything else
+//! stays in the store until the window drains, so memory is bounded by the window however many
+//! jobs are stored, overdue or staged. (Jobs created or replaced while the window is full of
+//! fired jobs may push it over for a moment; the latest waiting ones are evicted again.)
 //!
-//! One timer is armed for the head of the window, capped (1 s by default) so that wall-clock
-//! jumps are noticed. Due jobs are handed to the [`Router`]; a job stays out of the window until
-//! its result comes back and the resulting progress is durable, so each job has at most one
-//! trigger in flight and its next tick is computed only after the previous one is settled.
+//! Jobs come from two indexes of the store:
+//! * the **due index**, read by range scan in due order. A *frontier* says how far: every job of
+//!   the due index at or before it is in memory; jobs past it exist only in the store until a
+//!   refill reaches them;
+//! * the **staged index**, per route: a job whose trigger found no subscriber of its route is
+//!   *staged* (a durable move to the staged index, costing no retry) and leaves memory. When the
+//!   route gains a subscriber, the loop pages that route's staged jobs back in, at most half the
+//!   window at a time, so the due index keeps the other half and one app's backlog cannot starve
+//!   the other apps of the partition.
+//!
+//! One timer is armed for the head of the waiting jobs, capped (1 s by default) so that
+//! wall-clock jumps are noticed. Due jobs are handed to the [`Router`]; a job stays out of the
+//! waiting set until its result comes back and the resulting progress is durable, so each job
+//! has at most one trigger in flight and its next tick is computed only after the previous one
+//! is settled.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::{Step, after_failure, after_success};
-use kairos_core::{Clock, JobKey, JobTiming};
+use kairos_core::{Clock, JobKey, JobTiming, Route};
 use kairos_store::{DueCursor, JobStore, Mutation, StoreError, StoredJob};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::EngineConfig;
-use crate::router::{Completion, Outcome, Router, Trigger};
+use crate::router::{Outcome, PartitionEvent, Router, Trigger};
 
 /// What the rest of the engine tells a partition.
 #[derive(Debug)]
@@ -62,11 +75,11 @@ impl Frontier {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// In the window, waiting for its due time.
+    /// Waiting for its due time.
     Waiting,
-    /// Handed to the router; waiting for the app's result.
-    InFlight,
-    /// Its new progress is being written.
+    /// Handed to the router as trigger `id`; waiting for the app's result.
+    InFlight(u64),
+    /// Its new progress (or its staging) is being written.
     Writing,
 }
 
@@ -89,6 +102,17 @@ fn seconds(d: SignedDuration) -> f64 {
 
 type WriteResult = (Vec<Mutation>, Result<(), StoreError>);
 
+/// What a partition loop shares with the engine.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Flags {
+    /// Set while the engine drains: fire nothing new, settle what is in flight.
+    pub paused: Arc<AtomicBool>,
+    /// Set by the loop after its first successful due-index scan (readiness).
+    pub loaded: Arc<AtomicBool>,
+    /// How many jobs the loop holds in memory, published after every step.
+    pub resident: Arc<AtomicUsize>,
+}
+
 pub(crate) struct Partition {
     id: u32,
     store: Arc<dyn JobStore>,
@@ -99,9 +123,20 @@ pub(crate) struct Partition {
     paused: Arc<AtomicBool>,
     /// Set after the first successful due-index scan (readiness).
     loaded: Arc<AtomicBool>,
-    window: BTreeSet<(Timestamp, JobKey)>,
+    /// How many jobs this partition holds in memory, published after every step.
+    resident: Arc<AtomicUsize>,
+    /// Waiting jobs, by `(next_due, key)`.
+    waiting: BTreeSet<(Timestamp, JobKey)>,
+    /// Every job in memory, whatever its state.
     jobs: HashMap<JobKey, Entry>,
+    /// Jobs in memory whose stored copy is staged.
+    staged_in_memory: usize,
     frontier: Frontier,
+    /// Routes with a subscriber whose staged jobs of this partition may still be in the store,
+    /// with where their scan has got to.
+    unstaging: BTreeMap<Route, Option<DueCursor>>,
+    /// The route after which the next unstaging scan starts (routes take turns).
+    last_unstaged: Option<Route>,
     /// Mutations waiting for the next write.
     pending: Vec<Mutation>,
     writing: bool,
@@ -121,9 +156,9 @@ impl Partition {
         clock: Arc<dyn Clock>,
         router: Router,
         config: Arc<EngineConfig>,
-        paused: Arc<AtomicBool>,
-        loaded: Arc<AtomicBool>,
+        flags: Flags,
     ) -> Self {
+        let Flags { paused, loaded, resident } = flags;
         // Unbounded: at most one write per partition is outstanding, so this holds at most one.
         let (written_tx, written_rx) = mpsc::unbounded_channel();
         Partition {
@@ -134,9 +169,13 @@ impl Partition {
             config,
             paused,
             loaded,
-            window: BTreeSet::new(),
+            resident,
+            waiting: BTreeSet::new(),
             jobs: HashMap::new(),
+            staged_in_memory: 0,
             frontier: Frontier::Upto(None),
+            unstaging: BTreeMap::new(),
+            last_unstaged: None,
             pending: Vec::new(),
             writing: false,
             backoff_until: None,
@@ -151,9 +190,13 @@ impl Partition {
     pub(crate) async fn run(
         mut self,
         mut commands: mpsc::Receiver<Command>,
-        mut completions: mpsc::UnboundedReceiver<Completion>,
+        mut events: mpsc::UnboundedReceiver<PartitionEvent>,
         stop: CancellationToken,
     ) {
+        // Staged jobs of routes that already have a subscriber can go out at once.
+        for route in self.router.open_routes() {
+            self.unstaging.insert(route, None);
+        }
         loop {
             let now = self.clock.now();
             if self.backoff_until.is_none_or(|t| t <= now) {
@@ -162,12 +205,15 @@ impl Partition {
                 self.flush();
             }
             self.fire_due(now);
-            self.answer_drain(&completions);
+            // Staging decided while firing.
+            self.flush();
+            self.answer_drain(&events);
+            self.resident.store(self.jobs.len(), Ordering::Relaxed);
 
             let mut deadline = now.saturating_add(self.config.max_sleep).unwrap_or(now);
             // A draining or paused partition fires nothing, so an overdue head must not wake
             // it (it would spin).
-            if let Some((head, _)) = self.window.first()
+            if let Some((head, _)) = self.waiting.first()
                 && !self.fires_nothing()
             {
                 deadline = deadline.min(*head);
@@ -180,12 +226,13 @@ impl Partition {
                 biased;
                 () = stop.cancelled() => break,
                 Some(written) = self.written_rx.recv() => self.on_written(written),
-                Some(completion) = completions.recv() => {
-                    self.on_completion(completion);
+                Some(event) = events.recv() => {
+                    self.on_event(event);
                     // Take what else is ready in one go, so a burst is one write.
-                    while let Ok(more) = completions.try_recv() {
-                        self.on_completion(more);
+                    while let Ok(more) = events.try_recv() {
+                        self.on_event(more);
                     }
+                    self.flush();
                 }
                 command = commands.recv() => match command {
                     Some(command) => self.on_command(command),
@@ -194,16 +241,17 @@ impl Partition {
                 () = sleep => {}
             }
         }
-        self.settle(&mut completions).await;
+        self.settle(&mut events).await;
         self.router.detach_partition(self.id);
+        self.resident.store(0, Ordering::Relaxed);
     }
 
     /// On stop: applies the results that already came back and writes the progress they
     /// decided, so a graceful stop does not make the next owner fire those ticks again.
     /// Bounded: a store that keeps failing leaves the rest to be fired again (at least once).
-    async fn settle(&mut self, completions: &mut mpsc::UnboundedReceiver<Completion>) {
-        while let Ok(completion) = completions.try_recv() {
-            self.on_completion(completion);
+    async fn settle(&mut self, events: &mut mpsc::UnboundedReceiver<PartitionEvent>) {
+        while let Ok(event) = events.try_recv() {
+            self.on_event(event);
         }
         let mut attempts = 0;
         while self.writing || !self.pending.is_empty() {
@@ -227,12 +275,40 @@ impl Partition {
         }
     }
 
+    fn on_event(&mut self, event: PartitionEvent) {
+        match event {
+            PartitionEvent::Completed { trigger, outcome } => self.on_completion(trigger, outcome),
+            PartitionEvent::Unroutable(trigger) => {
+                if self.holds(&trigger) {
+                    self.stage(&trigger.key);
+                }
+            }
+            PartitionEvent::RouteOpened(route) => {
+                // From the start: jobs staged while the route was closed may sit before an
+                // earlier scan's cursor.
+                self.unstaging.insert(route, None);
+            }
+        }
+    }
+
+    /// Whether `trigger` is the one the job's entry is waiting on.
+    fn holds(&self, trigger: &Trigger) -> bool {
+        self.jobs.get(&trigger.key).is_some_and(|e| {
+            e.job.incarnation == trigger.incarnation && e.state == State::InFlight(trigger.id)
+        })
+    }
+
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Upsert(job) => {
-                self.router.cancel_staged(&job.key);
                 self.forget(&job.key);
-                if self.frontier.covers(job.next_due, &job.key) {
+                if job.staged {
+                    // Paged in from the staged index once its route is open; admitted now when
+                    // it already is.
+                    if self.router.is_open(&Route::of(&job.key)) {
+                        self.admit(*job);
+                    }
+                } else if self.frontier.covers(job.next_due, &job.key) {
                     self.admit(*job);
                 }
             }
@@ -242,40 +318,49 @@ impl Partition {
                 }
                 self.on_command(Command::Upsert(job));
             }
-            Command::Remove(key) => {
-                self.router.cancel_staged(&key);
-                self.forget(&key);
+            Command::Remove(key) => self.forget(&key),
+            Command::Drain(done) => {
+                // Triggers still queued for a subscriber's credit are taken back: the next owner
+                // fires them from the store.
+                let queued: Vec<(JobKey, u64)> = self
+                    .jobs
+                    .iter()
+                    .filter_map(|(k, e)| match e.state {
+                        State::InFlight(id) => Some((k.clone(), id)),
+                        _ => None,
+                    })
+                    .collect();
+                for (key, id) in queued {
+                    if self.router.recall(&key, id) {
+                        self.take(&key);
+                    }
+                }
+                self.draining.get_or_insert_with(Vec::new).push(done);
             }
-            Command::Drain(done) => self.draining.get_or_insert_with(Vec::new).push(done),
             Command::Reload => {
                 // Jobs in flight or being written stay: their results still apply, and a scan
                 // skips keys already in memory.
-                let waiting: Vec<JobKey> = self
-                    .jobs
-                    .iter()
-                    .filter(|(_, e)| e.state == State::Waiting)
-                    .map(|(k, _)| k.clone())
-                    .collect();
+                let waiting: Vec<JobKey> = self.waiting.iter().map(|(_, k)| k.clone()).collect();
                 for key in waiting {
-                    self.forget(&key);
+                    self.take(&key);
                 }
                 self.frontier = Frontier::Upto(None);
+                for route in self.router.open_routes() {
+                    self.unstaging.insert(route, None);
+                }
             }
         }
     }
 
     /// Answers drain requests once nothing of this partition is delivered and unanswered and
     /// every result has been written.
-    fn answer_drain(&mut self, completions: &mpsc::UnboundedReceiver<Completion>) {
+    fn answer_drain(&mut self, events: &mpsc::UnboundedReceiver<PartitionEvent>) {
         if self.draining.as_ref().is_none_or(Vec::is_empty) {
             return;
         }
         // The router removes a delivered trigger and queues its completion under one lock, so
         // reading its count first and the queue second misses no result.
-        if self.router.delivered_of(self.id) > 0
-            || !completions.is_empty()
-            || self.writing
-            || !self.pending.is_empty()
+        if self.router.sent_of(self.id) > 0 || !events.is_empty() || self.writing || !self.pending.is_empty()
         {
             return;
         }
@@ -284,16 +369,48 @@ impl Partition {
         }
     }
 
-    /// Drops `key` from memory. A result for it that arrives later is ignored.
-    fn forget(&mut self, key: &JobKey) {
-        if let Some(entry) = self.jobs.remove(key)
-            && entry.state == State::Waiting
-        {
-            self.window.remove(&(entry.job.next_due, key.clone()));
+    /// Puts `entry` in memory (waiting when its state says so).
+    fn insert(&mut self, entry: Entry) {
+        let key = entry.job.key.clone();
+        if entry.state == State::Waiting {
+            self.waiting.insert((entry.job.next_due, key.clone()));
+        }
+        if entry.job.staged {
+            self.staged_in_memory += 1;
+        }
+        if let Some(old) = self.jobs.insert(key, entry) {
+            // Callers take a key out before putting it back; keep the counts right regardless.
+            self.uncount(&old);
         }
     }
 
-    /// Puts a stored job into the window (the caller checked the frontier).
+    /// Takes `key` out of memory. A result for it that arrives later is ignored.
+    fn take(&mut self, key: &JobKey) -> Option<Entry> {
+        let entry = self.jobs.remove(key)?;
+        self.uncount(&entry);
+        Some(entry)
+    }
+
+    fn uncount(&mut self, entry: &Entry) {
+        if entry.state == State::Waiting {
+            self.waiting.remove(&(entry.job.next_due, entry.job.key.clone()));
+        }
+        if entry.job.staged {
+            self.staged_in_memory -= 1;
+        }
+    }
+
+    /// Drops `key` from memory (it was deleted or replaced); a trigger of it still queued for a
+    /// subscriber's credit is taken back.
+    fn forget(&mut self, key: &JobKey) {
+        if let Some(entry) = self.take(key)
+            && let State::InFlight(id) = entry.state
+        {
+            self.router.recall(key, id);
+        }
+    }
+
+    /// Puts a stored job in memory, waiting (the caller checked the frontier or the route).
     fn admit(&mut self, job: StoredJob) {
         let timing = match job.spec.resolve(job.created, &self.config.default_tz) {
             Ok(timing) => Arc::new(timing),
@@ -304,48 +421,103 @@ impl Partition {
                 return;
             }
         };
-        self.insert_waiting(Entry { job, timing, state: State::Waiting, fired: None });
-    }
-
-    fn insert_waiting(&mut self, mut entry: Entry) {
-        entry.state = State::Waiting;
-        entry.fired = None;
-        let key = entry.job.key.clone();
-        self.window.insert((entry.job.next_due, key.clone()));
-        self.jobs.insert(key, entry);
+        self.insert(Entry { job, timing, state: State::Waiting, fired: None });
         self.evict_overflow();
     }
 
-    /// Keeps the window within its capacity by pushing the latest entries back to the store
-    /// (where they already are) and pulling the frontier in.
+    /// Keeps memory within the window by evicting the latest waiting jobs of the due index
+    /// (they are in the store already) and pulling the frontier in. Staged, fired and writing
+    /// jobs are never evicted.
     fn evict_overflow(&mut self) {
         let mut evicted = false;
-        while self.window.len() > self.config.window {
-            if let Some((_, key)) = self.window.pop_last() {
-                self.jobs.remove(&key);
-                evicted = true;
-            }
+        while self.jobs.len() > self.config.window {
+            let victim =
+                self.waiting.iter().rev().find(|(_, k)| self.jobs.get(k).is_some_and(|e| !e.job.staged));
+            let Some((_, key)) = victim.cloned() else { break };
+            self.take(&key);
+            evicted = true;
         }
-        if evicted && let Some((due, key)) = self.window.last() {
-            self.frontier = Frontier::Upto(Some(DueCursor { due: *due, key: key.clone() }));
+        if evicted {
+            let last =
+                self.waiting.iter().rev().find(|(_, k)| self.jobs.get(k).is_some_and(|e| !e.job.staged));
+            // With no waiting job of the due index left, the next scan starts over and skips
+            // what is in memory.
+            self.frontier = Frontier::Upto(last.map(|(due, key)| DueCursor { due: *due, key: key.clone() }));
         }
     }
 
-    /// Loads the next stretch of the due index when the window runs low.
+    /// Pages jobs in from the store when memory has room.
     async fn refill(&mut self) {
-        self.refill_window().await;
+        self.unstage().await;
+        if self.backoff_until.is_none() {
+            self.refill_window().await;
+        }
         if self.backoff_until.is_none() {
             self.loaded.store(true, Ordering::Release);
         }
     }
 
+    /// Pages staged jobs of routes with a subscriber back in, up to half the window.
+    async fn unstage(&mut self) {
+        let cap = (self.config.window / 2).max(1);
+        while self.staged_in_memory < cap && !self.fires_nothing() {
+            let next = match &self.last_unstaged {
+                Some(last) => self
+                    .unstaging
+                    .range::<Route, _>((std::ops::Bound::Excluded(last), std::ops::Bound::Unbounded))
+                    .next()
+                    .or_else(|| self.unstaging.iter().next()),
+                None => self.unstaging.iter().next(),
+            };
+            let Some((route, cursor)) = next.map(|(r, c)| (r.clone(), c.clone())) else { return };
+            self.last_unstaged = Some(route.clone());
+            if !self.router.is_open(&route) {
+                self.unstaging.remove(&route);
+                continue;
+            }
+            let want = cap - self.staged_in_memory;
+            let jobs = match self.store.scan_staged(self.id, &route, cursor.as_ref(), want).await {
+                Ok(jobs) => jobs,
+                Err(err) => {
+                    tracing::warn!(partition = self.id, %route, error = %err, "staged index scan failed; retrying");
+                    self.back_off();
+                    return;
+                }
+            };
+            let last = jobs.last().map(|j| DueCursor { due: j.next_due, key: j.key.clone() });
+            let complete = jobs.len() < want;
+            for job in jobs {
+                // A job in memory is newer there than in this scan.
+                if !self.jobs.contains_key(&job.key) {
+                    self.admit(job);
+                }
+            }
+            match (complete, last) {
+                (false, Some(last)) => {
+                    self.unstaging.insert(route, Some(last));
+                }
+                _ => {
+                    self.unstaging.remove(&route);
+                }
+            }
+        }
+    }
+
+    /// Loads the next stretch of the due index when memory runs low. The due index gets the
+    /// window less the staged jobs in memory (which take at most half of it), so jobs due now
+    /// keep coming in while a route's staged backlog pages in.
     async fn refill_window(&mut self) {
-        while self.window.len() * 2 < self.config.window {
+        loop {
+            let budget = self.config.window.saturating_sub(self.staged_in_memory).max(1);
+            let resident = self.jobs.len() - self.staged_in_memory;
+            if resident * 2 >= budget {
+                return;
+            }
             let after = match &self.frontier {
                 Frontier::All => return,
                 Frontier::Upto(cursor) => cursor.clone(),
             };
-            let want = self.config.window - self.window.len();
+            let want = budget - resident;
             let jobs = match self.store.scan_due(self.id, after.as_ref(), want).await {
                 Ok(jobs) => jobs,
                 Err(err) => {
@@ -357,7 +529,7 @@ impl Partition {
             self.backoff = SignedDuration::ZERO;
             let last = jobs.last().map(|j| DueCursor { due: j.next_due, key: j.key.clone() });
             let complete = jobs.len() < want;
-            // At most `want` jobs come in, so the window cannot overflow (and evict) here.
+            // At most `want` jobs come in, so memory cannot overflow (and evict) here.
             for job in jobs {
                 // A job already in memory is newer there than in this scan.
                 if !self.jobs.contains_key(&job.key) {
@@ -381,13 +553,12 @@ impl Partition {
             // The next owner fires these.
             return;
         }
-        while let Some((due, _)) = self.window.first() {
+        while let Some((due, _)) = self.waiting.first() {
             if *due > now {
                 break;
             }
-            let Some((due, key)) = self.window.pop_first() else { break };
+            let Some((due, key)) = self.waiting.pop_first() else { break };
             let Some(entry) = self.jobs.get_mut(&key) else { continue };
-            entry.state = State::InFlight;
             let trigger = Trigger {
                 id: self.router.next_trigger_id(),
                 key,
@@ -396,26 +567,52 @@ impl Partition {
                 incarnation: entry.job.incarnation,
                 partition: self.id,
             };
-            let lateness = now.duration_since(due);
-            metrics::histogram!("kairos_trigger_lateness_seconds").record(seconds(lateness));
-            let span = tracing::info_span!(
-                "trigger",
-                job = %trigger.key,
-                id = trigger.id,
-                attempt = entry.job.progress.attempts + 1,
-                outcome = tracing::field::Empty,
-            );
-            span.in_scope(|| tracing::debug!(%due, lateness_ms = lateness.as_millis(), "trigger fired"));
-            entry.fired = Some((now, span));
-            self.router.dispatch(trigger);
+            let id = trigger.id;
+            let attempt = entry.job.progress.attempts + 1;
+            entry.state = State::InFlight(id);
+            let key = trigger.key.clone();
+            match self.router.dispatch(trigger) {
+                Ok(()) => {
+                    let lateness = now.duration_since(due);
+                    metrics::histogram!("kairos_trigger_lateness_seconds").record(seconds(lateness));
+                    let span = tracing::info_span!("trigger", job = %key, id, attempt, outcome = tracing::field::Empty);
+                    span.in_scope(
+                        || tracing::debug!(%due, lateness_ms = lateness.as_millis(), "trigger fired"),
+                    );
+                    if let Some(entry) = self.jobs.get_mut(&key) {
+                        entry.fired = Some((now, span));
+                    }
+                }
+                // No subscriber of its route: the job waits in the store for one.
+                Err(_) => self.stage(&key),
+            }
         }
     }
 
-    fn on_completion(&mut self, Completion { trigger, outcome }: Completion) {
-        let Some(entry) = self.jobs.get_mut(&trigger.key) else { return };
-        if entry.job.incarnation != trigger.incarnation || entry.state != State::InFlight {
+    /// Moves a job whose trigger found no subscriber to the staged index (no retry is spent) and
+    /// out of memory once that is durable.
+    fn stage(&mut self, key: &JobKey) {
+        let Some(entry) = self.jobs.get_mut(key) else { return };
+        entry.fired = None;
+        if entry.job.staged {
+            // Already in the staged index: nothing to write.
+            self.take(key);
             return;
         }
+        if entry.state == State::Waiting {
+            self.waiting.remove(&(entry.job.next_due, key.clone()));
+        }
+        entry.state = State::Writing;
+        tracing::debug!(job = %key, due = %entry.job.next_due, "no subscriber for the job's route; staged");
+        metrics::counter!("kairos_triggers_total", "result" => "staged").increment(1);
+        self.pending.push(Mutation::Stage { key: key.clone(), incarnation: entry.job.incarnation });
+    }
+
+    fn on_completion(&mut self, trigger: Trigger, outcome: Outcome) {
+        if !self.holds(&trigger) {
+            return;
+        }
+        let Some(entry) = self.jobs.get_mut(&trigger.key) else { return };
         let Step { progress, due } = match outcome {
             Outcome::Success => after_success(&entry.timing, &entry.job.progress),
             Outcome::Failed => after_failure(&entry.timing, &entry.job.progress, trigger.due),
@@ -452,7 +649,6 @@ impl Partition {
             }
             None => self.pending.push(Mutation::Complete { key, incarnation }),
         }
-        self.flush();
     }
 
     /// Starts writing the pending mutations unless a write is already under way.
@@ -483,9 +679,9 @@ impl Partition {
         self.backoff = SignedDuration::ZERO;
         for mutation in batch {
             let (key, incarnation) = match &mutation {
-                Mutation::Progress { key, incarnation, .. } | Mutation::Complete { key, incarnation } => {
-                    (key, *incarnation)
-                }
+                Mutation::Progress { key, incarnation, .. }
+                | Mutation::Complete { key, incarnation }
+                | Mutation::Stage { key, incarnation } => (key, *incarnation),
             };
             let current = self
                 .jobs
@@ -494,13 +690,27 @@ impl Partition {
             if !current {
                 continue;
             }
-            let Some(entry) = self.jobs.remove(key) else { continue };
-            if let Mutation::Progress { next_due, .. } = mutation
-                && self.frontier.covers(next_due, &entry.job.key)
-            {
-                self.insert_waiting(entry);
+            let Some(mut entry) = self.take(key) else { continue };
+            match mutation {
+                Mutation::Progress { next_due, .. } => {
+                    entry.job.staged = false;
+                    if self.frontier.covers(next_due, &entry.job.key) {
+                        entry.state = State::Waiting;
+                        self.insert(entry);
+                    }
+                }
+                Mutation::Stage { .. } => {
+                    entry.job.staged = true;
+                    // The route may have gained a subscriber while this was written.
+                    if self.router.is_open(&Route::of(&entry.job.key)) {
+                        entry.state = State::Waiting;
+                        self.insert(entry);
+                    }
+                }
+                Mutation::Complete { .. } => {}
             }
         }
+        self.evict_overflow();
         self.flush();
     }
 

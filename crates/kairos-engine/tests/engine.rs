@@ -22,7 +22,7 @@ struct Harness {
 }
 
 fn config(window: usize) -> EngineConfig {
-    EngineConfig { window, max_sleep: SignedDuration::from_secs(1), default_tz: TimeZone::UTC }
+    EngineConfig { window, credit: 16, max_sleep: SignedDuration::from_secs(1), default_tz: TimeZone::UTC }
 }
 
 fn harness() -> Harness {
@@ -30,10 +30,19 @@ fn harness() -> Harness {
 }
 
 fn harness_with(store: Arc<MemoryStore>, window: usize) -> Harness {
+    harness_with_config(store, config(window))
+}
+
+fn harness_with_config(store: Arc<MemoryStore>, config: EngineConfig) -> Harness {
     let clock = ManualClock::new(START.parse().unwrap());
-    let engine = Engine::new(store.clone(), Arc::new(clock.clone()), config(window));
+    let engine = Engine::new(store.clone(), Arc::new(clock.clone()), config);
     engine.own_all();
     Harness { engine, clock, store }
+}
+
+/// One partition, a window of `window` jobs, `credit` triggers per subscriber.
+fn bounded(window: usize, credit: usize) -> Harness {
+    harness_with_config(Arc::new(MemoryStore::new(1)), EngineConfig { window, credit, ..config(window) })
 }
 
 /// Lets every task run until all are idle.
@@ -270,7 +279,7 @@ async fn staged_trigger_fires_when_a_subscriber_connects_and_costs_no_retry() {
     let h = harness();
     h.schedule("staged", one_shot("1s")).await;
     h.advance(30).await;
-    assert_eq!(h.engine.router_stats().staged, 1);
+    assert_eq!(h.engine.staged_count().await.unwrap(), 1);
     let stored = h.stored("staged").await.unwrap();
     assert_eq!(stored.progress.attempts, 0, "staging costs no retry");
 
@@ -281,7 +290,7 @@ async fn staged_trigger_fires_when_a_subscriber_connects_and_costs_no_retry() {
     let mut sub = h.subscribe("app");
     let trigger = answer_one(&mut sub, Outcome::Success).await;
     assert_eq!(trigger.due, at(1));
-    assert_eq!(h.engine.router_stats().staged, 0);
+    assert_eq!(h.engine.staged_count().await.unwrap(), 0);
     assert!(h.stored("staged").await.is_none());
 }
 
@@ -294,7 +303,7 @@ async fn in_flight_trigger_is_redelivered_when_its_subscriber_goes_away() {
     assert_eq!(drain(&mut first).len(), 1);
     drop(first);
     settle().await;
-    assert_eq!(h.engine.router_stats().staged, 1, "staged until someone connects");
+    assert_eq!(h.engine.staged_count().await.unwrap(), 1, "staged until someone connects");
     let mut second = h.subscribe("app");
     let trigger = answer_one(&mut second, Outcome::Success).await;
     assert_eq!(trigger.due, at(1));
@@ -404,10 +413,10 @@ async fn delete_while_staged_drops_the_staged_trigger() {
     let h = harness();
     h.schedule("staged", one_shot("1s")).await;
     h.advance(2).await;
-    assert_eq!(h.engine.router_stats().staged, 1);
+    assert_eq!(h.engine.staged_count().await.unwrap(), 1);
     h.engine.delete(&key("staged")).await.unwrap();
     settle().await;
-    assert_eq!(h.engine.router_stats().staged, 0);
+    assert_eq!(h.engine.staged_count().await.unwrap(), 0);
     let mut sub = h.subscribe("app");
     settle().await;
     assert!(drain(&mut sub).is_empty());
@@ -623,4 +632,233 @@ async fn drain_gives_up_after_its_timeout() {
     h.advance(1).await;
     h.advance(2).await;
     assert!(!drained.await.unwrap(), "the unanswered trigger outlived the timeout");
+}
+
+/// Schedules `n` one-shot jobs of `app` named `{prefix}-{i:04}`, due at `due` (a duration),
+/// straight through the engine.
+async fn schedule_many(h: &Harness, app: &str, prefix: &str, n: usize, due: &str) {
+    for i in 0..n {
+        let key = JobKey::app("default", app, format!("{prefix}-{i:04}"));
+        h.engine.schedule(key, one_shot(due), PutMode::CreateOnly).await.expect("schedule");
+    }
+    settle().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_subscriber_holds_at_most_its_credit_and_memory_stays_within_the_window() {
+    let h = bounded(8, 3);
+    let mut sub = h.subscribe("app");
+    schedule_many(&h, "app", "j", 100, "1s").await;
+    h.advance(1).await;
+    h.advance(5).await;
+    let held = drain(&mut sub);
+    assert_eq!(held.len(), 3, "a subscriber that answers nothing holds its credit, no more");
+    let stats = h.engine.router_stats();
+    assert_eq!(stats.sent, 3);
+    assert!(stats.queued <= 5, "at most the window is fired: {stats:?}");
+    assert!(h.engine.resident_jobs() <= 8, "{} jobs in memory, window 8", h.engine.resident_jobs());
+
+    // Answering lets the rest through, each exactly once, never more than 3 at a time.
+    let mut seen = std::collections::BTreeSet::new();
+    let mut pending = held;
+    while !pending.is_empty() {
+        for t in pending.drain(..) {
+            assert!(seen.insert(t.key.name.clone()), "{} delivered twice", t.key.name);
+            assert!(sub.complete(t.id, Outcome::Success));
+        }
+        settle().await;
+        assert!(h.engine.resident_jobs() <= 8);
+        pending = drain(&mut sub);
+        assert!(pending.len() <= 3, "{} at once", pending.len());
+    }
+    assert_eq!(seen.len(), 100);
+    assert_eq!(h.store.count().await.unwrap(), 0, "every one-shot job completed");
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_due_without_a_subscriber_are_staged_in_the_store_not_in_memory() {
+    let h = bounded(8, 4);
+    schedule_many(&h, "app", "j", 100, "1s").await;
+    for _ in 0..10 {
+        h.advance(1).await;
+    }
+    assert_eq!(h.engine.staged_count().await.unwrap(), 100, "every due job is staged");
+    assert_eq!(h.engine.resident_jobs(), 0, "staged jobs are not held in memory");
+    assert_eq!(h.engine.router_stats().in_flight(), 0);
+    for i in 0..100 {
+        let stored = h.stored(&format!("j-{i:04}")).await.unwrap();
+        assert!(stored.staged);
+        assert_eq!(stored.progress.attempts, 0, "staging costs no retry");
+    }
+
+    // The app connects: all go out, in due order within the partition, paged through the window.
+    let mut sub = h.subscribe("app");
+    let mut delivered = Vec::new();
+    for _ in 0..200 {
+        settle().await;
+        assert!(h.engine.resident_jobs() <= 8, "{} in memory", h.engine.resident_jobs());
+        let got = drain(&mut sub);
+        if got.is_empty() && delivered.len() == 100 {
+            break;
+        }
+        assert!(got.len() <= 4);
+        for t in got {
+            assert_eq!(t.due, at(1));
+            delivered.push(t.key.name.clone());
+            assert!(sub.complete(t.id, Outcome::Success));
+        }
+    }
+    let mut unique = delivered.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!((delivered.len(), unique.len()), (100, 100), "each exactly once");
+    assert_eq!(h.engine.staged_count().await.unwrap(), 0);
+    assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_apps_staged_backlog_does_not_starve_another_apps_jobs() {
+    let h = bounded(8, 64);
+    schedule_many(&h, "idle", "backlog", 50, "1s").await;
+    h.advance(2).await;
+    assert_eq!(h.engine.staged_count().await.unwrap(), 50);
+    // Another app's jobs, due later, in the same partition: they fire on time although the
+    // partition's window would hold only 8 of the idle app's overdue jobs.
+    let mut busy = h.subscribe("busy");
+    schedule_many(&h, "busy", "tick", 3, "3s").await;
+    h.advance(3).await;
+    let got = drain(&mut busy);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(got.iter().all(|t| t.due == at(5)));
+    for t in &got {
+        assert!(busy.complete(t.id, Outcome::Success));
+    }
+    // While the idle app's backlog pages in, the busy app still gets its jobs on time.
+    let mut idle = h.subscribe("idle");
+    schedule_many(&h, "busy", "later", 3, "5s").await;
+    let mut idle_seen = 0;
+    for _ in 0..5 {
+        h.advance(1).await;
+        for t in drain(&mut idle) {
+            idle_seen += 1;
+            assert!(idle.complete(t.id, Outcome::Success));
+        }
+    }
+    let later = drain(&mut busy);
+    assert_eq!(later.len(), 3, "{later:?}");
+    assert!(later.iter().all(|t| t.due == at(10)));
+    assert!(idle_seen < 50, "the backlog was still paging in ({idle_seen} of 50)");
+    for _ in 0..100 {
+        settle().await;
+        for t in drain(&mut idle) {
+            idle_seen += 1;
+            assert!(idle.complete(t.id, Outcome::Success));
+        }
+    }
+    assert_eq!(idle_seen, 50);
+}
+
+#[tokio::test(start_paused = true)]
+async fn triggers_of_a_route_that_loses_its_last_subscriber_are_staged_and_redelivered_without_a_retry() {
+    let h = bounded(16, 2);
+    let mut first = h.subscribe("app");
+    schedule_many(&h, "app", "j", 10, "1s").await;
+    h.advance(1).await;
+    let held = drain(&mut first);
+    assert_eq!(held.len(), 2);
+    assert_eq!(h.engine.router_stats().queued, 8);
+    drop(first);
+    settle().await;
+    assert_eq!(h.engine.router_stats(), kairos_engine::RouterStats::default());
+    assert_eq!(h.engine.staged_count().await.unwrap(), 10, "sent and queued ones alike");
+    assert_eq!(h.engine.resident_jobs(), 0);
+    let mut second = h.subscribe("app");
+    let mut names = Vec::new();
+    for _ in 0..20 {
+        settle().await;
+        for t in drain(&mut second) {
+            names.push(t.key.name.clone());
+            assert!(second.complete(t.id, Outcome::Success));
+        }
+    }
+    names.sort();
+    assert_eq!(names, (0..10).map(|i| format!("j-{i:04}")).collect::<Vec<_>>());
+    assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_deleted_while_its_trigger_is_queued_is_never_delivered() {
+    let h = bounded(16, 1);
+    let mut sub = h.subscribe("app");
+    schedule_many(&h, "app", "j", 3, "1s").await;
+    h.advance(1).await;
+    let first = drain(&mut sub);
+    assert_eq!(first.len(), 1);
+    let doomed: Vec<String> =
+        (0..3).map(|i| format!("j-{i:04}")).filter(|n| *n != first[0].key.name).collect();
+    h.engine.delete(&key_of("app", &doomed[0])).await.unwrap();
+    settle().await;
+    assert!(sub.complete(first[0].id, Outcome::Success));
+    let mut rest = Vec::new();
+    for _ in 0..5 {
+        settle().await;
+        for t in drain(&mut sub) {
+            rest.push(t.key.name.clone());
+            assert!(sub.complete(t.id, Outcome::Success));
+        }
+    }
+    assert_eq!(rest, vec![doomed[1].clone()], "the deleted job's queued trigger was recalled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_from_split_subscription_halves_flow_while_triggers_wait() {
+    let h = bounded(64, 4);
+    let (mut triggers, answers) = h.subscribe("app").split();
+    schedule_many(&h, "app", "j", 20, "1s").await;
+    h.advance(1).await;
+    let mut batch = Vec::new();
+    let mut total = 0;
+    while total < 20 {
+        batch.clear();
+        let n = tokio::time::timeout(Duration::from_secs(5), triggers.recv_many(&mut batch, 64))
+            .await
+            .expect("triggers keep coming while answers flow");
+        assert!(n <= 4, "{n} at once with a credit of 4");
+        for t in &batch {
+            assert!(answers.complete(t.id, Outcome::Success));
+        }
+        total += n;
+    }
+    settle().await;
+    assert_eq!(h.store.count().await.unwrap(), 0);
+    drop(triggers);
+    settle().await;
+    assert_eq!(h.engine.router_stats().subscribers, 1, "the answers half keeps it registered");
+    drop(answers);
+    assert_eq!(h.engine.router_stats().subscribers, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn draining_a_partition_takes_back_its_queued_triggers() {
+    let h = bounded(16, 1);
+    let mut sub = h.subscribe("app");
+    schedule_many(&h, "app", "j", 5, "1s").await;
+    h.advance(1).await;
+    let held = drain(&mut sub);
+    assert_eq!(held.len(), 1);
+    assert_eq!(h.engine.router_stats().queued, 4);
+    let engine = h.engine.clone();
+    let drained = tokio::spawn(async move { engine.drain_partition(0, SignedDuration::from_secs(30)).await });
+    settle().await;
+    assert_eq!(h.engine.router_stats().queued, 0, "queued triggers were taken back");
+    assert!(sub.complete(held[0].id, Outcome::Success));
+    settle().await;
+    assert!(drained.await.unwrap());
+    h.engine.release(0).await;
+    assert!(drain(&mut sub).is_empty(), "nothing of the drained partition goes out");
+    assert_eq!(h.store.count().await.unwrap(), 4, "the next owner fires the rest from the store");
+}
+
+fn key_of(app: &str, name: &str) -> JobKey {
+    JobKey::app("default", app, name)
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use kairos_core::Owner;
-use kairos_engine::{Engine, EngineError, Outcome, Registration, Subscription, Trigger};
+use kairos_engine::{Answers, Engine, EngineError, Outcome, Registration, Trigger, Triggers};
 use kairos_proto::api::{ApiStream, SchedulerApi, SchedulerGrpc};
 use kairos_proto::convert::{
     ConvertError, any_from_payload, key_from_metadata, metadata_of, owner_from_metadata,
@@ -46,8 +46,6 @@ use tonic::Status;
 
 /// Jobs listed per store page while answering ListJobs.
 const LIST_PAGE: usize = 1024;
-/// Triggers buffered per WatchJobs stream before the stream pushes back.
-const STREAM_BUFFER: usize = 1024;
 
 /// The default largest job payload (`data`), in bytes: daprd's default `--max-body-size`.
 pub const DEFAULT_MAX_JOB_DATA_SIZE: usize = 4 << 20;
@@ -353,9 +351,12 @@ impl SchedulerApi for SchedulerService {
             actor_types = ?registration.actor_types,
             "sidecar connected"
         );
-        let subscription = self.engine.subscribe(&registration);
-        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(pump(subscription, requests, tx, self.streams.clone()));
+        let (triggers, answers) = self.engine.subscribe(&registration).split();
+        // As large as the engine's credit, so sending a trigger never waits on gRPC.
+        let (tx, rx) = mpsc::channel(self.engine.credit().max(1));
+        let done = self.streams.child_token();
+        tokio::spawn(read_answers(requests, answers, done.clone()));
+        tokio::spawn(send_triggers(triggers, tx, done));
         Ok(receiver_stream(rx))
     }
 
@@ -403,47 +404,74 @@ fn response_of(trigger: Trigger) -> WatchJobsResponse {
     }
 }
 
-/// Moves triggers out and results in until either side goes away; then the subscription is
-/// dropped, and the engine routes this stream's unanswered triggers again.
-async fn pump(
-    mut subscription: Subscription,
-    mut requests: ApiStream<WatchJobsRequest>,
+/// Triggers sent to one stream in one go (they are then written out together).
+const TRIGGER_BATCH: usize = 64;
+
+/// Sends triggers out until the stream goes away. The answers are read by [`read_answers`] on a
+/// task of its own, so nothing here can hold them up; the engine gives a stream only as many
+/// unanswered triggers as its credit, so the buffer ahead of the stream never fills.
+async fn send_triggers(
+    mut triggers: Triggers,
     tx: mpsc::Sender<Result<WatchJobsResponse, Status>>,
-    closed: CancellationToken,
+    done: CancellationToken,
 ) {
+    let mut batch = Vec::with_capacity(TRIGGER_BATCH);
+    loop {
+        batch.clear();
+        let n = tokio::select! {
+            () = done.cancelled() => break,
+            () = tx.closed() => break,
+            n = triggers.recv_many(&mut batch, TRIGGER_BATCH) => n,
+        };
+        if n == 0 {
+            break;
+        }
+        for trigger in batch.drain(..) {
+            let sent = tokio::select! {
+                () = done.cancelled() => false,
+                sent = tx.send(Ok(response_of(trigger))) => sent.is_ok(),
+            };
+            if !sent {
+                done.cancel();
+                return;
+            }
+        }
+    }
+    done.cancel();
+}
+
+/// Reads a stream's answers until it ends; each one gives the stream a credit back.
+async fn read_answers(mut requests: ApiStream<WatchJobsRequest>, answers: Answers, done: CancellationToken) {
     let connected = metrics::gauge!("kairos_sidecars_connected");
     connected.increment(1.0);
     loop {
-        tokio::select! {
-            () = closed.cancelled() => break,
-            trigger = subscription.recv() => match trigger {
-                Some(trigger) => {
-                    if tx.send(Ok(response_of(trigger))).await.is_err() {
-                        break;
-                    }
+        let request = tokio::select! {
+            () = done.cancelled() => break,
+            request = requests.next() => request,
+        };
+        match request {
+            Some(Ok(WatchJobsRequest {
+                watch_job_request_type: Some(WatchJobRequestType::Result(result)),
+            })) => {
+                let outcome = match WatchJobsRequestResultStatus::try_from(result.status) {
+                    Ok(WatchJobsRequestResultStatus::Success) => Outcome::Success,
+                    _ => Outcome::Failed,
+                };
+                if !answers.complete(result.id, outcome) {
+                    tracing::debug!(id = result.id, "result for an unknown trigger ignored");
                 }
-                None => break,
-            },
-            request = requests.next() => match request {
-                Some(Ok(WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Result(result)) })) => {
-                    let outcome = match WatchJobsRequestResultStatus::try_from(result.status) {
-                        Ok(WatchJobsRequestResultStatus::Success) => Outcome::Success,
-                        _ => Outcome::Failed,
-                    };
-                    if !subscription.complete(result.id, outcome) {
-                        tracing::debug!(id = result.id, "result for an unknown trigger ignored");
-                    }
-                }
-                Some(Ok(_)) => tracing::debug!("unexpected WatchJobs message ignored"),
-                Some(Err(status)) => {
-                    tracing::debug!(%status, "WatchJobs stream failed");
-                    break;
-                }
-                None => break,
-            },
-            () = tx.closed() => break,
+            }
+            Some(Ok(_)) => tracing::debug!("unexpected WatchJobs message ignored"),
+            Some(Err(status)) => {
+                tracing::debug!(%status, "WatchJobs stream failed");
+                break;
+            }
+            None => break,
         }
     }
+    // Both halves stop; once both are gone the engine routes this stream's unanswered triggers
+    // again.
+    done.cancel();
     connected.decrement(1.0);
     tracing::info!("sidecar disconnected");
 }

@@ -32,8 +32,12 @@ struct Server {
 async fn server() -> Server {
     let clock = ManualClock::new("2026-03-01T10:00:00Z".parse().unwrap());
     let store = Arc::new(MemoryStore::new(8));
-    let config =
-        EngineConfig { window: 64, max_sleep: SignedDuration::from_millis(20), default_tz: TimeZone::UTC };
+    let config = EngineConfig {
+        window: 64,
+        max_sleep: SignedDuration::from_millis(20),
+        default_tz: TimeZone::UTC,
+        ..EngineConfig::default()
+    };
     let engine = Engine::new(store, Arc::new(clock.clone()) as Arc<dyn Clock>, config);
     engine.own_all();
     let (_, hosts) = tokio::sync::watch::channel(vec!["scheduler-0:50006".to_owned()]);

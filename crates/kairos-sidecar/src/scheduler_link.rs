@@ -27,13 +27,11 @@ use tonic::metadata::{Ascii, MetadataValue};
 
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Results buffered per stream before delivery tasks wait.
-const RESULT_BUFFER: usize = 1024;
-/// Deliveries one stream runs at once, whatever `--app-max-concurrency` says. Further triggers
-/// stay in the scheduler (HTTP/2 flow control) instead of piling up as tasks on the one app
-/// connection: unbounded, a 100,000-trigger burst took 3x the CPU per trigger, timed
-/// deliveries out into retries and duplicates, and exhausted failure policies
-/// (kairos-bench burst, docs/BENCHMARKS.md).
+/// Deliveries one stream runs at once, whatever `--app-max-concurrency` says: unbounded, a
+/// 100,000-trigger burst took 3x the CPU per trigger, timed deliveries out into retries and
+/// duplicates, and exhausted failure policies (kairos-bench burst, docs/BENCHMARKS.md). A kairos
+/// scheduler sends a stream at most as many unanswered triggers as this (its credit), so
+/// triggers rarely wait here.
 pub const MAX_IN_FLIGHT: usize = 256;
 /// How long deliveries in flight may still finish after a stop, unless told otherwise.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(5_000);
@@ -386,67 +384,32 @@ async fn stream_loop(
     let mut backoff = Duration::from_millis(100);
     let in_flight = Arc::new(AtomicUsize::new(0));
     while !stop.is_cancelled() {
-        let (tx, rx) = mpsc::channel::<WatchJobsRequest>(RESULT_BUFFER);
+        // Unbounded, but never longer than the triggers the scheduler let this stream hold
+        // unanswered (its credit): one answer per trigger.
+        let (results_tx, results_rx) = mpsc::unbounded_channel::<WatchJobsRequest>();
         let first =
             WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Initial(initial.clone())) };
-        if tx.send(first).await.is_err() {
+        if results_tx.send(first).is_err() {
             return;
         }
-        let outbound: ApiStream<WatchJobsRequest> = Box::pin(futures::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|m| (Ok(m), rx)) },
-        ));
+        let outbound: ApiStream<WatchJobsRequest> =
+            Box::pin(futures::stream::unfold(results_rx, |mut rx| async move {
+                rx.recv().await.map(|m| (Ok(m), rx))
+            }));
         match api.watch_jobs(outbound).await {
-            Ok(mut inbound) => {
+            Ok(inbound) => {
                 tracing::info!(%address, "job stream to scheduler open");
                 backoff = Duration::from_millis(100);
-                let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
-                loop {
-                    // A slot first: no trigger is read from the stream until one is free.
-                    let slot = tokio::select! {
-                        () = stop.cancelled() => {
-                            drop(tx);
-                            settle(&address, inbound, &in_flight, grace).await;
-                            return;
-                        }
-                        slot = slots.clone().acquire_owned() => slot,
-                    };
-                    let Ok(slot) = slot else { return };
-                    let next = tokio::select! {
-                        () = stop.cancelled() => {
-                            drop(tx);
-                            settle(&address, inbound, &in_flight, grace).await;
-                            return;
-                        }
-                        next = inbound.next() => next,
-                    };
-                    let trigger = match next {
-                        Some(Ok(trigger)) => trigger,
-                        Some(Err(status)) => {
-                            tracing::warn!(%address, %status, "job stream to scheduler failed");
-                            break;
-                        }
-                        None => {
-                            tracing::info!(%address, "job stream closed by scheduler");
-                            break;
-                        }
-                    };
-                    let handler = handler.clone();
-                    let tx = tx.clone();
-                    let in_flight = in_flight.clone();
-                    in_flight.fetch_add(1, Ordering::AcqRel);
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        let status = handler.handle(&trigger).await;
-                        in_flight.fetch_sub(1, Ordering::AcqRel);
-                        let result = WatchJobsRequestResult { id: trigger.id, status: status as i32 };
-                        // The stream may be gone; the scheduler then redelivers the trigger.
-                        let _ = tx
-                            .send(WatchJobsRequest {
-                                watch_job_request_type: Some(WatchJobRequestType::Result(result)),
-                            })
-                            .await;
-                    });
+                let stream = StreamDeliveries {
+                    handler: handler.clone(),
+                    results: results_tx,
+                    slots: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+                    dead: CancellationToken::new(),
+                    stopping: stop.child_token(),
+                    in_flight: in_flight.clone(),
+                };
+                if stream.run(&address, inbound, &stop, grace).await {
+                    return;
                 }
             }
             Err(status) => tracing::debug!(%address, %status, "cannot open job stream; retrying"),
@@ -456,6 +419,105 @@ async fn stream_loop(
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The deliveries of one open stream.
+///
+/// The stream is read on its own: a trigger is taken off the stream as soon as it arrives and
+/// waits for a delivery slot in a task of its own, so reading never waits for the app and a
+/// broken stream is noticed at once. A delivery frees its slot before it queues its answer, and
+/// answers are queued without limit (the scheduler's credit bounds them), so the answer path
+/// never waits for the trigger path either. When the stream breaks, triggers not yet handed to
+/// the app are dropped (the scheduler routes them again) and answers of deliveries that finish
+/// afterwards are dropped too.
+struct StreamDeliveries {
+    handler: Arc<dyn TriggerHandler>,
+    results: mpsc::UnboundedSender<WatchJobsRequest>,
+    slots: Arc<Semaphore>,
+    /// Cancelled when the stream breaks.
+    dead: CancellationToken,
+    /// Cancelled when the link stops: no new delivery starts.
+    stopping: CancellationToken,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl StreamDeliveries {
+    /// Reads triggers until the stream breaks (returns `false`: reconnect) or `stop` (returns
+    /// `true`, after letting the deliveries in flight finish within `grace`).
+    async fn run(
+        self,
+        address: &str,
+        mut inbound: ApiStream<WatchJobsResponse>,
+        stop: &CancellationToken,
+        grace: Duration,
+    ) -> bool {
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => {
+                    self.stopping.cancel();
+                    // Our own sender goes; once every delivery has sent its answer (or given
+                    // up), the outbound stream ends and the scheduler closes the trigger stream.
+                    drop(self.results);
+                    settle(address, inbound, &self.in_flight, grace).await;
+                    return true;
+                }
+                next = inbound.next() => next,
+            };
+            match next {
+                Some(Ok(trigger)) => self.deliver(trigger),
+                Some(Err(status)) => {
+                    tracing::warn!(%address, %status, "job stream to scheduler failed");
+                    break;
+                }
+                None => {
+                    tracing::info!(%address, "job stream closed by scheduler");
+                    break;
+                }
+            }
+        }
+        // The scheduler routes this stream's unanswered triggers again: deliver none of those
+        // still waiting for a slot.
+        self.dead.cancel();
+        false
+    }
+
+    fn deliver(&self, trigger: WatchJobsResponse) {
+        let handler = self.handler.clone();
+        let results = self.results.clone();
+        let slots = self.slots.clone();
+        let dead = self.dead.clone();
+        let stopping = self.stopping.clone();
+        let in_flight = self.in_flight.clone();
+        tokio::spawn(async move {
+            let slot = tokio::select! {
+                biased;
+                () = dead.cancelled() => {
+                    tracing::debug!(job = %trigger.name, id = trigger.id, "trigger of a broken stream not delivered");
+                    return;
+                }
+                () = stopping.cancelled() => {
+                    tracing::debug!(job = %trigger.name, id = trigger.id, "trigger not taken: stopping");
+                    return;
+                }
+                slot = slots.acquire_owned() => slot,
+            };
+            let Ok(slot) = slot else { return };
+            if dead.is_cancelled() || stopping.is_cancelled() {
+                return;
+            }
+            in_flight.fetch_add(1, Ordering::AcqRel);
+            let status = handler.handle(&trigger).await;
+            drop(slot);
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            if dead.is_cancelled() {
+                // The scheduler has routed this trigger again; an answer could not reach it.
+                return;
+            }
+            let result = WatchJobsRequestResult { id: trigger.id, status: status as i32 };
+            let _ = results
+                .send(WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Result(result)) });
+        });
     }
 }
 
@@ -491,6 +553,7 @@ async fn settle(
         );
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;

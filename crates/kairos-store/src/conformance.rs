@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
-use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload};
+use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload, Route};
 
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
 
@@ -88,6 +88,10 @@ macro_rules! job_store_conformance {
                 partitions_are_fixed_and_partition_of_is_stable,
                 specs_payloads_and_timestamps_round_trip_exactly,
                 concurrent_puts_from_spawned_tasks_all_land,
+                apply_stage_moves_the_job_to_its_routes_staged_index,
+                scan_staged_sees_one_route_of_one_partition_in_due_order_and_pages,
+                progress_unstages_and_delete_overwrite_remove_the_staged_entry,
+                staging_a_stale_incarnation_or_an_absent_job_changes_nothing,
             );
         }
     };
@@ -136,6 +140,7 @@ pub fn job(key: JobKey, due: Timestamp) -> StoredJob {
         incarnation: INCARNATION.fetch_add(1, Ordering::Relaxed),
         progress: Progress::default(),
         next_due: due,
+        staged: false,
     }
 }
 
@@ -861,4 +866,153 @@ pub async fn concurrent_puts_from_spawned_tasks_all_land(store: Store) {
         }
     }
     assert_eq!(won, 1);
+}
+
+fn stage(j: &StoredJob) -> Mutation {
+    Mutation::Stage { key: j.key.clone(), incarnation: j.incarnation }
+}
+
+/// Every staged job of `route` in `partition`, scanned in pages of `page`.
+async fn scan_route(store: &Store, partition: u32, route: &Route, page: usize) -> Vec<StoredJob> {
+    let mut out: Vec<StoredJob> = Vec::new();
+    loop {
+        let cursor = out.last().map(|j| DueCursor { due: j.next_due, key: j.key.clone() });
+        let batch = store.scan_staged(partition, route, cursor.as_ref(), page).await.unwrap();
+        assert!(batch.len() <= page, "scan_staged returned {} > limit {page}", batch.len());
+        let done = batch.len() < page;
+        out.extend(batch);
+        if done {
+            return out;
+        }
+    }
+}
+
+pub async fn apply_stage_moves_the_job_to_its_routes_staged_index(store: Store) {
+    let j = job(JobKey::app("ns", "app", "job"), secs(1));
+    let other = job(JobKey::app("ns", "app", "other"), secs(2));
+    put_new(&store, &j).await;
+    put_new(&store, &other).await;
+    store.apply(vec![stage(&j)]).await.unwrap();
+    let stored = store.get(&j.key).await.unwrap().unwrap();
+    assert_eq!(stored, StoredJob { staged: true, ..j.clone() }, "only the staged flag changes");
+    assert_eq!(due_entries(&store).await, vec![(secs(2), other.key.clone())], "it left the due index");
+    let route = Route::of(&j.key);
+    let partition = store.partition_of(&j.key);
+    assert_eq!(scan_route(&store, partition, &route, 10).await, vec![stored.clone()]);
+    assert_eq!(store.count_staged().await.unwrap(), 1);
+    assert_eq!(store.count().await.unwrap(), 2, "a staged job is still a stored job");
+    // Staging it again changes nothing.
+    store.apply(vec![stage(&j)]).await.unwrap();
+    assert_eq!(store.get(&j.key).await.unwrap().unwrap(), stored);
+    assert_eq!(store.count_staged().await.unwrap(), 1);
+    let listed = store.list("ns", &Owner::app("app"), None, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+}
+
+pub async fn scan_staged_sees_one_route_of_one_partition_in_due_order_and_pages(store: Store) {
+    let keys = neighbours();
+    let mut jobs = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        // Later keys are due earlier, so due order is not key order.
+        let j = job(key.clone(), secs(100 - i64::try_from(i).unwrap()));
+        put_new(&store, &j).await;
+        jobs.push(j);
+    }
+    // Three more of one route, so a route spans several jobs of a partition.
+    for n in 0..3 {
+        let j = job(JobKey::app("ns", "app1", format!("more{n}")), secs(50));
+        put_new(&store, &j).await;
+        jobs.push(j);
+    }
+    store.apply(jobs.iter().map(stage).collect()).await.unwrap();
+    assert!(due_entries(&store).await.is_empty());
+    assert_eq!(store.count_staged().await.unwrap(), jobs.len() as u64);
+    let mut seen = Vec::new();
+    let routes: std::collections::BTreeSet<Route> = keys.iter().map(Route::of).collect();
+    for route in &routes {
+        for p in 0..store.partitions() {
+            for page in [1, 2, 100] {
+                let got = scan_route(&store, p, route, page).await;
+                let mut expected: Vec<StoredJob> = jobs
+                    .iter()
+                    .filter(|j| Route::of(&j.key) == *route && store.partition_of(&j.key) == p)
+                    .map(|j| StoredJob { staged: true, ..j.clone() })
+                    .collect();
+                expected.sort_by(|a, b| (a.next_due, &a.key).cmp(&(b.next_due, &b.key)));
+                assert_eq!(got, expected, "route {route} partition {p} page {page}");
+                if page == 100 {
+                    seen.extend(got.into_iter().map(|j| j.key));
+                }
+            }
+        }
+    }
+    assert_eq!(sorted_keys(seen), sorted_keys(jobs.iter().map(|j| j.key.clone())), "every job once");
+    // A route that has none, and one that merely starts like another (`app1` vs `app10`).
+    let none = Route::App { namespace: "ns".into(), app_id: "ap".into() };
+    for p in 0..store.partitions() {
+        assert!(store.scan_staged(p, &none, None, 100).await.unwrap().is_empty());
+    }
+    let bad = Route::App { namespace: "n\0s".into(), app_id: "a".into() };
+    assert!(matches!(store.scan_staged(0, &bad, None, 10).await, Err(StoreError::Invalid { .. })));
+}
+
+pub async fn progress_unstages_and_delete_overwrite_remove_the_staged_entry(store: Store) {
+    let a = job(JobKey::app("ns", "app", "a"), secs(1));
+    let b = job(JobKey::app("ns", "app", "b"), secs(1));
+    let c = job(JobKey::app("ns", "app", "c"), secs(1));
+    for j in [&a, &b, &c] {
+        put_new(&store, j).await;
+    }
+    store.apply(vec![stage(&a), stage(&b), stage(&c)]).await.unwrap();
+    assert_eq!(store.count_staged().await.unwrap(), 3);
+    // Progress: back to the due index at the new time.
+    let progress = Progress { count: 1, last_scheduled: Some(secs(1)), attempts: 0 };
+    store
+        .apply(vec![Mutation::Progress {
+            key: a.key.clone(),
+            incarnation: a.incarnation,
+            progress,
+            next_due: secs(2),
+        }])
+        .await
+        .unwrap();
+    let stored = store.get(&a.key).await.unwrap().unwrap();
+    assert_eq!(stored, StoredJob { progress, next_due: secs(2), ..a.clone() });
+    assert!(!stored.staged);
+    assert_eq!(due_entries(&store).await, vec![(secs(2), a.key.clone())]);
+    // Delete and overwrite take the staged entry with them.
+    assert!(store.delete(&b.key).await.unwrap().is_some_and(|old| old.staged));
+    let c2 = job(c.key.clone(), secs(7));
+    let old = store.put(c2.clone(), PutMode::Overwrite).await.unwrap();
+    assert!(old.is_some_and(|old| old.staged));
+    assert_eq!(store.count_staged().await.unwrap(), 0);
+    let route = Route::of(&a.key);
+    for p in 0..store.partitions() {
+        assert!(store.scan_staged(p, &route, None, 100).await.unwrap().is_empty());
+    }
+    assert_eq!(due_entries(&store).await, vec![(secs(2), a.key.clone()), (secs(7), c.key.clone())]);
+    // Complete of a staged job deletes it too, and a bulk delete takes staged jobs.
+    store.apply(vec![stage(&c2)]).await.unwrap();
+    store.apply(vec![Mutation::Complete { key: c.key.clone(), incarnation: c2.incarnation }]).await.unwrap();
+    assert_eq!(store.get(&c.key).await.unwrap(), None);
+    store.apply(vec![Mutation::Stage { key: a.key.clone(), incarnation: a.incarnation }]).await.unwrap();
+    assert_eq!(store.count_staged().await.unwrap(), 1);
+    let deleted = store.delete_by_prefix("ns", &Owner::app("app"), "").await.unwrap();
+    assert_eq!(deleted, vec![a.key.clone()]);
+    assert_eq!(store.count_staged().await.unwrap(), 0);
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+pub async fn staging_a_stale_incarnation_or_an_absent_job_changes_nothing(store: Store) {
+    let old = job(JobKey::app("ns", "app", "job"), secs(1));
+    put_new(&store, &old).await;
+    let new = job(old.key.clone(), secs(3));
+    store.put(new.clone(), PutMode::Overwrite).await.unwrap();
+    store
+        .apply(vec![stage(&old), Mutation::Stage { key: JobKey::app("ns", "app", "absent"), incarnation: 1 }])
+        .await
+        .unwrap();
+    assert_eq!(store.get(&new.key).await.unwrap().unwrap(), new);
+    assert_eq!(store.count_staged().await.unwrap(), 0);
+    assert_eq!(due_entries(&store).await, vec![(secs(3), new.key.clone())]);
 }

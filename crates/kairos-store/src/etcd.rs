@@ -12,12 +12,16 @@
 //! * `{prefix}/jobs/{encoded key}` → the job record ([`keys::encode_key`], the same store-private
 //!   protobuf record as redb's);
 //! * `{prefix}/due/{due key}` → empty, where the due key is [`keys::due_key`]
-//!   `(partition, next_due, encoded key)`, so [`JobStore::scan_due`] is one range read;
+//!   `(partition, next_due, encoded key)`, so [`JobStore::scan_due`] is one range read; for every
+//!   job that is not staged;
+//! * `{prefix}/staged/{staged key}` → empty, where the staged key is [`keys::staged_key`]
+//!   `(partition, route, next_due, encoded key)`, for every staged job
+//!   ([`JobStore::scan_staged`] is one range read);
 //! * `{prefix}/owners/{partition:05}` → the replica id owning the partition ([`owner_key`]),
 //!   and `{prefix}/members/{replica id}` ([`member_key`]): written by the cluster layer under
 //!   its leases; this store only reads and compares the owner keys.
 //!
-//! A job key and its due entry always change in the same transaction.
+//! A job key and its index entry (due or staged) always change in the same transaction.
 //!
 //! # Writes
 //! * `put` with [`PutMode::CreateOnly`] is one transaction guarded by
@@ -84,7 +88,7 @@ use etcd_client::{
 };
 use futures::Stream;
 use jiff::Timestamp;
-use kairos_core::{JobKey, Owner};
+use kairos_core::{JobKey, Owner, Route};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, check_component, decode_due_key, decode_key, due_key, encode_key, prefix_end};
@@ -197,6 +201,7 @@ struct Layout {
     prefix: String,
     jobs: Vec<u8>,
     due: Vec<u8>,
+    staged: Vec<u8>,
     meta_format: Vec<u8>,
     meta_partitions: Vec<u8>,
 }
@@ -207,6 +212,7 @@ impl Layout {
         Layout {
             jobs: format!("{prefix}/jobs/").into_bytes(),
             due: format!("{prefix}/due/").into_bytes(),
+            staged: format!("{prefix}/staged/").into_bytes(),
             meta_format: format!("{prefix}/meta/format").into_bytes(),
             meta_partitions: format!("{prefix}/meta/partitions").into_bytes(),
             prefix,
@@ -219,6 +225,15 @@ impl Layout {
 
     fn due(&self, partition: u32, due: Timestamp, encoded: &[u8]) -> Vec<u8> {
         [self.due.as_slice(), &due_key(partition, due, encoded)].concat()
+    }
+
+    /// The index entry of `job`: its staged key when it is staged, else its due key.
+    fn index(&self, partition: u32, job: &StoredJob, encoded: &[u8]) -> Vec<u8> {
+        if job.staged {
+            [self.staged.as_slice(), &keys::staged_key(partition, job.next_due, encoded)].concat()
+        } else {
+            self.due(partition, job.next_due, encoded)
+        }
     }
 
     fn owner(&self, partition: u32) -> Vec<u8> {
@@ -518,9 +533,9 @@ impl EtcdStore {
         }
     }
 
-    fn due_of(&self, encoded: &[u8], due: Timestamp) -> Vec<u8> {
+    fn index_of(&self, encoded: &[u8], job: &StoredJob) -> Vec<u8> {
         let partition = keys::partition_of_encoded(encoded, self.shared.partitions);
-        self.shared.layout.due(partition, due, encoded)
+        self.shared.layout.index(partition, job, encoded)
     }
 
     async fn delete_prefix(&self, encoded_prefix: &[u8]) -> Result<Vec<JobKey>, StoreError> {
@@ -541,7 +556,7 @@ impl EtcdStore {
                 Some(DeleteOptions::new().with_range(chunk_end.clone())),
             ));
             for (kv, job) in kvs.iter().zip(&jobs) {
-                ops.push(TxnOp::delete(self.due_of(layout.encoded_of(kv.key())?, job.next_due), None));
+                ops.push(TxnOp::delete(self.index_of(layout.encoded_of(kv.key())?, job), None));
             }
             // Nothing in the chunk's range changed (or appeared) since the read.
             let guard = Compare::mod_revision(chunk_start, CompareOp::Less, rev + 1).with_range(chunk_end);
@@ -560,6 +575,60 @@ impl EtcdStore {
                 }
             }
         }
+    }
+
+    /// Up to `limit` jobs of the due index (or, with `staged`, the staged index) from `start` to
+    /// `end`, in index order, read at one revision.
+    async fn scan_index(
+        &self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: usize,
+        staged: bool,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        let layout = &self.shared.layout;
+        let (rev, entries) = self.range(start, end, limit, true, 0).await?;
+        let index_prefix = if staged { layout.staged.as_slice() } else { layout.due.as_slice() };
+        let mut due = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let bytes = entry.key().strip_prefix(index_prefix).unwrap_or_default();
+            let (_, due_at, encoded) =
+                if staged { keys::decode_staged_key(bytes)? } else { decode_due_key(bytes)? };
+            due.push((due_at, encoded.to_vec()));
+        }
+        // The jobs, read at the index entries' revision, so both sides are one snapshot.
+        let mut out = Vec::with_capacity(due.len());
+        let mut kv = self.kv();
+        for chunk in due.chunks(GETS_PER_TXN) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|(_, e)| TxnOp::get(layout.job(e), Some(GetOptions::new().with_revision(rev))))
+                .collect();
+            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(|e| etcd_error("due read", e))?;
+            for ((due_at, encoded), response) in chunk.iter().zip(resp.op_responses()) {
+                let key = decode_key(encoded)?;
+                let found = match response {
+                    TxnOpResponse::Get(get) => {
+                        get.kvs().first().map(|kv| decode_record(key.clone(), kv.value()))
+                    }
+                    _ => None,
+                };
+                match found {
+                    Some(job) => {
+                        let job = job?;
+                        if job.next_due != *due_at || job.staged != staged {
+                            tracing::warn!(key = %job.key, "stale index entry; skipped");
+                            continue;
+                        }
+                        out.push(job);
+                    }
+                    // Cannot happen (both change in one transaction); a stale entry must not stop
+                    // the partition.
+                    None => tracing::warn!(%key, "index entry without a job; skipped"),
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn write(&self, mutations: Vec<(Vec<u8>, Mutation)>) -> Result<(), StoreError> {
@@ -775,6 +844,12 @@ impl Writer {
                     if let Some(job) = t.current.as_mut().filter(|j| j.incarnation == *incarnation) {
                         job.progress = *progress;
                         job.next_due = *next_due;
+                        job.staged = false;
+                    }
+                }
+                Mutation::Stage { incarnation, .. } => {
+                    if let Some(job) = t.current.as_mut().filter(|j| j.incarnation == *incarnation) {
+                        job.staged = true;
                     }
                 }
                 Mutation::Complete { incarnation, .. } => {
@@ -862,14 +937,14 @@ impl Writer {
             return None;
         }
         let job_key = self.layout.job(encoded);
-        let old_due = self.layout.due(t.partition, original.next_due, encoded);
+        let old_due = self.layout.index(t.partition, original, encoded);
         let compare = Compare::mod_revision(job_key.clone(), CompareOp::Equal, *mod_revision);
         let (ops, bytes) = match &t.current {
             None => (vec![TxnOp::delete(job_key, None), TxnOp::delete(old_due, None)], 0),
             Some(job) => {
                 let record = encode_record(job);
                 let bytes = record.len();
-                let new_due = self.layout.due(t.partition, job.next_due, encoded);
+                let new_due = self.layout.index(t.partition, job, encoded);
                 let mut ops = vec![TxnOp::put(job_key, record, None)];
                 // etcd refuses a transaction that deletes and puts the same key.
                 if new_due != old_due {
@@ -953,7 +1028,7 @@ impl JobStore for EtcdStore {
         let layout = &self.shared.layout;
         let job_key = layout.job(&encoded);
         let record = encode_record(&job);
-        let new_due = self.due_of(&encoded, job.next_due);
+        let new_due = self.index_of(&encoded, &job);
         if mode == PutMode::CreateOnly {
             let txn = Txn::new()
                 .when(vec![Compare::create_revision(job_key.clone(), CompareOp::Equal, 0)])
@@ -964,7 +1039,7 @@ impl JobStore for EtcdStore {
         for _ in 0..=MAX_CONFLICTS {
             let (old, mod_revision) = self.load(&job.key, &job_key).await?;
             let mut ops = vec![TxnOp::put(job_key.clone(), record.clone(), None)];
-            let old_due = old.as_ref().map(|o| self.due_of(&encoded, o.next_due));
+            let old_due = old.as_ref().map(|o| self.index_of(&encoded, o));
             if old_due.as_ref() != Some(&new_due) {
                 if let Some(old_due) = old_due {
                     ops.push(TxnOp::delete(old_due, None));
@@ -997,7 +1072,7 @@ impl JobStore for EtcdStore {
                 .when(vec![Compare::mod_revision(job_key.clone(), CompareOp::Equal, mod_revision)])
                 .and_then(vec![
                     TxnOp::delete(job_key.clone(), None),
-                    TxnOp::delete(self.due_of(&encoded, old.next_due), None),
+                    TxnOp::delete(self.index_of(&encoded, &old), None),
                 ]);
             let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("delete", e))?;
             if resp.succeeded() {
@@ -1056,46 +1131,39 @@ impl JobStore for EtcdStore {
             None => part.clone(),
             Some(cursor) => successor(&layout.due(partition, cursor.due, &encode_key(&cursor.key)?)),
         };
-        let (rev, entries) = self.range(start, end_of(&part), limit, true, 0).await?;
-        let mut due = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            let bytes = entry.key().strip_prefix(layout.due.as_slice()).unwrap_or_default();
-            let (_, due_at, encoded) = decode_due_key(bytes)?;
-            due.push((due_at, encoded.to_vec()));
-        }
-        // The jobs, read at the due entries' revision, so both sides are one snapshot.
-        let mut out = Vec::with_capacity(due.len());
-        let mut kv = self.kv();
-        for chunk in due.chunks(GETS_PER_TXN) {
-            let ops: Vec<TxnOp> = chunk
-                .iter()
-                .map(|(_, e)| TxnOp::get(layout.job(e), Some(GetOptions::new().with_revision(rev))))
-                .collect();
-            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(|e| etcd_error("due read", e))?;
-            for ((due_at, encoded), response) in chunk.iter().zip(resp.op_responses()) {
-                let key = decode_key(encoded)?;
-                let found = match response {
-                    TxnOpResponse::Get(get) => {
-                        get.kvs().first().map(|kv| decode_record(key.clone(), kv.value()))
-                    }
-                    _ => None,
-                };
-                match found {
-                    Some(job) => {
-                        let job = job?;
-                        if job.next_due != *due_at {
-                            tracing::warn!(key = %job.key, "due-index entry at a stale time; skipped");
-                            continue;
-                        }
-                        out.push(job);
-                    }
-                    // Cannot happen (both change in one transaction); a stale entry must not stop
-                    // the partition.
-                    None => tracing::warn!(%key, "due-index entry without a job; skipped"),
-                }
-            }
-        }
-        Ok(out)
+        self.scan_index(start, end_of(&part), limit, false).await
+    }
+
+    async fn scan_staged(
+        &self,
+        partition: u32,
+        route: &Route,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        let layout = &self.shared.layout;
+        let part =
+            [layout.staged.as_slice(), &keys::staged_route_prefix(partition, &keys::route_prefix(route)?)]
+                .concat();
+        let start = match after {
+            None => part.clone(),
+            Some(cursor) => successor(
+                &[
+                    layout.staged.as_slice(),
+                    &keys::staged_key(partition, cursor.due, &encode_key(&cursor.key)?),
+                ]
+                .concat(),
+            ),
+        };
+        self.scan_index(start, end_of(&part), limit, true).await
+    }
+
+    async fn count_staged(&self) -> Result<u64, StoreError> {
+        let layout = &self.shared.layout;
+        let options = GetOptions::new().with_range(end_of(&layout.staged)).with_count_only();
+        let resp =
+            self.kv().get(layout.staged.clone(), Some(options)).await.map_err(|e| etcd_error("count", e))?;
+        Ok(u64::try_from(resp.count()).unwrap_or(0))
     }
 
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {

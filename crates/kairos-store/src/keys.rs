@@ -18,7 +18,7 @@
 //! processes, platforms and Rust versions, which a stored due index relies on.
 
 use jiff::Timestamp;
-use kairos_core::{JobKey, Owner};
+use kairos_core::{JobKey, Owner, Route};
 
 use crate::StoreError;
 
@@ -117,6 +117,81 @@ pub fn decode_due_key(bytes: &[u8]) -> Result<(u32, Timestamp, &[u8]), StoreErro
 /// The first bytes of every due-index key of `partition`.
 pub fn due_partition_prefix(partition: u32) -> [u8; 4] {
     partition.to_be_bytes()
+}
+
+/// The prefix shared by the encoded keys of every job whose triggers take `route`, and by no
+/// other key: the namespace, the owner tag and the app id or actor type, each followed by NUL.
+///
+/// # Errors
+/// [`StoreError::Invalid`] when a component contains a NUL byte.
+pub fn route_prefix(route: &Route) -> Result<Vec<u8>, StoreError> {
+    let (namespace, tag, id, what) = match route {
+        Route::App { namespace, app_id } => (namespace, APP_TAG, app_id, "app id"),
+        Route::Actor { namespace, actor_type } => (namespace, ACTOR_TAG, actor_type, "actor type"),
+    };
+    check_component("namespace", namespace)?;
+    check_component(what, id)?;
+    let mut out = Vec::with_capacity(namespace.len() + id.len() + 4);
+    out.extend_from_slice(namespace.as_bytes());
+    out.extend_from_slice(&[SEP, tag, SEP]);
+    out.extend_from_slice(id.as_bytes());
+    out.push(SEP);
+    Ok(out)
+}
+
+/// The route prefix ([`route_prefix`]) of an encoded job key: everything up to and including
+/// its third NUL byte (the whole key when it has fewer, which [`encode_key`] never writes).
+pub fn route_prefix_of_encoded(encoded_key: &[u8]) -> &[u8] {
+    let mut seen = 0;
+    for (i, b) in encoded_key.iter().enumerate() {
+        if *b == SEP {
+            seen += 1;
+            if seen == 3 {
+                return &encoded_key[..=i];
+            }
+        }
+    }
+    encoded_key
+}
+
+/// The staged-index key of a job: `partition` (u32 big-endian), the route prefix of the job
+/// ([`route_prefix_of_encoded`]), `due` (as in [`due_key`]) and the encoded job key. Byte order
+/// is `(partition, route, due, key)` order, so one route's staged jobs of one partition are one
+/// range, in due order.
+pub fn staged_key(partition: u32, due: Timestamp, encoded_key: &[u8]) -> Vec<u8> {
+    let route = route_prefix_of_encoded(encoded_key);
+    let mut out = Vec::with_capacity(DUE_HEADER + route.len() + encoded_key.len());
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(route);
+    out.extend_from_slice(&order_preserving(due.as_nanosecond()));
+    out.extend_from_slice(encoded_key);
+    out
+}
+
+/// The first bytes of every staged-index key of `partition` and the route whose prefix is
+/// `route_prefix`.
+pub fn staged_route_prefix(partition: u32, route_prefix: &[u8]) -> Vec<u8> {
+    [&partition.to_be_bytes()[..], route_prefix].concat()
+}
+
+/// The partition, due time and encoded job key of a [`staged_key`].
+///
+/// # Errors
+/// [`StoreError::Corrupt`] when `bytes` is not such a key.
+pub fn decode_staged_key(bytes: &[u8]) -> Result<(u32, Timestamp, &[u8]), StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("undecodable staged-index key {bytes:?}"));
+    let (partition, rest) = bytes.split_first_chunk::<4>().ok_or_else(corrupt)?;
+    let route = route_prefix_of_encoded(rest);
+    if route.len() == rest.len() {
+        return Err(corrupt());
+    }
+    let (due, key) = rest[route.len()..].split_first_chunk::<16>().ok_or_else(corrupt)?;
+    if !key.starts_with(route) {
+        return Err(corrupt());
+    }
+    let nanos = i128::from_be_bytes(*due) ^ i128::MIN;
+    let due = Timestamp::from_nanosecond(nanos).map_err(|_| corrupt())?;
+    Ok((u32::from_be_bytes(*partition), due, key))
 }
 
 const DUE_HEADER: usize = 4 + 16;
@@ -313,6 +388,40 @@ mod tests {
         assert!(decode_due_key(b"short").is_err());
     }
 
+    #[test]
+    fn route_prefixes_are_the_owner_prefix_of_apps_and_the_type_prefix_of_actors() {
+        let app = Route::App { namespace: "ns".into(), app_id: "app".into() };
+        assert_eq!(route_prefix(&app).unwrap(), owner_prefix("ns", &Owner::app("app")).unwrap());
+        let actors = Route::Actor { namespace: "ns".into(), actor_type: "T".into() };
+        assert_eq!(route_prefix(&actors).unwrap(), actor_id_prefix("ns", "T", "").unwrap());
+        assert!(matches!(
+            route_prefix(&Route::App { namespace: "n\0".into(), app_id: "a".into() }),
+            Err(StoreError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn staged_keys_order_by_partition_then_route_then_time() {
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let a = encode_key(&JobKey::app("ns", "a", "z")).unwrap();
+        let a2 = encode_key(&JobKey::app("ns", "a", "b")).unwrap();
+        let b = encode_key(&JobKey::app("ns", "b", "a")).unwrap();
+        let ordered = [
+            staged_key(0, t("2030-01-01T00:00:00Z"), &a),
+            staged_key(0, t("2031-01-01T00:00:00Z"), &a2),
+            staged_key(0, t("2000-01-01T00:00:00Z"), &b),
+            staged_key(1, t("1999-01-01T00:00:00Z"), &a),
+        ];
+        assert!(ordered.windows(2).all(|w| w[0] < w[1]));
+        let prefix = staged_route_prefix(0, &route_prefix(&Route::of(&JobKey::app("ns", "a", "x"))).unwrap());
+        assert!(ordered[0].starts_with(&prefix) && ordered[1].starts_with(&prefix));
+        assert!(!ordered[2].starts_with(&prefix) && !ordered[3].starts_with(&prefix));
+        assert_eq!(decode_staged_key(&ordered[1]).unwrap(), (0, t("2031-01-01T00:00:00Z"), &a2[..]));
+        for bad in [&b"\0\0\0\0ns\0a\0"[..], b"\0\0", b"\0\0\0\0ns\0a\0a\0short"] {
+            assert!(decode_staged_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
     fn component() -> impl Strategy<Value = String> {
         "[^\\x00]{0,12}"
     }
@@ -361,6 +470,17 @@ mod tests {
             let due = Timestamp::from_second(secs).unwrap();
             let bytes = due_key(p, due, &key);
             prop_assert_eq!(decode_due_key(&bytes).unwrap(), (p, due, &key[..]));
+        }
+
+        #[test]
+        fn staged_keys_round_trip(p in any::<u32>(), secs in -377_705_116_800i64..253_402_207_200, key in any_key()) {
+            let due = Timestamp::from_second(secs).unwrap();
+            let encoded = encode_key(&key).unwrap();
+            let bytes = staged_key(p, due, &encoded);
+            prop_assert_eq!(decode_staged_key(&bytes).unwrap(), (p, due, &encoded[..]));
+            let route = route_prefix(&Route::of(&key)).unwrap();
+            prop_assert_eq!(route_prefix_of_encoded(&encoded), &route[..]);
+            prop_assert!(bytes.starts_with(&staged_route_prefix(p, &route)));
         }
 
         #[test]

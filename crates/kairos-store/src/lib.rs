@@ -30,7 +30,7 @@ use std::fmt;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kairos_core::timeline::Progress;
-use kairos_core::{JobKey, JobSpec, Owner};
+use kairos_core::{JobKey, JobSpec, Owner, Route};
 
 /// The partition count a new store gets unless told otherwise.
 pub const DEFAULT_PARTITIONS: u32 = 256;
@@ -48,8 +48,12 @@ pub struct StoredJob {
     pub incarnation: u64,
     /// How far the job has got.
     pub progress: Progress,
-    /// Where the job sits in the due index: its next attempt.
+    /// Its next attempt: where the job sits in the due index, or in the staged index.
     pub next_due: Timestamp,
+    /// Whether the job is *staged*: its trigger at `next_due` found no subscriber of its route,
+    /// so it waits in the staged index of its partition and route (not in the due index) until
+    /// one connects. Staging costs no retry.
+    pub staged: bool,
 }
 
 /// Whether a put may replace an existing job.
@@ -84,13 +88,18 @@ pub enum Mutation {
     Progress { key: JobKey, incarnation: u64, progress: Progress, next_due: Timestamp },
     /// Deletes a job that has no more ticks.
     Complete { key: JobKey, incarnation: u64 },
+    /// Moves a job from the due index to the staged index of its route, at the same `next_due`
+    /// (its trigger found no subscriber). A [`Mutation::Progress`] moves it back.
+    Stage { key: JobKey, incarnation: u64 },
 }
 
 impl Mutation {
     /// The job this mutation is about.
     pub fn key(&self) -> &JobKey {
         match self {
-            Mutation::Progress { key, .. } | Mutation::Complete { key, .. } => key,
+            Mutation::Progress { key, .. } | Mutation::Complete { key, .. } | Mutation::Stage { key, .. } => {
+                key
+            }
         }
     }
 }
@@ -160,7 +169,8 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// # Contract
     /// With [`PutMode::CreateOnly`] an existing key fails with [`StoreError::AlreadyExists`] and
     /// changes nothing. With [`PutMode::Overwrite`] the old job (spec, progress, due entry) is
-    /// replaced entirely. The due index then holds exactly one entry for the key, at
+    /// replaced entirely (a staged old job leaves the staged index). The due index, or the
+    /// staged index when `job.staged`, then holds exactly one entry for the key, at
     /// `job.next_due`.
     async fn put(&self, job: StoredJob, mode: PutMode) -> Result<Option<StoredJob>, StoreError>;
 
@@ -221,11 +231,31 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError>;
 
+    /// The staged jobs of `partition` whose triggers take `route`, in due order, starting
+    /// strictly after `after` (from the start when `None`).
+    ///
+    /// # Contract
+    /// At most `limit` jobs, ordered by `(next_due, key)`; only staged jobs (`staged == true`) of
+    /// that partition and route. A job is in exactly one of the due index ([`JobStore::scan_due`])
+    /// and the staged index, never both.
+    async fn scan_staged(
+        &self,
+        partition: u32,
+        route: &Route,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError>;
+
+    /// How many jobs are staged, over every partition and route.
+    async fn count_staged(&self) -> Result<u64, StoreError>;
+
     /// Applies engine mutations, all in one commit.
     ///
     /// # Contract
     /// A mutation whose key is absent or stored with another incarnation is skipped silently
-    /// (the job was deleted or overwritten meanwhile). Either every other mutation is applied
+    /// (the job was deleted or overwritten meanwhile). `Progress` leaves the job in the due index
+    /// (un-staging a staged one), `Stage` in the staged index; staging a staged job changes
+    /// nothing. Either every other mutation is applied
     /// and durable when this returns `Ok`, or none is.
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError>;
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use kairos_core::{JobKey, Owner};
+use kairos_core::{JobKey, Owner, Route};
 
 use crate::keys::{self, check_component, encode_key, prefix_end};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
@@ -101,26 +101,41 @@ fn injected(what: &str) -> StoreError {
 }
 
 type DueEntry = (u32, Timestamp, Vec<u8>);
+type StagedEntry = (u32, Vec<u8>, Timestamp, Vec<u8>);
 
 #[derive(Debug, Default)]
 struct State {
     /// Encoded key → job.
     jobs: BTreeMap<Vec<u8>, StoredJob>,
-    /// `(partition, next_due, encoded key)`.
+    /// `(partition, next_due, encoded key)` of every job that is not staged.
     due: BTreeSet<DueEntry>,
+    /// `(partition, route prefix, next_due, encoded key)` of every staged job.
+    staged: BTreeSet<StagedEntry>,
 }
 
 impl State {
     fn insert(&mut self, partitions: u32, encoded: Vec<u8>, job: StoredJob) -> Option<StoredJob> {
         let old = self.remove(partitions, &encoded);
-        self.due.insert((keys::partition_of(&job.key, partitions), job.next_due, encoded.clone()));
+        let partition = keys::partition_of(&job.key, partitions);
+        if job.staged {
+            let route = keys::route_prefix_of_encoded(&encoded).to_vec();
+            self.staged.insert((partition, route, job.next_due, encoded.clone()));
+        } else {
+            self.due.insert((partition, job.next_due, encoded.clone()));
+        }
         self.jobs.insert(encoded, job);
         old
     }
 
     fn remove(&mut self, partitions: u32, encoded: &[u8]) -> Option<StoredJob> {
         let old = self.jobs.remove(encoded)?;
-        self.due.remove(&(keys::partition_of(&old.key, partitions), old.next_due, encoded.to_vec()));
+        let partition = keys::partition_of(&old.key, partitions);
+        if old.staged {
+            let route = keys::route_prefix_of_encoded(encoded).to_vec();
+            self.staged.remove(&(partition, route, old.next_due, encoded.to_vec()));
+        } else {
+            self.due.remove(&(partition, old.next_due, encoded.to_vec()));
+        }
         Some(old)
     }
 
@@ -265,6 +280,32 @@ impl JobStore for MemoryStore {
             .collect())
     }
 
+    async fn scan_staged(
+        &self,
+        partition: u32,
+        route: &Route,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        let route = keys::route_prefix(route)?;
+        let start = match after {
+            None => Bound::Included((partition, route.clone(), Timestamp::MIN, Vec::new())),
+            Some(cursor) => Bound::Excluded((partition, route.clone(), cursor.due, encode_key(&cursor.key)?)),
+        };
+        let state = self.read()?;
+        Ok(state
+            .staged
+            .range((start, Bound::Unbounded))
+            .take_while(|(p, r, _, _)| *p == partition && *r == route)
+            .take(limit)
+            .filter_map(|(_, _, _, key)| state.jobs.get(key).cloned())
+            .collect())
+    }
+
+    async fn count_staged(&self) -> Result<u64, StoreError> {
+        Ok(self.read()?.staged.len() as u64)
+    }
+
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
         // Encode every key first so that a bad one fails the batch before anything changes.
         let encoded = mutations.iter().map(|m| encode_key(m.key())).collect::<Result<Vec<_>, _>>()?;
@@ -276,7 +317,15 @@ impl JobStore for MemoryStore {
                         if current.incarnation != incarnation {
                             continue;
                         }
-                        let job = StoredJob { progress, next_due, ..current.clone() };
+                        let job = StoredJob { progress, next_due, staged: false, ..current.clone() };
+                        state.insert(self.partitions, encoded, job);
+                    }
+                    Mutation::Stage { incarnation, .. } => {
+                        let Some(current) = state.jobs.get(&encoded) else { continue };
+                        if current.incarnation != incarnation || current.staged {
+                            continue;
+                        }
+                        let job = StoredJob { staged: true, ..current.clone() };
                         state.insert(self.partitions, encoded, job);
                     }
                     Mutation::Complete { incarnation, .. } => {
@@ -332,6 +381,7 @@ mod tests {
             incarnation: 1,
             progress: Progress::default(),
             next_due: Timestamp::UNIX_EPOCH,
+            staged: false,
         }
     }
 

@@ -38,6 +38,9 @@ struct JobRecord {
     attempts: u32,
     #[prost(message, optional, tag = "12")]
     next_due: Option<InstantRecord>,
+    /// Absent (false) in records written before staging was stored.
+    #[prost(bool, tag = "13")]
+    staged: bool,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -110,6 +113,7 @@ pub(crate) fn encode_record(job: &StoredJob) -> Vec<u8> {
         last_scheduled: job.progress.last_scheduled.map(instant),
         attempts: job.progress.attempts,
         next_due: Some(instant(job.next_due)),
+        staged: job.staged,
     }
     .encode_to_vec()
 }
@@ -151,6 +155,7 @@ pub(crate) fn decode_record(key: JobKey, bytes: &[u8]) -> Result<StoredJob, Stor
         incarnation: record.incarnation,
         progress: Progress { count: record.count, last_scheduled, attempts: record.attempts },
         next_due,
+        staged: record.staged,
         key,
     })
 }
@@ -225,12 +230,14 @@ pub(crate) mod tests {
             last_scheduled in proptest::option::of(any_timestamp()),
             attempts in any::<u32>(),
             next_due in any_timestamp(),
+            staged in any::<bool>(),
         ) -> StoredJob {
             StoredJob {
                 key: JobKey::app("ns", "app", "job"),
                 spec, created, incarnation,
                 progress: Progress { count, last_scheduled, attempts },
                 next_due,
+                staged,
             }
         }
     }
@@ -252,6 +259,7 @@ pub(crate) mod tests {
             incarnation: 0,
             progress: Progress::default(),
             next_due: t,
+            staged: false,
         };
         let back = decode_record(job.key.clone(), &encode_record(&job)).unwrap();
         assert_eq!(back, job);

@@ -3,7 +3,10 @@
 //! # Layout
 //! One redb file with three tables:
 //! * `jobs`: encoded key ([`keys::encode_key`]) → job record (a store-private protobuf message);
-//! * `due`: [`keys::due_key`] `(partition, next_due, encoded key)` → `()`;
+//! * `due`: [`keys::due_key`] `(partition, next_due, encoded key)` → `()`, for every job that is
+//!   not staged;
+//! * `staged`: [`keys::staged_key`] `(partition, route, next_due, encoded key)` → `()`, for every
+//!   staged job (created on open when missing: files written before it have no staged jobs);
 //! * `meta`: `format` → [`FORMAT`], `partitions` → the partition count (u32 big-endian), written
 //!   when the file is created and never changed.
 //!
@@ -37,8 +40,7 @@ use std::thread::JoinHandle;
 
 use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use async_trait::async_trait;
-use jiff::Timestamp;
-use kairos_core::{JobKey, Owner};
+use kairos_core::{JobKey, Owner, Route};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, check_component, decode_due_key, decode_key, due_key, encode_key, prefix_end};
@@ -54,6 +56,7 @@ pub const MAX_BATCH: usize = 4096;
 
 const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
 const DUE: TableDefinition<&[u8], ()> = TableDefinition::new("due");
+const STAGED: TableDefinition<&[u8], ()> = TableDefinition::new("staged");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const META_FORMAT: &str = "format";
 const META_PARTITIONS: &str = "partitions";
@@ -268,6 +271,7 @@ fn init_meta(db: &Database, path: &Path, partitions_if_new: u32) -> Result<u32, 
     };
     txn.open_table(JOBS).map_err(storage)?;
     txn.open_table(DUE).map_err(storage)?;
+    txn.open_table(STAGED).map_err(storage)?;
     txn.commit().map_err(storage)?;
     Ok(partitions)
 }
@@ -349,7 +353,12 @@ fn commit_batch(
 ) -> Result<(), ::redb::Error> {
     let txn = db.begin_write()?;
     {
-        let mut tables = Tables { jobs: txn.open_table(JOBS)?, due: txn.open_table(DUE)?, partitions };
+        let mut tables = Tables {
+            jobs: txn.open_table(JOBS)?,
+            due: txn.open_table(DUE)?,
+            staged: txn.open_table(STAGED)?,
+            partitions,
+        };
         for request in batch {
             results.push(tables.execute(&request.op)?);
         }
@@ -375,6 +384,7 @@ macro_rules! refuse_on_err {
 struct Tables<'t> {
     jobs: ::redb::Table<'t, &'static [u8], &'static [u8]>,
     due: ::redb::Table<'t, &'static [u8], ()>,
+    staged: ::redb::Table<'t, &'static [u8], ()>,
     partitions: u32,
 }
 
@@ -390,8 +400,21 @@ impl Tables<'_> {
         })
     }
 
-    fn due_key(&self, encoded: &[u8], due: Timestamp) -> Vec<u8> {
-        due_key(keys::partition_of_encoded(encoded, self.partitions), due, encoded)
+    /// Inserts (or removes) the index entry of `job`: in `staged` when it is staged, else in
+    /// `due`.
+    fn index(&mut self, encoded: &[u8], job: &StoredJob, present: bool) -> Result<(), ::redb::Error> {
+        let partition = keys::partition_of_encoded(encoded, self.partitions);
+        let (table, key) = if job.staged {
+            (&mut self.staged, keys::staged_key(partition, job.next_due, encoded))
+        } else {
+            (&mut self.due, due_key(partition, job.next_due, encoded))
+        };
+        if present {
+            table.insert(key.as_slice(), ())?;
+        } else {
+            table.remove(key.as_slice())?;
+        }
+        Ok(())
     }
 
     fn load(&self, key: &JobKey, encoded: &[u8]) -> OpResult<Option<StoredJob>> {
@@ -401,14 +424,12 @@ impl Tables<'_> {
 
     fn store(&mut self, encoded: &[u8], job: &StoredJob) -> Result<(), ::redb::Error> {
         self.jobs.insert(encoded, encode_record(job).as_slice())?;
-        self.due.insert(self.due_key(encoded, job.next_due).as_slice(), ())?;
-        Ok(())
+        self.index(encoded, job, true)
     }
 
     fn unstore(&mut self, encoded: &[u8], old: &StoredJob) -> Result<(), ::redb::Error> {
         self.jobs.remove(encoded)?;
-        self.due.remove(self.due_key(encoded, old.next_due).as_slice())?;
-        Ok(())
+        self.index(encoded, old, false)
     }
 
     fn put(&mut self, job: &StoredJob, encoded: &[u8], mode: PutMode) -> OpResult<Option<StoredJob>> {
@@ -467,6 +488,12 @@ impl Tables<'_> {
                     if let Some(job) = touched.current.as_mut().filter(|j| j.incarnation == *incarnation) {
                         job.progress = *progress;
                         job.next_due = *next_due;
+                        job.staged = false;
+                    }
+                }
+                Mutation::Stage { incarnation, .. } => {
+                    if let Some(job) = touched.current.as_mut().filter(|j| j.incarnation == *incarnation) {
+                        job.staged = true;
                     }
                 }
                 Mutation::Complete { incarnation, .. } => {
@@ -504,6 +531,46 @@ fn read_jobs(
     for entry in jobs.range::<&[u8]>(range).map_err(storage)?.take(limit) {
         let (k, v) = entry.map_err(storage)?;
         out.push(decode_record(decode_key(k.value())?, v.value())?);
+    }
+    Ok(out)
+}
+
+/// Up to `limit` jobs of the index `table` (`due`, or `staged` when `staged`) in `range`, in
+/// index order.
+fn scan_index(
+    db: &Database,
+    table: TableDefinition<&[u8], ()>,
+    range: (Bound<Vec<u8>>, Bound<Vec<u8>>),
+    limit: usize,
+    staged: bool,
+) -> Result<Vec<StoredJob>, StoreError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let index = txn.open_table(table).map_err(storage)?;
+    let jobs = txn.open_table(JOBS).map_err(storage)?;
+    let range = (range.0.as_ref().map(Vec::as_slice), range.1.as_ref().map(Vec::as_slice));
+    let mut out = Vec::new();
+    for entry in index.range::<&[u8]>(range).map_err(storage)? {
+        if out.len() >= limit {
+            break;
+        }
+        let (entry, _) = entry.map_err(storage)?;
+        let (_, due_at, encoded) =
+            if staged { keys::decode_staged_key(entry.value())? } else { decode_due_key(entry.value())? };
+        let key = decode_key(encoded)?;
+        let job = match jobs.get(encoded).map_err(storage)? {
+            Some(bytes) => decode_record(key, bytes.value())?,
+            None => {
+                // Cannot happen (both tables change in one transaction); a stale entry must not
+                // stop the partition.
+                tracing::warn!(%key, "index entry without a job; skipped");
+                continue;
+            }
+        };
+        if job.next_due != due_at || job.staged != staged {
+            tracing::warn!(key = %job.key, "stale index entry; skipped");
+            continue;
+        }
+        out.push(job);
     }
     Ok(out)
 }
@@ -586,43 +653,37 @@ impl JobStore for RedbStore {
         after: Option<&DueCursor>,
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError> {
-        let part = keys::due_partition_prefix(partition);
+        let part = keys::due_partition_prefix(partition).to_vec();
         let start = match after {
-            None => Bound::Included(part.to_vec()),
+            None => Bound::Included(part.clone()),
             Some(cursor) => Bound::Excluded(due_key(partition, cursor.due, &encode_key(&cursor.key)?)),
         };
         let end = prefix_end(&part).map_or(Bound::Unbounded, Bound::Excluded);
-        self.read(move |db| {
-            let txn = db.begin_read().map_err(storage)?;
-            let due = txn.open_table(DUE).map_err(storage)?;
-            let jobs = txn.open_table(JOBS).map_err(storage)?;
-            let range = (start.as_ref().map(Vec::as_slice), end.as_ref().map(Vec::as_slice));
-            let mut out = Vec::new();
-            for entry in due.range::<&[u8]>(range).map_err(storage)? {
-                if out.len() >= limit {
-                    break;
-                }
-                let (entry, _) = entry.map_err(storage)?;
-                let (_, due_at, encoded) = decode_due_key(entry.value())?;
-                let key = decode_key(encoded)?;
-                let job = match jobs.get(encoded).map_err(storage)? {
-                    Some(bytes) => decode_record(key, bytes.value())?,
-                    None => {
-                        // Cannot happen (both tables change in one transaction); a stale entry
-                        // must not stop the partition.
-                        tracing::warn!(%key, "due-index entry without a job; skipped");
-                        continue;
-                    }
-                };
-                if job.next_due != due_at {
-                    tracing::warn!(key = %job.key, "due-index entry at a stale time; skipped");
-                    continue;
-                }
-                out.push(job);
+        self.read(move |db| scan_index(db, DUE, (start, end), limit, false)).await
+    }
+
+    async fn scan_staged(
+        &self,
+        partition: u32,
+        route: &Route,
+        after: Option<&DueCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredJob>, StoreError> {
+        let part = keys::staged_route_prefix(partition, &keys::route_prefix(route)?);
+        let start = match after {
+            None => Bound::Included(part.clone()),
+            Some(cursor) => {
+                Bound::Excluded(keys::staged_key(partition, cursor.due, &encode_key(&cursor.key)?))
             }
-            Ok(out)
-        })
-        .await
+        };
+        let end = prefix_end(&part).map_or(Bound::Unbounded, Bound::Excluded);
+        self.read(move |db| scan_index(db, STAGED, (start, end), limit, true)).await
+    }
+
+    async fn count_staged(&self) -> Result<u64, StoreError> {
+        let txn = self.shared.db.begin_read().map_err(storage)?;
+        let staged = txn.open_table(STAGED).map_err(storage)?;
+        staged.len().map_err(storage)
     }
 
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {

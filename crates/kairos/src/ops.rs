@@ -86,15 +86,26 @@ fn describe() {
     describe_histogram!(
         "kairos_trigger_delivery_seconds",
         Unit::Seconds,
-        "From firing a trigger to its result coming back (staging time included)"
+        "From sending a trigger to a sidecar to its result coming back"
     );
     describe_histogram!(
         "kairos_trigger_lateness_seconds",
         Unit::Seconds,
-        "How late a trigger fired after its scheduled time"
+        "How late a trigger was sent to a sidecar after its scheduled time"
     );
-    describe_gauge!("kairos_triggers_staged", "Triggers waiting for a sidecar of their app");
-    describe_gauge!("kairos_triggers_in_flight", "Triggers sent and not yet answered");
+    describe_gauge!(
+        "kairos_triggers_staged",
+        "Jobs staged in the store: due while no sidecar of their app was connected"
+    );
+    describe_gauge!(
+        "kairos_triggers_in_flight",
+        "Triggers fired and not yet answered (sent, or queued for a sidecar's credit)"
+    );
+    describe_gauge!("kairos_triggers_queued", "Triggers waiting for a sidecar's credit");
+    describe_gauge!(
+        "kairos_jobs_in_memory",
+        "Jobs the engine holds in memory (bounded by the window per partition)"
+    );
     describe_gauge!("kairos_partitions_owned", "Partitions this scheduler fires");
     describe_gauge!("kairos_sidecars_connected", "Open WatchJobs streams");
     describe_histogram!("kairos_store_commit_batch_size", "Operations per store commit (group commit)");
@@ -176,9 +187,14 @@ pub async fn refresh_scheduler_gauges(service: &SchedulerService) {
     let stats = engine.router_stats();
     #[allow(clippy::cast_precision_loss)]
     {
-        metrics::gauge!("kairos_triggers_staged").set(stats.staged as f64);
-        metrics::gauge!("kairos_triggers_in_flight").set(stats.in_flight as f64);
+        metrics::gauge!("kairos_triggers_in_flight").set(stats.in_flight() as f64);
+        metrics::gauge!("kairos_triggers_queued").set(stats.queued as f64);
+        metrics::gauge!("kairos_jobs_in_memory").set(engine.resident_jobs() as f64);
         metrics::gauge!("kairos_partitions_owned").set(engine.owned().len() as f64);
+    }
+    if let Ok(Ok(staged)) = tokio::time::timeout(STORE_PROBE_TIMEOUT, engine.staged_count()).await {
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!("kairos_triggers_staged").set(staged as f64);
     }
     if let Ok(Ok(count)) = tokio::time::timeout(STORE_PROBE_TIMEOUT, engine.store().count()).await {
         #[allow(clippy::cast_precision_loss)]

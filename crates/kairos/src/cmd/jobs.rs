@@ -536,6 +536,8 @@ impl Line {
                 attempts: self.attempts,
             },
             next_due: instant("nextDue", &self.next_due)?,
+            // An import is staged again by its partition if its app has no sidecar connected.
+            staged: false,
         })
     }
 }
@@ -568,6 +570,7 @@ mod tests {
             incarnation: 0,
             progress,
             next_due: Timestamp::new(1_700_000_010, 1).unwrap(),
+            staged: false,
         }
     }
 
