@@ -159,6 +159,24 @@ mod tests {
         assert_eq!(ticks(&j, 10), ts(&["2026-03-01T10:00:05Z", "2026-03-01T10:00:10Z"]));
     }
 
+    /// Spec §7.4: "the first trigger is `cron.Next(creation time)`". The creation time upstream
+    /// means is the stored `Start`, `now.UTC().Truncate(time.Second)` (go-etcd-cron
+    /// `builder.go`, `Parse`), so an `@every` job created mid-second fires on whole seconds,
+    /// not at creation + d.
+    #[test]
+    fn spec_7_4_schedule_without_due_time_counts_from_creation_truncated_to_the_second() {
+        assert_eq!(CREATED, "2026-03-01T10:00:00.400Z");
+        let j = job(Some("@every 1s"), None, Some(3), None);
+        assert_eq!(
+            ticks(&j, 10),
+            ts(&["2026-03-01T10:00:01Z", "2026-03-01T10:00:02Z", "2026-03-01T10:00:03Z"])
+        );
+        // A sub-second interval shorter than the truncated part is due before the creation
+        // instant itself, so it fires at once.
+        let j = job(Some("@every 300ms"), None, Some(2), None);
+        assert_eq!(ticks(&j, 10), ts(&["2026-03-01T10:00:00.3Z", "2026-03-01T10:00:00.6Z"]));
+    }
+
     #[test]
     fn spec_7_4_due_time_is_the_first_tick_and_counts_as_repeat_1() {
         let j = job(Some("@every 10s"), Some("3s"), Some(3), None);
