@@ -9,7 +9,7 @@ use jiff::{RoundMode, Timestamp, TimestampRound, Unit, Zoned};
 
 pub use crate::policy::FailurePolicy;
 use crate::schedule::{Schedule, ScheduleError};
-use crate::timepoint::{PointInTimeError, parse_point_in_time};
+use crate::timepoint::{PointInTimeError, SUPPORTED_RANGE, parse_point_in_time};
 
 /// An opaque payload (a protobuf `Any`): stored and returned byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -70,6 +70,9 @@ pub enum ValidationError {
     DueTime(PointInTimeError),
     #[error("ttl format not recognized")]
     Ttl,
+    /// The ttl is well-formed but its instant is outside the range kairos can represent.
+    #[error("ttl {0:?} is out of range: {SUPPORTED_RANGE}")]
+    TtlOutOfRange(String),
     #[error("ttl must be greater than due time")]
     TtlBeforeDueTime,
 }
@@ -122,7 +125,13 @@ impl JobSpec {
             None => None,
             Some(ttl) => {
                 let reference = due.as_ref().unwrap_or(&start);
-                let expires = parse_point_in_time(ttl, reference).map_err(|_| ValidationError::Ttl)?;
+                // Upstream reports every ttl failure as "not recognized"; out of range is ours.
+                let expires = parse_point_in_time(ttl, reference).map_err(|err| match err {
+                    PointInTimeError::OutOfRange(_) => ValidationError::TtlOutOfRange(ttl.clone()),
+                    PointInTimeError::NotRecognized | PointInTimeError::RepeatsNotSupported => {
+                        ValidationError::Ttl
+                    }
+                })?;
                 if due.as_ref().is_some_and(|d| d.timestamp() > expires.timestamp()) {
                     return Err(ValidationError::TtlBeforeDueTime);
                 }
@@ -197,6 +206,40 @@ mod tests {
         assert_eq!(resolve(&s).unwrap_err().to_string(), "repeats not supported for due time");
         let s = JobSpec { schedule: some("@every 1s"), ttl: some("soon"), ..spec() };
         assert_eq!(resolve(&s).unwrap_err().to_string(), "ttl format not recognized");
+    }
+
+    #[test]
+    fn due_time_and_ttl_past_the_representable_range_say_so() {
+        let s = JobSpec { due_time: some("9999-12-31T23:59:59Z"), ..spec() };
+        let err = resolve(&s).unwrap_err();
+        assert_eq!(
+            err,
+            ValidationError::DueTime(PointInTimeError::OutOfRange("9999-12-31T23:59:59Z".into()))
+        );
+        assert!(
+            err.to_string()
+                .starts_with(r#"due time "9999-12-31T23:59:59Z" is out of range: kairos represents"#),
+            "{err}"
+        );
+        // The last representable instant itself is fine.
+        let s = JobSpec { due_time: some("9999-12-30T22:00:00.999999999Z"), ..spec() };
+        assert_eq!(resolve(&s).unwrap().due, Some(Timestamp::MAX));
+
+        let every = |due: Option<&str>, ttl: &str| JobSpec {
+            schedule: some("@every 1s"),
+            due_time: due.map(str::to_owned),
+            ttl: some(ttl),
+            ..spec()
+        };
+        for (due, ttl) in
+            [(None, "9999-12-31T23:59:59Z"), (Some("9999-12-30T12:00:00Z"), "P1D"), (None, "P8000Y")]
+        {
+            let err = resolve(&every(due, ttl)).unwrap_err();
+            assert_eq!(err, ValidationError::TtlOutOfRange(ttl.into()), "{due:?} {ttl:?}");
+            assert!(err.to_string().starts_with(&format!("ttl {ttl:?} is out of range: ")), "{err}");
+        }
+        let s = every(Some("9999-12-30T12:00:00Z"), "PT10H");
+        assert_eq!(resolve(&s).unwrap().expires, Some(t("9999-12-30T22:00:00Z")));
     }
 
     #[test]

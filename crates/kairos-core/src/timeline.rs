@@ -12,6 +12,12 @@
 //!   instant of the next attempt (a retry of the same tick, or the next tick). A tick that
 //!   exhausts its retries, or is dropped, counts like a success, and the cadence is kept:
 //!   `last_scheduled` is the tick's scheduled time, not when its last attempt ran.
+//!
+//! Every function here costs the same however far behind a job is: one `next_after` of the
+//! schedule (an addition for `@every`, a calendar search bounded to five years for cron),
+//! never a walk over the missed ticks. Catching up is still one delivery per missed tick
+//! (≈ 8.3e8 for `@every 1s` with a due time in 2000); bounding that is a policy above this
+//! module, not something the arithmetic does.
 
 use jiff::Timestamp;
 
@@ -159,6 +165,24 @@ mod tests {
         assert_eq!(ticks(&j, 10), ts(&["2026-03-01T10:00:05Z", "2026-03-01T10:00:10Z"]));
     }
 
+    /// Spec §7.4: "the first trigger is `cron.Next(creation time)`". The creation time upstream
+    /// means is the stored `Start`, `now.UTC().Truncate(time.Second)` (go-etcd-cron
+    /// `builder.go`, `Parse`), so an `@every` job created mid-second fires on whole seconds,
+    /// not at creation + d.
+    #[test]
+    fn spec_7_4_schedule_without_due_time_counts_from_creation_truncated_to_the_second() {
+        assert_eq!(CREATED, "2026-03-01T10:00:00.400Z");
+        let j = job(Some("@every 1s"), None, Some(3), None);
+        assert_eq!(
+            ticks(&j, 10),
+            ts(&["2026-03-01T10:00:01Z", "2026-03-01T10:00:02Z", "2026-03-01T10:00:03Z"])
+        );
+        // A sub-second interval shorter than the truncated part is due before the creation
+        // instant itself, so it fires at once.
+        let j = job(Some("@every 300ms"), None, Some(2), None);
+        assert_eq!(ticks(&j, 10), ts(&["2026-03-01T10:00:00.3Z", "2026-03-01T10:00:00.6Z"]));
+    }
+
     #[test]
     fn spec_7_4_due_time_is_the_first_tick_and_counts_as_repeat_1() {
         let j = job(Some("@every 10s"), Some("3s"), Some(3), None);
@@ -221,6 +245,43 @@ mod tests {
         assert!(due.iter().all(|d| *d <= now), "all six missed ticks are already due: {due:?}");
         assert!(due.windows(2).all(|w| w[0] < w[1]), "in order");
         assert_eq!(progress.last_scheduled, Some(t("2026-03-01T10:01:00Z")));
+    }
+
+    /// Spec §7.4, catch-up: "all missed ticks fire back-to-back". A due time 26 years back on
+    /// `@every 1s` means 825,674,401 ticks already due at creation, each one delivered; the
+    /// timeline computes each from the previous one in constant time, however far behind.
+    #[test]
+    fn spec_7_4_catch_up_from_a_due_time_years_back_fires_every_missed_tick() {
+        let j = job(Some("@every 1s"), Some("2000-01-01T00:00:00Z"), None, None);
+        let due = t("2000-01-01T00:00:00Z");
+        let second = |n: i64| due.checked_add(SignedDuration::from_secs(n)).unwrap();
+        assert_eq!(ticks(&j, 3), vec![second(0), second(1), second(2)]);
+
+        // Ticks 0..=missed-1 are at or before creation: that many fire back to back.
+        let missed: i64 = 825_674_401;
+        let after = |count: i64| Progress {
+            count: u32::try_from(count).unwrap(),
+            last_scheduled: Some(second(count - 1)),
+            attempts: 0,
+        };
+        assert!(next_tick(&j, &after(missed - 1)).unwrap() <= t(CREATED));
+        assert!(next_tick(&j, &after(missed)).unwrap() > t(CREATED));
+        assert_eq!(missed, t("2026-03-01T10:00:00Z").duration_since(due).as_secs() + 1);
+
+        // Far behind, a success or a given-up tick moves on by exactly one tick: no tick is
+        // skipped, none is merged.
+        let behind = after(1_000_000);
+        assert_eq!(
+            after_success(&j, &behind),
+            Step { progress: after(1_000_001), due: Some(second(1_000_001)) }
+        );
+        let mut dropping = j.clone();
+        dropping.failure_policy = FailurePolicy::Drop;
+        assert_eq!(after_failure(&dropping, &behind, second(1_000_000)), after_success(&j, &behind));
+        // A retry of a tick years overdue is due one interval after that tick: at once.
+        let retry = after_failure(&j, &behind, second(1_000_000));
+        assert_eq!(retry.due, Some(second(1_000_001)));
+        assert_eq!(retry.progress.attempts, 1);
     }
 
     #[test]

@@ -10,13 +10,17 @@
 //! * for `dueTime`, the job's creation time, `now.UTC().Truncate(time.Second)`;
 //! * for `ttl`, the resolved due time (as UTC) if `dueTime` is set, else the creation time.
 //!
-//! Departures from upstream, all on inputs no client sends:
+//! Departures from upstream, all on inputs no client is likely to send:
 //! * An ISO-8601 duration whose parts overflow Go's `int64` arithmetic (days, or the time part
-//!   as nanoseconds) is rejected; Go silently wraps around.
-//! * A result outside jiff's range is rejected as not recognized: jiff's last instant is
-//!   `9999-12-30T22:00:00.999999999Z` (so RFC 3339 times in the last 26 hours of year 9999 are
-//!   rejected too) and its first is `-009999-01-02T01:59:59Z`. Go would produce a time
-//!   that protobuf's `Timestamp` (years 1–9999) cannot hold anyway.
+//!   as nanoseconds) is rejected as out of range; Go silently wraps around.
+//! * An instant outside jiff's range is rejected as out of range
+//!   ([`PointInTimeError::OutOfRange`], whose message gives the range). jiff's last instant is
+//!   `9999-12-30T22:00:00.999999999Z`, so the RFC 3339 times of the last 26 hours of year 9999
+//!   (`9999-12-31T23:59:59Z`, or .NET's `DateTimeOffset.MaxValue`) are rejected, although Go
+//!   accepts them. Every earlier RFC 3339 time is accepted, whatever its offset: jiff's first
+//!   instant, `-009999-01-02T01:59:59Z`, lies before any RFC 3339 time and can only be crossed
+//!   by adding a duration. Outside those 26 hours, an instant out of jiff's range is also out of
+//!   the range of protobuf's `Timestamp` (years 1–9999), in which upstream stores it.
 
 use jiff::civil::DateTime;
 use jiff::tz::{Offset, TimeZone};
@@ -33,6 +37,25 @@ pub enum PointInTimeError {
     /// An ISO-8601 repeating interval `Rn/…` with n > 0.
     #[error("repeats not supported for due time")]
     RepeatsNotSupported,
+    /// The string is in one of the formats, but the instant it names is outside the range
+    /// kairos can represent (see the module documentation). Holds the string.
+    #[error("due time {0:?} is out of range: {SUPPORTED_RANGE}")]
+    OutOfRange(String),
+}
+
+/// The instants kairos can represent (jiff's), as an error message states them.
+pub const SUPPORTED_RANGE: &str =
+    "kairos represents instants from -009999-01-02T01:59:59Z to 9999-12-30T22:00:00.999999999Z";
+
+/// Why [`parse_rfc3339`] rejected a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rfc3339Error {
+    /// Go's `time.Parse(time.RFC3339, …)` rejects it too.
+    #[error("not an RFC 3339 time")]
+    Syntax,
+    /// Go accepts it, but the instant is after jiff's last one.
+    #[error("RFC 3339 time out of range")]
+    OutOfRange,
 }
 
 /// Resolves a due time or ttl string against `reference` (spec §7.2): RFC 3339 is absolute;
@@ -45,21 +68,29 @@ pub enum PointInTimeError {
 /// duration with an `Rn/` prefix is accepted when n ≤ 0, as upstream does.
 ///
 /// # Errors
-/// [`PointInTimeError`] when the string is in none of the formats.
+/// [`PointInTimeError::NotRecognized`] when the string is in none of the formats,
+/// [`PointInTimeError::OutOfRange`] when it is in one but names an instant kairos cannot
+/// represent, [`PointInTimeError::RepeatsNotSupported`] for `Rn/…` with n > 0.
 pub fn parse_point_in_time(input: &str, reference: &Zoned) -> Result<Zoned, PointInTimeError> {
-    if let Some(absolute) = parse_rfc3339(input) {
-        return Ok(absolute);
+    let out_of_range = || PointInTimeError::OutOfRange(input.to_owned());
+    match parse_rfc3339(input) {
+        Ok(absolute) => return Ok(absolute),
+        Err(Rfc3339Error::OutOfRange) => return Err(out_of_range()),
+        Err(Rfc3339Error::Syntax) => {}
     }
     if let Ok(duration) = parse_go_duration(input) {
-        return add_exact(reference, duration).ok_or(PointInTimeError::NotRecognized);
+        return add_exact(reference, duration).ok_or_else(out_of_range);
     }
-    let iso = parse_iso8601_duration(input).map_err(|_| PointInTimeError::NotRecognized)?;
+    let iso = parse_iso8601_duration(input).map_err(|err| match err {
+        Iso8601DurationError::Unsupported(_) => PointInTimeError::NotRecognized,
+        Iso8601DurationError::OutOfRange(_) => out_of_range(),
+    })?;
     if iso.repeats.is_some_and(|n| n > 0) {
         return Err(PointInTimeError::RepeatsNotSupported);
     }
     go_add_date(reference, iso.years, iso.months, iso.days)
         .and_then(|date| add_exact(&date, iso.time))
-        .ok_or(PointInTimeError::NotRecognized)
+        .ok_or_else(out_of_range)
 }
 
 /// Go's `Time.Add`: exact time arithmetic, the zone is kept.
@@ -72,7 +103,7 @@ fn add_exact(t: &Zoned, d: SignedDuration) -> Option<Zoned> {
 // RFC 3339, as Go's time.Parse(time.RFC3339, s) accepts it
 // ---------------------------------------------------------------------------------------------
 
-/// Parses `s` exactly as Go's `time.Parse(time.RFC3339, s)` does, or returns `None`.
+/// Parses `s` exactly as Go's `time.Parse(time.RFC3339, s)` does.
 ///
 /// Go first tries a strict fast path and then falls back to its generic layout parser, so
 /// what is accepted is what the generic parser accepts for `2006-01-02T15:04:05Z07:00`:
@@ -89,8 +120,19 @@ fn add_exact(t: &Zoned, d: SignedDuration) -> Option<Zoned> {
 /// A `Z` time is returned in [`TimeZone::UTC`]; an offset (including `+00:00`) as a fixed
 /// offset zone (Go would use its `Local` zone when the offsets agree; the instant is the
 /// same).
-#[must_use]
-pub fn parse_rfc3339(s: &str) -> Option<Zoned> {
+///
+/// # Errors
+/// [`Rfc3339Error::Syntax`] where Go rejects `s`; [`Rfc3339Error::OutOfRange`] where Go
+/// accepts it but the instant is after jiff's last one, `9999-12-30T22:00:00.999999999Z`.
+pub fn parse_rfc3339(s: &str) -> Result<Zoned, Rfc3339Error> {
+    let (datetime, tz) = read_rfc3339(s).ok_or(Rfc3339Error::Syntax)?;
+    // Every field is checked, so the reading is a valid civil datetime of years 0000–9999 and
+    // the offset is within ±25 h; jiff can only refuse the instant they make.
+    datetime.to_zoned(tz).map_err(|_| Rfc3339Error::OutOfRange)
+}
+
+/// The wall-clock reading and zone of an RFC 3339 string, where Go's parser accepts it.
+fn read_rfc3339(s: &str) -> Option<(DateTime, TimeZone)> {
     let mut cur = Cursor(s.as_bytes());
     let year = cur.digits(4)?;
     cur.byte(b'-')?;
@@ -121,7 +163,7 @@ pub fn parse_rfc3339(s: &str) -> Option<Zoned> {
         nanos,
     )
     .ok()?;
-    dt.to_zoned(tz).ok()
+    Some((dt, tz))
 }
 
 /// A byte cursor over an RFC 3339 candidate; every method consumes on success only.
@@ -425,7 +467,7 @@ mod tests {
             ("9999-12-30T21:59:59.999999999Z", "9999-12-30T21:59:59.999999999Z", 0),
         ];
         for (input, instant, offset) in cases {
-            let got = parse_rfc3339(input).unwrap_or_else(|| panic!("rejected {input:?}"));
+            let got = parse_rfc3339(input).unwrap_or_else(|e| panic!("rejected {input:?}: {e}"));
             assert_eq!(got.timestamp(), instant.parse().unwrap(), "{input:?}");
             assert_eq!(got.offset().seconds(), offset, "{input:?}");
         }
@@ -481,12 +523,104 @@ mod tests {
             "2024-01-02T03:04:05+01:00:00",
             "2024-01-02T03:04:05UTC",
             "２０２４-01-02T03:04:05Z", // non-ASCII digits
-            // Deliberate departure: Go accepts these, but they are past jiff's last instant.
-            "9999-12-31T23:59:59Z",
-            "9999-12-30T22:00:01Z",
+            "10000-01-01T00:00:00Z",    // Go's RFC 3339 layout has exactly four year digits
         ];
         for input in cases {
-            assert_eq!(parse_rfc3339(input), None, "{input:?}");
+            assert_eq!(parse_rfc3339(input), Err(Rfc3339Error::Syntax), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn spec_7_2_rfc3339_is_accepted_up_to_the_last_representable_instant() {
+        // (input, instant in UTC); the last instant is jiff's, 9999-12-30T22:00:00.999999999Z.
+        let cases = [
+            ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+            ("0001-01-01T00:00:00+14:00", "0000-12-31T10:00:00Z"),
+            ("0001-01-01T00:00:00-14:00", "0001-01-01T14:00:00Z"),
+            ("0000-01-01T00:00:00+24:60", "-000001-12-30T23:00:00Z"), // the earliest Go accepts
+            ("9999-01-01T00:00:00Z", "9999-01-01T00:00:00Z"),
+            ("9999-12-30T22:00:00Z", "9999-12-30T22:00:00Z"),
+            ("9999-12-30T22:00:00.999999999Z", "9999-12-30T22:00:00.999999999Z"),
+            ("9999-12-30T22:00:00.99999999999Z", "9999-12-30T22:00:00.999999999Z"),
+            ("9999-12-30T22:00:00,5Z", "9999-12-30T22:00:00.5Z"),
+            ("9999-12-31T12:00:00.999999999+14:00", "9999-12-30T22:00:00.999999999Z"),
+            ("9999-12-30T08:00:00.999999999-14:00", "9999-12-30T22:00:00.999999999Z"),
+            ("9999-12-31T23:00:00.999999999+24:60", "9999-12-30T22:00:00.999999999Z"),
+        ];
+        for (input, instant) in cases {
+            let got = parse_rfc3339(input).unwrap_or_else(|e| panic!("rejected {input:?}: {e}"));
+            assert_eq!(got.timestamp(), instant.parse().unwrap(), "{input:?}");
+            let got = parse_point_in_time(input, &reference()).unwrap();
+            assert_eq!(got.timestamp(), instant.parse().unwrap(), "{input:?}");
+        }
+        assert_eq!(
+            parse_rfc3339("9999-12-30T22:00:00.999999999Z").map(|t| t.timestamp()),
+            Ok(Timestamp::MAX)
+        );
+    }
+
+    #[test]
+    fn rfc3339_past_the_last_representable_instant_is_out_of_range_not_unrecognized() {
+        let cases = [
+            "9999-12-30T22:00:01Z",
+            "9999-12-31T23:59:59Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "9999-12-31T23:59:59.9999999+00:00", // .NET DateTimeOffset.MaxValue.ToString("O")
+            "9999-12-31T12:00:01+14:00",
+            "9999-12-31T23:59:59+14:00",
+            "9999-12-30T08:00:01-14:00",
+            "9999-12-31T23:59:59-14:00",
+            "9999-12-31T23:59:59-24:60",
+        ];
+        for input in cases {
+            assert_eq!(parse_rfc3339(input), Err(Rfc3339Error::OutOfRange), "{input:?}");
+            assert_eq!(
+                parse_point_in_time(input, &reference()),
+                Err(PointInTimeError::OutOfRange(input.to_owned())),
+                "{input:?}"
+            );
+        }
+        assert_eq!(
+            PointInTimeError::OutOfRange("9999-12-31T23:59:59Z".into()).to_string(),
+            "due time \"9999-12-31T23:59:59Z\" is out of range: kairos represents instants from \
+             -009999-01-02T01:59:59Z to 9999-12-30T22:00:00.999999999Z"
+        );
+        // Malformed strings near the edge are still not recognized.
+        for input in ["9999-12-31", "9999-12-32T00:00:00Z", "10000-01-01T00:00:00Z"] {
+            assert_eq!(parse_point_in_time(input, &reference()), Err(PointInTimeError::NotRecognized));
+        }
+    }
+
+    #[test]
+    fn supported_range_states_jiffs_limits() {
+        let want = format!("kairos represents instants from {} to {}", Timestamp::MIN, Timestamp::MAX);
+        assert_eq!(SUPPORTED_RANGE, want);
+    }
+
+    #[test]
+    fn spec_7_2_durations_landing_past_the_range_are_out_of_range() {
+        let late = utc("9999-12-30T00:00:00Z");
+        // (input, reference, the instant, or None for out of range)
+        let cases = [
+            ("22h", &late, Some("9999-12-30T22:00:00Z")),
+            ("22h0m0.999999999s", &late, Some("9999-12-30T22:00:00.999999999Z")),
+            ("22h0m1s", &late, None),
+            ("PT22H", &late, Some("9999-12-30T22:00:00Z")),
+            ("PT22H1S", &late, None),
+            ("P1D", &late, None),
+            ("P1M", &late, None),
+            ("P8000Y", &reference(), None),
+            ("P-20000Y", &reference(), None),
+            ("PT2562048H", &reference(), None), // would wrap in Go's int64 arithmetic
+        ];
+        for (input, reference, want) in cases {
+            let got = parse_point_in_time(input, reference);
+            match want {
+                Some(instant) => {
+                    assert_eq!(got.map(|t| t.timestamp()), Ok(instant.parse().unwrap()), "{input:?}")
+                }
+                None => assert_eq!(got, Err(PointInTimeError::OutOfRange(input.to_owned())), "{input:?}"),
+            }
         }
     }
 
@@ -705,7 +839,10 @@ mod tests {
                 Err(Iso8601DurationError::OutOfRange(input.to_owned())),
                 "{input:?}"
             );
-            assert_eq!(parse_point_in_time(input, &reference()), Err(PointInTimeError::NotRecognized));
+            assert_eq!(
+                parse_point_in_time(input, &reference()),
+                Err(PointInTimeError::OutOfRange(input.to_owned()))
+            );
         }
         // The largest hours that fit in Go's Duration are accepted.
         assert_eq!(
@@ -789,7 +926,7 @@ mod tests {
         assert_eq!(go_add_date(&start, 0, 0, 4_000_000), None);
         // Parts that cancel out stay in range, as Go's exact arithmetic would.
         assert_eq!(go_add_date(&start, 10_000, -120_000, 0), Some(start.clone()));
-        assert_eq!(parse_point_in_time("P8000Y", &start), Err(PointInTimeError::NotRecognized));
+        assert_eq!(parse_point_in_time("P8000Y", &start), Err(PointInTimeError::OutOfRange("P8000Y".into())));
     }
 
     // -- properties ---------------------------------------------------------------------------
@@ -842,15 +979,48 @@ mod tests {
             // Local years outside 0000–9999 cannot be written in RFC 3339.
             prop_assume!(!text.starts_with('-') && !text.starts_with('+'));
             let got = parse_rfc3339(&text);
-            prop_assert!(got.is_some(), "rejected {}", text);
+            prop_assert!(got.is_ok(), "rejected {}: {:?}", text, got);
             let got = got.unwrap();
             prop_assert_eq!(got.timestamp(), ts);
             prop_assert_eq!(got.offset(), offset);
 
             let z = ts.to_string();
             prop_assume!(!z.starts_with('-') && !z.starts_with('+'));
-            prop_assert_eq!(parse_rfc3339(&z).map(|t| t.timestamp()), Some(ts));
+            prop_assert_eq!(parse_rfc3339(&z).map(|t| t.timestamp()), Ok(ts));
             prop_assert_eq!(parse_point_in_time(&z, &reference()).map(|t| t.timestamp()), Ok(ts));
+        }
+
+        /// Near both ends of the range, an RFC 3339 time is accepted exactly when its instant
+        /// is representable, and then it lands on that instant; past the end it is out of
+        /// range, never unrecognized.
+        #[test]
+        fn rfc3339_at_the_edges_is_accepted_exactly_when_representable(
+            (year, month, day) in prop::sample::select(vec![
+                (0, 1, 1), (0, 1, 2), (1, 1, 1), (9999, 12, 29), (9999, 12, 30), (9999, 12, 31),
+            ]),
+            hour in 0i128..24,
+            minute in 0i128..60,
+            second in 0i128..60,
+            nanos in prop_oneof![Just(0i128), Just(999_999_999), 0i128..1_000_000_000],
+            east: bool,
+            offset_hours in 0i128..=24,
+            offset_minutes in 0i128..=60,
+        ) {
+            let sign = if east { '+' } else { '-' };
+            let text = format!(
+                "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{nanos:09}{sign}{offset_hours:02}:{offset_minutes:02}"
+            );
+            // The instant, computed without jiff.
+            let offset = (offset_hours * 3600 + offset_minutes * 60) * if east { 1 } else { -1 };
+            let wall = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+            let instant = (wall - offset) * 1_000_000_000 + nanos;
+            let last = Timestamp::MAX.as_nanosecond();
+            let got = parse_point_in_time(&text, &reference());
+            if instant <= last {
+                prop_assert_eq!(got.map(|t| t.timestamp().as_nanosecond()), Ok(instant), "{}", text);
+            } else {
+                prop_assert_eq!(got, Err(PointInTimeError::OutOfRange(text.clone())), "{}", text);
+            }
         }
 
         #[test]
