@@ -104,6 +104,11 @@ fn describe() {
         "Store commit time, fsync included"
     );
     describe_counter!("kairos_store_commit_failures_total", "Store commits that failed");
+    describe_counter!(
+        "kairos_store_faults_total",
+        "Times the store entered a fault by kind: full (no space; clears by itself), corrupt (lasts until restored)"
+    );
+    describe_counter!("kairos_store_reopens_total", "Times the store file was reopened after an I/O error");
     describe_counter!("kairos_sidecar_deliveries_total", "Deliveries to the app by result (sidecar)");
     describe_histogram!(
         "kairos_sidecar_delivery_duration_seconds",

@@ -181,10 +181,12 @@ async fn a_full_disk_refuses_creates_at_once_with_the_cause_and_they_resume_once
     let http = reqwest::Client::new();
     until_status(&ready_url, 200, 20).await;
 
+    let (status, body, _) = create(&http, &sidecar.http, "kept", &job_body("1h", 100)).await;
+    assert_eq!(status, 204, "{body}");
     let mut acked = Vec::new();
     for i in 0..20 {
         let name = format!("before-{i:02}");
-        let (status, body, _) = create(&http, &sidecar.http, &name, &job_body("4s", 100)).await;
+        let (status, body, _) = create(&http, &sidecar.http, &name, &job_body("1s", 100)).await;
         assert_eq!(status, 204, "{body}");
         acked.push(name);
     }
@@ -233,8 +235,17 @@ async fn a_full_disk_refuses_creates_at_once_with_the_cause_and_they_resume_once
     let (code, reasons) = get_text(&ready_url).await;
     assert_eq!(code, 503, "{reasons}");
     assert!(reasons.contains("store full") && reasons.contains("no space left on device"), "{reasons}");
-    let request = GetJobRequest { name: acked[0].clone(), metadata: Some(metadata("full-app")) };
-    let _ = client.get_job(request).await.expect("reads go on (or the job already fired)");
+    let request = GetJobRequest { name: "kept".into(), metadata: Some(metadata("full-app")) };
+    client.get_job(request).await.expect("reads go on");
+
+    // Jobs stored before keep firing while the disk is full (their progress waits for space).
+    let watch = Stopwatch::start();
+    while let Some(missing) = acked.iter().filter(|n| n.starts_with("before")).find(|n| deliveries.of(n) == 0)
+    {
+        assert!(watch.elapsed() < Duration::from_secs(20), "{missing} did not fire while the disk was full");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(get_text(&ready_url).await.0, 503, "still full");
 
     // Space comes back: creates succeed again without a restart, and the node is ready again.
     std::fs::remove_file(filler).unwrap();
@@ -270,7 +281,12 @@ async fn a_full_disk_refuses_creates_at_once_with_the_cause_and_they_resume_once
         let status = client.get_job(request).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::NotFound, "{name}: {status:?}");
     }
-    println!("{} acknowledged jobs all delivered, {} refused ones never stored", acked.len(), refused.len());
+    let repeated = acked.iter().filter(|name| deliveries.of(name) > 1).count();
+    println!(
+        "{} acknowledged jobs all delivered ({repeated} more than once), {} refused ones never stored",
+        acked.len(),
+        refused.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
