@@ -28,7 +28,8 @@
 //! [`StoreError::Corrupt`] instead of panicking later. After an I/O error redb refuses every
 //! later write on that handle ("previous I/O error"), so the writer closes the database and
 //! reopens it at once (reads share it: the handle sits in a slot the writer swaps), retrying
-//! with backoff while reads still hold the old handle. A full disk (`ENOSPC`, `EDQUOT`) fails
+//! with backoff while reads still hold the old handle; reads that come meanwhile wait for the
+//! new handle. A full disk (`ENOSPC`, `EDQUOT`) fails
 //! the batch with [`StoreError::Full`] and puts the store in [`StoreFault::Full`]: writes are
 //! refused at once (no queueing) while reads go on, and the writer checks every so often
 //! whether space is back (a probe file of [`SPACE_PROBE_BYTES`] next to the store) and then
@@ -201,6 +202,9 @@ pub const SPACE_PROBE_BYTES: usize = 1 << 20;
 /// The longest wait between two attempts to reopen the file or to find space.
 const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How long a read waits for the file to be reopened before it fails with `Unavailable`.
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
+
 impl RedbStore {
     /// Opens the store in the file at `path`, creating it with `partitions_if_new` partitions
     /// when it does not exist (or is empty).
@@ -298,7 +302,7 @@ impl RedbStore {
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.db()?;
+        let db = self.db().await?;
         let result = tokio::task::spawn_blocking(move || guarded("in a read", || f(&db)))
             .await
             .map_err(|e| StoreError::unavailable("store read task failed", e))
@@ -306,21 +310,29 @@ impl RedbStore {
         self.observe(result)
     }
 
-    /// The open database, unless the writer is reopening it.
-    fn db(&self) -> Result<Arc<Database>, StoreError> {
-        if let Some(db) = self.shared.db.read().unwrap_or_else(PoisonError::into_inner).clone() {
-            return Ok(db);
+    /// The open database; while the writer reopens the file, waits for it (up to
+    /// [`REOPEN_WAIT`]), so that reads go on across a reopen.
+    async fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let waited = kairos_core::Stopwatch::start();
+        loop {
+            if let Some(db) = self.shared.db.read().unwrap_or_else(PoisonError::into_inner).clone() {
+                return Ok(db);
+            }
+            if let Some(StoreFault::Corrupt(why)) = self.shared.health.fault() {
+                return Err(StoreError::Corrupt(why));
+            }
+            if waited.elapsed() >= REOPEN_WAIT {
+                return Err(StoreError::Unavailable {
+                    reason: format!(
+                        "{} is closed after an I/O error and is being reopened",
+                        self.shared.path.display()
+                    ),
+                    source: None,
+                });
+            }
+            // Rare and short (a reopen), so a poll is simpler than a notification.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Err(match self.shared.health.fault() {
-            Some(StoreFault::Corrupt(why)) => StoreError::Corrupt(why),
-            _ => StoreError::Unavailable {
-                reason: format!(
-                    "{} is closed after an I/O error and is being reopened",
-                    self.shared.path.display()
-                ),
-                source: None,
-            },
-        })
     }
 
     /// Notes corruption that a call ran into, so that later writes are refused.
@@ -898,7 +910,7 @@ impl JobStore for RedbStore {
     async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
         let encoded = encode_key(key)?;
         // One point lookup: cheap enough to run on the caller's thread.
-        let db = self.db()?;
+        let db = self.db().await?;
         self.observe(guarded("in a get", || {
             let txn = db.begin_read().map_err(storage)?;
             let jobs = txn.open_table(JOBS).map_err(storage)?;
@@ -1021,7 +1033,7 @@ impl JobStore for RedbStore {
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        let db = self.db()?;
+        let db = self.db().await?;
         self.observe(guarded("in a count", || {
             let txn = db.begin_read().map_err(storage)?;
             let jobs = txn.open_table(JOBS).map_err(storage)?;
