@@ -92,8 +92,7 @@ fn engine_status(err: EngineError) -> Status {
         EngineError::Name(e) => Status::invalid_argument(format!("job failed validation: {e}")),
         EngineError::Invalid(e) => Status::invalid_argument(format!("job failed validation: {e}")),
         EngineError::AlreadyExists(key) => Status::already_exists(format!("job already exists: '{key}'")),
-        EngineError::Store(e) if e.is_retryable() => Status::unavailable(e.to_string()),
-        EngineError::Store(e) => Status::internal(e.to_string()),
+        EngineError::Store(e) => crate::store_status(&e),
     }
 }
 

@@ -228,8 +228,16 @@ fn engine_status(err: EngineError) -> Status {
     }
 }
 
-fn store_status(err: &StoreError) -> Status {
-    if err.is_retryable() { Status::unavailable(err.to_string()) } else { Status::internal(err.to_string()) }
+/// The gRPC status of a store failure: a full store (disk, etcd quota) is RESOURCE_EXHAUSTED,
+/// so that callers fail at once with the cause instead of retrying as they do on UNAVAILABLE
+/// (a retry cannot help until an operator frees space); a failure that a retry may cure is
+/// UNAVAILABLE; the rest, corruption included, INTERNAL.
+pub(crate) fn store_status(err: &StoreError) -> Status {
+    match err {
+        StoreError::Full { .. } => Status::resource_exhausted(err.to_string()),
+        err if err.is_retryable() => Status::unavailable(err.to_string()),
+        err => Status::internal(err.to_string()),
+    }
 }
 
 fn convert_status(err: ConvertError) -> Status {

@@ -18,6 +18,7 @@ use kairos_proto::scheduler::{
     WatchJobsRequestResultStatus, WatchJobsResponse, job_target_metadata,
 };
 use kairos_scheduler::SchedulerService;
+use kairos_store::StoreFault;
 use kairos_store::memory::MemoryStore;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -30,8 +31,11 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_over(Arc::new(MemoryStore::new(8))).await
+}
+
+async fn server_over(store: Arc<MemoryStore>) -> Server {
     let clock = ManualClock::new("2026-03-01T10:00:00Z".parse().unwrap());
-    let store = Arc::new(MemoryStore::new(8));
     let config = EngineConfig {
         window: 64,
         max_sleep: SignedDuration::from_millis(20),
@@ -208,6 +212,35 @@ async fn errors_carry_upstream_codes_and_texts() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn a_full_store_answers_resource_exhausted_and_a_corrupt_one_internal_with_the_cause() {
+    let store = Arc::new(MemoryStore::new(8));
+    let faults = store.faults();
+    let mut s = server_over(store).await;
+    s.client.schedule_job(schedule("kept", app("a"), far())).await.unwrap();
+
+    faults.set_fault(Some(StoreFault::Full("cannot write /data/jobs.redb".into())));
+    let err = s.client.schedule_job(schedule("new", app("a"), far())).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(err.message(), "store full (no space left on device): cannot write /data/jobs.redb");
+    let err = s
+        .client
+        .delete_job(DeleteJobRequest { name: "kept".into(), metadata: Some(app("a")) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // Reads go on.
+    s.client.get_job(GetJobRequest { name: "kept".into(), metadata: Some(app("a")) }).await.unwrap();
+
+    faults.set_fault(Some(StoreFault::Corrupt("page 7 is damaged".into())));
+    let err = s.client.schedule_job(schedule("new", app("a"), far())).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert_eq!(err.message(), "store corrupt: page 7 is damaged");
+
+    faults.set_fault(None);
+    s.client.schedule_job(schedule("new", app("a"), far())).await.unwrap();
 }
 
 #[tokio::test]

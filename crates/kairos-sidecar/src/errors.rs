@@ -64,7 +64,16 @@ pub enum SchedulerFailure {
     Unreachable,
 }
 
+/// What a kairos scheduler's message says when its store has no room for a write (disk full,
+/// etcd quota used up); it comes with RESOURCE_EXHAUSTED.
+pub const STORE_FULL_MARKER: &str = "no space left on device";
+
 impl SchedulerFailure {
+    /// Whether the scheduler refused the call because its store is full.
+    pub fn is_store_full(&self) -> bool {
+        matches!(self, SchedulerFailure::Status(s) if s.code == Code::ResourceExhausted && s.message.contains(STORE_FULL_MARKER))
+    }
+
     /// The gRPC code as Go's `status.Code(err)` sees it: a plain (non-status) error is Unknown.
     pub fn code(&self) -> Code {
         match self {
@@ -214,7 +223,11 @@ impl ApiError {
                     Code::Unknown | Code::Ok => Code::Internal,
                     code => code,
                 };
-                row(http_status_from_code(code), "DAPR_SCHEDULER_SCHEDULE_JOB", code, KIT)
+                // A full store would be 429 Too Many Requests by that mapping, which tells the
+                // app to slow down when only freeing space helps: 507 Insufficient Storage says
+                // what happened (kairos' own choice; upstream's store has no such answer).
+                let http = if failure.is_store_full() { 507 } else { http_status_from_code(code) };
+                row(http, "DAPR_SCHEDULER_SCHEDULE_JOB", code, KIT)
             }
             E::GetJob(_) => row(500, "DAPR_SCHEDULER_GET_JOB", Code::Internal, KIT),
             E::DeleteJob(_) | E::DeleteJobsByPrefix(_) => {
@@ -421,6 +434,7 @@ mod tests {
     #[test]
     fn spec_2_4_every_error_maps_to_its_status_code_and_body() {
         let exists = "job already exists: 'app||default||myapp||j'";
+        let full = "store full (no space left on device): cannot write /data/jobs.redb";
         let cases: Vec<(ApiError, u16, Code, String)> = vec![
             (
                 ApiError::MalformedBody("proto: syntax error (line 1:1): unexpected token [".into()),
@@ -489,6 +503,24 @@ mod tests {
                 500,
                 Code::Internal,
                 kit("DAPR_SCHEDULER_SCHEDULE_JOB", "failed to schedule job due to: rpc error: code = Internal desc = x"),
+            ),
+            (
+                ApiError::ScheduleJob(status(Code::ResourceExhausted, full)),
+                507,
+                Code::ResourceExhausted,
+                kit(
+                    "DAPR_SCHEDULER_SCHEDULE_JOB",
+                    &format!("failed to schedule job due to: rpc error: code = ResourceExhausted desc = {full}"),
+                ),
+            ),
+            (
+                ApiError::DeleteJob(status(Code::ResourceExhausted, full)),
+                500,
+                Code::Internal,
+                kit(
+                    "DAPR_SCHEDULER_DELETE_JOB",
+                    &format!("failed to delete job due to: rpc error: code = ResourceExhausted desc = {full}"),
+                ),
             ),
             (
                 ApiError::ScheduleJob(SchedulerFailure::Unreachable),

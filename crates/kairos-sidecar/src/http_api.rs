@@ -19,6 +19,7 @@ use crate::errors::{ApiError, AuthFailure, SchedulerFailure, SchedulerStatus};
 use crate::grpc_api::tokens_match;
 use crate::http_json::{job_to_json, parse_schedule_body};
 use crate::jobs::Jobs;
+use crate::server::ReadinessCheck;
 
 /// What the HTTP handlers share.
 #[derive(Debug)]
@@ -30,6 +31,8 @@ pub struct HttpState {
     pub max_body_size: usize,
     /// Set once the sidecar is fully up (app reachable, job streams open).
     pub ready: AtomicBool,
+    /// Asked too by `/v1.0/healthz` once the sidecar is up.
+    pub readiness: Option<Arc<dyn ReadinessCheck>>,
 }
 
 /// The router of the HTTP API.
@@ -148,17 +151,24 @@ async fn put_metadata() -> StatusCode {
 }
 
 async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
+    let mut message = "dapr is not ready".to_owned();
     if state.ready.load(Ordering::Acquire) {
-        StatusCode::NO_CONTENT.into_response()
-    } else {
-        let body = r#"{"errorCode":"ERR_HEALTH_NOT_READY","message":"dapr is not ready"}"#;
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            body,
-        )
-            .into_response()
+        let reasons = match &state.readiness {
+            Some(check) => check.not_ready().await,
+            None => Vec::new(),
+        };
+        if reasons.is_empty() {
+            return StatusCode::NO_CONTENT.into_response();
+        }
+        message = format!("{message}: {}", reasons.join("; "));
     }
+    let body = serde_json::json!({ "errorCode": "ERR_HEALTH_NOT_READY", "message": message }).to_string();
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
 }
 
 /// The outbound API (the Jobs API) is up as soon as this server answers.

@@ -52,6 +52,15 @@ pub struct SidecarConfig {
     pub shutdown_grace: Duration,
     /// Serve both APIs over TLS with this certificate (`--tls-cert-file`, `--tls-key-file`).
     pub tls: Option<TlsIdentity>,
+    /// Also asked by `/v1.0/healthz` (under `kairos run`: the embedded scheduler's store).
+    pub readiness: Option<Arc<dyn ReadinessCheck>>,
+}
+
+/// Something besides the sidecar itself whose readiness `/v1.0/healthz` reports.
+#[async_trait]
+pub trait ReadinessCheck: Send + Sync + std::fmt::Debug {
+    /// Why it is not ready; empty when it is.
+    async fn not_ready(&self) -> Vec<String>;
 }
 
 impl SidecarConfig {
@@ -70,6 +79,7 @@ impl SidecarConfig {
             max_job_data_size: 4 << 20,
             shutdown_grace: crate::scheduler_link::DEFAULT_SHUTDOWN_GRACE,
             tls: None,
+            readiness: None,
         }
     }
 }
@@ -161,6 +171,7 @@ impl Sidecar {
             api_token: config.api_token.clone(),
             max_body_size: config.max_body_size,
             ready: AtomicBool::new(false),
+            readiness: config.readiness.clone(),
         });
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();

@@ -73,7 +73,10 @@
 //! Every request has a timeout ([`EtcdConfig::request_timeout`]). A transport error, a timeout
 //! or an etcd-side unavailability is [`StoreError::Unavailable`]; the client reconnects by
 //! itself, so the same store works again once etcd is back. A request etcd refuses as invalid
-//! (e.g. a job larger than its request limit) is [`StoreError::Invalid`].
+//! (e.g. a job larger than its request limit) is [`StoreError::Invalid`]. A write refused for
+//! etcd's space quota ("database space exceeded", the NOSPACE alarm) is [`StoreError::Full`],
+//! and [`JobStore::fault`] reports the alarm until an operator frees space and disarms it;
+//! reads go on meanwhile.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -83,8 +86,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions, KeyValue, KvClient,
-    Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+    AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
+    KeyValue, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
 use futures::Stream;
 use jiff::Timestamp;
@@ -94,7 +97,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::keys::{self, check_component, decode_due_key, decode_key, due_key, encode_key, prefix_end};
 use crate::memory::scope_prefix;
 use crate::record::{decode_record, encode_record};
-use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 /// The format tag under `{prefix}/meta/format`.
 pub const FORMAT: &str = "kairos-store/1";
@@ -126,6 +129,9 @@ const MAX_CONFLICTS: usize = 32;
 
 /// Gets in one read transaction.
 const GETS_PER_TXN: usize = 128;
+
+/// How long [`JobStore::fault`] waits for etcd's alarm list.
+const FAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Where a store connects and how it lays out its keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,12 +275,30 @@ fn end_of(prefix: &[u8]) -> Vec<u8> {
 
 /// Maps a client error to a store error.
 fn etcd_error(what: &str, e: etcd_client::Error) -> StoreError {
-    if let etcd_client::Error::GRpcStatus(status) = &e
-        && matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition)
-    {
-        return StoreError::Invalid { what: "etcd request", reason: format!("{what}: {}", status.message()) };
+    if let etcd_client::Error::GRpcStatus(status) = &e {
+        if is_no_space(status) {
+            return StoreError::Full {
+                reason: format!("etcd refused the {what}: {}; {QUOTA_HINT}", status.message()),
+            };
+        }
+        if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) {
+            return StoreError::Invalid {
+                what: "etcd request",
+                reason: format!("{what}: {}", status.message()),
+            };
+        }
     }
     StoreError::unavailable(format_args!("etcd {what} failed"), e)
+}
+
+/// What an operator does about etcd's space quota, in every error that hits it.
+const QUOTA_HINT: &str = "etcd's space quota (--quota-backend-bytes) is used up; writes resume once \
+    space is freed (compact, defragment, then `etcdctl alarm disarm`)";
+
+/// Whether etcd refused a request for its space quota ("etcdserver: mvcc: database space
+/// exceeded", raised with the NOSPACE alarm).
+fn is_no_space(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::ResourceExhausted && status.message().contains("database space exceeded")
 }
 
 /// A copy of `e` for another caller of a failed group.
@@ -290,6 +314,8 @@ fn replicate(e: &StoreError) -> StoreError {
             source: None,
         },
         StoreError::Corrupt(why) => StoreError::Corrupt(why.clone()),
+        StoreError::Full { reason } => StoreError::Full { reason: reason.clone() },
+        StoreError::InUse { path } => StoreError::InUse { path: path.clone() },
         StoreError::Fenced { partition } => StoreError::Fenced { partition: *partition },
     }
 }
@@ -1187,6 +1213,32 @@ impl JobStore for EtcdStore {
         let resp =
             self.kv().get(layout.jobs.clone(), Some(options)).await.map_err(|e| etcd_error("count", e))?;
         Ok(u64::try_from(resp.count()).unwrap_or(0))
+    }
+
+    async fn fault(&self) -> Option<StoreFault> {
+        // etcd's alarms are its own record of a used-up quota (NOSPACE) and of corruption it found
+        // (CORRUPT); both stay raised until an operator disarms them.
+        let mut maintenance = self.shared.client.maintenance_client();
+        let asked = maintenance.alarm(AlarmAction::Get, AlarmType::None, None);
+        let alarms = match tokio::time::timeout(FAULT_PROBE_TIMEOUT, asked).await {
+            Ok(Ok(alarms)) => alarms,
+            // An etcd that does not answer is the readiness probe's business, not a fault.
+            Ok(Err(_)) | Err(_) => return None,
+        };
+        let raised = |kind: AlarmType| alarms.alarms().iter().filter(|a| a.alarm() == kind).count();
+        if raised(AlarmType::Corrupt) > 0 {
+            return Some(StoreFault::Corrupt(format!(
+                "etcd raised the CORRUPT alarm on {} member(s); restore etcd from a snapshot",
+                raised(AlarmType::Corrupt)
+            )));
+        }
+        if raised(AlarmType::Nospace) > 0 {
+            return Some(StoreFault::Full(format!(
+                "etcd raised the NOSPACE alarm on {} member(s): {QUOTA_HINT}",
+                raised(AlarmType::Nospace)
+            )));
+        }
+        None
     }
 }
 

@@ -101,6 +101,8 @@ struct Member {
 pub struct EtcdCluster {
     binary: PathBuf,
     token: String,
+    /// More flags for every member (e.g. `--quota-backend-bytes`).
+    extra_args: Vec<String>,
     members: Vec<Member>,
     // Last: removed after the processes are killed.
     _dir: TempDir,
@@ -135,12 +137,21 @@ impl EtcdCluster {
     /// [`HarnessError`] when etcd is missing or does not become healthy within
     /// [`START_TIMEOUT`] (after a few tries on new ports).
     pub async fn start(n: usize) -> Result<EtcdCluster, HarnessError> {
+        Self::start_with_args(n, &[]).await
+    }
+
+    /// [`EtcdCluster::start`], with `extra_args` given to every member.
+    ///
+    /// # Errors
+    /// As [`EtcdCluster::start`].
+    pub async fn start_with_args(n: usize, extra_args: &[&str]) -> Result<EtcdCluster, HarnessError> {
         let binary = etcd_binary()?;
+        let extra_args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
         let mut last_err = None;
         // A port picked by `free_port` can be taken by someone else before etcd binds it; a
         // start that fails then is retried on new ports.
         for _ in 0..3 {
-            match Self::try_start(&binary, n.max(1)).await {
+            match Self::try_start(&binary, n.max(1), &extra_args).await {
                 Ok(cluster) => return Ok(cluster),
                 Err(e @ HarnessError::NoBinary) => return Err(e),
                 Err(e) => last_err = Some(e),
@@ -149,7 +160,7 @@ impl EtcdCluster {
         Err(last_err.unwrap_or(HarnessError::NoBinary))
     }
 
-    async fn try_start(binary: &Path, n: usize) -> Result<EtcdCluster, HarnessError> {
+    async fn try_start(binary: &Path, n: usize, extra_args: &[String]) -> Result<EtcdCluster, HarnessError> {
         let io = |what| io_err("cluster", what);
         let dir = tempfile::Builder::new().prefix("kairos-etcd-").tempdir().map_err(io("temp dir"))?;
         let token =
@@ -168,7 +179,13 @@ impl EtcdCluster {
                 child: None,
             });
         }
-        let mut cluster = EtcdCluster { binary: binary.to_path_buf(), token, members, _dir: dir };
+        let mut cluster = EtcdCluster {
+            binary: binary.to_path_buf(),
+            token,
+            extra_args: extra_args.to_vec(),
+            members,
+            _dir: dir,
+        };
         for i in 0..n {
             cluster.spawn(i)?;
         }
@@ -212,6 +229,7 @@ impl EtcdCluster {
             .arg(&self.token)
             .arg("--initial-cluster-state")
             .arg("new")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -369,6 +387,14 @@ impl EtcdProcess {
     /// As [`EtcdCluster::start`].
     pub async fn start() -> Result<EtcdProcess, HarnessError> {
         Ok(EtcdProcess { cluster: EtcdCluster::start(1).await? })
+    }
+
+    /// [`EtcdProcess::start`], with `extra_args` given to etcd.
+    ///
+    /// # Errors
+    /// As [`EtcdCluster::start`].
+    pub async fn start_with_args(extra_args: &[&str]) -> Result<EtcdProcess, HarnessError> {
+        Ok(EtcdProcess { cluster: EtcdCluster::start_with_args(1, extra_args).await? })
     }
 
     /// Its client URL, `http://127.0.0.1:PORT`.

@@ -123,6 +123,14 @@ pub enum StoreError {
     /// The stored data cannot be read back.
     #[error("store corrupt: {0}")]
     Corrupt(String),
+    /// No room for the write: the disk is full, or etcd's space quota is exceeded. Nothing of
+    /// the call was written. Not worth retrying at once; writes succeed again once space is
+    /// freed (see [`StoreFault::Full`]).
+    #[error("store full (no space left on device): {reason}")]
+    Full { reason: String },
+    /// The store is held by another process (the data dir of a running kairos).
+    #[error("job store {path} is locked by another process")]
+    InUse { path: String },
     /// This replica no longer owns `partition` (its owner key names another replica, or none):
     /// nothing of the partition was written. Not retryable: the partition is someone else's.
     #[error("partition {partition} is fenced: this replica does not own it")]
@@ -132,7 +140,7 @@ pub enum StoreError {
 impl StoreError {
     /// Whether retrying the same call may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. })
+        matches!(self, StoreError::Unavailable { .. } | StoreError::InUse { .. })
     }
 
     /// An [`StoreError::Unavailable`] with a source.
@@ -141,6 +149,27 @@ impl StoreError {
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
         StoreError::Unavailable { reason: reason.to_string(), source: Some(Box::new(source)) }
+    }
+}
+
+/// What keeps a store from taking writes (or from being trusted) right now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreFault {
+    /// No room for writes (disk full, etcd quota exceeded); reads still work, and writes resume
+    /// by themselves once space is freed.
+    #[error("store full (no space left on device): {0}")]
+    Full(String),
+    /// Corruption was found; writes are refused until the store is restored.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<StoreFault> for StoreError {
+    fn from(fault: StoreFault) -> Self {
+        match fault {
+            StoreFault::Full(reason) => StoreError::Full { reason },
+            StoreFault::Corrupt(why) => StoreError::Corrupt(why),
+        }
     }
 }
 
@@ -267,4 +296,15 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
 
     /// How many jobs are stored.
     async fn count(&self) -> Result<u64, StoreError>;
+
+    /// What keeps the store from taking writes now, if anything (for readiness).
+    ///
+    /// # Contract
+    /// `None` while writes can succeed. [`StoreFault::Full`] clears by itself once space is back;
+    /// [`StoreFault::Corrupt`] lasts until the store is restored (a restart on a repaired file).
+    /// Cheap enough for a readiness probe; never fails (an unreachable store is the probe's
+    /// business, not a fault).
+    async fn fault(&self) -> Option<StoreFault> {
+        None
+    }
 }

@@ -4,8 +4,9 @@
 //! across an `.await`. Nothing is durable: a write "commits" when it is applied.
 //!
 //! [`Faults`] lets engine tests make the store misbehave: fail the next `n` writes with
-//! [`StoreError::Unavailable`] (changing nothing), fail the next `n` reads, or delay every write
-//! (with `tokio::time::sleep`, so tests under `tokio::time::pause()` control it).
+//! [`StoreError::Unavailable`] (changing nothing), fail the next `n` reads, delay every write
+//! (with `tokio::time::sleep`, so tests under `tokio::time::pause()` control it), or put the
+//! store in a [`StoreFault`] (full or corrupt: every write refused with it, reads go on).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -17,7 +18,7 @@ use jiff::Timestamp;
 use kairos_core::{JobKey, Owner, Route};
 
 use crate::keys::{self, check_component, encode_key, prefix_end};
-use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 /// An in-memory job store; see the [module docs](self).
 #[derive(Debug)]
@@ -43,6 +44,7 @@ struct FaultState {
     failing_reads: u64,
     commit_delay: Duration,
     commits: u64,
+    fault: Option<StoreFault>,
 }
 
 impl Faults {
@@ -62,6 +64,12 @@ impl Faults {
         self.lock().commit_delay = delay;
     }
 
+    /// Puts the store in `fault` (every write then fails with it, changing nothing, and
+    /// [`JobStore::fault`] reports it), or back to health with `None`.
+    pub fn set_fault(&self, fault: Option<StoreFault>) {
+        self.lock().fault = fault;
+    }
+
     /// How many writes have been applied (successful or refused by the contract, e.g.
     /// `AlreadyExists`), not counting injected failures.
     pub fn commits(&self) -> u64 {
@@ -78,6 +86,9 @@ impl Faults {
 
     fn begin_commit(&self) -> Result<(), StoreError> {
         let mut state = self.lock();
+        if let Some(fault) = &state.fault {
+            return Err(fault.clone().into());
+        }
         if state.failing_commits > 0 {
             state.failing_commits -= 1;
             return Err(injected("write"));
@@ -354,6 +365,10 @@ impl JobStore for MemoryStore {
 
     async fn count(&self) -> Result<u64, StoreError> {
         Ok(self.read()?.jobs.len() as u64)
+    }
+
+    async fn fault(&self) -> Option<StoreFault> {
+        self.faults.lock().fault.clone()
     }
 }
 

@@ -17,12 +17,30 @@
 //! effect of the earlier ones), commits once with redb's default durability (an fsync), and
 //! only then answers every caller. An operation the contract refuses (e.g. `AlreadyExists`)
 //! changes nothing and fails alone; if the transaction or the commit fails, every caller of the
-//! batch gets [`StoreError::Unavailable`] and nothing of the batch is stored. While one batch
+//! batch gets the error ([`StoreError::Full`], [`StoreError::Corrupt`] or
+//! [`StoreError::Unavailable`], see *Faults*) and nothing of the batch is stored. While one batch
 //! commits, the next one queues up, so concurrent writers share fsyncs.
 //!
 //! # Reads
 //! Reads use their own read transactions (MVCC) and see every write that has returned; the
 //! range reads run on tokio's blocking pool.
+//!
+//! # Faults
+//! The file's integrity is checked when it is opened (redb verifies the checksum of every page
+//! of the committed trees): a corrupt file fails [`RedbStore::open`] with
+//! [`StoreError::Corrupt`] instead of panicking later. After an I/O error redb refuses every
+//! later write on that handle ("previous I/O error"), so the writer closes the database and
+//! reopens it at once (reads share it: the handle sits in a slot the writer swaps), retrying
+//! with backoff while reads still hold the old handle; reads that come meanwhile wait for the
+//! new handle. A full disk (`ENOSPC`, `EDQUOT`) fails
+//! the batch with [`StoreError::Full`] and puts the store in [`StoreFault::Full`]: writes are
+//! refused at once (no queueing) while reads go on, and the writer checks every so often
+//! whether space is back (a probe file of [`SPACE_PROBE_BYTES`] next to the store) and then
+//! takes writes again by itself. A failed commit is never acknowledged and nothing of it is
+//! stored, so no acknowledged job is lost. Corruption found at run time (a redb error saying
+//! so, a record that does not decode, or a panic inside redb, which is caught) fails the call
+//! and puts the store in [`StoreFault::Corrupt`] for good: every later write is refused,
+//! because a write into a damaged tree may not be kept.
 //!
 //! # Shutdown
 //! [`RedbStore`] is a cheap handle (`Clone`). Dropping the last handle closes the channel; the
@@ -33,10 +51,12 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Bound;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use async_trait::async_trait;
@@ -46,7 +66,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::keys::{self, check_component, decode_due_key, decode_key, due_key, encode_key, prefix_end};
 use crate::memory::scope_prefix;
 use crate::record::{decode_record, encode_record};
-use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 /// The format tag in the meta table.
 pub const FORMAT: &[u8] = b"kairos-store/1";
@@ -68,7 +88,8 @@ pub struct RedbStore {
 }
 
 struct Shared {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
+    health: Arc<Health>,
     path: PathBuf,
     partitions: u32,
     counters: Arc<Counters>,
@@ -88,6 +109,8 @@ pub struct WriterStats {
     pub failed_commits: u64,
     /// The most operations in one commit.
     pub largest_batch: u64,
+    /// Times the file was closed and opened again after an I/O error.
+    pub reopens: u64,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +119,60 @@ struct Counters {
     ops: AtomicU64,
     failed_commits: AtomicU64,
     largest_batch: AtomicU64,
+    reopens: AtomicU64,
+}
+
+/// The open database. Reads clone the handle out of it; the writer empties it and puts a new
+/// handle in when it reopens the file.
+type DbSlot = RwLock<Option<Arc<Database>>>;
+
+/// The store's fault, shared by the handles and the writer.
+#[derive(Debug, Default)]
+struct Health {
+    fault: Mutex<Option<StoreFault>>,
+}
+
+impl Health {
+    fn fault(&self) -> Option<StoreFault> {
+        self.fault.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Records that the disk is full, unless the store is already known to be corrupt.
+    fn full(&self, reason: &str) {
+        let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        if fault.is_none() {
+            metrics::counter!("kairos_store_faults_total", "fault" => "full").increment(1);
+            *fault = Some(StoreFault::Full(reason.to_owned()));
+        }
+    }
+
+    /// Records corruption; it outlives every other fault and is never cleared.
+    fn corrupt(&self, path: &Path, why: &str) {
+        let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(*fault, Some(StoreFault::Corrupt(_))) {
+            tracing::error!(
+                path = %path.display(),
+                why,
+                "job store is corrupt: refusing every write from now on; restore it (see docs/operations.md)"
+            );
+            metrics::counter!("kairos_store_faults_total", "fault" => "corrupt").increment(1);
+            *fault = Some(StoreFault::Corrupt(why.to_owned()));
+        }
+    }
+
+    /// Clears a [`StoreFault::Full`]; returns whether there was one.
+    fn space_is_back(&self) -> bool {
+        let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*fault, Some(StoreFault::Full(_))) {
+            *fault = None;
+            return true;
+        }
+        false
+    }
+
+    fn is_full(&self) -> bool {
+        matches!(self.fault(), Some(StoreFault::Full(_)))
+    }
 }
 
 /// One write, with where to send its result.
@@ -121,6 +198,16 @@ enum Done {
 /// Bytes of redb's page cache per store.
 pub const CACHE_SIZE: usize = 128 << 20;
 
+/// Free bytes the writer wants to find (by writing a probe file next to the store) before it
+/// takes writes again after the disk was full.
+pub const SPACE_PROBE_BYTES: usize = 1 << 20;
+
+/// The longest wait between two attempts to reopen the file or to find space.
+const MAX_RECOVERY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long a read waits for the file to be reopened before it fails with `Unavailable`.
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
+
 impl RedbStore {
     /// Opens the store in the file at `path`, creating it with `partitions_if_new` partitions
     /// when it does not exist (or is empty).
@@ -128,28 +215,22 @@ impl RedbStore {
     /// An existing store keeps the partition count recorded at its creation; a different
     /// `partitions_if_new` is logged and ignored.
     ///
+    /// The whole file is checked first (every page checksum of the committed trees), so that a
+    /// file damaged outside kairos fails here rather than at some later read.
+    ///
     /// # Errors
     /// [`StoreError::Invalid`] for 0 partitions; [`StoreError::Corrupt`] when the file is not a
-    /// kairos store (not redb, or its meta table is missing or garbled);
-    /// [`StoreError::Unavailable`] when the file cannot be opened (I/O, or already open).
+    /// kairos store (not redb, fails its integrity check, or its meta table is missing or
+    /// garbled); [`StoreError::InUse`] when another process (or another store in this process)
+    /// has it open; [`StoreError::Full`] when a new file cannot be written for lack of space;
+    /// [`StoreError::Unavailable`] for other I/O errors.
     pub fn open(path: impl AsRef<Path>, partitions_if_new: u32) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         if partitions_if_new == 0 {
             return Err(StoreError::Invalid { what: "partition count", reason: "must be at least 1".into() });
         }
-        // redb caches up to 1 GiB of pages by default; with millions of jobs that cache, not
-        // the engine, would set the scheduler's memory. The engine keeps its own bounded window
-        // of soon-due jobs, so a modest page cache is enough.
-        let db = Database::builder().set_cache_size(CACHE_SIZE).create(&path).map_err(|e| {
-            let e = ::redb::Error::from(e);
-            match e {
-                ::redb::Error::Corrupted(why) => {
-                    StoreError::Corrupt(format!("{} is not a readable redb file: {why}", path.display()))
-                }
-                e => StoreError::unavailable(format_args!("cannot open {}", path.display()), e),
-            }
-        })?;
-        let partitions = init_meta(&db, &path, partitions_if_new)?;
+        let db = open_database(&path)?;
+        let partitions = guarded("checking the meta table", || init_meta(&db, &path, partitions_if_new))?;
         if partitions != partitions_if_new {
             tracing::warn!(
                 path = %path.display(),
@@ -158,22 +239,27 @@ impl RedbStore {
                 "store was created with another partition count; keeping the recorded one"
             );
         }
-        let db = Arc::new(db);
+        let db = Arc::new(RwLock::new(Some(Arc::new(db))));
         let counters = Arc::new(Counters::default());
+        let health = Arc::new(Health::default());
         // Bounded so that a flood of writers waits for the disk instead of queueing without
         // limit; one full batch can wait while another commits.
         let (writer_tx, writer_rx) = mpsc::channel(MAX_BATCH);
+        let writer = Writer {
+            slot: db.clone(),
+            health: health.clone(),
+            path: path.clone(),
+            partitions,
+            counters: counters.clone(),
+        };
         let writer = std::thread::Builder::new()
             .name("kairos-store-writer".into())
-            .spawn({
-                let db = db.clone();
-                let counters = counters.clone();
-                move || run_writer(&db, partitions, writer_rx, &counters)
-            })
+            .spawn(move || writer.run(writer_rx))
             .map_err(|e| StoreError::unavailable("cannot start the store writer thread", e))?;
         Ok(RedbStore {
             shared: Arc::new(Shared {
                 db,
+                health,
                 path,
                 partitions,
                 counters,
@@ -191,6 +277,7 @@ impl RedbStore {
             ops: c.ops.load(Ordering::Relaxed),
             failed_commits: c.failed_commits.load(Ordering::Relaxed),
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
+            reopens: c.reopens.load(Ordering::Relaxed),
         }
     }
 
@@ -200,22 +287,63 @@ impl RedbStore {
     }
 
     async fn write(&self, op: Op) -> Result<Done, StoreError> {
+        // A full or corrupt store answers at once: queueing behind the writer would only delay
+        // the same refusal.
+        if let Some(fault) = self.shared.health.fault() {
+            return Err(fault.into());
+        }
         let writer_gone =
             || StoreError::Unavailable { reason: "the store writer has stopped".into(), source: None };
         let tx = self.shared.writer_tx.as_ref().ok_or_else(writer_gone)?;
         let (reply, reply_rx) = oneshot::channel();
         tx.send(Request { op, reply }).await.map_err(|_| writer_gone())?;
-        reply_rx.await.map_err(|_| writer_gone())?
+        let result = reply_rx.await.map_err(|_| writer_gone())?;
+        self.observe(result)
     }
 
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let db = self.shared.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
+        let db = self.db().await?;
+        let result = tokio::task::spawn_blocking(move || guarded("in a read", || f(&db)))
             .await
-            .map_err(|e| StoreError::unavailable("store read task failed", e))?
+            .map_err(|e| StoreError::unavailable("store read task failed", e))
+            .and_then(|read| read);
+        self.observe(result)
+    }
+
+    /// The open database; while the writer reopens the file, waits for it (up to
+    /// [`REOPEN_WAIT`]), so that reads go on across a reopen.
+    async fn db(&self) -> Result<Arc<Database>, StoreError> {
+        let waited = kairos_core::Stopwatch::start();
+        loop {
+            if let Some(db) = self.shared.db.read().unwrap_or_else(PoisonError::into_inner).clone() {
+                return Ok(db);
+            }
+            if let Some(StoreFault::Corrupt(why)) = self.shared.health.fault() {
+                return Err(StoreError::Corrupt(why));
+            }
+            if waited.elapsed() >= REOPEN_WAIT {
+                return Err(StoreError::Unavailable {
+                    reason: format!(
+                        "{} is closed after an I/O error and is being reopened",
+                        self.shared.path.display()
+                    ),
+                    source: None,
+                });
+            }
+            // Rare and short (a reopen), so a poll is simpler than a notification.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Notes corruption that a call ran into, so that later writes are refused.
+    fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Corrupt(why)) = &result {
+            self.shared.health.corrupt(&self.shared.path, why);
+        }
+        result
     }
 }
 
@@ -239,6 +367,69 @@ impl Drop for Shared {
             tracing::error!(path = %self.path.display(), "the store writer thread panicked");
         }
     }
+}
+
+/// Opens (or creates) the redb file at `path` after checking its integrity.
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let opened = std::panic::catch_unwind(|| {
+        // redb caches up to 1 GiB of pages by default; with millions of jobs that cache, not
+        // the engine, would set the scheduler's memory. The engine keeps its own bounded window
+        // of soon-due jobs, so a modest page cache is enough. The integrity check reads the
+        // whole file once (about 0.1 s per 100 MiB when cached); without it redb trusts a file
+        // that was closed cleanly and may panic on a damaged page much later.
+        Database::builder().set_cache_size(CACHE_SIZE).set_check_integrity_on_open(true).create(path)
+    });
+    let error = match opened {
+        Ok(Ok(db)) => return Ok(db),
+        Ok(Err(e)) => ::redb::Error::from(e),
+        Err(panic) => {
+            return Err(StoreError::Corrupt(format!(
+                "{} cannot be opened: redb panicked: {}",
+                path.display(),
+                panic_message(panic.as_ref())
+            )));
+        }
+    };
+    Err(match error {
+        ::redb::Error::DatabaseAlreadyOpen | ::redb::Error::LockProtocolMismatch => {
+            StoreError::InUse { path: path.display().to_string() }
+        }
+        ::redb::Error::Corrupted(why) => {
+            StoreError::Corrupt(format!("{} failed its integrity check: {why}", path.display()))
+        }
+        ::redb::Error::Io(io) if is_no_space(&io) => StoreError::Full { reason: full_reason(path) },
+        e => StoreError::unavailable(format_args!("cannot open {}", path.display()), e),
+    })
+}
+
+/// Whether an I/O error means there is no room left (a full disk or an exhausted quota).
+fn is_no_space(io: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    io.kind() == std::io::ErrorKind::StorageFull
+        || io.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(io.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+fn full_reason(path: &Path) -> String {
+    format!("cannot write {}; writes resume by themselves once space is freed", path.display())
+}
+
+/// Runs `f`, turning a panic inside it into [`StoreError::Corrupt`]: redb panics on some pages
+/// it cannot make sense of (debug assertions, `unreachable!`), and a damaged file must fail the
+/// call, not the thread or the process.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(StoreError::Corrupt(format!("redb panicked {what}: {}", panic_message(panic.as_ref()))))
+    })
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(no message)".to_owned())
 }
 
 /// Checks (or, for a new file, writes) the meta table; returns the partition count.
@@ -280,6 +471,9 @@ fn init_meta(db: &Database, path: &Path, partitions_if_new: u32) -> Result<u32, 
 fn storage(e: impl Into<::redb::Error>) -> StoreError {
     match e.into() {
         ::redb::Error::Corrupted(why) => StoreError::Corrupt(why),
+        ::redb::Error::Io(io) if is_no_space(&io) => {
+            StoreError::Full { reason: format!("a write failed: {io}; writes resume once space is freed") }
+        }
         e => StoreError::unavailable("storage error", e),
     }
 }
@@ -300,47 +494,238 @@ impl std::error::Error for SharedError {
     }
 }
 
-fn run_writer(db: &Database, partitions: u32, mut rx: mpsc::Receiver<Request>, counters: &Counters) {
-    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    let mut results = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(request) => batch.push(request),
-                Err(_) => break,
+/// The writer thread: owns every write, and reopens the file after an I/O error.
+struct Writer {
+    slot: Arc<DbSlot>,
+    health: Arc<Health>,
+    path: PathBuf,
+    partitions: u32,
+    counters: Arc<Counters>,
+}
+
+/// What a failed commit means for the store.
+enum Failure {
+    /// No space: the callers get [`StoreError::Full`], the file is reopened, and writes wait
+    /// for space.
+    Full,
+    /// Corruption: the callers get [`StoreError::Corrupt`] and the store refuses writes for good.
+    Corrupt(String),
+    /// Another I/O error: redb refuses every later write on this handle, so it is reopened.
+    Io,
+    /// Anything else: the batch fails alone.
+    Other,
+}
+
+impl Writer {
+    fn run(self, mut rx: mpsc::Receiver<Request>) {
+        let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+        let mut results = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            // Writes that raced past the check in `RedbStore::write` before a fault was noted.
+            let db = match (self.health.fault(), self.db()) {
+                (None, Some(db)) => db,
+                (fault, _) => {
+                    for request in batch.drain(..) {
+                        let refusal = fault.clone().map_or_else(|| self.reopening(), StoreError::from);
+                        let _ = request.reply.send(Err(refusal));
+                    }
+                    continue;
+                }
+            };
+            results.clear();
+            let watch = kairos_core::Stopwatch::start();
+            let committed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                commit_batch(&db, self.partitions, &batch, &mut results)
+            }))
+            .unwrap_or_else(|panic| {
+                Err(::redb::Error::Corrupted(format!(
+                    "redb panicked in a commit: {}",
+                    panic_message(panic.as_ref())
+                )))
+            });
+            drop(db);
+            metrics::histogram!("kairos_store_commit_duration_seconds").record(watch.elapsed().as_secs_f64());
+            #[allow(clippy::cast_precision_loss)]
+            metrics::histogram!("kairos_store_commit_batch_size").record(batch.len() as f64);
+            match committed {
+                Ok(()) => {
+                    let n = batch.len() as u64;
+                    self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    self.counters.ops.fetch_add(n, Ordering::Relaxed);
+                    self.counters.largest_batch.fetch_max(n, Ordering::Relaxed);
+                    for (request, result) in batch.drain(..).zip(results.drain(..)) {
+                        // The caller may have stopped waiting; its write is durable anyway.
+                        let _ = request.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("kairos_store_commit_failures_total").increment(1);
+                    tracing::error!(error = %e, ops = batch.len(), path = %self.path.display(), "store commit failed");
+                    let failure = self.classify(&e);
+                    let e = SharedError(Arc::new(e));
+                    for request in batch.drain(..) {
+                        let error = match &failure {
+                            Failure::Full => StoreError::Full { reason: full_reason(&self.path) },
+                            Failure::Corrupt(why) => StoreError::Corrupt(why.clone()),
+                            Failure::Io | Failure::Other => {
+                                StoreError::unavailable("store commit failed", e.clone())
+                            }
+                        };
+                        let _ = request.reply.send(Err(error));
+                    }
+                    if matches!(failure, Failure::Full | Failure::Io) && !self.recover(&mut rx) {
+                        break;
+                    }
+                }
             }
         }
-        results.clear();
-        let watch = kairos_core::Stopwatch::start();
-        let committed = commit_batch(db, partitions, &batch, &mut results);
-        metrics::histogram!("kairos_store_commit_duration_seconds").record(watch.elapsed().as_secs_f64());
-        #[allow(clippy::cast_precision_loss)]
-        metrics::histogram!("kairos_store_commit_batch_size").record(batch.len() as f64);
-        match committed {
-            Ok(()) => {
-                let n = batch.len() as u64;
-                counters.commits.fetch_add(1, Ordering::Relaxed);
-                counters.ops.fetch_add(n, Ordering::Relaxed);
-                counters.largest_batch.fetch_max(n, Ordering::Relaxed);
-                for (request, result) in batch.drain(..).zip(results.drain(..)) {
-                    // The caller may have stopped waiting; its write is durable anyway.
-                    let _ = request.reply.send(result);
-                }
-            }
-            Err(e) => {
-                counters.failed_commits.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("kairos_store_commit_failures_total").increment(1);
-                tracing::error!(error = %e, ops = batch.len(), "store commit failed");
-                let e = SharedError(Arc::new(e));
-                for request in batch.drain(..) {
-                    let _ =
-                        request.reply.send(Err(StoreError::unavailable("store commit failed", e.clone())));
-                }
-            }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn db(&self) -> Option<Arc<Database>> {
+        self.slot.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn reopening(&self) -> StoreError {
+        StoreError::Unavailable {
+            reason: format!("{} is closed after an I/O error and is being reopened", self.path.display()),
+            source: None,
         }
     }
-    tracing::debug!("store writer stopped");
+
+    /// Notes what `e` means for the store (its fault) and whether the handle must be reopened.
+    fn classify(&self, e: &::redb::Error) -> Failure {
+        match e {
+            ::redb::Error::Io(io) if is_no_space(io) => {
+                self.health.full(&full_reason(&self.path));
+                Failure::Full
+            }
+            // Latched by an earlier I/O error (e.g. a read's): the cause is gone, but the handle
+            // is unusable all the same.
+            ::redb::Error::Io(_) | ::redb::Error::PreviousIo | ::redb::Error::DatabaseClosed => Failure::Io,
+            ::redb::Error::Corrupted(why) => {
+                self.health.corrupt(&self.path, why);
+                Failure::Corrupt(why.clone())
+            }
+            ::redb::Error::LockPoisoned(location) => {
+                let why = format!("redb found its lock poisoned at {location} after a panic");
+                self.health.corrupt(&self.path, &why);
+                Failure::Corrupt(why)
+            }
+            _ => Failure::Other,
+        }
+    }
+
+    /// After a failed commit: reopens the file (so that reads go on), then, if the disk was
+    /// full, waits until there is space again. Queued writes are answered at once meanwhile.
+    /// Returns `false` when the store was dropped meanwhile (the writer then stops).
+    fn recover(&self, rx: &mut mpsc::Receiver<Request>) -> bool {
+        // Drop our handle first: the file closes once reads in flight let go of theirs, and
+        // only then can it be opened again.
+        *self.slot.write().unwrap_or_else(PoisonError::into_inner) = None;
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            match open_database(&self.path) {
+                Ok(db) => {
+                    *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
+                    self.counters.reopens.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("kairos_store_reopens_total").increment(1);
+                    tracing::info!(path = %self.path.display(), "job store reopened after a write error");
+                    break;
+                }
+                Err(StoreError::Corrupt(why)) => {
+                    self.health.corrupt(&self.path, &why);
+                    return true;
+                }
+                Err(e) => {
+                    // Still held by a read in flight (in use), or the disk is not back yet.
+                    tracing::debug!(error = %e, path = %self.path.display(), "job store not reopened yet; retrying");
+                }
+            }
+            if !self.wait(rx, backoff) {
+                return false;
+            }
+            backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
+        }
+        let mut backoff = Duration::from_millis(50);
+        let mut logged = false;
+        while self.health.is_full() {
+            match probe_space(&self.path) {
+                Ok(()) => {
+                    if self.health.space_is_back() {
+                        tracing::info!(path = %self.path.display(), "disk space is back; taking writes again");
+                    }
+                    break;
+                }
+                Err(e) if !logged => {
+                    tracing::warn!(
+                        error = %e,
+                        path = %self.path.display(),
+                        "job store disk is full: refusing writes until {SPACE_PROBE_BYTES} bytes can be written next to it"
+                    );
+                    logged = true;
+                }
+                Err(_) => {}
+            }
+            if !self.wait(rx, backoff) {
+                return false;
+            }
+            backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
+        }
+        true
+    }
+
+    /// Sleeps for `pause`, answering every write that arrives meanwhile with the store's
+    /// fault at once. Returns `false` when the channel closed (the store was dropped).
+    fn wait(&self, rx: &mut mpsc::Receiver<Request>, pause: Duration) -> bool {
+        const SLICE: Duration = Duration::from_millis(10);
+        let mut left = pause;
+        loop {
+            loop {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        let refusal = self.health.fault().map_or_else(|| self.reopening(), StoreError::from);
+                        let _ = request.reply.send(Err(refusal));
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return false,
+                }
+            }
+            if left.is_zero() {
+                return true;
+            }
+            let step = left.min(SLICE);
+            std::thread::sleep(step);
+            left -= step;
+        }
+    }
+}
+
+/// Whether [`SPACE_PROBE_BYTES`] can be written (and synced) in the store's directory; the probe
+/// file is removed again either way.
+fn probe_space(store: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut name = store.file_name().unwrap_or_default().to_os_string();
+    name.push(".space-probe");
+    let probe = store.with_file_name(name);
+    let written = (|| {
+        let mut file = std::fs::File::create(&probe)?;
+        let chunk = [0u8; 64 << 10];
+        for _ in 0..SPACE_PROBE_BYTES / chunk.len() {
+            file.write_all(&chunk)?;
+        }
+        file.sync_all()
+    })();
+    let _ = std::fs::remove_file(&probe);
+    written
 }
 
 /// Applies `batch` in one write transaction and commits it; on `Ok`, `results` holds one result
@@ -592,10 +977,13 @@ impl JobStore for RedbStore {
     async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
         let encoded = encode_key(key)?;
         // One point lookup: cheap enough to run on the caller's thread.
-        let txn = self.shared.db.begin_read().map_err(storage)?;
-        let jobs = txn.open_table(JOBS).map_err(storage)?;
-        let Some(bytes) = jobs.get(encoded.as_slice()).map_err(storage)? else { return Ok(None) };
-        decode_record(key.clone(), bytes.value()).map(Some)
+        let db = self.db().await?;
+        self.observe(guarded("in a get", || {
+            let txn = db.begin_read().map_err(storage)?;
+            let jobs = txn.open_table(JOBS).map_err(storage)?;
+            let Some(bytes) = jobs.get(encoded.as_slice()).map_err(storage)? else { return Ok(None) };
+            decode_record(key.clone(), bytes.value()).map(Some)
+        }))
     }
 
     async fn delete(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
@@ -681,9 +1069,12 @@ impl JobStore for RedbStore {
     }
 
     async fn count_staged(&self) -> Result<u64, StoreError> {
-        let txn = self.shared.db.begin_read().map_err(storage)?;
-        let staged = txn.open_table(STAGED).map_err(storage)?;
-        staged.len().map_err(storage)
+        let db = self.db().await?;
+        self.observe(guarded("in a count", || {
+            let txn = db.begin_read().map_err(storage)?;
+            let staged = txn.open_table(STAGED).map_err(storage)?;
+            staged.len().map_err(storage)
+        }))
     }
 
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
@@ -706,9 +1097,16 @@ impl JobStore for RedbStore {
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        let txn = self.shared.db.begin_read().map_err(storage)?;
-        let jobs = txn.open_table(JOBS).map_err(storage)?;
-        jobs.len().map_err(storage)
+        let db = self.db().await?;
+        self.observe(guarded("in a count", || {
+            let txn = db.begin_read().map_err(storage)?;
+            let jobs = txn.open_table(JOBS).map_err(storage)?;
+            jobs.len().map_err(storage)
+        }))
+    }
+
+    async fn fault(&self) -> Option<StoreFault> {
+        self.shared.health.fault()
     }
 }
 
@@ -723,6 +1121,7 @@ fn mismatch(done: &Done) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use jiff::Timestamp;
 
     #[test]
     fn refuses_zero_partitions() {
@@ -786,11 +1185,104 @@ mod tests {
     }
 
     #[test]
-    fn a_second_open_of_an_open_file_is_unavailable() {
+    fn a_second_open_of_an_open_file_is_in_use() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let _first = RedbStore::open(&path, 8).unwrap();
         let err = RedbStore::open(&path, 8).unwrap_err();
+        assert!(matches!(&err, StoreError::InUse { path: p } if p.ends_with("s.redb")), "{err:?}");
         assert!(err.is_retryable(), "{err:?}");
+    }
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(secs)
+    }
+
+    /// A closed store file of a few MiB, so that corruption at any offset lands in live pages.
+    async fn store_file(path: &Path, jobs: usize) -> Vec<u8> {
+        let store = RedbStore::open(path, 16).unwrap();
+        let mut puts = Vec::new();
+        for i in 0..jobs {
+            let mut job =
+                crate::conformance::job(JobKey::app("ns", "app", format!("job-{i:06}")), at(i as i64));
+            job.spec.data =
+                Some(kairos_core::Payload { type_url: "t".into(), value: vec![(i % 251) as u8; 200] });
+            let store = store.clone();
+            puts.push(tokio::spawn(async move { store.put(job, PutMode::CreateOnly).await }));
+        }
+        for put in puts {
+            put.await.unwrap().unwrap();
+        }
+        drop(store);
+        // Compacted, so that no free page is left for the damage to land in harmlessly.
+        let mut db = Database::open(path).unwrap();
+        while db.compact().unwrap() {}
+        drop(db);
+        std::fs::read(path).unwrap()
+    }
+
+    /// One byte flipped every 64 KiB, and 4 KiB of garbage in the middle of the file.
+    fn damaged(clean: &[u8]) -> [(&'static str, Vec<u8>); 2] {
+        let mut flipped = clean.to_vec();
+        for offset in (4096..flipped.len()).step_by(64 << 10) {
+            flipped[offset] ^= 0xff;
+        }
+        let mut garbage = clean.to_vec();
+        let middle = (garbage.len() / 2) & !4095;
+        for (i, byte) in garbage[middle..middle + 4096].iter_mut().enumerate() {
+            *byte = (i * 7 + 13) as u8;
+        }
+        [("a byte flipped every 64 KiB", flipped), ("4 KiB of garbage mid-file", garbage)]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_file_fails_open_as_corrupt_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.redb");
+        let clean = store_file(&path, 6000).await;
+        for (what, bytes) in damaged(&clean) {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = RedbStore::open(&path, 16).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Corrupt(why) if why.contains(&path.display().to_string())),
+                "{what}: {err:?}"
+            );
+        }
+        // The undamaged bytes open again, with every job.
+        std::fs::write(&path, &clean).unwrap();
+        assert_eq!(RedbStore::open(&path, 16).unwrap().count().await.unwrap(), 6000);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corruption_found_at_run_time_fails_the_call_and_refuses_later_writes() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.redb");
+        let clean = store_file(&path, 6000).await;
+        for (what, bytes) in damaged(&clean) {
+            std::fs::write(&path, &clean).unwrap();
+            let store = RedbStore::open(&path, 16).unwrap();
+            assert_eq!(store.fault().await, None, "{what}");
+            // Damaged while open, behind redb's back (the file is written in place).
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&bytes, 0).unwrap();
+            // Reading every job runs into the damage: an error, never a panic.
+            let mut after = None;
+            let err = loop {
+                match store.scan_all(after.as_ref(), 100).await {
+                    Ok(page) if page.is_empty() => panic!("{what}: every page read back"),
+                    Ok(page) => after = page.last().map(|j| j.key.clone()),
+                    Err(err) => break err,
+                }
+            };
+            assert!(matches!(err, StoreError::Corrupt(_)), "{what}: {err:?}");
+            assert!(matches!(store.fault().await, Some(StoreFault::Corrupt(_))), "{what}");
+            // A create is now refused with the cause, not accepted.
+            let job = crate::conformance::job(JobKey::app("ns", "app", "late"), at(1));
+            let err = store.put(job, PutMode::CreateOnly).await.unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{what}: {err:?}");
+            let stats = store.stats();
+            drop(store);
+            assert_eq!(stats.commits, 0, "{what}: nothing was written");
+        }
     }
 }

@@ -62,9 +62,15 @@ fn done(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// The exit code of a start refused because the job store is corrupt (sysexits' `EX_DATAERR`),
+/// so that a supervisor can tell it from a failure a restart may cure.
+const EXIT_STORE_CORRUPT: u8 = 65;
+
 fn failure(err: &anyhow::Error) -> ExitCode {
     eprintln!("kairos: {err:#}");
-    ExitCode::FAILURE
+    let corrupt =
+        err.chain().any(|cause| matches!(cause.downcast_ref(), Some(kairos_store::StoreError::Corrupt(_))));
+    if corrupt { ExitCode::from(EXIT_STORE_CORRUPT) } else { ExitCode::FAILURE }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

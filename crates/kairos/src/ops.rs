@@ -115,6 +115,11 @@ fn describe() {
         "Store commit time, fsync included"
     );
     describe_counter!("kairos_store_commit_failures_total", "Store commits that failed");
+    describe_counter!(
+        "kairos_store_faults_total",
+        "Times the store entered a fault by kind: full (no space; clears by itself), corrupt (lasts until restored)"
+    );
+    describe_counter!("kairos_store_reopens_total", "Times the store file was reopened after an I/O error");
     describe_counter!("kairos_sidecar_deliveries_total", "Deliveries to the app by result (sidecar)");
     describe_histogram!(
         "kairos_sidecar_delivery_duration_seconds",
@@ -221,6 +226,7 @@ pub async fn scheduler_not_ready(service: &SchedulerService) -> Vec<String> {
     } else if !engine.partitions_loaded() {
         reasons.push("partitions not loaded yet".to_owned());
     }
+    reasons.extend(store_not_ready(service).await);
     // One single-key read: the cheapest call every store answers (a count would scan every job
     // key on etcd).
     let probe = kairos_core::JobKey::app("kairos", "kairos-readiness", "probe");
@@ -232,11 +238,28 @@ pub async fn scheduler_not_ready(service: &SchedulerService) -> Vec<String> {
     reasons
 }
 
+/// What keeps the scheduler's store from taking writes (full, corrupt); empty when nothing does.
+pub async fn store_not_ready(service: &SchedulerService) -> Vec<String> {
+    service.engine().store().fault().await.map(|fault| fault.to_string()).into_iter().collect()
+}
+
+/// The embedded scheduler's store, as `kairos run`'s sidecar reports it on `/v1.0/healthz`.
+#[derive(Debug)]
+pub struct EmbeddedStoreReadiness(pub Arc<SchedulerService>);
+
+#[async_trait::async_trait]
+impl kairos_sidecar::server::ReadinessCheck for EmbeddedStoreReadiness {
+    async fn not_ready(&self) -> Vec<String> {
+        store_not_ready(&self.0).await
+    }
+}
+
 /// The scheduler's `/healthz` (live) and `/readyz` (ready) routes.
 ///
 /// `/healthz` fails only when the process can no longer fire anything by itself (a partition
 /// loop died), so an orchestrator restarts it; `/readyz` also fails while starting, while
-/// shutting down, and while the store does not answer within [`STORE_PROBE_TIMEOUT`].
+/// shutting down, while the store is full or corrupt ([`store_not_ready`]), and while the store
+/// does not answer within [`STORE_PROBE_TIMEOUT`].
 pub fn scheduler_health_router(service: Arc<SchedulerService>) -> Router {
     Router::new().route("/healthz", get(live)).route("/readyz", get(ready)).with_state(service)
 }
@@ -312,6 +335,30 @@ mod tests {
         service.engine().shutdown().await;
         let reasons = scheduler_not_ready(&service).await;
         assert!(reasons.iter().any(|r| r.contains("owns no partitions")), "{reasons:?}");
+    }
+
+    #[tokio::test]
+    async fn readiness_says_when_the_store_is_full_or_corrupt() {
+        use kairos_store::StoreFault;
+        let store = MemoryStore::new(2);
+        let faults = store.faults();
+        let service = service_over(store);
+        service.engine().own_all();
+        until_ready(&service).await;
+
+        faults.set_fault(Some(StoreFault::Full("cannot write /d/jobs.redb".into())));
+        let expected = "store full (no space left on device): cannot write /d/jobs.redb".to_owned();
+        assert_eq!(scheduler_not_ready(&service).await, vec![expected.clone()]);
+        let service = Arc::new(service);
+        let check = EmbeddedStoreReadiness(service.clone());
+        assert_eq!(kairos_sidecar::server::ReadinessCheck::not_ready(&check).await, vec![expected]);
+
+        faults.set_fault(Some(StoreFault::Corrupt("page 7 is damaged".into())));
+        assert_eq!(scheduler_not_ready(&service).await, vec!["store corrupt: page 7 is damaged".to_owned()]);
+
+        faults.set_fault(None);
+        until_ready(&service).await;
+        assert!(kairos_sidecar::server::ReadinessCheck::not_ready(&check).await.is_empty());
     }
 
     #[tokio::test]

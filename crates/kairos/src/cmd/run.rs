@@ -115,7 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         tls_cert_file: None,
         tls_key_file: None,
     };
-    let config = sidecar_args.config()?;
+    let mut config = sidecar_args.config()?;
 
     let (link, embedded) = if args.scheduler_host_address.iter().all(|a| a.trim().is_empty()) {
         let data_dir = match &args.data_dir {
@@ -125,6 +125,8 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         let service =
             super::scheduler::open_service(&data_dir, kairos_store::DEFAULT_PARTITIONS, "in-process".into())?;
         tracing::info!(data_dir = %data_dir.display(), "embedded scheduler started");
+        // The app's health check then also says when the store is full or corrupt.
+        config.readiness = Some(Arc::new(crate::ops::EmbeddedStoreReadiness(service.clone())));
         let api: Arc<dyn SchedulerApi> = service.clone();
         (SchedulerLink::in_process(api), Some(service))
     } else {

@@ -13,9 +13,9 @@ use kairos_engine::{Engine, EngineConfig};
 use kairos_proto::api::SchedulerApi;
 use kairos_scheduler::cluster::{Cluster, ClusterConfig};
 use kairos_scheduler::{SchedulerService, ServeOptions};
-use kairos_store::JobStore;
 use kairos_store::etcd::EtcdStore;
 use kairos_store::redb::RedbStore;
+use kairos_store::{JobStore, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -243,6 +243,25 @@ impl Running {
     }
 }
 
+/// Why the job store at `path` did not open, with what to do about it.
+fn open_error(path: &std::path::Path, err: StoreError) -> anyhow::Error {
+    let context = match &err {
+        StoreError::Corrupt(_) => format!(
+            "the job store {} is corrupt and kairos will not start on it; move it away and start \
+             on a new --data-dir, then restore the jobs with `kairos jobs import` from a \
+             `kairos jobs export` backup (or put back a copy of the file from a backup)",
+            path.display()
+        ),
+        // Only a lock held by someone else earns the hint; other failures have their own cause.
+        StoreError::InUse { .. } => format!(
+            "cannot open the job store {} (is another kairos process using this data dir?)",
+            path.display()
+        ),
+        _ => format!("cannot open the job store {}", path.display()),
+    };
+    anyhow::Error::new(err).context(context)
+}
+
 /// Opens (or creates) the job store in `data_dir` and starts a scheduler service over it that
 /// owns every partition. Must be called within a tokio runtime.
 ///
@@ -256,12 +275,7 @@ pub fn open_service(
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let path = data_dir.join("jobs.redb");
-    let store = RedbStore::open(&path, partitions).with_context(|| {
-        format!(
-            "cannot open the job store {} (is another kairos process using this data dir?)",
-            path.display()
-        )
-    })?;
+    let store = RedbStore::open(&path, partitions).map_err(|err| open_error(&path, err))?;
     let store: Arc<dyn JobStore> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::new(

@@ -14,9 +14,16 @@ pub struct Proc {
     pub child: Child,
     pub address: String,
     pub log: mpsc::Receiver<String>,
+    /// The log line that said it listens.
+    pub ready_line: String,
 }
 
 impl Proc {
+    /// A `name=value` field of the line that said it listens (e.g. `healthz`).
+    pub fn field(&self, name: &str) -> String {
+        field(&self.ready_line, name)
+    }
+
     /// Kills the process the hard way (SIGKILL) and reaps it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
@@ -36,13 +43,13 @@ pub fn start_scheduler(data_dir: &Path, extra: &[&str]) -> Proc {
     args.push(data_dir.display().to_string());
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let (child, log, line) = spawn_kairos(&args, &[], "kairos scheduler listening");
-    Proc { child, address: field(&line, "address"), log }
+    Proc { child, address: field(&line, "address"), log, ready_line: line }
 }
 
 /// Spawns `kairos ARGS…` and waits for a stderr line containing `ready` (returning it).
 // The child is returned to a guard (`Proc`, `SidecarProc`) that kills and waits on drop.
 #[allow(clippy::zombie_processes)]
-fn spawn_kairos(
+pub fn spawn_kairos(
     args: &[String],
     envs: &[(&str, &str)],
     ready: &str,
@@ -82,7 +89,8 @@ fn spawn_kairos(
     }
 }
 
-fn field(line: &str, name: &str) -> String {
+/// A `name=value` field of a log line.
+pub fn field(line: &str, name: &str) -> String {
     line.split(&format!("{name}="))
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
