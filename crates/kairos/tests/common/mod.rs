@@ -46,6 +46,12 @@ pub fn start_scheduler(data_dir: &Path, extra: &[&str]) -> Proc {
     Proc { child, address: field(&line, "address"), log, ready_line: line }
 }
 
+/// The `kairos` binary under test: `KAIROS_BIN` when set (e.g. a release build, to run the
+/// process tests against the binary users run), else the one cargo built with the tests.
+pub fn kairos_bin() -> std::path::PathBuf {
+    std::env::var_os("KAIROS_BIN").map_or_else(|| env!("CARGO_BIN_EXE_kairos").into(), Into::into)
+}
+
 /// Spawns `kairos ARGS…` and waits for a stderr line containing `ready` (returning it).
 // The child is returned to a guard (`Proc`, `SidecarProc`) that kills and waits on drop.
 #[allow(clippy::zombie_processes)]
@@ -54,7 +60,7 @@ pub fn spawn_kairos(
     envs: &[(&str, &str)],
     ready: &str,
 ) -> (Child, mpsc::Receiver<String>, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_kairos"));
+    let mut command = Command::new(kairos_bin());
     command.args(args).env_remove("RUST_LOG").stdout(Stdio::null()).stderr(Stdio::piped());
     for var in ["DAPR_API_TOKEN", "APP_API_TOKEN", "NAMESPACE"] {
         command.env_remove(var);
@@ -127,6 +133,55 @@ pub fn start_sidecar(app_id: &str, scheduler: &str, extra: &[&str], envs: &[(&st
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let (child, log, line) = spawn_kairos(&args, envs, "kairos sidecar listening");
     SidecarProc { child, http: field(&line, "http"), grpc: field(&line, "grpc"), log }
+}
+
+/// Starts `kairos run --app-id APP --app-port PORT --data-dir DIR` (embedded scheduler and
+/// sidecar on free ports) with `extra` flags, and waits until its APIs listen.
+///
+/// The app that `kairos run` launches is a placeholder shell that exits once `kairos run` is
+/// gone (the real app is the test's own server on `app_port`), so that a SIGKILL on drop
+/// leaves nothing behind.
+pub fn start_run(app_id: &str, app_port: u16, data_dir: &Path, extra: &[&str]) -> SidecarProc {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--app-id".into(),
+        app_id.into(),
+        "--app-port".into(),
+        app_port.to_string(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args.extend(
+        ["--", "sh", "-c", "while kill -0 $PPID 2>/dev/null; do sleep 1; done"]
+            .iter()
+            .map(|s| (*s).to_owned()),
+    );
+    let (child, log, line) = spawn_kairos(&args, &[], "kairos sidecar listening");
+    SidecarProc { child, http: field(&line, "http"), grpc: field(&line, "grpc"), log }
+}
+
+/// Waits up to `limit` for a line containing `needle` in a process's log; false when none came.
+pub fn wait_for_log(log: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> bool {
+    let watch = kairos_core::Stopwatch::start();
+    loop {
+        let Some(left) = limit.checked_sub(watch.elapsed()) else { return false };
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The resident set size of process `pid` in KiB (`VmRSS` of `/proc/PID/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
 }
 
 /// A free TCP port on loopback (for an app that the test starts later).
