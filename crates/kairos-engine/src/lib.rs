@@ -39,8 +39,11 @@ pub use router::{Outcome, Registration, RouterStats, Trigger};
 use crate::partition::{Command, Flags, Partition};
 use crate::router::Router;
 
-/// The default [`EngineConfig::window`]: with 256 partitions, at most 32,768 jobs in memory.
-pub const DEFAULT_WINDOW: usize = 128;
+/// The default [`EngineConfig::window`]: 32 jobs per partition with the default 256.
+pub const DEFAULT_WINDOW: usize = 8192;
+
+/// The smallest share of the window a partition gets.
+pub const MIN_PARTITION_WINDOW: usize = 2;
 
 /// The default [`EngineConfig::credit`]: as many as a kairos sidecar delivers at once.
 pub const DEFAULT_CREDIT: usize = 256;
@@ -48,8 +51,9 @@ pub const DEFAULT_CREDIT: usize = 256;
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Most jobs a partition keeps in memory, whatever their state (waiting, fired, being
-    /// written); the rest wait in the store's due and staged indexes.
+    /// Most jobs the engine keeps in memory, whatever their state (waiting, fired, being
+    /// written), shared equally by the store's partitions (see
+    /// [`EngineConfig::partition_window`]); the rest wait in the store's due and staged indexes.
     pub window: usize,
     /// Most triggers one subscriber (a sidecar's stream) holds without an answer; the next ones
     /// wait for an answer to give a credit back.
@@ -58,6 +62,14 @@ pub struct EngineConfig {
     pub max_sleep: SignedDuration,
     /// Zone of cron schedules without a `TZ=` prefix (upstream: the scheduler's local zone).
     pub default_tz: TimeZone,
+}
+
+impl EngineConfig {
+    /// The jobs one partition keeps in memory when the store has `partitions` partitions:
+    /// an equal share of [`EngineConfig::window`], at least [`MIN_PARTITION_WINDOW`].
+    pub fn partition_window(&self, partitions: u32) -> usize {
+        (self.window / usize::try_from(partitions.max(1)).unwrap_or(usize::MAX)).max(MIN_PARTITION_WINDOW)
+    }
 }
 
 impl Default for EngineConfig {
@@ -221,8 +233,8 @@ impl Engine {
         self.partitions().values().all(|r| r.loaded.load(Ordering::Acquire))
     }
 
-    /// How many jobs the owned partitions hold in memory (at most [`EngineConfig::window`] each,
-    /// give or take jobs created while a window was full).
+    /// How many jobs the owned partitions hold in memory (at most their share of
+    /// [`EngineConfig::window`] each, give or take jobs created while a window was full).
     pub fn resident_jobs(&self) -> usize {
         self.partitions().values().map(|r| r.resident.load(Ordering::Relaxed)).sum()
     }

@@ -1,9 +1,10 @@
 //! One partition's trigger loop.
 //!
 //! # Contract
-//! The loop keeps at most `window` jobs of its partition in memory (`EngineConfig::window`),
-//! whatever state they are in: waiting for their due time, fired and unanswered (sent to a
-//! subscriber or queued for one's credit), or having their new progress written. Everything else
+//! The loop keeps at most its share of the engine's window of jobs in memory
+//! ([`EngineConfig::partition_window`]), whatever state they are in: waiting for their due
+//! time, fired and unanswered (sent to a subscriber or queued for one's credit), or having their
+//! new progress written. Everything else
 //! stays in the store until the window drains, so memory is bounded by the window however many
 //! jobs are stored, overdue or staged. (Jobs created or replaced while the window is full of
 //! fired jobs may push it over for a moment; the latest waiting ones are evicted again.)
@@ -119,6 +120,8 @@ pub(crate) struct Partition {
     clock: Arc<dyn Clock>,
     router: Router,
     config: Arc<EngineConfig>,
+    /// Most jobs this partition keeps in memory: its share of [`EngineConfig::window`].
+    window: usize,
     /// Set while the engine drains: fire nothing new, settle what is in flight.
     paused: Arc<AtomicBool>,
     /// Set after the first successful due-index scan (readiness).
@@ -159,6 +162,7 @@ impl Partition {
         flags: Flags,
     ) -> Self {
         let Flags { paused, loaded, resident } = flags;
+        let window = config.partition_window(store.partitions());
         // Unbounded: at most one write per partition is outstanding, so this holds at most one.
         let (written_tx, written_rx) = mpsc::unbounded_channel();
         Partition {
@@ -167,6 +171,7 @@ impl Partition {
             clock,
             router,
             config,
+            window,
             paused,
             loaded,
             resident,
@@ -430,7 +435,7 @@ impl Partition {
     /// jobs are never evicted.
     fn evict_overflow(&mut self) {
         let mut evicted = false;
-        while self.jobs.len() > self.config.window {
+        while self.jobs.len() > self.window {
             let victim =
                 self.waiting.iter().rev().find(|(_, k)| self.jobs.get(k).is_some_and(|e| !e.job.staged));
             let Some((_, key)) = victim.cloned() else { break };
@@ -459,7 +464,7 @@ impl Partition {
 
     /// Pages staged jobs of routes with a subscriber back in, up to half the window.
     async fn unstage(&mut self) {
-        let cap = (self.config.window / 2).max(1);
+        let cap = (self.window / 2).max(1);
         while self.staged_in_memory < cap && !self.fires_nothing() {
             let next = match &self.last_unstaged {
                 Some(last) => self
@@ -508,7 +513,7 @@ impl Partition {
     /// keep coming in while a route's staged backlog pages in.
     async fn refill_window(&mut self) {
         loop {
-            let budget = self.config.window.saturating_sub(self.staged_in_memory).max(1);
+            let budget = self.window.saturating_sub(self.staged_in_memory).max(1);
             let resident = self.jobs.len() - self.staged_in_memory;
             if resident * 2 >= budget {
                 return;
@@ -575,7 +580,8 @@ impl Partition {
                 Ok(()) => {
                     let lateness = now.duration_since(due);
                     metrics::histogram!("kairos_trigger_lateness_seconds").record(seconds(lateness));
-                    let span = tracing::info_span!("trigger", job = %key, id, attempt, outcome = tracing::field::Empty);
+                    // Debug level: at the default level no span is kept per trigger in flight.
+                    let span = tracing::debug_span!("trigger", job = %key, id, attempt, outcome = tracing::field::Empty);
                     span.in_scope(
                         || tracing::debug!(%due, lateness_ms = lateness.as_millis(), "trigger fired"),
                     );
@@ -629,10 +635,11 @@ impl Partition {
             let now = self.clock.now();
             metrics::histogram!("kairos_trigger_delivery_seconds").record(seconds(now.duration_since(fired)));
             span.record("outcome", result);
+            let (job, id, attempt) = (&trigger.key, trigger.id, entry.job.progress.attempts + 1);
             span.in_scope(|| match result {
                 "success" => tracing::debug!(next_due = ?due, "trigger completed"),
-                "failed" => tracing::info!(next_attempt = ?due, "trigger failed; will retry"),
-                _ => tracing::warn!(next_due = ?due, "trigger failed; no retries left, tick dropped"),
+                "failed" => tracing::info!(%job, id, attempt, next_attempt = ?due, "trigger failed; will retry"),
+                _ => tracing::warn!(%job, id, attempt, next_due = ?due, "trigger failed; no retries left, tick dropped"),
             });
         }
         if due.is_none() {

@@ -74,6 +74,12 @@ pub const FORMAT: &[u8] = b"kairos-store/1";
 /// The most operations the writer applies in one commit.
 pub const MAX_BATCH: usize = 4096;
 
+/// The most jobs one commit writes (an engine `apply` writes one per mutation). redb keeps every
+/// page a transaction dirties in memory until it commits: unbounded, a commit of the staging
+/// writes of 256 partitions at once touched ≈ 8,000 jobs and most pages of the file, and the
+/// allocator kept that memory afterwards.
+pub const MAX_BATCH_KEYS: usize = 2048;
+
 const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
 const DUE: TableDefinition<&[u8], ()> = TableDefinition::new("due");
 const STAGED: TableDefinition<&[u8], ()> = TableDefinition::new("staged");
@@ -188,6 +194,17 @@ enum Op {
     Apply { mutations: Vec<(Vec<u8>, Mutation)> },
 }
 
+impl Op {
+    /// Jobs this operation writes, for [`MAX_BATCH_KEYS`] (a bulk delete counts as one: how many
+    /// it matches is known only once it runs).
+    fn weight(&self) -> usize {
+        match self {
+            Op::Apply { mutations } => mutations.len().max(1),
+            Op::Put { .. } | Op::Delete { .. } | Op::DeletePrefix { .. } => 1,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Done {
     Job(Option<Box<StoredJob>>),
@@ -225,11 +242,24 @@ impl RedbStore {
     /// has it open; [`StoreError::Full`] when a new file cannot be written for lack of space;
     /// [`StoreError::Unavailable`] for other I/O errors.
     pub fn open(path: impl AsRef<Path>, partitions_if_new: u32) -> Result<RedbStore, StoreError> {
+        Self::open_with_cache(path, partitions_if_new, CACHE_SIZE)
+    }
+
+    /// [`RedbStore::open`] with `cache_bytes` of page cache instead of [`CACHE_SIZE`]. The cache
+    /// fills up to the smaller of its size and the file's, and counts in the process's memory.
+    ///
+    /// # Errors
+    /// As [`RedbStore::open`].
+    pub fn open_with_cache(
+        path: impl AsRef<Path>,
+        partitions_if_new: u32,
+        cache_bytes: usize,
+    ) -> Result<RedbStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         if partitions_if_new == 0 {
             return Err(StoreError::Invalid { what: "partition count", reason: "must be at least 1".into() });
         }
-        let db = open_database(&path)?;
+        let db = open_database(&path, cache_bytes)?;
         let partitions = guarded("checking the meta table", || init_meta(&db, &path, partitions_if_new))?;
         if partitions != partitions_if_new {
             tracing::warn!(
@@ -249,6 +279,7 @@ impl RedbStore {
             slot: db.clone(),
             health: health.clone(),
             path: path.clone(),
+            cache_bytes,
             partitions,
             counters: counters.clone(),
         };
@@ -370,14 +401,14 @@ impl Drop for Shared {
 }
 
 /// Opens (or creates) the redb file at `path` after checking its integrity.
-fn open_database(path: &Path) -> Result<Database, StoreError> {
+fn open_database(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     let opened = std::panic::catch_unwind(|| {
         // redb caches up to 1 GiB of pages by default; with millions of jobs that cache, not
         // the engine, would set the scheduler's memory. The engine keeps its own bounded window
         // of soon-due jobs, so a modest page cache is enough. The integrity check reads the
         // whole file once (about 0.1 s per 100 MiB when cached); without it redb trusts a file
         // that was closed cleanly and may panic on a damaged page much later.
-        Database::builder().set_cache_size(CACHE_SIZE).set_check_integrity_on_open(true).create(path)
+        Database::builder().set_cache_size(cache_bytes).set_check_integrity_on_open(true).create(path)
     });
     let error = match opened {
         Ok(Ok(db)) => return Ok(db),
@@ -499,6 +530,7 @@ struct Writer {
     slot: Arc<DbSlot>,
     health: Arc<Health>,
     path: PathBuf,
+    cache_bytes: usize,
     partitions: u32,
     counters: Arc<Counters>,
 }
@@ -520,11 +552,21 @@ impl Writer {
     fn run(self, mut rx: mpsc::Receiver<Request>) {
         let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
         let mut results = Vec::with_capacity(MAX_BATCH);
-        while let Some(first) = rx.blocking_recv() {
+        // A request taken off the channel that did not fit in the last batch.
+        let mut carried: Option<Request> = None;
+        while let Some(first) = carried.take().or_else(|| rx.blocking_recv()) {
+            let mut weight = first.op.weight();
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && weight < MAX_BATCH_KEYS {
                 match rx.try_recv() {
-                    Ok(request) => batch.push(request),
+                    Ok(request) if weight + request.op.weight() > MAX_BATCH_KEYS => {
+                        carried = Some(request);
+                        break;
+                    }
+                    Ok(request) => {
+                        weight += request.op.weight();
+                        batch.push(request);
+                    }
                     Err(_) => break,
                 }
             }
@@ -633,7 +675,7 @@ impl Writer {
         *self.slot.write().unwrap_or_else(PoisonError::into_inner) = None;
         let mut backoff = Duration::from_millis(10);
         loop {
-            match open_database(&self.path) {
+            match open_database(&self.path, self.cache_bytes) {
                 Ok(db) => {
                     *self.slot.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(db));
                     self.counters.reopens.fetch_add(1, Ordering::Relaxed);

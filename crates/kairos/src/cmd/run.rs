@@ -62,6 +62,10 @@ pub struct Args {
     /// Where the embedded scheduler keeps its jobs (durable, redb); default ~/.kairos/data.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Page cache of the embedded scheduler's store (e.g. 128Mi); see `kairos scheduler
+    /// --store-cache-size`.
+    #[arg(long, default_value = "128Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
+    pub store_cache_size: usize,
     /// Largest request or app-channel message, e.g. 4Mi.
     #[arg(long, default_value = "4Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
     pub max_body_size: usize,
@@ -122,8 +126,12 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             Some(dir) => dir.clone(),
             None => super::default_data_dir()?,
         };
-        let service =
-            super::scheduler::open_service(&data_dir, kairos_store::DEFAULT_PARTITIONS, "in-process".into())?;
+        let service = super::scheduler::open_service(
+            &data_dir,
+            kairos_store::DEFAULT_PARTITIONS,
+            args.store_cache_size,
+            "in-process".into(),
+        )?;
         tracing::info!(data_dir = %data_dir.display(), "embedded scheduler started");
         // The app's health check then also says when the store is full or corrupt.
         config.readiness = Some(Arc::new(crate::ops::EmbeddedStoreReadiness(service.clone())));

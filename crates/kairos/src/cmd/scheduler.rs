@@ -39,6 +39,10 @@ pub struct Args {
     /// Partition count of a new store; ignored (with a warning) for an existing one.
     #[arg(long, default_value_t = kairos_store::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub partitions: u32,
+    /// Page cache of the local store (e.g. 128Mi): it fills up to the smaller of this and the
+    /// store file, and counts in the scheduler's memory; the OS page cache serves the rest.
+    #[arg(long, default_value = "128Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
+    pub store_cache_size: usize,
     /// Log verbosity.
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -122,13 +126,19 @@ impl Running {
     pub async fn start(
         data_dir: &std::path::Path,
         partitions: u32,
+        store_cache_size: usize,
         listen: SocketAddr,
         advertise: Option<String>,
     ) -> anyhow::Result<Running> {
         let listener =
             TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
-        let service = open_service(data_dir, partitions, advertise.unwrap_or_else(|| address.to_string()))?;
+        let service = open_service(
+            data_dir,
+            partitions,
+            store_cache_size,
+            advertise.unwrap_or_else(|| address.to_string()),
+        )?;
         Ok(Running {
             service,
             address,
@@ -270,12 +280,14 @@ fn open_error(path: &std::path::Path, err: StoreError) -> anyhow::Error {
 pub fn open_service(
     data_dir: &std::path::Path,
     partitions: u32,
+    store_cache_size: usize,
     advertise: String,
 ) -> anyhow::Result<Arc<SchedulerService>> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
     let path = data_dir.join("jobs.redb");
-    let store = RedbStore::open(&path, partitions).map_err(|err| open_error(&path, err))?;
+    let store = RedbStore::open_with_cache(&path, partitions, store_cache_size)
+        .map_err(|err| open_error(&path, err))?;
     let store: Arc<dyn JobStore> = Arc::new(store);
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let engine = Engine::new(
@@ -308,7 +320,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Some(dir) => dir,
             None => super::default_data_dir()?,
         };
-        let running = Running::start(&data_dir, args.partitions, listen, args.advertise_address).await?;
+        let running =
+            Running::start(&data_dir, args.partitions, args.store_cache_size, listen, args.advertise_address)
+                .await?;
         (running, data_dir.display().to_string())
     } else {
         let etcd = EtcdArgs {
