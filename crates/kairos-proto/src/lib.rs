@@ -50,6 +50,7 @@ pub mod kairos {
 
 pub mod api;
 pub mod convert;
+pub mod json;
 
 pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;

@@ -1,0 +1,419 @@
+//! The HTTP Jobs API's JSON: the POST body in, the GET body out (spec §2.2, §2.3). Pure: no I/O.
+//!
+//! daprd reads the POST body with Go's `protojson` (`DiscardUnknown`, `AllowPartial`) into
+//! `internals.v1.JobHTTPRequest`, and writes GET responses with `protojson` (`EmitUnpopulated:
+//! false`) from the runtime `Job`. This module does both with `serde_json` and the protojson
+//! codec of [`kairos_proto::json`], keeping the details that decide what SDKs see:
+//!
+//! * Field names: the JSON name (`dueTime`) or the proto name (`due_time`); unknown fields are
+//!   skipped (their JSON must still be well formed).
+//! * A field given twice, under either name, is an error (`duplicate field`); so is a repeated
+//!   key inside `data` (`duplicate map key`), and setting both `drop` and `constant`. Repeated
+//!   *unknown* fields are fine, as in protojson.
+//! * JSON `null` means "unset" for every field except `data`, whose type is
+//!   `google.protobuf.Value`: there `null` is a value (the job gets data `null`).
+//! * `repeats` and `maxRetries` are uint32: a JSON number or a string holding one, integral
+//!   after exponent and fraction are applied (`1e2`, `5.0` and `"7"` are accepted; `-1`, `1.5`,
+//!   `4294967296`, `" 7"` are not).
+//! * `interval` is a protojson Duration string: `[+-]<digits>[.<up to 9 digits>]s`.
+//! * Any JSON value is valid `data`; an object with `@type` is just an object.
+//! * Error texts follow protojson's (`proto: (line 1:34): invalid value for uint32 field
+//!   repeats: -1`); they are informative, not byte-for-byte guaranteed (positions are where the
+//!   reader stopped, which protojson puts at the start of the token).
+//!
+//! Output is compact: Go's protojson randomly adds a space after some separators to stop
+//! clients comparing bytes; kairos never does. Numbers inside `data` are formatted as Go does
+//! (`1e+21`, `1e-7`, `-0`), see [`kairos_proto::json`].
+//!
+//! Kairos limits: JSON nesting deeper than [`MAX_JSON_DEPTH`], and `data` deeper than
+//! [`MAX_DATA_DEPTH`] (what protobuf decoding in kairos accepts back), are refused as malformed.
+//! protojson allows far deeper nesting.
+
+use kairos_core::{JobSpec, Payload};
+use kairos_proto::json::{self as proto_json, AnyJson, VALUE_TYPE_URL, ValueSeed};
+use kairos_proto::{common, convert};
+use prost::Message;
+use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::errors::ApiError;
+use crate::http_json::{EncodeError, ScheduleRequest};
+
+/// The deepest JSON nesting a POST body may have.
+pub const MAX_JSON_DEPTH: usize = 200;
+
+/// The deepest nesting of arrays and objects inside `data`: deeper values would not decode
+/// again (prost stops at 100 nested messages, and every level is a `Value` plus a list or struct).
+pub const MAX_DATA_DEPTH: usize = 32;
+
+/// Reads a POST body (spec §2.2) and runs daprd's checks, in daprd's order: the body must parse,
+/// must not name the job, the URL name must not be blank, and a schedule or due time is needed.
+/// An empty body is not parsed at all (so it fails with "Schedule is empty").
+///
+/// # Errors
+/// [`ApiError::MalformedBody`], [`ApiError::NameInBody`], [`ApiError::EmptyName`] or
+/// [`ApiError::EmptySchedule`].
+pub fn parse_schedule_body(name_from_url: &str, body: &[u8]) -> Result<ScheduleRequest, ApiError> {
+    let request = if body.is_empty() {
+        HttpRequest::default()
+    } else {
+        decode_request(body).map_err(ApiError::MalformedBody)?
+    };
+    if request.name.is_some_and(|name| !name.is_empty()) {
+        return Err(ApiError::NameInBody);
+    }
+    // Go's strings.TrimSpace and Rust's trim agree: both strip Unicode White_Space.
+    let name = name_from_url.trim();
+    if name.is_empty() {
+        return Err(ApiError::EmptyName);
+    }
+    if request.schedule.is_none() && request.due_time.is_none() {
+        return Err(ApiError::EmptySchedule);
+    }
+    let failure_policy = match request.failure_policy {
+        None => None,
+        Some(Object(policy)) => convert::policy_from_proto(policy.into_proto()?)
+            .map_err(|e| ApiError::MalformedBody(e.to_string()))?,
+    };
+    let spec = JobSpec {
+        schedule: request.schedule,
+        repeats: request.repeats,
+        due_time: request.due_time,
+        ttl: request.ttl,
+        data: request.data.map(|v| Payload { type_url: VALUE_TYPE_URL.to_owned(), value: v.encode_to_vec() }),
+        failure_policy,
+    };
+    Ok(ScheduleRequest { name: name.to_owned(), spec, overwrite: request.overwrite.unwrap_or(false) })
+}
+
+/// Renders a job as the body of `GET /v1.0/jobs/{name}` (spec §2.3): protojson of the runtime
+/// `Job`, fields in field-number order, unset ones left out; `data` as protojson renders an
+/// `Any` ([`AnyJson`]).
+///
+/// # Errors
+/// [`ApiError::EncodeResponse`] when `data` or the policy's interval cannot be rendered.
+pub fn job_to_json(name: &str, spec: &JobSpec) -> Result<String, ApiError> {
+    use common::job_failure_policy::Policy;
+    let job = convert::spec_to_runtime_job(name, spec);
+    let encode_error = |e: proto_json::JsonError| ApiError::EncodeResponse(EncodeError::new(e.to_string()));
+    let failure_policy = match job.failure_policy.as_ref().map(|p| p.policy.as_ref()) {
+        None => None,
+        Some(None) => Some(PolicyJson::default()),
+        Some(Some(Policy::Drop(_))) => Some(PolicyJson { drop: Some(Empty {}), constant: None }),
+        Some(Some(Policy::Constant(c))) => {
+            let interval =
+                c.interval.as_ref().map(proto_json::duration_to_string).transpose().map_err(encode_error)?;
+            Some(PolicyJson {
+                drop: None,
+                constant: Some(ConstantJson { interval, max_retries: c.max_retries }),
+            })
+        }
+    };
+    let json = JobJson {
+        name: &job.name,
+        schedule: job.schedule.as_deref(),
+        repeats: job.repeats,
+        due_time: job.due_time.as_deref(),
+        ttl: job.ttl.as_deref(),
+        data: job.data.as_ref().map(|any| AnyJson::new(&any.type_url, &any.value)),
+        failure_policy,
+    };
+    proto_json::to_string(&json).map_err(encode_error)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+// ---------------------------------------------------------------------------------------------
+
+/// `internals.v1.JobHTTPRequest`.
+#[derive(Debug, Default, Deserialize)]
+struct HttpRequest {
+    name: Option<String>,
+    schedule: Option<String>,
+    #[serde(default, deserialize_with = "repeats")]
+    repeats: Option<u32>,
+    #[serde(rename = "dueTime", alias = "due_time")]
+    due_time: Option<String>,
+    ttl: Option<String>,
+    // Not `Option<Value>`'s own reading: there `null` would be "unset", here it is a value.
+    #[serde(default, deserialize_with = "data")]
+    data: Option<prost_types::Value>,
+    overwrite: Option<bool>,
+    #[serde(rename = "failurePolicy", alias = "failure_policy")]
+    failure_policy: Option<Object<PolicyBody>>,
+}
+
+/// `common.v1.JobFailurePolicy`: a oneof of `drop` and `constant`.
+#[derive(Debug, Deserialize)]
+struct PolicyBody {
+    drop: Option<Object<DropBody>>,
+    constant: Option<Object<ConstantBody>>,
+}
+
+/// `common.v1.JobFailurePolicyDrop`: no fields, but it must be an object.
+#[derive(Debug, Deserialize)]
+struct DropBody {}
+
+/// `common.v1.JobFailurePolicyConstant`.
+#[derive(Debug, Deserialize)]
+struct ConstantBody {
+    #[serde(default, deserialize_with = "interval")]
+    interval: Option<prost_types::Duration>,
+    #[serde(rename = "maxRetries", alias = "max_retries", default, deserialize_with = "max_retries")]
+    max_retries: Option<u32>,
+}
+
+impl PolicyBody {
+    fn into_proto(self) -> Result<common::JobFailurePolicy, ApiError> {
+        use common::job_failure_policy::Policy;
+        let policy = match (self.drop, self.constant) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::MalformedBody(
+                    "proto: error parsing \"constant\", oneof dapr.proto.common.v1.JobFailurePolicy.policy is already set"
+                        .to_owned(),
+                ));
+            }
+            (Some(_), None) => Some(Policy::Drop(common::JobFailurePolicyDrop {})),
+            (None, Some(Object(c))) => Some(Policy::Constant(common::JobFailurePolicyConstant {
+                interval: c.interval,
+                max_retries: c.max_retries,
+            })),
+            (None, None) => None,
+        };
+        Ok(common::JobFailurePolicy { policy })
+    }
+}
+
+/// The body's text parsed; an object is required at the top.
+fn decode_request(body: &[u8]) -> Result<HttpRequest, String> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| format!("proto: syntax error (byte {}): invalid UTF-8", e.valid_up_to()))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let Object(request) = Object::<HttpRequest>::deserialize(&mut deserializer).map_err(proto_error)?;
+    deserializer.end().map_err(proto_error)?;
+    check_skipped_values(text)?;
+    Ok(request)
+}
+
+/// A `serde_json` error in protojson's shape: `proto: (line L:C): <what>`.
+fn proto_error(e: serde_json::Error) -> String {
+    let text = e.to_string();
+    if e.line() == 0 {
+        return format!("proto: {text}");
+    }
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    format!("proto: (line {}:{}): {}", e.line(), e.column(), text.strip_suffix(&at).unwrap_or(&text))
+}
+
+/// What protojson checks everywhere but `serde_json` does not in the values it skips (unknown
+/// fields): nesting up to [`MAX_JSON_DEPTH`], and `\u` escapes that form whole UTF-16 surrogate
+/// pairs. `text` is JSON that `serde_json` has read, so only those two things are looked at.
+fn check_skipped_values(text: &str) -> Result<(), String> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| {
+        let hex = text.get(at..at + 4)?;
+        u32::from_str_radix(hex, 16).ok()
+    };
+    let (mut depth, mut in_string, mut i) = (0usize, false, 0);
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        match (in_string, b) {
+            (_, b'"') => in_string = !in_string,
+            (false, b'{' | b'[') => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(format!("proto: exceeded max recursion depth of {MAX_JSON_DEPTH}"));
+                }
+            }
+            (false, b'}' | b']') => depth = depth.saturating_sub(1),
+            (true, b'\\') if bytes.get(i) == Some(&b'u') => {
+                let escape_start = i - 1;
+                let first = unit(i + 1).unwrap_or(0);
+                i += 5;
+                let paired = match first {
+                    0xD800..0xDC00 => {
+                        let low = (bytes.get(i..i + 2) == Some(b"\\u")).then(|| unit(i + 2)).flatten();
+                        i += 6;
+                        low.is_some_and(|low| (0xDC00..0xE000).contains(&low))
+                    }
+                    0xDC00..0xE000 => false,
+                    _ => true,
+                };
+                if !paired {
+                    let shown = text.get(escape_start..(escape_start + 12).min(text.len())).unwrap_or("\\u");
+                    return Err(format!("proto: syntax error: invalid escape code {shown:?} in string"));
+                }
+            }
+            (true, b'\\') => i += 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A JSON object only: serde's derived structs also read an array of the fields in order,
+/// which protojson does not.
+#[derive(Debug)]
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(MapOnly(deserializer)).map(Object)
+    }
+}
+
+/// Hands every request to the inner deserializer as a request for a map.
+struct MapOnly<D>(D);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for MapOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+fn data<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<prost_types::Value>, D::Error> {
+    ValueSeed::new(MAX_DATA_DEPTH).deserialize(deserializer).map(Some)
+}
+
+fn interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<prost_types::Duration>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+    proto_json::parse_duration(&text).map(Some).map_err(de::Error::custom)
+}
+
+fn repeats<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    uint32(deserializer, "repeats")
+}
+
+fn max_retries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    uint32(deserializer, "maxRetries")
+}
+
+/// A uint32: a JSON number, or a string holding exactly one (no surrounding whitespace; like
+/// protojson, only its first JSON token is read). Read from the raw text, because protojson
+/// applies exponent and fraction to the decimal digits, not to a double.
+fn uint32<'de, D: Deserializer<'de>>(deserializer: D, field: &str) -> Result<Option<u32>, D::Error> {
+    let Some(raw) = Option::<&RawValue>::deserialize(deserializer)? else { return Ok(None) };
+    let text = raw.get();
+    let n = if text.starts_with('"') {
+        let s: String = serde_json::from_str(text).map_err(de::Error::custom)?;
+        let len = if s.trim() == s { json_number_len(s.as_bytes()) } else { None };
+        len.and_then(|len| json_number_to_u32(&s[..len]))
+    } else {
+        json_number_to_u32(text)
+    };
+    n.map(Some)
+        .ok_or_else(|| de::Error::custom(format_args!("invalid value for uint32 field {field}: {text}")))
+}
+
+/// Go's JSON decoder: a number or literal must not run into one of these.
+fn is_not_delim(c: u8) -> bool {
+    matches!(c, b'-' | b'+' | b'.' | b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9')
+}
+
+/// The length of the JSON number at the start of `s`, if one is there and ends at a delimiter.
+fn json_number_len(s: &[u8]) -> Option<usize> {
+    let mut i = usize::from(s.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while s.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    match s.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return None,
+    }
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        digits(&mut i).then_some(())?;
+    }
+    if let Some(b'e' | b'E') = s.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = s.get(i) {
+            i += 1;
+        }
+        digits(&mut i).then_some(())?;
+    }
+    (!s.get(i).is_some_and(|&c| is_not_delim(c))).then_some(i)
+}
+
+/// A JSON number token as a uint32, exactly: its value is `digits × 10^scale`; with the
+/// digits' own zeros moved into the scale, it is an integer iff the scale is not negative.
+fn json_number_to_u32(token: &str) -> Option<u32> {
+    let (negative, rest) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    let (mantissa, exponent) = match rest.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int_part, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = format!("{int_part}{fraction}");
+    let significant = all_digits.trim_start_matches('0');
+    let digits = significant.trim_end_matches('0');
+    if digits.is_empty() {
+        return Some(0); // -0 is 0
+    }
+    let scale = i64::from(exponent) - fraction.len() as i64 + (significant.len() - digits.len()) as i64;
+    if negative || scale < 0 || digits.len() as i64 + scale > 10 {
+        return None;
+    }
+    format!("{digits}{}", "0".repeat(usize::try_from(scale).ok()?)).parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing: protojson with EmitUnpopulated false.
+// ---------------------------------------------------------------------------------------------
+
+/// The runtime `Job` as protojson writes it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobJson<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    repeats: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<AnyJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_policy: Option<PolicyJson>,
+}
+
+#[derive(Default, Serialize)]
+struct PolicyJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    drop: Option<Empty>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    constant: Option<ConstantJson>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConstantJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_retries: Option<u32>,
+}
