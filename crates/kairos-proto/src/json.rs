@@ -3,9 +3,10 @@
 //! * `google.protobuf.Value` (with `Struct` and `ListValue`) both ways: [`ValueSeed`] reads JSON
 //!   into a `Value`, [`ValueJson`] writes one. The sidecar uses them for the `data` of an HTTP
 //!   POST body, for `GET /v1.0/jobs/{name}` and for the body of an HTTP app delivery; the SDK for
-//!   [`JobData::json`]-style payloads. So a job's data looks the same on every path.
+//!   its `JobData::json` payloads. So a job's data looks the same on every path.
 //! * `google.protobuf.Any` of the well-known types, out only ([`AnyJson`]), and
 //!   `google.protobuf.Duration` both ways ([`parse_duration`], [`duration_to_string`]).
+//! * uint32 fields in, from their raw JSON text ([`uint32_from_raw`]).
 //!
 //! Numbers are written as Go's protojson writes them (a `serde_json` [`GoFormatter`]): shortest
 //! round-trip digits, positional for 1e-6 ≤ |n| < 1e21 and exponent form outside (`1e+21`,
@@ -17,8 +18,6 @@
 //!
 //! Error texts follow protojson's (`proto: google.protobuf.Value: none of the oneof fields is
 //! set`).
-//!
-//! [`JobData::json`]: https://docs.rs/kairos-sdk
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -303,6 +302,85 @@ impl<'de> Visitor<'de> for ValueSeed {
         }
         Ok(kind(Kind::StructValue(Struct { fields })))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// uint32 fields
+// ---------------------------------------------------------------------------------------------
+
+/// Reads a uint32 field as protojson does, from the raw JSON text of its value: a JSON number,
+/// or a string holding one (no surrounding whitespace; only its first JSON token is read),
+/// integral once exponent and fraction are applied to the decimal digits (`1e2`, `5.0` and
+/// `"7"` are 100, 5 and 7; `-1`, `1.5`, `4294967296` and `" 7"` are not uint32s). The raw text
+/// is needed because a double would round `4294967295.00000000001` to an integer.
+pub fn uint32_from_raw(raw: &str) -> Option<u32> {
+    if !raw.starts_with('"') {
+        return json_number_to_u32(raw);
+    }
+    let s: String = serde_json::from_str(raw).ok()?;
+    let len = if s.trim() == s { json_number_len(s.as_bytes())? } else { return None };
+    json_number_to_u32(&s[..len])
+}
+
+/// Go's JSON decoder: a number or literal must not run into one of these.
+fn is_not_delim(c: u8) -> bool {
+    matches!(c, b'-' | b'+' | b'.' | b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9')
+}
+
+/// The length of the JSON number at the start of `s`, if one is there and ends at a delimiter.
+fn json_number_len(s: &[u8]) -> Option<usize> {
+    let mut i = usize::from(s.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while s.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    match s.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return None,
+    }
+    if s.get(i) == Some(&b'.') {
+        i += 1;
+        digits(&mut i).then_some(())?;
+    }
+    if let Some(b'e' | b'E') = s.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = s.get(i) {
+            i += 1;
+        }
+        digits(&mut i).then_some(())?;
+    }
+    (!s.get(i).is_some_and(|&c| is_not_delim(c))).then_some(i)
+}
+
+/// A JSON number token as a uint32, exactly: its value is `digits × 10^scale`; with the
+/// digits' own zeros moved into the scale, it is an integer iff the scale is not negative.
+fn json_number_to_u32(token: &str) -> Option<u32> {
+    let (negative, rest) = match token.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, token),
+    };
+    let (mantissa, exponent) = match rest.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (rest, 0),
+    };
+    let (int_part, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = format!("{int_part}{fraction}");
+    let significant = all_digits.trim_start_matches('0');
+    let digits = significant.trim_end_matches('0');
+    if digits.is_empty() {
+        return Some(0); // -0 is 0
+    }
+    let scale = i64::from(exponent) - fraction.len() as i64 + (significant.len() - digits.len()) as i64;
+    if negative || scale < 0 || digits.len() as i64 + scale > 10 {
+        return None;
+    }
+    format!("{digits}{}", "0".repeat(usize::try_from(scale).ok()?)).parse().ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -662,6 +740,43 @@ mod tests {
         assert!(read("[[[[]]]]", 3).unwrap_err().contains("nests deeper"));
         assert_eq!(read("-0", 1).unwrap(), number(-0.0));
         assert_eq!(read("-0", 1).unwrap().encode_to_vec(), number(-0.0).encode_to_vec());
+    }
+
+    #[test]
+    fn uint32_reads_numbers_and_quoted_numbers_exactly() {
+        for (raw, want) in [
+            ("5", Some(5)),
+            ("0", Some(0)),
+            ("-0", Some(0)),
+            ("\"5\"", Some(5)),
+            ("4294967295", Some(u32::MAX)),
+            ("1e2", Some(100)),
+            ("1E+2", Some(100)),
+            ("5.0", Some(5)),
+            ("0.5e1", Some(5)),
+            ("10e-1", Some(1)),
+            ("20.0e-1", Some(2)),
+            ("\"1e1\"", Some(10)),
+            ("\"5 6\"", Some(5)),
+            ("-1", None),
+            ("1.5", None),
+            ("15.0e-1", None),
+            ("4294967296", None),
+            ("4294967295.00000000001", None),
+            ("1e10", None),
+            ("1e-1", None),
+            ("0e3000000000", None),
+            ("true", None),
+            ("\"\"", None),
+            ("\" 5\"", None),
+            ("\"5 \"", None),
+            ("\"-1\"", None),
+            ("\"0x10\"", None),
+            ("\"5x\"", None),
+            ("\"01\"", None),
+        ] {
+            assert_eq!(uint32_from_raw(raw), want, "{raw}");
+        }
     }
 
     #[test]

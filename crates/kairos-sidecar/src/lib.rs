@@ -15,10 +15,7 @@ pub mod errors;
 pub mod grpc_api;
 pub mod http_api;
 pub mod http_json;
-#[doc(hidden)]
-pub mod http_json_next;
 pub mod jobs;
 pub mod scheduler_link;
 pub mod server;
 pub mod tls;
-pub mod value;
