@@ -79,9 +79,11 @@
 //! croner's grammar is wider (5 and 7 fields, `L`, `W`, `#`, dow 7) and its DST rules are the
 //! Vixie/OCPS ones, which differ from upstream's on both transitions (see above). Wrapping it
 //! would still need our own parser and would not give upstream's times, so this module parses
-//! into bitmasks (as robfig does) and computes the next match on civil time itself. That takes
+//! into bitmasks (as robfig does) and computes the next match on civil time itself (jiff's civil
+//! calendar gives month lengths, weekdays and the conversions to and from instants). That takes
 //! about a hundred lines, allocates nothing, and is bounded for impossible schedules.
 
+use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
@@ -392,7 +394,9 @@ fn parse_number(text: &str) -> Result<u64, ScheduleError> {
 // ---------------------------------------------------------------------------------------------
 // Next activation of a cron schedule
 
-/// A wall-clock reading at whole-second precision (proleptic Gregorian calendar).
+/// A wall-clock reading at whole-second precision: the search's cursor, which may briefly hold
+/// a day or hour one past the last (see `next_civil`). The calendar itself (month lengths,
+/// weekdays, seconds since the epoch) is jiff's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Civil {
     year: i64,
@@ -422,11 +426,11 @@ impl Fields {
         let mut year_limit = None;
         loop {
             let start = Timestamp::from_second(segment_start).ok()?;
-            let offset = i64::from(tz.to_offset(start).seconds());
-            let from = Civil::from_epoch_second(segment_start + offset);
+            let offset = tz.to_offset(start);
+            let from = Civil::from_datetime(offset.to_datetime(start));
             let year_limit = *year_limit.get_or_insert(from.year + 5);
             let found = self.next_civil(from, year_limit)?;
-            let candidate = found.to_epoch_second() - offset;
+            let candidate = found.to_epoch_second()? - i64::from(offset.seconds());
             match tz.following(start).next() {
                 Some(transition) if candidate >= transition.timestamp().as_second() => {
                     segment_start = transition.timestamp().as_second();
@@ -489,9 +493,11 @@ impl Fields {
 
     /// The days of `month` in `year` that match day-of-month and day-of-week together.
     fn days_of(&self, year: i64, month: u32) -> u64 {
-        let length = days_in_month(year, month);
+        // Years past jiff's range have no days, so the search runs out of years instead.
+        let Some(first) = Civil::first_of(year, month).to_datetime() else { return 0 };
+        let length = u32::from(first.days_in_month().unsigned_abs());
         let real_days = ((1u64 << (length + 1)) - 1) & !1;
-        let first_weekday = weekday(days_from_civil(year, month, 1));
+        let first_weekday = u32::from(first.weekday().to_sunday_zero_offset().unsigned_abs());
         let by_weekday = (0..7)
             .filter(|weekday| self.dow & (1 << weekday) != 0)
             .fold(0, |days, weekday| days | (SAME_WEEKDAY_AS_FIRST << ((weekday + 7 - first_weekday) % 7)));
@@ -531,64 +537,31 @@ impl Civil {
         Civil { minute, second: 0, ..self }
     }
 
-    fn from_epoch_second(second: i64) -> Civil {
-        let days = second.div_euclid(86_400);
-        let in_day = second.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
-        // `in_day` is below 86 400, so these fit in u32.
-        let in_day = u32::try_from(in_day).unwrap_or(0);
-        Civil { year, month, day, hour: in_day / 3600, minute: in_day / 60 % 60, second: in_day % 60 }
+    fn from_datetime(at: DateTime) -> Civil {
+        let part = |n: i8| u32::from(n.unsigned_abs());
+        Civil {
+            year: i64::from(at.year()),
+            month: part(at.month()),
+            day: part(at.day()),
+            hour: part(at.hour()),
+            minute: part(at.minute()),
+            second: part(at.second()),
+        }
     }
 
-    fn to_epoch_second(self) -> i64 {
-        days_from_civil(self.year, self.month, self.day) * 86_400
-            + i64::from(self.hour * 3600 + self.minute * 60 + self.second)
+    /// `None` for a reading that is not a date of jiff's calendar (years -9999 to 9999).
+    fn to_datetime(self) -> Option<DateTime> {
+        let part = |n: u32| i8::try_from(n).ok();
+        let year = i16::try_from(self.year).ok()?;
+        let (month, day, hour) = (part(self.month)?, part(self.day)?, part(self.hour)?);
+        DateTime::new(year, month, day, hour, part(self.minute)?, part(self.second)?, 0).ok()
     }
-}
 
-fn is_leap_year(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: u32) -> u32 {
-    match month {
-        2 if is_leap_year(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
+    /// Seconds since 1970-01-01T00:00:00 on the same clock; a civil datetime reaches further
+    /// than a `Timestamp`, so this also works just past the last representable instant.
+    fn to_epoch_second(self) -> Option<i64> {
+        Some(self.to_datetime()?.duration_since(DateTime::constant(1970, 1, 1, 0, 0, 0, 0)).as_secs())
     }
-}
-
-/// 0 = Sunday, as in cron; 1970-01-01 (day 0) was a Thursday.
-fn weekday(days_since_epoch: i64) -> u32 {
-    u32::try_from((days_since_epoch + 4).rem_euclid(7)).unwrap_or(0)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date. Years are counted from March so that
-/// the leap day ends the year; an era is the 400-year cycle of 146 097 days.
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year.rem_euclid(400);
-    let month_from_march = i64::from((month + 9) % 12);
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-/// The inverse of [`days_from_civil`].
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    // month is 1..=12 and day 1..=31 by construction.
-    (year, u32::try_from(month).unwrap_or(1), u32::try_from(day).unwrap_or(1))
 }
 
 #[cfg(test)]
@@ -1128,14 +1101,15 @@ mod tests {
     }
 
     #[test]
-    fn civil_conversions_round_trip() {
-        for days in [-719_468 * 2, -1, 0, 1, 11_016, 2_932_896] {
-            let (year, month, day) = civil_from_days(days);
-            assert_eq!(days_from_civil(year, month, day), days);
-        }
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(weekday(0), 4);
+    fn civil_readings_convert_through_jiff() {
+        let at = Civil { year: 2000, month: 2, day: 29, hour: 23, minute: 59, second: 58 };
+        assert_eq!(at.to_epoch_second(), Some(951_868_798));
+        assert_eq!(Civil::from_datetime(at.to_datetime().unwrap()), at);
+        assert_eq!(Civil { day: 30, ..at }.to_datetime(), None);
+        assert_eq!(Civil { year: 10_000, ..at }.to_epoch_second(), None);
+        // the last civil second is past jiff's last instant, and still has a number
+        let last = Civil { year: 9999, month: 12, day: 31, hour: 23, minute: 59, second: 59 };
+        assert_eq!(last.to_epoch_second(), Some(253_402_300_799));
     }
 
     // ---- proptest ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@
 //!   by adding a duration. Outside those 26 hours, an instant out of jiff's range is also out of
 //!   the range of protobuf's `Timestamp` (years 1–9999), in which upstream stores it.
 
-use jiff::civil::DateTime;
+use jiff::civil::{Date, DateTime};
 use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp, Zoned};
 
@@ -150,7 +150,8 @@ fn read_rfc3339(s: &str) -> Option<(DateTime, TimeZone)> {
     }
     let nanos = cur.fraction();
     let tz = if cur.byte(b'Z').is_some() { TimeZone::UTC } else { TimeZone::fixed(cur.offset()?) };
-    if !cur.0.is_empty() || day < 1 || day > days_in_month(year, month) {
+    // jiff refuses a day the month does not have (Feb 30, Feb 29 outside leap years).
+    if !cur.0.is_empty() {
         return None;
     }
     let dt = DateTime::new(
@@ -220,19 +221,6 @@ impl Cursor<'_> {
             return None;
         }
         Offset::from_seconds(sign * (hours * 3600 + minutes * 60)).ok()
-    }
-}
-
-fn is_leap(year: i32) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i32, month: i32) -> i32 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
     }
 }
 
@@ -393,7 +381,13 @@ pub fn go_add_date(t: &Zoned, years: i64, months: i64, days: i64) -> Option<Zone
     let year = total_months.div_euclid(12);
     let month = total_months.rem_euclid(12) + 1;
     let day = i128::from(dt.day()) + i128::from(days);
-    let epoch_days = days_from_civil(year, month, 1) + (day - 1);
+    // Go's years are unbounded and jiff's end at ±9999; the Gregorian calendar repeats every
+    // 400 years (146 097 days), so jiff dates the month in a year of 2000–2399 and whole cycles
+    // are added back as days.
+    let cycles = (year - 2000).div_euclid(400);
+    let first = Date::new(i16::try_from(year - cycles * 400).ok()?, i8::try_from(month).ok()?, 1).ok()?;
+    let first_days = first.duration_since(Date::constant(1970, 1, 1)).as_secs() / 86_400;
+    let epoch_days = i128::from(first_days) + cycles * 146_097 + (day - 1);
     let second_of_day = i128::from(dt.hour()) * 3600 + i128::from(dt.minute()) * 60 + i128::from(dt.second());
     let wall = epoch_days.checked_mul(86_400)?.checked_add(second_of_day)?;
     let subsec = i128::from(dt.subsec_nanosecond());
@@ -404,18 +398,6 @@ pub fn go_add_date(t: &Zoned, years: i64, months: i64, days: i64) -> Option<Zone
     let first = tz.to_offset(at(wall)?);
     let second = tz.to_offset(at(wall - i128::from(first.seconds()))?);
     Some(at(wall - i128::from(second.seconds()))?.to_zoned(tz.clone()))
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `days_from_civil`),
-/// for any year; `month` is 1–12.
-fn days_from_civil(year: i128, month: i128, day: i128) -> i128 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let year_of_era = y.rem_euclid(400);
-    let shifted_month = if month > 2 { month - 3 } else { month + 9 };
-    let day_of_year = (153 * shifted_month + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
 }
 
 #[cfg(test)]
@@ -1010,9 +992,12 @@ mod tests {
             let text = format!(
                 "{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{nanos:09}{sign}{offset_hours:02}:{offset_minutes:02}"
             );
-            // The instant, computed without jiff.
+            // The instant, computed from the civil reading (jiff's civil calendar reaches past
+            // the instants it can represent, so this works beyond the edges too).
             let offset = (offset_hours * 3600 + offset_minutes * 60) * if east { 1 } else { -1 };
-            let wall = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
+            let civil = DateTime::new(year as i16, month as i8, day as i8, 0, 0, 0, 0).unwrap();
+            let days = i128::from(civil.duration_since(DateTime::constant(1970, 1, 1, 0, 0, 0, 0)).as_secs() / 86_400);
+            let wall = days * 86_400 + hour * 3600 + minute * 60 + second;
             let instant = (wall - offset) * 1_000_000_000 + nanos;
             let last = Timestamp::MAX.as_nanosecond();
             let got = parse_point_in_time(&text, &reference());

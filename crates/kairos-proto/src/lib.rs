@@ -3,7 +3,9 @@
 //! servers generated from them. It covers the sidecar's Jobs API (`dapr.proto.runtime.v1.Dapr`),
 //! the app callbacks (`AppCallback`, `AppCallbackAlpha`, `AppCallbackHealthCheck`), the
 //! Scheduler control plane (`dapr.proto.scheduler.v1.Scheduler`) and the shared
-//! `dapr.proto.common.v1` messages, plus kairos's own operator service (`kairos.admin.v1`). It sits just above `kairos-core` and below every crate that
+//! `dapr.proto.common.v1` messages, plus kairos's own operator service (`kairos.admin.v1`), and
+//! [`json`], the one protojson codec (`google.protobuf.Value` both ways, well-known `Any`s out)
+//! that the sidecar and the SDK share. It sits just above `kairos-core` and below every crate that
 //! talks gRPC; it must never import storage, the engine or any server crate. Generated servers
 //! have default stubs: a method left out answers `UNIMPLEMENTED`.
 
@@ -50,6 +52,7 @@ pub mod kairos {
 
 pub mod api;
 pub mod convert;
+pub mod json;
 
 pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;

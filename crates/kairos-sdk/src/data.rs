@@ -18,14 +18,14 @@
 //! [`JobData::decode_json`] and [`JobEvent::data_json`](crate::JobEvent::data_json) read both
 //! forms: a `Value`-typed `Any` is decoded as protobuf, anything else is parsed as JSON text.
 
+use kairos_proto::json::{self as proto_json, JsonError};
 use prost::Message;
-use prost_types::value::Kind;
-use prost_types::{ListValue, Struct, Value};
+use prost_types::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The type URL of a payload that holds a JSON value as a `google.protobuf.Value`.
-pub const VALUE_TYPE_URL: &str = "type.googleapis.com/google.protobuf.Value";
+pub use kairos_proto::json::VALUE_TYPE_URL;
 
 /// Why a payload could not be built or read.
 #[derive(Debug, thiserror::Error)]
@@ -40,9 +40,10 @@ pub enum DataError {
     /// A `Value`-typed payload does not hold valid protobuf bytes.
     #[error("job data typed {VALUE_TYPE_URL} holds invalid protobuf bytes: {0}")]
     Protobuf(#[source] prost::DecodeError),
-    /// A `Value` holds an infinite or NaN number, which JSON cannot represent.
-    #[error("job data holds a number JSON cannot represent: {0}")]
-    NonFiniteNumber(f64),
+    /// A `Value` that protojson cannot write as JSON: an infinite or NaN number, or a nested
+    /// value with no kind.
+    #[error("job data holds a value JSON cannot represent: {0}")]
+    NotJson(#[source] JsonError),
     /// The payload is not UTF-8 text.
     #[error("job data is not UTF-8 text: {0}")]
     Utf8(#[source] std::str::Utf8Error),
@@ -79,7 +80,8 @@ impl JobData {
     /// [`DataError::Json`] when `value` cannot be serialised to JSON.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, DataError> {
         let json = serde_json::to_value(value).map_err(DataError::Json)?;
-        Ok(JobData { type_url: VALUE_TYPE_URL.to_owned(), value: json_to_value(&json).encode_to_vec() })
+        let value = proto_json::value_from_json(json).map_err(DataError::NotJson)?;
+        Ok(JobData { type_url: VALUE_TYPE_URL.to_owned(), value: value.encode_to_vec() })
     }
 
     /// A JSON value as raw JSON text with an empty type URL, as the Go and Python examples send.
@@ -112,8 +114,7 @@ impl JobData {
     ///
     /// # Errors
     /// [`DataError::Missing`] for an empty payload; otherwise [`DataError::Protobuf`],
-    /// [`DataError::NonFiniteNumber`] or [`DataError::Json`] when the bytes are not what `T`
-    /// expects.
+    /// [`DataError::NotJson`] or [`DataError::Json`] when the bytes are not what `T` expects.
     pub fn decode_json<T: DeserializeOwned>(&self) -> Result<T, DataError> {
         decode_json(&self.type_url, &self.value)
     }
@@ -154,65 +155,19 @@ pub(crate) fn is_value_type_url(type_url: &str) -> bool {
 
 pub(crate) fn decode_json<T: DeserializeOwned>(type_url: &str, value: &[u8]) -> Result<T, DataError> {
     if is_value_type_url(type_url) {
-        // An empty Value (no kind) is JSON null; this is how protojson reads it too.
         let decoded = Value::decode(value).map_err(DataError::Protobuf)?;
-        serde_json::from_value(value_to_json(&decoded)?).map_err(DataError::Json)
+        // An empty payload is a Value with no kind; read it as null rather than fail as
+        // protojson's writer would (nested kind-less values do fail: no writer makes them).
+        if decoded.kind.is_none() {
+            return serde_json::from_value(serde_json::Value::Null).map_err(DataError::Json);
+        }
+        let json = proto_json::value_to_json(&decoded).map_err(DataError::NotJson)?;
+        serde_json::from_value(json).map_err(DataError::Json)
     } else if value.is_empty() {
         Err(DataError::Missing)
     } else {
         serde_json::from_slice(value).map_err(DataError::Json)
     }
-}
-
-/// A JSON value as a protobuf `Value`.
-fn json_to_value(json: &serde_json::Value) -> Value {
-    let kind = match json {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        // serde_json numbers are always finite, so as_f64 only fails for arbitrary precision.
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(items) => {
-            Kind::ListValue(ListValue { values: items.iter().map(json_to_value).collect() })
-        }
-        serde_json::Value::Object(map) => Kind::StructValue(Struct {
-            fields: map.iter().map(|(k, v)| (k.clone(), json_to_value(v))).collect(),
-        }),
-    };
-    Value { kind: Some(kind) }
-}
-
-/// A protobuf `Value` as JSON.
-fn value_to_json(value: &Value) -> Result<serde_json::Value, DataError> {
-    Ok(match &value.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::NumberValue(n)) => number_to_json(*n)?,
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(Kind::ListValue(list)) => {
-            serde_json::Value::Array(list.values.iter().map(value_to_json).collect::<Result<_, _>>()?)
-        }
-        Some(Kind::StructValue(s)) => serde_json::Value::Object(
-            s.fields
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), value_to_json(v)?)))
-                .collect::<Result<_, DataError>>()?,
-        ),
-    })
-}
-
-/// Integral doubles become JSON integers (`123`, not `123.0`), so they deserialise into integer
-/// types.
-fn number_to_json(n: f64) -> Result<serde_json::Value, DataError> {
-    if !n.is_finite() {
-        return Err(DataError::NonFiniteNumber(n));
-    }
-    // Below 2^53 every integral double is exactly an i64.
-    #[allow(clippy::cast_possible_truncation, clippy::float_cmp)]
-    if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
-        return Ok(serde_json::Value::from(n as i64));
-    }
-    serde_json::Number::from_f64(n).map(serde_json::Value::Number).ok_or(DataError::NonFiniteNumber(n))
 }
 
 #[cfg(test)]
@@ -254,6 +209,15 @@ mod tests {
     }
 
     #[test]
+    fn numbers_keep_their_protojson_form() {
+        let data = JobData::json(&json!({"b": 1e20, "d": -0.0})).unwrap();
+        let value = Value::decode(data.value.as_slice()).unwrap();
+        assert_eq!(proto_json::value_to_string(&value).unwrap(), r#"{"b":100000000000000000000,"d":-0}"#);
+        let back = data.to_json().unwrap();
+        assert!(back["d"].as_f64().is_some_and(|d| d == 0.0 && d.is_sign_negative()));
+    }
+
+    #[test]
     fn raw_json_decodes_from_text() {
         let data = JobData::raw_json(&json!({"a": 1})).unwrap();
         assert_eq!(data.as_str().unwrap(), r#"{"a":1}"#);
@@ -276,8 +240,9 @@ mod tests {
         ));
         assert!(matches!(JobData::bytes(b"not json".to_vec()).to_json(), Err(DataError::Json(_))));
         assert!(matches!(JobData::bytes(b"\xff".to_vec()).as_str(), Err(DataError::Utf8(_))));
-        let inf = Value { kind: Some(Kind::NumberValue(f64::INFINITY)) };
-        assert!(matches!(value_to_json(&inf), Err(DataError::NonFiniteNumber(_))));
+        let inf = Value { kind: Some(prost_types::value::Kind::NumberValue(f64::INFINITY)) };
+        let inf = JobData::any(VALUE_TYPE_URL, inf.encode_to_vec());
+        assert!(matches!(inf.to_json(), Err(DataError::NotJson(_))));
         // An empty Value-typed payload is an empty Value message: JSON null.
         assert_eq!(JobData::any(VALUE_TYPE_URL, Vec::new()).to_json().unwrap(), json!(null));
     }

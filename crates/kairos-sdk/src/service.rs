@@ -117,7 +117,7 @@ impl JobEvent {
     ///
     /// # Errors
     /// [`DataError::Missing`] without a payload; [`DataError::Json`], [`DataError::Protobuf`] or
-    /// [`DataError::NonFiniteNumber`] when it is not what `T` expects.
+    /// [`DataError::NotJson`] when it is not what `T` expects.
     pub fn data_json<T: DeserializeOwned>(&self) -> Result<T, DataError> {
         if !self.has_data() {
             return Err(DataError::Missing);

@@ -29,17 +29,17 @@ use std::time::Duration;
 use kairos_core::Payload;
 use kairos_proto::common::HttpExtension;
 use kairos_proto::common::http_extension::Verb;
+use kairos_proto::json::{VALUE_TYPE_URL, value_to_string};
 use kairos_proto::runtime::JobEventRequest;
 use kairos_proto::runtime::app_callback_alpha_client::AppCallbackAlphaClient;
 use kairos_proto::runtime::app_callback_client::AppCallbackClient;
+use prost::Message;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
-
-use crate::value::{VALUE_TYPE_URL, value_bytes_to_json};
 
 /// `--app-channel-address` default.
 pub const DEFAULT_APP_CHANNEL_ADDRESS: &str = "127.0.0.1";
@@ -598,17 +598,20 @@ const HEX: &[u8; 16] = b"0123456789ABCDEF";
 /// The HTTP request body daprd sends for a job's payload (`constructJobRequest`, spec §4.2).
 ///
 /// * No payload or an empty value: an empty body.
-/// * A `google.protobuf.Value` payload: its compact JSON (`"someData"`, `123`, `{"a":1}`); bytes
-///   that do not decode (or hold a number JSON cannot write) fall back to the next rule.
+/// * A `google.protobuf.Value` payload: its protojson (`"someData"`, `123`, `{"a":1}`), as
+///   daprd's `structpb.Value.MarshalJSON` writes it and as GET shows it. Bytes that do not decode,
+///   or a value protojson cannot write (NaN, no kind), fall back to the next rule (daprd fails the
+///   delivery instead).
 /// * Anything else: the raw value bytes trimmed as Go's `bytes.TrimSpace` does.
 fn http_body(data: Option<&Payload>) -> Vec<u8> {
     let Some(payload) = data.filter(|p| !p.value.is_empty()) else {
         return Vec::new();
     };
     if payload.type_url == VALUE_TYPE_URL
-        && let Ok(json) = value_bytes_to_json(&payload.value)
+        && let Ok(value) = prost_types::Value::decode(payload.value.as_slice())
+        && let Ok(json) = value_to_string(&value)
     {
-        return json.to_string().into_bytes();
+        return json.into_bytes();
     }
     go_trim_space(&payload.value).to_vec()
 }
@@ -766,7 +769,7 @@ mod tests {
     fn http_body_follows_daprd_rules() {
         let value = |json: serde_json::Value| Payload {
             type_url: VALUE_TYPE_URL.to_owned(),
-            value: crate::value::json_to_value_bytes(&json),
+            value: kairos_proto::json::value_from_json(json).unwrap().encode_to_vec(),
         };
         assert_eq!(http_body(None), b"");
         assert_eq!(http_body(Some(&Payload::default())), b"");
@@ -777,9 +780,14 @@ mod tests {
             http_body(Some(&value(serde_json::json!({"b": [1, 2], "a": "x y"})))),
             br#"{"a":"x y","b":[1,2]}"#
         );
+        // The numbers GET shows, not another rendering of them.
+        assert_eq!(
+            http_body(Some(&value(serde_json::json!({"b": 1e20, "d": -0.0})))),
+            br#"{"b":100000000000000000000,"d":-0}"#
+        );
         // Undecodable Value bytes fall back to the raw, trimmed bytes.
         let garbage = Payload { type_url: VALUE_TYPE_URL.to_owned(), value: b"\x1a\x09ab \n".to_vec() };
-        assert!(value_bytes_to_json(&garbage.value).is_err(), "a truncated string field");
+        assert!(prost_types::Value::decode(garbage.value.as_slice()).is_err(), "a truncated string field");
         assert_eq!(http_body(Some(&garbage)), b"\x1a\x09ab");
         let raw =
             Payload { type_url: "dapr.io/schedule/jobpayload".to_owned(), value: b" {\"k\": 1}\n".to_vec() };

@@ -19,4 +19,3 @@ pub mod jobs;
 pub mod scheduler_link;
 pub mod server;
 pub mod tls;
-pub mod value;

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use kairos_core::Payload;
 use kairos_proto::common::http_extension::Verb;
+use kairos_proto::json::{VALUE_TYPE_URL, value_from_json};
 use kairos_proto::runtime::app_callback_alpha_server::{AppCallbackAlpha, AppCallbackAlphaServer};
 use kairos_proto::runtime::app_callback_health_check_server::{
     AppCallbackHealthCheck, AppCallbackHealthCheckServer,
@@ -20,7 +21,7 @@ use kairos_proto::runtime::app_callback_health_check_server::{
 use kairos_proto::runtime::app_callback_server::{AppCallback, AppCallbackServer};
 use kairos_proto::runtime::{JobEventRequest, JobEventResponse};
 use kairos_sidecar::app_channel::{AppChannel, AppChannelConfig, AppProtocol, Delivery, ShutdownRequested};
-use kairos_sidecar::value::{VALUE_TYPE_URL, json_to_value_bytes};
+use prost::Message;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -170,7 +171,7 @@ fn payload(type_url: &str, value: &[u8]) -> Payload {
 }
 
 fn json_payload(json: serde_json::Value) -> Payload {
-    Payload { type_url: VALUE_TYPE_URL.to_owned(), value: json_to_value_bytes(&json) }
+    Payload { type_url: VALUE_TYPE_URL.to_owned(), value: value_from_json(json).unwrap().encode_to_vec() }
 }
 
 #[tokio::test]

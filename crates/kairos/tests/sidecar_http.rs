@@ -238,6 +238,18 @@ async fn http_app_receives_post_job_with_the_data_as_json() {
         assert_eq!(got[0].content_type, "application/json", "{name}");
     }
     assert!(app.of("nodata")[0].body.is_empty(), "no data → empty body");
+
+    // One rendering on both paths, byte for byte: protojson's numbers (daprd's GET and its
+    // structpb MarshalJSON delivery), not 1e+20 and 0.
+    let numbers = r#"{"b":1e20,"d":-0.0,"e":1e21,"f":1e-7}"#;
+    let want = r#"{"b":100000000000000000000,"d":-0,"e":1e+21,"f":1e-7}"#;
+    assert_eq!(api.post("numbers-later", &format!(r#"{{"dueTime":"1h","data":{numbers}}}"#)).await.0, 204);
+    let (status, body) = api.get("numbers-later").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!(r#""value":{want}}}"#)), "{body}");
+    assert_eq!(api.post("numbers", &format!(r#"{{"dueTime":"0s","data":{numbers}}}"#)).await.0, 204);
+    wait_until("the numbers delivery", 20, || !app.of("numbers").is_empty()).await;
+    assert_eq!(String::from_utf8_lossy(&app.of("numbers")[0].body), want);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
