@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
 use jiff::{SignedDuration, Timestamp};
-use kairos_core::Clock;
+use kairos_core::{Backoff, Clock};
 use kairos_engine::Engine;
 use kairos_store::etcd::{
     EtcdStore, JobChange, JobWatchError, member_key, members_prefix, owner_key, owners_prefix,
@@ -37,8 +37,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::rendezvous;
 
-/// How long a stream or request failure waits before the next try.
+/// How long a stream or request failure first waits before the next try, and at most (the wait
+/// doubles while failures go on, with jitter: see [`retry_backoff`]).
 const RETRY: Duration = Duration::from_millis(200);
+const MAX_RETRY: Duration = Duration::from_secs(1);
 /// How often ownership is recomputed even without a change (a safety net for missed wakeups).
 const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 
@@ -83,6 +85,7 @@ struct Snapshot {
 /// full re-read when that revision has been compacted.
 async fn mirror(client: Client, prefix: String, tx: watch::Sender<Snapshot>, stop: CancellationToken) {
     let mut snapshot: Option<Snapshot> = None;
+    let mut backoff = retry_backoff();
     while !stop.is_cancelled() {
         let current = match snapshot.take() {
             Some(current) => current,
@@ -93,18 +96,21 @@ async fn mirror(client: Client, prefix: String, tx: watch::Sender<Snapshot>, sto
                 }
                 Err(err) => {
                     tracing::debug!(prefix, error = %err, "etcd read failed; retrying");
-                    pause(&stop, RETRY).await;
+                    pause(&stop, backoff.next_delay()).await;
                     continue;
                 }
             },
         };
         let options = WatchOptions::new().with_prefix().with_start_revision(current.revision + 1);
         let mut stream = match client.clone().watch(prefix.clone(), Some(options)).await {
-            Ok(stream) => stream,
+            Ok(stream) => {
+                backoff.reset();
+                stream
+            }
             Err(err) => {
                 tracing::debug!(prefix, error = %err, "etcd watch failed; retrying");
                 snapshot = Some(current);
-                pause(&stop, RETRY).await;
+                pause(&stop, backoff.next_delay()).await;
                 continue;
             }
         };
@@ -155,7 +161,7 @@ async fn mirror(client: Client, prefix: String, tx: watch::Sender<Snapshot>, sto
             tracing::warn!(prefix, "etcd history compacted past the last revision seen; re-reading");
         } else {
             snapshot = Some(current);
-            pause(&stop, RETRY).await;
+            pause(&stop, backoff.next_delay()).await;
         }
     }
 }
@@ -179,6 +185,12 @@ async fn read_prefix(client: &Client, prefix: &str) -> Result<Snapshot, etcd_cli
     Ok(Snapshot { entries, revision, synced: true })
 }
 
+/// The waits of one retry loop against etcd: jittered, so that replicas that lost etcd together
+/// do not all come back at the same instant.
+fn retry_backoff() -> Backoff {
+    Backoff::new(RETRY, MAX_RETRY)
+}
+
 async fn pause(stop: &CancellationToken, how_long: Duration) {
     tokio::select! {
         () = stop.cancelled() => {}
@@ -190,12 +202,13 @@ async fn pause(stop: &CancellationToken, how_long: Duration) {
 /// partitions, from the revision at which it starts. The watch is re-created from the last
 /// revision seen after an error; after compaction every owned partition re-reads its due index.
 async fn feed(store: EtcdStore, engine: Engine, started: watch::Sender<bool>, stop: CancellationToken) {
+    let mut backoff = retry_backoff();
     let mut last = loop {
         match store.current_revision().await {
             Ok(revision) => break revision,
             Err(err) => {
                 tracing::debug!(error = %err, "cannot read etcd's revision; retrying");
-                pause(&stop, RETRY).await;
+                pause(&stop, backoff.next_delay()).await;
                 if stop.is_cancelled() {
                     return;
                 }
@@ -204,10 +217,13 @@ async fn feed(store: EtcdStore, engine: Engine, started: watch::Sender<bool>, st
     };
     while !stop.is_cancelled() {
         let mut watch = match store.watch_jobs(last).await {
-            Ok(watch) => watch,
+            Ok(watch) => {
+                backoff.reset();
+                watch
+            }
             Err(err) => {
                 tracing::debug!(error = %err, "job watch failed; retrying");
-                pause(&stop, RETRY).await;
+                pause(&stop, backoff.next_delay()).await;
                 continue;
             }
         };
@@ -247,7 +263,7 @@ async fn feed(store: EtcdStore, engine: Engine, started: watch::Sender<bool>, st
                 None => break,
             }
         }
-        pause(&stop, RETRY).await;
+        pause(&stop, backoff.next_delay()).await;
     }
 }
 
@@ -274,6 +290,8 @@ async fn keep_alive(
     let ttl = SignedDuration::try_from(ttl).unwrap_or(SignedDuration::from_secs(5));
     let mut confirmed = clock.now();
     let lost = |confirmed: Timestamp| clock.now().duration_since(confirmed) >= ttl;
+    // Never longer than RETRY: the lease has only a TTL to be confirmed again.
+    let mut backoff = Backoff::new(RETRY, RETRY);
     while !stop.is_cancelled() {
         let (mut keeper, mut stream) = match client.clone().lease_keep_alive(id).await {
             Ok(pair) => pair,
@@ -283,7 +301,7 @@ async fn keep_alive(
                     tx.send_replace(LeaseState::Lost);
                     return;
                 }
-                pause(&stop, RETRY).await;
+                pause(&stop, backoff.next_delay()).await;
                 continue;
             }
         };
@@ -320,7 +338,7 @@ async fn keep_alive(
             tx.send_replace(LeaseState::Lost);
             return;
         }
-        pause(&stop, RETRY).await;
+        pause(&stop, backoff.next_delay()).await;
     }
 }
 
@@ -436,6 +454,7 @@ impl Controller {
     /// replica stops. Returns `false` when stopping.
     async fn register(&mut self) -> bool {
         let ttl_secs = i64::try_from(self.config.lease_ttl.as_secs().max(1)).unwrap_or(5);
+        let mut backoff = retry_backoff();
         loop {
             if self.stop.is_cancelled() {
                 return false;
@@ -488,7 +507,7 @@ impl Controller {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "cannot register with etcd; retrying");
-                    pause(&self.stop, RETRY).await;
+                    pause(&self.stop, backoff.next_delay()).await;
                 }
             }
         }

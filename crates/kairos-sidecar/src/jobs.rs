@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use kairos_core::{JobKey, JobSpec};
+use kairos_core::{Backoff, JobKey, JobSpec};
 use kairos_proto::api::SchedulerApi;
 use kairos_proto::convert::{metadata_of, spec_from_scheduler_job, spec_to_scheduler_job};
 use kairos_proto::scheduler::{
@@ -79,14 +79,13 @@ impl Jobs {
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let attempt = async {
-            let mut backoff = Duration::from_millis(50);
+            let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
             loop {
                 let api = self.link.api().map_err(|_| SchedulerFailure::Disabled)?;
                 match op(api).await {
                     Err(status) if status.code() == Code::Unavailable => {
                         tracing::debug!(%status, "scheduler unavailable; retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                     other => return other.map_err(SchedulerFailure::from),
                 }

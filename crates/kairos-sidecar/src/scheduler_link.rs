@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
+use kairos_core::Backoff;
 use kairos_proto::api::{ApiStream, SchedulerApi};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
@@ -25,7 +26,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 
-/// Longest wait between reconnection attempts.
+/// First and longest wait between reconnection attempts.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Deliveries one stream runs at once, whatever `--app-max-concurrency` says: unbounded, a
 /// 100,000-trigger burst took 3x the CPU per trigger, timed deliveries out into retries and
@@ -329,7 +331,7 @@ async fn watch_hosts(
     tx: mpsc::Sender<Vec<String>>,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = reconnect_backoff();
     let mut i = 0usize;
     loop {
         let address = &configured[i % configured.len()];
@@ -340,7 +342,7 @@ async fn watch_hosts(
         };
         match stream {
             Ok(mut stream) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 loop {
                     let next = tokio::select! {
                         () = stop.cancelled() => return,
@@ -366,10 +368,15 @@ async fn watch_hosts(
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// The waits between reconnection attempts: jittered, so that sidecars that lost their
+/// scheduler together do not all come back at the same instant.
+fn reconnect_backoff() -> Backoff {
+    Backoff::new(FIRST_BACKOFF, MAX_BACKOFF)
 }
 
 /// One host's stream, reopened with backoff until `stop`.
@@ -381,7 +388,7 @@ async fn stream_loop(
     stop: CancellationToken,
     grace: Duration,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = reconnect_backoff();
     let in_flight = Arc::new(AtomicUsize::new(0));
     while !stop.is_cancelled() {
         // Unbounded, but never longer than the triggers the scheduler let this stream hold
@@ -399,7 +406,7 @@ async fn stream_loop(
         match api.watch_jobs(outbound).await {
             Ok(inbound) => {
                 tracing::info!(%address, "job stream to scheduler open");
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 let stream = StreamDeliveries {
                     handler: handler.clone(),
                     results: results_tx,
@@ -416,9 +423,8 @@ async fn stream_loop(
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
