@@ -94,7 +94,7 @@ use jiff::Timestamp;
 use kairos_core::{JobKey, Owner, Route};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::keys::{self, check_component, decode_due_key, decode_key, due_key, encode_key, prefix_end};
+use crate::keys::{self, decode_due_key, decode_key, due_key, encode_key, prefix_end};
 use crate::memory::scope_prefix;
 use crate::record::{decode_record, encode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
@@ -864,25 +864,8 @@ impl Writer {
     async fn try_commit(&self, calls: &[ApplyCall]) -> Result<Outcome, StoreError> {
         let mut touched = self.read_touched(calls).await?;
         for (encoded, mutation) in calls.iter().flat_map(|c| &c.mutations) {
-            let Some(t) = touched.get_mut(encoded) else { continue };
-            match mutation {
-                Mutation::Progress { incarnation, progress, next_due, .. } => {
-                    if let Some(job) = t.current.as_mut().filter(|j| j.incarnation == *incarnation) {
-                        job.progress = *progress;
-                        job.next_due = *next_due;
-                        job.staged = false;
-                    }
-                }
-                Mutation::Stage { incarnation, .. } => {
-                    if let Some(job) = t.current.as_mut().filter(|j| j.incarnation == *incarnation) {
-                        job.staged = true;
-                    }
-                }
-                Mutation::Complete { incarnation, .. } => {
-                    if t.current.as_ref().is_some_and(|j| j.incarnation == *incarnation) {
-                        t.current = None;
-                    }
-                }
+            if let Some(t) = touched.get_mut(encoded) {
+                mutation.apply_to(&mut t.current);
             }
         }
         let all_partitions: BTreeSet<u32> = touched.values().map(|t| t.partition).collect();
@@ -1116,14 +1099,12 @@ impl JobStore for EtcdStore {
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError> {
         let layout = &self.shared.layout;
-        let prefix = layout.job(&keys::owner_prefix(namespace, owner)?);
+        let owner_prefix = keys::owner_prefix(namespace, owner)?;
+        let prefix = layout.job(&owner_prefix);
         let end = end_of(&prefix);
         let start = match after_name {
             None => prefix,
-            Some(name) => {
-                check_component("job name", name)?;
-                successor(&[prefix.as_slice(), name.as_bytes()].concat())
-            }
+            Some(name) => successor(&layout.job(&keys::name_key(&owner_prefix, name)?)),
         };
         let (_, kvs) = self.range(start, end, limit, false, 0).await?;
         kvs.iter().map(|kv| layout.decode_job(kv)).collect()
@@ -1135,8 +1116,7 @@ impl JobStore for EtcdStore {
         owner: &Owner,
         name_prefix: &str,
     ) -> Result<Vec<JobKey>, StoreError> {
-        check_component("job name prefix", name_prefix)?;
-        let prefix = [keys::owner_prefix(namespace, owner)?, name_prefix.as_bytes().to_vec()].concat();
+        let prefix = keys::name_prefix(namespace, owner, name_prefix)?;
         self.delete_prefix(&prefix).await
     }
 

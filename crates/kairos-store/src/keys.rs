@@ -72,6 +72,27 @@ pub fn owner_prefix(namespace: &str, owner: &Owner) -> Result<Vec<u8>, StoreErro
     Ok(out)
 }
 
+/// The prefix of `owner`'s jobs in `namespace` whose names start with `name_prefix` (what
+/// [`JobStore::delete_by_prefix`](crate::JobStore::delete_by_prefix) deletes).
+///
+/// # Errors
+/// [`StoreError::Invalid`] when a component contains a NUL byte.
+pub fn name_prefix(namespace: &str, owner: &Owner, name_prefix: &str) -> Result<Vec<u8>, StoreError> {
+    check_component("job name prefix", name_prefix)?;
+    let mut out = owner_prefix(namespace, owner)?;
+    out.extend_from_slice(name_prefix.as_bytes());
+    Ok(out)
+}
+
+/// The encoded key of job `name` under `owner_prefix` (an [`owner_prefix`]).
+///
+/// # Errors
+/// [`StoreError::Invalid`] when the name contains a NUL byte.
+pub fn name_key(owner_prefix: &[u8], name: &str) -> Result<Vec<u8>, StoreError> {
+    check_component("job name", name)?;
+    Ok([owner_prefix, name.as_bytes()].concat())
+}
+
 /// The prefix shared by every reminder of actors of `actor_type` whose id starts with
 /// `id_prefix` (every actor of the type when it is empty).
 ///

@@ -102,6 +102,31 @@ impl Mutation {
             }
         }
     }
+
+    /// Plays this mutation on `job`, the state of its key (`None`: absent), as
+    /// [`JobStore::apply`] says: a job that is absent or of another incarnation is left as it is.
+    /// Every backend replays a batch through this, so they cannot disagree on what it means.
+    pub fn apply_to(&self, job: &mut Option<StoredJob>) {
+        let Some(current) = job.as_mut().filter(|j| j.incarnation == self.incarnation()) else { return };
+        match self {
+            Mutation::Progress { progress, next_due, .. } => {
+                current.progress = *progress;
+                current.next_due = *next_due;
+                current.staged = false;
+            }
+            Mutation::Stage { .. } => current.staged = true,
+            Mutation::Complete { .. } => *job = None,
+        }
+    }
+
+    /// The incarnation of the job this mutation is about.
+    pub fn incarnation(&self) -> u64 {
+        match self {
+            Mutation::Progress { incarnation, .. }
+            | Mutation::Complete { incarnation, .. }
+            | Mutation::Stage { incarnation, .. } => *incarnation,
+        }
+    }
 }
 
 /// Why a store call failed.

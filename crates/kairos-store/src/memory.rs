@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use kairos_core::{JobKey, Owner, Route};
 
-use crate::keys::{self, check_component, encode_key, prefix_end};
+use crate::keys::{self, encode_key, prefix_end};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 /// An in-memory job store; see the [module docs](self).
@@ -240,12 +240,7 @@ impl JobStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError> {
         let prefix = keys::owner_prefix(namespace, owner)?;
-        let after = after_name
-            .map(|name| {
-                check_component("job name", name)?;
-                Ok::<_, StoreError>([prefix.as_slice(), name.as_bytes()].concat())
-            })
-            .transpose()?;
+        let after = after_name.map(|name| keys::name_key(&prefix, name)).transpose()?;
         let (_, end) = prefix_range(&prefix);
         let start = after.as_deref().map_or(Bound::Included(prefix.as_slice()), Bound::Excluded);
         let state = self.read()?;
@@ -258,8 +253,7 @@ impl JobStore for MemoryStore {
         owner: &Owner,
         name_prefix: &str,
     ) -> Result<Vec<JobKey>, StoreError> {
-        check_component("job name prefix", name_prefix)?;
-        let prefix = [keys::owner_prefix(namespace, owner)?, name_prefix.as_bytes().to_vec()].concat();
+        let prefix = keys::name_prefix(namespace, owner, name_prefix)?;
         self.write(|state| Ok(state.remove_prefix(self.partitions, &prefix))).await
     }
 
@@ -321,28 +315,19 @@ impl JobStore for MemoryStore {
         // Encode every key first so that a bad one fails the batch before anything changes.
         let encoded = mutations.iter().map(|m| encode_key(m.key())).collect::<Result<Vec<_>, _>>()?;
         self.write(|state| {
-            for (mutation, encoded) in mutations.into_iter().zip(encoded) {
-                match mutation {
-                    Mutation::Progress { incarnation, progress, next_due, .. } => {
-                        let Some(current) = state.jobs.get(&encoded) else { continue };
-                        if current.incarnation != incarnation {
-                            continue;
-                        }
-                        let job = StoredJob { progress, next_due, staged: false, ..current.clone() };
+            for (mutation, encoded) in mutations.iter().zip(encoded) {
+                let original = state.jobs.get(&encoded);
+                let mut job = original.cloned();
+                mutation.apply_to(&mut job);
+                if job.as_ref() == original {
+                    continue;
+                }
+                match job {
+                    Some(job) => {
                         state.insert(self.partitions, encoded, job);
                     }
-                    Mutation::Stage { incarnation, .. } => {
-                        let Some(current) = state.jobs.get(&encoded) else { continue };
-                        if current.incarnation != incarnation || current.staged {
-                            continue;
-                        }
-                        let job = StoredJob { staged: true, ..current.clone() };
-                        state.insert(self.partitions, encoded, job);
-                    }
-                    Mutation::Complete { incarnation, .. } => {
-                        if state.jobs.get(&encoded).is_some_and(|job| job.incarnation == incarnation) {
-                            state.remove(self.partitions, &encoded);
-                        }
+                    None => {
+                        state.remove(self.partitions, &encoded);
                     }
                 }
             }

@@ -60,10 +60,10 @@ use std::time::Duration;
 
 use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use async_trait::async_trait;
-use kairos_core::{JobKey, Owner, Route};
+use kairos_core::{Backoff, JobKey, Owner, Route};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::keys::{self, check_component, decode_due_key, decode_key, due_key, encode_key, prefix_end};
+use crate::keys::{self, decode_due_key, decode_key, due_key, encode_key, prefix_end};
 use crate::memory::scope_prefix;
 use crate::record::{decode_record, encode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
@@ -673,7 +673,8 @@ impl Writer {
         // Drop our handle first: the file closes once reads in flight let go of theirs, and
         // only then can it be opened again.
         *self.slot.write().unwrap_or_else(PoisonError::into_inner) = None;
-        let mut backoff = Duration::from_millis(10);
+        // No jitter: one local file, nobody to fall into step with.
+        let mut backoff = Backoff::new(Duration::from_millis(10), MAX_RECOVERY_BACKOFF).jitter(0.0);
         loop {
             match open_database(&self.path, self.cache_bytes) {
                 Ok(db) => {
@@ -692,12 +693,11 @@ impl Writer {
                     tracing::debug!(error = %e, path = %self.path.display(), "job store not reopened yet; retrying");
                 }
             }
-            if !self.wait(rx, backoff) {
+            if !self.wait(rx, backoff.next_delay()) {
                 return false;
             }
-            backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
         }
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = Backoff::new(Duration::from_millis(50), MAX_RECOVERY_BACKOFF).jitter(0.0);
         let mut logged = false;
         while self.health.is_full() {
             match probe_space(&self.path) {
@@ -717,10 +717,9 @@ impl Writer {
                 }
                 Err(_) => {}
             }
-            if !self.wait(rx, backoff) {
+            if !self.wait(rx, backoff.next_delay()) {
                 return false;
             }
-            backoff = (backoff * 2).min(MAX_RECOVERY_BACKOFF);
         }
         true
     }
@@ -909,25 +908,8 @@ impl Tables<'_> {
                 let original = refuse_on_err!(self.load(mutation.key(), encoded)?);
                 overlay.insert(encoded, Touched { current: original.clone(), original });
             }
-            let Some(touched) = overlay.get_mut(encoded.as_slice()) else { continue };
-            match mutation {
-                Mutation::Progress { incarnation, progress, next_due, .. } => {
-                    if let Some(job) = touched.current.as_mut().filter(|j| j.incarnation == *incarnation) {
-                        job.progress = *progress;
-                        job.next_due = *next_due;
-                        job.staged = false;
-                    }
-                }
-                Mutation::Stage { incarnation, .. } => {
-                    if let Some(job) = touched.current.as_mut().filter(|j| j.incarnation == *incarnation) {
-                        job.staged = true;
-                    }
-                }
-                Mutation::Complete { incarnation, .. } => {
-                    if touched.current.as_ref().is_some_and(|j| j.incarnation == *incarnation) {
-                        touched.current = None;
-                    }
-                }
+            if let Some(touched) = overlay.get_mut(encoded.as_slice()) {
+                mutation.apply_to(&mut touched.current);
             }
         }
         for (encoded, touched) in overlay {
@@ -1047,10 +1029,7 @@ impl JobStore for RedbStore {
         let end = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
         let start = match after_name {
             None => Bound::Included(prefix),
-            Some(name) => {
-                check_component("job name", name)?;
-                Bound::Excluded([prefix.as_slice(), name.as_bytes()].concat())
-            }
+            Some(name) => Bound::Excluded(keys::name_key(&prefix, name)?),
         };
         self.read(move |db| read_jobs(db, (start, end), limit)).await
     }
@@ -1061,8 +1040,7 @@ impl JobStore for RedbStore {
         owner: &Owner,
         name_prefix: &str,
     ) -> Result<Vec<JobKey>, StoreError> {
-        check_component("job name prefix", name_prefix)?;
-        let prefix = [keys::owner_prefix(namespace, owner)?, name_prefix.as_bytes().to_vec()].concat();
+        let prefix = keys::name_prefix(namespace, owner, name_prefix)?;
         match self.write(Op::DeletePrefix { prefix }).await? {
             Done::Keys(keys) => Ok(keys),
             other => Err(mismatch(&other)),
