@@ -5,7 +5,9 @@
 //! Scheduler control plane (`dapr.proto.scheduler.v1.Scheduler`) and the shared
 //! `dapr.proto.common.v1` messages, plus kairos's own operator service (`kairos.admin.v1`), and
 //! [`json`], the one protojson codec (`google.protobuf.Value` both ways, well-known `Any`s out)
-//! that the sidecar and the SDK share. It sits just above `kairos-core` and below every crate that
+//! that the sidecar and the SDK share; also what every gRPC server and client of kairos shares
+//! around the messages: the API-token check and the interceptor that sends one ([`auth`]), and
+//! the servers' TLS identity ([`tls`]). It sits just above `kairos-core` and below every crate that
 //! talks gRPC; it must never import storage, the engine or any server crate. Generated servers
 //! have default stubs: a method left out answers `UNIMPLEMENTED`.
 
@@ -51,8 +53,10 @@ pub mod kairos {
 }
 
 pub mod api;
+pub mod auth;
 pub mod convert;
 pub mod json;
+pub mod tls;
 
 pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;

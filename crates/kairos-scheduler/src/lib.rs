@@ -26,6 +26,7 @@ use futures::StreamExt;
 use kairos_core::Owner;
 use kairos_engine::{Answers, Engine, EngineError, Outcome, Registration, Trigger, Triggers};
 use kairos_proto::api::{ApiStream, SchedulerApi, SchedulerGrpc};
+use kairos_proto::auth::{TokenCheck, TokenScheme};
 use kairos_proto::convert::{
     ConvertError, any_from_payload, key_from_metadata, metadata_of, owner_from_metadata,
     spec_from_scheduler_job, spec_to_scheduler_job,
@@ -43,6 +44,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
+
+pub use kairos_proto::tls::TlsIdentity;
 
 /// Jobs listed per store page while answering ListJobs.
 const LIST_PAGE: usize = 1024;
@@ -123,50 +126,8 @@ pub struct ServeOptions {
     pub admin: Option<admin::AdminService>,
 }
 
-/// A PEM certificate chain and its PEM private key.
-#[derive(Clone)]
-pub struct TlsIdentity {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-}
-
-impl std::fmt::Debug for TlsIdentity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the key.
-        f.debug_struct("TlsIdentity").field("cert_pem", &self.cert_pem.len()).finish_non_exhaustive()
-    }
-}
-
 /// The metadata key the scheduler API token travels in.
 pub const API_TOKEN_METADATA: &str = "authorization";
-
-/// Compares tokens in time independent of where they differ.
-fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = given.len() ^ expected.len();
-    for (i, e) in expected.iter().enumerate() {
-        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ e);
-    }
-    diff == 0
-}
-
-/// Enforces [`ServeOptions::api_token`].
-#[derive(Debug, Clone)]
-struct TokenCheck {
-    expected: Option<Arc<str>>,
-}
-
-impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
-        let Some(expected) = &self.expected else { return Ok(request) };
-        let given = request.metadata_mut().remove(API_TOKEN_METADATA);
-        let token = given.as_ref().and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        match token {
-            None => Err(Status::unauthenticated("missing scheduler api token")),
-            Some(token) if tokens_match(token.as_bytes(), expected.as_bytes()) => Ok(request),
-            Some(_) => Err(Status::unauthenticated("scheduler api token mismatch")),
-        }
-    }
-}
 
 /// Serves `api` as the Scheduler gRPC service on `listener` until `shutdown` completes.
 ///
@@ -191,15 +152,19 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let check = TokenCheck { expected: options.api_token.map(Arc::from) };
+    let check = TokenCheck::new(
+        TokenScheme::Bearer,
+        options.api_token.as_deref(),
+        "missing scheduler api token",
+        "scheduler api token mismatch",
+    );
     let server = SchedulerServer::new(SchedulerGrpc(api))
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     let service = tonic::service::interceptor::InterceptedService::new(server, check.clone());
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &options.tls {
-        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
-        builder = builder.tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))?;
+        builder = builder.tls_config(tls.grpc_server_config())?;
     }
     if let Some(timeout) = options.request_timeout {
         builder = builder.timeout(timeout);

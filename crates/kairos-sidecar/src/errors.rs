@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use kairos_proto::auth::TokenFailure;
 use prost::Message;
 use tonic::Code;
 
@@ -111,6 +112,15 @@ pub enum AuthFailure {
     Missing,
     /// The token sent is not the configured one.
     Mismatch,
+}
+
+impl From<TokenFailure> for AuthFailure {
+    fn from(failure: TokenFailure) -> Self {
+        match failure {
+            TokenFailure::Missing => AuthFailure::Missing,
+            TokenFailure::Mismatch => AuthFailure::Mismatch,
+        }
+    }
 }
 
 impl AuthFailure {

@@ -13,7 +13,7 @@ use kairos_proto::runtime::{
 };
 use tonic::{Request, Response, Status};
 
-use crate::errors::{ApiError, AuthFailure};
+use crate::errors::ApiError;
 use crate::jobs::Jobs;
 
 /// The gRPC front end of [`Jobs`].
@@ -129,48 +129,5 @@ impl Dapr for DaprJobsService {
         _request: Request<ListJobsRequestAlpha1>,
     ) -> Result<Response<ListJobsResponseAlpha1>, Status> {
         Ok(Response::new(ListJobsResponseAlpha1 { jobs: self.list().await? }))
-    }
-}
-
-/// Compares tokens in time independent of where they differ.
-pub fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = given.len() ^ expected.len();
-    for (i, e) in expected.iter().enumerate() {
-        diff |= usize::from(given.get(i).copied().unwrap_or(0) ^ e);
-    }
-    diff == 0
-}
-
-/// A tonic interceptor enforcing `DAPR_API_TOKEN` (spec §3.4): the `dapr-api-token` metadata
-/// must match; it is removed before the handler runs.
-#[derive(Debug, Clone)]
-pub struct TokenCheck {
-    pub token: Option<String>,
-}
-
-impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.token else { return Ok(request) };
-        let given = request.metadata_mut().remove("dapr-api-token");
-        match given {
-            None => Err(Status::unauthenticated(AuthFailure::Missing.message())),
-            Some(value) if tokens_match(value.as_bytes(), expected.as_bytes()) => Ok(request),
-            Some(_) => Err(Status::unauthenticated(AuthFailure::Mismatch.message())),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(tokens_match(b"secret", b"secret"));
-        assert!(!tokens_match(b"secret", b"secreT"));
-        assert!(!tokens_match(b"secre", b"secret"));
-        assert!(!tokens_match(b"secrets", b"secret"));
-        assert!(!tokens_match(b"", b"secret"));
-        assert!(tokens_match(b"", b""));
     }
 }

@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 
 use axum::extract::rejection::PathRejection;
+use kairos_proto::auth::{self, TokenScheme};
 use tonic::Code;
 
-use crate::errors::{ApiError, AuthFailure, SchedulerFailure, SchedulerStatus};
-use crate::grpc_api::tokens_match;
+use crate::errors::{ApiError, SchedulerFailure, SchedulerStatus};
 use crate::http_json::{job_to_json, parse_schedule_body};
 use crate::jobs::Jobs;
 use crate::server::ReadinessCheck;
@@ -57,14 +57,9 @@ fn error_response(state: &HttpState, err: &ApiError) -> Response {
 
 async fn require_token(State(state): State<Arc<HttpState>>, request: Request, next: Next) -> Response {
     if let Some(expected) = &state.api_token {
-        let given = request.headers().get("dapr-api-token");
-        let failure = match given {
-            None => Some(AuthFailure::Missing),
-            Some(value) if tokens_match(value.as_bytes(), expected.as_bytes()) => None,
-            Some(_) => Some(AuthFailure::Mismatch),
-        };
-        if let Some(failure) = failure {
-            return error_response(&state, &ApiError::Unauthenticated(failure));
+        let given = request.headers().get(TokenScheme::DaprApiToken.metadata_key());
+        if let Err(failure) = auth::verify(given.map(HeaderValue::as_bytes), expected) {
+            return error_response(&state, &ApiError::Unauthenticated(failure.into()));
         }
     }
     next.run(request).await

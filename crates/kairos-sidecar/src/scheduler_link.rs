@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use kairos_core::Backoff;
 use kairos_proto::api::{ApiStream, SchedulerApi};
+use kairos_proto::auth::{AddToken, TokenScheme};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
@@ -24,7 +25,6 @@ use kairos_proto::scheduler::{
 };
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::{Ascii, MetadataValue};
 
 /// First and longest wait between reconnection attempts.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -54,8 +54,8 @@ pub struct SchedulerLink {
 #[derive(Debug)]
 struct LinkInner {
     mode: Mode,
-    /// Sent as `authorization: Bearer …` on every call to a remote scheduler.
-    token: Option<String>,
+    /// Sends `authorization: Bearer …` on every call to a remote scheduler.
+    auth: AddToken,
     /// PEM CA certificate(s): remote schedulers are reached over TLS and verified against it.
     tls_ca: Option<Vec<u8>>,
     /// How long in-flight deliveries may finish after a stop, in milliseconds.
@@ -131,14 +131,14 @@ impl SchedulerLink {
         if configured.is_empty() {
             return Err(LinkError::Disabled);
         }
-        let bearer = bearer(token.as_deref())?;
+        let auth = AddToken::new(TokenScheme::Bearer, token.as_deref()).map_err(|_| LinkError::BadToken)?;
         let mut apis = Vec::new();
         for address in &configured {
-            apis.push((address.clone(), connect_lazy(address, bearer.clone(), tls_ca.as_deref())?));
+            apis.push((address.clone(), connect_lazy(address, auth.clone(), tls_ca.as_deref())?));
         }
         let mut link = Self::with(Mode::Remote { configured }, apis);
         if let Some(inner) = Arc::get_mut(&mut link.inner) {
-            inner.token = token;
+            inner.auth = auth;
             inner.tls_ca = tls_ca;
         }
         Ok(link)
@@ -160,7 +160,7 @@ impl SchedulerLink {
         SchedulerLink {
             inner: Arc::new(LinkInner {
                 mode,
-                token: None,
+                auth: AddToken::none(TokenScheme::Bearer),
                 tls_ca: None,
                 grace_ms: AtomicU64::new(5_000),
                 apis: Mutex::new(apis),
@@ -221,9 +221,9 @@ impl SchedulerLink {
     ) {
         let mut streams: HashMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
         let (hosts_tx, mut hosts_rx) = mpsc::channel::<Vec<String>>(8);
-        let bearer = bearer(self.inner.token.as_deref()).ok().flatten();
+        let auth = self.inner.auth.clone();
         let tls_ca = self.inner.tls_ca.clone();
-        tokio::spawn(watch_hosts(configured.clone(), bearer.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
+        tokio::spawn(watch_hosts(configured.clone(), auth.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
         loop {
             let hosts = tokio::select! {
                 () = stop.cancelled() => break,
@@ -243,7 +243,7 @@ impl SchedulerLink {
             });
             let mut apis = Vec::new();
             for address in &hosts {
-                let api = match connect_lazy(address, bearer.clone(), tls_ca.as_deref()) {
+                let api = match connect_lazy(address, auth.clone(), tls_ca.as_deref()) {
                     Ok(api) => api,
                     Err(err) => {
                         tracing::warn!(%err, "skipping scheduler host");
@@ -276,27 +276,9 @@ impl SchedulerLink {
     }
 }
 
-/// The `authorization` metadata value for `token`.
-fn bearer(token: Option<&str>) -> Result<Option<MetadataValue<Ascii>>, LinkError> {
-    token.map(|t| MetadataValue::try_from(format!("Bearer {t}")).map_err(|_| LinkError::BadToken)).transpose()
-}
-
-/// Adds the scheduler API token to every call.
-#[derive(Debug, Clone)]
-struct AddToken(Option<MetadataValue<Ascii>>);
-
-impl tonic::service::Interceptor for AddToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            request.metadata_mut().insert("authorization", token.clone());
-        }
-        Ok(request)
-    }
-}
-
 fn connect_lazy(
     address: &str,
-    token: Option<MetadataValue<Ascii>>,
+    auth: AddToken,
     tls_ca: Option<&[u8]>,
 ) -> Result<Arc<dyn SchedulerApi>, LinkError> {
     let scheme = if tls_ca.is_some() { "https" } else { "http" };
@@ -316,7 +298,7 @@ fn connect_lazy(
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(3))
         .keep_alive_timeout(Duration::from_secs(5));
-    let client = SchedulerClient::with_interceptor(endpoint.connect_lazy(), AddToken(token))
+    let client = SchedulerClient::with_interceptor(endpoint.connect_lazy(), auth)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     Ok(Arc::new(client))
@@ -326,7 +308,7 @@ fn connect_lazy(
 /// no scheduler answers `WatchHosts`.
 async fn watch_hosts(
     configured: Vec<String>,
-    token: Option<MetadataValue<Ascii>>,
+    auth: AddToken,
     tls_ca: Option<Vec<u8>>,
     tx: mpsc::Sender<Vec<String>>,
     stop: CancellationToken,
@@ -336,7 +318,7 @@ async fn watch_hosts(
     loop {
         let address = &configured[i % configured.len()];
         i += 1;
-        let stream = match connect_lazy(address, token.clone(), tls_ca.as_deref()) {
+        let stream = match connect_lazy(address, auth.clone(), tls_ca.as_deref()) {
             Ok(api) => api.watch_hosts().await,
             Err(err) => Err(tonic::Status::invalid_argument(err.to_string())),
         };

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use kairos_proto::auth::{TokenCheck, TokenScheme};
 use kairos_proto::convert::payload_from_any;
 use kairos_proto::runtime::dapr_server::DaprServer;
 use kairos_proto::scheduler::{
@@ -18,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::app_channel::{AppChannel, AppChannelConfig, AppChannelError};
-use crate::grpc_api::{DaprJobsService, TokenCheck};
+use crate::errors::AuthFailure;
+use crate::grpc_api::DaprJobsService;
 use crate::http_api::{HttpState, router};
 use crate::jobs::{DEFAULT_SCHEDULER_WAIT, Jobs};
 use crate::scheduler_link::{SchedulerLink, TriggerHandler};
@@ -204,16 +206,18 @@ impl Sidecar {
         }));
 
         let grpc_stop = stop.clone();
-        let grpc_tls = tls.map(|(_, identity)| {
-            tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(identity.cert_pem, identity.key_pem))
-        });
+        let grpc_tls = tls.map(|(_, identity)| identity.grpc_server_config());
         let max = config.max_body_size;
         let dapr = InterceptedService::new(
             DaprServer::new(DaprJobsService::new(jobs))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            TokenCheck { token: config.api_token.clone() },
+            TokenCheck::new(
+                TokenScheme::DaprApiToken,
+                config.api_token.as_deref(),
+                AuthFailure::Missing.message(),
+                AuthFailure::Mismatch.message(),
+            ),
         );
         tasks.push(tokio::spawn(async move {
             let (health_reporter, health) = tonic_health::server::health_reporter();

@@ -16,10 +16,10 @@ use kairos_proto::admin::admin_client::AdminClient;
 use kairos_proto::admin::{
     DeleteJobRequest, GetJobRequest, ImportJobsRequest, ListAllJobsRequest, OnConflict,
 };
+use kairos_proto::auth::{AddToken, TokenScheme};
 use kairos_scheduler::admin::{job_from_wire, job_to_wire, ref_of};
 use kairos_store::StoredJob;
 use serde::{Deserialize, Serialize};
-use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
@@ -191,19 +191,6 @@ pub async fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
 /// The admin client, carrying the API token on every call.
 type Admin = AdminClient<InterceptedService<Channel, AddToken>>;
 
-/// Adds `authorization: Bearer TOKEN` when a token is configured.
-#[derive(Clone)]
-struct AddToken(Option<MetadataValue<Ascii>>);
-
-impl tonic::service::Interceptor for AddToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(token) = &self.0 {
-            request.metadata_mut().insert("authorization", token.clone());
-        }
-        Ok(request)
-    }
-}
-
 async fn connect(address: &str, token: Option<String>, tls_ca: Option<Vec<u8>>) -> anyhow::Result<Admin> {
     let scheme = if tls_ca.is_some() { "https" } else { "http" };
     let url = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
@@ -213,16 +200,14 @@ async fn connect(address: &str, token: Option<String>, tls_ca: Option<Vec<u8>>) 
         let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
         endpoint = endpoint.tls_config(tls).context("bad TLS configuration")?;
     }
-    let token = token
-        .map(|t| MetadataValue::try_from(format!("Bearer {t}")))
-        .transpose()
+    let auth = AddToken::new(TokenScheme::Bearer, token.as_deref())
         .context("the API token is not a valid header value")?;
     let channel = endpoint
         .connect_timeout(std::time::Duration::from_secs(5))
         .connect()
         .await
         .with_context(|| format!("cannot connect to the scheduler at {url}"))?;
-    Ok(AdminClient::with_interceptor(channel, AddToken(token))
+    Ok(AdminClient::with_interceptor(channel, auth)
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024))
 }
