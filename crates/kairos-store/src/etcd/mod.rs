@@ -78,18 +78,18 @@
 //! and [`JobStore::fault`] reports the alarm until an operator frees space and disarms it;
 //! reads go on meanwhile.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod watch;
+mod writer;
+
 use std::fmt;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
-    KeyValue, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+    AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue,
+    KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
-use futures::Stream;
 use jiff::Timestamp;
 use kairos_core::{JobKey, Owner, Route};
 use tokio::sync::{mpsc, oneshot};
@@ -98,6 +98,9 @@ use crate::keys::{self, decode_due_key, decode_key, due_key, encode_key, prefix_
 use crate::memory::scope_prefix;
 use crate::record::{decode_record, encode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
+
+pub use watch::{JobChange, JobEvent, JobWatch, JobWatchError};
+use writer::{ApplyCall, Writer};
 
 /// The format tag under `{prefix}/meta/format`.
 pub const FORMAT: &str = "kairos-store/1";
@@ -503,7 +506,7 @@ impl EtcdStore {
             .with_start_revision(after_revision.saturating_add(1).max(1));
         let stream =
             watch.watch(layout.jobs.clone(), Some(options)).await.map_err(|e| etcd_error("watch", e))?;
-        Ok(JobWatch { stream, layout, pending: VecDeque::new(), done: false })
+        Ok(JobWatch::new(stream, layout))
     }
 
     /// Up to `limit` key-values in `[start, end)`, paged, all at one revision (`revision`, or the
@@ -706,326 +709,6 @@ async fn init_meta(kv: &mut KvClient, layout: &Layout, partitions_if_new: u32) -
     }
 }
 
-/// One `apply` call waiting for the writer.
-struct ApplyCall {
-    mutations: Vec<(Vec<u8>, Mutation)>,
-    reply: oneshot::Sender<Result<(), StoreError>>,
-}
-
-/// How an attempt at committing a group of calls ended.
-enum Outcome {
-    Done,
-    /// A job changed between the read and the write: read again.
-    Conflict,
-    /// The owner compare of these partitions failed.
-    Fenced(BTreeSet<u32>),
-    /// The group needs more than one transaction: commit its calls one by one.
-    Split,
-}
-
-/// The task that owns every `apply`.
-struct Writer {
-    kv: KvClient,
-    layout: Layout,
-    partitions: u32,
-    fence: FenceCell,
-}
-
-/// One touched job: what was read, and what the mutations made of it.
-struct Touched {
-    partition: u32,
-    original: Option<(StoredJob, i64)>,
-    current: Option<StoredJob>,
-}
-
-/// One job's writes within an `apply` transaction.
-struct JobWrite {
-    partition: u32,
-    compare: Compare,
-    ops: Vec<TxnOp>,
-    bytes: usize,
-}
-
-impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<ApplyCall>) {
-        while let Some(first) = rx.recv().await {
-            let mut calls = vec![first];
-            while calls.len() < MAX_GROUP_CALLS {
-                match rx.try_recv() {
-                    Ok(call) => calls.push(call),
-                    Err(_) => break,
-                }
-            }
-            let mut queue: VecDeque<Vec<ApplyCall>> = self.pack(calls).into();
-            while let Some(group) = queue.pop_front() {
-                for split in self.commit_group(group).await {
-                    queue.push_front(vec![split]);
-                }
-            }
-        }
-        tracing::debug!("etcd store writer stopped");
-    }
-
-    fn partition(&self, encoded: &[u8]) -> u32 {
-        keys::partition_of_encoded(encoded, self.partitions)
-    }
-
-    /// Groups whole calls so that each group fits one transaction (a call too large for one
-    /// forms its own group).
-    fn pack(&self, calls: Vec<ApplyCall>) -> Vec<Vec<ApplyCall>> {
-        let mut groups = Vec::new();
-        let mut group: Vec<ApplyCall> = Vec::new();
-        let mut keys: BTreeSet<&[u8]> = BTreeSet::new();
-        let mut parts: BTreeSet<u32> = BTreeSet::new();
-        // Sizes first, so the borrow of the calls' keys ends before they move into groups.
-        let sizes: Vec<(BTreeSet<Vec<u8>>, BTreeSet<u32>)> = calls
-            .iter()
-            .map(|c| {
-                let k: BTreeSet<Vec<u8>> = c.mutations.iter().map(|(e, _)| e.clone()).collect();
-                let p = k.iter().map(|e| self.partition(e)).collect();
-                (k, p)
-            })
-            .collect();
-        let mut key_count = 0;
-        for (call, (call_keys, call_parts)) in calls.into_iter().zip(&sizes) {
-            let new_keys = call_keys.iter().filter(|k| !keys.contains(k.as_slice())).count();
-            let new_parts = call_parts.difference(&parts).count();
-            if !group.is_empty()
-                && (key_count + new_keys > KEYS_PER_TXN || parts.len() + new_parts > PARTITIONS_PER_TXN)
-            {
-                groups.push(std::mem::take(&mut group));
-                keys.clear();
-                parts.clear();
-                key_count = 0;
-            }
-            key_count += call_keys.iter().filter(|k| keys.insert(k.as_slice())).count();
-            parts.extend(call_parts.iter().copied());
-            group.push(call);
-        }
-        if !group.is_empty() {
-            groups.push(group);
-        }
-        groups
-    }
-
-    /// Commits `calls` and answers them, except those it hands back to be committed alone.
-    async fn commit_group(&self, calls: Vec<ApplyCall>) -> Vec<ApplyCall> {
-        let mut live = calls;
-        for _ in 0..=MAX_CONFLICTS {
-            if live.is_empty() {
-                return Vec::new();
-            }
-            match self.try_commit(&live).await {
-                Ok(Outcome::Done) => {
-                    for call in live {
-                        // The caller may have stopped waiting; the write stands anyway.
-                        let _ = call.reply.send(Ok(()));
-                    }
-                    return Vec::new();
-                }
-                Ok(Outcome::Conflict) => {}
-                Ok(Outcome::Fenced(fenced)) => {
-                    let (out, keep): (Vec<_>, Vec<_>) = live.into_iter().partition(|call| {
-                        call.mutations.iter().any(|(e, _)| fenced.contains(&self.partition(e)))
-                    });
-                    for call in out {
-                        let partition = call
-                            .mutations
-                            .iter()
-                            .map(|(e, _)| self.partition(e))
-                            .find(|p| fenced.contains(p))
-                            .unwrap_or_default();
-                        let _ = call.reply.send(Err(StoreError::Fenced { partition }));
-                    }
-                    live = keep;
-                }
-                Ok(Outcome::Split) => return live,
-                Err(e)
-                    if live.len() > 1 && matches!(e, StoreError::Corrupt(_) | StoreError::Invalid { .. }) =>
-                {
-                    // Only the calls that touch the bad job should fail: try them one by one.
-                    return live;
-                }
-                Err(e) => {
-                    for call in live {
-                        let _ = call.reply.send(Err(replicate(&e)));
-                    }
-                    return Vec::new();
-                }
-            }
-        }
-        for call in live {
-            let _ = call.reply.send(Err(contention("apply")));
-        }
-        Vec::new()
-    }
-
-    /// Reads the touched jobs, plays the calls' mutations on them and writes the result.
-    async fn try_commit(&self, calls: &[ApplyCall]) -> Result<Outcome, StoreError> {
-        let mut touched = self.read_touched(calls).await?;
-        for (encoded, mutation) in calls.iter().flat_map(|c| &c.mutations) {
-            if let Some(t) = touched.get_mut(encoded) {
-                mutation.apply_to(&mut t.current);
-            }
-        }
-        let all_partitions: BTreeSet<u32> = touched.values().map(|t| t.partition).collect();
-        let writes: Vec<JobWrite> =
-            touched.iter().filter_map(|(encoded, t)| self.job_write(encoded, t)).collect();
-        let fence = current_fence(&self.fence);
-        if writes.is_empty() {
-            let Some(fence) = fence else { return Ok(Outcome::Done) };
-            // Nothing to write, but a fenced-off replica should learn it is.
-            for chunk in all_partitions.into_iter().collect::<Vec<_>>().chunks(PARTITIONS_PER_TXN) {
-                if let Outcome::Fenced(p) = self.commit_chunk(Vec::new(), chunk, &fence).await? {
-                    return Ok(Outcome::Fenced(p));
-                }
-            }
-            return Ok(Outcome::Done);
-        }
-        let chunks = chunk_writes(writes);
-        if chunks.len() > 1 && calls.len() > 1 {
-            return Ok(Outcome::Split);
-        }
-        for chunk in chunks {
-            let parts: Vec<u32> =
-                chunk.iter().map(|w| w.partition).collect::<BTreeSet<_>>().into_iter().collect();
-            let outcome = match &fence {
-                Some(fence) => self.commit_chunk(chunk, &parts, fence).await?,
-                None => self.commit_chunk(chunk, &[], "").await?,
-            };
-            if !matches!(outcome, Outcome::Done) {
-                return Ok(outcome);
-            }
-        }
-        Ok(Outcome::Done)
-    }
-
-    /// The current state of every job the calls touch, keyed by encoded key.
-    async fn read_touched(&self, calls: &[ApplyCall]) -> Result<BTreeMap<Vec<u8>, Touched>, StoreError> {
-        let mut keys: BTreeMap<Vec<u8>, &Mutation> = BTreeMap::new();
-        for (encoded, mutation) in calls.iter().flat_map(|c| &c.mutations) {
-            keys.entry(encoded.clone()).or_insert(mutation);
-        }
-        let keys: Vec<(Vec<u8>, &Mutation)> = keys.into_iter().collect();
-        let mut touched = BTreeMap::new();
-        let mut kv = self.kv.clone();
-        for chunk in keys.chunks(GETS_PER_TXN) {
-            let ops: Vec<TxnOp> = chunk.iter().map(|(e, _)| TxnOp::get(self.layout.job(e), None)).collect();
-            let resp = kv.txn(Txn::new().and_then(ops)).await.map_err(|e| etcd_error("read", e))?;
-            let responses = resp.op_responses();
-            if responses.len() != chunk.len() {
-                return Err(StoreError::Unavailable {
-                    reason: format!("etcd answered {} of {} reads", responses.len(), chunk.len()),
-                    source: None,
-                });
-            }
-            for ((encoded, mutation), response) in chunk.iter().zip(responses) {
-                let original = match response {
-                    TxnOpResponse::Get(get) => match get.kvs().first() {
-                        Some(kv) => {
-                            Some((decode_record(mutation.key().clone(), kv.value())?, kv.mod_revision()))
-                        }
-                        None => None,
-                    },
-                    _ => None,
-                };
-                let current = original.as_ref().map(|(job, _)| job.clone());
-                touched.insert(
-                    encoded.clone(),
-                    Touched { partition: self.partition(encoded), original, current },
-                );
-            }
-        }
-        Ok(touched)
-    }
-
-    /// What writing `t`'s final state takes, or `None` when it did not change.
-    fn job_write(&self, encoded: &[u8], t: &Touched) -> Option<JobWrite> {
-        let (original, mod_revision) = t.original.as_ref()?;
-        if Some(original) == t.current.as_ref() {
-            return None;
-        }
-        let job_key = self.layout.job(encoded);
-        let old_due = self.layout.index(t.partition, original, encoded);
-        let compare = Compare::mod_revision(job_key.clone(), CompareOp::Equal, *mod_revision);
-        let (ops, bytes) = match &t.current {
-            None => (vec![TxnOp::delete(job_key, None), TxnOp::delete(old_due, None)], 0),
-            Some(job) => {
-                let record = encode_record(job);
-                let bytes = record.len();
-                let new_due = self.layout.index(t.partition, job, encoded);
-                let mut ops = vec![TxnOp::put(job_key, record, None)];
-                // etcd refuses a transaction that deletes and puts the same key.
-                if new_due != old_due {
-                    ops.push(TxnOp::delete(old_due, None));
-                    ops.push(TxnOp::put(new_due, Vec::new(), None));
-                }
-                (ops, bytes)
-            }
-        };
-        Some(JobWrite { partition: t.partition, compare, ops, bytes: bytes + encoded.len() * 3 })
-    }
-
-    /// One transaction: `writes`, guarded by their compares and, with a fence, by the owner keys of
-    /// `partitions`.
-    async fn commit_chunk(
-        &self,
-        writes: Vec<JobWrite>,
-        partitions: &[u32],
-        fence: &str,
-    ) -> Result<Outcome, StoreError> {
-        let mut compares = Vec::with_capacity(writes.len() + partitions.len());
-        let mut ops = Vec::new();
-        for w in writes {
-            compares.push(w.compare);
-            ops.extend(w.ops);
-        }
-        for &p in partitions {
-            compares.push(Compare::value(self.layout.owner(p), CompareOp::Equal, fence));
-        }
-        let otherwise: Vec<TxnOp> =
-            partitions.iter().map(|&p| TxnOp::get(self.layout.owner(p), None)).collect();
-        let resp = self
-            .kv
-            .clone()
-            .txn(Txn::new().when(compares).and_then(ops).or_else(otherwise))
-            .await
-            .map_err(|e| etcd_error("apply", e))?;
-        if resp.succeeded() {
-            return Ok(Outcome::Done);
-        }
-        let fenced: BTreeSet<u32> = partitions
-            .iter()
-            .zip(resp.op_responses())
-            .filter(|(_, r)| match r {
-                TxnOpResponse::Get(get) => get.kvs().first().is_none_or(|kv| kv.value() != fence.as_bytes()),
-                _ => true,
-            })
-            .map(|(&p, _)| p)
-            .collect();
-        Ok(if fenced.is_empty() { Outcome::Conflict } else { Outcome::Fenced(fenced) })
-    }
-}
-
-/// Splits writes into transactions within [`KEYS_PER_TXN`] and [`MAX_TXN_BYTES`].
-fn chunk_writes(writes: Vec<JobWrite>) -> Vec<Vec<JobWrite>> {
-    let mut chunks = Vec::new();
-    let mut chunk: Vec<JobWrite> = Vec::new();
-    let mut bytes = 0;
-    for w in writes {
-        if !chunk.is_empty() && (chunk.len() >= KEYS_PER_TXN || bytes + w.bytes > MAX_TXN_BYTES) {
-            chunks.push(std::mem::take(&mut chunk));
-            bytes = 0;
-        }
-        bytes += w.bytes;
-        chunk.push(w);
-    }
-    if !chunk.is_empty() {
-        chunks.push(chunk);
-    }
-    chunks
-}
-
 #[async_trait]
 impl JobStore for EtcdStore {
     fn partitions(&self) -> u32 {
@@ -1222,115 +905,6 @@ impl JobStore for EtcdStore {
     }
 }
 
-/// A change to one job, from [`EtcdStore::watch_jobs`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobChange {
-    /// The job was created or written (any write: put, overwrite, progress).
-    Put(Box<StoredJob>),
-    /// The job was deleted (also by completion or a bulk delete).
-    Deleted(JobKey),
-}
-
-/// One [`JobChange`] with the etcd revision that made it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobEvent {
-    pub revision: i64,
-    pub change: JobChange,
-}
-
-/// Why a job watch ended.
-#[derive(Debug, thiserror::Error)]
-pub enum JobWatchError {
-    /// The revisions after the requested one were compacted: resync fully, then watch from the
-    /// resync's revision.
-    #[error("etcd compacted the revisions up to {compact_revision}; resync")]
-    Compacted { compact_revision: i64 },
-    /// The watch broke (etcd down, restarted, or it canceled the watch): watch again from the
-    /// last revision seen.
-    #[error(transparent)]
-    Unavailable(StoreError),
-    /// A changed key or record cannot be decoded.
-    #[error(transparent)]
-    Corrupt(StoreError),
-}
-
-/// A watch of every job of one store; see [`EtcdStore::watch_jobs`]. It ends (yields `None`)
-/// only after it has yielded an error.
-pub struct JobWatch {
-    stream: etcd_client::WatchStream,
-    layout: Layout,
-    pending: VecDeque<JobEvent>,
-    done: bool,
-}
-
-impl fmt::Debug for JobWatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JobWatch").field("prefix", &self.layout.prefix).field("done", &self.done).finish()
-    }
-}
-
-impl JobWatch {
-    /// The next change, an error (after which it ends), or `None` once it has ended.
-    pub async fn next(&mut self) -> Option<Result<JobEvent, JobWatchError>> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(Ok(event));
-            }
-            if self.done {
-                return None;
-            }
-            let message = self.stream.message().await;
-            let response = match message {
-                Ok(Some(response)) => response,
-                Ok(None) => {
-                    return self.fail(JobWatchError::Unavailable(StoreError::Unavailable {
-                        reason: "etcd closed the watch stream".into(),
-                        source: None,
-                    }));
-                }
-                Err(e) => return self.fail(JobWatchError::Unavailable(etcd_error("watch", e))),
-            };
-            if response.compact_revision() > 0 {
-                return self.fail(JobWatchError::Compacted { compact_revision: response.compact_revision() });
-            }
-            if response.canceled() {
-                let reason = format!("etcd canceled the watch: {}", response.cancel_reason());
-                return self
-                    .fail(JobWatchError::Unavailable(StoreError::Unavailable { reason, source: None }));
-            }
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                match self.decode(event.event_type(), kv) {
-                    Ok(event) => self.pending.push_back(event),
-                    Err(e) => return self.fail(JobWatchError::Corrupt(e)),
-                }
-            }
-        }
-    }
-
-    fn decode(&self, kind: EventType, kv: &KeyValue) -> Result<JobEvent, StoreError> {
-        let revision = kv.mod_revision();
-        let change = match kind {
-            EventType::Put => JobChange::Put(Box::new(self.layout.decode_job(kv)?)),
-            EventType::Delete => JobChange::Deleted(decode_key(self.layout.encoded_of(kv.key())?)?),
-        };
-        Ok(JobEvent { revision, change })
-    }
-
-    fn fail(&mut self, e: JobWatchError) -> Option<Result<JobEvent, JobWatchError>> {
-        self.done = true;
-        Some(Err(e))
-    }
-
-    /// The watch as a [`Stream`].
-    pub fn into_stream(self) -> Pin<Box<dyn Stream<Item = Result<JobEvent, JobWatchError>> + Send>> {
-        Box::pin(futures::stream::unfold(self, |mut watch| async move {
-            let item = watch.next().await?;
-            Some((item, watch))
-        }))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1350,21 +924,5 @@ mod tests {
         let ab = Layout::new("/ab");
         assert!(!ab.job(b"x").starts_with(&a.jobs));
         assert!(!a.due(0, Timestamp::UNIX_EPOCH, b"x").starts_with(&ab.due));
-    }
-
-    #[test]
-    fn writes_chunk_within_the_key_and_byte_limits() {
-        let write = |bytes| JobWrite {
-            partition: 0,
-            compare: Compare::mod_revision("k", CompareOp::Equal, 1),
-            ops: Vec::new(),
-            bytes,
-        };
-        let chunks = chunk_writes((0..100).map(|_| write(10)).collect());
-        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), vec![40, 40, 20]);
-        let chunks = chunk_writes((0..3).map(|_| write(MAX_TXN_BYTES / 2 + 1)).collect());
-        assert_eq!(chunks.len(), 3);
-        // A single oversized write still goes (etcd then refuses it as invalid).
-        assert_eq!(chunk_writes(vec![write(MAX_TXN_BYTES * 2)]).len(), 1);
     }
 }
