@@ -20,22 +20,28 @@
 //!
 //! Uses etcd-client directly; the engine and core know nothing of etcd.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, EventType, GetOptions, PutOptions, Txn, TxnOp, WatchOptions};
-use jiff::{SignedDuration, Timestamp};
+use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp};
+use jiff::SignedDuration;
 use kairos_core::{Backoff, Clock};
 use kairos_engine::Engine;
-use kairos_store::etcd::{
-    EtcdStore, JobChange, JobWatchError, member_key, members_prefix, owner_key, owners_prefix,
-};
+use kairos_store::etcd::{EtcdStore, member_key, members_prefix, owner_key, owners_prefix};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::rendezvous;
+
+mod endpoints;
+mod lease;
+mod mirror;
+
+pub use endpoints::keep_endpoints_healthy;
+use lease::{LeaseState, keep_alive};
+use mirror::{Snapshot, feed, mirror};
 
 /// How long a stream or request failure first waits before the next try, and at most (the wait
 /// doubles while failures go on, with jitter: see [`retry_backoff`]).
@@ -61,130 +67,6 @@ pub struct ClusterConfig {
     pub partitions: u32,
 }
 
-/// One key of a mirrored prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    value: String,
-    lease: i64,
-    mod_revision: i64,
-}
-
-/// What a replica knows of one etcd prefix.
-#[derive(Debug, Clone, Default)]
-struct Snapshot {
-    /// Key (with the prefix stripped) → entry.
-    entries: BTreeMap<String, Entry>,
-    /// Every change up to this revision is reflected.
-    revision: i64,
-    /// Whether a first full read has happened.
-    synced: bool,
-}
-
-/// Keeps `tx` equal to the contents of `prefix`: a full read, then a watch from the next
-/// revision, re-created from the last revision seen after any stream error, and preceded by a
-/// full re-read when that revision has been compacted.
-async fn mirror(client: Client, prefix: String, tx: watch::Sender<Snapshot>, stop: CancellationToken) {
-    let mut snapshot: Option<Snapshot> = None;
-    let mut backoff = retry_backoff();
-    while !stop.is_cancelled() {
-        let current = match snapshot.take() {
-            Some(current) => current,
-            None => match read_prefix(&client, &prefix).await {
-                Ok(read) => {
-                    tx.send_replace(read.clone());
-                    read
-                }
-                Err(err) => {
-                    tracing::debug!(prefix, error = %err, "etcd read failed; retrying");
-                    pause(&stop, backoff.next_delay()).await;
-                    continue;
-                }
-            },
-        };
-        let options = WatchOptions::new().with_prefix().with_start_revision(current.revision + 1);
-        let mut stream = match client.clone().watch(prefix.clone(), Some(options)).await {
-            Ok(stream) => {
-                backoff.reset();
-                stream
-            }
-            Err(err) => {
-                tracing::debug!(prefix, error = %err, "etcd watch failed; retrying");
-                snapshot = Some(current);
-                pause(&stop, backoff.next_delay()).await;
-                continue;
-            }
-        };
-        let mut current = current;
-        let compacted = loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => return,
-                message = stream.message() => message,
-            };
-            let response = match message {
-                Ok(Some(response)) => response,
-                Ok(None) => break false,
-                Err(err) => {
-                    tracing::debug!(prefix, error = %err, "etcd watch stream broke; re-creating it");
-                    break false;
-                }
-            };
-            if response.compact_revision() > 0 {
-                break true;
-            }
-            if response.canceled() {
-                break false;
-            }
-            if response.events().is_empty() {
-                continue;
-            }
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                let key = String::from_utf8_lossy(kv.key()).trim_start_matches(prefix.as_str()).to_owned();
-                current.revision = current.revision.max(kv.mod_revision());
-                match event.event_type() {
-                    EventType::Put => {
-                        let entry = Entry {
-                            value: String::from_utf8_lossy(kv.value()).into_owned(),
-                            lease: kv.lease(),
-                            mod_revision: kv.mod_revision(),
-                        };
-                        current.entries.insert(key, entry);
-                    }
-                    EventType::Delete => {
-                        current.entries.remove(&key);
-                    }
-                }
-            }
-            tx.send_replace(current.clone());
-        };
-        if compacted {
-            tracing::warn!(prefix, "etcd history compacted past the last revision seen; re-reading");
-        } else {
-            snapshot = Some(current);
-            pause(&stop, backoff.next_delay()).await;
-        }
-    }
-}
-
-async fn read_prefix(client: &Client, prefix: &str) -> Result<Snapshot, etcd_client::Error> {
-    let response = client.clone().get(prefix, Some(GetOptions::new().with_prefix())).await?;
-    let revision = response.header().map_or(0, etcd_client::ResponseHeader::revision);
-    let entries = response
-        .kvs()
-        .iter()
-        .map(|kv| {
-            let key = String::from_utf8_lossy(kv.key()).trim_start_matches(prefix).to_owned();
-            let entry = Entry {
-                value: String::from_utf8_lossy(kv.value()).into_owned(),
-                lease: kv.lease(),
-                mod_revision: kv.mod_revision(),
-            };
-            (key, entry)
-        })
-        .collect();
-    Ok(Snapshot { entries, revision, synced: true })
-}
-
 /// The waits of one retry loop against etcd: jittered, so that replicas that lost etcd together
 /// do not all come back at the same instant.
 fn retry_backoff() -> Backoff {
@@ -195,150 +77,6 @@ async fn pause(stop: &CancellationToken, how_long: Duration) {
     tokio::select! {
         () = stop.cancelled() => {}
         () = tokio::time::sleep(how_long) => {}
-    }
-}
-
-/// Carries every job write and delete of the store (by any replica) to the engine's owned
-/// partitions, from the revision at which it starts. The watch is re-created from the last
-/// revision seen after an error; after compaction every owned partition re-reads its due index.
-async fn feed(store: EtcdStore, engine: Engine, started: watch::Sender<bool>, stop: CancellationToken) {
-    let mut backoff = retry_backoff();
-    let mut last = loop {
-        match store.current_revision().await {
-            Ok(revision) => break revision,
-            Err(err) => {
-                tracing::debug!(error = %err, "cannot read etcd's revision; retrying");
-                pause(&stop, backoff.next_delay()).await;
-                if stop.is_cancelled() {
-                    return;
-                }
-            }
-        }
-    };
-    while !stop.is_cancelled() {
-        let mut watch = match store.watch_jobs(last).await {
-            Ok(watch) => {
-                backoff.reset();
-                watch
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "job watch failed; retrying");
-                pause(&stop, backoff.next_delay()).await;
-                continue;
-            }
-        };
-        started.send_replace(true);
-        loop {
-            let next = tokio::select! {
-                () = stop.cancelled() => return,
-                next = watch.next() => next,
-            };
-            match next {
-                Some(Ok(event)) => {
-                    last = event.revision;
-                    match event.change {
-                        JobChange::Put(job) => engine.upsert_from_store(*job).await,
-                        JobChange::Deleted(key) => engine.remove(&key).await,
-                    }
-                }
-                Some(Err(JobWatchError::Compacted { compact_revision })) => {
-                    tracing::warn!(
-                        compact_revision,
-                        "job history compacted past the feed; reloading owned partitions"
-                    );
-                    match store.current_revision().await {
-                        // Reading the revision first: every change after it comes on the new watch.
-                        Ok(revision) => {
-                            last = revision;
-                            engine.reload().await;
-                        }
-                        Err(err) => tracing::debug!(error = %err, "cannot read etcd's revision"),
-                    }
-                    break;
-                }
-                Some(Err(err)) => {
-                    tracing::debug!(error = %err, "job watch broke; re-creating it");
-                    break;
-                }
-                None => break,
-            }
-        }
-        pause(&stop, backoff.next_delay()).await;
-    }
-}
-
-/// The lease as the keep-alive task last saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LeaseState {
-    /// Kept alive; etcd has confirmed it recently enough.
-    Alive,
-    /// Not confirmed for a whole TTL, or etcd says it is gone.
-    Lost,
-}
-
-/// Keeps lease `id` alive, re-creating the keep-alive stream after errors. Reports `Lost` when
-/// no confirmation came for a whole `ttl` or etcd answers that the lease no longer exists.
-async fn keep_alive(
-    client: Client,
-    id: i64,
-    ttl: Duration,
-    clock: Arc<dyn Clock>,
-    tx: watch::Sender<LeaseState>,
-    stop: CancellationToken,
-) {
-    let every = ttl / 3;
-    let ttl = SignedDuration::try_from(ttl).unwrap_or(SignedDuration::from_secs(5));
-    let mut confirmed = clock.now();
-    let lost = |confirmed: Timestamp| clock.now().duration_since(confirmed) >= ttl;
-    // Never longer than RETRY: the lease has only a TTL to be confirmed again.
-    let mut backoff = Backoff::new(RETRY, RETRY);
-    while !stop.is_cancelled() {
-        let (mut keeper, mut stream) = match client.clone().lease_keep_alive(id).await {
-            Ok(pair) => pair,
-            Err(err) => {
-                tracing::debug!(lease = id, error = %err, "lease keep-alive stream failed; retrying");
-                if lost(confirmed) {
-                    tx.send_replace(LeaseState::Lost);
-                    return;
-                }
-                pause(&stop, backoff.next_delay()).await;
-                continue;
-            }
-        };
-        loop {
-            if keeper.keep_alive().await.is_err() {
-                break;
-            }
-            let answer = tokio::select! {
-                () = stop.cancelled() => return,
-                answer = tokio::time::timeout(every, stream.message()) => answer,
-            };
-            match answer {
-                Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                    confirmed = clock.now();
-                }
-                Ok(Ok(Some(_))) => {
-                    tracing::warn!(lease = id, "etcd says the lease has expired");
-                    tx.send_replace(LeaseState::Lost);
-                    return;
-                }
-                Ok(Ok(None) | Err(_)) => break,
-                Err(_) => {}
-            }
-            if lost(confirmed) {
-                tx.send_replace(LeaseState::Lost);
-                return;
-            }
-            pause(&stop, every).await;
-            if stop.is_cancelled() {
-                return;
-            }
-        }
-        if lost(confirmed) {
-            tx.send_replace(LeaseState::Lost);
-            return;
-        }
-        pause(&stop, backoff.next_delay()).await;
     }
 }
 
@@ -703,44 +441,5 @@ impl Controller {
             let _ = self.client.clone().lease_revoke(lease.id).await;
         }
         tracing::info!(replica_id = self.me(), "left the cluster");
-    }
-}
-
-/// Keeps `client`'s endpoint set to the etcd members that answer, until `stop`.
-///
-/// etcd-client balances requests over its endpoints but keeps sending some to a member that is
-/// down (each fails with a connect error), so every store call has a chance of failing while a
-/// member of a healthy cluster is dead. This probes every endpoint with its own client twice a
-/// second, takes a dead one out of the balance and puts it back once it answers again. It never
-/// takes the last live-looking endpoint out: with none left, requests could not even try.
-pub async fn keep_endpoints_healthy(client: Client, endpoints: Vec<String>, stop: CancellationToken) {
-    if endpoints.len() < 2 {
-        return;
-    }
-    let options = etcd_client::ConnectOptions::new()
-        .with_connect_timeout(Duration::from_millis(500))
-        .with_timeout(Duration::from_secs(1));
-    let mut probes = Vec::new();
-    for endpoint in &endpoints {
-        match Client::connect([endpoint.as_str()], Some(options.clone())).await {
-            Ok(probe) => probes.push((endpoint.clone(), probe)),
-            Err(err) => tracing::warn!(endpoint, error = %err, "cannot create an etcd health probe"),
-        }
-    }
-    let mut removed: BTreeSet<String> = BTreeSet::new();
-    while !stop.is_cancelled() {
-        for (endpoint, probe) in &mut probes {
-            let healthy = probe.status().await.is_ok();
-            if healthy && removed.remove(endpoint.as_str()) {
-                tracing::info!(endpoint, "etcd member answers again; using it");
-                let _ = client.add_endpoint(endpoint.as_str()).await;
-            } else if !healthy && !removed.contains(endpoint.as_str()) && removed.len() + 1 < endpoints.len()
-            {
-                tracing::warn!(endpoint, "etcd member does not answer; not using it for now");
-                let _ = client.remove_endpoint(endpoint.as_str()).await;
-                removed.insert(endpoint.clone());
-            }
-        }
-        pause(&stop, Duration::from_millis(500)).await;
     }
 }
