@@ -56,6 +56,17 @@ pub enum TokenFailure {
     Mismatch,
 }
 
+impl TokenFailure {
+    /// daprd's gRPC message for this failure (`pkg/api/grpc/auth.go`), which the sidecar and
+    /// an app served by the SDK answer alike.
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenFailure::Missing => "missing api token in request metadata",
+            TokenFailure::Mismatch => "authentication error: api token mismatch",
+        }
+    }
+}
+
 /// Compares tokens in time independent of where they differ.
 pub fn tokens_match(given: &[u8], expected: &[u8]) -> bool {
     let mut diff = given.len() ^ expected.len();

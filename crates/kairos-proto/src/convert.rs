@@ -144,28 +144,17 @@ pub fn spec_to_scheduler_job(spec: &JobSpec) -> scheduler::Job {
 /// # Errors
 /// [`ConvertError`] for an out-of-range policy interval.
 pub fn spec_from_runtime_job(job: runtime::Job) -> Result<(String, JobSpec), ConvertError> {
-    let spec = JobSpec {
-        schedule: job.schedule,
-        repeats: job.repeats,
-        due_time: job.due_time,
-        ttl: job.ttl,
-        data: job.data.map(payload_from_any),
-        failure_policy: job.failure_policy.map(policy_from_proto).transpose()?.flatten(),
-    };
-    Ok((job.name, spec))
+    // The scheduler's `Job` is the runtime one without its name: one mapping serves both.
+    let runtime::Job { name, schedule, repeats, due_time, ttl, data, failure_policy } = job;
+    let job = scheduler::Job { schedule, repeats, due_time, ttl, data, failure_policy };
+    Ok((name, spec_from_scheduler_job(job)?))
 }
 
 /// Name and spec → runtime `Job`.
 pub fn spec_to_runtime_job(name: &str, spec: &JobSpec) -> runtime::Job {
-    runtime::Job {
-        name: name.to_owned(),
-        schedule: spec.schedule.clone(),
-        repeats: spec.repeats,
-        due_time: spec.due_time.clone(),
-        ttl: spec.ttl.clone(),
-        data: spec.data.clone().map(any_from_payload),
-        failure_policy: spec.failure_policy.as_ref().map(policy_to_proto),
-    }
+    let scheduler::Job { schedule, repeats, due_time, ttl, data, failure_policy } =
+        spec_to_scheduler_job(spec);
+    runtime::Job { name: name.to_owned(), schedule, repeats, due_time, ttl, data, failure_policy }
 }
 
 /// Scheduler `JobMetadata` + name → key.

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use kairos_proto::auth::TokenFailure;
 use prost::Message;
 use tonic::Code;
 
@@ -105,34 +104,9 @@ impl fmt::Display for SchedulerFailure {
     }
 }
 
-/// How a call was refused for its API token (spec §3.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    /// No `dapr-api-token` was sent.
-    Missing,
-    /// The token sent is not the configured one.
-    Mismatch,
-}
-
-impl From<TokenFailure> for AuthFailure {
-    fn from(failure: TokenFailure) -> Self {
-        match failure {
-            TokenFailure::Missing => AuthFailure::Missing,
-            TokenFailure::Mismatch => AuthFailure::Mismatch,
-        }
-    }
-}
-
-impl AuthFailure {
-    /// daprd's gRPC message (`pkg/api/grpc/auth.go`); over HTTP the body is always
-    /// `invalid api token`.
-    pub fn message(self) -> &'static str {
-        match self {
-            AuthFailure::Missing => "missing api token in request metadata",
-            AuthFailure::Mismatch => "authentication error: api token mismatch",
-        }
-    }
-}
+/// How a call was refused for its API token (spec §3.4). Its gRPC message is daprd's
+/// ([`AuthFailure::message`]); over HTTP the body is always `invalid api token`.
+pub use kairos_proto::auth::TokenFailure as AuthFailure;
 
 /// An error of the Jobs API, by cause (spec §2.4).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

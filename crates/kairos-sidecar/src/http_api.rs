@@ -59,7 +59,7 @@ async fn require_token(State(state): State<Arc<HttpState>>, request: Request, ne
     if let Some(expected) = &state.api_token {
         let given = request.headers().get(TokenScheme::DaprApiToken.metadata_key());
         if let Err(failure) = auth::verify(given.map(HeaderValue::as_bytes), expected) {
-            return error_response(&state, &ApiError::Unauthenticated(failure.into()));
+            return error_response(&state, &ApiError::Unauthenticated(failure));
         }
     }
     next.run(request).await
