@@ -68,17 +68,19 @@ fn spec_2_2_accepts_the_upstream_example_body() {
     let req = parse_schedule_body("  my-job ", body.as_bytes()).unwrap();
     assert_eq!(req.name, "my-job");
     assert!(!req.overwrite);
-    assert_eq!(
-        req.spec,
-        JobSpec {
-            schedule: Some("@every 1m".into()),
-            repeats: Some(123),
-            due_time: Some("1000s".into()),
-            ttl: Some("123s".into()),
-            data: Some(value_payload(json!("hello world"))),
-            failure_policy: Some(constant(3, 0, Some(5))),
-        }
-    );
+    assert_eq!(req.spec, upstream_example_spec());
+}
+
+/// The job of the upstream example body (spec §2.2), as parsed and as rendered.
+fn upstream_example_spec() -> JobSpec {
+    JobSpec {
+        schedule: Some("@every 1m".into()),
+        repeats: Some(123),
+        due_time: Some("1000s".into()),
+        ttl: Some("123s".into()),
+        data: Some(value_payload(json!("hello world"))),
+        failure_policy: Some(constant(3, 0, Some(5))),
+    }
 }
 
 #[test]
@@ -392,14 +394,7 @@ fn prost_decodes_data_at_the_depth_limit_but_not_much_deeper() {
 // spec §2.3: the GET body.
 #[test]
 fn spec_2_3_job_renders_as_protojson_in_field_order() {
-    let spec = JobSpec {
-        schedule: Some("@every 1m".into()),
-        repeats: Some(123),
-        due_time: Some("1000s".into()),
-        ttl: Some("123s".into()),
-        data: Some(value_payload(json!("hello world"))),
-        failure_policy: Some(constant(3, 0, Some(5))),
-    };
+    let spec = upstream_example_spec();
     assert_eq!(
         job_to_json("my-job", &spec).unwrap(),
         r#"{"name":"my-job","schedule":"@every 1m","repeats":123,"dueTime":"1000s","ttl":"123s","data":{"@type":"type.googleapis.com/google.protobuf.Value","value":"hello world"},"failurePolicy":{"constant":{"interval":"3s","maxRetries":5}}}"#

@@ -333,3 +333,54 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
         None
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(incarnation: u64, staged: bool) -> Option<StoredJob> {
+        Some(StoredJob {
+            key: JobKey::app("ns", "app", "j"),
+            spec: JobSpec { due_time: Some("1s".into()), ..JobSpec::default() },
+            created: Timestamp::UNIX_EPOCH,
+            incarnation,
+            progress: Progress::default(),
+            next_due: Timestamp::UNIX_EPOCH,
+            staged,
+        })
+    }
+
+    #[test]
+    fn apply_to_plays_each_mutation_on_its_incarnation_only() {
+        let key = JobKey::app("ns", "app", "j");
+        let next_due = Timestamp::from_second(60).unwrap();
+        let progress = Progress { count: 1, last_scheduled: Some(Timestamp::UNIX_EPOCH), attempts: 0 };
+        let moved = Mutation::Progress { key: key.clone(), incarnation: 1, progress, next_due };
+        let mut job = stored(1, true);
+        moved.apply_to(&mut job);
+        let job = job.unwrap();
+        assert_eq!((job.progress, job.next_due, job.staged), (progress, next_due, false));
+
+        let mut staged = stored(1, false);
+        Mutation::Stage { key: key.clone(), incarnation: 1 }.apply_to(&mut staged);
+        assert!(staged.is_some_and(|j| j.staged));
+
+        let mut done = stored(1, false);
+        Mutation::Complete { key: key.clone(), incarnation: 1 }.apply_to(&mut done);
+        assert_eq!(done, None);
+
+        // Another incarnation, or no job at all: nothing changes.
+        for mutation in [
+            moved,
+            Mutation::Stage { key: key.clone(), incarnation: 1 },
+            Mutation::Complete { key, incarnation: 1 },
+        ] {
+            let mut other = stored(2, false);
+            mutation.apply_to(&mut other);
+            assert_eq!(other, stored(2, false), "{mutation:?}");
+            let mut absent = None;
+            mutation.apply_to(&mut absent);
+            assert_eq!(absent, None, "{mutation:?}");
+        }
+    }
+}

@@ -78,6 +78,8 @@
 //! and [`JobStore::fault`] reports the alarm until an operator frees space and disarms it;
 //! reads go on meanwhile.
 
+mod errors;
+mod layout;
 mod watch;
 mod writer;
 
@@ -90,15 +92,17 @@ use etcd_client::{
     AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue,
     KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
-use jiff::Timestamp;
 use kairos_core::{JobKey, Owner, Route};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::keys::{self, decode_due_key, decode_key, due_key, encode_key, prefix_end};
+use crate::keys::{self, decode_due_key, decode_key, encode_key};
 use crate::memory::scope_prefix;
 use crate::record::{decode_record, encode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
+use errors::{QUOTA_HINT, contention, etcd_error, replicate};
+use layout::{Layout, end_of, successor};
+pub use layout::{member_key, members_prefix, owner_key, owners_prefix};
 pub use watch::{JobChange, JobEvent, JobWatch, JobWatchError};
 use writer::{ApplyCall, Writer};
 
@@ -176,157 +180,6 @@ impl EtcdConfig {
     pub fn with_partitions(mut self, partitions_if_new: u32) -> EtcdConfig {
         self.partitions_if_new = partitions_if_new;
         self
-    }
-}
-
-fn normalize_prefix(prefix: &str) -> &str {
-    prefix.trim_end_matches('/')
-}
-
-/// The owner key of `partition` under `prefix`: `{prefix}/owners/{partition:05}`; its value is
-/// the owning replica's id.
-pub fn owner_key(prefix: &str, partition: u32) -> String {
-    format!("{}/owners/{partition:05}", normalize_prefix(prefix))
-}
-
-/// The prefix of every owner key under `prefix`.
-pub fn owners_prefix(prefix: &str) -> String {
-    format!("{}/owners/", normalize_prefix(prefix))
-}
-
-/// The member key of replica `id` under `prefix`: `{prefix}/members/{id}`.
-pub fn member_key(prefix: &str, id: &str) -> String {
-    format!("{}/members/{id}", normalize_prefix(prefix))
-}
-
-/// The prefix of every member key under `prefix`.
-pub fn members_prefix(prefix: &str) -> String {
-    format!("{}/members/", normalize_prefix(prefix))
-}
-
-/// The byte keys of one prefix.
-#[derive(Debug, Clone)]
-struct Layout {
-    prefix: String,
-    jobs: Vec<u8>,
-    due: Vec<u8>,
-    staged: Vec<u8>,
-    meta_format: Vec<u8>,
-    meta_partitions: Vec<u8>,
-}
-
-impl Layout {
-    fn new(prefix: &str) -> Layout {
-        let prefix = normalize_prefix(prefix).to_owned();
-        Layout {
-            jobs: format!("{prefix}/jobs/").into_bytes(),
-            due: format!("{prefix}/due/").into_bytes(),
-            staged: format!("{prefix}/staged/").into_bytes(),
-            meta_format: format!("{prefix}/meta/format").into_bytes(),
-            meta_partitions: format!("{prefix}/meta/partitions").into_bytes(),
-            prefix,
-        }
-    }
-
-    fn job(&self, encoded: &[u8]) -> Vec<u8> {
-        [self.jobs.as_slice(), encoded].concat()
-    }
-
-    fn due(&self, partition: u32, due: Timestamp, encoded: &[u8]) -> Vec<u8> {
-        [self.due.as_slice(), &due_key(partition, due, encoded)].concat()
-    }
-
-    /// The index entry of `job`: its staged key when it is staged, else its due key.
-    fn index(&self, partition: u32, job: &StoredJob, encoded: &[u8]) -> Vec<u8> {
-        if job.staged {
-            [self.staged.as_slice(), &keys::staged_key(partition, job.next_due, encoded)].concat()
-        } else {
-            self.due(partition, job.next_due, encoded)
-        }
-    }
-
-    fn owner(&self, partition: u32) -> Vec<u8> {
-        owner_key(&self.prefix, partition).into_bytes()
-    }
-
-    /// The encoded job key of a `{prefix}/jobs/…` key.
-    fn encoded_of<'k>(&self, key: &'k [u8]) -> Result<&'k [u8], StoreError> {
-        key.strip_prefix(self.jobs.as_slice()).ok_or_else(|| {
-            StoreError::Corrupt(format!("key {:?} outside the jobs prefix", String::from_utf8_lossy(key)))
-        })
-    }
-
-    fn decode_job(&self, kv: &KeyValue) -> Result<StoredJob, StoreError> {
-        let key = decode_key(self.encoded_of(kv.key())?)?;
-        decode_record(key, kv.value())
-    }
-}
-
-/// The smallest key after `key`.
-fn successor(key: &[u8]) -> Vec<u8> {
-    let mut next = Vec::with_capacity(key.len() + 1);
-    next.extend_from_slice(key);
-    next.push(0);
-    next
-}
-
-/// The exclusive end of the range of keys starting with `prefix` (every prefix here ends with
-/// `/`, so it has one).
-fn end_of(prefix: &[u8]) -> Vec<u8> {
-    prefix_end(prefix).unwrap_or_else(|| vec![0])
-}
-
-/// Maps a client error to a store error.
-fn etcd_error(what: &str, e: etcd_client::Error) -> StoreError {
-    if let etcd_client::Error::GRpcStatus(status) = &e {
-        if is_no_space(status) {
-            return StoreError::Full {
-                reason: format!("etcd refused the {what}: {}; {QUOTA_HINT}", status.message()),
-            };
-        }
-        if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) {
-            return StoreError::Invalid {
-                what: "etcd request",
-                reason: format!("{what}: {}", status.message()),
-            };
-        }
-    }
-    StoreError::unavailable(format_args!("etcd {what} failed"), e)
-}
-
-/// What an operator does about etcd's space quota, in every error that hits it.
-const QUOTA_HINT: &str = "etcd's space quota (--quota-backend-bytes) is used up; writes resume once \
-    space is freed (compact, defragment, then `etcdctl alarm disarm`)";
-
-/// Whether etcd refused a request for its space quota ("etcdserver: mvcc: database space
-/// exceeded", raised with the NOSPACE alarm).
-fn is_no_space(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::ResourceExhausted && status.message().contains("database space exceeded")
-}
-
-/// A copy of `e` for another caller of a failed group.
-fn replicate(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::AlreadyExists(k) => StoreError::AlreadyExists(k.clone()),
-        StoreError::Invalid { what, reason } => StoreError::Invalid { what, reason: reason.clone() },
-        StoreError::Unavailable { reason, source } => StoreError::Unavailable {
-            reason: match source {
-                Some(source) => format!("{reason}: {source}"),
-                None => reason.clone(),
-            },
-            source: None,
-        },
-        StoreError::Corrupt(why) => StoreError::Corrupt(why.clone()),
-        StoreError::Full { reason } => StoreError::Full { reason: reason.clone() },
-        StoreError::InUse { path } => StoreError::InUse { path: path.clone() },
-        StoreError::Fenced { partition } => StoreError::Fenced { partition: *partition },
-    }
-}
-
-fn contention(what: &str) -> StoreError {
-    StoreError::Unavailable {
-        reason: format!("{what}: gave up after {MAX_CONFLICTS} conflicting concurrent writes"),
-        source: None,
     }
 }
 
@@ -902,27 +755,5 @@ impl JobStore for EtcdStore {
             )));
         }
         None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn owner_and_member_keys_have_the_documented_names() {
-        assert_eq!(owner_key("/kairos", 7), "/kairos/owners/00007");
-        assert_eq!(owner_key("/kairos/", 255), "/kairos/owners/00255");
-        assert_eq!(member_key("/k", "replica-1"), "/k/members/replica-1");
-        assert!(owner_key("/k", 1).starts_with(&owners_prefix("/k")));
-        assert!(member_key("/k", "a").starts_with(&members_prefix("/k")));
-    }
-
-    #[test]
-    fn prefixes_separate_stores() {
-        let a = Layout::new("/a");
-        let ab = Layout::new("/ab");
-        assert!(!ab.job(b"x").starts_with(&a.jobs));
-        assert!(!a.due(0, Timestamp::UNIX_EPOCH, b"x").starts_with(&ab.due));
     }
 }
