@@ -35,8 +35,8 @@ use kairos_proto::scheduler::scheduler_server::SchedulerServer;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
     DeleteByMetadataRequest, DeleteByMetadataResponse, DeleteByNamePrefixRequest, DeleteByNamePrefixResponse,
-    DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse, Host, JobTargetType, ListJobsRequest,
-    ListJobsResponse, NamedJob, ScheduleJobRequest, ScheduleJobResponse, WatchHostsResponse,
+    DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse, Host, JobMetadata, JobTargetType,
+    ListJobsRequest, ListJobsResponse, NamedJob, ScheduleJobRequest, ScheduleJobResponse, WatchHostsResponse,
     WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResultStatus, WatchJobsResponse,
 };
 use kairos_store::{OwnerScope, PutMode, StoreError};
@@ -209,6 +209,13 @@ fn convert_status(err: ConvertError) -> Status {
     Status::invalid_argument(err.to_string())
 }
 
+/// The metadata of a request and the owner it names.
+fn owner_of(metadata: Option<JobMetadata>) -> Result<(JobMetadata, Owner), Status> {
+    let metadata = metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
+    let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
+    Ok((metadata, owner))
+}
+
 #[async_trait]
 impl SchedulerApi for SchedulerService {
     async fn schedule_job(&self, request: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status> {
@@ -245,9 +252,7 @@ impl SchedulerApi for SchedulerService {
     }
 
     async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status> {
-        let metadata =
-            request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
-        let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
+        let (metadata, owner) = owner_of(request.metadata)?;
         let namespace = metadata.namespace;
         let mut jobs = Vec::new();
         let mut after: Option<String> = None;
@@ -276,9 +281,7 @@ impl SchedulerApi for SchedulerService {
         request: DeleteByMetadataRequest,
     ) -> Result<DeleteByMetadataResponse, Status> {
         self.check_accepting()?;
-        let metadata =
-            request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
-        let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
+        let (metadata, owner) = owner_of(request.metadata)?;
         let scope = match owner {
             Owner::Actor { actor_type, actor_id } if request.id_prefix_match == Some(true) => {
                 OwnerScope::ActorIdPrefix { namespace: metadata.namespace, actor_type, id_prefix: actor_id }
@@ -294,9 +297,7 @@ impl SchedulerApi for SchedulerService {
         request: DeleteByNamePrefixRequest,
     ) -> Result<DeleteByNamePrefixResponse, Status> {
         self.check_accepting()?;
-        let metadata =
-            request.metadata.ok_or_else(|| Status::invalid_argument("job metadata is required"))?;
-        let owner = owner_from_metadata(&metadata).map_err(convert_status)?;
+        let (metadata, owner) = owner_of(request.metadata)?;
         self.engine
             .delete_by_prefix(&metadata.namespace, &owner, &request.name_prefix)
             .await

@@ -73,16 +73,17 @@ impl Jobs {
 
     /// Calls the scheduler, retrying while it is unreachable for up to the configured wait (as
     /// daprd's WaitForReady does).
-    async fn call<T, F, Fut>(&self, op: F) -> Result<T, SchedulerFailure>
+    async fn call<R, T, F, Fut>(&self, request: R, op: F) -> Result<T, SchedulerFailure>
     where
-        F: Fn(std::sync::Arc<dyn SchedulerApi>) -> Fut,
+        R: Clone,
+        F: Fn(std::sync::Arc<dyn SchedulerApi>, R) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let attempt = async {
             let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
             loop {
                 let api = self.link.api().map_err(|_| SchedulerFailure::Disabled)?;
-                match op(api).await {
+                match op(api, request.clone()).await {
                     Err(status) if status.code() == Code::Unavailable => {
                         tracing::debug!(%status, "scheduler unavailable; retrying");
                         tokio::time::sleep(backoff.next_delay()).await;
@@ -124,13 +125,10 @@ impl Jobs {
             metadata: Some(self.metadata()),
             overwrite,
         };
-        self.call(|api| {
-            let request = request.clone();
-            async move { api.schedule_job(request).await }
-        })
-        .await
-        .map(drop)
-        .map_err(ApiError::ScheduleJob)
+        self.call(request, |api, request| async move { api.schedule_job(request).await })
+            .await
+            .map(drop)
+            .map_err(ApiError::ScheduleJob)
     }
 
     /// The job as stored.
@@ -143,10 +141,7 @@ impl Jobs {
         }
         let request = GetJobRequest { name: name.to_owned(), metadata: Some(self.metadata()) };
         let response = self
-            .call(|api| {
-                let request = request.clone();
-                async move { api.get_job(request).await }
-            })
+            .call(request, |api, request| async move { api.get_job(request).await })
             .await
             .map_err(ApiError::GetJob)?;
         let job = response.job.unwrap_or_default();
@@ -163,13 +158,10 @@ impl Jobs {
             return Err(ApiError::EmptyName);
         }
         let request = DeleteJobRequest { name: name.to_owned(), metadata: Some(self.metadata()) };
-        self.call(|api| {
-            let request = request.clone();
-            async move { api.delete_job(request).await }
-        })
-        .await
-        .map(drop)
-        .map_err(ApiError::DeleteJob)
+        self.call(request, |api, request| async move { api.delete_job(request).await })
+            .await
+            .map(drop)
+            .map_err(ApiError::DeleteJob)
     }
 
     /// Deletes this app's jobs whose names start with `prefix` (all of them when empty).
@@ -179,13 +171,10 @@ impl Jobs {
     pub async fn delete_by_prefix(&self, prefix: &str) -> Result<(), ApiError> {
         let request =
             DeleteByNamePrefixRequest { name_prefix: prefix.to_owned(), metadata: Some(self.metadata()) };
-        self.call(|api| {
-            let request = request.clone();
-            async move { api.delete_by_name_prefix(request).await }
-        })
-        .await
-        .map(drop)
-        .map_err(ApiError::DeleteJobsByPrefix)
+        self.call(request, |api, request| async move { api.delete_by_name_prefix(request).await })
+            .await
+            .map(drop)
+            .map_err(ApiError::DeleteJobsByPrefix)
     }
 
     /// Every job of this app, ascending by name.
@@ -195,10 +184,7 @@ impl Jobs {
     pub async fn list(&self) -> Result<Vec<(String, JobSpec)>, ApiError> {
         let request = ListJobsRequest { metadata: Some(self.metadata()) };
         let response = self
-            .call(|api| {
-                let request = request.clone();
-                async move { api.list_jobs(request).await }
-            })
+            .call(request, |api, request| async move { api.list_jobs(request).await })
             .await
             .map_err(ApiError::ListJobs)?;
         response
