@@ -180,6 +180,16 @@ impl SchedulerLink {
         Ok(apis[i].1.clone())
     }
 
+    /// The remote schedulers CRUD calls currently go to (from `WatchHosts`, else as configured);
+    /// empty in process or disabled.
+    pub fn addresses(&self) -> Vec<String> {
+        if !matches!(self.inner.mode, Mode::Remote { .. }) {
+            return Vec::new();
+        }
+        let apis = self.inner.apis.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        apis.iter().map(|(address, _)| address.clone()).collect()
+    }
+
     /// Whether job calls can be made at all.
     pub fn is_enabled(&self) -> bool {
         !matches!(self.inner.mode, Mode::Disabled)

@@ -19,8 +19,10 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::app_channel::{AppChannel, AppChannelConfig, AppChannelError};
 use crate::grpc_api::{DaprJobsService, TokenCheck};
+use crate::health::AppHealthConfig;
 use crate::http_api::{HttpState, router};
 use crate::jobs::{DEFAULT_SCHEDULER_WAIT, Jobs};
+use crate::metadata::Metadata;
 use crate::scheduler_link::{SchedulerLink, TriggerHandler};
 use crate::tls::{TlsError, TlsIdentity, TlsListener};
 
@@ -54,6 +56,8 @@ pub struct SidecarConfig {
     pub tls: Option<TlsIdentity>,
     /// Also asked by `/v1.0/healthz` (under `kairos run`: the embedded scheduler's store).
     pub readiness: Option<Arc<dyn ReadinessCheck>>,
+    /// App health checks (`--enable-app-health-check`); `None` when off.
+    pub app_health: Option<AppHealthConfig>,
 }
 
 /// Something besides the sidecar itself whose readiness `/v1.0/healthz` reports.
@@ -80,6 +84,7 @@ impl SidecarConfig {
             shutdown_grace: crate::scheduler_link::DEFAULT_SHUTDOWN_GRACE,
             tls: None,
             readiness: None,
+            app_health: None,
         }
     }
 }
@@ -166,7 +171,14 @@ impl Sidecar {
         let jobs = Jobs::new(link.clone(), config.app_id.clone(), config.namespace.clone())
             .with_scheduler_wait(config.scheduler_wait)
             .with_max_job_data_size(config.max_job_data_size);
+        let metadata = Arc::new(Metadata::new(
+            config.app_id.clone(),
+            config.app.clone(),
+            config.app_health.clone(),
+            link.clone(),
+        ));
         let state = Arc::new(HttpState {
+            metadata: metadata.clone(),
             jobs: jobs.clone(),
             api_token: config.api_token.clone(),
             max_body_size: config.max_body_size,
@@ -210,7 +222,7 @@ impl Sidecar {
         });
         let max = config.max_body_size;
         let dapr = InterceptedService::new(
-            DaprServer::new(DaprJobsService::new(jobs))
+            DaprServer::new(DaprJobsService::new(jobs).with_metadata(metadata))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             TokenCheck { token: config.api_token.clone() },
