@@ -99,7 +99,7 @@ impl SchedulerLink {
     ///
     /// # Errors
     /// [`LinkError::BadAddress`] for an address that is not a valid URI; [`LinkError::Disabled`]
-    /// when the list is empty or only whitespace (daprd disables the Scheduler then).
+    /// when the list is empty or only blanks and quotes (daprd disables the Scheduler then).
     pub fn remote(addresses: &[String]) -> Result<Self, LinkError> {
         Self::remote_with_token(addresses, None)
     }
@@ -124,8 +124,11 @@ impl SchedulerLink {
         token: Option<String>,
         tls_ca: Option<Vec<u8>>,
     ) -> Result<Self, LinkError> {
-        let configured: Vec<String> =
-            addresses.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
+        let configured: Vec<String> = addresses
+            .iter()
+            .map(|a| crate::config::scheduler_address(a).to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
         if configured.is_empty() {
             return Err(LinkError::Disabled);
         }

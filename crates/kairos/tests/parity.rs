@@ -118,3 +118,65 @@ async fn get_metadata_needs_the_api_token_when_one_is_set() {
     let refused = client.get_metadata(GetMetadataRequest {}).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 }
+
+/// `--scheduler-host-address` given as quoted blanks, the way shells and manifests pass an
+/// empty value: daprd trims the quotes and spaces and runs with the scheduler disabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quoted_blank_scheduler_address_starts_with_the_scheduler_disabled() {
+    let http = reqwest::Client::new();
+    for blank in ["\"\"", "'   '", "\"   \"", "\"\",'  '"] {
+        let sidecar = common::start_sidecar("no-sched", blank, &["--metrics-port", "0"], &[]);
+        let base = format!("http://{}/v1.0", sidecar.http);
+
+        let post = http.post(format!("{base}/jobs/j")).body(r#"{"dueTime":"1s"}"#).send().await.unwrap();
+        assert_eq!(post.status().as_u16(), 500, "{blank:?}");
+        let body: Value = post.json().await.unwrap();
+        assert_eq!(body["errorCode"], "DAPR_SCHEDULER_SCHEDULE_JOB", "{blank:?}: {body}");
+        assert_eq!(body["message"], "failed to schedule job due to: scheduler clients are disabled");
+
+        let get: Value = http.get(format!("{base}/jobs/j")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(get["errorCode"], "DAPR_SCHEDULER_GET_JOB", "{get}");
+        let delete: Value = http.delete(format!("{base}/jobs/j")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(delete["errorCode"], "DAPR_SCHEDULER_DELETE_JOB", "{delete}");
+
+        let mut client = DaprClient::connect(format!("http://{}", sidecar.grpc)).await.unwrap();
+        let refused = client
+            .schedule_job(kairos_proto::runtime::ScheduleJobRequest {
+                job: Some(kairos_proto::runtime::Job {
+                    name: "j".into(),
+                    due_time: Some("1s".into()),
+                    ..Default::default()
+                }),
+                overwrite: false,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Internal, "{blank:?}: {refused:?}");
+        assert!(refused.message().contains("scheduler clients are disabled"), "{refused:?}");
+
+        // Up and ready (no app to wait for), and the metadata has no scheduler.
+        assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status().as_u16(), 204);
+        let (_, metadata) = http_json(&format!("{base}/metadata")).await;
+        assert_eq!(metadata["id"], "no-sched");
+        assert!(metadata.get("scheduler").is_none(), "{metadata}");
+    }
+}
+
+/// Under `kairos run`, quoted blanks are no address at all: the embedded scheduler runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kairos_run_treats_a_quoted_blank_scheduler_address_as_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::start_run(
+        "run-blank",
+        common::free_port(),
+        dir.path(),
+        &["--scheduler-host-address", "\"  \""],
+    );
+    let post = reqwest::Client::new()
+        .post(format!("http://{}/v1.0/jobs/j", run.http))
+        .body(r#"{"dueTime":"1h"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 204, "{}", post.text().await.unwrap());
+}

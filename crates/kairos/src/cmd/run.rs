@@ -121,7 +121,11 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     };
     let mut config = sidecar_args.config()?;
 
-    let (link, embedded) = if args.scheduler_host_address.iter().all(|a| a.trim().is_empty()) {
+    let (link, embedded) = if args
+        .scheduler_host_address
+        .iter()
+        .all(|a| kairos_sidecar::config::scheduler_address(a).is_empty())
+    {
         let data_dir = match &args.data_dir {
             Some(dir) => dir.clone(),
             None => super::default_data_dir()?,

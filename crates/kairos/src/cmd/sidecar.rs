@@ -153,7 +153,9 @@ pub fn link_with(
     match SchedulerLink::remote_with(addresses, token, tls_ca) {
         Ok(link) => Ok(link),
         Err(kairos_sidecar::scheduler_link::LinkError::Disabled) => {
-            tracing::warn!("no --scheduler-host-address: the Jobs API is disabled");
+            tracing::warn!(
+                "scheduler disabled (no --scheduler-host-address, or only blanks and quotes): Jobs API calls fail with \"scheduler clients are disabled\""
+            );
             Ok(SchedulerLink::disabled())
         }
         Err(err) => Err(err.into()),
