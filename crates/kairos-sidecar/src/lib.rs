@@ -16,6 +16,7 @@ pub mod grpc_api;
 pub mod health;
 pub mod http_api;
 pub mod http_json;
+pub mod job_metrics;
 pub mod jobs;
 pub mod metadata;
 pub mod scheduler_link;

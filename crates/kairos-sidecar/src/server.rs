@@ -21,6 +21,7 @@ use crate::app_channel::{AppChannel, AppChannelConfig, AppChannelError};
 use crate::grpc_api::{DaprJobsService, TokenCheck};
 use crate::health::AppHealthConfig;
 use crate::http_api::{HttpState, router};
+use crate::job_metrics::JobMetrics;
 use crate::jobs::{DEFAULT_SCHEDULER_WAIT, Jobs};
 use crate::metadata::Metadata;
 use crate::scheduler_link::{SchedulerLink, TriggerHandler};
@@ -120,6 +121,7 @@ pub struct Sidecar {
 #[derive(Debug)]
 struct AppDelivery {
     app: AppChannel,
+    metrics: JobMetrics,
 }
 
 #[async_trait]
@@ -132,6 +134,7 @@ impl TriggerHandler for AppDelivery {
             tracing::Instrument::instrument(self.app.deliver(&trigger.name, data.as_ref()), span.clone())
                 .await;
         let elapsed = watch.elapsed();
+        self.metrics.record(&delivery, elapsed);
         let success = delivery.is_success();
         let outcome = if success { "success" } else { "failed" };
         span.record("outcome", outcome);
@@ -277,7 +280,8 @@ impl Sidecar {
                     }
                     tracing::info!("app is reachable; taking jobs from the scheduler");
                     state.ready.store(true, Ordering::Release);
-                    link.run_streams(initial, Arc::new(AppDelivery { app }), stop).await;
+                    let metrics = JobMetrics::from_env(&initial.app_id);
+                    link.run_streams(initial, Arc::new(AppDelivery { app, metrics }), stop).await;
                 }));
             }
         }

@@ -4,7 +4,15 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
 
 use kairos_proto::runtime::GetMetadataRequest;
 use kairos_proto::runtime::dapr_client::DaprClient;
@@ -179,4 +187,159 @@ async fn kairos_run_treats_a_quoted_blank_scheduler_address_as_none() {
         .await
         .unwrap();
     assert_eq!(post.status().as_u16(), 204, "{}", post.text().await.unwrap());
+}
+
+/// An HTTP app for the metrics and health tests: `POST /job/{name}` answers 200 for `ok*`,
+/// 500 for `fail*` and 404 for `gone*`, and counts what it got by name.
+#[derive(Debug, Clone, Default)]
+struct JobApp {
+    received: Arc<Mutex<BTreeMap<String, usize>>>,
+}
+
+impl JobApp {
+    fn count(&self, name: &str) -> usize {
+        self.received.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+}
+
+async fn on_job(State(app): State<JobApp>, Path(name): Path<String>) -> StatusCode {
+    *app.received.lock().unwrap().entry(name.clone()).or_default() += 1;
+    if name.starts_with("fail") {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else if name.starts_with("gone") {
+        StatusCode::NOT_FOUND
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn start_job_app() -> (u16, JobApp) {
+    let app = JobApp::default();
+    let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (port, app)
+}
+
+async fn schedule(http_addr: &str, name: &str, body: &str) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{http_addr}/v1.0/jobs/{name}"))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 204, "{name}: {}", response.text().await.unwrap());
+}
+
+/// Waits up to `limit` for `done`.
+async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+/// The value of the sample `name{…}` whose labels include every one of `labels` (`k="v"`).
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn scrape(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_metrics_count_like_daprd_beside_the_kairos_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let (app_port, app) = start_job_app().await;
+    let metrics_port = common::free_port();
+    let sidecar = common::start_sidecar(
+        "metrics-app",
+        &scheduler.address,
+        &["--app-port", &app_port.to_string(), "--metrics-port", &metrics_port.to_string()],
+        &[],
+    );
+    // Three successes, a retriable failure under the default policy (1 s x 3 retries), and an
+    // app without a handler (404: no retry).
+    schedule(&sidecar.http, "ok", r#"{"dueTime":"0s","schedule":"@every 1s","repeats":3}"#).await;
+    schedule(&sidecar.http, "fail", r#"{"dueTime":"0s"}"#).await;
+    schedule(&sidecar.http, "gone", r#"{"dueTime":"0s"}"#).await;
+    assert!(
+        eventually(Duration::from_secs(20), || app.count("ok") >= 3
+            && app.count("fail") >= 4
+            && app.count("gone") >= 1)
+        .await,
+        "deliveries: {:?}",
+        app.received.lock().unwrap()
+    );
+    // Nothing more comes: the failure policy is spent, the 404 is not retried.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!((app.count("ok"), app.count("fail"), app.count("gone")), (3, 4, 1));
+
+    let text = scrape(metrics_port).await;
+    let labels = [r#"app_id="metrics-app""#, r#"namespace="""#, r#"operation="job_trigger_op""#];
+    assert_eq!(sample(&text, "dapr_component_job_success_count", &labels), Some(3.0), "{text}");
+    assert_eq!(
+        sample(&text, "dapr_component_job_failure_count", &labels),
+        Some(5.0),
+        "4 attempts of the failing job and the 404:\n{text}"
+    );
+    assert_eq!(sample(&text, "dapr_component_job_latencies_count", &labels), Some(8.0), "{text}");
+    assert!(sample(&text, "dapr_component_job_latencies_sum", &labels).is_some_and(|ms| ms > 0.0));
+    let mut le_100ms = labels.to_vec();
+    le_100ms.push(r#"le="100""#);
+    assert!(
+        sample(&text, "dapr_component_job_latencies_bucket", &le_100ms).is_some(),
+        "a histogram in milliseconds with daprd's buckets:\n{text}"
+    );
+    // The kairos metrics are still there.
+    assert_eq!(
+        sample(&text, "kairos_sidecar_deliveries_total", &[r#"result="success""#]),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "kairos_sidecar_deliveries_total", &[r#"result="failed""#]),
+        Some(4.0),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kairos_run_serves_the_job_metrics_on_its_metrics_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app_port, app) = start_job_app().await;
+    let metrics_port = common::free_port();
+    let run = common::start_run(
+        "run-metrics",
+        app_port,
+        dir.path(),
+        &["--metrics-port", &metrics_port.to_string()],
+    );
+    schedule(&run.http, "ok-run", r#"{"dueTime":"0s"}"#).await;
+    assert!(eventually(Duration::from_secs(10), || app.count("ok-run") == 1).await);
+    let labels = [r#"app_id="run-metrics""#, r#"operation="job_trigger_op""#];
+    let mut text = String::new();
+    let counted = async {
+        for _ in 0..50 {
+            text = scrape(metrics_port).await;
+            if sample(&text, "dapr_component_job_success_count", &labels) == Some(1.0) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    };
+    assert!(counted.await, "{text}");
+    assert!(text.contains("kairos_triggers_total"), "the embedded scheduler's metrics too:\n{text}");
 }
