@@ -19,7 +19,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::app_channel::{AppChannel, AppChannelConfig, AppChannelError};
 use crate::grpc_api::{DaprJobsService, TokenCheck};
-use crate::health::AppHealthConfig;
+use crate::health::{AppHealthConfig, AppProbe, run_streams_while_healthy, watch_app_health};
 use crate::http_api::{HttpState, router};
 use crate::job_metrics::JobMetrics;
 use crate::jobs::{DEFAULT_SCHEDULER_WAIT, Jobs};
@@ -105,6 +105,8 @@ pub enum SidecarError {
     AppChannel(#[from] AppChannelError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Health(#[from] crate::health::HealthError),
 }
 
 /// A running sidecar.
@@ -162,6 +164,11 @@ impl Sidecar {
             return Err(SidecarError::NoAppId);
         }
         let app = config.app.clone().map(AppChannel::new).transpose()?;
+        // Checked before anything is bound: bad health settings are a startup error.
+        let probe = match (&config.app, &config.app_health) {
+            (Some(app), Some(health)) => Some((AppProbe::new(app, health)?, health.clone())),
+            _ => None,
+        };
         // Checked before anything is bound: a bad certificate is a startup error.
         let tls =
             config.tls.as_ref().map(|t| Ok::<_, TlsError>((t.server_config()?, t.clone()))).transpose()?;
@@ -281,7 +288,15 @@ impl Sidecar {
                     tracing::info!("app is reachable; taking jobs from the scheduler");
                     state.ready.store(true, Ordering::Release);
                     let metrics = JobMetrics::from_env(&initial.app_id);
-                    link.run_streams(initial, Arc::new(AppDelivery { app, metrics }), stop).await;
+                    let handler = Arc::new(AppDelivery { app, metrics });
+                    match probe {
+                        None => link.run_streams(initial, handler, stop).await,
+                        Some((probe, health)) => {
+                            let (healthy_tx, healthy_rx) = tokio::sync::watch::channel(false);
+                            tokio::spawn(watch_app_health(probe, health, healthy_tx, stop.clone()));
+                            run_streams_while_healthy(link, initial, handler, healthy_rx, stop).await;
+                        }
+                    }
                 }));
             }
         }

@@ -343,3 +343,271 @@ async fn kairos_run_serves_the_job_metrics_on_its_metrics_port() {
     assert!(counted.await, "{text}");
     assert!(text.contains("kairos_triggers_total"), "the embedded scheduler's metrics too:\n{text}");
 }
+
+/// An HTTP app whose health can be switched: `GET /healthz` answers 200 or 503, `GET
+/// /slowhealthz` answers 200 after 400 ms, and `POST /job/{name}` counts deliveries by name and
+/// fails (500) any that arrives while the app is unhealthy, counting those apart.
+#[derive(Debug, Clone, Default)]
+struct FlakyApp {
+    unhealthy: Arc<std::sync::atomic::AtomicBool>,
+    received: Arc<Mutex<BTreeMap<String, usize>>>,
+    while_unhealthy: Arc<Mutex<Vec<String>>>,
+}
+
+impl FlakyApp {
+    fn set_healthy(&self, healthy: bool) {
+        self.unhealthy.store(!healthy, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn count(&self, name: &str) -> usize {
+        self.received.lock().unwrap().get(name).copied().unwrap_or(0)
+    }
+    fn failed(&self) -> Vec<String> {
+        self.while_unhealthy.lock().unwrap().clone()
+    }
+}
+
+async fn flaky_health(State(app): State<FlakyApp>) -> StatusCode {
+    if app.unhealthy.load(std::sync::atomic::Ordering::SeqCst) {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn flaky_job(State(app): State<FlakyApp>, Path(name): Path<String>) -> StatusCode {
+    if app.unhealthy.load(std::sync::atomic::Ordering::SeqCst) {
+        app.while_unhealthy.lock().unwrap().push(name);
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    *app.received.lock().unwrap().entry(name).or_default() += 1;
+    StatusCode::OK
+}
+
+async fn start_flaky_app() -> (u16, FlakyApp) {
+    let app = FlakyApp::default();
+    let router = Router::new()
+        .route("/healthz", axum::routing::get(flaky_health))
+        .route(
+            "/slowhealthz",
+            axum::routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                StatusCode::OK
+            }),
+        )
+        .route("/job/{name}", post(flaky_job))
+        .with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (port, app)
+}
+
+/// Waits (without blocking the runtime) for a log line containing `needle`.
+async fn log_line(sidecar: &common::SidecarProc, needle: &str, limit: Duration) -> bool {
+    tokio::task::block_in_place(|| common::wait_for_log(&sidecar.log, needle, limit))
+}
+
+const FAST_PROBES: &[&str] =
+    &["--enable-app-health-check", "--app-health-probe-interval", "1", "--app-health-threshold", "1"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_app_gets_no_jobs_and_gets_them_all_once_healthy_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let (app_port, app) = start_flaky_app().await;
+    let metrics_port = common::free_port();
+    let mut flags = vec![
+        "--app-port".to_owned(),
+        app_port.to_string(),
+        "--metrics-port".into(),
+        metrics_port.to_string(),
+    ];
+    flags.extend(FAST_PROBES.iter().map(|s| (*s).to_owned()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let sidecar = common::start_sidecar("flaky-app", &scheduler.address, &flags, &[]);
+    assert!(log_line(&sidecar, "app is healthy", Duration::from_secs(15)).await, "never healthy");
+
+    // Healthy: jobs flow.
+    schedule(&sidecar.http, "before", r#"{"dueTime":"0s"}"#).await;
+    assert!(eventually(Duration::from_secs(10), || app.count("before") == 1).await);
+
+    // Unhealthy: the sidecar notices, then jobs come due and wait.
+    app.set_healthy(false);
+    assert!(log_line(&sidecar, "app is unhealthy", Duration::from_secs(10)).await, "never unhealthy");
+    for i in 0..5 {
+        schedule(&sidecar.http, &format!("due-{i}"), r#"{"dueTime":"1s"}"#).await;
+    }
+    schedule(&sidecar.http, "every", r#"{"schedule":"@every 1s","repeats":3}"#).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(app.failed().is_empty(), "delivered while unhealthy: {:?}", app.failed());
+    assert_eq!((0..5).map(|i| app.count(&format!("due-{i}"))).sum::<usize>(), 0);
+    // The due jobs are kept by the scheduler.
+    let get = reqwest::get(format!("http://{}/v1.0/jobs/due-0", sidecar.http)).await.unwrap();
+    assert_eq!(get.status().as_u16(), 200, "due-0 is still stored while the app is unhealthy");
+
+    // Healthy again: every job is delivered, once, and none failed.
+    app.set_healthy(true);
+    assert!(log_line(&sidecar, "app is healthy", Duration::from_secs(10)).await, "never healthy again");
+    assert!(
+        eventually(Duration::from_secs(15), || (0..5).all(|i| app.count(&format!("due-{i}")) == 1)
+            && app.count("every") >= 3)
+        .await,
+        "after recovery: {:?}",
+        app.received.lock().unwrap()
+    );
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!((0..5).all(|i| app.count(&format!("due-{i}")) == 1), "{:?}", app.received.lock().unwrap());
+    assert_eq!(app.count("every"), 3, "repeats: 3 gives 3 deliveries");
+    assert!(app.failed().is_empty(), "delivered while unhealthy: {:?}", app.failed());
+    let text = scrape(metrics_port).await;
+    assert_eq!(
+        sample(&text, "dapr_component_job_failure_count", &[r#"app_id="flaky-app""#]),
+        None,
+        "no delivery failed:\n{text}"
+    );
+    assert_eq!(sample(&text, "dapr_component_job_success_count", &[r#"app_id="flaky-app""#]), Some(9.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_path_that_404s_keeps_the_app_unhealthy_with_a_clear_log_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let (app_port, app) = start_flaky_app().await;
+    let mut flags =
+        vec!["--app-port".to_owned(), app_port.to_string(), "--app-health-check-path".into(), "/nope".into()];
+    flags.extend(FAST_PROBES.iter().map(|s| (*s).to_owned()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let sidecar = common::start_sidecar("no-health-app", &scheduler.address, &flags, &[]);
+    assert!(
+        log_line(
+            &sidecar,
+            "answered 404 Not Found: the app serves no health check there (check --app-health-check-path)",
+            Duration::from_secs(10)
+        )
+        .await,
+        "no clear log line about the 404"
+    );
+    schedule(&sidecar.http, "waits", r#"{"dueTime":"0s"}"#).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.count("waits"), 0, "an app that is never healthy gets no job");
+    let get = reqwest::get(format!("http://{}/v1.0/jobs/waits", sidecar.http)).await.unwrap();
+    assert_eq!(get.status().as_u16(), 200, "the job waits in the scheduler");
+    let (_, metadata) = http_json(&format!("http://{}/v1.0/metadata", sidecar.http)).await;
+    let health = &metadata["appConnectionProperties"]["health"];
+    assert_eq!(health["healthCheckPath"], "/nope", "{metadata}");
+    assert_eq!(health["healthProbeInterval"], "1s");
+    assert_eq!(health["healthProbeTimeout"], "500ms");
+    assert_eq!(health["healthThreshold"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_timeout_shorter_than_the_apps_answer_is_a_failed_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let (app_port, app) = start_flaky_app().await;
+    let mut flags = vec![
+        "--app-port".to_owned(),
+        app_port.to_string(),
+        "--app-health-check-path".into(),
+        "/slowhealthz".into(),
+        "--app-health-probe-timeout".into(),
+        "100".into(),
+    ];
+    flags.extend(FAST_PROBES.iter().map(|s| (*s).to_owned()));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let sidecar = common::start_sidecar("slow-app", &scheduler.address, &flags, &[]);
+    assert!(
+        log_line(
+            &sidecar,
+            "the app did not answer its health probe within 100ms (--app-health-probe-timeout)",
+            Duration::from_secs(10)
+        )
+        .await,
+        "no clear log line about the timeout"
+    );
+    schedule(&sidecar.http, "waits", r#"{"dueTime":"0s"}"#).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.count("waits"), 0);
+}
+
+#[test]
+fn bad_health_settings_stop_the_sidecar_with_a_clear_error() {
+    for (flag, value, expected) in [
+        ("--app-health-probe-interval", "0", "--app-health-probe-interval must be at least 1"),
+        ("--app-health-probe-timeout", "0", "--app-health-probe-timeout must be at least 1"),
+        ("--app-health-threshold", "0", "--app-health-threshold must be at least 1"),
+        ("--app-health-check-path", "healthz", "must be a URL path starting with /"),
+        ("--app-health-probe-interval", "-1", "-1"),
+    ] {
+        let output = Command::new(common::kairos_bin())
+            .args([
+                "sidecar",
+                "--app-id",
+                "a",
+                "--app-port",
+                "1",
+                "--dapr-http-port",
+                "0",
+                "--dapr-grpc-port",
+                "0",
+            ])
+            .args(["--metrics-port", "0", "--enable-app-health-check", flag, value])
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{flag} {value} accepted");
+        assert!(stderr.contains(expected), "{flag} {value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+/// The official Python SDK's gRPC app answers `AppCallbackHealthCheck/HealthCheck` once it
+/// registers a health check callback; with health checks on, its jobs are delivered as without.
+#[test]
+fn python_grpc_app_passes_the_grpc_health_check_and_gets_its_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let app_port = common::free_port().to_string();
+    let mut flags = vec!["--app-port", &app_port, "--app-protocol", "grpc", "--metrics-port", "0"];
+    flags.extend(FAST_PROBES);
+    let sidecar = common::start_sidecar("py-health-app", &scheduler.address, &flags, &[]);
+    let mut command = Command::new(common::python());
+    command.arg(common::python_script("grpc_app.py"));
+    for var in ["DAPR_API_TOKEN", "APP_API_TOKEN", "DAPR_HTTP_ENDPOINT", "DAPR_GRPC_ENDPOINT"] {
+        command.env_remove(var);
+    }
+    command
+        .env("DAPR_HEALTH_TIMEOUT", "20")
+        .env("APP_PORT", &app_port)
+        .env("DAPR_HTTP_PORT", port_of(&sidecar.http))
+        .env("DAPR_GRPC_PORT", port_of(&sidecar.grpc))
+        .env("RUN_SECONDS", "10")
+        .env("HEALTH_CHECK", "1");
+    let output = command.output().expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        common::wait_for_log(&sidecar.log, "app is healthy", Duration::from_secs(1)),
+        "never probed healthy"
+    );
+    let count = |name: &str| stdout.lines().filter(|l| l.contains(&format!(r#""name": "{name}""#))).count();
+    assert_eq!(count("hello-job"), 1, "{stdout}");
+    assert_eq!(count("repeat-job"), 3, "{stdout}");
+    assert_eq!(count("failing-job"), 4, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kairos_run_takes_the_health_check_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (app_port, app) = start_flaky_app().await;
+    app.set_healthy(false);
+    let run = common::start_run("run-health", app_port, dir.path(), FAST_PROBES);
+    schedule(&run.http, "waits", r#"{"dueTime":"0s"}"#).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.count("waits"), 0, "not delivered while unhealthy");
+    assert!(app.failed().is_empty(), "{:?}", app.failed());
+    app.set_healthy(true);
+    assert!(eventually(Duration::from_secs(10), || app.count("waits") == 1).await, "delivered once healthy");
+    assert!(app.failed().is_empty(), "{:?}", app.failed());
+}

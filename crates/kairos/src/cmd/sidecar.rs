@@ -77,6 +77,8 @@ pub struct Args {
     /// The PEM private key of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub app_health: super::app_health::AppHealthArgs,
 }
 
 impl Args {
@@ -109,6 +111,10 @@ impl Args {
         config.scheduler_wait =
             std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
                 .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
+        config.app_health = self.app_health.config()?;
+        if config.app_health.is_some() && app.is_none() {
+            tracing::warn!("--enable-app-health-check without --app-port: there is no app to probe");
+        }
         config.app = app;
         if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
             let read = |p: &std::path::Path| {
