@@ -271,7 +271,11 @@ impl Sidecar {
         }));
 
         match app {
-            None => state.ready.store(true, Ordering::Release),
+            None => {
+                state.ready.store(true, Ordering::Release);
+                let stop = stop.clone();
+                tasks.push(tokio::spawn(async move { link.follow_hosts_only(stop).await }));
+            }
             Some(app) => {
                 let initial = WatchJobsRequestInitial {
                     app_id: config.app_id.clone(),

@@ -611,3 +611,79 @@ async fn kairos_run_takes_the_health_check_flags() {
     assert!(eventually(Duration::from_secs(10), || app.count("waits") == 1).await, "delivered once healthy");
     assert!(app.failed().is_empty(), "{:?}", app.failed());
 }
+
+/// A `kairos scheduler` replica on etcd (short lease, so a killed one is gone in seconds).
+fn start_etcd_replica(endpoints: &[String], id: &str) -> (common::Proc, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let endpoints = endpoints.join(",");
+    let proc = common::start_scheduler(
+        dir.path(),
+        &["--etcd-endpoints", &endpoints, "--replica-id", id, "--lease-ttl", "2s", "--partitions", "8"],
+    );
+    (proc, dir)
+}
+
+/// The schedulers a sidecar reports in `GET /v1.0/metadata`, as sorted ports.
+async fn connected_ports(sidecar: &common::SidecarProc) -> Vec<String> {
+    let (_, metadata) = http_json(&format!("http://{}/v1.0/metadata", sidecar.http)).await;
+    let mut ports: Vec<String> = metadata["scheduler"]["connected_addresses"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).map(port_of).collect())
+        .unwrap_or_default();
+    ports.sort();
+    ports
+}
+
+async fn until_connected_to(sidecar: &common::SidecarProc, replicas: &[&common::Proc]) {
+    let mut expected: Vec<String> = replicas.iter().map(|r| port_of(&r.address)).collect();
+    expected.sort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ports = connected_ports(sidecar).await;
+        if ports == expected {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "connected to {ports:?}, expected {expected:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A sidecar with no `--app-port` still follows `WatchHosts`: given one replica's address, it
+/// learns the others, drops those that die, and its job calls keep working through the ones
+/// that live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_without_an_app_follows_the_replicas_for_its_job_calls() {
+    let etcd = kairos_store::etcd_testing::EtcdProcess::start().await.expect("etcd");
+    let endpoints = etcd.endpoints();
+    let (mut a, _a_dir) = start_etcd_replica(&endpoints, "a");
+    let (b, _b_dir) = start_etcd_replica(&endpoints, "b");
+    let sidecar = common::start_sidecar(
+        "no-app",
+        &a.address,
+        &["--metrics-port", "0", "--scheduler-request-timeout-seconds", "10"],
+        &[],
+    );
+    until_connected_to(&sidecar, &[&a, &b]).await;
+    schedule(&sidecar.http, "kept", r#"{"dueTime":"1h"}"#).await;
+
+    // The configured replica dies: the sidecar hears it from the other one.
+    a.kill9();
+    until_connected_to(&sidecar, &[&b]).await;
+    let http = reqwest::Client::new();
+    for i in 0..4 {
+        schedule(&sidecar.http, &format!("after-{i}"), r#"{"dueTime":"1h"}"#).await;
+    }
+    let get = http.get(format!("http://{}/v1.0/jobs/kept", sidecar.http)).send().await.unwrap();
+    assert_eq!(get.status().as_u16(), 200, "{}", get.text().await.unwrap());
+
+    // A new replica comes: it is used too.
+    let (c, _c_dir) = start_etcd_replica(&endpoints, "c");
+    until_connected_to(&sidecar, &[&b, &c]).await;
+    for i in 0..4 {
+        let delete =
+            http.delete(format!("http://{}/v1.0/jobs/after-{i}", sidecar.http)).send().await.unwrap();
+        assert_eq!(delete.status().as_u16(), 204);
+    }
+    let gone = http.get(format!("http://{}/v1.0/jobs/after-0", sidecar.http)).send().await.unwrap();
+    assert_eq!(gone.status().as_u16(), 500, "deleted through the replicas");
+}
