@@ -41,7 +41,8 @@ pub struct Args {
     /// Log verbosity.
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
-    /// Scheduler addresses, comma-separated host:port; empty disables the Jobs API.
+    /// Scheduler addresses, comma-separated host:port; empty (or quoted blanks such as "") disables
+    /// the scheduler: Jobs API calls then fail with "scheduler clients are disabled".
     #[arg(long, value_delimiter = ',')]
     pub scheduler_host_address: Vec<String>,
     /// Largest request or app-channel message, e.g. 4Mi.
