@@ -562,16 +562,15 @@ fn bad_health_settings_stop_the_sidecar_with_a_clear_error() {
     }
 }
 
-/// The official Python SDK's gRPC app answers `AppCallbackHealthCheck/HealthCheck` once it
-/// registers a health check callback; with health checks on, its jobs are delivered as without.
-#[test]
-fn python_grpc_app_passes_the_grpc_health_check_and_gets_its_jobs() {
+/// Runs tests/python/grpc_app.py against a sidecar with fast gRPC health probes; returns its
+/// stdout and the sidecar (whose log is left to read).
+fn run_python_grpc_app(app_id: &str, health_check: bool, seconds: &str) -> (String, common::SidecarProc) {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
     let app_port = common::free_port().to_string();
     let mut flags = vec!["--app-port", &app_port, "--app-protocol", "grpc", "--metrics-port", "0"];
     flags.extend(FAST_PROBES);
-    let sidecar = common::start_sidecar("py-health-app", &scheduler.address, &flags, &[]);
+    let sidecar = common::start_sidecar(app_id, &scheduler.address, &flags, &[]);
     let mut command = Command::new(common::python());
     command.arg(common::python_script("grpc_app.py"));
     for var in ["DAPR_API_TOKEN", "APP_API_TOKEN", "DAPR_HTTP_ENDPOINT", "DAPR_GRPC_ENDPOINT"] {
@@ -582,19 +581,49 @@ fn python_grpc_app_passes_the_grpc_health_check_and_gets_its_jobs() {
         .env("APP_PORT", &app_port)
         .env("DAPR_HTTP_PORT", port_of(&sidecar.http))
         .env("DAPR_GRPC_PORT", port_of(&sidecar.grpc))
-        .env("RUN_SECONDS", "10")
-        .env("HEALTH_CHECK", "1");
+        .env("RUN_SECONDS", seconds)
+        .env("HEALTH_CHECK", if health_check { "1" } else { "0" });
     let output = command.output().expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    (stdout, sidecar)
+}
+
+fn events(stdout: &str, name: &str) -> usize {
+    stdout.lines().filter(|l| l.contains(&format!(r#""name": "{name}""#))).count()
+}
+
+/// The official Python SDK's gRPC app answers `AppCallbackHealthCheck/HealthCheck` once it
+/// registers a health check callback; with health checks on, its jobs are delivered as without.
+#[test]
+fn python_grpc_app_passes_the_grpc_health_check_and_gets_its_jobs() {
+    let (stdout, sidecar) = run_python_grpc_app("py-health-app", true, "10");
     assert!(
         common::wait_for_log(&sidecar.log, "app is healthy", Duration::from_secs(1)),
         "never probed healthy"
     );
-    let count = |name: &str| stdout.lines().filter(|l| l.contains(&format!(r#""name": "{name}""#))).count();
-    assert_eq!(count("hello-job"), 1, "{stdout}");
-    assert_eq!(count("repeat-job"), 3, "{stdout}");
-    assert_eq!(count("failing-job"), 4, "{stdout}");
+    assert_eq!(events(&stdout, "hello-job"), 1, "{stdout}");
+    assert_eq!(events(&stdout, "repeat-job"), 3, "{stdout}");
+    assert_eq!(events(&stdout, "failing-job"), 4, "{stdout}");
+}
+
+/// Without a registered callback the SDK answers UNIMPLEMENTED: the app is unhealthy, as under
+/// daprd, and gets no job.
+#[test]
+fn python_grpc_app_without_a_health_callback_is_unhealthy_and_gets_no_job() {
+    let (stdout, sidecar) = run_python_grpc_app("py-unhealthy-app", false, "5");
+    assert!(
+        common::wait_for_log(
+            &sidecar.log,
+            "AppCallbackHealthCheck/HealthCheck answered Unimplemented",
+            Duration::from_secs(1)
+        ),
+        "no log line naming the failed gRPC health check"
+    );
+    assert!(stdout.contains(r#""scheduled": true"#), "{stdout}");
+    for name in ["hello-job", "data-job", "repeat-job", "failing-job"] {
+        assert_eq!(events(&stdout, name), 0, "{name} delivered to an unhealthy app: {stdout}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
