@@ -327,6 +327,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn settings_out_of_range_are_refused_with_the_flag_named() {
+        assert!(AppHealthConfig::default().validate().is_ok());
+        let bad = |f: fn(&mut AppHealthConfig), flag: &str| {
+            let mut config = AppHealthConfig::default();
+            f(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(flag), "{err}");
+        };
+        bad(|c| c.interval = Duration::ZERO, "--app-health-probe-interval");
+        bad(|c| c.timeout = Duration::ZERO, "--app-health-probe-timeout");
+        bad(|c| c.threshold = 0, "--app-health-threshold");
+        bad(|c| c.path = "healthz".into(), "--app-health-check-path");
+        bad(|c| c.path = "/health z".into(), "--app-health-check-path");
+    }
+
+    #[test]
     fn durations_read_as_go_writes_them() {
         assert_eq!(go_duration(Duration::from_secs(5)), "5s");
         assert_eq!(go_duration(Duration::from_millis(500)), "500ms");
