@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 const PROTOS: &[&str] = &[
     "proto/dapr/proto/common/v1/common.proto",
     "proto/dapr/proto/runtime/v1/jobs.proto",
+    "proto/dapr/proto/runtime/v1/metadata.proto",
     "proto/dapr/proto/runtime/v1/dapr.proto",
     "proto/dapr/proto/runtime/v1/appcallback.proto",
     "proto/dapr/proto/scheduler/v1/scheduler.proto",

@@ -29,6 +29,8 @@ const RUNTIME_RPCS: &[Rpc] = &[
     ("/dapr.proto.runtime.v1.Dapr/DeleteJobsByPrefix", "DeleteJobsByPrefixRequest", "DeleteJobsByPrefixResponse", false, false),
     ("/dapr.proto.runtime.v1.Dapr/ListJobsAlpha1", "ListJobsRequestAlpha1", "ListJobsResponseAlpha1", false, false),
     ("/dapr.proto.runtime.v1.Dapr/ListJobs", "ListJobsRequest", "ListJobsResponse", false, false),
+    // Not in the spec's Jobs tables: daprd's metadata API (issue 16), SDKs' readiness probe.
+    ("/dapr.proto.runtime.v1.Dapr/GetMetadata", "GetMetadataRequest", "GetMetadataResponse", false, false),
     ("/dapr.proto.runtime.v1.AppCallback/OnJobEvent", "JobEventRequest", "JobEventResponse", false, false),
     ("/dapr.proto.runtime.v1.AppCallbackAlpha/OnJobEventAlpha1", "JobEventRequest", "JobEventResponse", false, false),
 ];
@@ -109,6 +111,7 @@ fn descriptor_set_carries_the_imported_well_known_types() {
         "dapr/proto/common/v1/common.proto",
         "dapr/proto/runtime/v1/jobs.proto",
         "dapr/proto/runtime/v1/dapr.proto",
+        "dapr/proto/runtime/v1/metadata.proto",
         "dapr/proto/runtime/v1/appcallback.proto",
         "dapr/proto/scheduler/v1/scheduler.proto",
         "google/protobuf/any.proto",

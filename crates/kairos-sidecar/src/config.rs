@@ -33,9 +33,25 @@ pub fn parse_byte_size(input: &str) -> Result<usize, String> {
     Ok(bytes as usize)
 }
 
+/// One `--scheduler-host-address` entry as daprd reads it: surrounding quotes and blanks are
+/// trimmed, so `'""'`, `"'   '"` and `'"   "'` (a shell quoting an empty value twice) all come
+/// out empty, which disables the scheduler instead of being an invalid address.
+pub fn scheduler_address(input: &str) -> &str {
+    input.trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoted_blank_scheduler_addresses_are_empty() {
+        for blank in ["", "   ", "\"\"", "'   '", "\"   \"", "' \" \" '"] {
+            assert_eq!(scheduler_address(blank), "", "{blank:?}");
+        }
+        assert_eq!(scheduler_address(" \"localhost:50006\" "), "localhost:50006");
+        assert_eq!(scheduler_address("'10.0.0.1:50006'"), "10.0.0.1:50006");
+    }
 
     #[test]
     fn parses_daprd_sizes() {

@@ -1,6 +1,6 @@
 //! The gRPC Jobs API: `dapr.proto.runtime.v1.Dapr`, stable and Alpha1 (spec §3).
 //!
-//! Only the jobs RPCs exist in our `Dapr` service; every other method of the real service
+//! Only the jobs RPCs and `GetMetadata` exist in our `Dapr` service; every other method of the real service
 //! answers `UNIMPLEMENTED`, which is what the SDKs' fallbacks expect (spec §3.1).
 
 use kairos_proto::convert::{spec_from_runtime_job, spec_to_runtime_job};
@@ -8,23 +8,35 @@ use kairos_proto::runtime::dapr_server::Dapr;
 use kairos_proto::runtime::{
     DeleteJobRequest, DeleteJobResponse, DeleteJobsByPrefixRequest, DeleteJobsByPrefixRequestAlpha1,
     DeleteJobsByPrefixResponse, DeleteJobsByPrefixResponseAlpha1, GetJobRequest, GetJobResponse,
-    ListJobsRequest, ListJobsRequestAlpha1, ListJobsResponse, ListJobsResponseAlpha1, ScheduleJobRequest,
-    ScheduleJobResponse,
+    GetMetadataRequest, GetMetadataResponse, ListJobsRequest, ListJobsRequestAlpha1, ListJobsResponse,
+    ListJobsResponseAlpha1, ScheduleJobRequest, ScheduleJobResponse,
 };
+use std::sync::Arc;
+
 use tonic::{Request, Response, Status};
 
 use crate::errors::ApiError;
 use crate::jobs::Jobs;
+use crate::metadata::Metadata;
 
 /// The gRPC front end of [`Jobs`].
 #[derive(Debug, Clone)]
 pub struct DaprJobsService {
     jobs: Jobs,
+    metadata: Arc<Metadata>,
 }
 
 impl DaprJobsService {
     pub fn new(jobs: Jobs) -> Self {
-        DaprJobsService { jobs }
+        let metadata = Arc::new(Metadata::new(jobs.app_id(), None, None, jobs.link().clone()));
+        DaprJobsService { jobs, metadata }
+    }
+
+    /// Answers `GetMetadata` from `metadata` (shared with the HTTP API).
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: Arc<Metadata>) -> Self {
+        self.metadata = metadata;
+        self
     }
 
     fn status(&self, err: &ApiError) -> Status {
@@ -93,6 +105,13 @@ impl Dapr for DaprJobsService {
         _request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
         Ok(Response::new(ListJobsResponse { jobs: self.list().await? }))
+    }
+
+    async fn get_metadata(
+        &self,
+        _request: Request<GetMetadataRequest>,
+    ) -> Result<Response<GetMetadataResponse>, Status> {
+        Ok(Response::new(self.metadata.to_proto()))
     }
 
     async fn schedule_job_alpha1(

@@ -19,6 +19,7 @@ use tonic::Code;
 use crate::errors::{ApiError, SchedulerFailure, SchedulerStatus};
 use crate::http_json::{job_to_json, parse_schedule_body};
 use crate::jobs::Jobs;
+use crate::metadata::Metadata;
 use crate::server::ReadinessCheck;
 
 /// What the HTTP handlers share.
@@ -33,6 +34,8 @@ pub struct HttpState {
     pub ready: AtomicBool,
     /// Asked too by `/v1.0/healthz` once the sidecar is up.
     pub readiness: Option<Arc<dyn ReadinessCheck>>,
+    /// What `GET /v1.0/metadata` reports.
+    pub metadata: Arc<Metadata>,
 }
 
 /// The router of the HTTP API.
@@ -40,6 +43,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
     let jobs = Router::new()
         .route("/v1.0/jobs/{name}", get(get_job).post(schedule_job).delete(delete_job))
         .route("/v1.0-alpha1/jobs/{name}", get(get_job).post(schedule_job).delete(delete_job))
+        .route("/v1.0/metadata", get(get_metadata))
         .route("/v1.0/metadata/{key}", put(put_metadata))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -140,9 +144,28 @@ async fn delete_job(
     }
 }
 
-/// `dapr run` reports the app's pid and command here; kairos accepts and ignores it.
-async fn put_metadata() -> StatusCode {
-    StatusCode::NO_CONTENT
+/// `dapr run` reports the app's pid and command here; they are reported back under `extended`.
+async fn put_metadata(
+    State(state): State<Arc<HttpState>>,
+    key: Result<Path<String>, PathRejection>,
+    body: Body,
+) -> Response {
+    let Ok(Path(key)) = key else {
+        return error_response(&state, &ApiError::BodyRead("invalid metadata key".to_owned()));
+    };
+    match to_bytes(body, state.max_body_size).await {
+        Ok(bytes) => {
+            state.metadata.set_extended(key, String::from_utf8_lossy(&bytes).into_owned());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(err) => error_response(&state, &ApiError::BodyRead(err.to_string())),
+    }
+}
+
+async fn get_metadata(State(state): State<Arc<HttpState>>) -> Response {
+    let json = state.metadata.to_json();
+    (StatusCode::OK, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json)
+        .into_response()
 }
 
 async fn healthz(State(state): State<Arc<HttpState>>) -> Response {

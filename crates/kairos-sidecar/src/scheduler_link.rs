@@ -101,7 +101,7 @@ impl SchedulerLink {
     ///
     /// # Errors
     /// [`LinkError::BadAddress`] for an address that is not a valid URI; [`LinkError::Disabled`]
-    /// when the list is empty or only whitespace (daprd disables the Scheduler then).
+    /// when the list is empty or only blanks and quotes (daprd disables the Scheduler then).
     pub fn remote(addresses: &[String]) -> Result<Self, LinkError> {
         Self::remote_with_token(addresses, None)
     }
@@ -126,8 +126,11 @@ impl SchedulerLink {
         token: Option<String>,
         tls_ca: Option<Vec<u8>>,
     ) -> Result<Self, LinkError> {
-        let configured: Vec<String> =
-            addresses.iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
+        let configured: Vec<String> = addresses
+            .iter()
+            .map(|a| crate::config::scheduler_address(a).to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
         if configured.is_empty() {
             return Err(LinkError::Disabled);
         }
@@ -182,6 +185,16 @@ impl SchedulerLink {
         Ok(apis[i].1.clone())
     }
 
+    /// The remote schedulers CRUD calls currently go to (from `WatchHosts`, else as configured);
+    /// empty in process or disabled.
+    pub fn addresses(&self) -> Vec<String> {
+        if !matches!(self.inner.mode, Mode::Remote { .. }) {
+            return Vec::new();
+        }
+        let apis = self.inner.apis.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        apis.iter().map(|(address, _)| address.clone()).collect()
+    }
+
     /// Whether job calls can be made at all.
     pub fn is_enabled(&self) -> bool {
         !matches!(self.inner.mode, Mode::Disabled)
@@ -207,6 +220,35 @@ impl SchedulerLink {
             }
             Mode::Remote { configured } => {
                 self.follow_hosts(configured.clone(), initial, handler, stop).await;
+            }
+        }
+    }
+
+    /// Follows `WatchHosts` without opening job streams (a sidecar with no app port, as daprd
+    /// does): CRUD calls then go to the replicas that come and go. Returns at `stop`.
+    pub async fn follow_hosts_only(&self, stop: CancellationToken) {
+        let Mode::Remote { configured } = &self.inner.mode else { return };
+        let (hosts_tx, mut hosts_rx) = mpsc::channel::<Vec<String>>(8);
+        let bearer = bearer(self.inner.token.as_deref()).ok().flatten();
+        let tls_ca = self.inner.tls_ca.clone();
+        tokio::spawn(watch_hosts(configured.clone(), bearer.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
+        loop {
+            let hosts = tokio::select! {
+                () = stop.cancelled() => return,
+                hosts = hosts_rx.recv() => match hosts { Some(hosts) => hosts, None => return },
+            };
+            let hosts = if hosts.is_empty() { configured.clone() } else { hosts };
+            let apis: Vec<_> = hosts
+                .iter()
+                .filter_map(|address| {
+                    connect_lazy(address, bearer.clone(), tls_ca.as_deref())
+                        .ok()
+                        .map(|api| (address.clone(), api))
+                })
+                .collect();
+            if !apis.is_empty() {
+                tracing::debug!(?hosts, "scheduler hosts for job calls");
+                *self.inner.apis.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = apis;
             }
         }
     }
@@ -315,8 +357,14 @@ async fn watch_hosts(
 ) {
     let mut backoff = reconnect_backoff();
     let mut i = 0usize;
+    // The hosts last reported, tried before the configured ones: when the replica this watch
+    // went to dies, another live one tells what changed.
+    let mut known: Vec<String> = Vec::new();
     loop {
-        let address = &configured[i % configured.len()];
+        let candidates: Vec<&String> =
+            known.iter().chain(configured.iter().filter(|c| !known.contains(c))).collect();
+        let address = candidates[i % candidates.len()].clone();
+        let address = &address;
         i += 1;
         let stream = match connect_lazy(address, auth.clone(), tls_ca.as_deref()) {
             Ok(api) => api.watch_hosts().await,
@@ -332,7 +380,8 @@ async fn watch_hosts(
                     };
                     match next {
                         Some(Ok(response)) => {
-                            let hosts = response.hosts.into_iter().map(|h| h.address).collect();
+                            let hosts: Vec<String> = response.hosts.into_iter().map(|h| h.address).collect();
+                            known.clone_from(&hosts);
                             if tx.send(hosts).await.is_err() {
                                 return;
                             }
@@ -341,11 +390,14 @@ async fn watch_hosts(
                     }
                 }
             }
-            Err(status) => {
+            Err(status) if known.is_empty() => {
                 tracing::debug!(%address, %status, "WatchHosts unavailable; using the configured addresses");
                 if tx.send(configured.clone()).await.is_err() {
                     return;
                 }
+            }
+            Err(status) => {
+                tracing::debug!(%address, %status, "WatchHosts unavailable there; trying another host")
             }
         }
         tokio::select! {

@@ -21,8 +21,11 @@ use tonic::service::interceptor::InterceptedService;
 use crate::app_channel::{AppChannel, AppChannelConfig, AppChannelError};
 use crate::errors::AuthFailure;
 use crate::grpc_api::DaprJobsService;
+use crate::health::{AppHealthConfig, AppProbe, run_streams_while_healthy, watch_app_health};
 use crate::http_api::{HttpState, router};
+use crate::job_metrics::JobMetrics;
 use crate::jobs::{DEFAULT_SCHEDULER_WAIT, Jobs};
+use crate::metadata::Metadata;
 use crate::scheduler_link::{SchedulerLink, TriggerHandler};
 use crate::tls::{TlsError, TlsIdentity, TlsListener};
 
@@ -56,6 +59,8 @@ pub struct SidecarConfig {
     pub tls: Option<TlsIdentity>,
     /// Also asked by `/v1.0/healthz` (under `kairos run`: the embedded scheduler's store).
     pub readiness: Option<Arc<dyn ReadinessCheck>>,
+    /// App health checks (`--enable-app-health-check`); `None` when off.
+    pub app_health: Option<AppHealthConfig>,
 }
 
 /// Something besides the sidecar itself whose readiness `/v1.0/healthz` reports.
@@ -82,6 +87,7 @@ impl SidecarConfig {
             shutdown_grace: crate::scheduler_link::DEFAULT_SHUTDOWN_GRACE,
             tls: None,
             readiness: None,
+            app_health: None,
         }
     }
 }
@@ -101,6 +107,8 @@ pub enum SidecarError {
     AppChannel(#[from] AppChannelError),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Health(#[from] crate::health::HealthError),
 }
 
 /// A running sidecar.
@@ -117,6 +125,7 @@ pub struct Sidecar {
 #[derive(Debug)]
 struct AppDelivery {
     app: AppChannel,
+    metrics: JobMetrics,
 }
 
 #[async_trait]
@@ -129,6 +138,7 @@ impl TriggerHandler for AppDelivery {
             tracing::Instrument::instrument(self.app.deliver(&trigger.name, data.as_ref()), span.clone())
                 .await;
         let elapsed = watch.elapsed();
+        self.metrics.record(&delivery, elapsed);
         let success = delivery.is_success();
         let outcome = if success { "success" } else { "failed" };
         span.record("outcome", outcome);
@@ -156,6 +166,11 @@ impl Sidecar {
             return Err(SidecarError::NoAppId);
         }
         let app = config.app.clone().map(AppChannel::new).transpose()?;
+        // Checked before anything is bound: bad health settings are a startup error.
+        let probe = match (&config.app, &config.app_health) {
+            (Some(app), Some(health)) => Some((AppProbe::new(app, health)?, health.clone())),
+            _ => None,
+        };
         // Checked before anything is bound: a bad certificate is a startup error.
         let tls =
             config.tls.as_ref().map(|t| Ok::<_, TlsError>((t.server_config()?, t.clone()))).transpose()?;
@@ -168,7 +183,14 @@ impl Sidecar {
         let jobs = Jobs::new(link.clone(), config.app_id.clone(), config.namespace.clone())
             .with_scheduler_wait(config.scheduler_wait)
             .with_max_job_data_size(config.max_job_data_size);
+        let metadata = Arc::new(Metadata::new(
+            config.app_id.clone(),
+            config.app.clone(),
+            config.app_health.clone(),
+            link.clone(),
+        ));
         let state = Arc::new(HttpState {
+            metadata: metadata.clone(),
             jobs: jobs.clone(),
             api_token: config.api_token.clone(),
             max_body_size: config.max_body_size,
@@ -209,7 +231,7 @@ impl Sidecar {
         let grpc_tls = tls.map(|(_, identity)| identity.grpc_server_config());
         let max = config.max_body_size;
         let dapr = InterceptedService::new(
-            DaprServer::new(DaprJobsService::new(jobs))
+            DaprServer::new(DaprJobsService::new(jobs).with_metadata(metadata))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
             TokenCheck::new(
@@ -253,7 +275,11 @@ impl Sidecar {
         }));
 
         match app {
-            None => state.ready.store(true, Ordering::Release),
+            None => {
+                state.ready.store(true, Ordering::Release);
+                let stop = stop.clone();
+                tasks.push(tokio::spawn(async move { link.follow_hosts_only(stop).await }));
+            }
             Some(app) => {
                 let initial = WatchJobsRequestInitial {
                     app_id: config.app_id.clone(),
@@ -269,7 +295,16 @@ impl Sidecar {
                     }
                     tracing::info!("app is reachable; taking jobs from the scheduler");
                     state.ready.store(true, Ordering::Release);
-                    link.run_streams(initial, Arc::new(AppDelivery { app }), stop).await;
+                    let metrics = JobMetrics::from_env(&initial.app_id);
+                    let handler = Arc::new(AppDelivery { app, metrics });
+                    match probe {
+                        None => link.run_streams(initial, handler, stop).await,
+                        Some((probe, health)) => {
+                            let (healthy_tx, healthy_rx) = tokio::sync::watch::channel(false);
+                            tokio::spawn(watch_app_health(probe, health, healthy_tx, stop.clone()));
+                            run_streams_while_healthy(link, initial, handler, healthy_rx, stop).await;
+                        }
+                    }
                 }));
             }
         }

@@ -48,6 +48,12 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                         BATCH_BUCKETS,
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(kairos_sidecar::job_metrics::JOB_LATENCIES.into()),
+                        kairos_sidecar::job_metrics::LATENCY_BUCKETS_MS,
+                    )
+                })
                 .and_then(PrometheusBuilder::install_recorder);
             match installed {
                 Ok(handle) => {
@@ -126,6 +132,7 @@ fn describe() {
         Unit::Seconds,
         "Time the app took to answer a delivery (sidecar)"
     );
+    kairos_sidecar::job_metrics::describe();
 }
 
 /// Binds an ops listener. With `port: None` the default port is tried and, when taken, the

@@ -16,8 +16,8 @@
 //! [`AppChannel::wait_until_ready`] is daprd's `blockUntilAppIsReady`: job streams are opened
 //! only once the app's port accepts TCP connections.
 //!
-//! Not supported yet: `grpcs`, `https` and `h2c` app protocols, app health checks
-//! (`--enable-app-health-check`) and trace headers.
+//! Not supported yet: `grpcs`, `https` and `h2c` app protocols and trace headers. App health
+//! checks live in [`crate::health`].
 
 use std::fmt;
 use std::future::Future;

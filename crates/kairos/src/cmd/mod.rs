@@ -1,5 +1,6 @@
 //! One module per subcommand, and what they share.
 
+pub mod app_health;
 pub mod jobs;
 pub mod preview;
 pub mod run;

@@ -72,6 +72,8 @@ pub struct Args {
     /// Most deliveries to the app at once; -1 is unlimited.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub app_max_concurrency: i64,
+    #[command(flatten)]
+    pub app_health: super::app_health::AppHealthArgs,
     /// The app to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -118,10 +120,15 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         // The app reaches its sidecar on loopback in plain text, as under dapr run.
         tls_cert_file: None,
         tls_key_file: None,
+        app_health: args.app_health.clone(),
     };
     let mut config = sidecar_args.config()?;
 
-    let (link, embedded) = if args.scheduler_host_address.iter().all(|a| a.trim().is_empty()) {
+    let (link, embedded) = if args
+        .scheduler_host_address
+        .iter()
+        .all(|a| kairos_sidecar::config::scheduler_address(a).is_empty())
+    {
         let data_dir = match &args.data_dir {
             Some(dir) => dir.clone(),
             None => super::default_data_dir()?,

@@ -41,7 +41,8 @@ pub struct Args {
     /// Log verbosity.
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
-    /// Scheduler addresses, comma-separated host:port; empty disables the Jobs API.
+    /// Scheduler addresses, comma-separated host:port; empty (or quoted blanks such as "") disables
+    /// the scheduler: Jobs API calls then fail with "scheduler clients are disabled".
     #[arg(long, value_delimiter = ',')]
     pub scheduler_host_address: Vec<String>,
     /// Largest request or app-channel message, e.g. 4Mi.
@@ -77,6 +78,8 @@ pub struct Args {
     /// The PEM private key of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub app_health: super::app_health::AppHealthArgs,
 }
 
 impl Args {
@@ -109,6 +112,10 @@ impl Args {
         config.scheduler_wait =
             std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
                 .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
+        config.app_health = self.app_health.config()?;
+        if config.app_health.is_some() && app.is_none() {
+            tracing::warn!("--enable-app-health-check without --app-port: there is no app to probe");
+        }
         config.app = app;
         if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
             let read = |p: &std::path::Path| {
@@ -153,7 +160,9 @@ pub fn link_with(
     match SchedulerLink::remote_with(addresses, token, tls_ca) {
         Ok(link) => Ok(link),
         Err(kairos_sidecar::scheduler_link::LinkError::Disabled) => {
-            tracing::warn!("no --scheduler-host-address: the Jobs API is disabled");
+            tracing::warn!(
+                "scheduler disabled (no --scheduler-host-address, or only blanks and quotes): Jobs API calls fail with \"scheduler clients are disabled\""
+            );
             Ok(SchedulerLink::disabled())
         }
         Err(err) => Err(err.into()),
