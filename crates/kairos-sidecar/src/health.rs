@@ -28,6 +28,9 @@ pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// `--app-health-threshold` default.
 pub const DEFAULT_THRESHOLD: u32 = 3;
 
+/// 1 while the app passes its health checks, 0 while it does not (only with health checks on).
+pub const APP_HEALTHY_GAUGE: &str = "kairos_sidecar_app_healthy";
+
 /// How the app's health is probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppHealthConfig {
@@ -211,6 +214,7 @@ pub async fn watch_app_health(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failures = 0u32;
     let mut reported_start = false;
+    metrics::gauge!(APP_HEALTHY_GAUGE).set(0.0);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -226,6 +230,7 @@ pub async fn watch_app_health(
                 failures = 0;
                 if !healthy {
                     tracing::info!("app is healthy; taking jobs from the scheduler");
+                    metrics::gauge!(APP_HEALTHY_GAUGE).set(1.0);
                     healthy_tx.send_replace(true);
                 }
             }
@@ -237,6 +242,7 @@ pub async fn watch_app_health(
                         failures,
                         "app is unhealthy; job triggers wait in the scheduler until it is healthy again"
                     );
+                    metrics::gauge!(APP_HEALTHY_GAUGE).set(0.0);
                     healthy_tx.send_replace(false);
                 } else if !healthy && !reported_start {
                     tracing::warn!(%reason, "app is not healthy yet; job triggers wait in the scheduler");

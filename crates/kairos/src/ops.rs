@@ -133,6 +133,10 @@ fn describe() {
         "Time the app took to answer a delivery (sidecar)"
     );
     kairos_sidecar::job_metrics::describe();
+    describe_gauge!(
+        kairos_sidecar::health::APP_HEALTHY_GAUGE,
+        "1 while the app passes its health checks, 0 while its jobs wait (sidecar, --enable-app-health-check)"
+    );
 }
 
 /// Binds an ops listener. With `port: None` the default port is tried and, when taken, the

@@ -244,10 +244,10 @@ async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-/// The value of the sample `name{…}` whose labels include every one of `labels` (`k="v"`).
+/// The value of the sample `name{…}` (or unlabelled `name`) whose labels include every one of `labels` (`k="v"`).
 fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
         .find(|l| labels.iter().all(|label| l.contains(label)))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
@@ -444,6 +444,8 @@ async fn an_unhealthy_app_gets_no_jobs_and_gets_them_all_once_healthy_again() {
     // The due jobs are kept by the scheduler.
     let get = reqwest::get(format!("http://{}/v1.0/jobs/due-0", sidecar.http)).await.unwrap();
     assert_eq!(get.status().as_u16(), 200, "due-0 is still stored while the app is unhealthy");
+    let text = scrape(metrics_port).await;
+    assert_eq!(sample(&text, "kairos_sidecar_app_healthy", &[]), Some(0.0), "{text}");
 
     // Healthy again: every job is delivered, once, and none failed.
     app.set_healthy(true);
@@ -466,6 +468,7 @@ async fn an_unhealthy_app_gets_no_jobs_and_gets_them_all_once_healthy_again() {
         "no delivery failed:\n{text}"
     );
     assert_eq!(sample(&text, "dapr_component_job_success_count", &[r#"app_id="flaky-app""#]), Some(9.0));
+    assert_eq!(sample(&text, "kairos_sidecar_app_healthy", &[]), Some(1.0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
