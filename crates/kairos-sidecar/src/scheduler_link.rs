@@ -21,7 +21,7 @@ use kairos_proto::scheduler::{
     WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus,
     WatchJobsResponse,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::{Ascii, MetadataValue};
 
@@ -61,6 +61,8 @@ struct LinkInner {
     /// Current APIs for CRUD, by address (one entry, "", in process).
     apis: Mutex<Vec<(String, Arc<dyn SchedulerApi>)>>,
     next: AtomicUsize,
+    /// How many times a `WatchJobs` stream opened (any host), for [`SchedulerLink::streams_opened`].
+    opened: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -163,6 +165,7 @@ impl SchedulerLink {
                 grace_ms: AtomicU64::new(5_000),
                 apis: Mutex::new(apis),
                 next: AtomicUsize::new(0),
+                opened: watch::Sender::new(0),
             }),
         }
     }
@@ -178,6 +181,12 @@ impl SchedulerLink {
         }
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % apis.len();
         Ok(apis[i].1.clone())
+    }
+
+    /// Counts the `WatchJobs` streams opened so far (to any host; reopenings included): the
+    /// value changes each time one opens, so a watcher learns when triggers can flow.
+    pub fn streams_opened(&self) -> watch::Receiver<u64> {
+        self.inner.opened.subscribe()
     }
 
     /// Whether job calls can be made at all.
@@ -200,7 +209,8 @@ impl SchedulerLink {
                 let api = self.api().ok();
                 if let Some(api) = api {
                     let grace = self.grace();
-                    stream_loop(String::from("in-process"), api, initial, handler, stop, grace).await;
+                    let opened = self.inner.opened.clone();
+                    stream_loop(String::from("in-process"), api, initial, handler, stop, grace, opened).await;
                 }
             }
             Mode::Remote { configured } => {
@@ -258,6 +268,7 @@ impl SchedulerLink {
                         handler.clone(),
                         token.clone(),
                         self.grace(),
+                        self.inner.opened.clone(),
                     ));
                     streams.insert(address.clone(), (token, task));
                 }
@@ -380,6 +391,7 @@ async fn stream_loop(
     handler: Arc<dyn TriggerHandler>,
     stop: CancellationToken,
     grace: Duration,
+    opened: watch::Sender<u64>,
 ) {
     let mut backoff = Duration::from_millis(100);
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -399,6 +411,7 @@ async fn stream_loop(
         match api.watch_jobs(outbound).await {
             Ok(inbound) => {
                 tracing::info!(%address, "job stream to scheduler open");
+                opened.send_modify(|n| *n += 1);
                 backoff = Duration::from_millis(100);
                 let stream = StreamDeliveries {
                     handler: handler.clone(),
