@@ -6,7 +6,9 @@ use std::time::Duration;
 use kairos_proto::admin::admin_client::AdminClient;
 use kairos_proto::admin::{ListAllJobsRequest, StoredJob};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
-use kairos_proto::scheduler::{JobMetadata, JobTargetMetadata, TargetJob, job_target_metadata};
+use kairos_proto::scheduler::{
+    Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetJob, job_target_metadata,
+};
 use tonic::transport::Channel;
 
 /// A scheduler client for `address` (`host:port`), retried for up to 5 s.
@@ -30,6 +32,17 @@ pub fn job_metadata(namespace: &str, app_id: &str) -> JobMetadata {
         namespace: namespace.into(),
         target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
         concurrency_key: None,
+    }
+}
+
+/// A create-only `ScheduleJob` request for `name` on `schedule` (e.g. `@every 1s`), `repeats`
+/// times.
+pub fn repeating_job(name: &str, schedule: &str, repeats: u32, metadata: JobMetadata) -> ScheduleJobRequest {
+    ScheduleJobRequest {
+        name: name.to_owned(),
+        job: Some(Job { schedule: Some(schedule.to_owned()), repeats: Some(repeats), ..Default::default() }),
+        metadata: Some(metadata),
+        overwrite: false,
     }
 }
 

@@ -18,7 +18,7 @@ use kairos_proto::admin::admin_client::AdminClient;
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
-    Job, JobMetadata, ScheduleJobRequest, WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult,
+    JobMetadata, WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult,
     WatchJobsRequestResultStatus,
 };
 use tokio::sync::mpsc;
@@ -110,16 +110,7 @@ async fn repeated_kill_9_under_load_keeps_every_acknowledged_job() {
             writers.push(tokio::spawn(async move {
                 for i in 0..1000 {
                     let name = format!("c{cycle:03}-w{w}-{i:04}");
-                    let request = ScheduleJobRequest {
-                        name: name.clone(),
-                        job: Some(Job {
-                            schedule: Some("@every 100ms".into()),
-                            repeats: Some(REPEATS),
-                            ..Default::default()
-                        }),
-                        metadata: Some(metadata()),
-                        overwrite: false,
-                    };
+                    let request = common::repeating_job(&name, "@every 100ms", REPEATS, metadata());
                     if client.schedule_job(request).await.is_err() {
                         return;
                     }

@@ -117,16 +117,7 @@ async fn create_jobs(
     let mut created = BTreeMap::new();
     for i in 0..count {
         let name = format!("{prefix}-{i:03}");
-        let request = ScheduleJobRequest {
-            name: name.clone(),
-            job: Some(Job {
-                schedule: Some("@every 1s".into()),
-                repeats: Some(repeats),
-                ..Default::default()
-            }),
-            metadata: Some(metadata()),
-            overwrite: false,
-        };
+        let request = common::repeating_job(&name, "@every 1s", repeats, metadata());
         let at = Instant::now();
         let n = clients.len();
         clients[i % n].schedule_job(request).await.expect("schedule job");

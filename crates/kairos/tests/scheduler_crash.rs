@@ -11,8 +11,8 @@ use std::time::Duration;
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
-    GetJobRequest, Job, JobMetadata, ScheduleJobRequest, WatchJobsRequest, WatchJobsRequestInitial,
-    WatchJobsRequestResult, WatchJobsRequestResultStatus,
+    GetJobRequest, JobMetadata, WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult,
+    WatchJobsRequestResultStatus,
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -71,16 +71,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_job_and_skips_no_tick() {
         writers.push(tokio::spawn(async move {
             for i in 0.. {
                 let name = format!("job-{w}-{i:04}");
-                let request = ScheduleJobRequest {
-                    name: name.clone(),
-                    job: Some(Job {
-                        schedule: Some("@every 100ms".into()),
-                        repeats: Some(REPEATS),
-                        ..Default::default()
-                    }),
-                    metadata: Some(metadata()),
-                    overwrite: false,
-                };
+                let request = common::repeating_job(&name, "@every 100ms", REPEATS, metadata());
                 match client.schedule_job(request).await {
                     Ok(_) => {
                         acked.lock().unwrap().insert(name);

@@ -8,7 +8,7 @@ use std::ops::{Deref, DerefMut};
 use std::path::Path;
 
 #[allow(unused_imports)]
-pub use kairos_testing::grpc::{all_jobs, connect, job_metadata};
+pub use kairos_testing::grpc::{all_jobs, connect, job_metadata, repeating_job};
 pub use kairos_testing::process::Kairos;
 
 /// A `kairos scheduler` child process (SIGKILLed when dropped), with its gRPC address.
