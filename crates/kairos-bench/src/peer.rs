@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
-use crate::stack::free_port;
 use crate::timing;
+use kairos_testing::free_port;
 
 /// Where `package.json`, `package-lock.json` and `bench.mjs` are.
 pub fn peer_dir() -> PathBuf {

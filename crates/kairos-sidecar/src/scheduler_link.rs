@@ -23,7 +23,7 @@ use kairos_proto::scheduler::{
     WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus,
     WatchJobsResponse,
 };
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// First and longest wait between reconnection attempts.
@@ -63,6 +63,8 @@ struct LinkInner {
     /// Current APIs for CRUD, by address (one entry, "", in process).
     apis: Mutex<Vec<(String, Arc<dyn SchedulerApi>)>>,
     next: AtomicUsize,
+    /// How many times a `WatchJobs` stream opened (any host), for [`SchedulerLink::streams_opened`].
+    opened: watch::Sender<u64>,
 }
 
 #[derive(Debug)]
@@ -168,6 +170,7 @@ impl SchedulerLink {
                 grace_ms: AtomicU64::new(5_000),
                 apis: Mutex::new(apis),
                 next: AtomicUsize::new(0),
+                opened: watch::Sender::new(0),
             }),
         }
     }
@@ -195,6 +198,12 @@ impl SchedulerLink {
         apis.iter().map(|(address, _)| address.clone()).collect()
     }
 
+    /// Counts the `WatchJobs` streams opened so far (to any host; reopenings included): the
+    /// value changes each time one opens, so a watcher learns when triggers can flow.
+    pub fn streams_opened(&self) -> watch::Receiver<u64> {
+        self.inner.opened.subscribe()
+    }
+
     /// Whether job calls can be made at all.
     pub fn is_enabled(&self) -> bool {
         !matches!(self.inner.mode, Mode::Disabled)
@@ -215,7 +224,8 @@ impl SchedulerLink {
                 let api = self.api().ok();
                 if let Some(api) = api {
                     let grace = self.grace();
-                    stream_loop(String::from("in-process"), api, initial, handler, stop, grace).await;
+                    let opened = self.inner.opened.clone();
+                    stream_loop(String::from("in-process"), api, initial, handler, stop, grace, opened).await;
                 }
             }
             Mode::Remote { configured } => {
@@ -302,6 +312,7 @@ impl SchedulerLink {
                         handler.clone(),
                         token.clone(),
                         self.grace(),
+                        self.inner.opened.clone(),
                     ));
                     streams.insert(address.clone(), (token, task));
                 }
@@ -421,6 +432,7 @@ async fn stream_loop(
     handler: Arc<dyn TriggerHandler>,
     stop: CancellationToken,
     grace: Duration,
+    opened: watch::Sender<u64>,
 ) {
     let mut backoff = reconnect_backoff();
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -440,6 +452,7 @@ async fn stream_loop(
         match api.watch_jobs(outbound).await {
             Ok(inbound) => {
                 tracing::info!(%address, "job stream to scheduler open");
+                opened.send_modify(|n| *n += 1);
                 backoff.reset();
                 let stream = StreamDeliveries {
                     handler: handler.clone(),

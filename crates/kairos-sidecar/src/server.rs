@@ -165,18 +165,44 @@ impl Sidecar {
         if config.app_id.is_empty() {
             return Err(SidecarError::NoAppId);
         }
+        // Checked before anything is bound: a bad app channel, health setting or certificate is a
+        // startup error.
+        config.app.clone().map(AppChannel::new).transpose()?;
+        if let (Some(app), Some(health)) = (&config.app, &config.app_health) {
+            AppProbe::new(app, health)?;
+        }
+        if let Some(tls) = &config.tls {
+            tls.server_config()?;
+        }
+        let http_listener = bind(SocketAddr::new(config.listen, config.http_port)).await?;
+        let grpc_listener = bind(SocketAddr::new(config.listen, config.grpc_port)).await?;
+        Self::start_on(config, link, http_listener, grpc_listener)
+    }
+
+    /// [`Sidecar::start`] on listeners the caller bound (`config.listen`, `http_port` and
+    /// `grpc_port` are then unused), so that a caller binding port 0 knows the ports before
+    /// anything starts. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// [`SidecarError`] when a listener's address cannot be read or the app channel or TLS is
+    /// misconfigured.
+    pub fn start_on(
+        config: SidecarConfig,
+        link: SchedulerLink,
+        http_listener: TcpListener,
+        grpc_listener: TcpListener,
+    ) -> Result<Sidecar, SidecarError> {
+        if config.app_id.is_empty() {
+            return Err(SidecarError::NoAppId);
+        }
         let app = config.app.clone().map(AppChannel::new).transpose()?;
-        // Checked before anything is bound: bad health settings are a startup error.
         let probe = match (&config.app, &config.app_health) {
             (Some(app), Some(health)) => Some((AppProbe::new(app, health)?, health.clone())),
             _ => None,
         };
-        // Checked before anything is bound: a bad certificate is a startup error.
         let tls =
             config.tls.as_ref().map(|t| Ok::<_, TlsError>((t.server_config()?, t.clone()))).transpose()?;
         let link = link.with_shutdown_grace(config.shutdown_grace);
-        let http_listener = bind(SocketAddr::new(config.listen, config.http_port)).await?;
-        let grpc_listener = bind(SocketAddr::new(config.listen, config.grpc_port)).await?;
         let http_addr = local_addr(&http_listener)?;
         let grpc_addr = local_addr(&grpc_listener)?;
 

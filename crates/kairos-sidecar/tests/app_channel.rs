@@ -547,9 +547,10 @@ async fn a_delivery_that_takes_too_long_fails() {
 
 // ---------------------------------------------------------------- readiness
 
-/// A loopback port nothing listens on (bound, then released).
+/// A loopback port nothing listens on (bound, then released): these tests need the port before
+/// anything listens on it, so port 0 cannot do.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    kairos_testing::free_port().unwrap()
 }
 
 #[tokio::test]

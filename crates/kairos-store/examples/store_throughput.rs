@@ -12,11 +12,11 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::JobKey;
 use kairos_core::timeline::Progress;
-use kairos_store::conformance::job;
 use kairos_store::etcd::{EtcdConfig, EtcdStore};
-use kairos_store::etcd_testing::EtcdProcess;
 use kairos_store::redb::RedbStore;
 use kairos_store::{JobStore, Mutation, PutMode, StoredJob};
+use kairos_testing::conformance::job;
+use kairos_testing::etcd::EtcdProcess;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

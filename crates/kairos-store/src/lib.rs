@@ -1,7 +1,8 @@
 //! Durable storage of kairos jobs.
 //!
 //! One trait, [`JobStore`], with a written `# Contract` on every method; a conformance suite
-//! ([`job_store_conformance!`]) that every backend runs; an in-memory backend that can inject
+//! (`kairos_testing::job_store_conformance!`, in the dev-only `kairos-testing` crate) that
+//! every backend runs; an in-memory backend that can inject
 //! faults for engine tests ([`memory::MemoryStore`]); and the default single-node backend on redb
 //! ([`redb::RedbStore`]); and the distributed backend on etcd ([`etcd::EtcdStore`]), which runs the
 //! same suite.
@@ -15,11 +16,7 @@
 //! are ignored) and its progress. A due index orders jobs by `(partition, next_due, key)`; each
 //! key hashes to one of `P` partitions, `P` fixed when the store is created.
 
-#[doc(hidden)]
-pub mod conformance;
 pub mod etcd;
-#[doc(hidden)]
-pub mod etcd_testing;
 pub mod keys;
 pub mod memory;
 mod record;

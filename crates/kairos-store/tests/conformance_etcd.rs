@@ -1,5 +1,5 @@
 //! The conformance suite on the etcd store against a real etcd (each test starts its own, see
-//! `kairos_store::etcd_testing`), plus what is specific to etcd: the recorded partition count,
+//! `kairos_testing::etcd`), plus what is specific to etcd: the recorded partition count,
 //! prefixes, surviving a `kill -9` of etcd, fencing, the change feed, and large applies and bulk
 //! deletes that need more than one transaction.
 
@@ -8,10 +8,10 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner};
-use kairos_store::conformance::job;
 use kairos_store::etcd::{EtcdConfig, EtcdStore, JobChange, JobWatchError, owner_key};
-use kairos_store::etcd_testing::EtcdProcess;
 use kairos_store::{JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
+use kairos_testing::conformance::job;
+use kairos_testing::etcd::EtcdProcess;
 
 /// A store on a fresh etcd; the etcd lives as long as the guard.
 async fn fresh(partitions: u32) -> (EtcdStore, EtcdProcess) {
@@ -21,7 +21,7 @@ async fn fresh(partitions: u32) -> (EtcdStore, EtcdProcess) {
     (store, etcd)
 }
 
-kairos_store::job_store_conformance!(etcd_store, || fresh(8));
+kairos_testing::job_store_conformance!(etcd_store, || fresh(8));
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::UNIX_EPOCH + SignedDuration::from_secs(secs)

@@ -2,7 +2,7 @@
 
 use kairos_store::memory::MemoryStore;
 
-kairos_store::job_store_conformance!(memory_store, || async { MemoryStore::new(8) });
+kairos_testing::job_store_conformance!(memory_store, || async { MemoryStore::new(8) });
 
 // One partition puts every job in the same due index.
-kairos_store::job_store_conformance!(memory_store_one_partition, || async { MemoryStore::new(1) });
+kairos_testing::job_store_conformance!(memory_store_one_partition, || async { MemoryStore::new(1) });

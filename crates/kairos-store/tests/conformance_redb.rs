@@ -14,9 +14,9 @@ fn fresh(partitions: u32) -> (RedbStore, TempDir) {
     (store, dir)
 }
 
-kairos_store::job_store_conformance!(redb_store, || async { fresh(8) });
+kairos_testing::job_store_conformance!(redb_store, || async { fresh(8) });
 
-kairos_store::job_store_conformance!(redb_store_default_partitions, || async {
+kairos_testing::job_store_conformance!(redb_store_default_partitions, || async {
     fresh(kairos_store::DEFAULT_PARTITIONS)
 });
 
@@ -31,7 +31,7 @@ async fn concurrent_writes_share_commits() {
             let store = store.clone();
             let barrier = barrier.clone();
             tokio::spawn(async move {
-                let job = kairos_store::conformance::job(
+                let job = kairos_testing::conformance::job(
                     JobKey::app("ns", "app", format!("job-{i}")),
                     jiff::Timestamp::UNIX_EPOCH,
                 );
@@ -56,19 +56,19 @@ async fn refused_operation_in_a_batch_fails_alone() {
     let (store, _dir) = fresh(8);
     let store = Arc::new(store);
     let key = JobKey::app("ns", "app", "taken");
-    let first = kairos_store::conformance::job(key.clone(), jiff::Timestamp::UNIX_EPOCH);
+    let first = kairos_testing::conformance::job(key.clone(), jiff::Timestamp::UNIX_EPOCH);
     store.put(first.clone(), PutMode::CreateOnly).await.unwrap();
     // Queue a refused create and good writes together; whatever batches they share, only the
     // refused one fails.
     let refused = {
         let store = store.clone();
-        let job = kairos_store::conformance::job(key.clone(), jiff::Timestamp::UNIX_EPOCH);
+        let job = kairos_testing::conformance::job(key.clone(), jiff::Timestamp::UNIX_EPOCH);
         tokio::spawn(async move { store.put(job, PutMode::CreateOnly).await })
     };
     let good: Vec<_> = (0..20)
         .map(|i| {
             let store = store.clone();
-            let job = kairos_store::conformance::job(
+            let job = kairos_testing::conformance::job(
                 JobKey::app("ns", "app", format!("ok-{i}")),
                 jiff::Timestamp::UNIX_EPOCH,
             );

@@ -5,10 +5,10 @@
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner, Payload};
-use kairos_store::conformance::job;
 use kairos_store::etcd::{EtcdConfig, EtcdStore};
-use kairos_store::etcd_testing::EtcdProcess;
 use kairos_store::{JobStore, Mutation, PutMode, StoreError, StoreFault, StoredJob};
+use kairos_testing::conformance::job;
+use kairos_testing::etcd::EtcdProcess;
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::UNIX_EPOCH + SignedDuration::from_secs(secs)

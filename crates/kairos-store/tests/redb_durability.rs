@@ -9,9 +9,9 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner};
-use kairos_store::conformance::job;
 use kairos_store::redb::RedbStore;
 use kairos_store::{DueCursor, JobStore, Mutation, PutMode, StoredJob};
+use kairos_testing::conformance::job;
 
 /// Set in the child process of [`acknowledged_writes_survive_kill_9`]: the store file to write.
 const CHILD_ENV: &str = "KAIROS_STORE_CRASH_CHILD";

@@ -3,68 +3,14 @@
 //! lost. The disk is a small tmpfs mounted by the test (it needs root, as in the CI container);
 //! where mounting is not allowed the test says so and returns (skipped, not failed).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::{JobKey, Payload};
-use kairos_store::conformance::job;
 use kairos_store::redb::RedbStore;
 use kairos_store::{JobStore, PutMode, StoreError, StoreFault, StoredJob};
-
-/// A tmpfs of a fixed size, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `8m`), or says why it cannot and returns `None`.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
-            Ok(out) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs (needs root): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy, so that a file still open (a failed test) cannot keep the mount.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
-/// Fills the file system of `dir` with a filler file until it is full; returns the file.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut file = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0x5a_u8; 64 << 10];
-    while file.write_all(&chunk).is_ok() {}
-    // The last partial chunks, so that not even a page is left.
-    while file.write_all(&chunk[..4096]).is_ok() {}
-    path
-}
+use kairos_testing::conformance::job;
+use kairos_testing::disk::{Tmpfs, fill};
 
 fn a_job(i: usize) -> StoredJob {
     let mut job = job(

@@ -1,7 +1,7 @@
-//! The `kairos` binary: CLI wiring only; the behaviour lives in the library crates.
+//! The `kairos` binary: CLI wiring only (flags, logging, signals); the node it starts is
+//! [`kairos::node`], the behaviour lives in the library crates.
 
 mod cmd;
-mod ops;
 
 use std::process::ExitCode;
 

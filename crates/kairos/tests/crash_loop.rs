@@ -14,13 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kairos_core::{Clock, SystemClock};
-use kairos_proto::admin::ListAllJobsRequest;
 use kairos_proto::admin::admin_client::AdminClient;
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
-    Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetJob, WatchJobsRequest,
-    WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus, job_target_metadata,
+    JobMetadata, WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult,
+    WatchJobsRequestResultStatus,
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -29,26 +28,11 @@ const REPEATS: u32 = 8;
 const APP: &str = "loop-app";
 
 fn metadata() -> JobMetadata {
-    JobMetadata {
-        app_id: APP.into(),
-        namespace: "default".into(),
-        target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
-        concurrency_key: None,
-    }
+    common::job_metadata("default", APP)
 }
 
 fn cycles() -> u32 {
     std::env::var("KAIROS_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
-}
-
-async fn connect(address: &str) -> SchedulerClient<Channel> {
-    for _ in 0..100 {
-        if let Ok(client) = SchedulerClient::connect(format!("http://{address}")).await {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to {address}");
 }
 
 type Deliveries = Arc<Mutex<BTreeMap<String, u32>>>;
@@ -82,20 +66,8 @@ async fn consume(mut client: SchedulerClient<Channel>, deliveries: Deliveries) {
 /// Every stored job name, through the admin service.
 async fn stored_names(address: &str) -> BTreeSet<String> {
     let mut admin = AdminClient::connect(format!("http://{address}")).await.unwrap();
-    let mut names = BTreeSet::new();
-    let mut after = None;
-    loop {
-        let page = admin
-            .list_all_jobs(ListAllJobsRequest { after: after.take(), page_size: 0 })
-            .await
-            .unwrap()
-            .into_inner();
-        after = page.jobs.last().and_then(|j| j.r#ref.clone());
-        names.extend(page.jobs.into_iter().filter_map(|j| j.r#ref.map(|r| r.name)));
-        if !page.more {
-            return names;
-        }
-    }
+    let jobs = common::all_jobs(&mut admin).await;
+    jobs.into_iter().filter_map(|j| j.r#ref.map(|r| r.name)).collect()
 }
 
 /// A kill delay in 200..1400 ms, different every cycle (no RNG crate needed for this).
@@ -117,7 +89,7 @@ async fn repeated_kill_9_under_load_keeps_every_acknowledged_job() {
     for cycle in 0..cycles {
         // The store must open after every kill (start_scheduler panics if it does not listen).
         let mut scheduler = common::start_scheduler(dir.path(), &["--partitions", "16"]);
-        let client = connect(&scheduler.address).await;
+        let client = common::connect(&scheduler.address).await;
 
         // Nothing acknowledged before this restart is missing, unless it ran all its ticks.
         let stored = stored_names(&scheduler.address).await;
@@ -138,16 +110,7 @@ async fn repeated_kill_9_under_load_keeps_every_acknowledged_job() {
             writers.push(tokio::spawn(async move {
                 for i in 0..1000 {
                     let name = format!("c{cycle:03}-w{w}-{i:04}");
-                    let request = ScheduleJobRequest {
-                        name: name.clone(),
-                        job: Some(Job {
-                            schedule: Some("@every 100ms".into()),
-                            repeats: Some(REPEATS),
-                            ..Default::default()
-                        }),
-                        metadata: Some(metadata()),
-                        overwrite: false,
-                    };
+                    let request = common::repeating_job(&name, "@every 100ms", REPEATS, metadata());
                     if client.schedule_job(request).await.is_err() {
                         return;
                     }
@@ -166,7 +129,7 @@ async fn repeated_kill_9_under_load_keeps_every_acknowledged_job() {
 
     // A last restart: every acknowledged job runs to its end.
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let client = connect(&scheduler.address).await;
+    let client = common::connect(&scheduler.address).await;
     let consumer = tokio::spawn(consume(client, deliveries.clone()));
     let acked = acked.lock().unwrap().clone();
     assert!(

@@ -15,38 +15,21 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
-    GetJobRequest, Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetJob, WatchJobsRequest,
-    WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus, job_target_metadata,
+    GetJobRequest, Job, JobMetadata, ScheduleJobRequest, WatchJobsRequest, WatchJobsRequestInitial,
+    WatchJobsRequestResult, WatchJobsRequestResultStatus,
 };
-use kairos_store::etcd_testing::{EtcdCluster, EtcdProcess};
+use kairos_testing::etcd::{EtcdCluster, EtcdProcess};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 const APP: &str = "cluster-app";
 const TTL_SECS: u64 = 2;
 const PARTITIONS: &str = "16";
 
 fn metadata() -> JobMetadata {
-    JobMetadata {
-        app_id: APP.into(),
-        namespace: "default".into(),
-        target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
-        concurrency_key: None,
-    }
-}
-
-async fn connect(address: &str) -> SchedulerClient<Channel> {
-    for _ in 0..100 {
-        if let Ok(client) = SchedulerClient::connect(format!("http://{address}")).await {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to {address}");
+    common::job_metadata("default", APP)
 }
 
 /// One delivery: which job, through which replica, when.
@@ -92,7 +75,7 @@ fn start_replica_with_ttl(endpoints: &[String], id: &str, ttl_secs: u64) -> Repl
 /// Consumes triggers through `replica`'s WatchJobs stream (as a sidecar does), acknowledging
 /// each, until the stream breaks.
 async fn consume(address: String, replica: usize, log: Log) {
-    let mut client = connect(&address).await;
+    let mut client = common::connect(&address).await;
     let (tx, rx) = mpsc::channel(1024);
     let initial = WatchJobsRequest {
         watch_job_request_type: Some(WatchJobRequestType::Initial(WatchJobsRequestInitial {
@@ -129,21 +112,12 @@ async fn create_jobs(
 ) -> BTreeMap<String, Instant> {
     let mut clients = Vec::new();
     for address in addresses {
-        clients.push(connect(address).await);
+        clients.push(common::connect(address).await);
     }
     let mut created = BTreeMap::new();
     for i in 0..count {
         let name = format!("{prefix}-{i:03}");
-        let request = ScheduleJobRequest {
-            name: name.clone(),
-            job: Some(Job {
-                schedule: Some("@every 1s".into()),
-                repeats: Some(repeats),
-                ..Default::default()
-            }),
-            metadata: Some(metadata()),
-            overwrite: false,
-        };
+        let request = common::repeating_job(&name, "@every 1s", repeats, metadata());
         let at = Instant::now();
         let n = clients.len();
         clients[i % n].schedule_job(request).await.expect("schedule job");
@@ -154,7 +128,7 @@ async fn create_jobs(
 
 /// Waits until none of `names` is stored any more (each ran all its ticks).
 async fn wait_all_done(address: &str, names: impl Iterator<Item = &String> + Clone, limit: Duration) {
-    let mut client = connect(address).await;
+    let mut client = common::connect(address).await;
     let deadline = Instant::now() + limit;
     loop {
         let mut remaining = 0;
@@ -436,7 +410,7 @@ async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
     let writers = 24usize;
     let mut clients = Vec::new();
     for address in addresses(&replicas) {
-        clients.push(connect(&address).await);
+        clients.push(common::connect(&address).await);
     }
     // Every job is due at one absolute instant after the creation phase, so the triggers come
     // out as fast as the replicas can fire them.

@@ -76,16 +76,6 @@ fn export(scheduler: &str, file: &Path) -> String {
     std::fs::read_to_string(file).unwrap()
 }
 
-async fn connect(address: &str) -> SchedulerClient<Channel> {
-    for _ in 0..100 {
-        if let Ok(client) = SchedulerClient::connect(format!("http://{address}")).await {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to {address}");
-}
-
 type Deliveries = Arc<Mutex<BTreeMap<String, Vec<jiff::Timestamp>>>>;
 
 /// Consumes `app1`'s triggers until aborted: names starting with `nack` fail, others succeed.
@@ -134,7 +124,7 @@ fn line_of<'a>(export: &'a str, name: &str) -> &'a str {
 async fn export_then_import_into_a_fresh_store_is_exact_and_jobs_continue_where_they_were() {
     let dir = tempfile::tempdir().unwrap();
     let first = common::start_scheduler(&dir.path().join("a"), &["--partitions", "4"]);
-    let mut client = connect(&first.address).await;
+    let mut client = common::connect(&first.address).await;
 
     let constant = |interval: i64, max_retries: Option<u32>| JobFailurePolicy {
         policy: Some(job_failure_policy::Policy::Constant(JobFailurePolicyConstant {
@@ -307,7 +297,7 @@ async fn export_then_import_into_a_fresh_store_is_exact_and_jobs_continue_where_
     // The imported `every` goes on from its next tick: only its remaining repeats fire, the
     // first not before the exported next due time; `nack-once` waits for its 1 h retry.
     let deliveries: Deliveries = Arc::default();
-    let client = connect(&second.address).await;
+    let client = common::connect(&second.address).await;
     let consumer = tokio::spawn(consume(client, deliveries.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while progress(&second.address, "every").await.is_some() {

@@ -17,23 +17,14 @@ use kairos_proto::runtime::dapr_client::DaprClient;
 use kairos_proto::runtime::{self as rt};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
-use kairos_proto::scheduler::{
-    self as sched, JobMetadata, JobTargetMetadata, TargetJob, job_target_metadata,
-};
+use kairos_proto::scheduler::{self as sched, JobMetadata};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic::transport::Channel;
 
 const APP: &str = "hostile";
 
-fn metadata(namespace: &str, app_id: &str) -> JobMetadata {
-    JobMetadata {
-        app_id: app_id.into(),
-        namespace: namespace.into(),
-        target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
-        concurrency_key: None,
-    }
-}
+use common::job_metadata as metadata;
 
 /// One HTTP/1.1 request written byte for byte (no client-side path normalisation); returns the
 /// status and body.
@@ -57,20 +48,7 @@ async fn raw_http(address: &str, method: &str, path: &str, body: &[u8]) -> (u16,
 
 /// Every stored job, with its progress.
 async fn snapshot(admin: &mut AdminClient<Channel>) -> Vec<admin::StoredJob> {
-    let mut jobs = Vec::new();
-    let mut after = None;
-    loop {
-        let page = admin
-            .list_all_jobs(ListAllJobsRequest { after: after.take(), page_size: 0 })
-            .await
-            .unwrap()
-            .into_inner();
-        after = page.jobs.last().and_then(|j| j.r#ref.clone());
-        jobs.extend(page.jobs);
-        if !page.more {
-            return jobs;
-        }
-    }
+    common::all_jobs(admin).await
 }
 
 fn assert_status(

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -16,130 +15,32 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use kairos_core::{JobKey, JobSpec, Payload};
 use kairos_proto::convert::{metadata_of, spec_to_scheduler_job};
-use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::{GetJobRequest, ScheduleJobRequest};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use serde_json::Value;
 
-/// A kairos process started by these tests, with every stderr line kept; SIGKILLed on drop.
-struct Kairos {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    ready_line: String,
-}
+use common::Kairos;
 
-impl Kairos {
-    fn start(args: &[&str], envs: &[(&str, &str)], ready: &str) -> Kairos {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_kairos"));
-        command.args(args).env_remove("RUST_LOG").stdout(Stdio::null()).stderr(Stdio::piped());
-        for var in ["DAPR_API_TOKEN", "APP_API_TOKEN", "NAMESPACE", "KAIROS_SCHEDULER_API_TOKEN"] {
-            command.env_remove(var);
-        }
-        for (k, v) in envs {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("spawn kairos");
-        let stderr = child.stderr.take().expect("stderr");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let kept = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("KAIROS_TEST_LOGS").is_some() {
-                    eprintln!("[kairos] {line}");
-                }
-                kept.lock().unwrap().push(line.clone());
-                let _ = tx.send(line);
-            }
-        });
-        loop {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(line) if line.contains(ready) => return Kairos { child, lines, ready_line: line },
-                Ok(_) => {}
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!("kairos {args:?} did not start");
-                }
-            }
-        }
-    }
-
-    /// `name=value` of the line that said the process is up.
-    fn field(&self, name: &str) -> String {
-        self.ready_line
-            .split(&format!("{name}="))
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .unwrap_or_else(|| panic!("no {name}= in {:?}", self.ready_line))
-            .to_owned()
-    }
-
-    fn log_has(&self, text: &str) -> bool {
-        self.lines.lock().unwrap().iter().any(|l| l.contains(text))
-    }
-
-    fn sigterm(&self) {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
-    }
-
-    /// Waits (bounded) for the process to exit and returns its exit code.
-    fn wait_exit(&mut self, seconds: u64) -> Option<i32> {
-        for _ in 0..seconds * 20 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("kairos did not exit within {seconds} s");
-    }
-}
-
-impl Drop for Kairos {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `kairos scheduler` on port 0 with metrics and health on port 0 too.
 fn scheduler(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Kairos {
     let dir = data_dir.display().to_string();
-    let mut args = vec![
-        "scheduler",
-        "--port",
-        "0",
-        "--data-dir",
-        &dir,
-        "--partitions",
-        "4",
-        "--metrics-port",
-        "0",
-        "--healthz-port",
-        "0",
-    ];
+    let mut args =
+        vec!["scheduler", "--port", "0", "--data-dir", &dir, "--partitions", "4", "--metrics-port", "0"];
+    args.extend_from_slice(&["--healthz-port", "0"]);
     args.extend_from_slice(extra);
-    Kairos::start(&args, envs, "kairos scheduler listening")
+    common::spawn_kairos(&args, envs)
 }
 
+/// `kairos sidecar` with every port 0.
 fn sidecar(app_id: &str, scheduler: &str, extra: &[&str], envs: &[(&str, &str)]) -> Kairos {
-    let mut args = vec![
-        "sidecar",
-        "--app-id",
-        app_id,
-        "--dapr-http-port",
-        "0",
-        "--dapr-grpc-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--scheduler-host-address",
-        scheduler,
-    ];
-    args.extend_from_slice(extra);
-    Kairos::start(&args, envs, "kairos sidecar listening")
+    let mut extra = extra.to_vec();
+    extra.extend_from_slice(&["--metrics-port", "0"]);
+    common::start_sidecar(app_id, scheduler, &extra, envs).kairos
+}
+
+/// Waits (bounded) for the process to exit and returns its exit code.
+fn exit_code(process: &mut Kairos, seconds: u64) -> Option<i32> {
+    let status = process.wait_exit(Duration::from_secs(seconds)).unwrap();
+    status.unwrap_or_else(|| panic!("kairos did not exit within {seconds} s")).code()
 }
 
 /// An HTTP app: `ok*` answer 200, `fail*` 500, `slow*` 200 after 3 s. It records every
@@ -178,13 +79,13 @@ async fn http_app() -> (u16, App) {
 }
 
 async fn post_job(sidecar: &Kairos, name: &str, body: &str) -> (u16, String) {
-    let url = format!("http://{}/v1.0/jobs/{name}", sidecar.field("http"));
+    let url = format!("http://{}/v1.0/jobs/{name}", sidecar.http());
     let r = reqwest::Client::new().post(url).body(body.to_owned()).send().await.unwrap();
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
 async fn get_job(sidecar: &Kairos, name: &str) -> u16 {
-    let url = format!("http://{}/v1.0/jobs/{name}", sidecar.field("http"));
+    let url = format!("http://{}/v1.0/jobs/{name}", sidecar.http());
     reqwest::get(url).await.unwrap().status().as_u16()
 }
 
@@ -218,10 +119,6 @@ fn error_code(body: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn scheduler_client(address: &str) -> SchedulerClient<tonic::transport::Channel> {
-    SchedulerClient::connect(format!("http://{address}")).await.unwrap()
-}
-
 fn schedule_request(app_id: &str, name: &str, spec: &JobSpec) -> ScheduleJobRequest {
     ScheduleJobRequest {
         name: name.to_owned(),
@@ -236,11 +133,11 @@ async fn metrics_count_jobs_and_triggers_by_result() {
     let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &[], &[]);
-    let address = scheduler.field("address");
+    let address = scheduler.grpc();
     let side = sidecar("metrics-app", &address, &["--app-port", &app_port.to_string()], &[]);
     // A sidecar without --app-port takes no triggers: its app's jobs are staged.
     let idle = sidecar("metrics-idle", &address, &[], &[]);
-    let url = format!("http://{}/metrics", scheduler.field("metrics"));
+    let url = format!("http://{}/metrics", scheduler.metrics());
     let mut connected = 0.0;
     for _ in 0..200 {
         connected = sample(&get_text(&url).await.1, "kairos_sidecars_connected");
@@ -300,7 +197,7 @@ async fn metrics_count_jobs_and_triggers_by_result() {
     assert!(sample(&page, "kairos_store_commit_duration_seconds_count") >= 1.0, "{page}");
     assert!(page.contains("# TYPE kairos_triggers_total counter"), "{page}");
 
-    let side_page = get_text(&format!("http://{}/metrics", side.field("metrics"))).await.1;
+    let side_page = get_text(&format!("http://{}/metrics", side.metrics())).await.1;
     assert_eq!(
         sample(&side_page, r#"kairos_sidecar_deliveries_total{result="success"}"#),
         3.0,
@@ -314,7 +211,7 @@ async fn metrics_count_jobs_and_triggers_by_result() {
 async fn scheduler_health_is_live_and_ready_until_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut scheduler = scheduler(dir.path(), &[], &[]);
-    let healthz = scheduler.field("healthz");
+    let healthz = scheduler.healthz();
     assert_eq!(get_text(&format!("http://{healthz}/healthz")).await.0, 200);
     let ready_url = format!("http://{healthz}/readyz");
     let mut ready = 0;
@@ -327,7 +224,7 @@ async fn scheduler_health_is_live_and_ready_until_sigterm() {
     }
     assert_eq!(ready, 200, "ready once the partitions are loaded and the store answers");
     scheduler.sigterm();
-    assert_eq!(scheduler.wait_exit(15), Some(0));
+    assert_eq!(exit_code(&mut scheduler, 15), Some(0));
     assert!(scheduler.log_has("triggers in flight drained"));
 }
 
@@ -339,14 +236,14 @@ async fn scheduler_sigterm_drains_a_slow_delivery_and_loses_nothing() {
     let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let mut first = scheduler(dir.path(), &["--graceful-shutdown-seconds", "10"], &[]);
-    let address = first.field("address");
+    let address = first.grpc();
     let side = sidecar("drain-app", &address, &["--app-port", &app_port.to_string()], &[]);
     assert_eq!(post_job(&side, "later", r#"{"dueTime":"1h"}"#).await.0, 204);
     assert_eq!(post_job(&side, "slow-1", r#"{"dueTime":"0s"}"#).await.0, 204);
     wait_until("the slow delivery to start", 10, || app.started("slow-1") == 1).await;
 
     first.sigterm();
-    let ready_url = format!("http://{}/readyz", first.field("healthz"));
+    let ready_url = format!("http://{}/readyz", first.healthz());
     let (mut status, mut body) = (0, String::new());
     for _ in 0..40 {
         (status, body) = get_text(&ready_url).await;
@@ -357,18 +254,18 @@ async fn scheduler_sigterm_drains_a_slow_delivery_and_loses_nothing() {
     }
     assert_eq!(status, 503, "not ready while draining: {body}");
     assert!(body.contains("shutting down"), "{body}");
-    let mut client = scheduler_client(&address).await;
+    let mut client = common::connect(&address).await;
     let spec = JobSpec { due_time: Some("1h".into()), ..JobSpec::default() };
     let refused = client.schedule_job(schedule_request("drain-app", "refused", &spec)).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
 
-    assert_eq!(first.wait_exit(15), Some(0));
+    assert_eq!(exit_code(&mut first, 15), Some(0));
     assert_eq!(app.answered("slow-1"), 1, "the delivery finished before the scheduler exited");
     assert!(first.log_has("triggers in flight drained"), "the answer came back within the grace");
     drop(side);
 
     let second = scheduler(dir.path(), &[], &[]);
-    let side = sidecar("drain-app", &second.field("address"), &["--app-port", &app_port.to_string()], &[]);
+    let side = sidecar("drain-app", &second.grpc(), &["--app-port", &app_port.to_string()], &[]);
     assert_eq!(get_job(&side, "later").await, 200, "the pending job survived the restart");
     assert_eq!(get_job(&side, "slow-1").await, 500, "the answered one-shot job is complete");
     assert_eq!(get_job(&side, "refused").await, 500, "a refused write stored nothing");
@@ -383,15 +280,15 @@ async fn sidecar_sigterm_lets_the_delivery_in_flight_finish() {
     let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &[], &[]);
-    let address = scheduler.field("address");
+    let address = scheduler.grpc();
     let mut side = sidecar("side-drain", &address, &["--app-port", &app_port.to_string()], &[]);
     assert_eq!(post_job(&side, "slow-2", r#"{"dueTime":"0s"}"#).await.0, 204);
     wait_until("the slow delivery to start", 10, || app.started("slow-2") == 1).await;
     side.sigterm();
-    assert_eq!(side.wait_exit(15), Some(0));
+    assert_eq!(exit_code(&mut side, 15), Some(0));
     assert_eq!(app.answered("slow-2"), 1);
 
-    let mut client = scheduler_client(&address).await;
+    let mut client = common::connect(&address).await;
     let request = GetJobRequest {
         name: "slow-2".into(),
         metadata: Some(metadata_of(&JobKey::app("default", "side-drain", ""))),
@@ -418,11 +315,11 @@ async fn scheduler_api_token_is_required_when_set() {
     let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &[], &[("KAIROS_SCHEDULER_API_TOKEN", "sched-s3cret")]);
-    let address = scheduler.field("address");
+    let address = scheduler.grpc();
     let spec = JobSpec { due_time: Some("1h".into()), ..JobSpec::default() };
 
     // Raw gRPC: none, wrong, right.
-    let mut client = scheduler_client(&address).await;
+    let mut client = common::connect(&address).await;
     let missing = client.schedule_job(schedule_request("tok-app", "raw", &spec)).await.unwrap_err();
     assert_eq!(missing.code(), tonic::Code::Unauthenticated, "{missing}");
     let mut wrong = tonic::Request::new(schedule_request("tok-app", "raw", &spec));
@@ -459,7 +356,7 @@ async fn scheduler_api_token_is_required_when_set() {
 async fn oversized_job_data_and_bodies_are_refused_and_store_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &["--max-job-data-size", "2Ki"], &[]);
-    let address = scheduler.field("address");
+    let address = scheduler.grpc();
     let side = sidecar("limits", &address, &["--max-job-data-size", "1Ki", "--max-body-size", "8Ki"], &[]);
     let body_with = |n: usize| format!(r#"{{"dueTime":"1h","data":"{}"}}"#, "x".repeat(n));
 
@@ -479,7 +376,7 @@ async fn oversized_job_data_and_bodies_are_refused_and_store_nothing() {
     assert_eq!(get_job(&side, "small").await, 200);
 
     // The scheduler enforces its own limit for any client.
-    let mut client = scheduler_client(&address).await;
+    let mut client = common::connect(&address).await;
     let spec = JobSpec {
         due_time: Some("1h".into()),
         data: Some(Payload {
@@ -498,14 +395,13 @@ async fn json_logs_carry_one_span_per_trigger() {
     let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &["--log-as-json", "--log-level", "debug"], &[]);
-    let line: Value = serde_json::from_str(&scheduler.ready_line).expect("a JSON log line");
-    let address = line["fields"]["address"].as_str().unwrap().to_owned();
+    let address = scheduler.grpc();
     let side = sidecar("json-app", &address, &["--app-port", &app_port.to_string()], &[]);
     assert_eq!(post_job(&side, "fail-json", r#"{"dueTime":"0s","failurePolicy":{"drop":{}}}"#).await.0, 204);
     wait_until("the delivery", 10, || app.answered("fail-json") == 1).await;
     let mut found = None;
     for _ in 0..40 {
-        found = scheduler.lines.lock().unwrap().iter().find_map(|l| {
+        found = scheduler.log_lines().iter().find_map(|l| {
             let v: Value = serde_json::from_str(l).ok()?;
             (v["span"]["name"] == "trigger" && v["span"]["outcome"] == "dropped").then_some(v)
         });
@@ -518,6 +414,13 @@ async fn json_logs_carry_one_span_per_trigger() {
     assert_eq!(event["span"]["job"], "app||default||json-app||fail-json", "{event}");
     assert_eq!(event["span"]["attempt"], 1, "{event}");
     assert_eq!(event["level"], "WARN", "{event}");
+    // The listening line is JSON too, with the address of the ready line.
+    let listening = scheduler.log_lines().iter().find_map(|l| {
+        let v: Value = serde_json::from_str(l).ok()?;
+        (v["fields"]["message"] == "kairos scheduler listening").then_some(v)
+    });
+    let listening = listening.expect("a JSON listening log line");
+    assert_eq!(listening["fields"]["address"], address.as_str(), "{listening}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -527,9 +430,9 @@ async fn dapr_api_token_guards_every_api_route_but_health() {
 
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &[], &[]);
-    let side = sidecar("dapr-token", &scheduler.field("address"), &[], &[("DAPR_API_TOKEN", "d4pr")]);
+    let side = sidecar("dapr-token", &scheduler.grpc(), &[], &[("DAPR_API_TOKEN", "d4pr")]);
     let http = reqwest::Client::new();
-    let base = format!("http://{}", side.field("http"));
+    let base = format!("http://{}", side.http());
     let put = |token: Option<&str>| {
         let mut r = http.put(format!("{base}/v1.0/metadata/appPID")).body("1");
         if let Some(token) = token {
@@ -549,7 +452,7 @@ async fn dapr_api_token_guards_every_api_route_but_health() {
         204
     );
 
-    let mut grpc = DaprClient::connect(format!("http://{}", side.field("grpc"))).await.unwrap();
+    let mut grpc = DaprClient::connect(format!("http://{}", side.grpc())).await.unwrap();
     let job = kairos_proto::convert::spec_to_runtime_job(
         "g",
         &JobSpec { due_time: Some("1h".into()), ..JobSpec::default() },
@@ -571,7 +474,7 @@ async fn dapr_api_token_guards_every_api_route_but_health() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::disallowed_methods)] // a wall-clock bound on the test itself
 async fn an_unreachable_scheduler_times_out_with_504() {
-    let dead = format!("127.0.0.1:{}", common::free_port());
+    let dead = format!("127.0.0.1:{}", kairos_testing::free_port().unwrap());
     let side = sidecar("timeout-app", &dead, &["--scheduler-request-timeout-seconds", "1"], &[]);
     let started = std::time::Instant::now();
     let (status, body) = post_job(&side, "t", r#"{"dueTime":"1h"}"#).await;
@@ -592,8 +495,8 @@ async fn the_scheduler_api_can_be_served_over_tls() {
     let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &["--tls-cert-file", &cert, "--tls-key-file", &key], &[]);
-    assert_eq!(scheduler.field("tls"), "true");
-    let address = scheduler.field("address");
+    assert!(scheduler.ready.tls, "{}", scheduler.ready.line);
+    let address = scheduler.grpc();
 
     let with_ca = sidecar(
         "tls-app",
@@ -655,7 +558,7 @@ async fn the_sidecar_apis_can_be_served_over_tls() {
     let scheduler = scheduler(dir.path(), &[], &[]);
     let side = sidecar(
         "tls-side",
-        &scheduler.field("address"),
+        &scheduler.grpc(),
         &[
             "--app-port",
             &app_port.to_string(),
@@ -666,9 +569,9 @@ async fn the_sidecar_apis_can_be_served_over_tls() {
         ],
         &[],
     );
-    assert_eq!(side.field("tls"), "true");
-    let http = format!("localhost:{}", side.field("http").rsplit(':').next().unwrap());
-    let grpc = format!("localhost:{}", side.field("grpc").rsplit(':').next().unwrap());
+    assert!(side.ready.tls, "{}", side.ready.line);
+    let http = format!("localhost:{}", side.http().rsplit(':').next().unwrap());
+    let grpc = format!("localhost:{}", side.grpc().rsplit(':').next().unwrap());
 
     // HTTPS: schedule, read back, and the app gets the job.
     let body = r#"{"dueTime":"0s","data":"over tls"}"#;

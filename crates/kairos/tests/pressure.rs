@@ -359,16 +359,6 @@ fn collect_creates(results: Vec<(Duration, Result<(), String>)>, watch: Stopwatc
     creates
 }
 
-async fn connect(address: &str) -> SchedulerClient<Channel> {
-    for _ in 0..100 {
-        if let Ok(client) = SchedulerClient::connect(format!("http://{address}")).await {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to the scheduler at {address}");
-}
-
 fn app_metadata(app_id: &str) -> JobMetadata {
     JobMetadata {
         app_id: app_id.into(),
@@ -517,19 +507,18 @@ async fn run_bursts(behaviour: Behaviour) {
     let mut failures = Failures::default();
     let dir = tempfile::tempdir().expect("tempdir");
     let (app_port, app) = TestApp::serve(behaviour).await;
-    let metrics_port = common::free_port();
-    let metrics = format!("127.0.0.1:{metrics_port}");
     let data_dir = dir.path().to_path_buf();
     let run = tokio::task::spawn_blocking(move || {
         common::start_run(
             "pressure-run",
             app_port,
             &data_dir,
-            &["--app-protocol", "http", "--metrics-port", &metrics_port.to_string()],
+            &["--app-protocol", "http", "--metrics-port", "0"],
         )
     })
     .await
     .expect("start kairos run");
+    let metrics = run.metrics();
 
     let rounds = run_rounds(behaviour);
     let limit = run_burst_limit(behaviour);
@@ -744,36 +733,33 @@ fn a_separate_scheduler_and_sidecar_deliver_20000_jobs_due_at_once_with_at_most_
         let test_watch = Stopwatch::start();
         let mut failures = Failures::default();
         let dir = tempfile::tempdir().expect("tempdir");
-        let metrics_port = common::free_port();
-        let metrics = format!("127.0.0.1:{metrics_port}");
         let data_dir = dir.path().to_path_buf();
         let scheduler = tokio::task::spawn_blocking(move || {
-            common::start_scheduler(
-                &data_dir,
-                &["--metrics-port", &metrics_port.to_string(), "--healthz-port", "0"],
-            )
+            common::start_scheduler(&data_dir, &["--metrics-port", "0", "--healthz-port", "0"])
         })
         .await
         .expect("start the scheduler");
+        let metrics = scheduler.metrics();
         let (app_port, app) = TestApp::serve(Behaviour::Fast).await;
         let scheduler_address = scheduler.address.clone();
         let sidecar = tokio::task::spawn_blocking(move || {
-            let sidecar = common::start_sidecar(
+            let mut sidecar = common::start_sidecar(
                 "pressure-big",
                 &scheduler_address,
                 &["--app-port", &app_port.to_string(), "--app-protocol", "http", "--metrics-port", "0"],
                 &[],
             );
-            let open =
-                common::wait_for_log(&sidecar.log, "job stream to scheduler open", Duration::from_secs(30));
+            let open = sidecar.wait_stream_open(Duration::from_secs(30));
             (sidecar, open)
         })
         .await
         .expect("start the sidecar");
         let (sidecar, open) = sidecar;
-        assert!(open, "the sidecar opened no job stream to the scheduler within 30 s");
+        if let Err(err) = open {
+            panic!("the sidecar opened no job stream to the scheduler within 30 s: {err:#}");
+        }
 
-        let client = connect(&scheduler.address).await;
+        let client = common::connect(&scheduler.address).await;
         let jobs = names("big", BIG_BURST);
         let (due, due_text) = due_in(BIG_DUE_AHEAD);
         let creates = create_over_grpc(&client, "pressure-big", &jobs, &due_text, 64).await;
@@ -901,26 +887,16 @@ fn twenty_thousand_staged_jobs_cost_little_memory_keep_creates_fast_and_all_reac
         let test_watch = Stopwatch::start();
         let mut failures = Failures::default();
         let dir = tempfile::tempdir().expect("tempdir");
-        let metrics_port = common::free_port();
-        let metrics = format!("127.0.0.1:{metrics_port}");
         let data_dir = dir.path().to_path_buf();
         let scheduler = tokio::task::spawn_blocking(move || {
-            common::start_scheduler(
-                &data_dir,
-                &[
-                    "--metrics-port",
-                    &metrics_port.to_string(),
-                    "--healthz-port",
-                    "0",
-                    "--store-cache-size",
-                    STAGED_CACHE,
-                ],
-            )
+            let flags = ["--metrics-port", "0", "--healthz-port", "0", "--store-cache-size", STAGED_CACHE];
+            common::start_scheduler(&data_dir, &flags)
         })
         .await
         .expect("start the scheduler");
+        let metrics = scheduler.metrics();
         let pid = scheduler.child.id();
-        let client = connect(&scheduler.address).await;
+        let client = common::connect(&scheduler.address).await;
         // Let start-up settle, and touch the metrics page once so that its cost is in the base.
         let _ = gauge(&metrics, "kairos_jobs_stored").await;
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -45,7 +45,7 @@ fn python_client_round_trips_jobs_through_the_sidecar() {
 fn python_grpc_app_receives_its_jobs_with_their_data() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let app_port = common::free_port();
+    let app_port = kairos_testing::free_port().unwrap();
     let sidecar = common::start_sidecar(
         "py-grpc-app",
         &scheduler.address,

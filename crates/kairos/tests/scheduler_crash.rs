@@ -11,8 +11,8 @@ use std::time::Duration;
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
-    GetJobRequest, Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetJob, WatchJobsRequest,
-    WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus, job_target_metadata,
+    GetJobRequest, JobMetadata, WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult,
+    WatchJobsRequestResultStatus,
 };
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
@@ -20,22 +20,7 @@ use tonic::transport::Channel;
 const REPEATS: u32 = 20;
 
 fn metadata() -> JobMetadata {
-    JobMetadata {
-        app_id: "crash-app".into(),
-        namespace: "default".into(),
-        target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
-        concurrency_key: None,
-    }
-}
-
-async fn connect(address: &str) -> SchedulerClient<Channel> {
-    for _ in 0..100 {
-        if let Ok(client) = SchedulerClient::connect(format!("http://{address}")).await {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to {address}");
+    common::job_metadata("default", "crash-app")
 }
 
 type Deliveries = Arc<Mutex<BTreeMap<String, u32>>>;
@@ -72,7 +57,7 @@ async fn consume(mut client: SchedulerClient<Channel>, deliveries: Deliveries) {
 async fn kill_9_mid_load_loses_no_acknowledged_job_and_skips_no_tick() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = common::start_scheduler(dir.path(), &["--partitions", "16"]);
-    let client = connect(&first.address).await;
+    let client = common::connect(&first.address).await;
     let deliveries: Deliveries = Arc::default();
     let consumer = tokio::spawn(consume(client.clone(), deliveries.clone()));
 
@@ -86,16 +71,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_job_and_skips_no_tick() {
         writers.push(tokio::spawn(async move {
             for i in 0.. {
                 let name = format!("job-{w}-{i:04}");
-                let request = ScheduleJobRequest {
-                    name: name.clone(),
-                    job: Some(Job {
-                        schedule: Some("@every 100ms".into()),
-                        repeats: Some(REPEATS),
-                        ..Default::default()
-                    }),
-                    metadata: Some(metadata()),
-                    overwrite: false,
-                };
+                let request = common::repeating_job(&name, "@every 100ms", REPEATS, metadata());
                 match client.schedule_job(request).await {
                     Ok(_) => {
                         acked.lock().unwrap().insert(name);
@@ -125,7 +101,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_job_and_skips_no_tick() {
 
     // Restart on the same data dir.
     let second = common::start_scheduler(dir.path(), &[]);
-    let mut client = connect(&second.address).await;
+    let mut client = common::connect(&second.address).await;
     let consumer = tokio::spawn(consume(client.clone(), deliveries.clone()));
 
     // Wait until every acknowledged job has run all its ticks and been deleted.

@@ -6,8 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,64 +16,10 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use kairos_core::Stopwatch;
-use kairos_proto::scheduler::scheduler_client::SchedulerClient;
-use kairos_proto::scheduler::{
-    GetJobRequest, Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetJob, job_target_metadata,
-};
-use kairos_store::etcd_testing::EtcdProcess;
+use kairos_proto::scheduler::{GetJobRequest, Job, JobMetadata, ScheduleJobRequest};
+use kairos_testing::disk::{Tmpfs, fill};
+use kairos_testing::etcd::EtcdProcess;
 use serde_json::Value;
-use tonic::transport::Channel;
-
-/// A tmpfs of a fixed size, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    /// Mounts a tmpfs of `size` (e.g. `16m`), or says why it cannot and returns `None`.
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match mounted {
-            Ok(out) if out.status.success() => Some(Tmpfs { dir }),
-            Ok(out) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs (needs root): {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount: {e}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy: the processes on it may still be exiting.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
-
-/// Fills the file system of `dir` with a filler file until not even a page is left.
-fn fill(dir: &Path) -> PathBuf {
-    let path = dir.join("filler");
-    let mut file = std::fs::File::create(&path).unwrap();
-    let chunk = vec![0x5a_u8; 64 << 10];
-    while file.write_all(&chunk).is_ok() {}
-    while file.write_all(&chunk[..4096]).is_ok() {}
-    path
-}
 
 /// Deliveries per job name.
 #[derive(Debug, Clone, Default)]
@@ -143,22 +88,7 @@ fn error_code(body: &str) -> String {
 }
 
 fn metadata(app_id: &str) -> JobMetadata {
-    JobMetadata {
-        app_id: app_id.into(),
-        namespace: "default".into(),
-        target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
-        concurrency_key: None,
-    }
-}
-
-async fn connect(address: &str) -> SchedulerClient<Channel> {
-    for _ in 0..100 {
-        if let Ok(client) = SchedulerClient::connect(format!("http://{address}")).await {
-            return client;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("cannot connect to {address}");
+    common::job_metadata("default", app_id)
 }
 
 /// A one-shot job due `due` after creation, with `pad` bytes of data.
@@ -174,7 +104,7 @@ async fn a_full_disk_refuses_creates_at_once_with_the_cause_and_they_resume_once
         &data_dir,
         &["--partitions", "4", "--healthz-port", "0", "--metrics-port", "0"],
     );
-    let ready_url = format!("http://{}/readyz", scheduler.field("healthz"));
+    let ready_url = format!("http://{}/readyz", scheduler.healthz());
     let (app_port, deliveries) = http_app().await;
     let sidecar =
         common::start_sidecar("full-app", &scheduler.address, &["--app-port", &app_port.to_string()], &[]);
@@ -219,7 +149,7 @@ async fn a_full_disk_refuses_creates_at_once_with_the_cause_and_they_resume_once
         assert!(took < Duration::from_secs(2), "a refusal took {took:?}");
         refused.push(name);
     }
-    let mut client = connect(&scheduler.address).await;
+    let mut client = common::connect(&scheduler.address).await;
     let request = ScheduleJobRequest {
         name: "refused-grpc".into(),
         job: Some(Job { due_time: Some("4s".into()), ..Default::default() }),
@@ -293,14 +223,10 @@ async fn a_full_disk_refuses_creates_at_once_with_the_cause_and_they_resume_once
 async fn kairos_run_health_says_the_store_is_full_until_space_is_freed() {
     let Some(disk) = Tmpfs::mount("8m") else { return };
     let data_dir = disk.path().join("data").display().to_string();
-    let args: Vec<String> = ["run", "--app-id", "run-app", "--data-dir", &data_dir, "--", "sleep", "120"]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-    let (child, log, line) = common::spawn_kairos(&args, &[], "kairos sidecar listening");
+    let args = ["run", "--app-id", "run-app", "--data-dir", &data_dir, "--", "sleep", "120"];
     // Killed when dropped, at the end of the test.
-    let _run = common::Proc { child, address: String::new(), log, ready_line: line.clone() };
-    let sidecar = common::field(&line, "http");
+    let run = common::spawn_kairos(&args, &[]);
+    let sidecar = run.http();
     let health = format!("http://{sidecar}/v1.0/healthz");
     let http = reqwest::Client::new();
     until_status(&health, 204, 20).await;
@@ -336,7 +262,7 @@ async fn store_file(path: &Path, jobs: usize) -> Vec<u8> {
         let mut puts = Vec::new();
         for i in 0..jobs {
             let key = kairos_core::JobKey::app("default", "corrupt-app", format!("job-{i:05}"));
-            let mut job = kairos_store::conformance::job(key, jiff::Timestamp::UNIX_EPOCH);
+            let mut job = kairos_testing::conformance::job(key, jiff::Timestamp::UNIX_EPOCH);
             job.spec.data =
                 Some(kairos_core::Payload { type_url: "t".into(), value: vec![(i % 251) as u8; 1024] });
             let store = store.clone();
@@ -451,9 +377,9 @@ async fn a_used_up_etcd_quota_refuses_creates_with_the_cause_and_they_resume_onc
         dir.path(),
         &["--etcd-endpoints", &endpoints, "--partitions", "4", "--healthz-port", "0", "--metrics-port", "0"],
     );
-    let ready_url = format!("http://{}/readyz", scheduler.field("healthz"));
+    let ready_url = format!("http://{}/readyz", scheduler.healthz());
     until_status(&ready_url, 200, 30).await;
-    let mut client = connect(&scheduler.address).await;
+    let mut client = common::connect(&scheduler.address).await;
     let schedule = |name: &str, pad: usize, overwrite: bool| ScheduleJobRequest {
         name: name.into(),
         job: Some(Job {

@@ -16,7 +16,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::free_port;
 use kairos_store::JobStore;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -73,15 +72,16 @@ struct Session {
 }
 
 impl Session {
-    /// `kairos run` with the walkthrough's flags (free ports instead of 9091/50001/50070).
+    /// `kairos run` with the walkthrough's flags (port 0 instead of 9091 and 50001; a free port
+    /// for the app instead of 50070, as the app must know it before it starts).
     fn start(data_dir: &Path, app_args: &[&str]) -> Session {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kairos"));
         command
             .arg("run")
             .arg("--app-id=distributed-scheduler")
-            .arg(format!("--metrics-port={}", free_port()))
-            .args(["--dapr-grpc-port", &free_port().to_string()])
-            .args(["--app-port", &free_port().to_string()])
+            .arg("--metrics-port=0")
+            .args(["--dapr-grpc-port", "0"])
+            .args(["--app-port", &kairos_testing::free_port().unwrap().to_string()])
             .args(["--app-protocol", "grpc", "--log-level", "debug"])
             .arg("--data-dir")
             .arg(data_dir)

@@ -172,7 +172,7 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
 
 /// CPU used so far by the scheduler, the sidecar and this process (the clients).
 fn cpu_now(scheduler: &Scheduler, sidecar: &Sidecar) -> anyhow::Result<[Duration; 3]> {
-    Ok([scheduler.proc.cpu()?, sidecar.proc.cpu()?, crate::stack::cpu_time("/proc/self/stat")?])
+    Ok([scheduler.proc.cpu()?, sidecar.proc.cpu()?, kairos_testing::process::cpu_time("/proc/self/stat")?])
 }
 
 /// Options of `burst`.

@@ -54,6 +54,76 @@ pub fn init_logging_as(level: LogLevel, json: bool) {
         .try_init();
 }
 
+/// Where a scheduler keeps its jobs (`kairos scheduler`, and `kairos run`'s embedded one).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Where the job store lives (durable, redb; created if missing); default ~/.kairos/data.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Page cache of the local store (e.g. 128Mi): it fills up to the smaller of this and the
+    /// store file, and counts in the scheduler's memory; the OS page cache serves the rest.
+    #[arg(long, default_value = "128Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
+    pub store_cache_size: usize,
+}
+
+impl StoreArgs {
+    /// `--data-dir`, else [`default_data_dir`].
+    ///
+    /// # Errors
+    /// As [`default_data_dir`].
+    pub fn data_dir(&self) -> anyhow::Result<PathBuf> {
+        self.data_dir.clone().map_or_else(default_data_dir, Ok)
+    }
+}
+
+/// What the sidecar's flags say about the app (`kairos sidecar`, `kairos run`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AppArgs {
+    /// The app's id: the owner of its jobs.
+    #[arg(long)]
+    pub app_id: String,
+    /// The port the app listens on; without it no jobs are delivered (they wait in the scheduler).
+    #[arg(long)]
+    pub app_port: Option<u16>,
+    /// How to call the app: grpc (OnJobEvent) or http (POST /job/{name}).
+    #[arg(long, default_value = "http")]
+    pub app_protocol: String,
+    /// Host or IP address of the app.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub app_channel_address: String,
+    /// Largest request or app-channel message, e.g. 4Mi.
+    #[arg(long, default_value = "4Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
+    pub max_body_size: usize,
+    /// Most deliveries to the app at once; -1 is unlimited.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub app_max_concurrency: i64,
+    #[command(flatten)]
+    pub app_health: app_health::AppHealthArgs,
+}
+
+/// The PEM certificate chain and key of `--tls-cert-file` and `--tls-key-file`, read; `None`
+/// unless both are given.
+///
+/// # Errors
+/// When a file cannot be read.
+pub fn tls_identity(
+    cert: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
+    };
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((read(cert)?, read(key)?))),
+        _ => Ok(None),
+    }
+}
+
+/// An address for a log line, `none` when absent.
+pub fn or_none(address: Option<std::net::SocketAddr>) -> String {
+    address.map_or_else(|| "none".to_owned(), |a| a.to_string())
+}
+
 /// `~/.kairos/data`, where `kairos run` and `kairos scheduler` keep jobs unless told otherwise.
 ///
 /// # Errors

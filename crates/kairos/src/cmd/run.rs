@@ -2,25 +2,21 @@
 //! embedded scheduler on a durable local store), like `dapr run` with no daemon to install.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kairos_proto::api::SchedulerApi;
-use kairos_sidecar::scheduler_link::SchedulerLink;
-use kairos_sidecar::server::Sidecar;
+use kairos::node::{Listeners, LocalStore, Node, NodeConfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal as unix_signal};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
-use super::LogLevel;
 use super::sidecar::link_for;
+use super::{AppArgs, LogLevel, StoreArgs};
 
 /// How long the app gets to exit after a forwarded signal before it is killed.
 const APP_GRACE: Duration = Duration::from_secs(5);
@@ -31,18 +27,8 @@ const APP_GRACE: Duration = Duration::from_secs(5);
     after_help = "Example:\n  kairos run --app-id myapp --app-port 50070 --app-protocol grpc -- ./my-app"
 )]
 pub struct Args {
-    /// The app's id: the owner of its jobs.
-    #[arg(long)]
-    pub app_id: String,
-    /// The port the app listens on; without it no jobs are delivered.
-    #[arg(long)]
-    pub app_port: Option<u16>,
-    /// How to call the app: grpc (OnJobEvent) or http (POST /job/{name}).
-    #[arg(long, default_value = "http")]
-    pub app_protocol: String,
-    /// Host or IP address of the app.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub app_channel_address: String,
+    #[command(flatten)]
+    pub app: AppArgs,
     /// Port of the HTTP API; a free port when not given.
     #[arg(long)]
     pub dapr_http_port: Option<u16>,
@@ -59,21 +45,9 @@ pub struct Args {
     /// Use these schedulers (comma-separated host:port) instead of the embedded one.
     #[arg(long, value_delimiter = ',')]
     pub scheduler_host_address: Vec<String>,
-    /// Where the embedded scheduler keeps its jobs (durable, redb); default ~/.kairos/data.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Page cache of the embedded scheduler's store (e.g. 128Mi); see `kairos scheduler
-    /// --store-cache-size`.
-    #[arg(long, default_value = "128Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
-    pub store_cache_size: usize,
-    /// Largest request or app-channel message, e.g. 4Mi.
-    #[arg(long, default_value = "4Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
-    pub max_body_size: usize,
-    /// Most deliveries to the app at once; -1 is unlimited.
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    pub app_max_concurrency: i64,
+    /// The embedded scheduler's store (unused with --scheduler-host-address).
     #[command(flatten)]
-    pub app_health: super::app_health::AppHealthArgs,
+    pub store: StoreArgs,
     /// The app to run, after `--`.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -98,87 +72,50 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         interrupt: unix_signal(SignalKind::interrupt())?,
         terminate: unix_signal(SignalKind::terminate())?,
     };
-    let sidecar_args = super::sidecar::Args {
-        app_id: args.app_id.clone(),
-        app_port: args.app_port,
-        app_protocol: args.app_protocol.clone(),
-        app_channel_address: args.app_channel_address.clone(),
-        dapr_http_port: args.dapr_http_port.unwrap_or(0),
-        dapr_grpc_port: args.dapr_grpc_port.unwrap_or(0),
-        dapr_listen_addresses: std::net::IpAddr::from([127, 0, 0, 1]),
-        metrics_port: args.metrics_port.unwrap_or(0),
-        log_level: args.log_level,
-        scheduler_host_address: args.scheduler_host_address.clone(),
-        max_body_size: args.max_body_size,
-        app_max_concurrency: args.app_max_concurrency,
-        log_as_json: false,
-        max_job_data_size: None,
-        dapr_graceful_shutdown_seconds: 5.0,
-        scheduler_api_token_file: None,
-        scheduler_request_timeout_seconds: 30.0,
-        scheduler_tls_ca_file: None,
-        // The app reaches its sidecar on loopback in plain text, as under dapr run.
-        tls_cert_file: None,
-        tls_key_file: None,
-        app_health: args.app_health.clone(),
-    };
-    let mut config = sidecar_args.config()?;
+    // The app reaches its sidecar on loopback in plain text, as under dapr run.
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let mut sidecar = args.app.config()?;
+    sidecar.listen = loopback;
+    sidecar.http_port = args.dapr_http_port.unwrap_or(0);
+    sidecar.grpc_port = args.dapr_grpc_port.unwrap_or(0);
+    let (http, grpc) = super::sidecar::bind_apis(&sidecar).await.context("cannot start the sidecar")?;
 
-    let (link, embedded) = if args
+    let config = if args
         .scheduler_host_address
         .iter()
         .all(|a| kairos_sidecar::config::scheduler_address(a).is_empty())
     {
-        let data_dir = match &args.data_dir {
-            Some(dir) => dir.clone(),
-            None => super::default_data_dir()?,
+        let store = LocalStore {
+            data_dir: args.store.data_dir()?,
+            partitions: kairos_store::DEFAULT_PARTITIONS,
+            cache_size: args.store.store_cache_size,
         };
-        let service = super::scheduler::open_service(
-            &data_dir,
-            kairos_store::DEFAULT_PARTITIONS,
-            args.store_cache_size,
-            "in-process".into(),
-        )?;
-        tracing::info!(data_dir = %data_dir.display(), "embedded scheduler started");
-        // The app's health check then also says when the store is full or corrupt.
-        config.readiness = Some(Arc::new(crate::ops::EmbeddedStoreReadiness(service.clone())));
-        let api: Arc<dyn SchedulerApi> = service.clone();
-        (SchedulerLink::in_process(api), Some(service))
+        NodeConfig::Embedded { sidecar, store }
     } else {
-        if let Some(dir) = &args.data_dir {
+        if let Some(dir) = &args.store.data_dir {
             tracing::warn!(data_dir = %dir.display(), "--data-dir is ignored: jobs live in the schedulers of --scheduler-host-address");
         }
-        (link_for(&args.scheduler_host_address)?, None)
+        NodeConfig::Sidecar { sidecar, link: link_for(&args.scheduler_host_address)? }
     };
-
     // /metrics only when --metrics-port is given (one registry: sidecar and embedded scheduler).
-    let _ = crate::ops::metrics_handle();
-    let ops_stop = tokio_util::sync::CancellationToken::new();
     let metrics = match args.metrics_port {
-        Some(port) => {
-            crate::ops::bind("metrics", std::net::IpAddr::from([127, 0, 0, 1]), Some(port), port).await?
-        }
+        Some(port) => kairos::ops::bind("metrics", loopback, Some(port), port).await?,
         None => None,
     };
-    let metrics_task = metrics.map(|listener| {
-        let router = match &embedded {
-            Some(service) => crate::ops::scheduler_metrics_router(service.clone()),
-            None => crate::ops::sidecar_metrics_router(),
-        };
-        crate::ops::spawn_server(listener, router, ops_stop.clone())
-    });
+    let listeners = Listeners { http: Some(http), grpc: Some(grpc), metrics, ..Listeners::default() };
+    let stop = CancellationToken::new();
+    let node = Node::start(config, listeners, stop.clone().cancelled_owned()).await?;
+    node.ready().await?;
+    let addresses = node.addresses();
+    let (Some(http), Some(grpc)) = (addresses.http, addresses.grpc) else {
+        bail!("the sidecar has no API addresses")
+    };
+    tracing::info!(app_id = %args.app.app_id, %http, %grpc, "kairos sidecar listening");
+    let ready = node.ready_line("run", false);
+    kairos::node::print_line(&ready);
+    kairos::node::print_stream_opens(&node, ready);
 
-    let sidecar = Sidecar::start(config, link).await.context("cannot start the sidecar")?;
-    wait_until_listening(sidecar.http_addr()).await?;
-    wait_until_listening(sidecar.grpc_addr()).await?;
-    tracing::info!(
-        app_id = %args.app_id,
-        http = %sidecar.http_addr(),
-        grpc = %sidecar.grpc_addr(),
-        "kairos sidecar listening"
-    );
-
-    let (mut app, output) = launch(&args, &sidecar)?;
+    let (mut app, output) = launch(&args, http, grpc)?;
     let status = supervise(&mut app, signals).await?;
     // The app's last lines are still in the pipes; show them before anything else.
     for forwarder in output {
@@ -187,54 +124,30 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     }
 
     tracing::info!(%status, "app exited; shutting down");
-    sidecar.shutdown().await;
-    if let Some(service) = embedded {
-        super::scheduler::graceful_stop(&service, Duration::from_secs(1), None).await;
-    }
-    ops_stop.cancel();
-    if let Some(task) = metrics_task {
-        let _ = task.await;
-    }
+    node.stop().await?;
     Ok(exit_code(status))
 }
 
 /// How long the app's output may take to drain after it exited.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
-/// How long the APIs may take to accept connections after binding.
-const API_READY: Duration = Duration::from_secs(10);
-
-/// Waits until `addr` accepts a TCP connection, as `dapr run` waits for daprd's ports.
-async fn wait_until_listening(addr: SocketAddr) -> anyhow::Result<()> {
-    let probe = async {
-        loop {
-            if TcpStream::connect(addr).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(API_READY, probe)
-        .await
-        .with_context(|| format!("the API on {addr} did not accept connections within {API_READY:?}"))
-}
 
 /// Starts the app with the environment `dapr run` gives it; its output is forwarded, prefixed,
 /// by the returned tasks, which end when the app closes its stdout and stderr.
-fn launch(args: &Args, sidecar: &Sidecar) -> anyhow::Result<(Child, Vec<JoinHandle<()>>)> {
+fn launch(args: &Args, http: SocketAddr, grpc: SocketAddr) -> anyhow::Result<(Child, Vec<JoinHandle<()>>)> {
     let Some((program, rest)) = args.command.split_first() else { bail!("no app command given after --") };
     let mut command = Command::new(program);
     command
         .args(rest)
-        .env("APP_ID", &args.app_id)
-        .env("APP_CHANNEL_ADDRESS", &args.app_channel_address)
-        .env("APP_PROTOCOL", &args.app_protocol)
-        .env("DAPR_HTTP_PORT", sidecar.http_addr().port().to_string())
-        .env("DAPR_GRPC_PORT", sidecar.grpc_addr().port().to_string())
+        .env("APP_ID", &args.app.app_id)
+        .env("APP_CHANNEL_ADDRESS", &args.app.app_channel_address)
+        .env("APP_PROTOCOL", &args.app.app_protocol)
+        .env("DAPR_HTTP_PORT", http.port().to_string())
+        .env("DAPR_GRPC_PORT", grpc.port().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(port) = args.app_port.filter(|p| *p > 0) {
+    if let Some(port) = args.app.app_port.filter(|p| *p > 0) {
         command.env("APP_PORT", port.to_string());
     }
     if let Some(port) = args.metrics_port.filter(|p| *p > 0) {

@@ -3,23 +3,13 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use etcd_client::ConnectOptions;
-use kairos_core::{Clock, SystemClock};
-use kairos_engine::{Engine, EngineConfig};
-use kairos_proto::api::SchedulerApi;
-use kairos_scheduler::cluster::{Cluster, ClusterConfig};
-use kairos_scheduler::{SchedulerService, ServeOptions};
-use kairos_store::etcd::EtcdStore;
-use kairos_store::redb::RedbStore;
-use kairos_store::{JobStore, StoreError};
+use kairos::node::{EtcdConfig, Listeners, LocalStore, Node, NodeConfig, SchedulerConfig, StoreConfig};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use super::LogLevel;
+use super::{LogLevel, StoreArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,16 +23,11 @@ pub struct Args {
     /// address and port.
     #[arg(long)]
     pub advertise_address: Option<String>,
-    /// Where the job store lives (created if missing); default ~/.kairos/data.
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Partition count of a new store; ignored (with a warning) for an existing one.
     #[arg(long, default_value_t = kairos_store::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub partitions: u32,
-    /// Page cache of the local store (e.g. 128Mi): it fills up to the smaller of this and the
-    /// store file, and counts in the scheduler's memory; the OS page cache serves the rest.
-    #[arg(long, default_value = "128Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
-    pub store_cache_size: usize,
     /// Log verbosity.
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -96,309 +81,83 @@ fn parse_lease_ttl(input: &str) -> Result<std::time::Duration, String> {
     Ok(ttl.unsigned_abs())
 }
 
-/// How a replica joins an etcd cluster (`--etcd-*` flags).
-#[derive(Debug, Clone)]
-pub struct EtcdArgs {
-    pub endpoints: Vec<String>,
-    pub prefix: String,
-    pub replica_id: Option<String>,
-    pub lease_ttl: std::time::Duration,
-}
-
-/// A running scheduler: its service, engine and address.
-#[derive(Debug)]
-pub struct Running {
-    pub service: Arc<SchedulerService>,
-    pub address: SocketAddr,
-    listener: TcpListener,
-    cluster: Option<Cluster>,
-    /// API token and request timeout of the gRPC server.
-    pub options: ServeOptions,
-    /// How long triggers in flight may still be answered after the shutdown signal.
-    pub grace: Duration,
-}
-
-impl Running {
-    /// Opens the store in `data_dir`, starts the engine on every partition and binds the port.
-    ///
-    /// # Errors
-    /// When the store cannot be opened or the port cannot be bound.
-    pub async fn start(
-        data_dir: &std::path::Path,
-        partitions: u32,
-        store_cache_size: usize,
-        listen: SocketAddr,
-        advertise: Option<String>,
-    ) -> anyhow::Result<Running> {
-        let listener =
-            TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        let address = listener.local_addr()?;
-        let service = open_service(
-            data_dir,
-            partitions,
-            store_cache_size,
-            advertise.unwrap_or_else(|| address.to_string()),
-        )?;
-        Ok(Running {
-            service,
-            address,
-            listener,
-            cluster: None,
-            options: ServeOptions::default(),
-            grace: Duration::from_secs(5),
-        })
-    }
-
-    /// Connects to etcd, joins the replica cluster and binds the port; partitions are claimed
-    /// in the background as the spread of live replicas says.
-    ///
-    /// # Errors
-    /// When etcd cannot be reached or the port cannot be bound.
-    pub async fn start_replica(
-        etcd: EtcdArgs,
-        partitions: u32,
-        listen: SocketAddr,
-        advertise: Option<String>,
-    ) -> anyhow::Result<Running> {
-        let listener =
-            TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        let address = listener.local_addr()?;
-        let advertise = advertise.unwrap_or_else(|| address.to_string());
-        let replica_id = etcd.replica_id.clone().unwrap_or_else(|| advertise.clone());
-        // HTTP/2 pings notice a dead etcd member within seconds, so its streams are re-created
-        // (on another member) instead of hanging.
-        let options = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(Duration::from_secs(3))
-            .with_keep_alive(Duration::from_secs(1), Duration::from_secs(2))
-            .with_keep_alive_while_idle(true);
-        let client = etcd_client::Client::connect(&etcd.endpoints, Some(options))
-            .await
-            .with_context(|| format!("cannot connect to etcd at {}", etcd.endpoints.join(",")))?;
-        // The process lives as long as this task; it needs no stop.
-        tokio::spawn(kairos_scheduler::cluster::keep_endpoints_healthy(
-            client.clone(),
-            etcd.endpoints.clone(),
-            CancellationToken::new(),
-        ));
-        let store = EtcdStore::with_client(client, &etcd.prefix, partitions)
-            .await
-            .with_context(|| format!("cannot open the job store in etcd under {}", etcd.prefix))?
-            .with_fence(replica_id.clone());
-        let partitions = store.partitions();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let engine = Engine::new(
-            Arc::new(store.clone()),
-            clock.clone(),
-            EngineConfig { default_tz: jiff::tz::TimeZone::UTC, ..EngineConfig::default() },
-        );
-        let config = ClusterConfig {
-            prefix: etcd.prefix,
-            replica_id: replica_id.clone(),
-            advertise,
-            lease_ttl: etcd.lease_ttl,
-            drain_timeout: Duration::from_secs(1),
-            partitions,
-        };
-        let cluster = Cluster::start(store, engine.clone(), clock, config);
-        let service = Arc::new(SchedulerService::new(engine, cluster.hosts()));
-        tracing::info!(replica_id, partitions, "joined the etcd replica cluster");
-        Ok(Running {
-            service,
-            address,
-            listener,
-            cluster: Some(cluster),
-            options: ServeOptions::default(),
-            grace: Duration::from_secs(5),
-        })
-    }
-
-    /// Serves until `shutdown` completes, then stops gracefully ([`graceful_stop`]).
-    ///
-    /// # Errors
-    /// When the gRPC server fails.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> anyhow::Result<()> {
-        let api: Arc<dyn SchedulerApi> = self.service.clone();
-        let mut options = self.options;
-        options.admin = Some(kairos_scheduler::admin::AdminService::new(self.service.engine().clone()));
-        let server_stop = CancellationToken::new();
-        let mut server = tokio::spawn(kairos_scheduler::serve_with(
-            api,
-            self.listener,
-            options,
-            server_stop.clone().cancelled_owned(),
-        ));
-        tokio::select! {
-            () = shutdown => {}
-            served = &mut server => {
-                // The gRPC server ended by itself: nothing can reach this scheduler any more.
-                if let Some(cluster) = self.cluster {
-                    cluster.shutdown().await;
-                }
-                self.service.engine().shutdown().await;
-                return match served {
-                    Ok(result) => result.context("scheduler gRPC server failed"),
-                    Err(err) => Err(anyhow::Error::new(err).context("scheduler gRPC server panicked")),
-                };
-            }
-        }
-        graceful_stop(&self.service, self.grace, self.cluster).await;
-        server_stop.cancel();
-        match tokio::time::timeout(Duration::from_secs(2), server).await {
-            Ok(Ok(result)) => result.context("scheduler gRPC server failed")?,
-            Ok(Err(err)) => return Err(anyhow::Error::new(err).context("scheduler gRPC server panicked")),
-            Err(_) => tracing::warn!("gRPC server connections did not close in time; exiting anyway"),
-        }
-        Ok(())
-    }
-}
-
-/// Why the job store at `path` did not open, with what to do about it.
-fn open_error(path: &std::path::Path, err: StoreError) -> anyhow::Error {
-    let context = match &err {
-        StoreError::Corrupt(_) => format!(
-            "the job store {} is corrupt and kairos will not start on it; move it away and start \
-             on a new --data-dir, then restore the jobs with `kairos jobs import` from a \
-             `kairos jobs export` backup (or put back a copy of the file from a backup)",
-            path.display()
-        ),
-        // Only a lock held by someone else earns the hint; other failures have their own cause.
-        StoreError::InUse { .. } => format!(
-            "cannot open the job store {} (is another kairos process using this data dir?)",
-            path.display()
-        ),
-        _ => format!("cannot open the job store {}", path.display()),
-    };
-    anyhow::Error::new(err).context(context)
-}
-
-/// Opens (or creates) the job store in `data_dir` and starts a scheduler service over it that
-/// owns every partition. Must be called within a tokio runtime.
-///
-/// # Errors
-/// When the data dir or the store cannot be opened (e.g. another kairos process holds it).
-pub fn open_service(
-    data_dir: &std::path::Path,
-    partitions: u32,
-    store_cache_size: usize,
-    advertise: String,
-) -> anyhow::Result<Arc<SchedulerService>> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create data dir {}", data_dir.display()))?;
-    let path = data_dir.join("jobs.redb");
-    let store = RedbStore::open_with_cache(&path, partitions, store_cache_size)
-        .map_err(|err| open_error(&path, err))?;
-    let store: Arc<dyn JobStore> = Arc::new(store);
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let engine = Engine::new(
-        store,
-        clock,
-        EngineConfig { default_tz: jiff::tz::TimeZone::UTC, ..EngineConfig::default() },
-    );
-    engine.own_all();
-    // A single node's host list never changes: the sender can go at once (WatchHosts keeps
-    // reporting the last list).
-    let (_, hosts) = tokio::sync::watch::channel(vec![advertise]);
-    Ok(Arc::new(SchedulerService::new(engine, hosts)))
-}
-
-/// Runs `kairos scheduler`.
+/// Runs `kairos scheduler`: flags to a [`NodeConfig`], the listeners bound, [`Node::start`],
+/// the ready line printed.
 ///
 /// # Errors
 /// When the scheduler cannot start or its server fails.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     super::init_logging_as(args.log_level, args.log_as_json);
-    let _ = crate::ops::metrics_handle();
-    let token = super::api_token(args.api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
+    let _ = kairos::ops::metrics_handle();
+    let api_token = super::api_token(args.api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
     let grace = Duration::try_from_secs_f64(args.graceful_shutdown_seconds)
         .context("--graceful-shutdown-seconds must be a non-negative number")?;
-    let metrics = crate::ops::bind("metrics", args.listen_address, args.metrics_port, 9090).await?;
-    let healthz = crate::ops::bind("healthz", args.listen_address, args.healthz_port, 8080).await?;
+    let tls = super::tls_identity(args.tls_cert_file.as_deref(), args.tls_key_file.as_deref())?
+        .map(|(cert_pem, key_pem)| kairos_scheduler::TlsIdentity { cert_pem, key_pem });
+    let metrics = kairos::ops::bind("metrics", args.listen_address, args.metrics_port, 9090).await?;
+    let healthz = kairos::ops::bind("healthz", args.listen_address, args.healthz_port, 8080).await?;
     let listen = SocketAddr::new(args.listen_address, args.port);
-    let (mut running, store) = if args.etcd_endpoints.is_empty() {
-        let data_dir = match args.data_dir {
-            Some(dir) => dir,
-            None => super::default_data_dir()?,
-        };
-        let running =
-            Running::start(&data_dir, args.partitions, args.store_cache_size, listen, args.advertise_address)
-                .await?;
-        (running, data_dir.display().to_string())
+    let scheduler = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let store = if args.etcd_endpoints.is_empty() {
+        StoreConfig::Local(LocalStore {
+            data_dir: args.store.data_dir()?,
+            partitions: args.partitions,
+            cache_size: args.store.store_cache_size,
+        })
     } else {
-        let etcd = EtcdArgs {
+        StoreConfig::Etcd(EtcdConfig {
             endpoints: args.etcd_endpoints,
             prefix: args.etcd_prefix,
             replica_id: args.replica_id,
             lease_ttl: args.lease_ttl,
-        };
-        let store = format!("etcd {} under {}", etcd.endpoints.join(","), etcd.prefix);
-        let running = Running::start_replica(etcd, args.partitions, listen, args.advertise_address).await?;
-        (running, store)
+            partitions: args.partitions,
+        })
     };
-    running.service = Arc::new((*running.service).clone().with_max_job_data_size(args.max_job_data_size));
-    running.options.api_token.clone_from(&token);
-    running.grace = grace;
-    if let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) {
-        let read =
-            |p: &std::path::Path| std::fs::read(p).with_context(|| format!("cannot read {}", p.display()));
-        running.options.tls =
-            Some(kairos_scheduler::TlsIdentity { cert_pem: read(cert)?, key_pem: read(key)? });
-    }
-    let tls = running.options.tls.is_some();
-
-    let signal = super::shutdown_signal_now()?;
-    let ops_stop = CancellationToken::new();
-    let mut ops_tasks = Vec::new();
-    let addr_of = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-    let (metrics_addr, healthz_addr) = (addr_of(&metrics), addr_of(&healthz));
-    if let Some(listener) = metrics {
-        let router = crate::ops::scheduler_metrics_router(running.service.clone());
-        ops_tasks.push(crate::ops::spawn_server(listener, router, ops_stop.clone()));
-    }
-    if let Some(listener) = healthz {
-        let router = crate::ops::scheduler_health_router(running.service.clone());
-        ops_tasks.push(crate::ops::spawn_server(listener, router, ops_stop.clone()));
-    }
-    tracing::info!(
-        address = %running.address,
-        store = %store,
-        metrics = %metrics_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
-        healthz = %healthz_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
-        api_token = token.is_some(),
+    let described = store.describe();
+    let (with_token, with_tls) = (api_token.is_some(), tls.is_some());
+    let config = NodeConfig::Scheduler(SchedulerConfig {
+        store,
+        advertise: args.advertise_address,
+        max_job_data_size: args.max_job_data_size,
+        api_token,
         tls,
+        grace,
+    });
+    let listeners = Listeners { scheduler: Some(scheduler), metrics, healthz, ..Listeners::default() };
+    let signal = super::shutdown_signal_now()?;
+    let node = Node::start(config, listeners, signal).await?;
+    node.ready().await?;
+    let addresses = node.addresses();
+    tracing::info!(
+        address = %super::or_none(addresses.scheduler),
+        store = %described,
+        metrics = %super::or_none(addresses.metrics),
+        healthz = %super::or_none(addresses.healthz),
+        api_token = with_token,
+        tls = with_tls,
         "kairos scheduler listening"
     );
-    let served = running.serve(signal).await;
-    ops_stop.cancel();
-    for task in ops_tasks {
-        let _ = task.await;
-    }
-    served?;
+    kairos::node::print_line(&node.ready_line("scheduler", with_tls));
+    node.wait().await?;
     tracing::info!("kairos scheduler stopped");
     Ok(())
 }
 
-/// The graceful stop of a scheduler: not ready and no writes first, then triggers in flight
-/// get `grace` to be answered (logged when it runs out), then the partitions write what was
-/// answered and stop (a replica first hands its partitions over to the others), and the
-/// trigger streams end.
-pub async fn graceful_stop(service: &SchedulerService, grace: Duration, cluster: Option<Cluster>) {
-    tracing::info!(?grace, "shutting down: not ready, refusing writes, draining triggers in flight");
-    service.stop_accepting();
-    let left = service.engine().drain(grace).await;
-    if left > 0 {
-        tracing::warn!(
-            triggers = left,
-            ?grace,
-            "shutdown grace exceeded; unanswered triggers fire again after restart"
-        );
-    } else {
-        tracing::info!("triggers in flight drained");
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
     }
-    if let Some(cluster) = cluster {
-        // Hand every partition over before the engine stops, so the others take over now.
-        cluster.shutdown().await;
+
+    #[test]
+    fn flattened_store_flags_keep_their_names() {
+        let cli =
+            Cli::try_parse_from(["kairos", "--data-dir", "/tmp/x", "--store-cache-size", "1Mi"]).unwrap();
+        assert_eq!(cli.args.store.data_dir.as_deref(), Some(std::path::Path::new("/tmp/x")));
+        assert_eq!(cli.args.store.store_cache_size, 1 << 20);
     }
-    service.engine().shutdown().await;
-    service.close_streams();
 }

@@ -1,30 +1,22 @@
 //! `kairos sidecar`: the Dapr Jobs API for one app, with daprd's flags (spec §9).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
+use kairos::node::{Listeners, Node, NodeConfig};
 use kairos_sidecar::app_channel::{AppChannelConfig, AppProtocol};
 use kairos_sidecar::config::parse_byte_size;
 use kairos_sidecar::scheduler_link::SchedulerLink;
-use kairos_sidecar::server::{Sidecar, SidecarConfig};
+use kairos_sidecar::server::SidecarConfig;
+use tokio::net::TcpListener;
 
-use super::LogLevel;
+use super::{AppArgs, LogLevel};
 
 /// daprd's flags that concern the Jobs API.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// The app's id: the owner of its jobs.
-    #[arg(long)]
-    pub app_id: String,
-    /// The port the app listens on; without it no jobs are delivered (they wait in the scheduler).
-    #[arg(long)]
-    pub app_port: Option<u16>,
-    /// How to call the app: grpc (OnJobEvent) or http (POST /job/{name}).
-    #[arg(long, default_value = "http")]
-    pub app_protocol: String,
-    /// Host or IP address of the app.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub app_channel_address: String,
+    #[command(flatten)]
+    pub app: AppArgs,
     /// Port of the HTTP API (0 picks a free port).
     #[arg(long, default_value_t = 3500)]
     pub dapr_http_port: u16,
@@ -45,12 +37,6 @@ pub struct Args {
     /// the scheduler: Jobs API calls then fail with "scheduler clients are disabled".
     #[arg(long, value_delimiter = ',')]
     pub scheduler_host_address: Vec<String>,
-    /// Largest request or app-channel message, e.g. 4Mi.
-    #[arg(long, default_value = "4Mi", value_parser = parse_byte_size)]
-    pub max_body_size: usize,
-    /// Most deliveries to the app at once; -1 is unlimited.
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    pub app_max_concurrency: i64,
     /// Log one JSON object per line.
     #[arg(long)]
     pub log_as_json: bool,
@@ -78,8 +64,6 @@ pub struct Args {
     /// The PEM private key of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<std::path::PathBuf>,
-    #[command(flatten)]
-    pub app_health: super::app_health::AppHealthArgs,
 }
 
 impl Args {
@@ -88,6 +72,32 @@ impl Args {
     ///
     /// # Errors
     /// When `--app-protocol` is not one kairos speaks, or a TLS file cannot be read.
+    pub fn config(&self) -> anyhow::Result<SidecarConfig> {
+        let mut config = self.app.config()?;
+        config.listen = self.dapr_listen_addresses;
+        config.http_port = self.dapr_http_port;
+        config.grpc_port = self.dapr_grpc_port;
+        config.max_job_data_size = self.max_job_data_size.unwrap_or(self.app.max_body_size);
+        config.shutdown_grace = std::time::Duration::try_from_secs_f64(self.dapr_graceful_shutdown_seconds)
+            .context("--dapr-graceful-shutdown-seconds must be a non-negative number")?;
+        config.scheduler_wait =
+            std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
+                .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
+        if let Some((cert_pem, key_pem)) =
+            super::tls_identity(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())?
+        {
+            config.tls = Some(kairos_sidecar::tls::TlsIdentity { cert_pem, key_pem });
+        }
+        Ok(config)
+    }
+}
+
+impl AppArgs {
+    /// The sidecar configuration of this app with daprd's defaults otherwise, and the
+    /// environment (`NAMESPACE`, `DAPR_API_TOKEN`, `APP_API_TOKEN`).
+    ///
+    /// # Errors
+    /// When `--app-protocol` is not one kairos speaks.
     pub fn config(&self) -> anyhow::Result<SidecarConfig> {
         let protocol: AppProtocol = self.app_protocol.parse()?;
         let app = self.app_port.map(|port| AppChannelConfig {
@@ -101,29 +111,14 @@ impl Args {
         });
         let mut config = SidecarConfig::new(self.app_id.clone());
         config.namespace = env_nonempty("NAMESPACE").unwrap_or_else(|| "default".into());
-        config.listen = self.dapr_listen_addresses;
-        config.http_port = self.dapr_http_port;
-        config.grpc_port = self.dapr_grpc_port;
         config.api_token = env_nonempty("DAPR_API_TOKEN");
         config.max_body_size = self.max_body_size;
-        config.max_job_data_size = self.max_job_data_size.unwrap_or(self.max_body_size);
-        config.shutdown_grace = std::time::Duration::try_from_secs_f64(self.dapr_graceful_shutdown_seconds)
-            .context("--dapr-graceful-shutdown-seconds must be a non-negative number")?;
-        config.scheduler_wait =
-            std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
-                .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
+        config.max_job_data_size = self.max_body_size;
         config.app_health = self.app_health.config()?;
         if config.app_health.is_some() && app.is_none() {
             tracing::warn!("--enable-app-health-check without --app-port: there is no app to probe");
         }
         config.app = app;
-        if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
-            let read = |p: &std::path::Path| {
-                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
-            };
-            config.tls =
-                Some(kairos_sidecar::tls::TlsIdentity { cert_pem: read(cert)?, key_pem: read(key)? });
-        }
         Ok(config)
     }
 }
@@ -169,13 +164,26 @@ pub fn link_with(
     }
 }
 
-/// Runs `kairos sidecar`.
+/// Binds the sidecar's two APIs as its config says (port 0 picks a free one).
+///
+/// # Errors
+/// When a port cannot be bound.
+pub async fn bind_apis(config: &SidecarConfig) -> anyhow::Result<(TcpListener, TcpListener)> {
+    let bind = |port| async move {
+        let address = SocketAddr::new(config.listen, port);
+        TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
+    };
+    Ok((bind(config.http_port).await?, bind(config.grpc_port).await?))
+}
+
+/// Runs `kairos sidecar`: flags to a config, the listeners bound, [`Node::start`], the ready
+/// line printed (and a `stream-open` line each time a job stream opens).
 ///
 /// # Errors
 /// When the sidecar cannot start.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     super::init_logging_as(args.log_level, args.log_as_json);
-    let _ = crate::ops::metrics_handle();
+    let _ = kairos::ops::metrics_handle();
     let config = args.config()?;
     let token = super::api_token(args.scheduler_api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
     let tls_ca = args
@@ -185,28 +193,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .transpose()?;
     let link = link_with(&args.scheduler_host_address, token, tls_ca)?;
     let metrics_port = (args.metrics_port != 9090).then_some(args.metrics_port);
-    let metrics = crate::ops::bind("metrics", args.dapr_listen_addresses, metrics_port, 9090).await?;
-    let metrics_addr = metrics.as_ref().and_then(|l| l.local_addr().ok());
-    let ops_stop = tokio_util::sync::CancellationToken::new();
-    let ops =
-        metrics.map(|l| crate::ops::spawn_server(l, crate::ops::sidecar_metrics_router(), ops_stop.clone()));
+    let metrics = kairos::ops::bind("metrics", args.dapr_listen_addresses, metrics_port, 9090).await?;
     let signal = super::shutdown_signal_now()?;
-    let sidecar = Sidecar::start(config, link).await.context("cannot start the sidecar")?;
+    let tls = config.tls.is_some();
+    // A bad certificate or app channel is reported before anything is bound.
+    if let Some(identity) = &config.tls {
+        identity.server_config().context("cannot start the sidecar")?;
+    }
+    if let Some(app) = &config.app {
+        kairos_sidecar::app_channel::AppChannel::new(app.clone()).context("cannot start the sidecar")?;
+    }
+    let (http, grpc) = bind_apis(&config).await.context("cannot start the sidecar")?;
+    let listeners = Listeners { http: Some(http), grpc: Some(grpc), metrics, ..Listeners::default() };
+    let node = Node::start(NodeConfig::Sidecar { sidecar: config, link }, listeners, signal).await?;
+    node.ready().await?;
+    let addresses = node.addresses();
     tracing::info!(
-        app_id = %args.app_id,
-        http = %sidecar.http_addr(),
-        grpc = %sidecar.grpc_addr(),
-        metrics = %metrics_addr.map_or_else(|| "none".to_owned(), |a| a.to_string()),
-        tls = args.tls_cert_file.is_some(),
+        app_id = %args.app.app_id,
+        http = %super::or_none(addresses.http),
+        grpc = %super::or_none(addresses.grpc),
+        metrics = %super::or_none(addresses.metrics),
+        tls,
         "kairos sidecar listening"
     );
-    signal.await;
-    tracing::info!("shutting down: not ready, APIs closing, deliveries in flight finishing");
-    sidecar.shutdown().await;
-    ops_stop.cancel();
-    if let Some(ops) = ops {
-        let _ = ops.await;
-    }
+    let ready = node.ready_line("sidecar", tls);
+    kairos::node::print_line(&ready);
+    kairos::node::print_stream_opens(&node, ready);
+    node.wait().await?;
     tracing::info!("kairos sidecar stopped");
     Ok(())
 }

@@ -20,7 +20,6 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +27,8 @@ use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
 use tempfile::TempDir;
+
+use crate::free_port;
 
 /// How long a member may take to answer after it was started.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -122,11 +123,6 @@ static CLUSTERS: AtomicU64 = AtomicU64::new(0);
 fn io_err(name: &str, what: &'static str) -> impl FnOnce(std::io::Error) -> HarnessError {
     let name = name.to_owned();
     move |source| HarnessError::Io { name, what, source }
-}
-
-/// A port that was free a moment ago.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl EtcdCluster {

@@ -6,8 +6,8 @@
 //! directory) lives until the test ends:
 //!
 //! ```ignore
-//! kairos_store::job_store_conformance!(memory, || async { MemoryStore::new(8) });
-//! kairos_store::job_store_conformance!(redb, || async {
+//! kairos_testing::job_store_conformance!(memory, || async { MemoryStore::new(8) });
+//! kairos_testing::job_store_conformance!(redb, || async {
 //!     let dir = tempfile::tempdir().unwrap();
 //!     let store = RedbStore::open(dir.path().join("jobs.redb"), 8).unwrap();
 //!     (store, dir)
@@ -24,7 +24,7 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
 use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload, Route};
 
-use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
+use kairos_store::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
 
 /// What a backend's factory may return: a store, or a store with a guard to keep alive.
 pub trait Fixture {
@@ -33,13 +33,25 @@ pub trait Fixture {
     fn into_parts(self) -> (Self::Store, Self::Guard);
 }
 
-impl<S: JobStore> Fixture for S {
-    type Store = S;
-    type Guard = ();
-    fn into_parts(self) -> (S, ()) {
-        (self, ())
-    }
+/// A store with nothing to keep alive. One impl per backend: a blanket impl over every
+/// [`JobStore`] would overlap the pair's (`JobStore` is foreign here).
+macro_rules! bare_fixture {
+    ($($store:ty),*) => {$(
+        impl Fixture for $store {
+            type Store = $store;
+            type Guard = ();
+            fn into_parts(self) -> ($store, ()) {
+                (self, ())
+            }
+        }
+    )*};
 }
+
+bare_fixture!(
+    kairos_store::memory::MemoryStore,
+    kairos_store::redb::RedbStore,
+    kairos_store::etcd::EtcdStore
+);
 
 impl<S: JobStore, G> Fixture for (S, G) {
     type Store = S;
@@ -741,7 +753,7 @@ pub async fn partitions_are_fixed_and_partition_of_is_stable(store: Store) {
     for key in &keys {
         let part = store.partition_of(key);
         assert!(part < p);
-        assert_eq!(part, crate::keys::partition_of(key, p), "partition_of is the documented hash");
+        assert_eq!(part, kairos_store::keys::partition_of(key, p), "partition_of is the documented hash");
         assert_eq!(part, store.partition_of(&key.clone()));
     }
 }
