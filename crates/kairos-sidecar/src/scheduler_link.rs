@@ -239,9 +239,9 @@ impl SchedulerLink {
     pub async fn follow_hosts_only(&self, stop: CancellationToken) {
         let Mode::Remote { configured } = &self.inner.mode else { return };
         let (hosts_tx, mut hosts_rx) = mpsc::channel::<Vec<String>>(8);
-        let bearer = bearer(self.inner.token.as_deref()).ok().flatten();
+        let auth = self.inner.auth.clone();
         let tls_ca = self.inner.tls_ca.clone();
-        tokio::spawn(watch_hosts(configured.clone(), bearer.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
+        tokio::spawn(watch_hosts(configured.clone(), auth.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
         loop {
             let hosts = tokio::select! {
                 () = stop.cancelled() => return,
@@ -251,7 +251,7 @@ impl SchedulerLink {
             let apis: Vec<_> = hosts
                 .iter()
                 .filter_map(|address| {
-                    connect_lazy(address, bearer.clone(), tls_ca.as_deref())
+                    connect_lazy(address, auth.clone(), tls_ca.as_deref())
                         .ok()
                         .map(|api| (address.clone(), api))
                 })

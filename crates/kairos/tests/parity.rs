@@ -176,7 +176,7 @@ async fn kairos_run_treats_a_quoted_blank_scheduler_address_as_none() {
     let dir = tempfile::tempdir().unwrap();
     let run = common::start_run(
         "run-blank",
-        common::free_port(),
+        kairos_testing::free_port().expect("free port"),
         dir.path(),
         &["--scheduler-host-address", "\"  \""],
     );
@@ -262,7 +262,7 @@ async fn job_metrics_count_like_daprd_beside_the_kairos_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
     let (app_port, app) = start_job_app().await;
-    let metrics_port = common::free_port();
+    let metrics_port = kairos_testing::free_port().expect("free port");
     let sidecar = common::start_sidecar(
         "metrics-app",
         &scheduler.address,
@@ -319,7 +319,7 @@ async fn job_metrics_count_like_daprd_beside_the_kairos_metrics() {
 async fn kairos_run_serves_the_job_metrics_on_its_metrics_port() {
     let dir = tempfile::tempdir().unwrap();
     let (app_port, app) = start_job_app().await;
-    let metrics_port = common::free_port();
+    let metrics_port = kairos_testing::free_port().expect("free port");
     let run = common::start_run(
         "run-metrics",
         app_port,
@@ -404,7 +404,7 @@ async fn start_flaky_app() -> (u16, FlakyApp) {
 
 /// Waits (without blocking the runtime) for a log line containing `needle`.
 async fn log_line(sidecar: &common::SidecarProc, needle: &str, limit: Duration) -> bool {
-    tokio::task::block_in_place(|| common::wait_for_log(&sidecar.log, needle, limit))
+    tokio::task::block_in_place(|| common::wait_log(sidecar, needle, limit))
 }
 
 const FAST_PROBES: &[&str] =
@@ -415,7 +415,7 @@ async fn an_unhealthy_app_gets_no_jobs_and_gets_them_all_once_healthy_again() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
     let (app_port, app) = start_flaky_app().await;
-    let metrics_port = common::free_port();
+    let metrics_port = kairos_testing::free_port().expect("free port");
     let mut flags = vec![
         "--app-port".to_owned(),
         app_port.to_string(),
@@ -570,7 +570,7 @@ fn bad_health_settings_stop_the_sidecar_with_a_clear_error() {
 fn run_python_grpc_app(app_id: &str, health_check: bool, seconds: &str) -> (String, common::SidecarProc) {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let app_port = common::free_port().to_string();
+    let app_port = kairos_testing::free_port().expect("free port").to_string();
     let mut flags = vec!["--app-port", &app_port, "--app-protocol", "grpc", "--metrics-port", "0"];
     flags.extend(FAST_PROBES);
     let sidecar = common::start_sidecar(app_id, &scheduler.address, &flags, &[]);
@@ -601,10 +601,7 @@ fn events(stdout: &str, name: &str) -> usize {
 #[test]
 fn python_grpc_app_passes_the_grpc_health_check_and_gets_its_jobs() {
     let (stdout, sidecar) = run_python_grpc_app("py-health-app", true, "10");
-    assert!(
-        common::wait_for_log(&sidecar.log, "app is healthy", Duration::from_secs(1)),
-        "never probed healthy"
-    );
+    assert!(common::wait_log(&sidecar, "app is healthy", Duration::from_secs(1)), "never probed healthy");
     assert_eq!(events(&stdout, "hello-job"), 1, "{stdout}");
     assert_eq!(events(&stdout, "repeat-job"), 3, "{stdout}");
     assert_eq!(events(&stdout, "failing-job"), 4, "{stdout}");
@@ -616,8 +613,8 @@ fn python_grpc_app_passes_the_grpc_health_check_and_gets_its_jobs() {
 fn python_grpc_app_without_a_health_callback_is_unhealthy_and_gets_no_job() {
     let (stdout, sidecar) = run_python_grpc_app("py-unhealthy-app", false, "5");
     assert!(
-        common::wait_for_log(
-            &sidecar.log,
+        common::wait_log(
+            &sidecar,
             "AppCallbackHealthCheck/HealthCheck answered Unimplemented",
             Duration::from_secs(1)
         ),
@@ -685,7 +682,7 @@ async fn until_connected_to(sidecar: &common::SidecarProc, replicas: &[&common::
 /// that live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sidecar_without_an_app_follows_the_replicas_for_its_job_calls() {
-    let etcd = kairos_store::etcd_testing::EtcdProcess::start().await.expect("etcd");
+    let etcd = kairos_testing::etcd::EtcdProcess::start().await.expect("etcd");
     let endpoints = etcd.endpoints();
     let (mut a, _a_dir) = start_etcd_replica(&endpoints, "a");
     let (b, _b_dir) = start_etcd_replica(&endpoints, "b");

@@ -119,3 +119,18 @@ pub fn python() -> std::path::PathBuf {
 pub fn python_script(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
 }
+
+/// Waits until `kairos` has logged a line containing `needle` (an assertion about what it
+/// says, never a readiness signal: readiness comes from the ready line), for at most `limit`.
+pub fn wait_log(kairos: &Kairos, needle: &str, limit: std::time::Duration) -> bool {
+    let deadline = kairos_testing::process::now() + limit;
+    loop {
+        if kairos.log_has(needle) {
+            return true;
+        }
+        if kairos_testing::process::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
