@@ -27,7 +27,7 @@ use jiff::SignedDuration;
 use jiff::tz::TimeZone;
 use kairos_core::key::{NameError, validate_name, validate_name_prefix};
 use kairos_core::timeline::{Progress, next_tick};
-use kairos_core::{Clock, JobKey, JobSpec, Owner, ValidationError};
+use kairos_core::{Clock, JobKey, JobSpec, JobStats, Owner, ValidationError};
 use kairos_store::{JobStore, OwnerScope, PutMode, StoreError, StoredJob};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -374,6 +374,8 @@ impl Engine {
             progress: Progress::default(),
             next_due,
             staged: false,
+            paused: false,
+            stats: JobStats::default(),
         };
         self.inner.store.put(job.clone(), mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);

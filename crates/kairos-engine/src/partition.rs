@@ -689,6 +689,8 @@ impl Partition {
                 Mutation::Progress { key, incarnation, .. }
                 | Mutation::Complete { key, incarnation }
                 | Mutation::Stage { key, incarnation } => (key, *incarnation),
+                // History rides along with the mutation that moves the job; it moves nothing.
+                Mutation::Record { .. } => continue,
             };
             let current = self
                 .jobs
@@ -714,7 +716,7 @@ impl Partition {
                         self.insert(entry);
                     }
                 }
-                Mutation::Complete { .. } => {}
+                Mutation::Complete { .. } | Mutation::Record { .. } => {}
             }
         }
         self.evict_overflow();

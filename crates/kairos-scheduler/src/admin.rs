@@ -66,7 +66,17 @@ pub fn job_from_wire(job: WireJob) -> Result<StoredJob, ConvertError> {
         last_scheduled: progress.last_scheduled.map(timestamp_from_proto).transpose()?,
         attempts: progress.attempts,
     };
-    Ok(StoredJob { key, spec, created, incarnation: 0, progress, next_due, staged: false })
+    Ok(StoredJob {
+        key,
+        spec,
+        created,
+        incarnation: 0,
+        progress,
+        next_due,
+        staged: false,
+        paused: false,
+        stats: kairos_core::JobStats::default(),
+    })
 }
 
 /// The wire reference of a key.

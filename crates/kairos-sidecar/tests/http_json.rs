@@ -77,6 +77,7 @@ fn spec_2_2_accepts_the_upstream_example_body() {
             ttl: Some("123s".into()),
             data: Some(value_payload(json!("hello world"))),
             failure_policy: Some(constant(3, 0, Some(5))),
+            misfire_policy: None,
         }
     );
 }
@@ -399,6 +400,7 @@ fn spec_2_3_job_renders_as_protojson_in_field_order() {
         ttl: Some("123s".into()),
         data: Some(value_payload(json!("hello world"))),
         failure_policy: Some(constant(3, 0, Some(5))),
+        misfire_policy: None,
     };
     assert_eq!(
         job_to_json("my-job", &spec).unwrap(),

@@ -87,16 +87,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
-    KeyValue, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+    KeyValue, KvClient, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
 use futures::Stream;
 use jiff::Timestamp;
-use kairos_core::{JobKey, Owner, Route};
+use kairos_core::{JobKey, Owner, Route, TriggerRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, check_component, decode_due_key, decode_key, due_key, encode_key, prefix_end};
 use crate::memory::scope_prefix;
-use crate::record::{decode_record, encode_record};
+use crate::record::{decode_history, decode_record, encode_history, encode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 /// The format tag under `{prefix}/meta/format`.
@@ -118,8 +118,12 @@ pub const PARTITIONS_PER_TXN: usize = 32;
 /// Record bytes in one `apply` transaction, below etcd's default 1.5 MiB request limit.
 pub const MAX_TXN_BYTES: usize = 1 << 20;
 
-/// Jobs deleted by one transaction of a bulk delete (one range delete plus one due entry each).
-pub const DELETE_CHUNK: usize = 127;
+/// Jobs deleted by one transaction of a bulk delete (one range delete of the jobs, one of their
+/// histories, plus one due entry each).
+pub const DELETE_CHUNK: usize = 126;
+
+/// Operations in one `apply` transaction, within etcd's default 128.
+const OPS_PER_TXN: usize = 120;
 
 /// `apply` calls the writer takes at once.
 pub const MAX_GROUP_CALLS: usize = 256;
@@ -208,6 +212,7 @@ struct Layout {
     jobs: Vec<u8>,
     due: Vec<u8>,
     staged: Vec<u8>,
+    history: Vec<u8>,
     meta_format: Vec<u8>,
     meta_partitions: Vec<u8>,
 }
@@ -219,6 +224,7 @@ impl Layout {
             jobs: format!("{prefix}/jobs/").into_bytes(),
             due: format!("{prefix}/due/").into_bytes(),
             staged: format!("{prefix}/staged/").into_bytes(),
+            history: format!("{prefix}/history/").into_bytes(),
             meta_format: format!("{prefix}/meta/format").into_bytes(),
             meta_partitions: format!("{prefix}/meta/partitions").into_bytes(),
             prefix,
@@ -240,6 +246,24 @@ impl Layout {
         } else {
             self.due(partition, job.next_due, encoded)
         }
+    }
+
+    /// Every history record of the job `encoded` (as a range: start, end).
+    fn history_range(&self, encoded: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let start = [self.history.as_slice(), &keys::history_prefix(encoded)].concat();
+        let end = end_of(&start);
+        (start, end)
+    }
+
+    fn history_key(&self, encoded: &[u8], seq: u64) -> Vec<u8> {
+        [self.history.as_slice(), &keys::history_key(encoded, seq)].concat()
+    }
+
+    /// Deletes the history records of `encoded` (those numbered below `below`, or all).
+    fn drop_history(&self, encoded: &[u8], below: Option<u64>) -> TxnOp {
+        let (start, end) = self.history_range(encoded);
+        let end = below.map_or(end, |seq| self.history_key(encoded, seq));
+        TxnOp::delete(start, Some(DeleteOptions::new().with_range(end)))
     }
 
     fn owner(&self, partition: u32) -> Vec<u8> {
@@ -576,11 +600,16 @@ impl EtcdStore {
             let chunk_start = first.key().to_vec();
             let chunk_end = successor(last.key());
             let jobs = kvs.iter().map(|kv| layout.decode_job(kv)).collect::<Result<Vec<_>, _>>()?;
-            let mut ops = Vec::with_capacity(jobs.len() + 1);
+            let mut ops = Vec::with_capacity(jobs.len() + 2);
             ops.push(TxnOp::delete(
                 chunk_start.clone(),
                 Some(DeleteOptions::new().with_range(chunk_end.clone())),
             ));
+            // The histories of the chunk's jobs (and of none after them) sort between the
+            // first job's and the end of the last one's.
+            let first_history = layout.history_range(layout.encoded_of(first.key())?).0;
+            let last_history = layout.history_range(layout.encoded_of(last.key())?).1;
+            ops.push(TxnOp::delete(first_history, Some(DeleteOptions::new().with_range(last_history))));
             for (kv, job) in kvs.iter().zip(&jobs) {
                 ops.push(TxnOp::delete(self.index_of(layout.encoded_of(kv.key())?, job), None));
             }
@@ -736,6 +765,8 @@ struct Touched {
     partition: u32,
     original: Option<(StoredJob, i64)>,
     current: Option<StoredJob>,
+    /// History records appended: (record number, keep, bytes).
+    appended: Vec<(u64, u64, Vec<u8>)>,
 }
 
 /// One job's writes within an `apply` transaction.
@@ -883,6 +914,16 @@ impl Writer {
                         t.current = None;
                     }
                 }
+                Mutation::Record { incarnation, stats, record, keep, .. } => {
+                    if let Some(job) = t.current.as_mut().filter(|j| j.incarnation == *incarnation) {
+                        job.stats = *stats;
+                        t.appended.push((
+                            stats.records.saturating_sub(1),
+                            u64::from(keep.get()),
+                            encode_history(record),
+                        ));
+                    }
+                }
             }
         }
         let all_partitions: BTreeSet<u32> = touched.values().map(|t| t.partition).collect();
@@ -949,7 +990,7 @@ impl Writer {
                 let current = original.as_ref().map(|(job, _)| job.clone());
                 touched.insert(
                     encoded.clone(),
-                    Touched { partition: self.partition(encoded), original, current },
+                    Touched { partition: self.partition(encoded), original, current, appended: Vec::new() },
                 );
             }
         }
@@ -966,16 +1007,37 @@ impl Writer {
         let old_due = self.layout.index(t.partition, original, encoded);
         let compare = Compare::mod_revision(job_key.clone(), CompareOp::Equal, *mod_revision);
         let (ops, bytes) = match &t.current {
-            None => (vec![TxnOp::delete(job_key, None), TxnOp::delete(old_due, None)], 0),
+            None => (
+                vec![
+                    TxnOp::delete(job_key, None),
+                    TxnOp::delete(old_due, None),
+                    self.layout.drop_history(encoded, None),
+                ],
+                0,
+            ),
             Some(job) => {
                 let record = encode_record(job);
-                let bytes = record.len();
+                let mut bytes = record.len();
                 let new_due = self.layout.index(t.partition, job, encoded);
                 let mut ops = vec![TxnOp::put(job_key, record, None)];
                 // etcd refuses a transaction that deletes and puts the same key.
                 if new_due != old_due {
                     ops.push(TxnOp::delete(old_due, None));
                     ops.push(TxnOp::put(new_due, Vec::new(), None));
+                }
+                // Only the newest appended records can survive the trim; one range delete
+                // drops everything older than the last record's window.
+                let keep_from = t.appended.last().map(|(seq, keep, _)| (seq + 1).saturating_sub(*keep));
+                for (seq, _, value) in &t.appended {
+                    if keep_from.is_some_and(|from| *seq >= from) {
+                        bytes += value.len() + encoded.len() + 16;
+                        ops.push(TxnOp::put(self.layout.history_key(encoded, *seq), value.clone(), None));
+                    }
+                }
+                if let Some(from) = keep_from
+                    && from > 0
+                {
+                    ops.push(self.layout.drop_history(encoded, Some(from)));
                 }
                 (ops, bytes)
             }
@@ -1029,12 +1091,19 @@ fn chunk_writes(writes: Vec<JobWrite>) -> Vec<Vec<JobWrite>> {
     let mut chunks = Vec::new();
     let mut chunk: Vec<JobWrite> = Vec::new();
     let mut bytes = 0;
+    let mut ops = 0;
     for w in writes {
-        if !chunk.is_empty() && (chunk.len() >= KEYS_PER_TXN || bytes + w.bytes > MAX_TXN_BYTES) {
+        if !chunk.is_empty()
+            && (chunk.len() >= KEYS_PER_TXN
+                || bytes + w.bytes > MAX_TXN_BYTES
+                || ops + w.ops.len() > OPS_PER_TXN)
+        {
             chunks.push(std::mem::take(&mut chunk));
             bytes = 0;
+            ops = 0;
         }
         bytes += w.bytes;
+        ops += w.ops.len();
         chunk.push(w);
     }
     if !chunk.is_empty() {
@@ -1056,15 +1125,22 @@ impl JobStore for EtcdStore {
         let record = encode_record(&job);
         let new_due = self.index_of(&encoded, &job);
         if mode == PutMode::CreateOnly {
-            let txn = Txn::new()
-                .when(vec![Compare::create_revision(job_key.clone(), CompareOp::Equal, 0)])
-                .and_then(vec![TxnOp::put(job_key, record, None), TxnOp::put(new_due, Vec::new(), None)]);
+            let mut ops =
+                vec![TxnOp::put(job_key.clone(), record, None), TxnOp::put(new_due, Vec::new(), None)];
+            if job.stats.records == 0 {
+                ops.push(layout.drop_history(&encoded, None));
+            }
+            let txn =
+                Txn::new().when(vec![Compare::create_revision(job_key, CompareOp::Equal, 0)]).and_then(ops);
             let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("put", e))?;
             return if resp.succeeded() { Ok(None) } else { Err(StoreError::AlreadyExists(job.key)) };
         }
         for _ in 0..=MAX_CONFLICTS {
             let (old, mod_revision) = self.load(&job.key, &job_key).await?;
             let mut ops = vec![TxnOp::put(job_key.clone(), record.clone(), None)];
+            if job.stats.records == 0 {
+                ops.push(layout.drop_history(&encoded, None));
+            }
             let old_due = old.as_ref().map(|o| self.index_of(&encoded, o));
             if old_due.as_ref() != Some(&new_due) {
                 if let Some(old_due) = old_due {
@@ -1099,6 +1175,7 @@ impl JobStore for EtcdStore {
                 .and_then(vec![
                     TxnOp::delete(job_key.clone(), None),
                     TxnOp::delete(self.index_of(&encoded, &old), None),
+                    self.shared.layout.drop_history(&encoded, None),
                 ]);
             let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("delete", e))?;
             if resp.succeeded() {
@@ -1205,6 +1282,19 @@ impl JobStore for EtcdStore {
 
     async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError> {
         Ok(self.scan_all_at(0, after, limit).await?.1)
+    }
+
+    async fn history(&self, key: &JobKey, limit: usize) -> Result<Vec<TriggerRecord>, StoreError> {
+        let (start, end) = self.shared.layout.history_range(&encode_key(key)?);
+        let options = GetOptions::new()
+            .with_range(end)
+            .with_sort(SortTarget::Key, SortOrder::Descend)
+            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let resp = self.kv().get(start, Some(options)).await.map_err(|e| etcd_error("history read", e))?;
+        let mut newest =
+            resp.kvs().iter().map(|kv| decode_history(key, kv.value())).collect::<Result<Vec<_>, _>>()?;
+        newest.reverse();
+        Ok(newest)
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

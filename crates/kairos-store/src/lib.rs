@@ -30,7 +30,7 @@ use std::fmt;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kairos_core::timeline::Progress;
-use kairos_core::{JobKey, JobSpec, Owner, Route};
+use kairos_core::{HistoryLimit, JobKey, JobSpec, JobStats, Owner, Route, TriggerRecord};
 
 /// The partition count a new store gets unless told otherwise.
 pub const DEFAULT_PARTITIONS: u32 = 256;
@@ -54,6 +54,12 @@ pub struct StoredJob {
     /// so it waits in the staged index of its partition and route (not in the due index) until
     /// one connects. Staging costs no retry.
     pub staged: bool,
+    /// Whether the job is paused: it fires nothing, and sits in the due index at its expiry
+    /// (or [`Timestamp::MAX`] without a ttl), so that only its ttl can end it (a kairos
+    /// extension; false in records written before it).
+    pub paused: bool,
+    /// What the job has done so far (zero in records written before kairos kept it).
+    pub stats: JobStats,
 }
 
 /// Whether a put may replace an existing job.
@@ -91,15 +97,19 @@ pub enum Mutation {
     /// Moves a job from the due index to the staged index of its route, at the same `next_due`
     /// (its trigger found no subscriber). A [`Mutation::Progress`] moves it back.
     Stage { key: JobKey, incarnation: u64 },
+    /// Replaces the job's stats with `stats` and appends `record` to its history as record
+    /// number `stats.records - 1`, keeping the newest `keep` records (a kairos extension).
+    Record { key: JobKey, incarnation: u64, stats: JobStats, record: TriggerRecord, keep: HistoryLimit },
 }
 
 impl Mutation {
     /// The job this mutation is about.
     pub fn key(&self) -> &JobKey {
         match self {
-            Mutation::Progress { key, .. } | Mutation::Complete { key, .. } | Mutation::Stage { key, .. } => {
-                key
-            }
+            Mutation::Progress { key, .. }
+            | Mutation::Complete { key, .. }
+            | Mutation::Stage { key, .. }
+            | Mutation::Record { key, .. } => key,
         }
     }
 }
@@ -196,6 +206,8 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// Stores `job`, returning the job it replaced.
     ///
     /// # Contract
+    /// The key's history ([`JobStore::history`]) is kept when `job.stats.records > 0` (the same
+    /// job, paused or resumed) and deleted otherwise (a new job under an old name).
     /// With [`PutMode::CreateOnly`] an existing key fails with [`StoreError::AlreadyExists`] and
     /// changes nothing. With [`PutMode::Overwrite`] the old job (spec, progress, due entry) is
     /// replaced entirely (a staged old job leaves the staged index). The due index, or the
@@ -209,7 +221,7 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// `None` when absent; otherwise exactly what the last write stored.
     async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError>;
 
-    /// Deletes the job under `key` with its due entry, returning it.
+    /// Deletes the job under `key` with its due entry and history, returning it.
     ///
     /// # Contract
     /// Deleting an absent key succeeds with `None`.
@@ -233,7 +245,8 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// them when it is empty), returning their keys.
     ///
     /// # Contract
-    /// Atomic: after it returns, no such job exists; other owners are untouched.
+    /// Atomic: after it returns, no such job exists, nor its history; other owners are
+    /// untouched.
     async fn delete_by_prefix(
         &self,
         namespace: &str,
@@ -284,7 +297,9 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// A mutation whose key is absent or stored with another incarnation is skipped silently
     /// (the job was deleted or overwritten meanwhile). `Progress` leaves the job in the due index
     /// (un-staging a staged one), `Stage` in the staged index; staging a staged job changes
-    /// nothing. Either every other mutation is applied
+    /// nothing. `Complete` deletes the job's history with it. `Record` appends one history
+    /// record and drops those older than its `keep` newest. Either every other mutation is
+    /// applied
     /// and durable when this returns `Ok`, or none is.
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError>;
 
@@ -293,6 +308,14 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// # Contract
     /// At most `limit` jobs; paging with the last key returned visits every job once.
     async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError>;
+
+    /// The newest trigger records of the job under `key`, oldest first, at most `limit`.
+    ///
+    /// # Contract
+    /// Empty for an absent job. Records written by `Mutation::Record`, in the order written;
+    /// never more than the `keep` of the last such mutation (plus none from an earlier job of
+    /// the same name).
+    async fn history(&self, key: &JobKey, limit: usize) -> Result<Vec<TriggerRecord>, StoreError>;
 
     /// How many jobs are stored.
     async fn count(&self) -> Result<u64, StoreError>;
