@@ -7,7 +7,10 @@
 use jiff::tz::TimeZone;
 use jiff::{RoundMode, Timestamp, TimestampRound, Unit, Zoned};
 
+use crate::misfire::MisfireError;
+pub use crate::misfire::MisfirePolicy;
 pub use crate::policy::FailurePolicy;
+use crate::policy::PolicyError;
 use crate::schedule::{Schedule, ScheduleError};
 use crate::timepoint::{PointInTimeError, SUPPORTED_RANGE, parse_point_in_time};
 
@@ -33,6 +36,9 @@ pub struct JobSpec {
     pub data: Option<Payload>,
     /// Unset means [`FailurePolicy::DEFAULT`]; see [`JobSpec::with_default_policy`].
     pub failure_policy: Option<FailurePolicy>,
+    /// What to do with missed ticks (a kairos extension); unset means
+    /// [`MisfirePolicy::DEFAULT`], upstream's behaviour.
+    pub misfire_policy: Option<MisfirePolicy>,
 }
 
 /// The instants a job fires by, resolved from a [`JobSpec`] and its creation time.
@@ -51,6 +57,8 @@ pub struct JobTiming {
     pub expires: Option<Timestamp>,
     /// The policy for failed ticks (the default filled in when the spec had none).
     pub failure_policy: FailurePolicy,
+    /// The misfire policy ([`MisfirePolicy::DEFAULT`] when the spec had none).
+    pub misfire_policy: MisfirePolicy,
 }
 
 /// Why a job was refused; the texts are upstream's (spec §7.3).
@@ -75,6 +83,12 @@ pub enum ValidationError {
     TtlOutOfRange(String),
     #[error("ttl must be greater than due time")]
     TtlBeforeDueTime,
+    /// A kairos extension's failure policy is out of range.
+    #[error(transparent)]
+    FailurePolicy(#[from] PolicyError),
+    /// A kairos extension's misfire policy is out of range.
+    #[error(transparent)]
+    MisfirePolicy(#[from] MisfireError),
 }
 
 impl JobSpec {
@@ -138,6 +152,12 @@ impl JobSpec {
                 Some(expires.timestamp())
             }
         };
+        if let Some(policy) = &self.failure_policy {
+            policy.validate()?;
+        }
+        if let Some(policy) = &self.misfire_policy {
+            policy.validate()?;
+        }
         Ok(JobTiming {
             schedule,
             repeats: self.repeats,
@@ -145,6 +165,7 @@ impl JobSpec {
             due: due.map(|d| d.timestamp()),
             expires,
             failure_policy: self.failure_policy.clone().unwrap_or(FailurePolicy::DEFAULT),
+            misfire_policy: self.misfire_policy.unwrap_or_default(),
         })
     }
 }

@@ -137,6 +137,14 @@ impl Schedule {
         }
     }
 
+    /// The interval of an `@every` schedule; `None` for cron and descriptors.
+    pub fn every(&self) -> Option<SignedDuration> {
+        match &self.kind {
+            Kind::Every(every) => Some(*every),
+            Kind::Cron { .. } => None,
+        }
+    }
+
     /// The schedule exactly as the user wrote it.
     pub fn as_str(&self) -> &str {
         &self.source

@@ -73,8 +73,18 @@ pub fn after_success(timing: &JobTiming, progress: &Progress) -> Step {
 /// The retry (if the policy allows one) is due at `attempt_due + interval`, as upstream computes
 /// it, so a slow failure is retried at once when the interval has already passed.
 pub fn after_failure(timing: &JobTiming, progress: &Progress, attempt_due: Timestamp) -> Step {
+    after_failure_seeded(timing, progress, attempt_due, 0)
+}
+
+/// [`after_failure`] with the jitter of an exponential failure policy drawn from `seed`.
+pub fn after_failure_seeded(
+    timing: &JobTiming,
+    progress: &Progress,
+    attempt_due: Timestamp,
+    seed: u64,
+) -> Step {
     let attempts = progress.attempts.saturating_add(1);
-    match timing.failure_policy.retry_delay(attempts) {
+    match timing.failure_policy.retry_delay_seeded(attempts, seed) {
         Some(delay) => Step {
             progress: Progress { attempts, ..*progress },
             due: Some(attempt_due.saturating_add(delay).unwrap_or(attempt_due)),

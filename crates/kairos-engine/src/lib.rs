@@ -24,10 +24,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use jiff::SignedDuration;
+use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use kairos_core::key::{NameError, validate_name, validate_name_prefix};
 use kairos_core::timeline::{Progress, next_tick};
-use kairos_core::{Clock, JobKey, JobSpec, Owner, ValidationError};
+use kairos_core::{
+    Clock, HistoryLimit, JobKey, JobSpec, JobState, JobStats, JobStatus, Owner, TriggerRecord,
+    ValidationError,
+};
 use kairos_store::{JobStore, OwnerScope, PutMode, StoreError, StoredJob};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -62,6 +66,8 @@ pub struct EngineConfig {
     pub max_sleep: SignedDuration,
     /// Zone of cron schedules without a `TZ=` prefix (upstream: the scheduler's local zone).
     pub default_tz: TimeZone,
+    /// Trigger records kept per job (in the store, not in memory).
+    pub history: HistoryLimit,
 }
 
 impl EngineConfig {
@@ -79,6 +85,7 @@ impl Default for EngineConfig {
             credit: DEFAULT_CREDIT,
             max_sleep: SignedDuration::from_secs(1),
             default_tz: TimeZone::system(),
+            history: HistoryLimit::DEFAULT,
         }
     }
 }
@@ -95,6 +102,15 @@ pub enum EngineError {
     /// Create-only schedule of a name that exists.
     #[error("job already exists: '{0}'")]
     AlreadyExists(JobKey),
+    /// No job under that key (never created, deleted, or finished).
+    #[error("job not found: '{0}'")]
+    NotFound(JobKey),
+    /// The job's partition is fired by another replica: ask that one.
+    #[error("job '{0}' is fired by another replica")]
+    NotOwned(JobKey),
+    /// Too many trigger-now deliveries are under way in the job's partition.
+    #[error("too many trigger-now deliveries under way; try again later")]
+    Busy,
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -127,6 +143,8 @@ struct Inner {
     feed_driven: AtomicBool,
     /// Set by [`Engine::drain`]: partitions fire nothing new.
     paused: Arc<AtomicBool>,
+    /// Serializes pause and resume, so that two concurrent calls apply one after the other.
+    steer: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -153,6 +171,7 @@ impl Engine {
                 incarnations: AtomicU64::new(0),
                 feed_driven: AtomicBool::new(false),
                 paused: Arc::new(AtomicBool::new(false)),
+                steer: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -374,6 +393,8 @@ impl Engine {
             progress: Progress::default(),
             next_due,
             staged: false,
+            paused: false,
+            stats: JobStats::default(),
         };
         self.inner.store.put(job.clone(), mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);
@@ -511,6 +532,170 @@ impl Engine {
         self.inner.router.stats()
     }
 
+    /// The job and its status.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn status(&self, key: &JobKey) -> Result<Option<(StoredJob, JobStatus)>, EngineError> {
+        Ok(self.inner.store.get(key).await?.map(|job| {
+            let status = status_of(&job);
+            (job, status)
+        }))
+    }
+
+    /// The job's newest trigger records, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn history(&self, key: &JobKey, limit: usize) -> Result<Vec<TriggerRecord>, EngineError> {
+        Ok(self.inner.store.history(key, limit).await?)
+    }
+
+    /// Pauses a job: it fires nothing until resumed, across restarts and hand-overs; its ttl
+    /// still ends it. Pausing a paused job changes nothing.
+    ///
+    /// A trigger of the job in flight is still delivered, but its answer is not recorded: that
+    /// tick is delivered again after resume (at least once).
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] for an absent (or finished, hence deleted) job; when the store
+    /// fails (nothing changed then).
+    pub async fn pause(&self, key: &JobKey) -> Result<JobStatus, EngineError> {
+        let _one_at_a_time = self.inner.steer.lock().await;
+        let job = self.inner.store.get(key).await?.ok_or_else(|| EngineError::NotFound(key.clone()))?;
+        if job.paused {
+            return Ok(status_of(&job));
+        }
+        let timing = job.spec.resolve(job.created, &self.inner.config.default_tz)?;
+        let paused = StoredJob {
+            paused: true,
+            // Parked at its expiry: only the ttl can end a paused job.
+            next_due: timing.expires.unwrap_or(Timestamp::MAX),
+            staged: false,
+            incarnation: self.next_incarnation(self.inner.clock.now()),
+            ..job
+        };
+        self.inner.store.put(paused.clone(), PutMode::Overwrite).await?;
+        metrics::counter!("kairos_jobs_paused_total").increment(1);
+        self.notify(key, Command::Upsert(Box::new(paused.clone()))).await;
+        Ok(status_of(&paused))
+    }
+
+    /// Resumes a paused job: it continues from where it was, its misfire policy applied to the
+    /// ticks it missed while paused (a tick whose retries were under way is retried now).
+    /// Resuming a job that is not paused changes nothing. A job whose ttl passed while paused
+    /// is finished: it is deleted, and the status says [`JobState::Finished`].
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] for an absent job; when the store fails (nothing changed then).
+    pub async fn resume(&self, key: &JobKey) -> Result<JobStatus, EngineError> {
+        let _one_at_a_time = self.inner.steer.lock().await;
+        let job = self.inner.store.get(key).await?.ok_or_else(|| EngineError::NotFound(key.clone()))?;
+        if !job.paused {
+            return Ok(status_of(&job));
+        }
+        let now = self.inner.clock.now();
+        let timing = job.spec.resolve(job.created, &self.inner.config.default_tz)?;
+        let expired = timing.expires.is_some_and(|e| e < now);
+        let next_due = if job.progress.attempts > 0 { Some(now) } else { next_tick(&timing, &job.progress) };
+        let Some(next_due) = next_due.filter(|_| !expired) else {
+            self.delete(key).await?;
+            return Ok(JobStatus::new(&job.stats, &job.progress, None, false, false));
+        };
+        let resumed = StoredJob {
+            paused: false,
+            next_due,
+            staged: false,
+            incarnation: self.next_incarnation(now),
+            ..job
+        };
+        self.inner.store.put(resumed.clone(), PutMode::Overwrite).await?;
+        metrics::counter!("kairos_jobs_resumed_total").increment(1);
+        self.notify(key, Command::Upsert(Box::new(resumed.clone()))).await;
+        Ok(status_of(&resumed))
+    }
+
+    /// Delivers the job once more, now, with its data, through the normal delivery path and
+    /// its failure policy. It does not count against `repeats` and does not move the schedule;
+    /// it is allowed on a paused job. Its retries are held in memory (a restart forgets them).
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] for an absent job, [`EngineError::NotOwned`] when another
+    /// replica fires the job, [`EngineError::Busy`] when too many are under way.
+    pub async fn trigger_now(&self, key: &JobKey) -> Result<(), EngineError> {
+        if self.inner.store.get(key).await?.is_none() {
+            return Err(EngineError::NotFound(key.clone()));
+        }
+        let partition = self.inner.store.partition_of(key);
+        let tx = self.partitions().get(&partition).map(|r| r.commands.clone());
+        let Some(tx) = tx else { return Err(EngineError::NotOwned(key.clone())) };
+        // The job must be in memory for its partition to fire it: a paused or far-off job may
+        // be only in the store, so admit it first (an Upsert of the stored copy is harmless).
+        for attempt in 0..2 {
+            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+            if tx.send(Command::TriggerNow(key.clone(), done_tx)).await.is_err() {
+                return Err(EngineError::NotOwned(key.clone()));
+            }
+            match done_rx.await {
+                Ok(true) => return Ok(()),
+                Ok(false) if attempt == 0 => {
+                    let Some(job) = self.inner.store.get(key).await? else {
+                        return Err(EngineError::NotFound(key.clone()));
+                    };
+                    let _ = tx.send(Command::Admit(Box::new(job))).await;
+                }
+                Ok(false) => return Err(EngineError::Busy),
+                Err(_) => return Err(EngineError::NotOwned(key.clone())),
+            }
+        }
+        Err(EngineError::Busy)
+    }
+
+    /// One page of an owner's jobs with their status, ascending by name, after `after_name`:
+    /// those whose names start with `filter.name_prefix` and, when given, in `filter.state`.
+    /// Reads at most `limit` matching jobs (and as many store pages as it takes to find them).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn list_status(
+        &self,
+        namespace: &str,
+        owner: &Owner,
+        filter: &ListFilter,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(StoredJob, JobStatus)>, EngineError> {
+        let mut out = Vec::new();
+        let prefix = filter.name_prefix.as_str();
+        // Names sort ascending: start at the prefix, stop past it.
+        let mut after = match after_name {
+            Some(name) if name >= prefix => Some(name.to_owned()),
+            _ => None,
+        };
+        while out.len() < limit {
+            let page = self.inner.store.list(namespace, owner, after.as_deref(), 256).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.key.name.clone());
+            let done = page.len() < 256;
+            for job in page {
+                if job.key.name.as_str() < prefix {
+                    continue;
+                }
+                if !job.key.name.starts_with(prefix) {
+                    return Ok(out);
+                }
+                let status = status_of(&job);
+                if filter.state.is_none_or(|s| s == status.state) && out.len() < limit {
+                    out.push((job, status));
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// How many jobs are staged in the store (their route had no subscriber when they fell due).
     ///
     /// # Errors
@@ -518,6 +703,20 @@ impl Engine {
     pub async fn staged_count(&self) -> Result<u64, EngineError> {
         Ok(self.inner.store.count_staged().await?)
     }
+}
+
+/// Which jobs [`Engine::list_status`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    /// Only names starting with this (all when empty).
+    pub name_prefix: String,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+}
+
+/// The status of a stored job.
+fn status_of(job: &StoredJob) -> JobStatus {
+    JobStatus::new(&job.stats, &job.progress, Some(job.next_due), job.paused, job.staged)
 }
 
 /// A registered subscriber's end: triggers come out of [`Subscription::recv`]. Dropping it

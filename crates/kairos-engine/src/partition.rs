@@ -30,8 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
-use kairos_core::timeline::{Step, after_failure, after_success};
-use kairos_core::{Clock, JobKey, JobTiming, Route};
+use kairos_core::misfire::catch_up;
+use kairos_core::policy::splitmix64;
+use kairos_core::timeline::{Step, after_failure_seeded, after_success, next_tick};
+use kairos_core::{Clock, JobKey, JobTiming, Route, TriggerOutcome, TriggerRecord};
 use kairos_store::{DueCursor, JobStore, Mutation, StoreError, StoredJob};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -54,7 +56,29 @@ pub(crate) enum Command {
     Drain(oneshot::Sender<()>),
     /// Forget what is waiting and read the due index again (the change feed missed events).
     Reload,
+    /// Deliver the job once more now (trigger-now), outside its schedule; answers whether the
+    /// job was there to trigger.
+    TriggerNow(JobKey, oneshot::Sender<bool>),
+    /// Put the stored job in memory if it is not there (so that trigger-now can fire it).
+    Admit(Box<StoredJob>),
 }
+
+/// A trigger-now delivery: outside the job's schedule, retried under its failure policy, held
+/// in memory only (a restart forgets a trigger-now that is still retrying).
+#[derive(Debug)]
+struct Manual {
+    key: JobKey,
+    incarnation: u64,
+    /// When it was asked for (its "tick" in the history).
+    requested: Timestamp,
+    /// Failed attempts so far.
+    attempts: u32,
+    /// When the current attempt was handed out, while it is in flight.
+    fired: Option<Timestamp>,
+}
+
+/// Most trigger-now deliveries one partition holds at once.
+const MAX_MANUAL: usize = 64;
 
 #[derive(Debug)]
 enum Frontier {
@@ -150,6 +174,10 @@ pub(crate) struct Partition {
     written_rx: mpsc::UnboundedReceiver<WriteResult>,
     /// Set by [`Command::Drain`]: nothing new fires, and the sender hears when all is settled.
     draining: Option<Vec<oneshot::Sender<()>>>,
+    /// Trigger-now deliveries by trigger id (in flight) ...
+    manual: HashMap<u64, Manual>,
+    /// ... and those waiting for a retry, by due time.
+    manual_waiting: BTreeMap<(Timestamp, u64), Manual>,
 }
 
 impl Partition {
@@ -188,6 +216,8 @@ impl Partition {
             written_tx,
             written_rx,
             draining: None,
+            manual: HashMap::new(),
+            manual_waiting: BTreeMap::new(),
         }
     }
 
@@ -223,6 +253,11 @@ impl Partition {
             {
                 deadline = deadline.min(*head);
             }
+            if let Some(((head, _), _)) = self.manual_waiting.first_key_value()
+                && !self.fires_nothing()
+            {
+                deadline = deadline.min(*head);
+            }
             if let Some(t) = self.backoff_until {
                 deadline = deadline.min(t);
             }
@@ -240,7 +275,14 @@ impl Partition {
                     self.flush();
                 }
                 command = commands.recv() => match command {
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        self.on_command(command);
+                        // Apply every change already asked for before firing again (a pause
+                        // must not lose to a tick that fell due meanwhile).
+                        while let Ok(more) = commands.try_recv() {
+                            self.on_command(more);
+                        }
+                    }
                     None => break,
                 },
                 () = sleep => {}
@@ -282,6 +324,12 @@ impl Partition {
 
     fn on_event(&mut self, event: PartitionEvent) {
         match event {
+            PartitionEvent::Completed { trigger, outcome } if self.manual.contains_key(&trigger.id) => {
+                self.on_manual_completion(&trigger, Some(outcome));
+            }
+            PartitionEvent::Unroutable(trigger) if self.manual.contains_key(&trigger.id) => {
+                self.on_manual_completion(&trigger, None);
+            }
             PartitionEvent::Completed { trigger, outcome } => self.on_completion(trigger, outcome),
             PartitionEvent::Unroutable(trigger) => {
                 if self.holds(&trigger) {
@@ -341,6 +389,25 @@ impl Partition {
                     }
                 }
                 self.draining.get_or_insert_with(Vec::new).push(done);
+            }
+            Command::TriggerNow(key, done) => {
+                let incarnation = self.jobs.get(&key).map(|e| e.job.incarnation);
+                let room = self.manual.len() + self.manual_waiting.len() < MAX_MANUAL;
+                if let (Some(incarnation), true) = (incarnation, room) {
+                    let now = self.clock.now();
+                    let manual = Manual { key, incarnation, requested: now, attempts: 0, fired: None };
+                    let id = self.router.next_trigger_id();
+                    self.manual_waiting.insert((now, id), manual);
+                    let _ = done.send(true);
+                } else {
+                    let _ = done.send(false);
+                }
+            }
+            Command::Admit(job) => {
+                // Evicted again like any waiting job if memory is short.
+                if !self.jobs.contains_key(&job.key) {
+                    self.admit(*job);
+                }
             }
             Command::Reload => {
                 // Jobs in flight or being written stay: their results still apply, and a scan
@@ -558,12 +625,51 @@ impl Partition {
             // The next owner fires these.
             return;
         }
+        self.fire_manual(now);
         while let Some((due, _)) = self.waiting.first() {
             if *due > now {
                 break;
             }
-            let Some((due, key)) = self.waiting.pop_first() else { break };
+            let Some((mut due, key)) = self.waiting.pop_first() else { break };
             let Some(entry) = self.jobs.get_mut(&key) else { continue };
+            if entry.job.paused {
+                // A paused job waits at its expiry: its ttl has passed, it is finished.
+                entry.state = State::Writing;
+                metrics::counter!("kairos_jobs_deleted_total", "reason" => "expired_while_paused")
+                    .increment(1);
+                self.pending.push(Mutation::Complete { key, incarnation: entry.job.incarnation });
+                continue;
+            }
+            let policy = entry.timing.misfire_policy;
+            if entry.job.progress.attempts == 0 && !policy.is_default() {
+                let misfire = catch_up(&entry.timing, &entry.job.progress, now, &policy);
+                if misfire.skipped || misfire.progress != entry.job.progress {
+                    metrics::counter!("kairos_misfires_total", "policy" => policy.catch_up.as_str())
+                        .increment(1);
+                    let incarnation = entry.job.incarnation;
+                    entry.job.progress = misfire.progress;
+                    match next_tick(&entry.timing, &misfire.progress) {
+                        Some(next) if next <= now => due = next,
+                        Some(next) => {
+                            // Nothing to deliver now: wait for the next tick, durably.
+                            entry.state = State::Writing;
+                            entry.job.next_due = next;
+                            self.pending.push(Mutation::Progress {
+                                key,
+                                incarnation,
+                                progress: misfire.progress,
+                                next_due: next,
+                            });
+                            continue;
+                        }
+                        None => {
+                            entry.state = State::Writing;
+                            self.pending.push(Mutation::Complete { key, incarnation });
+                            continue;
+                        }
+                    }
+                }
+            }
             let trigger = Trigger {
                 id: self.router.next_trigger_id(),
                 key,
@@ -612,6 +718,23 @@ impl Partition {
         tracing::debug!(job = %key, due = %entry.job.next_due, "no subscriber for the job's route; staged");
         metrics::counter!("kairos_triggers_total", "result" => "staged").increment(1);
         self.pending.push(Mutation::Stage { key: key.clone(), incarnation: entry.job.incarnation });
+        let now = self.clock.now();
+        let record = TriggerRecord {
+            tick: next_tick(&entry.timing, &entry.job.progress).unwrap_or(entry.job.next_due),
+            fired_at: now,
+            answered_at: now,
+            attempt: entry.job.progress.attempts + 1,
+            outcome: TriggerOutcome::Undeliverable,
+            manual: false,
+        };
+        entry.job.stats = entry.job.stats.after(&record);
+        self.pending.push(Mutation::Record {
+            key: key.clone(),
+            incarnation: entry.job.incarnation,
+            stats: entry.job.stats,
+            record,
+            keep: self.config.history,
+        });
     }
 
     fn on_completion(&mut self, trigger: Trigger, outcome: Outcome) {
@@ -619,9 +742,12 @@ impl Partition {
             return;
         }
         let Some(entry) = self.jobs.get_mut(&trigger.key) else { return };
+        let tick = next_tick(&entry.timing, &entry.job.progress).unwrap_or(trigger.due);
+        // The jitter of an exponential policy: fixed per job incarnation and tick.
+        let seed = splitmix64(entry.job.incarnation ^ u64::from(entry.job.progress.count));
         let Step { progress, due } = match outcome {
             Outcome::Success => after_success(&entry.timing, &entry.job.progress),
-            Outcome::Failed => after_failure(&entry.timing, &entry.job.progress, trigger.due),
+            Outcome::Failed => after_failure_seeded(&entry.timing, &entry.job.progress, trigger.due, seed),
         };
         // A failure is retried when it counted one more attempt of the same tick; otherwise
         // the policy gave the tick up.
@@ -631,8 +757,25 @@ impl Partition {
             Outcome::Failed => "dropped",
         };
         metrics::counter!("kairos_triggers_total", "result" => result).increment(1);
+        if result == "failed" {
+            metrics::counter!("kairos_retries_total", "policy" => entry.timing.failure_policy.kind())
+                .increment(1);
+        }
+        let now = self.clock.now();
+        let record = TriggerRecord {
+            tick,
+            fired_at: entry.fired.as_ref().map_or(now, |(fired, _)| *fired),
+            answered_at: now,
+            attempt: entry.job.progress.attempts + 1,
+            outcome: match result {
+                "success" => TriggerOutcome::Success,
+                "failed" => TriggerOutcome::Failed,
+                _ => TriggerOutcome::Dropped,
+            },
+            manual: false,
+        };
+        entry.job.stats = entry.job.stats.after(&record);
         if let Some((fired, span)) = entry.fired.take() {
-            let now = self.clock.now();
             metrics::histogram!("kairos_trigger_delivery_seconds").record(seconds(now.duration_since(fired)));
             span.record("outcome", result);
             let (job, id, attempt) = (&trigger.key, trigger.id, entry.job.progress.attempts + 1);
@@ -652,9 +795,93 @@ impl Partition {
         match due {
             Some(next_due) => {
                 entry.job.next_due = next_due;
-                self.pending.push(Mutation::Progress { key, incarnation, progress, next_due });
+                let stats = entry.job.stats;
+                self.pending.push(Mutation::Progress { key: key.clone(), incarnation, progress, next_due });
+                self.pending.push(Mutation::Record {
+                    key,
+                    incarnation,
+                    stats,
+                    record,
+                    keep: self.config.history,
+                });
             }
             None => self.pending.push(Mutation::Complete { key, incarnation }),
+        }
+    }
+
+    /// Hands out the trigger-now deliveries that are due.
+    fn fire_manual(&mut self, now: Timestamp) {
+        while let Some(entry) = self.manual_waiting.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let mut manual = entry.remove();
+            let Some(job) = self.jobs.get(&manual.key).filter(|e| e.job.incarnation == manual.incarnation)
+            else {
+                // Deleted, replaced or paged out meanwhile: the extra delivery is dropped.
+                continue;
+            };
+            let trigger = Trigger {
+                id: self.router.next_trigger_id(),
+                key: manual.key.clone(),
+                data: job.job.spec.data.clone(),
+                due: manual.requested,
+                incarnation: manual.incarnation,
+                partition: self.id,
+            };
+            let id = trigger.id;
+            manual.fired = Some(now);
+            self.manual.insert(id, manual);
+            if let Err(trigger) = self.router.dispatch(trigger) {
+                self.on_manual_completion(&trigger, None);
+            }
+        }
+    }
+
+    /// A trigger-now delivery was answered (`None`: no subscriber): history, stats, and a
+    /// retry under the job's failure policy. It never moves the job's schedule or count.
+    fn on_manual_completion(&mut self, trigger: &Trigger, outcome: Option<Outcome>) {
+        let Some(mut manual) = self.manual.remove(&trigger.id) else { return };
+        let now = self.clock.now();
+        let Some(entry) = self.jobs.get_mut(&manual.key).filter(|e| e.job.incarnation == manual.incarnation)
+        else {
+            return;
+        };
+        let attempt = manual.attempts + 1;
+        let retry = match outcome {
+            Some(Outcome::Failed) => {
+                let seed = splitmix64(entry.job.incarnation ^ manual.requested.as_nanosecond() as u64);
+                entry.timing.failure_policy.retry_delay_seeded(attempt, seed)
+            }
+            _ => None,
+        };
+        let record = TriggerRecord {
+            tick: manual.requested,
+            fired_at: manual.fired.unwrap_or(now),
+            answered_at: now,
+            attempt,
+            outcome: match (outcome, retry) {
+                (Some(Outcome::Success), _) => TriggerOutcome::Success,
+                (Some(Outcome::Failed), Some(_)) => TriggerOutcome::Failed,
+                (Some(Outcome::Failed), None) => TriggerOutcome::Dropped,
+                (None, _) => TriggerOutcome::Undeliverable,
+            },
+            manual: true,
+        };
+        entry.job.stats = entry.job.stats.after(&record);
+        self.pending.push(Mutation::Record {
+            key: manual.key.clone(),
+            incarnation: manual.incarnation,
+            stats: entry.job.stats,
+            record,
+            keep: self.config.history,
+        });
+        if let Some(delay) = retry {
+            manual.attempts = attempt;
+            manual.fired = None;
+            let at = now.saturating_add(delay).unwrap_or(now);
+            let id = self.router.next_trigger_id();
+            self.manual_waiting.insert((at, id), manual);
         }
     }
 
@@ -689,6 +916,8 @@ impl Partition {
                 Mutation::Progress { key, incarnation, .. }
                 | Mutation::Complete { key, incarnation }
                 | Mutation::Stage { key, incarnation } => (key, *incarnation),
+                // History rides along with the mutation that moves the job; it moves nothing.
+                Mutation::Record { .. } => continue,
             };
             let current = self
                 .jobs
@@ -714,7 +943,7 @@ impl Partition {
                         self.insert(entry);
                     }
                 }
-                Mutation::Complete { .. } => {}
+                Mutation::Complete { .. } | Mutation::Record { .. } => {}
             }
         }
         self.evict_overflow();

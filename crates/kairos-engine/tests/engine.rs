@@ -22,7 +22,13 @@ struct Harness {
 }
 
 fn config(window: usize) -> EngineConfig {
-    EngineConfig { window, credit: 16, max_sleep: SignedDuration::from_secs(1), default_tz: TimeZone::UTC }
+    EngineConfig {
+        window,
+        credit: 16,
+        max_sleep: SignedDuration::from_secs(1),
+        default_tz: TimeZone::UTC,
+        history: kairos_core::HistoryLimit::DEFAULT,
+    }
 }
 
 fn harness() -> Harness {

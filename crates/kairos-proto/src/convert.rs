@@ -57,6 +57,12 @@ pub fn policy_to_proto(policy: &FailurePolicy) -> common::JobFailurePolicy {
                 max_retries: *max_retries,
             })
         }
+        // Upstream's protocol has no exponential policy (the extension fields come with the
+        // kairos surfaces): its nearest upstream form is constant at the initial interval.
+        FailurePolicy::Exponential(e) => Policy::Constant(common::JobFailurePolicyConstant {
+            interval: Some(duration_to_proto(e.initial_interval)),
+            max_retries: e.max_retries,
+        }),
     };
     common::JobFailurePolicy { policy: Some(policy) }
 }
@@ -124,6 +130,7 @@ pub fn spec_from_scheduler_job(job: scheduler::Job) -> Result<JobSpec, ConvertEr
         ttl: job.ttl,
         data: job.data.map(payload_from_any),
         failure_policy: job.failure_policy.map(policy_from_proto).transpose()?.flatten(),
+        misfire_policy: None,
     })
 }
 
@@ -237,6 +244,7 @@ mod tests {
                 interval: Some(SignedDuration::new(1, 500_000_000)),
                 max_retries: None,
             }),
+            misfire_policy: None,
         };
         assert_eq!(spec_from_scheduler_job(spec_to_scheduler_job(&spec)).unwrap(), spec);
         let (name, back) = spec_from_runtime_job(spec_to_runtime_job("n", &spec)).unwrap();

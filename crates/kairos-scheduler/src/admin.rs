@@ -66,7 +66,17 @@ pub fn job_from_wire(job: WireJob) -> Result<StoredJob, ConvertError> {
         last_scheduled: progress.last_scheduled.map(timestamp_from_proto).transpose()?,
         attempts: progress.attempts,
     };
-    Ok(StoredJob { key, spec, created, incarnation: 0, progress, next_due, staged: false })
+    Ok(StoredJob {
+        key,
+        spec,
+        created,
+        incarnation: 0,
+        progress,
+        next_due,
+        staged: false,
+        paused: false,
+        stats: kairos_core::JobStats::default(),
+    })
 }
 
 /// The wire reference of a key.
@@ -92,6 +102,10 @@ fn engine_status(err: EngineError) -> Status {
         EngineError::Name(e) => Status::invalid_argument(format!("job failed validation: {e}")),
         EngineError::Invalid(e) => Status::invalid_argument(format!("job failed validation: {e}")),
         EngineError::AlreadyExists(key) => Status::already_exists(format!("job already exists: '{key}'")),
+        // The steering calls (issue 14) are not served over gRPC yet; mapped for completeness.
+        EngineError::NotFound(key) => Status::not_found(format!("job not found: '{key}'")),
+        e @ EngineError::NotOwned(_) => Status::failed_precondition(e.to_string()),
+        e @ EngineError::Busy => Status::resource_exhausted(e.to_string()),
         EngineError::Store(e) => crate::store_status(&e),
     }
 }

@@ -189,6 +189,10 @@ fn engine_status(err: EngineError) -> Status {
         EngineError::Name(e) => Status::unknown(format!("job failed validation: {e}")),
         EngineError::Invalid(e) => Status::unknown(format!("job failed validation: {e}")),
         EngineError::AlreadyExists(key) => Status::already_exists(format!("job already exists: '{key}'")),
+        // The steering calls (issue 14) are not served over gRPC yet; mapped for completeness.
+        EngineError::NotFound(key) => Status::not_found(format!("job not found: '{key}'")),
+        e @ EngineError::NotOwned(_) => Status::failed_precondition(e.to_string()),
+        e @ EngineError::Busy => Status::resource_exhausted(e.to_string()),
         EngineError::Store(e) => store_status(&e),
     }
 }

@@ -102,6 +102,7 @@ pub fn parse_schedule_body(name_from_url: &str, body: &[u8]) -> Result<ScheduleR
         ttl: request.ttl,
         data: request.data.map(|v| Payload { type_url: VALUE_TYPE_URL.to_owned(), value: v.encode_to_vec() }),
         failure_policy,
+        misfire_policy: None,
     };
     Ok(ScheduleRequest { name: name.to_owned(), spec, overwrite: request.overwrite.unwrap_or(false) })
 }

@@ -80,6 +80,7 @@ fn upstream_example_spec() -> JobSpec {
         ttl: Some("123s".into()),
         data: Some(value_payload(json!("hello world"))),
         failure_policy: Some(constant(3, 0, Some(5))),
+        misfire_policy: None,
     }
 }
 

@@ -221,6 +221,18 @@ fn order_preserving(nanos: i128) -> [u8; 16] {
     (nanos ^ i128::MIN).to_be_bytes()
 }
 
+/// The prefix of every history record of the job with encoded key `encoded_key`: the key and a
+/// NUL (which no key component contains, so no other job's records share it).
+pub fn history_prefix(encoded_key: &[u8]) -> Vec<u8> {
+    [encoded_key, &[0]].concat()
+}
+
+/// The key of record number `seq` of a job's history: [`history_prefix`] and `seq` big-endian,
+/// so records sort in the order written.
+pub fn history_key(encoded_key: &[u8], seq: u64) -> Vec<u8> {
+    [encoded_key, &[0], &seq.to_be_bytes()].concat()
+}
+
 /// The smallest byte string greater than every string starting with `prefix`, or `None` when
 /// there is none (an empty or all-`0xFF` prefix): the exclusive end of a prefix range scan.
 pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {

@@ -27,7 +27,7 @@ use std::fmt;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use kairos_core::timeline::Progress;
-use kairos_core::{JobKey, JobSpec, Owner, Route};
+use kairos_core::{HistoryLimit, JobKey, JobSpec, JobStats, Owner, Route, TriggerRecord};
 
 /// The partition count a new store gets unless told otherwise.
 pub const DEFAULT_PARTITIONS: u32 = 256;
@@ -51,6 +51,12 @@ pub struct StoredJob {
     /// so it waits in the staged index of its partition and route (not in the due index) until
     /// one connects. Staging costs no retry.
     pub staged: bool,
+    /// Whether the job is paused: it fires nothing, and sits in the due index at its expiry
+    /// (or [`Timestamp::MAX`] without a ttl), so that only its ttl can end it (a kairos
+    /// extension; false in records written before it).
+    pub paused: bool,
+    /// What the job has done so far (zero in records written before kairos kept it).
+    pub stats: JobStats,
 }
 
 /// Whether a put may replace an existing job.
@@ -88,15 +94,19 @@ pub enum Mutation {
     /// Moves a job from the due index to the staged index of its route, at the same `next_due`
     /// (its trigger found no subscriber). A [`Mutation::Progress`] moves it back.
     Stage { key: JobKey, incarnation: u64 },
+    /// Replaces the job's stats with `stats` and appends `record` to its history as record
+    /// number `stats.records - 1`, keeping the newest `keep` records (a kairos extension).
+    Record { key: JobKey, incarnation: u64, stats: JobStats, record: TriggerRecord, keep: HistoryLimit },
 }
 
 impl Mutation {
     /// The job this mutation is about.
     pub fn key(&self) -> &JobKey {
         match self {
-            Mutation::Progress { key, .. } | Mutation::Complete { key, .. } | Mutation::Stage { key, .. } => {
-                key
-            }
+            Mutation::Progress { key, .. }
+            | Mutation::Complete { key, .. }
+            | Mutation::Stage { key, .. }
+            | Mutation::Record { key, .. } => key,
         }
     }
 
@@ -113,6 +123,8 @@ impl Mutation {
             }
             Mutation::Stage { .. } => current.staged = true,
             Mutation::Complete { .. } => *job = None,
+            // The history record itself is stored apart from the job, by each backend.
+            Mutation::Record { stats, .. } => current.stats = *stats,
         }
     }
 
@@ -121,7 +133,8 @@ impl Mutation {
         match self {
             Mutation::Progress { incarnation, .. }
             | Mutation::Complete { incarnation, .. }
-            | Mutation::Stage { incarnation, .. } => *incarnation,
+            | Mutation::Stage { incarnation, .. }
+            | Mutation::Record { incarnation, .. } => *incarnation,
         }
     }
 }
@@ -218,6 +231,8 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// Stores `job`, returning the job it replaced.
     ///
     /// # Contract
+    /// The key's history ([`JobStore::history`]) is kept when `job.stats.records > 0` (the same
+    /// job, paused or resumed) and deleted otherwise (a new job under an old name).
     /// With [`PutMode::CreateOnly`] an existing key fails with [`StoreError::AlreadyExists`] and
     /// changes nothing. With [`PutMode::Overwrite`] the old job (spec, progress, due entry) is
     /// replaced entirely (a staged old job leaves the staged index). The due index, or the
@@ -231,7 +246,7 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// `None` when absent; otherwise exactly what the last write stored.
     async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError>;
 
-    /// Deletes the job under `key` with its due entry, returning it.
+    /// Deletes the job under `key` with its due entry and history, returning it.
     ///
     /// # Contract
     /// Deleting an absent key succeeds with `None`.
@@ -255,7 +270,8 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// them when it is empty), returning their keys.
     ///
     /// # Contract
-    /// Atomic: after it returns, no such job exists; other owners are untouched.
+    /// Atomic: after it returns, no such job exists, nor its history; other owners are
+    /// untouched.
     async fn delete_by_prefix(
         &self,
         namespace: &str,
@@ -306,7 +322,9 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// A mutation whose key is absent or stored with another incarnation is skipped silently
     /// (the job was deleted or overwritten meanwhile). `Progress` leaves the job in the due index
     /// (un-staging a staged one), `Stage` in the staged index; staging a staged job changes
-    /// nothing. Either every other mutation is applied
+    /// nothing. `Complete` deletes the job's history with it. `Record` appends one history
+    /// record and drops those older than its `keep` newest. Either every other mutation is
+    /// applied
     /// and durable when this returns `Ok`, or none is.
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError>;
 
@@ -315,6 +333,14 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// # Contract
     /// At most `limit` jobs; paging with the last key returned visits every job once.
     async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError>;
+
+    /// The newest trigger records of the job under `key`, oldest first, at most `limit`.
+    ///
+    /// # Contract
+    /// Empty for an absent job. Records written by `Mutation::Record`, in the order written;
+    /// never more than the `keep` of the last such mutation (plus none from an earlier job of
+    /// the same name).
+    async fn history(&self, key: &JobKey, limit: usize) -> Result<Vec<TriggerRecord>, StoreError>;
 
     /// How many jobs are stored.
     async fn count(&self) -> Result<u64, StoreError>;
@@ -344,6 +370,8 @@ mod tests {
             progress: Progress::default(),
             next_due: Timestamp::UNIX_EPOCH,
             staged,
+            paused: false,
+            stats: kairos_core::JobStats::default(),
         })
     }
 
@@ -361,6 +389,24 @@ mod tests {
         let mut staged = stored(1, false);
         Mutation::Stage { key: key.clone(), incarnation: 1 }.apply_to(&mut staged);
         assert!(staged.is_some_and(|j| j.staged));
+
+        let record = kairos_core::TriggerRecord {
+            tick: Timestamp::UNIX_EPOCH,
+            fired_at: Timestamp::UNIX_EPOCH,
+            answered_at: Timestamp::UNIX_EPOCH,
+            attempt: 1,
+            outcome: kairos_core::TriggerOutcome::Success,
+            manual: false,
+        };
+        let stats = kairos_core::JobStats::default().after(&record);
+        let recorded =
+            Mutation::Record { key: key.clone(), incarnation: 1, stats, record, keep: Default::default() };
+        let mut job = stored(1, false);
+        recorded.apply_to(&mut job);
+        assert_eq!(job.map(|j| j.stats), Some(stats));
+        let mut other = stored(2, false);
+        recorded.apply_to(&mut other);
+        assert_eq!(other, stored(2, false));
 
         let mut done = stored(1, false);
         Mutation::Complete { key: key.clone(), incarnation: 1 }.apply_to(&mut done);

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use kairos_core::{JobKey, Owner, Route};
+use kairos_core::{JobKey, Owner, Route, TriggerRecord};
 
 use crate::keys::{self, encode_key, prefix_end};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
@@ -122,6 +122,8 @@ struct State {
     due: BTreeSet<DueEntry>,
     /// `(partition, route prefix, next_due, encoded key)` of every staged job.
     staged: BTreeSet<StagedEntry>,
+    /// Encoded key → record number → trigger record.
+    history: BTreeMap<Vec<u8>, BTreeMap<u64, TriggerRecord>>,
 }
 
 impl State {
@@ -150,11 +152,17 @@ impl State {
         Some(old)
     }
 
+    /// Removes a job and its history.
+    fn delete(&mut self, partitions: u32, encoded: &[u8]) -> Option<StoredJob> {
+        self.history.remove(encoded);
+        self.remove(partitions, encoded)
+    }
+
     fn remove_prefix(&mut self, partitions: u32, prefix: &[u8]) -> Vec<JobKey> {
         let (start, end) = prefix_range(prefix);
         let doomed: Vec<Vec<u8>> =
             self.jobs.range::<[u8], _>(bounds(start, &end)).map(|(k, _)| k.clone()).collect();
-        doomed.iter().filter_map(|k| self.remove(partitions, k)).map(|job| job.key).collect()
+        doomed.iter().filter_map(|k| self.delete(partitions, k)).map(|job| job.key).collect()
     }
 }
 
@@ -217,6 +225,9 @@ impl JobStore for MemoryStore {
             if mode == PutMode::CreateOnly && state.jobs.contains_key(&encoded) {
                 return Err(StoreError::AlreadyExists(job.key));
             }
+            if job.stats.records == 0 {
+                state.history.remove(&encoded);
+            }
             Ok(state.insert(self.partitions, encoded, job))
         })
         .await
@@ -229,7 +240,7 @@ impl JobStore for MemoryStore {
 
     async fn delete(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
         let encoded = encode_key(key)?;
-        self.write(|state| Ok(state.remove(self.partitions, &encoded))).await
+        self.write(|state| Ok(state.delete(self.partitions, &encoded))).await
     }
 
     async fn list(
@@ -324,11 +335,18 @@ impl JobStore for MemoryStore {
                 }
                 match job {
                     Some(job) => {
-                        state.insert(self.partitions, encoded, job);
+                        state.insert(self.partitions, encoded.clone(), job);
                     }
                     None => {
-                        state.remove(self.partitions, &encoded);
+                        state.delete(self.partitions, &encoded);
+                        continue;
                     }
+                }
+                if let Mutation::Record { stats, record, keep, .. } = mutation {
+                    let history = state.history.entry(encoded).or_default();
+                    history.insert(stats.records.saturating_sub(1), *record);
+                    let first_kept = stats.records.saturating_sub(u64::from(keep.get()));
+                    *history = history.split_off(&first_kept);
                 }
             }
             Ok(())
@@ -346,6 +364,15 @@ impl JobStore for MemoryStore {
             .take(limit)
             .map(|(_, job)| job.clone())
             .collect())
+    }
+
+    async fn history(&self, key: &JobKey, limit: usize) -> Result<Vec<TriggerRecord>, StoreError> {
+        let encoded = encode_key(key)?;
+        let state = self.read()?;
+        let Some(history) = state.history.get(&encoded) else { return Ok(Vec::new()) };
+        let mut newest: Vec<TriggerRecord> = history.values().rev().take(limit).copied().collect();
+        newest.reverse();
+        Ok(newest)
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
@@ -382,6 +409,8 @@ mod tests {
             progress: Progress::default(),
             next_due: Timestamp::UNIX_EPOCH,
             staged: false,
+            paused: false,
+            stats: kairos_core::JobStats::default(),
         }
     }
 

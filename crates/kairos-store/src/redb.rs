@@ -60,12 +60,12 @@ use std::time::Duration;
 
 use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use async_trait::async_trait;
-use kairos_core::{Backoff, JobKey, Owner, Route};
+use kairos_core::{Backoff, JobKey, Owner, Route, TriggerRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, decode_due_key, decode_key, due_key, encode_key, prefix_end};
 use crate::memory::scope_prefix;
-use crate::record::{decode_record, encode_record};
+use crate::record::{decode_history, decode_record, encode_history, encode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 /// The format tag in the meta table.
@@ -84,6 +84,9 @@ const JOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("jobs");
 const DUE: TableDefinition<&[u8], ()> = TableDefinition::new("due");
 const STAGED: TableDefinition<&[u8], ()> = TableDefinition::new("staged");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// [`keys::history_key`] → an encoded trigger record (created on first use: older files lack
+/// it and read as empty histories).
+const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 const META_FORMAT: &str = "format";
 const META_PARTITIONS: &str = "partitions";
 
@@ -494,6 +497,7 @@ fn init_meta(db: &Database, path: &Path, partitions_if_new: u32) -> Result<u32, 
     txn.open_table(JOBS).map_err(storage)?;
     txn.open_table(DUE).map_err(storage)?;
     txn.open_table(STAGED).map_err(storage)?;
+    txn.open_table(HISTORY).map_err(storage)?;
     txn.commit().map_err(storage)?;
     Ok(partitions)
 }
@@ -783,6 +787,7 @@ fn commit_batch(
             jobs: txn.open_table(JOBS)?,
             due: txn.open_table(DUE)?,
             staged: txn.open_table(STAGED)?,
+            history: txn.open_table(HISTORY)?,
             partitions,
         };
         for request in batch {
@@ -811,6 +816,7 @@ struct Tables<'t> {
     jobs: ::redb::Table<'t, &'static [u8], &'static [u8]>,
     due: ::redb::Table<'t, &'static [u8], ()>,
     staged: ::redb::Table<'t, &'static [u8], ()>,
+    history: ::redb::Table<'t, &'static [u8], &'static [u8]>,
     partitions: u32,
 }
 
@@ -858,6 +864,24 @@ impl Tables<'_> {
         self.index(encoded, old, false)
     }
 
+    /// Removes the history records starting with `prefix` below `below` (all with `None`).
+    fn drop_history(&mut self, prefix: &[u8], below: Option<&[u8]>) -> Result<(), ::redb::Error> {
+        let end = match below {
+            Some(below) => Some(below.to_vec()),
+            None => prefix_end(prefix),
+        };
+        let range = (Bound::Included(prefix), end.as_deref().map_or(Bound::Unbounded, Bound::Excluded));
+        let doomed: Vec<Vec<u8>> = self
+            .history
+            .range::<&[u8]>(range)?
+            .map(|entry| entry.map(|(k, _)| k.value().to_vec()))
+            .collect::<Result<_, _>>()?;
+        for key in doomed {
+            self.history.remove(key.as_slice())?;
+        }
+        Ok(())
+    }
+
     fn put(&mut self, job: &StoredJob, encoded: &[u8], mode: PutMode) -> OpResult<Option<StoredJob>> {
         let old = refuse_on_err!(self.load(&job.key, encoded)?);
         if let Some(old) = &old {
@@ -865,6 +889,9 @@ impl Tables<'_> {
                 return Ok(Err(StoreError::AlreadyExists(job.key.clone())));
             }
             self.unstore(encoded, old)?;
+        }
+        if job.stats.records == 0 {
+            self.drop_history(&keys::history_prefix(encoded), None)?;
         }
         self.store(encoded, job)?;
         Ok(Ok(old))
@@ -874,6 +901,7 @@ impl Tables<'_> {
         let old = refuse_on_err!(self.load(key, encoded)?);
         if let Some(old) = &old {
             self.unstore(encoded, old)?;
+            self.drop_history(&keys::history_prefix(encoded), None)?;
         }
         Ok(Ok(old))
     }
@@ -892,6 +920,8 @@ impl Tables<'_> {
         for (encoded, job) in &doomed {
             self.unstore(encoded, job)?;
         }
+        // Every job whose name starts with the prefix is gone: so is every history under it.
+        self.drop_history(prefix, None)?;
         Ok(Ok(doomed.into_iter().map(|(_, job)| job.key).collect()))
     }
 
@@ -903,13 +933,31 @@ impl Tables<'_> {
             current: Option<StoredJob>,
         }
         let mut overlay: BTreeMap<&[u8], Touched> = BTreeMap::new();
+        // History records to write: (encoded key, record number, keep, bytes).
+        let mut appended: Vec<(&[u8], u64, u64, Vec<u8>)> = Vec::new();
         for (encoded, mutation) in mutations {
             if !overlay.contains_key(encoded.as_slice()) {
                 let original = refuse_on_err!(self.load(mutation.key(), encoded)?);
                 overlay.insert(encoded, Touched { current: original.clone(), original });
             }
-            if let Some(touched) = overlay.get_mut(encoded.as_slice()) {
-                mutation.apply_to(&mut touched.current);
+            let Some(touched) = overlay.get_mut(encoded.as_slice()) else { continue };
+            if let Mutation::Record { incarnation, stats, record, keep, .. } = mutation
+                && touched.current.as_ref().is_some_and(|j| j.incarnation == *incarnation)
+            {
+                let seq = stats.records.saturating_sub(1);
+                appended.push((encoded, seq, u64::from(keep.get()), encode_history(record)));
+            }
+            mutation.apply_to(&mut touched.current);
+        }
+        for (encoded, seq, keep, bytes) in appended {
+            // A job completed later in the same batch leaves no history behind.
+            if overlay.get(encoded).is_some_and(|t| t.current.is_some()) {
+                self.history.insert(keys::history_key(encoded, seq).as_slice(), bytes.as_slice())?;
+                let first_kept = (seq + 1).saturating_sub(keep);
+                self.drop_history(
+                    &keys::history_prefix(encoded),
+                    Some(&keys::history_key(encoded, first_kept)),
+                )?;
             }
         }
         for (encoded, touched) in overlay {
@@ -919,8 +967,9 @@ impl Tables<'_> {
             if let Some(original) = &touched.original {
                 self.unstore(encoded, original)?;
             }
-            if let Some(current) = &touched.current {
-                self.store(encoded, current)?;
+            match &touched.current {
+                Some(current) => self.store(encoded, current)?,
+                None => self.drop_history(&keys::history_prefix(encoded), None)?,
             }
         }
         Ok(Ok(()))
@@ -1114,6 +1163,32 @@ impl JobStore for RedbStore {
     async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError> {
         let start = after.map(encode_key).transpose()?.map_or(Bound::Unbounded, Bound::Excluded);
         self.read(move |db| read_jobs(db, (start, Bound::Unbounded), limit)).await
+    }
+
+    async fn history(&self, key: &JobKey, limit: usize) -> Result<Vec<TriggerRecord>, StoreError> {
+        let prefix = keys::history_prefix(&encode_key(key)?);
+        let key = key.clone();
+        self.read(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = match txn.open_table(HISTORY) {
+                Ok(table) => table,
+                Err(::redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(storage(e)),
+            };
+            let end = prefix_end(&prefix);
+            let range = (
+                Bound::Included(prefix.as_slice()),
+                end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+            );
+            let mut newest = Vec::new();
+            for entry in table.range::<&[u8]>(range).map_err(storage)?.rev().take(limit) {
+                let (_, v) = entry.map_err(storage)?;
+                newest.push(decode_history(&key, v.value())?);
+            }
+            newest.reverse();
+            Ok(newest)
+        })
+        .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -68,6 +68,25 @@ async fn a_damaged_file_fails_open_as_corrupt_and_names_the_file() {
     assert_eq!(RedbStore::open(&path, 16).unwrap().count().await.unwrap(), 6000);
 }
 
+/// Reads every job in key order, then every partition's due index.
+async fn read_everything(store: &RedbStore) -> Result<(), StoreError> {
+    let mut after = None;
+    loop {
+        let page = store.scan_all(after.as_ref(), 100).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+    }
+    for partition in 0..store.partitions() {
+        let mut cursor = None;
+        loop {
+            let page = store.scan_due(partition, cursor.as_ref(), 100).await?;
+            let Some(last) = page.last() else { break };
+            cursor = Some(kairos_store::DueCursor { due: last.next_due, key: last.key.clone() });
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_found_at_run_time_fails_the_call_and_refuses_later_writes() {
     use std::os::unix::fs::FileExt;
@@ -80,14 +99,11 @@ async fn corruption_found_at_run_time_fails_the_call_and_refuses_later_writes() 
         assert_eq!(store.fault().await, None, "{what}");
         // Damaged while open, behind redb's back (the file is written in place).
         std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&bytes, 0).unwrap();
-        // Reading every job runs into the damage: an error, never a panic.
-        let mut after = None;
-        let err = loop {
-            match store.scan_all(after.as_ref(), 100).await {
-                Ok(page) if page.is_empty() => panic!("{what}: every page read back"),
-                Ok(page) => after = page.last().map(|j| j.key.clone()),
-                Err(err) => break err,
-            }
+        // Reading every job and every due entry runs into the damage (it may land in either
+        // table): an error, never a panic.
+        let err = match read_everything(&store).await {
+            Ok(()) => panic!("{what}: every page read back"),
+            Err(err) => err,
         };
         assert!(matches!(err, StoreError::Corrupt(_)), "{what}: {err:?}");
         assert!(matches!(store.fault().await, Some(StoreFault::Corrupt(_))), "{what}");

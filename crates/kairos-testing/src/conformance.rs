@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
-use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload, Route};
+use kairos_core::{
+    CatchUp, Exponential, FailurePolicy, HistoryLimit, JobKey, JobSpec, JobStats, MisfirePolicy, Owner,
+    Payload, Ratio, Route, TriggerOutcome, TriggerRecord,
+};
 
 use kairos_store::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
 
@@ -104,6 +107,11 @@ macro_rules! job_store_conformance {
                 scan_staged_sees_one_route_of_one_partition_in_due_order_and_pages,
                 progress_unstages_and_delete_overwrite_remove_the_staged_entry,
                 staging_a_stale_incarnation_or_an_absent_job_changes_nothing,
+                paused_flag_and_stats_round_trip_with_the_job,
+                record_appends_history_in_order_and_keeps_the_newest,
+                history_is_removed_with_the_job_and_by_a_new_job_of_the_name,
+                history_of_neighbours_is_untouched_by_a_bulk_delete,
+                record_of_a_stale_incarnation_changes_nothing,
             );
         }
     };
@@ -153,6 +161,8 @@ pub fn job(key: JobKey, due: Timestamp) -> StoredJob {
         progress: Progress::default(),
         next_due: due,
         staged: false,
+        paused: false,
+        stats: JobStats::default(),
     }
 }
 
@@ -768,6 +778,7 @@ pub async fn specs_payloads_and_timestamps_round_trip_exactly(store: Store) {
             ttl: Some(String::new()),
             data: Some(Payload::default()),
             failure_policy: Some(FailurePolicy::Drop),
+            misfire_policy: None,
         },
         JobSpec {
             schedule: Some("TZ=Europe/Paris 0 30 9 * * MON-FRI".into()),
@@ -779,6 +790,7 @@ pub async fn specs_payloads_and_timestamps_round_trip_exactly(store: Store) {
                 value: (0..=255u8).chain([0, 0, 0xff]).collect(),
             }),
             failure_policy: Some(FailurePolicy::Constant { interval: None, max_retries: None }),
+            misfire_policy: Some(MisfirePolicy { catch_up: CatchUp::Skip, window: None }),
         },
         JobSpec {
             schedule: Some("@every 1h30m".into()),
@@ -790,6 +802,22 @@ pub async fn specs_payloads_and_timestamps_round_trip_exactly(store: Store) {
                 interval: Some(SignedDuration::new(-3, -500)),
                 max_retries: Some(0),
             }),
+            misfire_policy: Some(MisfirePolicy::DEFAULT),
+        },
+        JobSpec {
+            schedule: Some("@every 10s".into()),
+            failure_policy: Some(FailurePolicy::Exponential(Exponential {
+                initial_interval: SignedDuration::new(0, 250_000_000),
+                multiplier: Ratio::from_millionths(1_500_000),
+                max_interval: Some(SignedDuration::from_secs(60)),
+                max_retries: None,
+                jitter: Ratio::from_millionths(100_000),
+            })),
+            misfire_policy: Some(MisfirePolicy {
+                catch_up: CatchUp::Once,
+                window: Some(SignedDuration::new(90, 5)),
+            }),
+            ..JobSpec::default()
         },
         JobSpec {
             failure_policy: Some(FailurePolicy::Constant {
@@ -1027,4 +1055,198 @@ pub async fn staging_a_stale_incarnation_or_an_absent_job_changes_nothing(store:
     assert_eq!(store.get(&new.key).await.unwrap().unwrap(), new);
     assert_eq!(store.count_staged().await.unwrap(), 0);
     assert_eq!(due_entries(&store).await, vec![(secs(3), new.key.clone())]);
+}
+
+fn trigger(n: i64, outcome: TriggerOutcome) -> TriggerRecord {
+    TriggerRecord {
+        tick: secs(n),
+        fired_at: secs(n) + SignedDuration::from_millis(250),
+        answered_at: secs(n) + SignedDuration::new(1, 7),
+        attempt: u32::try_from(n.rem_euclid(4)).unwrap() + 1,
+        outcome,
+        manual: n % 3 == 0,
+    }
+}
+
+/// Appends `n` records to `j`'s history (keeping `keep`), returning them and the stats after.
+async fn append(store: &Store, j: &StoredJob, n: i64, keep: u32) -> (Vec<TriggerRecord>, JobStats) {
+    let mut stats = store.get(&j.key).await.unwrap().map_or(j.stats, |s| s.stats);
+    let mut written = Vec::new();
+    let outcomes = [
+        TriggerOutcome::Success,
+        TriggerOutcome::Failed,
+        TriggerOutcome::Dropped,
+        TriggerOutcome::Undeliverable,
+    ];
+    for i in 0..n {
+        let record = trigger(i, outcomes[usize::try_from(i).unwrap() % 4]);
+        stats = stats.after(&record);
+        store
+            .apply(vec![Mutation::Record {
+                key: j.key.clone(),
+                incarnation: j.incarnation,
+                stats,
+                record,
+                keep: HistoryLimit::new(u64::from(keep)).unwrap(),
+            }])
+            .await
+            .unwrap();
+        written.push(record);
+    }
+    (written, stats)
+}
+
+pub async fn paused_flag_and_stats_round_trip_with_the_job(store: Store) {
+    let stats = JobStats {
+        last_fired: Some(t("2026-03-01T10:00:00.123456789Z")),
+        last_outcome: Some(TriggerOutcome::Dropped),
+        fired: u64::MAX,
+        successes: 3,
+        failures: 0,
+        records: 7,
+    };
+    let j = StoredJob {
+        paused: true,
+        stats,
+        next_due: Timestamp::MAX,
+        ..job(JobKey::app("ns", "app", "p"), secs(1))
+    };
+    put_new(&store, &j).await;
+    assert_eq!(store.get(&j.key).await.unwrap(), Some(j.clone()));
+    assert_eq!(
+        due_entries(&store).await,
+        vec![(Timestamp::MAX, j.key.clone())],
+        "a paused job waits at its expiry"
+    );
+    // Progress keeps the flag and the stats; Record replaces only the stats.
+    let progress = Progress { count: 2, last_scheduled: Some(secs(2)), attempts: 0 };
+    let next = StoredJob { progress, next_due: secs(3), ..j.clone() };
+    store
+        .apply(vec![Mutation::Progress {
+            key: j.key.clone(),
+            incarnation: j.incarnation,
+            progress,
+            next_due: secs(3),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.get(&j.key).await.unwrap(), Some(next.clone()));
+    let record = trigger(1, TriggerOutcome::Success);
+    let after = stats.after(&record);
+    store
+        .apply(vec![Mutation::Record {
+            key: j.key.clone(),
+            incarnation: j.incarnation,
+            stats: after,
+            record,
+            keep: HistoryLimit::DEFAULT,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.get(&j.key).await.unwrap(), Some(StoredJob { stats: after, ..next }));
+    assert_eq!(store.history(&j.key, 100).await.unwrap(), vec![record]);
+}
+
+pub async fn record_appends_history_in_order_and_keeps_the_newest(store: Store) {
+    let j = job(JobKey::app("ns", "app", "h"), secs(1));
+    put_new(&store, &j).await;
+    assert_eq!(store.history(&j.key, 50).await.unwrap(), Vec::new());
+    let (written, stats) = append(&store, &j, 7, 5).await;
+    assert_eq!(stats.records, 7);
+    assert_eq!(store.history(&j.key, 50).await.unwrap(), written[2..].to_vec(), "the newest 5, oldest first");
+    assert_eq!(store.history(&j.key, 2).await.unwrap(), written[5..].to_vec(), "a limit takes the newest");
+    assert_eq!(store.get(&j.key).await.unwrap().unwrap().stats, stats);
+    // A batch of several records of one job trims the same way.
+    let mut stats = stats;
+    let mut batch = Vec::new();
+    let mut more = Vec::new();
+    for i in 10..16 {
+        let record = trigger(i, TriggerOutcome::Success);
+        stats = stats.after(&record);
+        more.push(record);
+        batch.push(Mutation::Record {
+            key: j.key.clone(),
+            incarnation: j.incarnation,
+            stats,
+            record,
+            keep: HistoryLimit::new(3).unwrap(),
+        });
+    }
+    store.apply(batch).await.unwrap();
+    assert_eq!(store.history(&j.key, 50).await.unwrap(), more[3..].to_vec());
+    // A put of the same job (stats carried over) keeps the history.
+    let paused = StoredJob { paused: true, stats, ..j.clone() };
+    store.put(paused, PutMode::Overwrite).await.unwrap();
+    assert_eq!(store.history(&j.key, 50).await.unwrap().len(), 3);
+}
+
+pub async fn history_is_removed_with_the_job_and_by_a_new_job_of_the_name(store: Store) {
+    let a = job(JobKey::app("ns", "app", "a"), secs(1));
+    let b = job(JobKey::app("ns", "app", "b"), secs(1));
+    let c = job(JobKey::app("ns", "app", "c"), secs(1));
+    for j in [&a, &b, &c] {
+        put_new(&store, j).await;
+        append(&store, j, 3, 50).await;
+    }
+    store.delete(&a.key).await.unwrap();
+    store.apply(vec![Mutation::Complete { key: b.key.clone(), incarnation: b.incarnation }]).await.unwrap();
+    store.put(job(c.key.clone(), secs(2)), PutMode::Overwrite).await.unwrap();
+    for j in [&a, &b, &c] {
+        assert_eq!(store.history(&j.key, 50).await.unwrap(), Vec::new(), "{}", j.key);
+    }
+    // A new job of a deleted name starts with an empty history.
+    put_new(&store, &job(a.key.clone(), secs(1))).await;
+    assert_eq!(store.history(&a.key, 50).await.unwrap(), Vec::new());
+}
+
+pub async fn history_of_neighbours_is_untouched_by_a_bulk_delete(store: Store) {
+    let keys = neighbours();
+    let mut jobs = Vec::new();
+    for key in &keys {
+        let j = job(key.clone(), secs(1));
+        put_new(&store, &j).await;
+        append(&store, &j, 2, 50).await;
+        jobs.push(j);
+    }
+    store.delete_by_prefix("ns", &Owner::app("app1"), "").await.unwrap();
+    store
+        .delete_by_scope(&OwnerScope::ActorIdPrefix {
+            namespace: "ns".into(),
+            actor_type: "T".into(),
+            id_prefix: "1".into(),
+        })
+        .await
+        .unwrap();
+    for key in &keys {
+        let actor_t1 = matches!(&key.owner, Owner::Actor { actor_type, actor_id } if actor_type == "T" && actor_id.starts_with('1'));
+        let gone = key.namespace == "ns" && (key.owner == Owner::app("app1") || actor_t1);
+        let len = store.history(key, 50).await.unwrap().len();
+        assert_eq!(len, if gone { 0 } else { 2 }, "{key}");
+    }
+}
+
+pub async fn record_of_a_stale_incarnation_changes_nothing(store: Store) {
+    let old = job(JobKey::app("ns", "app", "job"), secs(1));
+    put_new(&store, &old).await;
+    let new = job(old.key.clone(), secs(7));
+    store.put(new.clone(), PutMode::Overwrite).await.unwrap();
+    let record = trigger(1, TriggerOutcome::Success);
+    let stale = Mutation::Record {
+        key: old.key.clone(),
+        incarnation: old.incarnation,
+        stats: JobStats::default().after(&record),
+        record,
+        keep: HistoryLimit::DEFAULT,
+    };
+    let absent = Mutation::Record {
+        key: JobKey::app("ns", "app", "absent"),
+        incarnation: 1,
+        stats: JobStats::default().after(&record),
+        record,
+        keep: HistoryLimit::DEFAULT,
+    };
+    store.apply(vec![stale, absent]).await.unwrap();
+    assert_eq!(store.get(&old.key).await.unwrap(), Some(new));
+    assert_eq!(store.history(&old.key, 50).await.unwrap(), Vec::new());
+    assert_eq!(store.get(&JobKey::app("ns", "app", "absent")).await.unwrap(), None);
 }

@@ -1,7 +1,7 @@
 //! Where everything lives in etcd: the keys of one prefix (see the module docs of
 //! [`etcd`](super)).
 
-use etcd_client::KeyValue;
+use etcd_client::{DeleteOptions, KeyValue, TxnOp};
 use jiff::Timestamp;
 
 use crate::keys::{self, decode_key, due_key, prefix_end};
@@ -40,6 +40,7 @@ pub(super) struct Layout {
     pub(super) jobs: Vec<u8>,
     pub(super) due: Vec<u8>,
     pub(super) staged: Vec<u8>,
+    pub(super) history: Vec<u8>,
     pub(super) meta_format: Vec<u8>,
     pub(super) meta_partitions: Vec<u8>,
 }
@@ -51,6 +52,7 @@ impl Layout {
             jobs: format!("{prefix}/jobs/").into_bytes(),
             due: format!("{prefix}/due/").into_bytes(),
             staged: format!("{prefix}/staged/").into_bytes(),
+            history: format!("{prefix}/history/").into_bytes(),
             meta_format: format!("{prefix}/meta/format").into_bytes(),
             meta_partitions: format!("{prefix}/meta/partitions").into_bytes(),
             prefix,
@@ -72,6 +74,24 @@ impl Layout {
         } else {
             self.due(partition, job.next_due, encoded)
         }
+    }
+
+    /// Every history record of the job `encoded` (as a range: start, end).
+    pub(super) fn history_range(&self, encoded: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let start = [self.history.as_slice(), &keys::history_prefix(encoded)].concat();
+        let end = end_of(&start);
+        (start, end)
+    }
+
+    pub(super) fn history_key(&self, encoded: &[u8], seq: u64) -> Vec<u8> {
+        [self.history.as_slice(), &keys::history_key(encoded, seq)].concat()
+    }
+
+    /// Deletes the history records of `encoded` (those numbered below `below`, or all).
+    pub(super) fn drop_history(&self, encoded: &[u8], below: Option<u64>) -> TxnOp {
+        let (start, end) = self.history_range(encoded);
+        let end = below.map_or(end, |seq| self.history_key(encoded, seq));
+        TxnOp::delete(start, Some(DeleteOptions::new().with_range(end)))
     }
 
     pub(super) fn owner(&self, partition: u32) -> Vec<u8> {

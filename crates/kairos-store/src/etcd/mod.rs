@@ -90,14 +90,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue,
-    KvClient, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
+    KvClient, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
-use kairos_core::{JobKey, Owner, Route};
+use kairos_core::{JobKey, Owner, Route, TriggerRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, decode_due_key, decode_key, encode_key};
 use crate::memory::scope_prefix;
-use crate::record::{decode_record, encode_record};
+use crate::record::{decode_history, decode_record, encode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 use errors::{QUOTA_HINT, contention, etcd_error, replicate};
@@ -125,8 +125,12 @@ pub const PARTITIONS_PER_TXN: usize = 32;
 /// Record bytes in one `apply` transaction, below etcd's default 1.5 MiB request limit.
 pub const MAX_TXN_BYTES: usize = 1 << 20;
 
-/// Jobs deleted by one transaction of a bulk delete (one range delete plus one due entry each).
-pub const DELETE_CHUNK: usize = 127;
+/// Jobs deleted by one transaction of a bulk delete (one range delete of the jobs, one of their
+/// histories, plus one due entry each).
+pub const DELETE_CHUNK: usize = 126;
+
+/// Operations in one `apply` transaction, within etcd's default 128.
+const OPS_PER_TXN: usize = 120;
 
 /// `apply` calls the writer takes at once.
 pub const MAX_GROUP_CALLS: usize = 256;
@@ -432,11 +436,16 @@ impl EtcdStore {
             let chunk_start = first.key().to_vec();
             let chunk_end = successor(last.key());
             let jobs = kvs.iter().map(|kv| layout.decode_job(kv)).collect::<Result<Vec<_>, _>>()?;
-            let mut ops = Vec::with_capacity(jobs.len() + 1);
+            let mut ops = Vec::with_capacity(jobs.len() + 2);
             ops.push(TxnOp::delete(
                 chunk_start.clone(),
                 Some(DeleteOptions::new().with_range(chunk_end.clone())),
             ));
+            // The histories of the chunk's jobs (and of none after them) sort between the
+            // first job's and the end of the last one's.
+            let first_history = layout.history_range(layout.encoded_of(first.key())?).0;
+            let last_history = layout.history_range(layout.encoded_of(last.key())?).1;
+            ops.push(TxnOp::delete(first_history, Some(DeleteOptions::new().with_range(last_history))));
             for (kv, job) in kvs.iter().zip(&jobs) {
                 ops.push(TxnOp::delete(self.index_of(layout.encoded_of(kv.key())?, job), None));
             }
@@ -575,15 +584,22 @@ impl JobStore for EtcdStore {
         let record = encode_record(&job);
         let new_due = self.index_of(&encoded, &job);
         if mode == PutMode::CreateOnly {
-            let txn = Txn::new()
-                .when(vec![Compare::create_revision(job_key.clone(), CompareOp::Equal, 0)])
-                .and_then(vec![TxnOp::put(job_key, record, None), TxnOp::put(new_due, Vec::new(), None)]);
+            let mut ops =
+                vec![TxnOp::put(job_key.clone(), record, None), TxnOp::put(new_due, Vec::new(), None)];
+            if job.stats.records == 0 {
+                ops.push(layout.drop_history(&encoded, None));
+            }
+            let txn =
+                Txn::new().when(vec![Compare::create_revision(job_key, CompareOp::Equal, 0)]).and_then(ops);
             let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("put", e))?;
             return if resp.succeeded() { Ok(None) } else { Err(StoreError::AlreadyExists(job.key)) };
         }
         for _ in 0..=MAX_CONFLICTS {
             let (old, mod_revision) = self.load(&job.key, &job_key).await?;
             let mut ops = vec![TxnOp::put(job_key.clone(), record.clone(), None)];
+            if job.stats.records == 0 {
+                ops.push(layout.drop_history(&encoded, None));
+            }
             let old_due = old.as_ref().map(|o| self.index_of(&encoded, o));
             if old_due.as_ref() != Some(&new_due) {
                 if let Some(old_due) = old_due {
@@ -618,6 +634,7 @@ impl JobStore for EtcdStore {
                 .and_then(vec![
                     TxnOp::delete(job_key.clone(), None),
                     TxnOp::delete(self.index_of(&encoded, &old), None),
+                    self.shared.layout.drop_history(&encoded, None),
                 ]);
             let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("delete", e))?;
             if resp.succeeded() {
@@ -721,6 +738,19 @@ impl JobStore for EtcdStore {
 
     async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError> {
         Ok(self.scan_all_at(0, after, limit).await?.1)
+    }
+
+    async fn history(&self, key: &JobKey, limit: usize) -> Result<Vec<TriggerRecord>, StoreError> {
+        let (start, end) = self.shared.layout.history_range(&encode_key(key)?);
+        let options = GetOptions::new()
+            .with_range(end)
+            .with_sort(SortTarget::Key, SortOrder::Descend)
+            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let resp = self.kv().get(start, Some(options)).await.map_err(|e| etcd_error("history read", e))?;
+        let mut newest =
+            resp.kvs().iter().map(|kv| decode_history(key, kv.value())).collect::<Result<Vec<_>, _>>()?;
+        newest.reverse();
+        Ok(newest)
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -10,10 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     FenceCell, GETS_PER_TXN, KEYS_PER_TXN, Layout, MAX_CONFLICTS, MAX_GROUP_CALLS, MAX_TXN_BYTES,
-    PARTITIONS_PER_TXN, contention, current_fence, etcd_error, replicate,
+    OPS_PER_TXN, PARTITIONS_PER_TXN, contention, current_fence, etcd_error, replicate,
 };
 use crate::keys;
-use crate::record::{decode_record, encode_record};
+use crate::record::{decode_record, encode_history, encode_record};
 use crate::{Mutation, StoreError, StoredJob};
 
 /// One `apply` call waiting for the writer.
@@ -46,6 +46,8 @@ struct Touched {
     partition: u32,
     original: Option<(StoredJob, i64)>,
     current: Option<StoredJob>,
+    /// History records appended: (record number, keep, bytes).
+    appended: Vec<(u64, u64, Vec<u8>)>,
 }
 
 /// One job's writes within an `apply` transaction.
@@ -175,6 +177,15 @@ impl Writer {
         let mut touched = self.read_touched(calls).await?;
         for (encoded, mutation) in calls.iter().flat_map(|c| &c.mutations) {
             if let Some(t) = touched.get_mut(encoded) {
+                if let Mutation::Record { incarnation, stats, record, keep, .. } = mutation
+                    && t.current.as_ref().is_some_and(|j| j.incarnation == *incarnation)
+                {
+                    t.appended.push((
+                        stats.records.saturating_sub(1),
+                        u64::from(keep.get()),
+                        encode_history(record),
+                    ));
+                }
                 mutation.apply_to(&mut t.current);
             }
         }
@@ -242,7 +253,7 @@ impl Writer {
                 let current = original.as_ref().map(|(job, _)| job.clone());
                 touched.insert(
                     encoded.clone(),
-                    Touched { partition: self.partition(encoded), original, current },
+                    Touched { partition: self.partition(encoded), original, current, appended: Vec::new() },
                 );
             }
         }
@@ -259,16 +270,37 @@ impl Writer {
         let old_due = self.layout.index(t.partition, original, encoded);
         let compare = Compare::mod_revision(job_key.clone(), CompareOp::Equal, *mod_revision);
         let (ops, bytes) = match &t.current {
-            None => (vec![TxnOp::delete(job_key, None), TxnOp::delete(old_due, None)], 0),
+            None => (
+                vec![
+                    TxnOp::delete(job_key, None),
+                    TxnOp::delete(old_due, None),
+                    self.layout.drop_history(encoded, None),
+                ],
+                0,
+            ),
             Some(job) => {
                 let record = encode_record(job);
-                let bytes = record.len();
+                let mut bytes = record.len();
                 let new_due = self.layout.index(t.partition, job, encoded);
                 let mut ops = vec![TxnOp::put(job_key, record, None)];
                 // etcd refuses a transaction that deletes and puts the same key.
                 if new_due != old_due {
                     ops.push(TxnOp::delete(old_due, None));
                     ops.push(TxnOp::put(new_due, Vec::new(), None));
+                }
+                // Only the newest appended records can survive the trim; one range delete
+                // drops everything older than the last record's window.
+                let keep_from = t.appended.last().map(|(seq, keep, _)| (seq + 1).saturating_sub(*keep));
+                for (seq, _, value) in &t.appended {
+                    if keep_from.is_some_and(|from| *seq >= from) {
+                        bytes += value.len() + encoded.len() + 16;
+                        ops.push(TxnOp::put(self.layout.history_key(encoded, *seq), value.clone(), None));
+                    }
+                }
+                if let Some(from) = keep_from
+                    && from > 0
+                {
+                    ops.push(self.layout.drop_history(encoded, Some(from)));
                 }
                 (ops, bytes)
             }
@@ -317,17 +349,25 @@ impl Writer {
     }
 }
 
-/// Splits writes into transactions within [`KEYS_PER_TXN`] and [`MAX_TXN_BYTES`].
+/// Splits writes into transactions within [`KEYS_PER_TXN`], [`OPS_PER_TXN`] and
+/// [`MAX_TXN_BYTES`].
 fn chunk_writes(writes: Vec<JobWrite>) -> Vec<Vec<JobWrite>> {
     let mut chunks = Vec::new();
     let mut chunk: Vec<JobWrite> = Vec::new();
     let mut bytes = 0;
+    let mut ops = 0;
     for w in writes {
-        if !chunk.is_empty() && (chunk.len() >= KEYS_PER_TXN || bytes + w.bytes > MAX_TXN_BYTES) {
+        if !chunk.is_empty()
+            && (chunk.len() >= KEYS_PER_TXN
+                || bytes + w.bytes > MAX_TXN_BYTES
+                || ops + w.ops.len() > OPS_PER_TXN)
+        {
             chunks.push(std::mem::take(&mut chunk));
             bytes = 0;
+            ops = 0;
         }
         bytes += w.bytes;
+        ops += w.ops.len();
         chunk.push(w);
     }
     if !chunk.is_empty() {

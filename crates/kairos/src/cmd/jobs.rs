@@ -428,6 +428,17 @@ enum PolicyLine {
         #[serde(default, skip_serializing_if = "Option::is_none", rename = "maxRetries")]
         max_retries: Option<u32>,
     },
+    /// A kairos extension; ratios in millionths, exact.
+    #[serde(rename_all = "camelCase")]
+    Exponential {
+        initial_interval: DurationLine,
+        multiplier_millionths: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_interval: Option<DurationLine>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_retries: Option<u32>,
+        jitter_millionths: u32,
+    },
 }
 
 /// A duration as seconds and nanoseconds of the same sign: exact, unlike a decimal string.
@@ -466,6 +477,18 @@ impl Line {
                         .map(|d| DurationLine { seconds: d.as_secs(), nanos: d.subsec_nanos() }),
                     max_retries: *max_retries,
                 },
+                FailurePolicy::Exponential(e) => PolicyLine::Exponential {
+                    initial_interval: DurationLine {
+                        seconds: e.initial_interval.as_secs(),
+                        nanos: e.initial_interval.subsec_nanos(),
+                    },
+                    multiplier_millionths: e.multiplier.millionths(),
+                    max_interval: e
+                        .max_interval
+                        .map(|d| DurationLine { seconds: d.as_secs(), nanos: d.subsec_nanos() }),
+                    max_retries: e.max_retries,
+                    jitter_millionths: e.jitter.millionths(),
+                },
             }),
             created: job.created.to_string(),
             count: job.progress.count,
@@ -498,6 +521,19 @@ impl Line {
             Some(PolicyLine::Constant { interval, max_retries }) => {
                 Some(FailurePolicy::Constant { interval: interval.map(duration).transpose()?, max_retries })
             }
+            Some(PolicyLine::Exponential {
+                initial_interval,
+                multiplier_millionths,
+                max_interval,
+                max_retries,
+                jitter_millionths,
+            }) => Some(FailurePolicy::Exponential(kairos_core::Exponential {
+                initial_interval: duration(initial_interval)?,
+                multiplier: kairos_core::Ratio::from_millionths(multiplier_millionths),
+                max_interval: max_interval.map(duration).transpose()?,
+                max_retries,
+                jitter: kairos_core::Ratio::from_millionths(jitter_millionths),
+            })),
         };
         Ok(StoredJob {
             key: JobKey { namespace: self.namespace, owner, name: self.name },
@@ -508,6 +544,8 @@ impl Line {
                 ttl: self.ttl,
                 data,
                 failure_policy,
+                // Not in the export format yet (phase 2 of issue 14).
+                misfire_policy: None,
             },
             created: instant("created", &self.created)?,
             incarnation: 0,
@@ -523,6 +561,10 @@ impl Line {
             next_due: instant("nextDue", &self.next_due)?,
             // An import is staged again by its partition if its app has no sidecar connected.
             staged: false,
+            // Not in the export format yet (phase 2 of issue 14): an import starts unpaused,
+            // with zero counters and no history.
+            paused: false,
+            stats: kairos_core::JobStats::default(),
         })
     }
 }
@@ -556,6 +598,8 @@ mod tests {
             progress,
             next_due: Timestamp::new(1_700_000_010, 1).unwrap(),
             staged: false,
+            paused: false,
+            stats: kairos_core::JobStats::default(),
         }
     }
 
@@ -573,6 +617,7 @@ mod tests {
                         interval: Some(SignedDuration::new(-3, -5)),
                         max_retries: None,
                     }),
+                    misfire_policy: None,
                 },
                 Progress { count: 7, last_scheduled: Some(Timestamp::new(-5, -1).unwrap()), attempts: 2 },
             ),
