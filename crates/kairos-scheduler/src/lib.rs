@@ -120,8 +120,8 @@ pub struct ServeOptions {
     pub api_token: Option<String>,
     /// Longest a unary call may take before it fails with Cancelled/DeadlineExceeded.
     pub request_timeout: Option<Duration>,
-    /// Serve over TLS with this PEM certificate chain and PEM private key.
-    pub tls: Option<TlsIdentity>,
+    /// Serve over TLS with this configuration (reloading; see [`TlsIdentity::reloading_server_config`]).
+    pub tls: Option<Arc<kairos_proto::tls::ServerTls>>,
     /// Also serve `kairos.admin.v1.Admin` (the `kairos jobs` commands) on the same port.
     pub admin: Option<admin::AdminService>,
 }
@@ -151,7 +151,6 @@ pub async fn serve_with(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let check = TokenCheck::new(
         TokenScheme::Bearer,
         options.api_token.as_deref(),
@@ -163,9 +162,6 @@ pub async fn serve_with(
         .max_encoding_message_size(usize::MAX);
     let service = tonic::service::interceptor::InterceptedService::new(server, check.clone());
     let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &options.tls {
-        builder = builder.tls_config(tls.grpc_server_config())?;
-    }
     if let Some(timeout) = options.request_timeout {
         builder = builder.timeout(timeout);
     }
@@ -175,11 +171,19 @@ pub async fn serve_with(
             .max_encoding_message_size(256 * 1024 * 1024);
         tonic::service::interceptor::InterceptedService::new(server, check.clone())
     });
-    builder
-        .add_service(service)
-        .add_optional_service(admin)
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+    let router = builder.add_service(service).add_optional_service(admin);
+    match &options.tls {
+        None => {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, shutdown).await
+        }
+        // rustls through our own acceptor, so that certificate, key and client CA reload
+        // (tonic's own TLS takes fixed PEMs).
+        Some(tls) => {
+            let incoming = kairos_proto::tls::tls_incoming(listener, Arc::clone(tls));
+            router.serve_with_incoming_shutdown(incoming, shutdown).await
+        }
+    }
 }
 
 fn engine_status(err: EngineError) -> Status {

@@ -23,6 +23,7 @@ use kairos_proto::scheduler::{
     WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus,
     WatchJobsResponse,
 };
+use kairos_proto::tls::{ClientTls, TlsConnector};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -56,8 +57,8 @@ struct LinkInner {
     mode: Mode,
     /// Sends `authorization: Bearer …` on every call to a remote scheduler.
     auth: AddToken,
-    /// PEM CA certificate(s): remote schedulers are reached over TLS and verified against it.
-    tls_ca: Option<Vec<u8>>,
+    /// Remote schedulers are reached over TLS with this (reloading) client configuration.
+    tls_ca: Option<Arc<ClientTls>>,
     /// How long in-flight deliveries may finish after a stop, in milliseconds.
     grace_ms: AtomicU64,
     /// Current APIs for CRUD, by address (one entry, "", in process).
@@ -117,8 +118,9 @@ impl SchedulerLink {
         Self::remote_with(addresses, token, None)
     }
 
-    /// [`SchedulerLink::remote_with_token`], over TLS verified against the PEM CA `tls_ca`
-    /// when given (the scheduler's certificate must name the host of each address).
+    /// [`SchedulerLink::remote_with_token`], over TLS with `tls_ca` when given (its CA verifies
+    /// the schedulers, whose certificates must name the host of each address; its client
+    /// certificate, if any, is presented to them).
     ///
     /// # Errors
     /// As [`SchedulerLink::remote_with_token`]; [`LinkError::BadAddress`] also when TLS cannot
@@ -126,7 +128,7 @@ impl SchedulerLink {
     pub fn remote_with(
         addresses: &[String],
         token: Option<String>,
-        tls_ca: Option<Vec<u8>>,
+        tls_ca: Option<Arc<ClientTls>>,
     ) -> Result<Self, LinkError> {
         let configured: Vec<String> = addresses
             .iter()
@@ -139,7 +141,7 @@ impl SchedulerLink {
         let auth = AddToken::new(TokenScheme::Bearer, token.as_deref()).map_err(|_| LinkError::BadToken)?;
         let mut apis = Vec::new();
         for address in &configured {
-            apis.push((address.clone(), connect_lazy(address, auth.clone(), tls_ca.as_deref())?));
+            apis.push((address.clone(), connect_lazy(address, auth.clone(), tls_ca.as_ref())?));
         }
         let mut link = Self::with(Mode::Remote { configured }, apis);
         if let Some(inner) = Arc::get_mut(&mut link.inner) {
@@ -251,7 +253,7 @@ impl SchedulerLink {
             let apis: Vec<_> = hosts
                 .iter()
                 .filter_map(|address| {
-                    connect_lazy(address, auth.clone(), tls_ca.as_deref())
+                    connect_lazy(address, auth.clone(), tls_ca.as_ref())
                         .ok()
                         .map(|api| (address.clone(), api))
                 })
@@ -295,7 +297,7 @@ impl SchedulerLink {
             });
             let mut apis = Vec::new();
             for address in &hosts {
-                let api = match connect_lazy(address, auth.clone(), tls_ca.as_deref()) {
+                let api = match connect_lazy(address, auth.clone(), tls_ca.as_ref()) {
                     Ok(api) => api,
                     Err(err) => {
                         tracing::warn!(%err, "skipping scheduler host");
@@ -332,26 +334,31 @@ impl SchedulerLink {
 fn connect_lazy(
     address: &str,
     auth: AddToken,
-    tls_ca: Option<&[u8]>,
+    tls_ca: Option<&Arc<ClientTls>>,
 ) -> Result<Arc<dyn SchedulerApi>, LinkError> {
-    let scheme = if tls_ca.is_some() { "https" } else { "http" };
-    let uri = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
+    // Over TLS the connector does the handshake (with the current, reloading configuration),
+    // so tonic sees a plain `http` endpoint.
+    let bare = address.split_once("://").map_or(address, |(_, rest)| rest);
+    let uri = if tls_ca.is_some() || !address.contains("://") {
+        format!("http://{bare}")
+    } else {
+        address.to_owned()
+    };
     let bad = |e: tonic::transport::Error| LinkError::BadAddress {
         address: address.to_owned(),
         reason: e.to_string(),
     };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(uri).map_err(bad)?;
-    if let Some(ca) = tls_ca {
-        let tls = tonic::transport::ClientTlsConfig::new()
-            .ca_certificate(tonic::transport::Certificate::from_pem(ca));
-        endpoint = endpoint.tls_config(tls).map_err(bad)?;
-    }
-    let endpoint = endpoint
+    let endpoint = tonic::transport::Endpoint::from_shared(uri)
+        .map_err(bad)?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(3))
         .keep_alive_timeout(Duration::from_secs(5));
-    let client = SchedulerClient::with_interceptor(endpoint.connect_lazy(), auth)
+    let channel = match tls_ca {
+        Some(tls) => endpoint.connect_with_connector_lazy(TlsConnector::new(Arc::clone(tls))),
+        None => endpoint.connect_lazy(),
+    };
+    let client = SchedulerClient::with_interceptor(channel, auth)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
     Ok(Arc::new(client))
@@ -362,7 +369,7 @@ fn connect_lazy(
 async fn watch_hosts(
     configured: Vec<String>,
     auth: AddToken,
-    tls_ca: Option<Vec<u8>>,
+    tls_ca: Option<Arc<ClientTls>>,
     tx: mpsc::Sender<Vec<String>>,
     stop: CancellationToken,
 ) {
@@ -377,7 +384,7 @@ async fn watch_hosts(
         let address = candidates[i % candidates.len()].clone();
         let address = &address;
         i += 1;
-        let stream = match connect_lazy(address, auth.clone(), tls_ca.as_deref()) {
+        let stream = match connect_lazy(address, auth.clone(), tls_ca.as_ref()) {
             Ok(api) => api.watch_hosts().await,
             Err(err) => Err(tonic::Status::invalid_argument(err.to_string())),
         };

@@ -425,7 +425,8 @@ async fn start_scheduler(config: SchedulerConfig, listener: TcpListener) -> anyh
         }
     };
     let service = Arc::new((*service).clone().with_max_job_data_size(config.max_job_data_size));
-    let options = ServeOptions { api_token: config.api_token, tls: config.tls, ..ServeOptions::default() };
+    let tls = config.tls.map(|tls| tls.reloading_server_config(b"h2")).transpose()?;
+    let options = ServeOptions { api_token: config.api_token, tls, ..ServeOptions::default() };
     Ok(StartedScheduler { service, listener, cluster, options, grace: config.grace })
 }
 

@@ -71,6 +71,10 @@ pub struct Args {
     /// The PEM private key of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     pub tls_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS; needs --tls-cert-file).
+    /// Certificate, key and CA files are re-read when they change, without a restart.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 fn parse_lease_ttl(input: &str) -> Result<std::time::Duration, String> {
@@ -92,8 +96,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let api_token = super::api_token(args.api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
     let grace = Duration::try_from_secs_f64(args.graceful_shutdown_seconds)
         .context("--graceful-shutdown-seconds must be a non-negative number")?;
-    let tls = super::tls_identity(args.tls_cert_file.as_deref(), args.tls_key_file.as_deref())?
-        .map(|(cert_pem, key_pem)| kairos_scheduler::TlsIdentity { cert_pem, key_pem });
+    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Some(kairos_scheduler::TlsIdentity::read(kairos_proto::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: args.tls_client_ca_file.clone(),
+        })?),
+        _ => None,
+    };
     let metrics = kairos::ops::bind("metrics", args.listen_address, args.metrics_port, 9090).await?;
     let healthz = kairos::ops::bind("healthz", args.listen_address, args.healthz_port, 8080).await?;
     let listen = SocketAddr::new(args.listen_address, args.port);

@@ -57,6 +57,13 @@ pub struct Args {
     /// Reach the schedulers over TLS, verifying them against this PEM CA certificate.
     #[arg(long)]
     pub scheduler_tls_ca_file: Option<std::path::PathBuf>,
+    /// Present this PEM client certificate chain to the schedulers (mutual TLS; needs
+    /// --scheduler-tls-ca-file and --scheduler-tls-key-file). Re-read when it changes.
+    #[arg(long, requires_all = ["scheduler_tls_key_file", "scheduler_tls_ca_file"])]
+    pub scheduler_tls_cert_file: Option<std::path::PathBuf>,
+    /// The PEM private key of --scheduler-tls-cert-file.
+    #[arg(long, requires = "scheduler_tls_cert_file")]
+    pub scheduler_tls_key_file: Option<std::path::PathBuf>,
     /// Serve the HTTP and gRPC APIs over TLS with this PEM certificate chain (needs
     /// --tls-key-file).
     #[arg(long, requires = "tls_key_file")]
@@ -86,7 +93,7 @@ impl Args {
         if let Some((cert_pem, key_pem)) =
             super::tls_identity(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())?
         {
-            config.tls = Some(kairos_sidecar::tls::TlsIdentity { cert_pem, key_pem });
+            config.tls = Some(kairos_sidecar::tls::TlsIdentity::new(cert_pem, key_pem));
         }
         Ok(config)
     }
@@ -143,14 +150,14 @@ pub fn link_with_token(addresses: &[String], token: Option<String>) -> anyhow::R
     link_with(addresses, token, None)
 }
 
-/// [`link_with_token`], over TLS verified against the PEM CA `tls_ca` when given.
+/// [`link_with_token`], over TLS with `tls_ca` when given.
 ///
 /// # Errors
 /// When an address is not a valid URI or TLS cannot be set up.
 pub fn link_with(
     addresses: &[String],
     token: Option<String>,
-    tls_ca: Option<Vec<u8>>,
+    tls_ca: Option<std::sync::Arc<kairos_proto::tls::ClientTls>>,
 ) -> anyhow::Result<SchedulerLink> {
     match SchedulerLink::remote_with(addresses, token, tls_ca) {
         Ok(link) => Ok(link),
@@ -186,10 +193,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = kairos::ops::metrics_handle();
     let config = args.config()?;
     let token = super::api_token(args.scheduler_api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
+    let identity = args.scheduler_tls_cert_file.clone().zip(args.scheduler_tls_key_file.clone());
     let tls_ca = args
         .scheduler_tls_ca_file
-        .as_deref()
-        .map(|p| std::fs::read(p).with_context(|| format!("cannot read {}", p.display())))
+        .clone()
+        .map(|ca| kairos_proto::tls::ClientTls::from_files(ca, identity))
         .transpose()?;
     let link = link_with(&args.scheduler_host_address, token, tls_ca)?;
     let metrics_port = (args.metrics_port != 9090).then_some(args.metrics_port);

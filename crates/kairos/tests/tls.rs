@@ -1,0 +1,303 @@
+//! Mutual TLS between sidecar and scheduler, and certificate reload without a restart (issue
+//! 16). Certificates are made per test with the `openssl` CLI.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path as UrlPath, State};
+use axum::routing::post;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+
+use common::{start_scheduler, start_sidecar, wait_log};
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA (`ca.pem`, `ca.key`) in `dir`.
+fn make_ca(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=kairos test CA",
+        ],
+    );
+}
+
+/// `NAME.pem`/`NAME.key` signed by the CA, with `serial`; `days` -1 makes it expired.
+fn make_leaf(dir: &Path, name: &str, serial: &str, days: &str) {
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            serial,
+            "-days",
+            days,
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ],
+    );
+}
+
+fn path(dir: &Path, file: &str) -> String {
+    dir.join(file).display().to_string()
+}
+
+#[derive(Clone, Default)]
+struct App(Arc<Mutex<Vec<String>>>);
+
+async fn on_job(State(app): State<App>, UrlPath(name): UrlPath<String>) -> &'static str {
+    app.0.lock().unwrap().push(name);
+    ""
+}
+
+async fn http_app() -> (u16, App) {
+    let app = App::default();
+    let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (port, app)
+}
+
+async fn post_job(http: &str, name: &str) -> (u16, String) {
+    let url = format!("http://{http}/v1.0-alpha1/jobs/{name}");
+    let r = reqwest::Client::new().post(url).body(r#"{"dueTime":"0s"}"#).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// The certificate the server at `address` presents to a new connection (verified against `ca`,
+/// presenting `client` when given); `None` when the handshake fails.
+async fn served_certificate(address: &str, ca: &Path, client: Option<(PathBuf, PathBuf)>) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect(),
+                rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.ok()?;
+    Some(tls.get_ref().1.peer_certificates()?[0].to_vec())
+}
+
+fn der_of(pem: &Path) -> Vec<u8> {
+    CertificateDer::from_pem_file(pem).unwrap().to_vec()
+}
+
+async fn wait_until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..secs * 10 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_requires_a_client_certificate_signed_by_its_client_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d);
+    make_leaf(d, "server", "1001", "30");
+    make_leaf(d, "client", "2001", "30");
+    make_leaf(d, "expired", "2002", "-1");
+    let (app_port, app) = http_app().await;
+    let data = tempfile::tempdir().unwrap();
+    let scheduler = start_scheduler(
+        data.path(),
+        &[
+            "--tls-cert-file",
+            &path(d, "server.pem"),
+            "--tls-key-file",
+            &path(d, "server.key"),
+            "--tls-client-ca-file",
+            &path(d, "ca.pem"),
+        ],
+    );
+    let port = app_port.to_string();
+    let ca = path(d, "ca.pem");
+
+    let with_cert = start_sidecar(
+        "mtls-app",
+        &scheduler.address,
+        &[
+            "--app-port",
+            &port,
+            "--scheduler-tls-ca-file",
+            &ca,
+            "--scheduler-tls-cert-file",
+            &path(d, "client.pem"),
+            "--scheduler-tls-key-file",
+            &path(d, "client.key"),
+        ],
+        &[],
+    );
+    let (status, body) = post_job(&with_cert.http, "with-cert").await;
+    assert_eq!(status, 204, "{body}");
+    let delivered = app.clone();
+    wait_until("the delivery over mTLS", 15, async || {
+        delivered.0.lock().unwrap().contains(&"with-cert".to_owned())
+    })
+    .await;
+
+    let timeout = ["--scheduler-request-timeout-seconds", "2"];
+    let without = start_sidecar(
+        "mtls-app",
+        &scheduler.address,
+        &["--scheduler-tls-ca-file", &ca, timeout[0], timeout[1]],
+        &[],
+    );
+    let (status, body) = post_job(&without.http, "without-cert").await;
+    assert_ne!(status, 204, "no client certificate: {body}");
+    assert!(
+        wait_log(&scheduler, "peer sent no certificates", Duration::from_secs(5)),
+        "{}",
+        scheduler.tail()
+    );
+
+    let expired = start_sidecar(
+        "mtls-app",
+        &scheduler.address,
+        &[
+            "--scheduler-tls-ca-file",
+            &ca,
+            "--scheduler-tls-cert-file",
+            &path(d, "expired.pem"),
+            "--scheduler-tls-key-file",
+            &path(d, "expired.key"),
+            timeout[0],
+            timeout[1],
+        ],
+        &[],
+    );
+    let (status, body) = post_job(&expired.http, "expired-cert").await;
+    assert_ne!(status, 204, "expired client certificate: {body}");
+    assert!(
+        wait_log(&scheduler, "invalid peer certificate: Expired", Duration::from_secs(5)),
+        "{}",
+        scheduler.tail()
+    );
+    assert!(!app.0.lock().unwrap().iter().any(|n| n != "with-cert"), "only the authenticated job ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_server_certificate_is_picked_up_and_garbage_keeps_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d);
+    make_leaf(d, "server", "1001", "30");
+    make_leaf(d, "rotated", "1002", "30");
+    make_leaf(d, "client", "2001", "30");
+    let (cert, key) = (d.join("live.pem"), d.join("live.key"));
+    std::fs::copy(d.join("server.pem"), &cert).unwrap();
+    std::fs::copy(d.join("server.key"), &key).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let scheduler = start_scheduler(
+        data.path(),
+        &[
+            "--tls-cert-file",
+            &cert.display().to_string(),
+            "--tls-key-file",
+            &key.display().to_string(),
+            "--tls-client-ca-file",
+            &path(d, "ca.pem"),
+        ],
+    );
+    let ca = d.join("ca.pem");
+    let client = || Some((d.join("client.pem"), d.join("client.key")));
+    let first = served_certificate(&scheduler.address, &ca, client()).await;
+    assert_eq!(first, Some(der_of(&d.join("server.pem"))));
+
+    // Rotate: key first, then certificate (in between the pair does not match: kept as is).
+    std::fs::copy(d.join("rotated.key"), &key).unwrap();
+    std::fs::copy(d.join("rotated.pem"), &cert).unwrap();
+    let rotated = Some(der_of(&d.join("rotated.pem")));
+    wait_until("the rotated certificate", 15, async || {
+        served_certificate(&scheduler.address, &ca, client()).await == rotated
+    })
+    .await;
+    assert!(
+        wait_log(&scheduler, "reloaded TLS server certificate", Duration::from_secs(1)),
+        "{}",
+        scheduler.tail()
+    );
+
+    // Garbage: logged, the last good certificate stays.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    assert!(
+        wait_log(
+            &scheduler,
+            "cannot reload TLS server certificate: keeping the last good one",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        scheduler.tail()
+    );
+    assert_eq!(served_certificate(&scheduler.address, &ca, client()).await, rotated);
+}
