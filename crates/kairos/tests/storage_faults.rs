@@ -40,9 +40,7 @@ async fn on_job(State(deliveries): State<Deliveries>, UrlPath(name): UrlPath<Str
 async fn http_app() -> (u16, Deliveries) {
     let deliveries = Deliveries::default();
     let app = Router::new().route("/job/{name}", post(on_job)).with_state(deliveries.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let port = kairos_testing::http::serve(app).await;
     (port, deliveries)
 }
 
