@@ -94,6 +94,11 @@ fn job_body(due: &str, pad: usize) -> String {
     serde_json::json!({ "dueTime": due, "data": { "pad": "x".repeat(pad) } }).to_string()
 }
 
+/// The arguments of a `kairos scheduler` on `data_dir` with every port chosen by the system.
+fn scheduler_on(data_dir: &str) -> Vec<&str> {
+    vec!["scheduler", "--port", "0", "--healthz-port", "0", "--metrics-port", "0", "--data-dir", data_dir]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_creates_at_once_with_the_cause_and_they_resume_once_space_is_freed() {
     let Some(disk) = Tmpfs::mount("16m") else { return };
@@ -320,17 +325,7 @@ async fn a_corrupt_store_stops_startup_with_its_exit_code_and_what_to_do() {
             std::fs::write(&file, &bytes).unwrap();
             let data_dir = dir.path().display().to_string();
             let args: Vec<&str> = match command {
-                "scheduler" => vec![
-                    "scheduler",
-                    "--port",
-                    "0",
-                    "--healthz-port",
-                    "0",
-                    "--metrics-port",
-                    "0",
-                    "--data-dir",
-                    &data_dir,
-                ],
+                "scheduler" => scheduler_on(&data_dir),
                 _ => vec!["run", "--app-id", "corrupt-app", "--data-dir", &data_dir, "--", "sleep", "60"],
             };
             let (code, stderr) = run_to_exit(&args);
@@ -348,17 +343,7 @@ async fn a_corrupt_store_stops_startup_with_its_exit_code_and_what_to_do() {
     std::fs::write(dir.path().join("jobs.redb"), &clean).unwrap();
     let _first = common::start_scheduler(dir.path(), &["--healthz-port", "0", "--metrics-port", "0"]);
     let data_dir = dir.path().display().to_string();
-    let (code, stderr) = run_to_exit(&[
-        "scheduler",
-        "--port",
-        "0",
-        "--healthz-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--data-dir",
-        &data_dir,
-    ]);
+    let (code, stderr) = run_to_exit(&scheduler_on(&data_dir));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("another kairos process"), "{stderr}");
 }
