@@ -12,7 +12,7 @@ use kairos_proto::runtime::{JobEventRequest, ScheduleJobRequest};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::app::job_name;
-use crate::drive::Call;
+use crate::drive::{self, Call};
 
 /// The due time of job `i` (a Dapr `dueTime`: RFC 3339 or a duration).
 pub type DueTime = Arc<dyn Fn(u64) -> String + Send + Sync>;
@@ -78,14 +78,7 @@ pub async fn sidecar_grpc(
                     }),
                     overwrite: false,
                 };
-                async move {
-                    client
-                        .schedule_job(request)
-                        .await
-                        .map(|_| ())
-                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-                }
-                .boxed()
+                drive::grpc(async move { client.schedule_job(request).await })
             });
             call
         })
@@ -163,14 +156,7 @@ pub async fn echo(
                     method: format!("job/echo-{index}"),
                     ..Default::default()
                 };
-                async move {
-                    client
-                        .on_job_event(request)
-                        .await
-                        .map(|_| ())
-                        .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-                }
-                .boxed()
+                drive::grpc(async move { client.on_job_event(request).await })
             });
             call
         })

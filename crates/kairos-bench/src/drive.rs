@@ -18,6 +18,19 @@ const MAX_ERRORS: u64 = 100;
 /// One client's call of index `i`; `Err` carries the reason.
 pub type Call = Box<dyn FnMut(u64) -> BoxFuture<'static, Result<(), String>> + Send>;
 
+/// A gRPC call as a [`Call`] result: its answer dropped, a failure as `CODE: message`.
+pub fn grpc<T, F>(call: F) -> BoxFuture<'static, Result<(), String>>
+where
+    F: Future<Output = Result<T, tonic::Status>> + Send + 'static,
+{
+    Box::pin(async move { call.await.map(|_| ()).map_err(|s| status_text(&s)) })
+}
+
+/// A gRPC status as `CODE: message`.
+pub fn status_text(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
 /// What happened.
 #[derive(Debug)]
 pub struct Driven {

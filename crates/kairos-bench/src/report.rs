@@ -52,6 +52,11 @@ impl Report {
         &mut self.tables[last]
     }
 
+    /// Adds a table of `metric`, `value`, `unit` rows, filled with [`Table::metric`].
+    pub fn metric_table(&mut self, title: impl Into<String>) -> &mut Table {
+        self.table(title, &["metric", "value", "unit"])
+    }
+
     /// Adds a line printed under the tables.
     pub fn note(&mut self, note: impl Into<String>) {
         self.notes.push(note.into());
@@ -118,6 +123,11 @@ impl Table {
     pub fn row(&mut self, cells: Vec<Value>) {
         debug_assert_eq!(cells.len(), self.columns.len(), "row width of table {}", self.title);
         self.rows.push(cells);
+    }
+
+    /// Appends a row of a [`Report::metric_table`].
+    pub fn metric(&mut self, metric: &str, value: impl Into<Value>, unit: &str) {
+        self.row(vec![metric.into(), value.into(), unit.into()]);
     }
 
     fn render_into(&self, out: &mut String) {

@@ -18,6 +18,17 @@ pub fn secs(d: std::time::Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// Milliseconds as `f64` from a `Duration`, for report cells.
+pub fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Mebibytes as `f64` from a byte count, for report cells.
+#[allow(clippy::cast_precision_loss)]
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// `count / seconds`, 0 when no time passed.
 pub fn rate(count: u64, d: std::time::Duration) -> f64 {
     let s = secs(d);

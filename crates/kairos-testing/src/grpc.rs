@@ -6,8 +6,11 @@ use std::time::Duration;
 use kairos_proto::admin::admin_client::AdminClient;
 use kairos_proto::admin::{ListAllJobsRequest, StoredJob};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
+use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
-    Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetJob, job_target_metadata,
+    Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetJob, WatchJobsRequest,
+    WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus, WatchJobsResponse,
+    job_target_metadata,
 };
 use tonic::transport::Channel;
 
@@ -43,6 +46,35 @@ pub fn repeating_job(name: &str, schedule: &str, repeats: u32, metadata: JobMeta
         job: Some(Job { schedule: Some(schedule.to_owned()), repeats: Some(repeats), ..Default::default() }),
         metadata: Some(metadata),
         overwrite: false,
+    }
+}
+
+/// Watches the triggers of `app_id` in namespace `default` and answers each with what
+/// `on_trigger` returns, until the stream breaks (or the task is aborted).
+///
+/// # Panics
+/// When the initial message cannot be queued (it is for tests).
+pub async fn watch_jobs(
+    mut client: SchedulerClient<Channel>,
+    app_id: &str,
+    mut on_trigger: impl FnMut(&WatchJobsResponse) -> WatchJobsRequestResultStatus,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let initial =
+        WatchJobsRequestInitial { app_id: app_id.into(), namespace: "default".into(), ..Default::default() };
+    tx.send(WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Initial(initial)) })
+        .await
+        .expect("queue the initial WatchJobs message");
+    let outbound = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let Ok(response) = client.watch_jobs(outbound).await else { return };
+    let mut inbound = response.into_inner();
+    while let Ok(Some(trigger)) = inbound.message().await {
+        let status = on_trigger(&trigger);
+        let result = WatchJobsRequestResult { id: trigger.id, status: status as i32 };
+        let message = WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Result(result)) };
+        if tx.send(message).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -16,12 +16,7 @@ use std::time::Duration;
 use kairos_core::{Clock, SystemClock};
 use kairos_proto::admin::admin_client::AdminClient;
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
-use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
-use kairos_proto::scheduler::{
-    JobMetadata, WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult,
-    WatchJobsRequestResultStatus,
-};
-use tokio::sync::mpsc;
+use kairos_proto::scheduler::{JobMetadata, WatchJobsRequestResultStatus};
 use tonic::transport::Channel;
 
 const REPEATS: u32 = 8;
@@ -38,29 +33,12 @@ fn cycles() -> u32 {
 type Deliveries = Arc<Mutex<BTreeMap<String, u32>>>;
 
 /// Acknowledges every trigger of the app until the stream breaks.
-async fn consume(mut client: SchedulerClient<Channel>, deliveries: Deliveries) {
-    let (tx, rx) = mpsc::channel(1024);
-    let initial =
-        WatchJobsRequestInitial { app_id: APP.into(), namespace: "default".into(), ..Default::default() };
-    if tx
-        .send(WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Initial(initial)) })
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let outbound = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let Ok(response) = client.watch_jobs(outbound).await else { return };
-    let mut inbound = response.into_inner();
-    while let Ok(Some(trigger)) = inbound.message().await {
+async fn consume(client: SchedulerClient<Channel>, deliveries: Deliveries) {
+    kairos_testing::grpc::watch_jobs(client, APP, |trigger| {
         *deliveries.lock().unwrap().entry(trigger.name.clone()).or_default() += 1;
-        let result =
-            WatchJobsRequestResult { id: trigger.id, status: WatchJobsRequestResultStatus::Success as i32 };
-        let message = WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Result(result)) };
-        if tx.send(message).await.is_err() {
-            return;
-        }
-    }
+        WatchJobsRequestResultStatus::Success
+    })
+    .await;
 }
 
 /// Every stored job name, through the admin service.

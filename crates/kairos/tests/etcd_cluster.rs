@@ -15,13 +15,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
-    GetJobRequest, Job, JobMetadata, ScheduleJobRequest, WatchJobsRequest, WatchJobsRequestInitial,
-    WatchJobsRequestResult, WatchJobsRequestResultStatus,
+    GetJobRequest, Job, JobMetadata, ScheduleJobRequest, WatchJobsRequestResultStatus,
 };
 use kairos_testing::etcd::{EtcdCluster, EtcdProcess};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 const APP: &str = "cluster-app";
@@ -75,31 +72,12 @@ fn start_replica_with_ttl(endpoints: &[String], id: &str, ttl_secs: u64) -> Repl
 /// Consumes triggers through `replica`'s WatchJobs stream (as a sidecar does), acknowledging
 /// each, until the stream breaks.
 async fn consume(address: String, replica: usize, log: Log) {
-    let mut client = common::connect(&address).await;
-    let (tx, rx) = mpsc::channel(1024);
-    let initial = WatchJobsRequest {
-        watch_job_request_type: Some(WatchJobRequestType::Initial(WatchJobsRequestInitial {
-            app_id: APP.into(),
-            namespace: "default".into(),
-            ..Default::default()
-        })),
-    };
-    tx.send(initial).await.unwrap();
-    let outbound = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let Ok(response) = client.watch_jobs(outbound).await else { return };
-    let mut inbound = response.into_inner();
-    while let Ok(Some(trigger)) = inbound.message().await {
+    let client = common::connect(&address).await;
+    kairos_testing::grpc::watch_jobs(client, APP, |trigger| {
         log.lock().unwrap().push(Delivery { name: trigger.name.clone(), replica, at: Instant::now() });
-        let result = WatchJobsRequest {
-            watch_job_request_type: Some(WatchJobRequestType::Result(WatchJobsRequestResult {
-                id: trigger.id,
-                status: WatchJobsRequestResultStatus::Success as i32,
-            })),
-        };
-        if tx.send(result).await.is_err() {
-            return;
-        }
-    }
+        WatchJobsRequestResultStatus::Success
+    })
+    .await;
 }
 
 /// Creates `count` jobs `@every 1s` with `repeats`, round-robin through `addresses`; returns

@@ -18,13 +18,10 @@ use kairos_proto::common::{
     JobFailurePolicy, JobFailurePolicyConstant, JobFailurePolicyDrop, job_failure_policy,
 };
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
-use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
     Job, JobMetadata, JobTargetMetadata, ScheduleJobRequest, TargetActorReminder, TargetJob,
-    WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus,
-    job_target_metadata,
+    WatchJobsRequestResultStatus, job_target_metadata,
 };
-use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 fn app(namespace: &str, app_id: &str) -> JobMetadata {
@@ -79,32 +76,16 @@ fn export(scheduler: &str, file: &Path) -> String {
 type Deliveries = Arc<Mutex<BTreeMap<String, Vec<jiff::Timestamp>>>>;
 
 /// Consumes `app1`'s triggers until aborted: names starting with `nack` fail, others succeed.
-async fn consume(mut client: SchedulerClient<Channel>, deliveries: Deliveries) {
-    let (tx, rx) = mpsc::channel(64);
-    let initial =
-        WatchJobsRequestInitial { app_id: "app1".into(), namespace: "default".into(), ..Default::default() };
-    tx.send(WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Initial(initial)) })
-        .await
-        .unwrap();
-    let outbound = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let Ok(response) = client.watch_jobs(outbound).await else { return };
-    let mut inbound = response.into_inner();
-    while let Ok(Some(trigger)) = inbound.message().await {
+async fn consume(client: SchedulerClient<Channel>, deliveries: Deliveries) {
+    kairos_testing::grpc::watch_jobs(client, "app1", |trigger| {
         deliveries.lock().unwrap().entry(trigger.name.clone()).or_default().push(SystemClock.now());
-        let status = if trigger.name.starts_with("nack") {
+        if trigger.name.starts_with("nack") {
             WatchJobsRequestResultStatus::Failed
         } else {
             WatchJobsRequestResultStatus::Success
-        };
-        let result = WatchJobsRequestResult { id: trigger.id, status: status as i32 };
-        if tx
-            .send(WatchJobsRequest { watch_job_request_type: Some(WatchJobRequestType::Result(result)) })
-            .await
-            .is_err()
-        {
-            return;
         }
-    }
+    })
+    .await;
 }
 
 async fn progress(address: &str, name: &str) -> Option<(u32, u32)> {

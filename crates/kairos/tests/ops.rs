@@ -16,6 +16,7 @@ use axum::routing::post;
 use kairos_core::{JobKey, JobSpec, Payload};
 use kairos_proto::convert::{metadata_of, spec_to_scheduler_job};
 use kairos_proto::scheduler::{GetJobRequest, ScheduleJobRequest};
+use kairos_testing::wait_until;
 use serde_json::Value;
 
 use common::Kairos;
@@ -72,9 +73,7 @@ async fn on_job(State(app): State<App>, UrlPath(name): UrlPath<String>) -> Statu
 async fn http_app() -> (u16, App) {
     let app = App::default();
     let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let port = kairos_testing::http::serve(router).await;
     (port, app)
 }
 
@@ -100,16 +99,6 @@ fn sample(page: &str, series: &str) -> f64 {
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
         .map_or(0.0, |v| v.trim().parse().unwrap())
-}
-
-async fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    for _ in 0..seconds * 20 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 fn error_code(body: &str) -> String {

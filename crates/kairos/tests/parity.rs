@@ -204,21 +204,13 @@ impl JobApp {
 
 async fn on_job(State(app): State<JobApp>, Path(name): Path<String>) -> StatusCode {
     *app.received.lock().unwrap().entry(name.clone()).or_default() += 1;
-    if name.starts_with("fail") {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else if name.starts_with("gone") {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::OK
-    }
+    kairos_testing::http::status_by_name(&name)
 }
 
 async fn start_job_app() -> (u16, JobApp) {
     let app = JobApp::default();
     let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let port = kairos_testing::http::serve(router).await;
     (port, app)
 }
 
@@ -396,9 +388,7 @@ async fn start_flaky_app() -> (u16, FlakyApp) {
         )
         .route("/job/{name}", post(flaky_job))
         .with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let port = kairos_testing::http::serve(router).await;
     (port, app)
 }
 

@@ -9,12 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
-use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
-use kairos_proto::scheduler::{
-    GetJobRequest, JobMetadata, WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult,
-    WatchJobsRequestResultStatus,
-};
-use tokio::sync::mpsc;
+use kairos_proto::scheduler::{GetJobRequest, JobMetadata, WatchJobsRequestResultStatus};
 use tonic::transport::Channel;
 
 const REPEATS: u32 = 20;
@@ -26,31 +21,12 @@ fn metadata() -> JobMetadata {
 type Deliveries = Arc<Mutex<BTreeMap<String, u32>>>;
 
 /// Consumes triggers of `crash-app`, acknowledging each, until the stream breaks.
-async fn consume(mut client: SchedulerClient<Channel>, deliveries: Deliveries) {
-    let (tx, rx) = mpsc::channel(1024);
-    let initial = WatchJobsRequest {
-        watch_job_request_type: Some(WatchJobRequestType::Initial(WatchJobsRequestInitial {
-            app_id: "crash-app".into(),
-            namespace: "default".into(),
-            ..Default::default()
-        })),
-    };
-    tx.send(initial).await.unwrap();
-    let outbound = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let Ok(response) = client.watch_jobs(outbound).await else { return };
-    let mut inbound = response.into_inner();
-    while let Ok(Some(trigger)) = inbound.message().await {
+async fn consume(client: SchedulerClient<Channel>, deliveries: Deliveries) {
+    kairos_testing::grpc::watch_jobs(client, "crash-app", |trigger| {
         *deliveries.lock().unwrap().entry(trigger.name.clone()).or_default() += 1;
-        let result = WatchJobsRequest {
-            watch_job_request_type: Some(WatchJobRequestType::Result(WatchJobsRequestResult {
-                id: trigger.id,
-                status: WatchJobsRequestResultStatus::Success as i32,
-            })),
-        };
-        if tx.send(result).await.is_err() {
-            return;
-        }
-    }
+        WatchJobsRequestResultStatus::Success
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

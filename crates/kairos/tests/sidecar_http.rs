@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use kairos_testing::wait_until;
 use serde_json::{Value, json};
 
 #[derive(Debug, Clone)]
@@ -45,22 +46,14 @@ async fn on_job(
         token: header("dapr-api-token"),
         body: body.to_vec(),
     });
-    if name.starts_with("fail") {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else if name.starts_with("gone") {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::OK
-    }
+    kairos_testing::http::status_by_name(&name)
 }
 
 /// An HTTP app on a free port.
 async fn http_app() -> (u16, AppState) {
     let state = AppState::default();
     let app = Router::new().route("/job/{name}", post(on_job)).with_state(state.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let port = kairos_testing::http::serve(app).await;
     (port, state)
 }
 
@@ -100,16 +93,6 @@ fn error_code(body: &str) -> String {
         .ok()
         .and_then(|v| v["errorCode"].as_str().map(str::to_owned))
         .unwrap_or_default()
-}
-
-async fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
-    for _ in 0..seconds * 20 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

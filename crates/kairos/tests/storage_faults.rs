@@ -40,9 +40,7 @@ async fn on_job(State(deliveries): State<Deliveries>, UrlPath(name): UrlPath<Str
 async fn http_app() -> (u16, Deliveries) {
     let deliveries = Deliveries::default();
     let app = Router::new().route("/job/{name}", post(on_job)).with_state(deliveries.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let port = kairos_testing::http::serve(app).await;
     (port, deliveries)
 }
 
@@ -94,6 +92,11 @@ fn metadata(app_id: &str) -> JobMetadata {
 /// A one-shot job due `due` after creation, with `pad` bytes of data.
 fn job_body(due: &str, pad: usize) -> String {
     serde_json::json!({ "dueTime": due, "data": { "pad": "x".repeat(pad) } }).to_string()
+}
+
+/// The arguments of a `kairos scheduler` on `data_dir` with every port chosen by the system.
+fn scheduler_on(data_dir: &str) -> Vec<&str> {
+    vec!["scheduler", "--port", "0", "--healthz-port", "0", "--metrics-port", "0", "--data-dir", data_dir]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,17 +325,7 @@ async fn a_corrupt_store_stops_startup_with_its_exit_code_and_what_to_do() {
             std::fs::write(&file, &bytes).unwrap();
             let data_dir = dir.path().display().to_string();
             let args: Vec<&str> = match command {
-                "scheduler" => vec![
-                    "scheduler",
-                    "--port",
-                    "0",
-                    "--healthz-port",
-                    "0",
-                    "--metrics-port",
-                    "0",
-                    "--data-dir",
-                    &data_dir,
-                ],
+                "scheduler" => scheduler_on(&data_dir),
                 _ => vec!["run", "--app-id", "corrupt-app", "--data-dir", &data_dir, "--", "sleep", "60"],
             };
             let (code, stderr) = run_to_exit(&args);
@@ -350,17 +343,7 @@ async fn a_corrupt_store_stops_startup_with_its_exit_code_and_what_to_do() {
     std::fs::write(dir.path().join("jobs.redb"), &clean).unwrap();
     let _first = common::start_scheduler(dir.path(), &["--healthz-port", "0", "--metrics-port", "0"]);
     let data_dir = dir.path().display().to_string();
-    let (code, stderr) = run_to_exit(&[
-        "scheduler",
-        "--port",
-        "0",
-        "--healthz-port",
-        "0",
-        "--metrics-port",
-        "0",
-        "--data-dir",
-        &data_dir,
-    ]);
+    let (code, stderr) = run_to_exit(&scheduler_on(&data_dir));
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("another kairos process"), "{stderr}");
 }

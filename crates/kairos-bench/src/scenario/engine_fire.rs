@@ -24,7 +24,7 @@ use serde_json::Value;
 use super::{sized, temp_dir};
 use crate::hist::Latencies;
 use crate::report::Report;
-use crate::timing;
+use crate::timing::{self, ms};
 
 /// Creation rate assumed when choosing the first due instant.
 const ASSUMED_CREATES_PER_S: f64 = 5_000.0;
@@ -236,10 +236,6 @@ fn open_store(kind: StoreKind, dir: &Path, partitions: u32) -> anyhow::Result<(A
 #[allow(clippy::cast_precision_loss)]
 fn per_commit(ops: u64, commits: u64) -> Value {
     Value::from(ops as f64 / commits.max(1) as f64)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 async fn fire(

@@ -30,7 +30,7 @@ use crate::drive;
 use crate::hist::Latencies;
 use crate::report::Report;
 use crate::stack::{Scheduler, Sidecar, kairos_bin};
-use crate::timing;
+use crate::timing::{self, mib, ms};
 
 /// Headline figures of a scenario, by name, for `compare`.
 pub type Headline = BTreeMap<&'static str, f64>;
@@ -304,10 +304,6 @@ fn lateness(recorder: &Recorder, due: impl Fn(u64) -> Instant) -> anyhow::Result
     Ok((hist, early))
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 /// Runs `burst`.
 ///
 /// # Errors
@@ -428,11 +424,6 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
 
 fn unreachable_attempts<T>() -> anyhow::Result<T> {
     bail!("no attempt ran")
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }
 
 /// Runs `steady` (`kill` false) or `recovery` (`kill` true).
@@ -558,22 +549,18 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
             let behind: Vec<u64> = (0..jobs).filter(|&i| due_mono(i) <= listening).collect();
             let caught_up = behind.iter().filter_map(|&i| recorder.arrival(i)).max();
             let missing_behind = behind.iter().filter(|&&i| recorder.arrival(i).is_none()).count();
-            let t = report.table("kill -9 and restart", &["metric", "value", "unit"]);
-            t.row(vec!["acknowledged jobs lost".into(), (jobs - received).into(), "jobs".into()]);
-            t.row(vec!["duplicate deliveries".into(), duplicates.into(), "deliveries".into()]);
-            t.row(vec![
-                "kill to restarted scheduler listening".into(),
-                ms(listening - killed).into(),
-                "ms".into(),
-            ]);
-            t.row(vec!["restart spawn to listening".into(), ms(listening - spawned).into(), "ms".into()]);
-            t.row(vec!["jobs due before it listened".into(), (behind.len() as u64).into(), "jobs".into()]);
+            let t = report.metric_table("kill -9 and restart");
+            t.metric("acknowledged jobs lost", jobs - received, "jobs");
+            t.metric("duplicate deliveries", duplicates, "deliveries");
+            t.metric("kill to restarted scheduler listening", ms(listening - killed), "ms");
+            t.metric("restart spawn to listening", ms(listening - spawned), "ms");
+            t.metric("jobs due before it listened", behind.len() as u64, "jobs");
             let catch_up = caught_up.map(|c| c.saturating_duration_since(listening));
-            t.row(vec![
-                "catch-up (listening to last of those delivered)".into(),
+            t.metric(
+                "catch-up (listening to last of those delivered)",
                 catch_up.map_or(Value::from("-"), |c| ms(c).into()),
-                "ms".into(),
-            ]);
+                "ms",
+            );
             if missing_behind > 0 {
                 report.note(format!("{missing_behind} jobs due before the restart never arrived"));
             }

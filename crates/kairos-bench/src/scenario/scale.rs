@@ -14,7 +14,6 @@ use anyhow::{Context, bail};
 use kairos_core::{Clock, SystemClock};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::{Job, ScheduleJobRequest};
-use serde_json::Value;
 
 use super::full::Headline;
 use super::sized;
@@ -25,8 +24,6 @@ use crate::process::dir_size;
 use crate::report::Report;
 use crate::stack::{Scheduler, Sidecar, kairos_bin};
 use crate::timing;
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// Options of `scale`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -133,33 +130,26 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)>
 
     #[allow(clippy::cast_precision_loss)]
     let per_job = |bytes: u64| bytes as f64 / loaded.ok as f64;
-    #[allow(clippy::cast_precision_loss)]
-    let mib = |bytes: u64| bytes as f64 / MIB;
     let s = loaded.latencies.summary();
-    let table = report.table("stored jobs: memory, disk, restart", &["metric", "value", "unit"]);
-    let mut row = |metric: &str, value: Value, unit: &str| table.row(vec![metric.into(), value, unit.into()]);
-    row("jobs stored", loaded.ok.into(), "jobs");
-    row("load rate (scheduler gRPC, 64 clients)", timing::rate(loaded.ok, loaded.elapsed).into(), "jobs/s");
-    row("load latency p99", s.p99_ms.into(), "ms");
-    row("RSS empty", mib(empty_rss).into(), "MiB");
-    row("RSS loaded", mib(loaded_rss).into(), "MiB");
-    row("RSS per job (growth)", per_job(loaded_rss.saturating_sub(empty_rss)).into(), "bytes/job");
-    row("store on disk", mib(store_bytes).into(), "MiB");
-    row("store bytes per job", per_job(store_bytes).into(), "bytes/job");
-    row(
-        if graceful { "stop (SIGTERM)" } else { "stop (SIGKILL)" },
-        (stopped_in.as_secs_f64() * 1000.0).into(),
-        "ms",
-    );
-    row("restart: spawn to listening", (to_listen.as_secs_f64() * 1000.0).into(), "ms");
-    row("restart: spawn to first due trigger at the app", (to_trigger.as_secs_f64() * 1000.0).into(), "ms");
-    row("restart: RSS", mib(restarted_rss).into(), "MiB");
+    let table = report.metric_table("stored jobs: memory, disk, restart");
+    table.metric("jobs stored", loaded.ok, "jobs");
+    table.metric("load rate (scheduler gRPC, 64 clients)", timing::rate(loaded.ok, loaded.elapsed), "jobs/s");
+    table.metric("load latency p99", s.p99_ms, "ms");
+    table.metric("RSS empty", timing::mib(empty_rss), "MiB");
+    table.metric("RSS loaded", timing::mib(loaded_rss), "MiB");
+    table.metric("RSS per job (growth)", per_job(loaded_rss.saturating_sub(empty_rss)), "bytes/job");
+    table.metric("store on disk", timing::mib(store_bytes), "MiB");
+    table.metric("store bytes per job", per_job(store_bytes), "bytes/job");
+    table.metric(if graceful { "stop (SIGTERM)" } else { "stop (SIGKILL)" }, timing::ms(stopped_in), "ms");
+    table.metric("restart: spawn to listening", timing::ms(to_listen), "ms");
+    table.metric("restart: spawn to first due trigger at the app", timing::ms(to_trigger), "ms");
+    table.metric("restart: RSS", timing::mib(restarted_rss), "MiB");
     report.note("first due trigger: a job that came due while the scheduler was down; includes starting the sidecar once the scheduler listens");
     report.finish();
     let mut headline = Headline::new();
     #[allow(clippy::cast_precision_loss)]
     headline.insert("scale_jobs", loaded.ok as f64);
-    headline.insert("scale_rss_mib", mib(loaded_rss));
+    headline.insert("scale_rss_mib", timing::mib(loaded_rss));
     headline.insert("scale_bytes_per_job", per_job(store_bytes));
     headline.insert("scale_first_trigger_ms", to_trigger.as_secs_f64() * 1000.0);
     drop(app);

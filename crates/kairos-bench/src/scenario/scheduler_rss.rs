@@ -11,7 +11,6 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use kairos_proto::scheduler::GetJobRequest;
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
-use serde_json::Value;
 
 use super::sized;
 use crate::cli::SchedulerArgs;
@@ -19,8 +18,6 @@ use crate::load::{self, LoadConfig};
 use crate::process::{SchedulerProcess, dir_size, find_kairos};
 use crate::report::Report;
 use crate::timing;
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// Options of `scheduler-rss`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -134,30 +131,29 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
 
     let per_job = |bytes: u64| bytes as f64 / loaded.ok as f64;
     let s = loaded.latencies.summary();
-    let table = report.table("memory and store size", &["metric", "value", "unit"]);
-    let mut row = |metric: &str, value: Value, unit: &str| table.row(vec![metric.into(), value, unit.into()]);
-    row("jobs stored", loaded.ok.into(), "jobs");
-    row("load time", loaded.elapsed.as_secs_f64().into(), "s");
-    row("load rate", timing::rate(loaded.ok, loaded.elapsed).into(), "jobs/s");
-    row("load latency p50", s.p50_ms.into(), "ms");
-    row("load latency p99", s.p99_ms.into(), "ms");
-    row("RSS empty", (empty.rss as f64 / MIB).into(), "MiB");
-    row("RSS loaded (settled)", (full.rss as f64 / MIB).into(), "MiB");
-    row("peak RSS while loading", (full.peak as f64 / MIB).into(), "MiB");
-    row("RSS growth per job", per_job(full.rss.saturating_sub(empty.rss)).into(), "bytes/job");
-    row("store size (running)", store_bytes.into(), "bytes");
-    row("store size (stopped)", store_bytes_closed.into(), "bytes");
-    row("store bytes per job", per_job(store_bytes_closed).into(), "bytes/job");
-    row(
+    let table = report.metric_table("memory and store size");
+    table.metric("jobs stored", loaded.ok, "jobs");
+    table.metric("load time", loaded.elapsed.as_secs_f64(), "s");
+    table.metric("load rate", timing::rate(loaded.ok, loaded.elapsed), "jobs/s");
+    table.metric("load latency p50", s.p50_ms, "ms");
+    table.metric("load latency p99", s.p99_ms, "ms");
+    table.metric("RSS empty", timing::mib(empty.rss), "MiB");
+    table.metric("RSS loaded (settled)", timing::mib(full.rss), "MiB");
+    table.metric("peak RSS while loading", timing::mib(full.peak), "MiB");
+    table.metric("RSS growth per job", per_job(full.rss.saturating_sub(empty.rss)), "bytes/job");
+    table.metric("store size (running)", store_bytes, "bytes");
+    table.metric("store size (stopped)", store_bytes_closed, "bytes");
+    table.metric("store bytes per job", per_job(store_bytes_closed), "bytes/job");
+    table.metric(
         if graceful { "stop (SIGTERM) took" } else { "stop (SIGKILL or SIGTERM timeout) took" },
-        (stopped_in.as_secs_f64() * 1000.0).into(),
+        timing::ms(stopped_in),
         "ms",
     );
-    row("restart: spawn to listening", (to_listen.as_secs_f64() * 1000.0).into(), "ms");
-    row("restart: spawn to first GetJob OK", (to_serve.as_secs_f64() * 1000.0).into(), "ms");
-    row("restart: RSS at first answer", (after_start.rss as f64 / MIB).into(), "MiB");
-    row("restart: RSS settled", (restarted.rss as f64 / MIB).into(), "MiB");
-    row("restart: peak RSS", (restarted.peak as f64 / MIB).into(), "MiB");
+    table.metric("restart: spawn to listening", timing::ms(to_listen), "ms");
+    table.metric("restart: spawn to first GetJob OK", timing::ms(to_serve), "ms");
+    table.metric("restart: RSS at first answer", timing::mib(after_start.rss), "MiB");
+    table.metric("restart: RSS settled", timing::mib(restarted.rss), "MiB");
+    table.metric("restart: peak RSS", timing::mib(restarted.peak), "MiB");
     report.note("RSS includes the store's page cache (redb's own cache), not only the engine's windows");
     report.finish();
     Ok(report)
@@ -176,7 +172,7 @@ async fn first_answer(address: &str, name: &str) -> anyhow::Result<std::time::In
                     GetJobRequest { name: name.into(), metadata: Some(load::metadata("bench-app")) };
                 match client.get_job(request).await {
                     Ok(_) => return Ok(timing::now()),
-                    Err(status) => last_error = format!("{:?}: {}", status.code(), status.message()),
+                    Err(status) => last_error = crate::drive::status_text(&status),
                 }
             }
             Err(err) => last_error = format!("{err:#}"),
