@@ -1,7 +1,11 @@
 //! Wire types ⇄ core types. Wire types stop here: the engine and the core never see them.
 
 use jiff::SignedDuration;
-use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload};
+use kairos_core::misfire::MisfireError;
+use kairos_core::policy::PolicyError;
+use kairos_core::{
+    CatchUp, Exponential, FailurePolicy, JobKey, JobSpec, MisfirePolicy, Owner, Payload, Ratio,
+};
 
 use crate::{common, runtime, scheduler};
 
@@ -17,7 +21,16 @@ pub enum ConvertError {
     /// A `google.protobuf.Timestamp` outside the representable range.
     #[error("invalid timestamp: {0}")]
     Timestamp(String),
+    /// An exponential failure policy with a bad parameter (a kairos extension).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A misfire policy with an unknown catch-up value or a bad window (a kairos extension).
+    #[error(transparent)]
+    Misfire(#[from] MisfireError),
 }
+
+/// The multiplier of an exponential policy that names none.
+pub const DEFAULT_MULTIPLIER: Ratio = Ratio::from_millionths(2_000_000);
 
 /// `google.protobuf.Any` → payload.
 pub fn payload_from_any(any: prost_types::Any) -> Payload {
@@ -29,11 +42,12 @@ pub fn any_from_payload(payload: Payload) -> prost_types::Any {
     prost_types::Any { type_url: payload.type_url, value: payload.value }
 }
 
-/// `common.v1.JobFailurePolicy` → policy; a message with neither `drop` nor `constant` set means
+/// `common.v1.JobFailurePolicy` → policy; a message with no member of the oneof set means
 /// "no policy" (the default applies).
 ///
 /// # Errors
-/// [`ConvertError::Interval`] for an interval outside the `Duration` range.
+/// [`ConvertError::Interval`] for an interval outside the `Duration` range,
+/// [`ConvertError::Policy`] for an exponential policy that fails [`Exponential::validate`].
 pub fn policy_from_proto(policy: common::JobFailurePolicy) -> Result<Option<FailurePolicy>, ConvertError> {
     use common::job_failure_policy::Policy;
     Ok(match policy.policy {
@@ -43,7 +57,52 @@ pub fn policy_from_proto(policy: common::JobFailurePolicy) -> Result<Option<Fail
             interval: c.interval.map(duration_from_proto).transpose()?,
             max_retries: c.max_retries,
         }),
+        Some(Policy::Exponential(e)) => Some(FailurePolicy::Exponential(exponential_from_proto(e)?)),
     })
+}
+
+fn exponential_from_proto(e: common::JobFailurePolicyExponential) -> Result<Exponential, ConvertError> {
+    let ratio = |value: Option<f64>, default: Ratio| value.map_or(Ok(default), Ratio::from_f64);
+    let exponential = Exponential {
+        initial_interval: e
+            .initial_interval
+            .map(duration_from_proto)
+            .transpose()?
+            .unwrap_or(SignedDuration::ZERO),
+        multiplier: ratio(e.multiplier, DEFAULT_MULTIPLIER)?,
+        max_interval: e.max_interval.map(duration_from_proto).transpose()?,
+        max_retries: e.max_retries,
+        jitter: ratio(e.jitter, Ratio::ZERO)?,
+    };
+    exponential.validate()?;
+    Ok(exponential)
+}
+
+/// `common.v1.JobMisfirePolicy` → policy.
+///
+/// # Errors
+/// [`ConvertError::Misfire`] for an unknown catch-up value or a window under 1s,
+/// [`ConvertError::Interval`] for a window outside the `Duration` range.
+pub fn misfire_from_proto(policy: common::JobMisfirePolicy) -> Result<MisfirePolicy, ConvertError> {
+    let catch_up = match common::JobMisfireCatchUp::try_from(policy.catch_up) {
+        Ok(common::JobMisfireCatchUp::All) => CatchUp::All,
+        Ok(common::JobMisfireCatchUp::Once) => CatchUp::Once,
+        Ok(common::JobMisfireCatchUp::Skip) => CatchUp::Skip,
+        Err(_) => return Err(MisfireError::UnknownPolicy(policy.catch_up.to_string()).into()),
+    };
+    let misfire = MisfirePolicy { catch_up, window: policy.window.map(duration_from_proto).transpose()? };
+    misfire.validate()?;
+    Ok(misfire)
+}
+
+/// Policy → `common.v1.JobMisfirePolicy`.
+pub fn misfire_to_proto(policy: &MisfirePolicy) -> common::JobMisfirePolicy {
+    let catch_up = match policy.catch_up {
+        CatchUp::All => common::JobMisfireCatchUp::All,
+        CatchUp::Once => common::JobMisfireCatchUp::Once,
+        CatchUp::Skip => common::JobMisfireCatchUp::Skip,
+    };
+    common::JobMisfirePolicy { catch_up: catch_up.into(), window: policy.window.map(duration_to_proto) }
 }
 
 /// Policy → `common.v1.JobFailurePolicy`.
@@ -57,11 +116,12 @@ pub fn policy_to_proto(policy: &FailurePolicy) -> common::JobFailurePolicy {
                 max_retries: *max_retries,
             })
         }
-        // Upstream's protocol has no exponential policy (the extension fields come with the
-        // kairos surfaces): its nearest upstream form is constant at the initial interval.
-        FailurePolicy::Exponential(e) => Policy::Constant(common::JobFailurePolicyConstant {
-            interval: Some(duration_to_proto(e.initial_interval)),
+        FailurePolicy::Exponential(e) => Policy::Exponential(common::JobFailurePolicyExponential {
+            initial_interval: Some(duration_to_proto(e.initial_interval)),
+            multiplier: Some(e.multiplier.as_f64()),
+            max_interval: e.max_interval.map(duration_to_proto),
             max_retries: e.max_retries,
+            jitter: Some(e.jitter.as_f64()),
         }),
     };
     common::JobFailurePolicy { policy: Some(policy) }
@@ -130,7 +190,7 @@ pub fn spec_from_scheduler_job(job: scheduler::Job) -> Result<JobSpec, ConvertEr
         ttl: job.ttl,
         data: job.data.map(payload_from_any),
         failure_policy: job.failure_policy.map(policy_from_proto).transpose()?.flatten(),
-        misfire_policy: None,
+        misfire_policy: job.misfire_policy.map(misfire_from_proto).transpose()?,
     })
 }
 
@@ -143,6 +203,7 @@ pub fn spec_to_scheduler_job(spec: &JobSpec) -> scheduler::Job {
         ttl: spec.ttl.clone(),
         data: spec.data.clone().map(any_from_payload),
         failure_policy: spec.failure_policy.as_ref().map(policy_to_proto),
+        misfire_policy: spec.misfire_policy.as_ref().map(misfire_to_proto),
     }
 }
 
@@ -152,16 +213,25 @@ pub fn spec_to_scheduler_job(spec: &JobSpec) -> scheduler::Job {
 /// [`ConvertError`] for an out-of-range policy interval.
 pub fn spec_from_runtime_job(job: runtime::Job) -> Result<(String, JobSpec), ConvertError> {
     // The scheduler's `Job` is the runtime one without its name: one mapping serves both.
-    let runtime::Job { name, schedule, repeats, due_time, ttl, data, failure_policy } = job;
-    let job = scheduler::Job { schedule, repeats, due_time, ttl, data, failure_policy };
+    let runtime::Job { name, schedule, repeats, due_time, ttl, data, failure_policy, misfire_policy } = job;
+    let job = scheduler::Job { schedule, repeats, due_time, ttl, data, failure_policy, misfire_policy };
     Ok((name, spec_from_scheduler_job(job)?))
 }
 
 /// Name and spec → runtime `Job`.
 pub fn spec_to_runtime_job(name: &str, spec: &JobSpec) -> runtime::Job {
-    let scheduler::Job { schedule, repeats, due_time, ttl, data, failure_policy } =
+    let scheduler::Job { schedule, repeats, due_time, ttl, data, failure_policy, misfire_policy } =
         spec_to_scheduler_job(spec);
-    runtime::Job { name: name.to_owned(), schedule, repeats, due_time, ttl, data, failure_policy }
+    runtime::Job {
+        name: name.to_owned(),
+        schedule,
+        repeats,
+        due_time,
+        ttl,
+        data,
+        failure_policy,
+        misfire_policy,
+    }
 }
 
 /// Scheduler `JobMetadata` + name → key.
@@ -249,6 +319,78 @@ mod tests {
         assert_eq!(spec_from_scheduler_job(spec_to_scheduler_job(&spec)).unwrap(), spec);
         let (name, back) = spec_from_runtime_job(spec_to_runtime_job("n", &spec)).unwrap();
         assert_eq!((name.as_str(), back), ("n", spec));
+    }
+
+    #[test]
+    fn extensions_round_trip_through_both_jobs() {
+        let spec = JobSpec {
+            schedule: Some("@every 1s".into()),
+            failure_policy: Some(FailurePolicy::Exponential(Exponential {
+                initial_interval: SignedDuration::from_millis(250),
+                multiplier: Ratio::from_millionths(1_500_000),
+                max_interval: Some(SignedDuration::from_secs(60)),
+                max_retries: Some(7),
+                jitter: Ratio::from_millionths(100_000),
+            })),
+            misfire_policy: Some(MisfirePolicy {
+                catch_up: CatchUp::Once,
+                window: Some(SignedDuration::from_secs(3600)),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(spec_from_scheduler_job(spec_to_scheduler_job(&spec)).unwrap(), spec);
+        let (_, back) = spec_from_runtime_job(spec_to_runtime_job("n", &spec)).unwrap();
+        assert_eq!(back, spec);
+        for catch_up in [CatchUp::All, CatchUp::Once, CatchUp::Skip] {
+            let policy = MisfirePolicy { catch_up, window: None };
+            assert_eq!(misfire_from_proto(misfire_to_proto(&policy)).unwrap(), policy);
+        }
+    }
+
+    #[test]
+    fn exponential_defaults_multiplier_2_and_jitter_0() {
+        let wire = common::JobFailurePolicyExponential {
+            initial_interval: Some(prost_types::Duration { seconds: 1, nanos: 0 }),
+            ..Default::default()
+        };
+        let e = exponential_from_proto(wire).unwrap();
+        assert_eq!(
+            (e.multiplier, e.jitter, e.max_interval, e.max_retries),
+            (DEFAULT_MULTIPLIER, Ratio::ZERO, None, None)
+        );
+    }
+
+    #[test]
+    fn bad_extension_parameters_are_rejected() {
+        let secs = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+        let ok = common::JobFailurePolicyExponential { initial_interval: secs(1), ..Default::default() };
+        let bad = [
+            common::JobFailurePolicyExponential { initial_interval: None, ..ok },
+            common::JobFailurePolicyExponential { initial_interval: secs(0), ..ok },
+            common::JobFailurePolicyExponential { initial_interval: secs(-1), ..ok },
+            common::JobFailurePolicyExponential { multiplier: Some(0.5), ..ok },
+            common::JobFailurePolicyExponential { multiplier: Some(f64::NAN), ..ok },
+            common::JobFailurePolicyExponential { jitter: Some(1.5), ..ok },
+            common::JobFailurePolicyExponential { jitter: Some(-0.1), ..ok },
+            common::JobFailurePolicyExponential {
+                max_interval: Some(prost_types::Duration { seconds: 0, nanos: 5 }),
+                ..ok
+            },
+        ];
+        for e in bad {
+            let policy =
+                common::JobFailurePolicy { policy: Some(common::job_failure_policy::Policy::Exponential(e)) };
+            assert!(matches!(policy_from_proto(policy), Err(ConvertError::Policy(_))), "{e:?}");
+        }
+        let window = |seconds, nanos| common::JobMisfirePolicy {
+            catch_up: 0,
+            window: Some(prost_types::Duration { seconds, nanos }),
+        };
+        assert!(matches!(misfire_from_proto(window(0, 999_999_999)), Err(ConvertError::Misfire(_))));
+        assert!(matches!(misfire_from_proto(window(-5, 0)), Err(ConvertError::Misfire(_))));
+        assert!(misfire_from_proto(window(1, 0)).is_ok());
+        let unknown = common::JobMisfirePolicy { catch_up: 7, window: None };
+        assert!(matches!(misfire_from_proto(unknown), Err(ConvertError::Misfire(_))));
     }
 
     #[test]

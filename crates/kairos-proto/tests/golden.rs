@@ -132,6 +132,7 @@ fn full_runtime_job() -> runtime::Job {
                 max_retries: Some(3),
             })),
         }),
+        misfire_policy: None,
     }
 }
 
@@ -280,6 +281,7 @@ fn scheduler_job_numbers_its_fields_from_schedule() {
         failure_policy: Some(common::JobFailurePolicy {
             policy: Some(common::job_failure_policy::Policy::Drop(common::JobFailurePolicyDrop {})),
         }),
+        misfire_policy: None,
     };
     let expected = format!(
         r#"0a 06 "@daily"   # schedule (1, LEN)
@@ -518,4 +520,117 @@ fn empty_messages_encode_to_nothing() {
     assert_golden(&runtime::HealthCheckResponse {}, "");
     assert_golden(&scheduler::WatchHostsRequest {}, "");
     assert_golden(&scheduler::TargetJob {}, "");
+}
+
+// ---- kairos extensions (field numbers far above upstream's) ----
+
+/// Field 1000, wire type LEN: `1000 << 3 | 2` = 8002 = 0x42 | 0x80, then 8002 >> 7 = 62.
+const FIELD_1000_LEN: &str = "c2 3e";
+
+#[test]
+fn failure_policy_exponential_is_field_1000_of_the_oneof() {
+    let policy = common::JobFailurePolicy {
+        policy: Some(common::job_failure_policy::Policy::Exponential(common::JobFailurePolicyExponential {
+            initial_interval: Some(Duration { seconds: 1, nanos: 0 }),
+            multiplier: Some(2.0),
+            max_interval: Some(Duration { seconds: 60, nanos: 0 }),
+            max_retries: Some(5),
+            jitter: Some(0.5),
+        })),
+    };
+    assert_golden(
+        &policy,
+        &format!(
+            r#"{FIELD_1000_LEN} 1c          # exponential (1000, LEN), 28 bytes
+              0a 02 08 01                   #   initial_interval (1, LEN): seconds 1
+              11 00 00 00 00 00 00 00 40    #   multiplier (2, I64) = 2.0, little-endian
+              1a 02 08 3c                   #   max_interval (3, LEN): seconds 60
+              20 05                         #   max_retries (4, varint) = 5
+              29 00 00 00 00 00 00 e0 3f    #   jitter (5, I64) = 0.5"#
+        ),
+    );
+}
+
+#[test]
+fn scheduler_job_misfire_policy_is_field_1000() {
+    let job = scheduler::Job {
+        schedule: Some("@every 1s".into()),
+        misfire_policy: Some(common::JobMisfirePolicy {
+            catch_up: common::JobMisfireCatchUp::Skip.into(),
+            window: Some(Duration { seconds: 3600, nanos: 0 }),
+        }),
+        ..Default::default()
+    };
+    assert_golden(
+        &job,
+        &format!(
+            r#"0a 09 "@every 1s"      # schedule (1, LEN)
+               {FIELD_1000_LEN} 07    # misfire_policy (1000, LEN), 7 bytes
+                  08 02               #   catch_up (1, varint) = SKIP
+                  12 03 08 90 1c      #   window (2, LEN): seconds 3600"#
+        ),
+    );
+    // The default catch-up (ALL) with no window is an empty message, still present.
+    let all =
+        scheduler::Job { misfire_policy: Some(common::JobMisfirePolicy::default()), ..Default::default() };
+    assert_golden(&all, &format!("{FIELD_1000_LEN} 00"));
+}
+
+#[test]
+fn runtime_job_misfire_policy_is_field_1000() {
+    let job = runtime::Job {
+        name: "j".into(),
+        misfire_policy: Some(common::JobMisfirePolicy {
+            catch_up: common::JobMisfireCatchUp::Once.into(),
+            window: None,
+        }),
+        ..Default::default()
+    };
+    assert_golden(&job, &format!("0a 01 \"j\" {FIELD_1000_LEN} 02 08 01"));
+}
+
+/// Upstream's `JobFailurePolicy` and scheduler `Job`, without the extensions.
+mod upstream {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Job {
+        #[prost(string, optional, tag = "1")]
+        pub schedule: Option<String>,
+        #[prost(message, optional, tag = "6")]
+        pub failure_policy: Option<JobFailurePolicy>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct JobFailurePolicy {
+        #[prost(message, optional, tag = "2")]
+        pub constant: Option<super::common::JobFailurePolicyConstant>,
+    }
+}
+
+#[test]
+fn upstream_peers_skip_the_extensions() {
+    let kairos = scheduler::Job {
+        schedule: Some("@every 1s".into()),
+        failure_policy: Some(common::JobFailurePolicy {
+            policy: Some(common::job_failure_policy::Policy::Exponential(
+                common::JobFailurePolicyExponential {
+                    initial_interval: Some(Duration { seconds: 1, nanos: 0 }),
+                    ..Default::default()
+                },
+            )),
+        }),
+        misfire_policy: Some(common::JobMisfirePolicy {
+            catch_up: common::JobMisfireCatchUp::Skip.into(),
+            window: None,
+        }),
+        ..Default::default()
+    };
+    let seen = upstream::Job::decode(kairos.encode_to_vec().as_slice()).expect("upstream decodes");
+    assert_eq!(seen.schedule.as_deref(), Some("@every 1s"));
+    // A policy message with no known member: upstream applies its default policy.
+    assert_eq!(seen.failure_policy, Some(upstream::JobFailurePolicy { constant: None }));
+
+    // And a kairos peer reads an upstream job as one without extensions.
+    let upstream = upstream::Job { schedule: Some("@every 2s".into()), failure_policy: None };
+    let read = scheduler::Job::decode(upstream.encode_to_vec().as_slice()).unwrap();
+    assert_eq!(read, scheduler::Job { schedule: Some("@every 2s".into()), ..Default::default() });
 }

@@ -73,6 +73,8 @@ impl FailurePolicy {
                 interval: c.interval.map(duration_from_proto).unwrap_or_default(),
                 max_retries: c.max_retries,
             },
+            // The kairos exponential extension has no typed SDK form yet: it reads as unset.
+            Policy::Exponential(_) => return None,
         })
     }
 }
@@ -238,6 +240,7 @@ impl From<Job> for runtime::Job {
             ttl: job.ttl,
             data: job.data.map(Into::into),
             failure_policy: job.failure_policy.map(FailurePolicy::to_proto),
+            misfire_policy: None,
         }
     }
 }

@@ -40,6 +40,8 @@ struct Call {
     request: Recorded,
 }
 
+// A test's few recorded requests: their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 enum Recorded {
     Schedule(ScheduleJobRequest),
@@ -324,6 +326,7 @@ async fn builder_produces_the_exact_schedule_request() {
                         max_retries: Some(4),
                     })),
                 }),
+                misfire_policy: None,
             }),
             overwrite: true,
         },

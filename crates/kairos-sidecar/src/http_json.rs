@@ -25,6 +25,21 @@
 //! clients comparing bytes; kairos never does. Numbers inside `data` are formatted as Go does
 //! (`1e+21`, `1e-7`, `-0`), see [`kairos_proto::json`].
 //!
+//! kairos extensions (skipped by upstream daprd, whose protojson discards unknown fields, so an
+//! app that sends them to daprd gets Dapr's defaults):
+//!
+//! * `misfirePolicy` (or `misfire_policy`): `{"catchUp": "all" | "once" | "skip", "window": "1h"}`;
+//!   both members optional (`catchUp` defaults to `all`, no `window` means no limit).
+//! * `failurePolicy.exponential`: `{"initialInterval": "1s", "multiplier": 2, "maxInterval": "1m",
+//!   "maxRetries": 5, "jitter": 0.1}`; `initialInterval` is required, `multiplier` defaults to 2,
+//!   `jitter` to 0, no `maxInterval` means no cap, no `maxRetries` means retry forever. Snake-case
+//!   names are accepted too. At most one of `drop`, `constant`, `exponential`.
+//! * Their durations are Go duration strings (`1h30m`, `250ms`, `3600s`); GET renders them as
+//!   protojson durations (`3600s`, `0.250s`), which read back the same.
+//! * Bad values (unknown `catchUp`, an interval ≤ 0, a multiplier < 1, a jitter outside [0, 1], a
+//!   `maxInterval` below `initialInterval`, a window under 1s) are a malformed body: 400
+//!   `ERR_MALFORMED_REQUEST`, and nothing is stored.
+//!
 //! Kairos limits: JSON nesting deeper than [`MAX_JSON_DEPTH`], and `data` deeper than
 //! [`MAX_DATA_DEPTH`] (what protobuf decoding in kairos accepts back), are refused as malformed.
 //! protojson allows far deeper nesting.
@@ -95,6 +110,11 @@ pub fn parse_schedule_body(name_from_url: &str, body: &[u8]) -> Result<ScheduleR
         Some(Object(policy)) => convert::policy_from_proto(policy.into_proto()?)
             .map_err(|e| ApiError::MalformedBody(e.to_string()))?,
     };
+    let misfire_policy = request
+        .misfire_policy
+        .map(|Object(m)| convert::misfire_from_proto(m.into_proto()))
+        .transpose()
+        .map_err(|e| ApiError::MalformedBody(e.to_string()))?;
     let spec = JobSpec {
         schedule: request.schedule,
         repeats: request.repeats,
@@ -102,7 +122,7 @@ pub fn parse_schedule_body(name_from_url: &str, body: &[u8]) -> Result<ScheduleR
         ttl: request.ttl,
         data: request.data.map(|v| Payload { type_url: VALUE_TYPE_URL.to_owned(), value: v.encode_to_vec() }),
         failure_policy,
-        misfire_policy: None,
+        misfire_policy,
     };
     Ok(ScheduleRequest { name: name.to_owned(), spec, overwrite: request.overwrite.unwrap_or(false) })
 }
@@ -120,14 +140,42 @@ pub fn job_to_json(name: &str, spec: &JobSpec) -> Result<String, ApiError> {
     let failure_policy = match job.failure_policy.as_ref().map(|p| p.policy.as_ref()) {
         None => None,
         Some(None) => Some(PolicyJson::default()),
-        Some(Some(Policy::Drop(_))) => Some(PolicyJson { drop: Some(Empty {}), constant: None }),
+        Some(Some(Policy::Drop(_))) => Some(PolicyJson { drop: Some(Empty {}), ..PolicyJson::default() }),
         Some(Some(Policy::Constant(c))) => {
             let interval =
                 c.interval.as_ref().map(proto_json::duration_to_string).transpose().map_err(encode_error)?;
             Some(PolicyJson {
-                drop: None,
                 constant: Some(ConstantJson { interval, max_retries: c.max_retries }),
+                ..PolicyJson::default()
             })
+        }
+        Some(Some(Policy::Exponential(e))) => {
+            let duration = |d: &Option<prost_types::Duration>| {
+                d.as_ref().map(proto_json::duration_to_string).transpose().map_err(encode_error)
+            };
+            Some(PolicyJson {
+                exponential: Some(ExponentialJson {
+                    initial_interval: duration(&e.initial_interval)?,
+                    multiplier: e.multiplier,
+                    max_interval: duration(&e.max_interval)?,
+                    max_retries: e.max_retries,
+                    jitter: e.jitter,
+                }),
+                ..PolicyJson::default()
+            })
+        }
+    };
+    let misfire_policy = match &job.misfire_policy {
+        None => None,
+        Some(m) => {
+            let catch_up = match common::JobMisfireCatchUp::try_from(m.catch_up) {
+                Ok(common::JobMisfireCatchUp::Once) => "once",
+                Ok(common::JobMisfireCatchUp::Skip) => "skip",
+                _ => "all",
+            };
+            let window =
+                m.window.as_ref().map(proto_json::duration_to_string).transpose().map_err(encode_error)?;
+            Some(MisfireJson { catch_up, window })
         }
     };
     let json = JobJson {
@@ -138,6 +186,7 @@ pub fn job_to_json(name: &str, spec: &JobSpec) -> Result<String, ApiError> {
         ttl: job.ttl.as_deref(),
         data: job.data.as_ref().map(|any| AnyJson::new(&any.type_url, &any.value)),
         failure_policy,
+        misfire_policy,
     };
     proto_json::to_string(&json).map_err(encode_error)
 }
@@ -162,6 +211,46 @@ struct HttpRequest {
     overwrite: Option<bool>,
     #[serde(rename = "failurePolicy", alias = "failure_policy")]
     failure_policy: Option<Object<PolicyBody>>,
+    #[serde(rename = "misfirePolicy", alias = "misfire_policy")]
+    misfire_policy: Option<Object<MisfireBody>>,
+}
+
+/// `common.v1.JobMisfirePolicy` (a kairos extension), with the catch-up as a lowercase name.
+#[derive(Debug, Deserialize)]
+struct MisfireBody {
+    #[serde(rename = "catchUp", alias = "catch_up", default, deserialize_with = "catch_up")]
+    catch_up: Option<kairos_core::CatchUp>,
+    #[serde(default, deserialize_with = "go_duration")]
+    window: Option<prost_types::Duration>,
+}
+
+impl MisfireBody {
+    fn into_proto(self) -> common::JobMisfirePolicy {
+        let catch_up = match self.catch_up.unwrap_or_default() {
+            kairos_core::CatchUp::All => common::JobMisfireCatchUp::All,
+            kairos_core::CatchUp::Once => common::JobMisfireCatchUp::Once,
+            kairos_core::CatchUp::Skip => common::JobMisfireCatchUp::Skip,
+        };
+        common::JobMisfirePolicy { catch_up: catch_up.into(), window: self.window }
+    }
+}
+
+/// `common.v1.JobFailurePolicyExponential` (a kairos extension).
+#[derive(Debug, Deserialize)]
+struct ExponentialBody {
+    #[serde(
+        rename = "initialInterval",
+        alias = "initial_interval",
+        default,
+        deserialize_with = "go_duration"
+    )]
+    initial_interval: Option<prost_types::Duration>,
+    multiplier: Option<f64>,
+    #[serde(rename = "maxInterval", alias = "max_interval", default, deserialize_with = "go_duration")]
+    max_interval: Option<prost_types::Duration>,
+    #[serde(rename = "maxRetries", alias = "max_retries", default, deserialize_with = "max_retries")]
+    max_retries: Option<u32>,
+    jitter: Option<f64>,
 }
 
 /// `common.v1.JobFailurePolicy`: a oneof of `drop` and `constant`.
@@ -169,6 +258,7 @@ struct HttpRequest {
 struct PolicyBody {
     drop: Option<Object<DropBody>>,
     constant: Option<Object<ConstantBody>>,
+    exponential: Option<Object<ExponentialBody>>,
 }
 
 /// `common.v1.JobFailurePolicyDrop`: no fields, but it must be an object.
@@ -187,19 +277,27 @@ struct ConstantBody {
 impl PolicyBody {
     fn into_proto(self) -> Result<common::JobFailurePolicy, ApiError> {
         use common::job_failure_policy::Policy;
-        let policy = match (self.drop, self.constant) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::MalformedBody(
-                    "proto: error parsing \"constant\", oneof dapr.proto.common.v1.JobFailurePolicy.policy is already set"
-                        .to_owned(),
-                ));
-            }
-            (Some(_), None) => Some(Policy::Drop(common::JobFailurePolicyDrop {})),
-            (None, Some(Object(c))) => Some(Policy::Constant(common::JobFailurePolicyConstant {
+        let already_set = |field: &str| {
+            ApiError::MalformedBody(format!(
+                "proto: error parsing \"{field}\", oneof dapr.proto.common.v1.JobFailurePolicy.policy is already set"
+            ))
+        };
+        let policy = match (self.drop, self.constant, self.exponential) {
+            (Some(_), Some(_), _) => return Err(already_set("constant")),
+            (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => return Err(already_set("exponential")),
+            (Some(_), None, None) => Some(Policy::Drop(common::JobFailurePolicyDrop {})),
+            (None, Some(Object(c)), None) => Some(Policy::Constant(common::JobFailurePolicyConstant {
                 interval: c.interval,
                 max_retries: c.max_retries,
             })),
-            (None, None) => None,
+            (None, None, Some(Object(e))) => Some(Policy::Exponential(common::JobFailurePolicyExponential {
+                initial_interval: e.initial_interval,
+                multiplier: e.multiplier,
+                max_interval: e.max_interval,
+                max_retries: e.max_retries,
+                jitter: e.jitter,
+            })),
+            (None, None, None) => None,
         };
         Ok(common::JobFailurePolicy { policy })
     }
@@ -308,6 +406,21 @@ fn interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<prost_t
     proto_json::parse_duration(&text).map(Some).map_err(de::Error::custom)
 }
 
+/// A Go duration string (`1h30m`, `250ms`, `3600s`), for the extensions' durations.
+fn go_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<prost_types::Duration>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+    let d = kairos_core::duration::parse_go_duration(&text)
+        .map_err(|e| de::Error::custom(format_args!("invalid duration {text:?}: {e}")))?;
+    Ok(Some(convert::duration_to_proto(d)))
+}
+
+fn catch_up<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<kairos_core::CatchUp>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+    text.parse().map(Some).map_err(de::Error::custom)
+}
+
 fn repeats<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
     uint32(deserializer, "repeats")
 }
@@ -347,6 +460,31 @@ struct JobJson<'a> {
     data: Option<AnyJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     failure_policy: Option<PolicyJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    misfire_policy: Option<MisfireJson>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MisfireJson {
+    catch_up: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExponentialJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initial_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multiplier: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_interval: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jitter: Option<f64>,
 }
 
 #[derive(Default, Serialize)]
@@ -355,6 +493,8 @@ struct PolicyJson {
     drop: Option<Empty>,
     #[serde(skip_serializing_if = "Option::is_none")]
     constant: Option<ConstantJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exponential: Option<ExponentialJson>,
 }
 
 #[derive(Serialize)]

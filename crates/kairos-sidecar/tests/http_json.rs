@@ -506,3 +506,73 @@ mod properties {
         }
     }
 }
+
+// ---- kairos extensions: misfirePolicy and failurePolicy.exponential ----
+
+#[test]
+fn extensions_are_read_and_rendered_back() {
+    let body = r#"{"schedule":"@every 1s","misfirePolicy":{"catchUp":"once","window":"1h"},
+        "failurePolicy":{"exponential":{"initialInterval":"1s","multiplier":2,"maxInterval":"1m","maxRetries":5,"jitter":0.1}}}"#;
+    let spec = parse_ok(body);
+    let misfire = spec.misfire_policy.expect("misfire policy read");
+    assert_eq!(misfire.catch_up, kairos_core::CatchUp::Once);
+    assert_eq!(misfire.window.map(|w| w.as_secs()), Some(3600));
+    let kairos_core::FailurePolicy::Exponential(e) = spec.failure_policy.clone().expect("policy read") else {
+        panic!("not exponential: {:?}", spec.failure_policy)
+    };
+    assert_eq!((e.initial_interval.as_secs(), e.multiplier.as_f64(), e.max_retries), (1, 2.0, Some(5)));
+    assert_eq!((e.max_interval.map(|m| m.as_secs()), e.jitter.as_f64()), (Some(60), 0.1));
+    let rendered = job_to_json("job", &spec).unwrap();
+    assert_eq!(
+        rendered,
+        r#"{"name":"job","schedule":"@every 1s","failurePolicy":{"exponential":{"initialInterval":"1s","multiplier":2,"maxInterval":"60s","maxRetries":5,"jitter":0.1}},"misfirePolicy":{"catchUp":"once","window":"3600s"}}"#
+    );
+    // What GET renders reads back as the same job.
+    let again: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+    let mut again = again.as_object().unwrap().clone();
+    again.remove("name");
+    assert_eq!(parse_ok(&serde_json::Value::Object(again).to_string()), spec);
+}
+
+#[test]
+fn extension_members_are_optional_and_snake_case_works() {
+    let spec = parse_ok(
+        r#"{"dueTime":"1s","misfire_policy":{},"failure_policy":{"exponential":{"initial_interval":"250ms"}}}"#,
+    );
+    assert_eq!(spec.misfire_policy, Some(kairos_core::MisfirePolicy::DEFAULT));
+    let Some(kairos_core::FailurePolicy::Exponential(e)) = spec.failure_policy else { panic!() };
+    assert_eq!((e.initial_interval.as_millis(), e.multiplier.as_f64(), e.jitter.as_f64()), (250, 2.0, 0.0));
+    assert_eq!((e.max_interval, e.max_retries), (None, None));
+    let spec = parse_ok(r#"{"schedule":"@every 1s","misfirePolicy":{"catchUp":"skip"}}"#);
+    assert_eq!(
+        job_to_json("j", &spec).unwrap(),
+        r#"{"name":"j","schedule":"@every 1s","misfirePolicy":{"catchUp":"skip"}}"#
+    );
+}
+
+#[test]
+fn bad_extension_values_are_malformed_bodies() {
+    let cases = [
+        (r#"{"misfirePolicy":{"catchUp":"sometimes"}}"#, "expected all, once or skip"),
+        (r#"{"misfirePolicy":{"catchUp":"ALL"}}"#, "expected all, once or skip"),
+        (r#"{"misfirePolicy":{"window":"500ms"}}"#, "invalid misfire window"),
+        (r#"{"misfirePolicy":{"window":"-1h"}}"#, "invalid misfire window"),
+        (r#"{"misfirePolicy":{"window":"soon"}}"#, "invalid duration"),
+        (r#"{"failurePolicy":{"exponential":{}}}"#, "initial interval"),
+        (r#"{"failurePolicy":{"exponential":{"initialInterval":"0s"}}}"#, "initial interval"),
+        (r#"{"failurePolicy":{"exponential":{"initialInterval":"-1s"}}}"#, "initial interval"),
+        (r#"{"failurePolicy":{"exponential":{"initialInterval":"1s","multiplier":0.5}}}"#, "multiplier"),
+        (r#"{"failurePolicy":{"exponential":{"initialInterval":"1s","jitter":1.5}}}"#, "jitter"),
+        (r#"{"failurePolicy":{"exponential":{"initialInterval":"1s","jitter":-0.5}}}"#, "ratio"),
+        (r#"{"failurePolicy":{"exponential":{"initialInterval":"1m","maxInterval":"1s"}}}"#, "max interval"),
+        (r#"{"failurePolicy":{"constant":{},"exponential":{"initialInterval":"1s"}}}"#, "already set"),
+        (r#"{"failurePolicy":{"drop":{},"exponential":{"initialInterval":"1s"}}}"#, "already set"),
+    ];
+    for (extension, expected) in cases {
+        let mut body: serde_json::Value = serde_json::from_str(extension).unwrap();
+        body["schedule"] = json!("@every 1s");
+        let err = parse(&body.to_string()).unwrap_err();
+        assert!(matches!(err, ApiError::MalformedBody(_)), "{extension}: {err:?}");
+        assert!(err.to_string().contains(expected), "{extension}: {err}");
+    }
+}
