@@ -343,33 +343,45 @@ pub fn tls_incoming(
     tls: Arc<ServerTls>,
 ) -> impl futures::Stream<Item = Result<tokio_rustls::server::TlsStream<TcpStream>, std::io::Error>> + Send {
     let (tx, mut rx) = tokio::sync::mpsc::channel(256);
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                () = tx.closed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(%err, "TLS accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+    tokio::spawn(accept_tls(listener, move || tls.current(), tx));
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|next| next.map(|(stream, _)| Ok(stream))))
+}
+
+/// Accepts TCP connections on `listener` until `tx` closes, runs each TLS handshake in its own
+/// task (bounded by [`HANDSHAKE_TIMEOUT`]) with the configuration `config` gives at that moment
+/// (so a reloaded certificate serves every new connection), and sends the finished streams with
+/// their peer addresses. Refused handshakes are logged and skipped; an accept error (e.g. EMFILE)
+/// waits a little instead of spinning. The one accept loop of the scheduler's gRPC server and the
+/// sidecar's HTTPS API.
+pub async fn accept_tls(
+    listener: TcpListener,
+    config: impl Fn() -> Arc<rustls::ServerConfig> + Send + 'static,
+    tx: tokio::sync::mpsc::Sender<(tokio_rustls::server::TlsStream<TcpStream>, std::net::SocketAddr)>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = tx.closed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::warn!(%err, "TLS accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config());
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    let _ = tx.send((stream, peer)).await;
                 }
-            };
-            let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(err)) => tracing::info!(%peer, %err, "TLS handshake refused"),
-                    Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
-                }
-            });
-        }
-    });
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+                Ok(Err(err)) => tracing::info!(%peer, %err, "TLS handshake refused"),
+                Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
 }

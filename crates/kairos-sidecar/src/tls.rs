@@ -8,18 +8,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 
 pub use kairos_proto::tls::{TlsError, TlsIdentity};
 
-/// Longest a client may take to finish its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use kairos_proto::tls::HANDSHAKE_TIMEOUT;
 /// Finished handshakes waiting for axum to take them.
 const ACCEPT_QUEUE: usize = 256;
 
@@ -36,8 +33,7 @@ impl TlsListener {
     pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(ACCEPT_QUEUE);
-        let acceptor = TlsAcceptor::from(config);
-        let accept_task = tokio::spawn(accept_loop(listener, acceptor, tx));
+        let accept_task = tokio::spawn(kairos_proto::tls::accept_tls(listener, move || config.clone(), tx));
         Ok(TlsListener { ready, local, accept_task })
     }
 }
@@ -45,40 +41,6 @@ impl TlsListener {
 impl Drop for TlsListener {
     fn drop(&mut self) {
         self.accept_task.abort();
-    }
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
-) {
-    loop {
-        let accepted = tokio::select! {
-            () = tx.closed() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                // E.g. EMFILE: wait a little instead of spinning.
-                tracing::warn!(%err, "HTTPS accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => {
-                    let _ = tx.send((stream, peer)).await;
-                }
-                Ok(Err(err)) => tracing::debug!(%peer, %err, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-            }
-        });
     }
 }
 
