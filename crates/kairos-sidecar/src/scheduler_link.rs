@@ -231,7 +231,7 @@ impl SchedulerLink {
                 }
             }
             Mode::Remote { configured } => {
-                self.follow_hosts(configured.clone(), initial, handler, stop).await;
+                self.follow_hosts(configured.clone(), Some((initial, handler)), stop).await;
             }
         }
     }
@@ -240,37 +240,15 @@ impl SchedulerLink {
     /// does): CRUD calls then go to the replicas that come and go. Returns at `stop`.
     pub async fn follow_hosts_only(&self, stop: CancellationToken) {
         let Mode::Remote { configured } = &self.inner.mode else { return };
-        let (hosts_tx, mut hosts_rx) = mpsc::channel::<Vec<String>>(8);
-        let auth = self.inner.auth.clone();
-        let tls_ca = self.inner.tls_ca.clone();
-        tokio::spawn(watch_hosts(configured.clone(), auth.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
-        loop {
-            let hosts = tokio::select! {
-                () = stop.cancelled() => return,
-                hosts = hosts_rx.recv() => match hosts { Some(hosts) => hosts, None => return },
-            };
-            let hosts = if hosts.is_empty() { configured.clone() } else { hosts };
-            let apis: Vec<_> = hosts
-                .iter()
-                .filter_map(|address| {
-                    connect_lazy(address, auth.clone(), tls_ca.as_ref())
-                        .ok()
-                        .map(|api| (address.clone(), api))
-                })
-                .collect();
-            if !apis.is_empty() {
-                tracing::debug!(?hosts, "scheduler hosts for job calls");
-                *self.inner.apis.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = apis;
-            }
-        }
+        self.follow_hosts(configured.clone(), None, stop).await;
     }
 
-    /// Streams from every host the schedulers report, following changes.
+    /// Follows the hosts the schedulers report for job calls and, given `jobs` (the stream's
+    /// initial request and the trigger handler), streams from every one of them.
     async fn follow_hosts(
         &self,
         configured: Vec<String>,
-        initial: WatchJobsRequestInitial,
-        handler: Arc<dyn TriggerHandler>,
+        jobs: Option<(WatchJobsRequestInitial, Arc<dyn TriggerHandler>)>,
         stop: CancellationToken,
     ) {
         let mut streams: HashMap<String, (CancellationToken, tokio::task::JoinHandle<()>)> = HashMap::new();
@@ -305,7 +283,9 @@ impl SchedulerLink {
                     }
                 };
                 apis.push((address.clone(), api.clone()));
-                if !streams.contains_key(address) {
+                if let Some((initial, handler)) = &jobs
+                    && !streams.contains_key(address)
+                {
                     let token = stop.child_token();
                     let task = tokio::spawn(stream_loop(
                         address.clone(),
