@@ -6,9 +6,11 @@ use kairos_core::timeline::Progress;
 use kairos_engine::{Engine, EngineError};
 use kairos_proto::admin::admin_server::Admin;
 use kairos_proto::admin::{
-    DeleteJobRequest, DeleteJobResponse, GetJobRequest, GetJobResponse, ImportJobsRequest,
-    ImportJobsResponse, JobProgress, JobRef, ListAllJobsRequest, ListAllJobsResponse, OnConflict,
-    StoredJob as WireJob,
+    DeleteJobRequest, DeleteJobResponse, GetJobHistoryRequest, GetJobHistoryResponse, GetJobRequest,
+    GetJobResponse, GetJobStatusRequest, GetJobStatusResponse, ImportJobsRequest, ImportJobsResponse,
+    JobProgress, JobRef, ListAllJobsRequest, ListAllJobsResponse, ListJobStatusRequest,
+    ListJobStatusResponse, OnConflict, PauseJobRequest, PauseJobResponse, ResumeJobRequest,
+    ResumeJobResponse, StoredJob as WireJob, TriggerJobRequest, TriggerJobResponse,
 };
 use kairos_proto::api::bounded_status;
 use kairos_proto::convert::{
@@ -47,6 +49,9 @@ pub fn job_to_wire(job: &StoredJob) -> WireJob {
             attempts: job.progress.attempts,
         }),
         next_due: Some(timestamp_to_proto(job.next_due)),
+        // Pause and counters travel once issue 14's Admin surface lands (work in progress).
+        paused: false,
+        counters: None,
     }
 }
 
@@ -247,5 +252,48 @@ impl Admin for AdminService {
         request: Request<ImportJobsRequest>,
     ) -> Result<Response<ImportJobsResponse>, Status> {
         self.import(request).await.map_err(bounded_status)
+    }
+
+    // Steering RPCs: the scheduler side lands with issue 14's Admin surface (work in progress).
+    async fn get_job_status(
+        &self,
+        _request: Request<GetJobStatusRequest>,
+    ) -> Result<Response<GetJobStatusResponse>, Status> {
+        Err(Status::unimplemented("GetJobStatus is not implemented yet"))
+    }
+
+    async fn get_job_history(
+        &self,
+        _request: Request<GetJobHistoryRequest>,
+    ) -> Result<Response<GetJobHistoryResponse>, Status> {
+        Err(Status::unimplemented("GetJobHistory is not implemented yet"))
+    }
+
+    async fn pause_job(
+        &self,
+        _request: Request<PauseJobRequest>,
+    ) -> Result<Response<PauseJobResponse>, Status> {
+        Err(Status::unimplemented("PauseJob is not implemented yet"))
+    }
+
+    async fn resume_job(
+        &self,
+        _request: Request<ResumeJobRequest>,
+    ) -> Result<Response<ResumeJobResponse>, Status> {
+        Err(Status::unimplemented("ResumeJob is not implemented yet"))
+    }
+
+    async fn trigger_job(
+        &self,
+        _request: Request<TriggerJobRequest>,
+    ) -> Result<Response<TriggerJobResponse>, Status> {
+        Err(Status::unimplemented("TriggerJob is not implemented yet"))
+    }
+
+    async fn list_job_status(
+        &self,
+        _request: Request<ListJobStatusRequest>,
+    ) -> Result<Response<ListJobStatusResponse>, Status> {
+        Err(Status::unimplemented("ListJobStatus is not implemented yet"))
     }
 }
