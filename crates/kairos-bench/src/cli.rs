@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::report::{self, Report};
 use crate::scenario::full::{self, BurstArgs, CreateArgs, SteadyArgs};
 use crate::scenario::{ceiling, compare, engine_fire, scale, scheduler_create, scheduler_rss};
+use crate::stack::Topology;
 
 /// Measures kairos (and BullMQ, its peer): create rate, delivery rate and lateness, memory,
 /// restart and crash recovery.
@@ -84,6 +85,11 @@ pub struct SchedulerArgs {
     /// `--sidecar-arg=--app-max-concurrency --sidecar-arg=256`; repeatable.
     #[arg(long = "sidecar-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub sidecar_args: Vec<String>,
+    /// The full-path scenarios' runtime: `split` (kairos sidecar + kairos scheduler, three
+    /// processes with the client) or `embedded` (one `kairos run`, the main job's shape; its
+    /// `--sidecar-arg`s go to `kairos run`) [default: split; compare: both].
+    #[arg(long, value_enum)]
+    pub topology: Option<Topology>,
 }
 
 impl SchedulerArgs {

@@ -1,5 +1,6 @@
 //! `compare`: kairos and the BullMQ peer on the shared scenarios (create, burst, steady),
-//! alternating within one run, then the tonic ceiling and the kairos-only scenarios (scale,
+//! alternating within one run, kairos in each topology (embedded `kairos run`, split sidecar +
+//! scheduler) unless `--topology` picks one, then the tonic ceiling and the kairos-only scenarios (scale,
 //! recovery); prints kairos/peer ratios and, with `--markdown FILE`, the summary as a markdown
 //! table for docs/BENCHMARKS.md.
 
@@ -14,6 +15,7 @@ use super::{ceiling, scale, sized};
 use crate::cli::SchedulerArgs;
 use crate::peer;
 use crate::report::Report;
+use crate::stack::Topology;
 
 /// Options of `compare`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -40,7 +42,7 @@ pub struct Args {
 
 /// One summary line: a metric of kairos, of the peer (if shared), the target.
 struct Line {
-    scenario: &'static str,
+    scenario: String,
     metric: &'static str,
     kairos: f64,
     peer: Option<f64>,
@@ -61,6 +63,9 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
     let burst_jobs = sized(None, 100_000u64, 10_000, quick);
     let (rate, secs) = if quick { (2_000u64, 5.0) } else { (10_000, 20.0) };
     let mut reports = Vec::new();
+    let topologies = args.scheduler.topology.map_or(vec![Topology::Embedded, Topology::Split], |t| vec![t]);
+    // kairos's shared figures by topology, then its own (ceiling, scale, recovery).
+    let mut shared: Vec<(Topology, Headline)> = topologies.iter().map(|t| (*t, Headline::new())).collect();
     let mut k = Headline::new();
     let mut p = Headline::new();
 
@@ -68,23 +73,26 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
         let kairos_first = round % 2 == 1;
         for step in 0..2 {
             if (step == 0) == kairos_first {
-                eprintln!("compare: round {round}, kairos");
-                let create = CreateArgs {
-                    scheduler: args.scheduler.clone(),
-                    apis: Some(vec![Api::Grpc]),
-                    ..Default::default()
-                };
-                let (r, h) = full::create(&create, quick).await?;
-                k.extend(h);
-                reports.push(print(r));
-                let burst = BurstArgs { scheduler: args.scheduler.clone(), ..Default::default() };
-                let (r, h) = full::burst(&burst, quick).await?;
-                k.extend(h);
-                reports.push(print(r));
-                let steady = SteadyArgs { scheduler: args.scheduler.clone(), ..Default::default() };
-                let (r, h) = full::steady(&steady, quick, false).await?;
-                k.extend(h);
-                reports.push(print(r));
+                for (topology, k) in &mut shared {
+                    eprintln!("compare: round {round}, kairos ({})", topology.as_str());
+                    let scheduler = SchedulerArgs { topology: Some(*topology), ..args.scheduler.clone() };
+                    let create = CreateArgs {
+                        scheduler: scheduler.clone(),
+                        apis: Some(vec![Api::Grpc, Api::Http]),
+                        ..Default::default()
+                    };
+                    let (r, h) = full::create(&create, quick).await?;
+                    k.extend(h);
+                    reports.push(print(r));
+                    let burst = BurstArgs { scheduler: scheduler.clone(), ..Default::default() };
+                    let (r, h) = full::burst(&burst, quick).await?;
+                    k.extend(h);
+                    reports.push(print(r));
+                    let steady = SteadyArgs { scheduler, ..Default::default() };
+                    let (r, h) = full::steady(&steady, quick, false).await?;
+                    k.extend(h);
+                    reports.push(print(r));
+                }
             } else {
                 eprintln!("compare: round {round}, peer");
                 let (r, h) = peer_create(create_secs, work).await?;
@@ -134,15 +142,16 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
         reports.push(print(r));
     }
 
-    let lines = summary_lines(&k, &p);
+    let lines = summary_lines(&shared, &k, &p);
     let mut summary = Report::new("compare");
     summary.param("peer", peer::versions());
     summary.param("peer_worker_concurrency", concurrency as u64);
     summary.param("rounds", rounds as u64);
+    summary.param("topologies", topologies.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(","));
     summary.param("cpus", std::thread::available_parallelism().map_or(0, |n| n.get() as u64));
     let table = summary.table(
         "kairos vs BullMQ (ratio = kairos/peer; > 1 is kairos ahead for rates, < 1 for latencies)",
-        &["scenario", "metric", "kairos", "peer", "ratio", "ahead", "target (issue 6)"],
+        &["scenario", "metric", "kairos", "peer", "ratio", "ahead", "target"],
     );
     for line in &lines {
         let ratio = line.peer.filter(|p| *p != 0.0).map(|p| line.kairos / p);
@@ -157,7 +166,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
             }
         });
         table.row(vec![
-            line.scenario.into(),
+            line.scenario.clone().into(),
             line.metric.into(),
             line.kairos.into(),
             line.peer.map_or(Value::from("-"), Value::from),
@@ -167,12 +176,15 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
         ]);
     }
     if let Some(ceiling) = k.get("ceiling_per_s").copied().filter(|c| *c > 0.0) {
-        for (name, key) in [("burst", "burst_per_s"), ("steady", "steady_per_s")] {
-            if let Some(rate) = k.get(key) {
-                summary.note(format!(
-                    "{name} delivery rate {rate:.0}/s = {:.1}% of the bare tonic unary ceiling ({ceiling:.0}/s)",
-                    100.0 * rate / ceiling
-                ));
+        for (topology, h) in &shared {
+            for (name, key) in [("burst", "burst_per_s"), ("steady", "steady_per_s")] {
+                if let Some(rate) = h.get(key) {
+                    summary.note(format!(
+                        "{name} ({}) delivery rate {rate:.0}/s = {:.1}% of the bare tonic unary ceiling ({ceiling:.0}/s)",
+                        topology.as_str(),
+                        100.0 * rate / ceiling
+                    ));
+                }
             }
         }
     }
@@ -191,13 +203,45 @@ fn print(report: Report) -> Report {
     report
 }
 
-fn summary_lines(k: &Headline, p: &Headline) -> Vec<Line> {
+/// The summary: each shared metric once per topology (against the same peer figure), then
+/// kairos's own.
+fn summary_lines(shared: &[(Topology, Headline)], k: &Headline, p: &Headline) -> Vec<Line> {
     let get = |h: &Headline, key: &str| h.get(key).copied();
     let mut lines = Vec::new();
-    let mut push = |scenario, metric, key: &str, higher, target| {
+    let shared_metrics = [
+        ("create", "gRPC jobs/s", "create_per_s", true, ""),
+        ("create", "gRPC p99 ms", "create_p99_ms", false, ""),
+        ("create", "HTTP jobs/s", "create_http_per_s", true, ""),
+        ("create", "HTTP p99 ms", "create_http_p99_ms", false, ""),
+        ("burst", "seconds to deliver all", "burst_s", false, ""),
+        ("burst", "triggers/s", "burst_per_s", true, ""),
+        ("burst", "jobs never delivered", "burst_lost", false, "0"),
+        ("steady", "delivered/s", "steady_per_s", true, ""),
+        ("steady", "lateness p50 ms", "steady_p50_ms", false, ""),
+        ("steady", "lateness p99 ms", "steady_p99_ms", false, ""),
+        ("steady", "lateness max ms", "steady_max_ms", false, ""),
+        ("steady", "jobs never delivered", "steady_lost", false, "0"),
+    ];
+    for (scenario, metric, key, higher, target) in shared_metrics {
+        for (topology, h) in shared {
+            if let Some(kairos) = get(h, key) {
+                // The peer has one create (a Node client on Redis): both APIs compare with it.
+                let peer_key = key.replace("_http", "");
+                lines.push(Line {
+                    scenario: format!("{scenario} ({})", topology.as_str()),
+                    metric,
+                    kairos,
+                    peer: get(p, &peer_key),
+                    higher_is_better: higher,
+                    target,
+                });
+            }
+        }
+    }
+    let mut push = |scenario: &str, metric, key: &str, higher, target| {
         if let Some(kairos) = get(k, key) {
             lines.push(Line {
-                scenario,
+                scenario: scenario.to_owned(),
                 metric,
                 kairos,
                 peer: get(p, key),
@@ -206,16 +250,6 @@ fn summary_lines(k: &Headline, p: &Headline) -> Vec<Line> {
             });
         }
     };
-    push("create", "jobs/s", "create_per_s", true, ">= 50,000");
-    push("create", "p99 ms", "create_p99_ms", false, "<= 5");
-    push("burst", "seconds to deliver all", "burst_s", false, "<= 2 (100k)");
-    push("burst", "triggers/s", "burst_per_s", true, "");
-    push("burst", "jobs never delivered", "burst_lost", false, "0");
-    push("steady", "delivered/s", "steady_per_s", true, "10,000");
-    push("steady", "lateness p50 ms", "steady_p50_ms", false, "");
-    push("steady", "lateness p99 ms", "steady_p99_ms", false, "<= 10");
-    push("steady", "lateness max ms", "steady_max_ms", false, "");
-    push("steady", "jobs never delivered", "steady_lost", false, "0");
     push("ceiling", "tonic unary calls/s", "ceiling_per_s", true, "");
     push("scale", "jobs stored", "scale_jobs", true, "10,000,000");
     push("scale", "scheduler RSS MiB", "scale_rss_mib", false, "<= 1024");
@@ -352,14 +386,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn summary_pairs_shared_metrics_and_leaves_kairos_only_ones_without_a_peer() {
-        let k = Headline::from([("create_per_s", 100.0), ("create_p99_ms", 2.0), ("scale_rss_mib", 300.0)]);
+    fn summary_pairs_shared_metrics_per_topology_and_leaves_kairos_only_ones_without_a_peer() {
+        let embedded = Headline::from([("create_per_s", 100.0), ("create_http_per_s", 80.0)]);
+        let split = Headline::from([("create_per_s", 40.0), ("create_p99_ms", 2.0)]);
+        let shared = [(Topology::Embedded, embedded), (Topology::Split, split)];
+        let k = Headline::from([("scale_rss_mib", 300.0)]);
         let p = Headline::from([("create_per_s", 50.0), ("create_p99_ms", 4.0)]);
-        let lines = summary_lines(&k, &p);
-        assert_eq!(lines.len(), 3, "only metrics kairos measured are listed");
+        let lines = summary_lines(&shared, &k, &p);
+        assert_eq!(lines.len(), 5, "only metrics kairos measured are listed");
         let md = markdown(&Report::new("compare"), &lines);
-        assert!(md.contains("| create | jobs/s | 100 | 50.00 | 2.00 | >= 50,000 |"), "{md}");
-        assert!(md.contains("| create | p99 ms | 2.00 | 4.00 | 0.50 | <= 5 |"), "{md}");
+        assert!(md.contains("| create (embedded) | gRPC jobs/s | 100 | 50.00 | 2.00 |  |"), "{md}");
+        assert!(md.contains("| create (split) | gRPC jobs/s | 40.00 | 50.00 | 0.80 |  |"), "{md}");
+        assert!(md.contains("| create (embedded) | HTTP jobs/s | 80.00 | 50.00 | 1.60 |  |"), "{md}");
+        assert!(md.contains("| create (split) | gRPC p99 ms | 2.00 | 4.00 | 0.50 |  |"), "{md}");
         assert!(md.contains("| scale | scheduler RSS MiB | 300 | - | - | <= 1024 |"), "{md}");
     }
 }

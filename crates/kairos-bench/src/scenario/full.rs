@@ -1,5 +1,6 @@
-//! The full-path scenarios: `kairos scheduler` + `kairos sidecar` processes and the receiving
-//! app (in this process), as a Dapr app sees kairos.
+//! The full-path scenarios: the kairos runtime (`kairos scheduler` + `kairos sidecar`
+//! processes, or one `kairos run`: `--topology`) and the receiving app (in this process), as a
+//! Dapr app sees kairos.
 //!
 //! * `create`: C clients schedule far-future one-shot jobs through the sidecar's gRPC API, then
 //!   over its HTTP API.
@@ -29,7 +30,7 @@ use crate::clients::{self, JobSet};
 use crate::drive;
 use crate::hist::Latencies;
 use crate::report::Report;
-use crate::stack::{Scheduler, Sidecar, kairos_bin};
+use crate::stack::{Runtime, Topology, kairos_bin};
 use crate::timing::{self, mib, ms};
 
 /// Headline figures of a scenario, by name, for `compare`.
@@ -86,8 +87,10 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     let payload_bytes = args.payload_bytes.unwrap_or(64);
     let apis = args.apis.clone().unwrap_or_else(|| vec![Api::Grpc, Api::Http]);
 
+    let topology = args.scheduler.topology.unwrap_or_default();
     let mut report = Report::new("create");
-    report.param("path", "client -> kairos sidecar -> kairos scheduler (redb, fsync per commit)");
+    report.param("topology", topology.as_str());
+    report.param("path", topology.create_path());
     report.param("clients", clients as u64);
     report.param("grpc_connections", connections as u64);
     report.param("duration_s", duration.as_secs_f64());
@@ -98,21 +101,21 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     let mut cpu_rows = Vec::new();
     for api in apis {
         let data = args.scheduler.temp_dir()?;
-        let scheduler =
-            Scheduler::start(&kairos, data.path(), 0, &args.scheduler.extra_flags(), START_TIMEOUT)?;
-        let sidecar =
-            Sidecar::start(&kairos, &scheduler.address, None, &args.scheduler.sidecar_args, START_TIMEOUT)?;
+        let runtime = Runtime::start(&kairos, topology, data.path(), None, &args.scheduler, START_TIMEOUT)?;
         let jobs = JobSet { prefix: "create-".into(), due: Arc::new(|_| FAR.to_owned()), payload_bytes };
         let (name, calls) = match api {
-            Api::Grpc => ("grpc", clients::sidecar_grpc(&sidecar.grpc, clients, connections, &jobs).await?),
-            Api::Http => ("http", clients::sidecar_http(&sidecar.http, clients, &jobs)?),
+            Api::Grpc => ("grpc", clients::sidecar_grpc(&runtime.grpc, clients, connections, &jobs).await?),
+            Api::Http => ("http", clients::sidecar_http(&runtime.http, clients, &jobs)?),
         };
-        eprintln!("create: {clients} clients over the sidecar's {name} API at {}", sidecar.grpc);
-        let cpu_before = cpu_now(&scheduler, &sidecar)?;
+        eprintln!(
+            "create: {clients} clients over the {name} API at {} ({})",
+            runtime.grpc,
+            topology.as_str()
+        );
+        let cpu_before = Cpu::now(&runtime)?;
         let result = drive::drive(calls, None, Some(duration), &format!("create {name}")).await?;
-        let cpu_after = cpu_now(&scheduler, &sidecar)?;
-        drop(sidecar);
-        drop(scheduler);
+        let cpu_after = Cpu::now(&runtime)?;
+        drop(runtime);
         if let Some(error) = &result.first_error {
             report.note(format!("{name}: {} calls failed; first: {error}", result.errors));
         }
@@ -138,16 +141,9 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
             Value::from(s.p99_ms),
             Value::from(s.max_ms),
         ]);
-        let per_job = |i: usize| {
-            let used = cpu_after[i].saturating_sub(cpu_before[i]);
-            #[allow(clippy::cast_precision_loss)]
-            Value::from(used.as_secs_f64() * 1e6 / result.ok as f64)
-        };
-        cpu_rows.push(vec![Value::from(name), per_job(0), per_job(1), per_job(2), {
-            let total: Duration = (0..3).map(|i| cpu_after[i].saturating_sub(cpu_before[i])).sum();
-            #[allow(clippy::cast_precision_loss)]
-            Value::from(total.as_secs_f64() * 1e6 / result.ok as f64)
-        }]);
+        let mut row = vec![Value::from(name)];
+        row.extend(cpu_after.per_op_us(&cpu_before, result.ok).into_iter().map(Value::from));
+        cpu_rows.push(row);
     }
     let table = report.table(
         "durable creates through the sidecar (ScheduleJob / POST /v1.0/jobs answered OK)",
@@ -156,10 +152,9 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     for row in rows {
         table.row(row);
     }
-    let table = report.table(
-        "CPU time per created job (user + system, from /proc)",
-        &["api", "scheduler_us", "sidecar_us", "client_us", "total_us"],
-    );
+    let mut columns = vec!["api"];
+    columns.extend(Cpu::columns(topology, "client_us"));
+    let table = report.table("CPU time per created job (user + system, from /proc)", &columns);
     for row in cpu_rows {
         table.row(row);
     }
@@ -170,9 +165,39 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     Ok((report, headline))
 }
 
-/// CPU used so far by the scheduler, the sidecar and this process (the clients).
-fn cpu_now(scheduler: &Scheduler, sidecar: &Sidecar) -> anyhow::Result<[Duration; 3]> {
-    Ok([scheduler.proc.cpu()?, sidecar.proc.cpu()?, kairos_testing::process::cpu_time("/proc/self/stat")?])
+/// CPU used so far by each runtime process, then by this one (clients or app).
+struct Cpu(Vec<Duration>);
+
+impl Cpu {
+    fn now(runtime: &Runtime) -> anyhow::Result<Cpu> {
+        let mut used = runtime.cpu()?;
+        used.push(kairos_testing::process::cpu_time("/proc/self/stat")?);
+        Ok(Cpu(used))
+    }
+
+    /// The columns of [`Cpu::per_op_us`]: one per runtime process, `this` (this process), total.
+    fn columns(topology: Topology, this: &'static str) -> Vec<&'static str> {
+        let mut columns = match topology {
+            Topology::Split => vec!["scheduler_us", "sidecar_us"],
+            Topology::Embedded => vec!["run_us"],
+        };
+        columns.extend([this, "total_us"]);
+        columns
+    }
+
+    /// Microseconds of CPU per operation since `before`, per process, then their total.
+    fn per_op_us(&self, before: &Cpu, ops: u64) -> Vec<f64> {
+        #[allow(clippy::cast_precision_loss)]
+        let ops = ops.max(1) as f64;
+        let mut us: Vec<f64> = self
+            .0
+            .iter()
+            .zip(&before.0)
+            .map(|(a, b)| a.saturating_sub(*b).as_secs_f64() * 1e6 / ops)
+            .collect();
+        us.push(us.iter().sum());
+        us
+    }
 }
 
 /// Options of `burst`.
@@ -213,11 +238,9 @@ pub struct SteadyArgs {
     pub kill_after: Option<f64>,
 }
 
-/// A stack for delivery runs: scheduler, recording app, sidecar with its stream open.
-/// Fields drop in order: the sidecar goes before the scheduler, so it logs no broken stream.
+/// A stack for delivery runs: the runtime with its job stream open, the recording app.
 struct Stack {
-    sidecar: Sidecar,
-    scheduler: Scheduler,
+    runtime: Runtime,
     _app: app::AppServer,
     recorder: Arc<Recorder>,
     data_path: std::path::PathBuf,
@@ -227,18 +250,13 @@ struct Stack {
 async fn stack(args: &SchedulerArgs, prefix: &str, jobs: u64) -> anyhow::Result<Stack> {
     let kairos = kairos_bin(args.kairos.as_deref())?;
     let data = args.temp_dir()?;
-    let scheduler = Scheduler::start(&kairos, data.path(), 0, &args.extra_flags(), START_TIMEOUT)?;
     let recorder = Recorder::new(prefix, jobs, timing::now());
     let app = app::serve(0, Some(recorder.clone())).await?;
-    let mut sidecar = Sidecar::start(
-        &kairos,
-        &scheduler.address,
-        Some(app.address.port()),
-        &args.sidecar_args,
-        START_TIMEOUT,
-    )?;
-    sidecar.wait_stream(START_TIMEOUT)?;
-    Ok(Stack { data_path: data.path().to_path_buf(), _data: data, scheduler, sidecar, _app: app, recorder })
+    let topology = args.topology.unwrap_or_default();
+    let mut runtime =
+        Runtime::start(&kairos, topology, data.path(), Some(app.address.port()), args, START_TIMEOUT)?;
+    runtime.wait_stream(START_TIMEOUT)?;
+    Ok(Stack { data_path: data.path().to_path_buf(), _data: data, runtime, _app: app, recorder })
 }
 
 /// Wall and monotonic "now" taken together, to map due instants onto the clock the
@@ -261,9 +279,9 @@ impl Epoch {
     }
 }
 
-/// Creates `count` jobs whose due time is `offset(i)` after `epoch`, through the sidecar.
+/// Creates `count` jobs whose due time is `offset(i)` after `epoch`, through the runtime's API.
 async fn create_due(
-    sidecar: &Sidecar,
+    runtime: &Runtime,
     prefix: &str,
     count: u64,
     epoch: Epoch,
@@ -271,7 +289,7 @@ async fn create_due(
 ) -> anyhow::Result<Duration> {
     let due = Arc::new(move |i: u64| epoch.wall_at(offset(i)).to_string());
     let jobs = JobSet { prefix: prefix.into(), due, payload_bytes: 64 };
-    let calls = clients::sidecar_grpc(&sidecar.grpc, 64, 1, &jobs).await?;
+    let calls = clients::sidecar_grpc(&runtime.grpc, 64, 1, &jobs).await?;
     let result = drive::drive(calls, Some(count), None, "create").await?;
     if result.ok != count {
         bail!(
@@ -312,8 +330,10 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
     let jobs = sized(args.jobs, 100_000, 10_000, quick);
     let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(120.0));
     let mut lead = lead_for(jobs, args.lead);
+    let topology = args.scheduler.topology.unwrap_or_default();
     let mut report = Report::new("burst");
-    report.param("path", "kairos scheduler -> kairos sidecar -> gRPC app (OnJobEvent, acks at once)");
+    report.param("topology", topology.as_str());
+    report.param("path", topology.delivery_path());
     report.param("jobs", jobs);
 
     for attempt in 1..=ATTEMPTS {
@@ -322,7 +342,7 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         let due_offset = Duration::from_millis((lead * 1000.0).ceil() as u64);
         let due_at = epoch.mono + due_offset;
         eprintln!("burst: creating {jobs} jobs due {lead:.1} s from now");
-        let created = create_due(&s.sidecar, "burst-", jobs, epoch, Arc::new(move |_| due_offset)).await?;
+        let created = create_due(&s.runtime, "burst-", jobs, epoch, Arc::new(move |_| due_offset)).await?;
         let create_end = timing::now();
         if create_end >= due_at {
             let longer = MIN_LEAD_S + created.as_secs_f64() * 1.5;
@@ -337,12 +357,9 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
             continue;
         }
         let slack = due_at - create_end;
-        let cpu_before = cpu_now(&s.scheduler, &s.sidecar)?;
+        let cpu_before = Cpu::now(&s.runtime)?;
         let all = s.recorder.wait_for(jobs, slack + timeout, "burst").await;
-        let cpu_after = cpu_now(&s.scheduler, &s.sidecar)?;
-        #[allow(clippy::cast_precision_loss)]
-        let cpu_us =
-            |i: usize| cpu_after[i].saturating_sub(cpu_before[i]).as_secs_f64() * 1e6 / jobs.max(1) as f64;
+        let cpu_us = Cpu::now(&s.runtime)?.per_op_us(&cpu_before, jobs);
         let (hist, early) = lateness(&s.recorder, |_| due_at)?;
         let received = s.recorder.received();
         let last = (0..jobs).filter_map(|i| s.recorder.arrival(i)).max();
@@ -353,8 +370,9 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         if s.recorder.foreign() > 0 {
             report.note(format!("{} deliveries of jobs not created by this run", s.recorder.foreign()));
         }
-        let rss = s.scheduler.proc.rss().unwrap_or(0);
-        let sidecar_rss = s.sidecar.proc.rss().unwrap_or(0);
+        let rss = s.runtime.scheduler_proc().rss().unwrap_or(0);
+        // Split: the sidecar's; embedded: the one process's, as sched_rss_mib.
+        let sidecar_rss = if s.runtime.scheduler.is_some() { s.runtime.front.rss().unwrap_or(0) } else { 0 };
         drop(s);
         if !all {
             report.note(format!(
@@ -403,14 +421,9 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         report.note("the app acknowledges each job by answering OnJobEvent OK at once");
         let t = report.table(
             "CPU time per delivered trigger (user + system, from /proc)",
-            &["scheduler_us", "sidecar_us", "app_us", "total_us"],
+            &Cpu::columns(topology, "app_us"),
         );
-        t.row(vec![
-            cpu_us(0).into(),
-            cpu_us(1).into(),
-            cpu_us(2).into(),
-            (cpu_us(0) + cpu_us(1) + cpu_us(2)).into(),
-        ]);
+        t.row(cpu_us.into_iter().map(Value::from).collect());
         report.note("app_us is this process (the receiving app and its 2 ms progress poll)");
         report.finish();
         let mut headline = Headline::new();
@@ -441,8 +454,10 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
     let prefix = format!("{name}-");
     let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
     let mut lead = lead_for(jobs, args.lead);
+    let topology = args.scheduler.topology.unwrap_or_default();
     let mut report = Report::new(name);
-    report.param("path", "kairos scheduler -> kairos sidecar -> gRPC app (OnJobEvent, acks at once)");
+    report.param("topology", topology.as_str());
+    report.param("path", topology.delivery_path());
     report.param("rate_per_s", rate);
     report.param("secs", secs);
     report.param("jobs", jobs);
@@ -462,7 +477,7 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
         };
         let t0 = epoch.mono + lead_d;
         eprintln!("{name}: creating {jobs} jobs coming due at {rate}/s for {secs} s, {lead:.1} s from now");
-        let created = create_due(&s.sidecar, &prefix, jobs, epoch, offset.clone()).await?;
+        let created = create_due(&s.runtime, &prefix, jobs, epoch, offset.clone()).await?;
         let create_end = timing::now();
         if create_end >= t0 {
             let longer = MIN_LEAD_S + created.as_secs_f64() * 1.5;
@@ -484,17 +499,16 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
             let kill_at = t0 + Duration::from_secs_f64(kill_after);
             tokio::time::sleep_until(kill_at.into()).await;
             let killed = timing::now();
-            s.scheduler.proc.kill9();
+            s.runtime.kill_scheduler();
             eprintln!(
                 "{name}: scheduler killed (SIGKILL) with {} jobs delivered; restarting",
                 s.recorder.received()
             );
-            let port = s.scheduler.port;
-            let again =
-                Scheduler::start(&kairos, &s.data_path, port, &args.scheduler.extra_flags(), START_TIMEOUT)
-                    .context("the scheduler did not restart")?;
-            restart = Some((killed, again.proc.spawned, again.listening));
-            s.scheduler = again;
+            let (spawned, listening) = s
+                .runtime
+                .restart_scheduler(&kairos, &s.data_path, &args.scheduler, START_TIMEOUT)
+                .context("the scheduler did not restart")?;
+            restart = Some((killed, spawned, listening));
         }
         let timeout = (end - timing::now().min(end)) + Duration::from_secs(60);
         let all = s.recorder.wait_for(jobs, timeout, name).await;
@@ -503,7 +517,7 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
         let duplicates = s.recorder.duplicates();
         let (hist, early) = lateness(&s.recorder, &due_mono)?;
         let last = (0..jobs).filter_map(|i| s.recorder.arrival(i)).max();
-        let rss = s.scheduler.proc.rss().unwrap_or(0);
+        let rss = s.runtime.scheduler_proc().rss().unwrap_or(0);
         let recorder = s.recorder.clone();
         drop(s);
         if !all {
