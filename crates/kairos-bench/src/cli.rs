@@ -48,6 +48,9 @@ pub enum Scenario {
     ServeApp {
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Tokio worker threads [default: one per CPU].
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Durable ScheduleJob calls per second against a `kairos scheduler` (or any Dapr
     /// Scheduler at --address), with latency quantiles.
@@ -122,7 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::Recovery(args) => reports.push(print(full::steady(&args, quick, true).await?.0)),
         Scenario::Scale(args) => reports.push(print(scale::run(&args, quick).await?.0)),
         Scenario::Ceiling(args) => reports.push(print(ceiling::run(&args, quick).await?.0)),
-        Scenario::ServeApp { port } => crate::app::serve_forever(port).await?,
+        Scenario::ServeApp { port, .. } => crate::app::serve_forever(port).await?,
         Scenario::SchedulerCreate(args) => reports.push(print(scheduler_create::run(&args, quick).await?)),
         Scenario::EngineFire(args) => reports.push(print(engine_fire::run(&args, quick).await?)),
         Scenario::SchedulerRss(args) => reports.push(print(scheduler_rss::run(&args, quick).await?)),

@@ -24,9 +24,10 @@ use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let cli = cli::Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the tokio runtime")?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let cli::Scenario::ServeApp { threads: Some(n), .. } = &cli.scenario {
+        builder.worker_threads((*n).max(1));
+    }
+    let runtime = builder.enable_all().build().context("cannot start the tokio runtime")?;
     runtime.block_on(cli::run(cli))
 }

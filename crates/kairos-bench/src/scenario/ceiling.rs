@@ -4,6 +4,8 @@
 //!
 //! The far end is `kairos-bench serve-app` (the receiving app without recording, in a process
 //! of its own); C clients call its `OnJobEvent` with a job-sized request over K connections.
+//! Like `shared/tools/grpc-ceiling/run`, it runs once per tokio worker count (both processes
+//! get that many workers; default 1, then 2), so the two read side by side.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -26,9 +28,12 @@ pub struct Args {
     /// HTTP/2 connections they share [default: 1, as the sidecar's one connection to its app].
     #[arg(long)]
     pub connections: Option<usize>,
-    /// Seconds [default: 10; --quick: 3].
+    /// Seconds per worker count [default: 10; --quick: 3].
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// Tokio worker threads of each process, one run per value [default: 1,2].
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Option<Vec<usize>>,
 }
 
 /// A child process killed when dropped.
@@ -49,9 +54,55 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)>
     let clients_n = args.clients.unwrap_or(64);
     let connections = args.connections.unwrap_or(1);
     let duration = Duration::from_secs_f64(sized(args.duration, 10.0, 3.0, quick));
+    let threads = args.threads.clone().unwrap_or_else(|| vec![1, 2]);
+    let mut report = Report::new("ceiling");
+    report.param("what", "bare tonic unary (AppCallback/OnJobEvent, 64-byte payload) between two processes");
+    report.param("clients", clients_n as u64);
+    report.param("connections", connections as u64);
+    report.param("duration_s", duration.as_secs_f64());
+    let mut rows = Vec::new();
+    let mut best: f64 = 0.0;
+    for &n in &threads {
+        let result = one_run(n.max(1), clients_n, connections, duration).await?;
+        let s = result.latencies.summary();
+        best = best.max(result.rate());
+        rows.push(vec![
+            Value::from(n as u64),
+            Value::from(result.ok),
+            Value::from(result.errors),
+            Value::from(result.elapsed.as_secs_f64()),
+            Value::from(result.rate()),
+            Value::from(s.p50_ms),
+            Value::from(s.p90_ms),
+            Value::from(s.p99_ms),
+            Value::from(s.max_ms),
+        ]);
+    }
+    let table = report.table(
+        "tonic unary ceiling (workers = tokio worker threads of the client and of the server process)",
+        &["workers", "calls", "errors", "secs", "calls_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"],
+    );
+    for row in rows {
+        table.row(row);
+    }
+    report.note("ceiling_per_s (for compare) is the best row");
+    report.finish();
+    let mut headline = Headline::new();
+    headline.insert("ceiling_per_s", best);
+    Ok((report, headline))
+}
+
+/// One run with `workers` tokio workers in the server process and in the clients' own runtime
+/// (on a thread of its own, so this process's runtime does not count).
+async fn one_run(
+    workers: usize,
+    clients_n: usize,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<drive::Driven> {
     let exe = std::env::current_exe().context("cannot locate kairos-bench")?;
     let mut child = Command::new(&exe)
-        .args(["serve-app", "--port", "0"])
+        .args(["serve-app", "--port", "0", "--threads", &workers.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -61,38 +112,34 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)>
     let child = Killed(child);
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).context("cannot read serve-app's address")?;
-    let Some(address) = line.trim().strip_prefix("listening on ") else {
+    let Some(address) = line.trim().strip_prefix("listening on ").map(str::to_owned) else {
         bail!("serve-app printed {line:?} instead of its address");
     };
-    let calls = clients::echo(address, clients_n, connections, 64).await?;
-    eprintln!("ceiling: {clients_n} clients over {connections} connection(s) to {address}");
-    let result = drive::drive(calls, None, Some(duration), "ceiling").await?;
+    eprintln!(
+        "ceiling: {clients_n} clients over {connections} connection(s) to {address}, {workers} worker(s)"
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("ceiling-clients".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .context("cannot start the clients' runtime")
+                .and_then(|rt| {
+                    rt.block_on(async {
+                        let calls = clients::echo(&address, clients_n, connections, 64).await?;
+                        drive::drive(calls, None, Some(duration), "ceiling").await
+                    })
+                });
+            let _ = tx.send(result);
+        })
+        .context("cannot start the clients' thread")?;
+    let result = rx.await.context("the clients' thread died")??;
     drop(child);
     if result.ok == 0 {
         bail!("no echo call succeeded: {:?}", result.first_error);
     }
-    let s = result.latencies.summary();
-    let mut report = Report::new("ceiling");
-    report.param("what", "bare tonic unary (AppCallback/OnJobEvent, 64-byte payload) between two processes");
-    report.param("clients", clients_n as u64);
-    report.param("connections", connections as u64);
-    report.param("duration_s", duration.as_secs_f64());
-    let table = report.table(
-        "tonic unary ceiling",
-        &["calls", "errors", "secs", "calls_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"],
-    );
-    table.row(vec![
-        Value::from(result.ok),
-        Value::from(result.errors),
-        Value::from(result.elapsed.as_secs_f64()),
-        Value::from(result.rate()),
-        Value::from(s.p50_ms),
-        Value::from(s.p90_ms),
-        Value::from(s.p99_ms),
-        Value::from(s.max_ms),
-    ]);
-    report.finish();
-    let mut headline = Headline::new();
-    headline.insert("ceiling_per_s", result.rate());
-    Ok((report, headline))
+    Ok(result)
 }
