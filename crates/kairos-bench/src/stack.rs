@@ -57,6 +57,21 @@ pub struct Sidecar {
 /// The app id every bench job belongs to.
 pub const APP_ID: &str = "bench-app";
 
+/// `kairos COMMAND` (`sidecar` or `run`) for app [`APP_ID`] over gRPC on `app_port` if given,
+/// its APIs on free ports, logging at info.
+fn front_args(command: &str, app_port: Option<u16>) -> Vec<OsString> {
+    let mut args: Vec<OsString> =
+        [command, "--app-id", APP_ID, "--app-protocol", "grpc", "--log-level", "info"]
+            .map(OsString::from)
+            .to_vec();
+    args.extend(["--dapr-http-port", "0", "--dapr-grpc-port", "0"].map(OsString::from));
+    if let Some(port) = app_port {
+        args.push("--app-port".into());
+        args.push(port.to_string().into());
+    }
+    args
+}
+
 impl Sidecar {
     /// Starts `kairos sidecar` against `scheduler`, delivering over gRPC to `app_port` when
     /// given, with `extra` flags, and waits for its APIs to listen.
@@ -70,29 +85,8 @@ impl Sidecar {
         extra: &[String],
         timeout: Duration,
     ) -> anyhow::Result<Sidecar> {
-        let mut args: Vec<OsString> = [
-            "sidecar",
-            "--app-id",
-            APP_ID,
-            "--app-protocol",
-            "grpc",
-            "--dapr-http-port",
-            "0",
-            "--dapr-grpc-port",
-            "0",
-            "--metrics-port",
-            "0",
-            "--log-level",
-            "info",
-            "--scheduler-host-address",
-        ]
-        .map(OsString::from)
-        .to_vec();
-        args.push(scheduler.into());
-        if let Some(port) = app_port {
-            args.push("--app-port".into());
-            args.push(port.to_string().into());
-        }
+        let mut args = front_args("sidecar", app_port);
+        args.extend(["--metrics-port", "0", "--scheduler-host-address", scheduler].map(OsString::from));
         args.extend(extra.iter().map(OsString::from));
         let proc = Proc::spawn("sidecar", kairos, &args, &[], timeout)?;
         let (grpc, http) = (proc.grpc(), proc.http());
@@ -190,27 +184,9 @@ impl Runtime {
                         "note: --partitions applies to the split topology only (kairos run uses its default)"
                     );
                 }
-                let mut flags: Vec<OsString> = [
-                    "run",
-                    "--app-id",
-                    APP_ID,
-                    "--app-protocol",
-                    "grpc",
-                    "--dapr-http-port",
-                    "0",
-                    "--dapr-grpc-port",
-                    "0",
-                    "--log-level",
-                    "info",
-                    "--data-dir",
-                ]
-                .map(OsString::from)
-                .to_vec();
+                let mut flags = front_args("run", app_port);
+                flags.push("--data-dir".into());
                 flags.push(data_dir.as_os_str().to_owned());
-                if let Some(port) = app_port {
-                    flags.push("--app-port".into());
-                    flags.push(port.to_string().into());
-                }
                 flags.extend(args.sidecar_args.iter().map(OsString::from));
                 flags.extend(["--", "sh", "-c", IDLE_APP].map(OsString::from));
                 let front = Proc::spawn("run", kairos, &flags, &[], timeout)?;

@@ -372,7 +372,7 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         }
         let rss = s.runtime.scheduler_proc().rss().unwrap_or(0);
         // Split: the sidecar's; embedded: the one process's, as sched_rss_mib.
-        let sidecar_rss = if s.runtime.scheduler.is_some() { s.runtime.front.rss().unwrap_or(0) } else { 0 };
+        let sidecar_rss = s.runtime.scheduler.is_some().then(|| s.runtime.front.rss().unwrap_or(0));
         drop(s);
         if !all {
             report.note(format!(
@@ -413,7 +413,7 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
             l.p50_ms.into(),
             l.p99_ms.into(),
             mib(rss).into(),
-            mib(sidecar_rss).into(),
+            sidecar_rss.map_or(Value::from("-"), |r| mib(r).into()),
         ]);
         report.note(
             "last_s = last arrival at the app minus the due instant; triggers_per_s = delivered / last_s",
