@@ -64,6 +64,23 @@ pub enum Scenario {
     All(AllArgs),
 }
 
+impl Scenario {
+    /// The options of the kairos processes, for the scenarios that start them.
+    fn scheduler_args(&self) -> Option<&SchedulerArgs> {
+        match self {
+            Scenario::Compare(a) => Some(&a.scheduler),
+            Scenario::Create(a) => Some(&a.scheduler),
+            Scenario::Burst(a) => Some(&a.scheduler),
+            Scenario::Steady(a) | Scenario::Recovery(a) => Some(&a.scheduler),
+            Scenario::Scale(a) => Some(&a.scheduler),
+            Scenario::SchedulerCreate(a) => Some(&a.scheduler),
+            Scenario::SchedulerRss(a) => Some(&a.scheduler),
+            Scenario::All(a) => Some(&a.scheduler),
+            Scenario::Ceiling(_) | Scenario::ServeApp { .. } | Scenario::EngineFire(_) => None,
+        }
+    }
+}
+
 /// Options of `all`: those the scenarios share.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AllArgs {
@@ -93,6 +110,10 @@ pub struct SchedulerArgs {
     /// `--sidecar-arg`s go to `kairos run`) [default: split; compare: both].
     #[arg(long, value_enum)]
     pub topology: Option<Topology>,
+    /// Tokio worker threads of each kairos process (its `TOKIO_WORKER_THREADS`) [default:
+    /// tokio's, one per CPU].
+    #[arg(long, value_name = "N")]
+    pub kairos_workers: Option<usize>,
 }
 
 impl SchedulerArgs {
@@ -116,6 +137,9 @@ impl SchedulerArgs {
 /// When a scenario fails or the JSON cannot be written.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let quick = cli.quick;
+    if let Some(n) = cli.scenario.scheduler_args().and_then(|a| a.kairos_workers) {
+        crate::stack::set_kairos_workers(n);
+    }
     let mut reports: Vec<Report> = Vec::new();
     match cli.scenario {
         Scenario::Compare(args) => reports.extend(compare::run(&args, quick).await?),

@@ -1,12 +1,9 @@
-//! The `kairos scheduler` child process: found, started on port 0, known ready by its ready
-//! line, stopped.
+//! Finding the `kairos` binary; memory and disk figures of its processes.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kairos_testing::process::{Kairos, proc_status_kib};
+use kairos_testing::process::proc_status_kib;
 
 /// Finds the `kairos` binary: `explicit` if given, else `kairos` next to this executable
 /// (where `cargo build --release -p kairos -p kairos-bench` puts both).
@@ -31,63 +28,13 @@ pub fn find_kairos(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     )
 }
 
-/// A running `kairos scheduler`, killed (SIGKILL) when dropped.
-#[derive(Debug)]
-pub struct SchedulerProcess {
-    process: Kairos,
-    /// `HOST:PORT` of its gRPC service.
-    pub address: String,
-    /// When [`SchedulerProcess::start`] spawned it and when it printed its ready line.
-    pub spawned: std::time::Instant,
-    pub listening: std::time::Instant,
-}
-
-impl SchedulerProcess {
-    /// Starts `kairos scheduler --port 0 --data-dir DIR [extra]` and waits (up to `timeout`)
-    /// for its ready line. Its warnings and errors are echoed on stderr.
-    ///
-    /// # Errors
-    /// When it cannot be spawned, exits, or is not ready in time.
-    pub fn start(
-        kairos: &Path,
-        data_dir: &Path,
-        extra: &[String],
-        timeout: Duration,
-    ) -> anyhow::Result<Self> {
-        let mut args: Vec<OsString> =
-            ["scheduler", "--port", "0", "--log-level", "info", "--data-dir"].map(OsString::from).to_vec();
-        args.push(data_dir.into());
-        args.extend(extra.iter().map(OsString::from));
-        let process = Kairos::spawn("scheduler", kairos, &args, &[], timeout)?;
-        Ok(SchedulerProcess {
-            address: process.grpc(),
-            spawned: process.spawned,
-            listening: process.ready_at,
-            process,
-        })
-    }
-
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.process.pid()
-    }
-
-    /// Its resident set size now and at its peak (`VmRSS`, `VmHWM`), in bytes.
-    ///
-    /// # Errors
-    /// When `/proc/<pid>/status` cannot be read or lacks the fields.
-    pub fn memory(&self) -> anyhow::Result<Memory> {
-        let kib = |field| proc_status_kib(self.pid(), field);
-        Ok(Memory { rss: kib("VmRSS:")? * 1024, peak: kib("VmHWM:")? * 1024 })
-    }
-
-    /// Asks it to stop (SIGTERM) and waits up to `grace` for it to exit, then kills it.
-    ///
-    /// # Errors
-    /// When the signal cannot be sent or the process cannot be reaped.
-    pub fn stop(&mut self, grace: Duration) -> anyhow::Result<bool> {
-        self.process.stop(grace)
-    }
+/// Resident memory of process `pid` now and at its peak (`VmRSS`, `VmHWM`), in bytes.
+///
+/// # Errors
+/// When `/proc/<pid>/status` cannot be read or lacks the fields.
+pub fn memory(pid: u32) -> anyhow::Result<Memory> {
+    let kib = |field| proc_status_kib(pid, field);
+    Ok(Memory { rss: kib("VmRSS:")? * 1024, peak: kib("VmHWM:")? * 1024 })
 }
 
 /// Resident memory of a process, in bytes.

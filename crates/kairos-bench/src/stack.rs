@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 
 pub use kairos_testing::process::Kairos as Proc;
 
+/// `TOKIO_WORKER_THREADS` for every kairos process started (`--kairos-workers`); unset leaves
+/// tokio's default, one worker per CPU.
+static KAIROS_WORKERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Starts every later kairos process with `workers` tokio worker threads.
+pub fn set_kairos_workers(workers: usize) {
+    let _ = KAIROS_WORKERS.set(workers.max(1).to_string());
+}
+
+/// Spawns `kairos ARGS` with the environment the options ask for.
+fn spawn(name: &str, kairos: &Path, args: &[OsString], timeout: Duration) -> anyhow::Result<Proc> {
+    let env: Vec<(&str, &str)> =
+        KAIROS_WORKERS.get().map(|w| ("TOKIO_WORKER_THREADS", w.as_str())).into_iter().collect();
+    Proc::spawn(name, kairos, args, &env, timeout)
+}
+
 /// A running `kairos scheduler` on a fixed loopback port (so a restart keeps its address).
 #[derive(Debug)]
 pub struct Scheduler {
@@ -38,7 +54,7 @@ impl Scheduler {
         args.push("--data-dir".into());
         args.push(data_dir.as_os_str().to_owned());
         args.extend(extra.iter().map(OsString::from));
-        let proc = Proc::spawn("scheduler", kairos, &args, &[], timeout)?;
+        let proc = spawn("scheduler", kairos, &args, timeout)?;
         let address = proc.grpc();
         let port = address.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(port);
         Ok(Scheduler { listening: proc.ready_at, proc, address, port })
@@ -88,7 +104,7 @@ impl Sidecar {
         let mut args = front_args("sidecar", app_port);
         args.extend(["--metrics-port", "0", "--scheduler-host-address", scheduler].map(OsString::from));
         args.extend(extra.iter().map(OsString::from));
-        let proc = Proc::spawn("sidecar", kairos, &args, &[], timeout)?;
+        let proc = spawn("sidecar", kairos, &args, timeout)?;
         let (grpc, http) = (proc.grpc(), proc.http());
         Ok(Sidecar { proc, grpc, http })
     }
@@ -189,7 +205,7 @@ impl Runtime {
                 flags.push(data_dir.as_os_str().to_owned());
                 flags.extend(args.sidecar_args.iter().map(OsString::from));
                 flags.extend(["--", "sh", "-c", IDLE_APP].map(OsString::from));
-                let front = Proc::spawn("run", kairos, &flags, &[], timeout)?;
+                let front = spawn("run", kairos, &flags, timeout)?;
                 let (grpc, http) = (front.grpc(), front.http());
                 Ok(Runtime { front, scheduler: None, grpc, http, app_port })
             }

@@ -12,8 +12,9 @@ use serde_json::Value;
 use super::sized;
 use crate::cli::SchedulerArgs;
 use crate::load::{self, LoadConfig};
-use crate::process::{SchedulerProcess, find_kairos};
+use crate::process::find_kairos;
 use crate::report::Report;
+use crate::stack::Scheduler;
 
 /// Options of `scheduler-create`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -76,7 +77,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<crate::report::Repo
             None => {
                 let kairos = find_kairos(args.scheduler.kairos.as_deref())?;
                 let flags = args.scheduler.extra_flags();
-                let process = SchedulerProcess::start(&kairos, data.path(), &flags, Duration::from_secs(30))?;
+                let process = Scheduler::start(&kairos, data.path(), 0, &flags, Duration::from_secs(30))?;
                 let address = process.address.clone();
                 (Some(process), address)
             }

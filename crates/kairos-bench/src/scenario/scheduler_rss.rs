@@ -15,8 +15,9 @@ use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use super::sized;
 use crate::cli::SchedulerArgs;
 use crate::load::{self, LoadConfig};
-use crate::process::{SchedulerProcess, dir_size, find_kairos};
+use crate::process::{dir_size, find_kairos, memory};
 use crate::report::Report;
+use crate::stack::Scheduler;
 use crate::timing;
 
 /// Options of `scheduler-rss`.
@@ -77,10 +78,10 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
         report.param("partitions", p);
     }
 
-    let mut first = SchedulerProcess::start(&kairos, data.path(), &flags, Duration::from_secs(30))?;
+    let mut first = Scheduler::start(&kairos, data.path(), 0, &flags, Duration::from_secs(30))?;
     tokio::time::sleep(settle).await;
-    let empty = first.memory()?;
-    eprintln!("scheduler-rss: loading {jobs} jobs into pid {} at {}", first.pid(), first.address);
+    let empty = memory(first.proc.pid())?;
+    eprintln!("scheduler-rss: loading {jobs} jobs into pid {} at {}", first.proc.pid(), first.address);
     let loaded = load::run(LoadConfig {
         address: first.address.clone(),
         clients,
@@ -106,7 +107,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
         ));
     }
     tokio::time::sleep(settle).await;
-    let full = first.memory()?;
+    let full = memory(first.proc.pid())?;
     let store_bytes = dir_size(data.path())?;
 
     let stop_start = timing::now();
@@ -114,19 +115,19 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
         drop(first);
         false
     } else {
-        first.stop(Duration::from_secs(60))?
+        first.proc.stop(Duration::from_secs(60))?
     };
     let stopped_in = stop_start.elapsed();
     let store_bytes_closed = dir_size(data.path())?;
 
     eprintln!("scheduler-rss: restarting on the same data dir");
-    let second = SchedulerProcess::start(&kairos, data.path(), &flags, Duration::from_secs(600))?;
+    let second = Scheduler::start(&kairos, data.path(), 0, &flags, Duration::from_secs(600))?;
     let serving = first_answer(&second.address, "rss-0000000000").await?;
-    let to_listen = second.listening - second.spawned;
-    let to_serve = serving - second.spawned;
-    let after_start = second.memory()?;
+    let to_listen = second.listening - second.proc.spawned;
+    let to_serve = serving - second.proc.spawned;
+    let after_start = memory(second.proc.pid())?;
     tokio::time::sleep(settle).await;
-    let restarted = second.memory()?;
+    let restarted = memory(second.proc.pid())?;
     drop(second);
 
     let per_job = |bytes: u64| bytes as f64 / loaded.ok as f64;
