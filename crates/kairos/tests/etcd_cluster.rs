@@ -45,10 +45,6 @@ struct Replica {
     _dir: tempfile::TempDir,
 }
 
-fn start_replica(endpoints: &[String], id: &str) -> Replica {
-    start_replica_with_ttl(endpoints, id, TTL_SECS)
-}
-
 fn start_replica_with_ttl(endpoints: &[String], id: &str, ttl_secs: u64) -> Replica {
     let dir = tempfile::tempdir().unwrap();
     let endpoints = endpoints.join(",");
@@ -158,16 +154,57 @@ fn assert_counts(
     duplicated
 }
 
-fn addresses(replicas: &[Replica]) -> Vec<String> {
-    replicas.iter().map(|r| r.proc.address.clone()).collect()
+/// Replicas on one etcd, each with a consumer recording into one log; the consumers stop when
+/// it is dropped.
+struct Fleet {
+    replicas: Vec<Replica>,
+    log: Log,
+    consumers: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn spawn_consumers(replicas: &[Replica], log: &Log) -> Vec<tokio::task::JoinHandle<()>> {
-    replicas
-        .iter()
-        .enumerate()
-        .map(|(i, r)| tokio::spawn(consume(r.proc.address.clone(), i, log.clone())))
-        .collect()
+impl Fleet {
+    /// `n` replicas named `{prefix}0`, `{prefix}1`, … with lease `ttl_secs`.
+    fn start(endpoints: &[String], n: usize, prefix: &str, ttl_secs: u64) -> Fleet {
+        let mut fleet = Fleet { replicas: Vec::new(), log: Arc::default(), consumers: Vec::new() };
+        for i in 0..n {
+            fleet.join(endpoints, &format!("{prefix}{i}"), ttl_secs);
+        }
+        fleet
+    }
+
+    /// Starts one more replica and its consumer.
+    fn join(&mut self, endpoints: &[String], id: &str, ttl_secs: u64) {
+        let replica = start_replica_with_ttl(endpoints, id, ttl_secs);
+        let consumer = consume(replica.proc.address.clone(), self.replicas.len(), self.log.clone());
+        self.consumers.push(tokio::spawn(consumer));
+        self.replicas.push(replica);
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        self.replicas.iter().map(|r| r.proc.address.clone()).collect()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for c in &self.consumers {
+            c.abort();
+        }
+    }
+}
+
+/// For each job that replica `gone` fired before `at`: how long after `at` it fired again, and
+/// through which replica.
+fn resumes_after(jobs: &BTreeMap<String, Vec<Delivery>>, gone: usize, at: Instant) -> Vec<(Duration, usize)> {
+    let mut resumes = Vec::new();
+    for deliveries in jobs.values() {
+        if !deliveries.iter().any(|d| d.replica == gone && d.at < at) {
+            continue;
+        }
+        let next = deliveries.iter().find(|d| d.at >= at).expect("the job fired again");
+        resumes.push((next.at - at, next.replica));
+    }
+    resumes
 }
 
 /// Waits until deliveries flow through every one of the first `n` replicas (all joined and
@@ -188,63 +225,47 @@ async fn wait_every_replica_fires(log: &Log, n: usize) {
 async fn killed_replica_partitions_fire_again_on_the_others_within_the_lease_ttl() {
     let etcd = EtcdProcess::start().await.expect("etcd");
     let endpoints = etcd.endpoints();
-    let mut replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
-    let log: Log = Arc::default();
-    let consumers = spawn_consumers(&replicas, &log);
+    let mut fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     let repeats = 12;
-    let created = create_jobs(&addresses(&replicas), "kill", 48, repeats).await;
-    wait_every_replica_fires(&log, 3).await;
+    let created = create_jobs(&fleet.addresses(), "kill", 48, repeats).await;
+    wait_every_replica_fires(&fleet.log, 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let killed_at = Instant::now();
-    replicas[0].proc.kill9();
-    let survivor = replicas[1].proc.address.clone();
+    fleet.replicas[0].proc.kill9();
+    let survivor = fleet.replicas[1].proc.address.clone();
     wait_all_done(&survivor, created.keys(), Duration::from_secs(40)).await;
 
-    let jobs = by_job(&log);
+    let jobs = by_job(&fleet.log);
     let duplicated = assert_counts(&jobs, &created, repeats);
     // Jobs the killed replica fired: how soon after the kill did each fire again elsewhere?
-    let mut resumes = Vec::new();
-    for deliveries in jobs.values() {
-        let fired_by_killed = deliveries.iter().any(|d| d.replica == 0 && d.at < killed_at);
-        if !fired_by_killed {
-            continue;
-        }
-        let next = deliveries.iter().find(|d| d.at >= killed_at).expect("the job fired again");
-        assert_ne!(next.replica, 0);
-        resumes.push(next.at - killed_at);
-    }
+    let resumes = resumes_after(&jobs, 0, killed_at);
+    assert!(resumes.iter().all(|(_, by)| *by != 0), "the killed replica fired again");
     assert!(!resumes.is_empty(), "the killed replica owned jobs");
-    let worst = resumes.iter().max().copied().unwrap();
+    let worst = resumes.iter().map(|(after, _)| *after).max().unwrap();
     eprintln!(
         "kill -9 of 1 of 3 replicas (lease ttl {TTL_SECS}s): {} of {} jobs moved, worst resume {worst:?} after the kill, {duplicated} jobs with one duplicate",
         resumes.len(),
         created.len()
     );
     assert!(worst <= Duration::from_secs(TTL_SECS + 2), "resume took {worst:?} (> ttl + 2 s)");
-    for c in consumers {
-        c.abort();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_replica_moves_only_its_partitions_and_the_others_keep_firing() {
     let etcd = EtcdProcess::start().await.expect("etcd");
     let endpoints = etcd.endpoints();
-    let mut replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
-    let log: Log = Arc::default();
-    let mut consumers = spawn_consumers(&replicas, &log);
+    let mut fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     let repeats = 12;
-    let created = create_jobs(&addresses(&replicas), "join", 48, repeats).await;
-    wait_every_replica_fires(&log, 3).await;
+    let created = create_jobs(&fleet.addresses(), "join", 48, repeats).await;
+    wait_every_replica_fires(&fleet.log, 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let joined_at = Instant::now();
-    replicas.push(start_replica(&endpoints, "r3"));
-    consumers.push(tokio::spawn(consume(replicas[3].proc.address.clone(), 3, log.clone())));
-    wait_all_done(&replicas[1].proc.address, created.keys(), Duration::from_secs(40)).await;
+    fleet.join(&endpoints, "r3", TTL_SECS);
+    wait_all_done(&fleet.replicas[1].proc.address, created.keys(), Duration::from_secs(40)).await;
 
-    let jobs = by_job(&log);
+    let jobs = by_job(&fleet.log);
     let duplicated = assert_counts(&jobs, &created, repeats);
     // Lateness of a delivery: its arrival minus its tick's due time. Tick k of a job is due
     // k seconds after its first; the job's phase is taken from its most punctual delivery, so
@@ -281,21 +302,16 @@ async fn joining_replica_moves_only_its_partitions_and_the_others_keep_firing() 
     assert!(moved > 0 && stayed > 0, "some jobs moved, others stayed");
     assert!(stayed_late <= Duration::from_secs(1), "unmoved partitions paused: {stayed_late:?} late");
     assert!(moved_late <= Duration::from_millis(2500), "moved partitions resumed late: {moved_late:?}");
-    for c in consumers {
-        c.abort();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_recover_by_themselves_after_etcd_is_killed_and_restarted() {
     let mut etcd = EtcdProcess::start().await.expect("etcd");
     let endpoints = etcd.endpoints();
-    let replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
-    let log: Log = Arc::default();
-    let consumers = spawn_consumers(&replicas, &log);
+    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     let repeats = 10;
-    let created = create_jobs(&addresses(&replicas), "etcd", 30, repeats).await;
-    wait_every_replica_fires(&log, 3).await;
+    let created = create_jobs(&fleet.addresses(), "etcd", 30, repeats).await;
+    wait_every_replica_fires(&fleet.log, 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     etcd.kill9().expect("kill etcd");
@@ -303,20 +319,17 @@ async fn replicas_recover_by_themselves_after_etcd_is_killed_and_restarted() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     etcd.restart().await.expect("restart etcd");
     let restarted_at = Instant::now();
-    wait_all_done(&replicas[0].proc.address, created.keys(), Duration::from_secs(60)).await;
+    wait_all_done(&fleet.replicas[0].proc.address, created.keys(), Duration::from_secs(60)).await;
 
-    let jobs = by_job(&log);
+    let jobs = by_job(&fleet.log);
     let duplicated = assert_counts(&jobs, &created, repeats);
-    let first_after = log.lock().unwrap().iter().filter(|d| d.at >= restarted_at).map(|d| d.at).min();
+    let first_after = fleet.log.lock().unwrap().iter().filter(|d| d.at >= restarted_at).map(|d| d.at).min();
     let first_after = first_after.expect("deliveries after the restart");
     eprintln!(
         "etcd kill -9, restart after {:?}: first delivery {:?} after the restart; {duplicated} jobs with one duplicate",
         restarted_at - killed_at,
         first_after - restarted_at
     );
-    for c in consumers {
-        c.abort();
-    }
 }
 
 /// The wall-clock time, for an absolute due time.
@@ -341,20 +354,18 @@ async fn leader_of(etcd: &EtcdCluster) -> usize {
 async fn triggering_continues_when_a_three_member_etcd_loses_its_leader() {
     let mut etcd = EtcdCluster::start(3).await.expect("3-member etcd");
     let endpoints = etcd.endpoints();
-    let replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
-    let log: Log = Arc::default();
-    let consumers = spawn_consumers(&replicas, &log);
+    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     let repeats = 10;
-    let created = create_jobs(&addresses(&replicas), "leader", 30, repeats).await;
-    wait_every_replica_fires(&log, 3).await;
+    let created = create_jobs(&fleet.addresses(), "leader", 30, repeats).await;
+    wait_every_replica_fires(&fleet.log, 3).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let leader = leader_of(&etcd).await;
     let killed_at = Instant::now();
     etcd.kill9(leader).expect("kill the etcd leader");
-    wait_all_done(&replicas[0].proc.address, created.keys(), Duration::from_secs(45)).await;
+    wait_all_done(&fleet.replicas[0].proc.address, created.keys(), Duration::from_secs(45)).await;
 
-    let jobs = by_job(&log);
+    let jobs = by_job(&fleet.log);
     let duplicated = assert_counts(&jobs, &created, repeats);
     // The longest silence of any job after the kill (ticks are 1 s apart).
     let mut worst_gap = Duration::ZERO;
@@ -369,25 +380,20 @@ async fn triggering_continues_when_a_three_member_etcd_loses_its_leader() {
         "etcd leader (member {leader}) killed: worst gap between a job's deliveries {worst_gap:?}; {duplicated} jobs with one duplicate"
     );
     assert!(worst_gap <= Duration::from_secs(TTL_SECS + 4), "triggering stalled for {worst_gap:?}");
-    for c in consumers {
-        c.abort();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
     let etcd = EtcdProcess::start().await.expect("etcd");
     let endpoints = etcd.endpoints();
-    let replicas: Vec<Replica> = (0..3).map(|i| start_replica(&endpoints, &format!("r{i}"))).collect();
-    let log: Log = Arc::default();
-    let consumers = spawn_consumers(&replicas, &log);
+    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     // Let every replica claim its partitions.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let total = 3000usize;
     let writers = 24usize;
     let mut clients = Vec::new();
-    for address in addresses(&replicas) {
+    for address in fleet.addresses() {
         clients.push(common::connect(&address).await);
     }
     // Every job is due at one absolute instant after the creation phase, so the triggers come
@@ -418,8 +424,12 @@ async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
     let create_secs = started.elapsed().as_secs_f64();
     assert!(Instant::now() < due_in, "creating took longer than the 12 s before the due time");
     let deadline = due_in + Duration::from_secs(30);
-    while log.lock().unwrap().len() < total {
-        assert!(Instant::now() < deadline, "only {} of {total} triggers arrived", log.lock().unwrap().len());
+    while fleet.log.lock().unwrap().len() < total {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {total} triggers arrived",
+            fleet.log.lock().unwrap().len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A trigger is settled once its answer is recorded: a one-shot job is then deleted.
@@ -433,7 +443,7 @@ async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
         assert!(Instant::now() < deadline, "jobs still stored 30 s after their due time");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let deliveries = log.lock().unwrap().clone();
+    let deliveries = fleet.log.lock().unwrap().clone();
     let first = deliveries.iter().map(|d| d.at).min().unwrap();
     let last = deliveries.iter().map(|d| d.at).max().unwrap();
     let per_replica: BTreeMap<usize, usize> = deliveries.iter().fold(BTreeMap::new(), |mut m, d| {
@@ -452,9 +462,6 @@ async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
     let names: std::collections::BTreeSet<&String> = deliveries.iter().map(|d| &d.name).collect();
     assert_eq!(names.len(), total, "every job fired");
     assert_eq!(per_replica.len(), 3, "every replica fired a share");
-    for c in consumers {
-        c.abort();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,37 +471,27 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
     const LONG_TTL_SECS: u64 = 15;
     let etcd = EtcdProcess::start().await.expect("etcd");
     let endpoints = etcd.endpoints();
-    let mut replicas: Vec<Replica> =
-        (0..2).map(|i| start_replica_with_ttl(&endpoints, &format!("t{i}"), LONG_TTL_SECS)).collect();
-    let log: Log = Arc::default();
-    let consumers = spawn_consumers(&replicas, &log);
+    let mut fleet = Fleet::start(&endpoints, 2, "t", LONG_TTL_SECS);
     let repeats = 10;
-    let created = create_jobs(&addresses(&replicas), "term", 32, repeats).await;
-    wait_every_replica_fires(&log, 2).await;
+    let created = create_jobs(&fleet.addresses(), "term", 32, repeats).await;
+    wait_every_replica_fires(&fleet.log, 2).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let stopped_at = Instant::now();
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(replicas[0].proc.child.id()).unwrap());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(fleet.replicas[0].proc.child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = tokio::task::block_in_place(|| replicas[0].proc.child.wait()).unwrap();
+    let status = tokio::task::block_in_place(|| fleet.replicas[0].proc.child.wait()).unwrap();
     let exited_after = stopped_at.elapsed();
     assert!(status.success(), "the replica exits 0 on SIGTERM: {status}");
-    let survivor = replicas[1].proc.address.clone();
+    let survivor = fleet.replicas[1].proc.address.clone();
     wait_all_done(&survivor, created.keys(), Duration::from_secs(40)).await;
 
-    let jobs = by_job(&log);
+    let jobs = by_job(&fleet.log);
     let duplicated = assert_counts(&jobs, &created, repeats);
-    let mut resumes = Vec::new();
-    for deliveries in jobs.values() {
-        if !deliveries.iter().any(|d| d.replica == 0 && d.at < stopped_at) {
-            continue;
-        }
-        let next = deliveries.iter().find(|d| d.at >= stopped_at).expect("the job fired again");
-        assert_eq!(next.replica, 1, "after the stop only the survivor fires");
-        resumes.push(next.at - stopped_at);
-    }
+    let resumes = resumes_after(&jobs, 0, stopped_at);
+    assert!(resumes.iter().all(|(_, by)| *by == 1), "after the stop only the survivor fires");
     assert!(!resumes.is_empty(), "the stopped replica owned jobs");
-    let worst = resumes.iter().max().copied().unwrap();
+    let worst = resumes.iter().map(|(after, _)| *after).max().unwrap();
     eprintln!(
         "SIGTERM of 1 of 2 replicas (lease ttl {LONG_TTL_SECS}s): exited after {exited_after:?}; {} of {} jobs moved, worst resume {worst:?} after the signal, {duplicated} jobs with one duplicate",
         resumes.len(),
@@ -504,7 +501,4 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
         worst < Duration::from_secs(LONG_TTL_SECS / 2),
         "resume took {worst:?}: the partitions waited for the lease to expire"
     );
-    for c in consumers {
-        c.abort();
-    }
 }
