@@ -56,15 +56,11 @@ pub(crate) enum Command {
     Drain(oneshot::Sender<()>),
     /// Forget what is waiting and read the due index again (the change feed missed events).
     Reload,
-    /// Deliver the job once more now (trigger-now), outside its schedule; answers whether the
-    /// job was there to trigger.
-    TriggerNow(JobKey, oneshot::Sender<bool>),
-    /// Put the stored job in memory if it is not there (so that trigger-now can fire it).
-    Admit(Box<StoredJob>),
 }
 
-/// A trigger-now delivery: outside the job's schedule, retried under its failure policy, held
-/// in memory only (a restart forgets a trigger-now that is still retrying).
+/// A trigger-now delivery: outside the job's schedule, retried under its failure policy. The
+/// request is durable until the partition takes it (see `StoredJob::manual`); from then on it
+/// is held in memory (a restart forgets a trigger-now that is still retrying).
 #[derive(Debug)]
 struct Manual {
     key: JobKey,
@@ -76,9 +72,6 @@ struct Manual {
     /// When the current attempt was handed out, while it is in flight.
     fired: Option<Timestamp>,
 }
-
-/// Most trigger-now deliveries one partition holds at once.
-const MAX_MANUAL: usize = 64;
 
 #[derive(Debug)]
 enum Frontier {
@@ -390,25 +383,6 @@ impl Partition {
                 }
                 self.draining.get_or_insert_with(Vec::new).push(done);
             }
-            Command::TriggerNow(key, done) => {
-                let incarnation = self.jobs.get(&key).map(|e| e.job.incarnation);
-                let room = self.manual.len() + self.manual_waiting.len() < MAX_MANUAL;
-                if let (Some(incarnation), true) = (incarnation, room) {
-                    let now = self.clock.now();
-                    let manual = Manual { key, incarnation, requested: now, attempts: 0, fired: None };
-                    let id = self.router.next_trigger_id();
-                    self.manual_waiting.insert((now, id), manual);
-                    let _ = done.send(true);
-                } else {
-                    let _ = done.send(false);
-                }
-            }
-            Command::Admit(job) => {
-                // Evicted again like any waiting job if memory is short.
-                if !self.jobs.contains_key(&job.key) {
-                    self.admit(*job);
-                }
-            }
             Command::Reload => {
                 // Jobs in flight or being written stay: their results still apply, and a scan
                 // skips keys already in memory.
@@ -632,6 +606,45 @@ impl Partition {
             }
             let Some((mut due, key)) = self.waiting.pop_first() else { break };
             let Some(entry) = self.jobs.get_mut(&key) else { continue };
+            if !entry.job.manual.is_empty() {
+                // Trigger-now requests pulled the job forward: take them, then put the job back
+                // where its own timeline has it.
+                let incarnation = entry.job.incarnation;
+                for requested in std::mem::take(&mut entry.job.manual) {
+                    let manual =
+                        Manual { key: key.clone(), incarnation, requested, attempts: 0, fired: None };
+                    let id = self.router.next_trigger_id();
+                    self.manual_waiting.insert((requested, id), manual);
+                }
+                let own_due = if entry.job.paused {
+                    Some(entry.timing.expires.unwrap_or(Timestamp::MAX))
+                } else if entry.job.progress.attempts > 0 {
+                    // A waiting retry's instant was not kept: it goes now.
+                    Some(now)
+                } else {
+                    next_tick(&entry.timing, &entry.job.progress)
+                };
+                match own_due {
+                    Some(own) if own <= now && !entry.job.paused => due = own,
+                    Some(own) => {
+                        // Durably back at its own due (which also clears the requests).
+                        entry.state = State::Writing;
+                        entry.job.next_due = own;
+                        self.pending.push(Mutation::Progress {
+                            key,
+                            incarnation,
+                            progress: entry.job.progress,
+                            next_due: own,
+                        });
+                        continue;
+                    }
+                    None => {
+                        entry.state = State::Writing;
+                        self.pending.push(Mutation::Complete { key, incarnation });
+                        continue;
+                    }
+                }
+            }
             if entry.job.paused {
                 // A paused job waits at its expiry: its ttl has passed, it is finished.
                 entry.state = State::Writing;
@@ -699,6 +712,8 @@ impl Partition {
                 Err(_) => self.stage(&key),
             }
         }
+        // Trigger-now requests taken above go out at once.
+        self.fire_manual(now);
     }
 
     /// Moves a job whose trigger found no subscriber to the staged index (no retry is spent) and

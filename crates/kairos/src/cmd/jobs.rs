@@ -565,6 +565,7 @@ impl Line {
             // with zero counters and no history.
             paused: false,
             stats: kairos_core::JobStats::default(),
+            manual: Vec::new(),
         })
     }
 }
@@ -600,6 +601,7 @@ mod tests {
             staged: false,
             paused: false,
             stats: kairos_core::JobStats::default(),
+            manual: Vec::new(),
         }
     }
 
