@@ -134,3 +134,26 @@ pub fn wait_log(kairos: &Kairos, needle: &str, limit: std::time::Duration) -> bo
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Runs `kairos jobs --scheduler SCHEDULER ARGS…` to completion.
+pub fn jobs_cli(scheduler: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(kairos_bin())
+        .arg("jobs")
+        .arg("--scheduler")
+        .arg(scheduler)
+        .args(args)
+        .env_remove("KAIROS_SCHEDULER")
+        .output()
+        .expect("run kairos jobs")
+}
+
+/// The stdout of a `kairos jobs` run that must have succeeded.
+pub fn ok(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "kairos jobs failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
