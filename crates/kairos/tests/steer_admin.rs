@@ -36,19 +36,16 @@ fn spawn_consumer(address: &str, deliveries: &Deliveries) -> tokio::task::JoinHa
     })
 }
 
-/// `kairos jobs VERB NAME --app-id APP [extra…]`, which must succeed.
 fn cli(scheduler: &str, verb: &str, name: &str, extra: &[&str]) -> String {
-    let mut args = vec![verb, name, "--app-id", APP];
-    args.extend_from_slice(extra);
-    ok(jobs_cli(scheduler, &args))
+    common::steer(scheduler, verb, name, APP, extra)
 }
 
 fn status(scheduler: &str, name: &str) -> Value {
-    serde_json::from_str(&cli(scheduler, "status", name, &["--json"])).unwrap()
+    common::job_status(scheduler, name, APP)
 }
 
 fn history(scheduler: &str, name: &str) -> Vec<Value> {
-    cli(scheduler, "history", name, &["--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    common::job_history(scheduler, name, APP)
 }
 
 /// Deliveries of `name` over `window`, which must be none.

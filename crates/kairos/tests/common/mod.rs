@@ -157,3 +157,24 @@ pub fn ok(output: std::process::Output) -> String {
     );
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// `kairos jobs VERB NAME --app-id APP [extra…]` (status, history, pause, resume, trigger), which
+/// must succeed; its stdout.
+pub fn steer(scheduler: &str, verb: &str, name: &str, app: &str, extra: &[&str]) -> String {
+    let mut args = vec![verb, name, "--app-id", app];
+    args.extend_from_slice(extra);
+    ok(jobs_cli(scheduler, &args))
+}
+
+/// `kairos jobs status NAME --app-id APP --json`.
+pub fn job_status(scheduler: &str, name: &str, app: &str) -> serde_json::Value {
+    serde_json::from_str(&steer(scheduler, "status", name, app, &["--json"])).unwrap()
+}
+
+/// `kairos jobs history NAME --app-id APP --json`: one record per line.
+pub fn job_history(scheduler: &str, name: &str, app: &str) -> Vec<serde_json::Value> {
+    steer(scheduler, "history", name, app, &["--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
