@@ -148,6 +148,18 @@ struct Inner {
     paused: Arc<AtomicBool>,
     /// Serializes pause and resume, so that two concurrent calls apply one after the other.
     steer: tokio::sync::Mutex<()>,
+    /// The last count of paused jobs (see [`Engine::paused_jobs`]).
+    paused_count: Arc<Mutex<PausedCount>>,
+}
+
+/// How often [`Engine::paused_jobs`] counts again.
+pub const PAUSED_COUNT_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
+
+#[derive(Debug, Default)]
+struct PausedCount {
+    value: Option<u64>,
+    counted: Option<Timestamp>,
+    counting: bool,
 }
 
 #[derive(Debug)]
@@ -175,6 +187,7 @@ impl Engine {
                 feed_driven: AtomicBool::new(false),
                 paused: Arc::new(AtomicBool::new(false)),
                 steer: tokio::sync::Mutex::new(()),
+                paused_count: Arc::default(),
             }),
         }
     }
@@ -702,12 +715,57 @@ impl Engine {
         Ok(out)
     }
 
+    /// How many jobs of the store are paused, as last counted (`None` before the first count
+    /// ends). Counting pages through every stored job, so it runs in the background at most
+    /// once per [`PAUSED_COUNT_INTERVAL`], started by this call when the last count is older.
+    /// Must be called within a tokio runtime.
+    pub fn paused_jobs(&self) -> Option<u64> {
+        let now = self.inner.clock.now();
+        let mut count = self.inner.paused_count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale = count.counted.is_none_or(|at| now.duration_since(at) >= PAUSED_COUNT_INTERVAL);
+        if stale && !count.counting {
+            count.counting = true;
+            let (store, cell, clock) =
+                (self.inner.store.clone(), self.inner.paused_count.clone(), self.inner.clock.clone());
+            tokio::spawn(async move {
+                let counted = count_paused(store.as_ref()).await;
+                let mut count = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                count.counting = false;
+                match counted {
+                    Ok(n) => {
+                        count.value = Some(n);
+                        count.counted = Some(clock.now());
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "counting paused jobs failed; retried at the next scrape")
+                    }
+                }
+            });
+        }
+        count.value
+    }
+
     /// How many jobs are staged in the store (their route had no subscriber when they fell due).
     ///
     /// # Errors
     /// When the store fails.
     pub async fn staged_count(&self) -> Result<u64, EngineError> {
         Ok(self.inner.store.count_staged().await?)
+    }
+}
+
+/// Pages through every stored job, counting the paused ones.
+async fn count_paused(store: &dyn JobStore) -> Result<u64, StoreError> {
+    const PAGE: usize = 1000;
+    let mut after: Option<JobKey> = None;
+    let mut paused = 0;
+    loop {
+        let page = store.scan_all(after.as_ref(), PAGE).await?;
+        paused += page.iter().filter(|j| j.paused).count() as u64;
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(last.key.clone()),
+            _ => return Ok(paused),
+        }
     }
 }
 

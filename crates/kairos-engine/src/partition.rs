@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
-use kairos_core::misfire::catch_up;
+use kairos_core::misfire::{CatchUp, catch_up};
 use kairos_core::policy::splitmix64;
 use kairos_core::timeline::{Step, after_failure_seeded, after_success, next_tick};
 use kairos_core::{Clock, JobKey, JobTiming, Route, TriggerOutcome, TriggerRecord};
@@ -657,8 +657,25 @@ impl Partition {
             if entry.job.progress.attempts == 0 && !policy.is_default() {
                 let misfire = catch_up(&entry.timing, &entry.job.progress, now, &policy);
                 if misfire.skipped || misfire.progress != entry.job.progress {
-                    metrics::counter!("kairos_misfires_total", "policy" => policy.catch_up.as_str())
-                        .increment(1);
+                    let name = policy.catch_up.as_str();
+                    metrics::counter!("kairos_misfires_total", "policy" => name).increment(1);
+                    // The missed ticks this leaves undelivered: from the first missed one up to
+                    // the one delivered next (coalesced under `once`, dropped under `skip` or
+                    // the window).
+                    let first = next_tick(&entry.timing, &entry.job.progress);
+                    let resume = next_tick(&entry.timing, &misfire.progress);
+                    if let Some(first) = first {
+                        let dropped = ticks_between(&entry.timing, first, resume.unwrap_or(now));
+                        // `once` delivers the newest missed tick for the ones before it.
+                        let delivered_now = resume.is_some_and(|r| r <= now);
+                        let action = if policy.catch_up == CatchUp::Once && delivered_now {
+                            "coalesced"
+                        } else {
+                            "skipped"
+                        };
+                        metrics::counter!("kairos_misfire_ticks_total", "policy" => name, "action" => action)
+                            .increment(dropped);
+                    }
                     let incarnation = entry.job.incarnation;
                     entry.job.progress = misfire.progress;
                     match next_tick(&entry.timing, &misfire.progress) {
@@ -892,6 +909,8 @@ impl Partition {
             keep: self.config.history,
         });
         if let Some(delay) = retry {
+            metrics::counter!("kairos_retries_total", "policy" => entry.timing.failure_policy.kind())
+                .increment(1);
             manual.attempts = attempt;
             manual.fired = None;
             let at = now.saturating_add(delay).unwrap_or(now);
@@ -970,5 +989,62 @@ impl Partition {
         self.backoff = (self.backoff * 2).clamp(SignedDuration::from_millis(50), max);
         let now = self.clock.now();
         self.backoff_until = Some(now.saturating_add(self.backoff).unwrap_or(now));
+    }
+}
+
+/// Most ticks [`ticks_between`] counts one by one (cron schedules; `@every` is arithmetic).
+const MAX_COUNTED_TICKS: u64 = 100_000;
+
+/// How many ticks of `timing`'s schedule fall in `[from, until)`, `from` being one of them.
+fn ticks_between(timing: &JobTiming, from: Timestamp, until: Timestamp) -> u64 {
+    if until <= from {
+        return 0;
+    }
+    let Some(schedule) = &timing.schedule else { return 1 };
+    if let Some(every) = schedule.every() {
+        let step = every.as_nanos();
+        if step <= 0 {
+            return 1;
+        }
+        let span = until.duration_since(from).as_nanos();
+        // Ticks at from, from + step, …, strictly before until.
+        return u64::try_from((span + step - 1) / step).unwrap_or(u64::MAX);
+    }
+    let mut count = 1;
+    let mut at = from;
+    while count < MAX_COUNTED_TICKS {
+        match schedule.next_after(at) {
+            Some(next) if next < until => {
+                count += 1;
+                at = next;
+            }
+            _ => break,
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::tz::TimeZone;
+    use kairos_core::JobSpec;
+
+    use super::*;
+
+    fn timing(schedule: &str) -> JobTiming {
+        let spec = JobSpec { schedule: Some(schedule.into()), ..JobSpec::default() };
+        spec.resolve("2026-03-01T10:00:00Z".parse().unwrap(), &TimeZone::UTC).unwrap()
+    }
+
+    #[test]
+    fn ticks_between_counts_the_ticks_of_a_half_open_range() {
+        let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let every = timing("@every 10s");
+        assert_eq!(ticks_between(&every, at("2026-03-01T10:00:10Z"), at("2026-03-01T10:00:40Z")), 3);
+        assert_eq!(ticks_between(&every, at("2026-03-01T10:00:10Z"), at("2026-03-01T10:00:41Z")), 4);
+        assert_eq!(ticks_between(&every, at("2026-03-01T10:00:10Z"), at("2026-03-01T10:00:10Z")), 0);
+        let cron = timing("0 * * * * *");
+        assert_eq!(ticks_between(&cron, at("2026-03-01T10:01:00Z"), at("2026-03-01T10:05:00Z")), 4);
+        assert_eq!(ticks_between(&cron, at("2026-03-01T10:01:00Z"), at("2026-03-01T10:05:30Z")), 5);
     }
 }

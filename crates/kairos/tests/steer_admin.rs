@@ -93,7 +93,8 @@ async fn pause_survives_kill_9_trigger_is_manual_and_resume_catches_up_once() {
     // kill -9 while paused: the new process has it paused, and delivers nothing of it.
     scheduler.kill9();
     consumer.abort();
-    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let scheduler = common::start_scheduler(dir.path(), &["--metrics-port", "0"]);
+    let metrics_url = format!("http://{}/metrics", scheduler.metrics());
     let _consumer = spawn_consumer(&scheduler.address, &deliveries);
     let after = status(&scheduler.address, "tick");
     assert_eq!((&after["state"], &after["paused"]), (&Value::from("paused"), &Value::from(true)), "{after}");
@@ -139,6 +140,17 @@ async fn pause_survives_kill_9_trigger_is_manual_and_resume_catches_up_once() {
         "{listed}"
     );
 
+    // The paused-jobs gauge (counted in the background: the first scrape starts the count).
+    let mut paused_gauge = 0.0;
+    for _ in 0..100 {
+        paused_gauge = metric(&scrape(&metrics_url).await, "kairos_jobs_paused", &[]);
+        if paused_gauge == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(paused_gauge, 1.0, "kairos_jobs_paused");
+
     // Resume after ~6 s paused: `once` delivers one catch-up for the whole gap, then ticks on
     // schedule (`all` would deliver every missed tick at once).
     let before = count(&deliveries, "tick");
@@ -160,6 +172,10 @@ async fn pause_survives_kill_9_trigger_is_manual_and_resume_catches_up_once() {
         })
         .collect();
     assert_eq!(late.len(), 1, "one catch-up delivery for the whole pause: {records:#?}");
+    let page = scrape(&metrics_url).await;
+    assert_eq!(metric(&page, "kairos_misfires_total", &["policy=\"once\""]), 1.0, "{page}");
+    let coalesced = metric(&page, "kairos_misfire_ticks_total", &["policy=\"once\"", "action=\"coalesced\""]);
+    assert!(coalesced >= 3.0, "{coalesced} ticks coalesced over a ~6 s pause of an @every 1s job: {page}");
     let resumed = status(&scheduler.address, "tick");
     assert_eq!(resumed["paused"], false, "{resumed}");
     assert!(resumed["fired"].as_u64().unwrap() > fired_before, "counters kept across kill -9: {resumed}");
@@ -170,6 +186,24 @@ async fn pause_survives_kill_9_trigger_is_manual_and_resume_catches_up_once() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success() && stderr.contains("NotFound"), "{verb}: {stderr}");
     }
+}
+
+async fn scrape(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+/// The value of the first sample of `name` whose labels include every one of `labels`; 0 if
+/// there is none.
+fn metric(page: &str, name: &str, labels: &[&str]) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+        .find_map(|l| {
+            let rest = &l[name.len()..];
+            let value =
+                if rest.starts_with('{') { rest.split_once("} ")?.1 } else { rest.strip_prefix(' ')? };
+            value.trim().parse().ok()
+        })
+        .unwrap_or(0.0)
 }
 
 /// The job's history once it has a record.
