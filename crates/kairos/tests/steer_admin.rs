@@ -217,3 +217,15 @@ async fn wait_records(address: &str, name: &str) -> Vec<Value> {
     }
     panic!("no history for {name}");
 }
+
+#[test]
+fn a_history_limit_out_of_range_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(common::kairos_bin())
+        .args(["scheduler", "--port", "0", "--history-limit", "1001", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("invalid history limit 1001"), "{stderr}");
+}

@@ -603,7 +603,7 @@ fn write_status(job: &StoredJob, status: &WireStatus, json: bool, out: &mut dyn 
         ("misfire", format!("{}{window}", misfire.catch_up.as_str())),
     ];
     for (name, value) in rows {
-        writeln!(out, "{:<13}{value}", format!("{name}:"))?;
+        writeln!(out, "{:<14}{value}", format!("{name}:"))?;
     }
     Ok(())
 }
