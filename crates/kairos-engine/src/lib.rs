@@ -586,8 +586,9 @@ impl Engine {
         let timing = job.spec.resolve(job.created, &self.inner.config.default_tz)?;
         let paused = StoredJob {
             paused: true,
-            // Parked at its expiry: only the ttl can end a paused job.
-            next_due: timing.expires.unwrap_or(Timestamp::MAX),
+            // Parked at its expiry: only the ttl can end a paused job (or sooner, while
+            // trigger-now requests wait to be taken).
+            next_due: pulled(timing.expires.unwrap_or(Timestamp::MAX), &job.manual),
             staged: false,
             incarnation: self.next_incarnation(self.inner.clock.now()),
             ..job
@@ -621,7 +622,7 @@ impl Engine {
         };
         let resumed = StoredJob {
             paused: false,
-            next_due,
+            next_due: pulled(next_due, &job.manual),
             staged: false,
             incarnation: self.next_incarnation(now),
             ..job
@@ -658,7 +659,7 @@ impl Engine {
         let mut manual = job.manual.clone();
         manual.push(now);
         let requested = StoredJob {
-            next_due: job.next_due.min(now),
+            next_due: pulled(job.next_due, &[now]),
             staged: false,
             incarnation: self.next_incarnation(now),
             manual,
@@ -752,6 +753,12 @@ impl Engine {
     pub async fn staged_count(&self) -> Result<u64, EngineError> {
         Ok(self.inner.store.count_staged().await?)
     }
+}
+
+/// `due`, or the oldest waiting trigger-now request when it is earlier (see
+/// `StoredJob::manual`).
+fn pulled(due: Timestamp, manual: &[Timestamp]) -> Timestamp {
+    manual.iter().copied().fold(due, Timestamp::min)
 }
 
 /// Pages through every stored job, counting the paused ones.
