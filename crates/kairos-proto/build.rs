@@ -18,10 +18,13 @@ const PROTOS: &[&str] = &[
 /// reflection serves lists only Dapr's services.
 const ADMIN_PROTO: &str = "proto/kairos/admin/v1/admin.proto";
 
+/// kairos's steering service for apps (served by the sidecar): on its own too, for the same reason.
+const STEER_PROTO: &str = "proto/kairos/runtime/v1/steer.proto";
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PROTOC");
-    for proto in PROTOS.iter().chain([&ADMIN_PROTO]) {
+    for proto in PROTOS.iter().chain([&ADMIN_PROTO, &STEER_PROTO]) {
         println!("cargo:rerun-if-changed={proto}");
     }
 
@@ -62,6 +65,23 @@ fn main() {
         .file_descriptor_set_path(out_dir.join("kairos_admin_descriptor.bin"))
         .compile_with_config(config, &[ADMIN_PROTO], &["proto"])
         .unwrap_or_else(|e| panic!("compiling {ADMIN_PROTO} failed: {e}"));
+
+    let steer_dir = out_dir.join("steer");
+    std::fs::create_dir_all(&steer_dir).expect("create OUT_DIR/steer");
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(find_protoc().expect("found above"));
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .generate_default_stubs(true)
+        .extern_path(".dapr.proto.runtime.v1", "crate::runtime")
+        .extern_path(".dapr.proto.scheduler.v1", "crate::scheduler")
+        .extern_path(".dapr.proto.common.v1", "crate::common")
+        .extern_path(".kairos.admin.v1", "crate::admin")
+        .out_dir(&steer_dir)
+        .file_descriptor_set_path(out_dir.join("kairos_steer_descriptor.bin"))
+        .compile_with_config(config, &[STEER_PROTO], &["proto"])
+        .unwrap_or_else(|e| panic!("compiling {STEER_PROTO} failed: {e}"));
 }
 
 /// `PROTOC` if set (it must then exist), else `protoc` on PATH, else `/usr/bin/protoc`.
