@@ -715,7 +715,7 @@ pub struct ListFilter {
 }
 
 /// The status of a stored job.
-fn status_of(job: &StoredJob) -> JobStatus {
+pub fn status_of(job: &StoredJob) -> JobStatus {
     JobStatus::new(&job.stats, &job.progress, Some(job.next_due), job.paused, job.staged)
 }
 

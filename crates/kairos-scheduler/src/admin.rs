@@ -1,21 +1,26 @@
 //! `kairos.admin.v1.Admin`: every owner's jobs with their progress, by full key, and an import
 //! that stores jobs exactly as exported (the operator CLI's `kairos jobs …`).
 
-use kairos_core::JobKey;
+use jiff::Timestamp;
+use kairos_core::key::validate_name_prefix;
 use kairos_core::timeline::Progress;
+use kairos_core::{
+    HistoryLimit, JobKey, JobState, JobStats, JobStatus as CoreStatus, TriggerOutcome, TriggerRecord,
+};
 use kairos_engine::{Engine, EngineError};
 use kairos_proto::admin::admin_server::Admin;
 use kairos_proto::admin::{
     DeleteJobRequest, DeleteJobResponse, GetJobHistoryRequest, GetJobHistoryResponse, GetJobRequest,
     GetJobResponse, GetJobStatusRequest, GetJobStatusResponse, ImportJobsRequest, ImportJobsResponse,
-    JobProgress, JobRef, ListAllJobsRequest, ListAllJobsResponse, ListJobStatusRequest,
-    ListJobStatusResponse, OnConflict, PauseJobRequest, PauseJobResponse, ResumeJobRequest,
-    ResumeJobResponse, StoredJob as WireJob, TriggerJobRequest, TriggerJobResponse,
+    JobCounters, JobProgress, JobRef, JobState as WireState, JobStatus as WireStatus, JobStatusEntry,
+    ListAllJobsRequest, ListAllJobsResponse, ListJobStatusRequest, ListJobStatusResponse, OnConflict,
+    PauseJobRequest, PauseJobResponse, ResumeJobRequest, ResumeJobResponse, StoredJob as WireJob,
+    TriggerJobRequest, TriggerJobResponse, TriggerOutcome as WireOutcome, TriggerRecord as WireRecord,
 };
 use kairos_proto::api::bounded_status;
 use kairos_proto::convert::{
-    ConvertError, key_from_metadata, metadata_of, spec_from_scheduler_job, spec_to_scheduler_job,
-    timestamp_from_proto, timestamp_to_proto,
+    ConvertError, duration_to_proto, key_from_metadata, metadata_of, owner_from_metadata,
+    spec_from_scheduler_job, spec_to_scheduler_job, timestamp_from_proto, timestamp_to_proto,
 };
 use kairos_store::{PutMode, StoredJob};
 use tonic::{Request, Response, Status};
@@ -49,9 +54,14 @@ pub fn job_to_wire(job: &StoredJob) -> WireJob {
             attempts: job.progress.attempts,
         }),
         next_due: Some(timestamp_to_proto(job.next_due)),
-        // Pause and counters travel once issue 14's Admin surface lands (work in progress).
-        paused: false,
-        counters: None,
+        paused: job.paused,
+        counters: (job.stats != JobStats::default()).then(|| JobCounters {
+            fired: job.stats.fired,
+            successes: job.stats.successes,
+            failures: job.stats.failures,
+            last_fire: job.stats.last_fired.map(timestamp_to_proto),
+            last_outcome: outcome_to_wire(job.stats.last_outcome).into(),
+        }),
     }
 }
 
@@ -79,8 +89,19 @@ pub fn job_from_wire(job: WireJob) -> Result<StoredJob, ConvertError> {
         progress,
         next_due,
         staged: false,
-        paused: false,
-        stats: kairos_core::JobStats::default(),
+        paused: job.paused,
+        stats: match job.counters {
+            Some(c) => JobStats {
+                last_fired: c.last_fire.map(timestamp_from_proto).transpose()?,
+                last_outcome: outcome_from_wire(c.last_outcome),
+                fired: c.fired,
+                successes: c.successes,
+                failures: c.failures,
+                // Records are counted by the store that keeps them; an import brings none.
+                records: 0,
+            },
+            None => JobStats::default(),
+        },
     })
 }
 
@@ -107,7 +128,6 @@ fn engine_status(err: EngineError) -> Status {
         EngineError::Name(e) => Status::invalid_argument(format!("job failed validation: {e}")),
         EngineError::Invalid(e) => Status::invalid_argument(format!("job failed validation: {e}")),
         EngineError::AlreadyExists(key) => Status::already_exists(format!("job already exists: '{key}'")),
-        // The steering calls (issue 14) are not served over gRPC yet; mapped for completeness.
         EngineError::NotFound(key) => Status::not_found(format!("job not found: '{key}'")),
         e @ EngineError::NotOwned(_) => Status::failed_precondition(e.to_string()),
         e @ EngineError::Busy => Status::resource_exhausted(e.to_string()),
@@ -227,6 +247,221 @@ impl AdminService {
     }
 }
 
+/// Jobs per ListJobStatus page unless the caller asks for another size.
+pub const DEFAULT_STATUS_PAGE: usize = 100;
+/// Most stored jobs one ListJobStatus call reads to fill its page; past that it answers with
+/// what it found and a `next_after` to continue from, so a selective filter over a large store
+/// costs several calls rather than one unbounded one.
+pub const MAX_STATUS_SCAN: usize = 10_000;
+/// Stored jobs read per store call while listing.
+const SCAN_CHUNK: usize = 256;
+
+/// The wire form of a job state.
+pub fn state_to_wire(state: JobState) -> WireState {
+    match state {
+        JobState::Scheduled => WireState::Scheduled,
+        JobState::Paused => WireState::Paused,
+        JobState::WaitingForApp => WireState::WaitingForApp,
+        JobState::Retrying => WireState::Retrying,
+        JobState::Finished => WireState::Finished,
+    }
+}
+
+/// The state a wire filter names; `None` for unspecified (any state).
+///
+/// # Errors
+/// [`Status::invalid_argument`] for a number that names no state.
+pub fn state_from_wire(state: i32) -> Result<Option<JobState>, Status> {
+    let state = WireState::try_from(state)
+        .map_err(|_| Status::invalid_argument(format!("unknown job state {state}")))?;
+    Ok(match state {
+        WireState::Unspecified => None,
+        WireState::Scheduled => Some(JobState::Scheduled),
+        WireState::Paused => Some(JobState::Paused),
+        WireState::WaitingForApp => Some(JobState::WaitingForApp),
+        WireState::Retrying => Some(JobState::Retrying),
+        WireState::Finished => Some(JobState::Finished),
+    })
+}
+
+/// The wire form of a delivery outcome.
+pub fn outcome_to_wire(outcome: Option<TriggerOutcome>) -> WireOutcome {
+    match outcome {
+        None => WireOutcome::Unspecified,
+        Some(TriggerOutcome::Success) => WireOutcome::Success,
+        Some(TriggerOutcome::Failed) => WireOutcome::Failed,
+        Some(TriggerOutcome::Dropped) => WireOutcome::Dropped,
+        Some(TriggerOutcome::Undeliverable) => WireOutcome::Undeliverable,
+    }
+}
+
+/// A delivery outcome from its wire form (unspecified and unknown numbers: none).
+pub fn outcome_from_wire(outcome: i32) -> Option<TriggerOutcome> {
+    match WireOutcome::try_from(outcome).ok()? {
+        WireOutcome::Unspecified => None,
+        WireOutcome::Success => Some(TriggerOutcome::Success),
+        WireOutcome::Failed => Some(TriggerOutcome::Failed),
+        WireOutcome::Dropped => Some(TriggerOutcome::Dropped),
+        WireOutcome::Undeliverable => Some(TriggerOutcome::Undeliverable),
+    }
+}
+
+/// The wire form of a status. A paused job's `next_fire` is its expiry (`paused_until`), when
+/// it has one.
+pub fn status_to_wire(status: &CoreStatus, paused_until: Option<Timestamp>) -> WireStatus {
+    let next = if status.paused { paused_until.filter(|t| *t != Timestamp::MAX) } else { status.next_fire };
+    WireStatus {
+        state: state_to_wire(status.state).into(),
+        next_fire: next.map(timestamp_to_proto),
+        last_fire: status.last_fire.map(timestamp_to_proto),
+        last_outcome: outcome_to_wire(status.last_outcome).into(),
+        ticks: status.ticks,
+        fired: status.fired,
+        successes: status.successes,
+        failures: status.failures,
+        attempt: status.attempt,
+        paused: status.paused,
+    }
+}
+
+/// The status of a stored job, on the wire.
+fn job_status_to_wire(job: &StoredJob, status: &CoreStatus) -> WireStatus {
+    status_to_wire(status, Some(job.next_due))
+}
+
+/// The wire form of a trigger record.
+pub fn record_to_wire(record: &TriggerRecord) -> WireRecord {
+    WireRecord {
+        tick: Some(timestamp_to_proto(record.tick)),
+        fired_at: Some(timestamp_to_proto(record.fired_at)),
+        answered_at: Some(timestamp_to_proto(record.answered_at)),
+        attempt: record.attempt.saturating_sub(1),
+        outcome: outcome_to_wire(Some(record.outcome)).into(),
+        manual: record.manual,
+        lateness: Some(duration_to_proto(record.lateness())),
+    }
+}
+
+fn not_found(key: &JobKey) -> Status {
+    Status::not_found(format!("job not found: '{key}'"))
+}
+
+impl AdminService {
+    async fn status(
+        &self,
+        request: Request<GetJobStatusRequest>,
+    ) -> Result<Response<GetJobStatusResponse>, Status> {
+        let key = key_of(request.into_inner().r#ref).map_err(invalid)?;
+        let (job, status) =
+            self.engine.status(&key).await.map_err(engine_status)?.ok_or_else(|| not_found(&key))?;
+        Ok(Response::new(GetJobStatusResponse {
+            status: Some(job_status_to_wire(&job, &status)),
+            job: Some(job_to_wire(&job)),
+        }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<GetJobHistoryRequest>,
+    ) -> Result<Response<GetJobHistoryResponse>, Status> {
+        let request = request.into_inner();
+        let key = key_of(request.r#ref).map_err(invalid)?;
+        // History is removed with its job: an absent job has none, and says so.
+        if self.engine.get(&key).await.map_err(engine_status)?.is_none() {
+            return Err(not_found(&key));
+        }
+        let limit = match request.limit {
+            0 => HistoryLimit::MAX.get(),
+            n => n.min(HistoryLimit::MAX.get()),
+        };
+        let records = self
+            .engine
+            .history(&key, usize::try_from(limit).unwrap_or(usize::MAX))
+            .await
+            .map_err(engine_status)?;
+        Ok(Response::new(GetJobHistoryResponse { records: records.iter().map(record_to_wire).collect() }))
+    }
+
+    async fn list_status(
+        &self,
+        request: Request<ListJobStatusRequest>,
+    ) -> Result<Response<ListJobStatusResponse>, Status> {
+        let request = request.into_inner();
+        let owner = match request.owner {
+            Some(metadata) => {
+                let owner = owner_from_metadata(&metadata).map_err(invalid)?;
+                Some((metadata.namespace, owner))
+            }
+            None => None,
+        };
+        let prefix = request.name_prefix;
+        if !prefix.is_empty() {
+            validate_name_prefix(&prefix)
+                .map_err(|e| Status::invalid_argument(format!("bad name prefix: {e}")))?;
+        }
+        let state = state_from_wire(request.state)?;
+        let mut after = request.after.map(|r| key_of(Some(r))).transpose().map_err(invalid)?;
+        if let (Some((namespace, owner)), Some(after)) = (&owner, &after)
+            && (&after.namespace != namespace || &after.owner != owner)
+        {
+            return Err(Status::invalid_argument(format!(
+                "after names job '{after}', which is not of the owner listed"
+            )));
+        }
+        let limit = match usize::try_from(request.page_size).unwrap_or(MAX_PAGE) {
+            0 => DEFAULT_STATUS_PAGE,
+            n => n.min(MAX_PAGE),
+        };
+        let store = self.engine.store();
+        let mut jobs = Vec::new();
+        let mut scanned = 0usize;
+        let mut next_after = None;
+        'pages: while scanned < MAX_STATUS_SCAN {
+            let page = match &owner {
+                Some((namespace, owner)) => {
+                    let after_name = after.as_ref().map(|k| k.name.as_str());
+                    store.list(namespace, owner, after_name, SCAN_CHUNK).await
+                }
+                None => store.scan_all(after.as_ref(), SCAN_CHUNK).await,
+            }
+            .map_err(|e| engine_status(EngineError::Store(e)))?;
+            let exhausted = page.len() < SCAN_CHUNK;
+            for job in page {
+                scanned += 1;
+                after = Some(job.key.clone());
+                // One owner's names come in order: past the prefix, nothing more can match.
+                if owner.is_some()
+                    && job.key.name.as_str() > prefix.as_str()
+                    && !job.key.name.starts_with(&prefix)
+                {
+                    break 'pages;
+                }
+                if job.key.name.starts_with(&prefix) {
+                    let status = kairos_engine::status_of(&job);
+                    if state.is_none_or(|s| s == status.state) {
+                        jobs.push(JobStatusEntry {
+                            status: Some(job_status_to_wire(&job, &status)),
+                            job: Some(job_to_wire(&job)),
+                        });
+                        if jobs.len() == limit {
+                            next_after = Some(ref_of(&job.key));
+                            break 'pages;
+                        }
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+            // The scan budget is spent: the caller continues from the last job read.
+            if scanned >= MAX_STATUS_SCAN {
+                next_after = after.as_ref().map(ref_of);
+            }
+        }
+        Ok(Response::new(ListJobStatusResponse { jobs, next_after }))
+    }
+}
+
 #[tonic::async_trait]
 impl Admin for AdminService {
     async fn list_all_jobs(
@@ -254,46 +489,51 @@ impl Admin for AdminService {
         self.import(request).await.map_err(bounded_status)
     }
 
-    // Steering RPCs: the scheduler side lands with issue 14's Admin surface (work in progress).
     async fn get_job_status(
         &self,
-        _request: Request<GetJobStatusRequest>,
+        request: Request<GetJobStatusRequest>,
     ) -> Result<Response<GetJobStatusResponse>, Status> {
-        Err(Status::unimplemented("GetJobStatus is not implemented yet"))
+        self.status(request).await.map_err(bounded_status)
     }
 
     async fn get_job_history(
         &self,
-        _request: Request<GetJobHistoryRequest>,
+        request: Request<GetJobHistoryRequest>,
     ) -> Result<Response<GetJobHistoryResponse>, Status> {
-        Err(Status::unimplemented("GetJobHistory is not implemented yet"))
+        self.history(request).await.map_err(bounded_status)
     }
 
     async fn pause_job(
         &self,
-        _request: Request<PauseJobRequest>,
+        request: Request<PauseJobRequest>,
     ) -> Result<Response<PauseJobResponse>, Status> {
-        Err(Status::unimplemented("PauseJob is not implemented yet"))
+        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
+        let status = self.engine.pause(&key).await.map_err(engine_status).map_err(bounded_status)?;
+        Ok(Response::new(PauseJobResponse { status: Some(status_to_wire(&status, None)) }))
     }
 
     async fn resume_job(
         &self,
-        _request: Request<ResumeJobRequest>,
+        request: Request<ResumeJobRequest>,
     ) -> Result<Response<ResumeJobResponse>, Status> {
-        Err(Status::unimplemented("ResumeJob is not implemented yet"))
+        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
+        let status = self.engine.resume(&key).await.map_err(engine_status).map_err(bounded_status)?;
+        Ok(Response::new(ResumeJobResponse { status: Some(status_to_wire(&status, None)) }))
     }
 
     async fn trigger_job(
         &self,
-        _request: Request<TriggerJobRequest>,
+        request: Request<TriggerJobRequest>,
     ) -> Result<Response<TriggerJobResponse>, Status> {
-        Err(Status::unimplemented("TriggerJob is not implemented yet"))
+        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
+        self.engine.trigger_now(&key).await.map_err(engine_status).map_err(bounded_status)?;
+        Ok(Response::new(TriggerJobResponse {}))
     }
 
     async fn list_job_status(
         &self,
-        _request: Request<ListJobStatusRequest>,
+        request: Request<ListJobStatusRequest>,
     ) -> Result<Response<ListJobStatusResponse>, Status> {
-        Err(Status::unimplemented("ListJobStatus is not implemented yet"))
+        self.list_status(request).await.map_err(bounded_status)
     }
 }
