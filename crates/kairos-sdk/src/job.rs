@@ -448,3 +448,44 @@ impl From<runtime::Job> for Job {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_go_out_on_the_wire_and_read_back() {
+        let exponential = Exponential::new(Duration::from_millis(250))
+            .multiplier(3.0)
+            .max_interval(Duration::from_secs(30))
+            .max_retries(4)
+            .jitter(0.2);
+        let misfire = MisfirePolicy::new(CatchUp::Skip).window(Duration::from_secs(600));
+        let job = Job::new("steered")
+            .schedule("@every 1m")
+            .failure_policy(FailurePolicy::exponential(exponential))
+            .misfire_policy(misfire);
+        let wire = runtime::Job::from(job.clone());
+        let Some(Policy::Exponential(e)) = wire.failure_policy.as_ref().and_then(|p| p.policy) else {
+            panic!("no exponential policy on the wire: {wire:?}")
+        };
+        assert_eq!(e.initial_interval, Some(prost_types::Duration { seconds: 0, nanos: 250_000_000 }));
+        assert_eq!((e.multiplier, e.max_retries, e.jitter), (Some(3.0), Some(4), Some(0.2)));
+        let m = wire.misfire_policy.expect("a misfire policy on the wire");
+        assert_eq!(m.catch_up, common::JobMisfireCatchUp::Skip as i32);
+        assert_eq!(m.window, Some(prost_types::Duration { seconds: 600, nanos: 0 }));
+        assert_eq!(Job::from(wire), job);
+    }
+
+    #[test]
+    fn jobs_without_extensions_send_exactly_what_they_did() {
+        let wire = runtime::Job::from(
+            Job::new("plain")
+                .schedule("@every 1m")
+                .failure_policy(FailurePolicy::constant(Duration::from_secs(1), Some(3))),
+        );
+        assert_eq!(wire.misfire_policy, None);
+        assert!(matches!(wire.failure_policy.and_then(|p| p.policy), Some(Policy::Constant(_))));
+        assert_eq!(runtime::Job::from(Job::new("bare").due_time("1s")).failure_policy, None);
+    }
+}
