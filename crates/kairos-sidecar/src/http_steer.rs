@@ -100,21 +100,21 @@ async fn job_history(State(state): State<Arc<HttpState>>, name: Name, params: Pa
 }
 
 async fn pause_job(State(state): State<Arc<HttpState>>, name: Name) -> Response {
-    let result = async {
-        let name = name_of(name, SteerOp::Pause)?;
-        let status = state.jobs.pause(&name).await?;
-        encode(&StatusOnlyJson { status: StatusJson::of(&status)? })
-    };
-    answer(&state, result.await)
+    set_paused(&state, name, true).await
 }
 
 async fn resume_job(State(state): State<Arc<HttpState>>, name: Name) -> Response {
+    set_paused(&state, name, false).await
+}
+
+async fn set_paused(state: &HttpState, name: Name, paused: bool) -> Response {
+    let op = if paused { SteerOp::Pause } else { SteerOp::Resume };
     let result = async {
-        let name = name_of(name, SteerOp::Resume)?;
-        let status = state.jobs.resume(&name).await?;
+        let name = name_of(name, op)?;
+        let status = if paused { state.jobs.pause(&name).await? } else { state.jobs.resume(&name).await? };
         encode(&StatusOnlyJson { status: StatusJson::of(&status)? })
     };
-    answer(&state, result.await)
+    answer(state, result.await)
 }
 
 async fn trigger_job(State(state): State<Arc<HttpState>>, name: Name) -> Response {

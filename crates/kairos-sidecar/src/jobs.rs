@@ -301,12 +301,7 @@ impl Jobs {
     /// # Errors
     /// As [`Jobs::status`].
     pub async fn pause(&self, name: &str) -> Result<admin::JobStatus, ApiError> {
-        let request = PauseJobRequest { r#ref: Some(self.job_ref(checked_name(name)?)) };
-        let response = self
-            .steer_call(request, |api, request| async move { api.pause_job(request).await })
-            .await
-            .map_err(|f| ApiError::Steer(SteerOp::Pause, f))?;
-        response.status.ok_or_else(|| missing(SteerOp::Pause, "status"))
+        self.set_paused(name, true).await
     }
 
     /// Resumes the job (resuming a running job is not an error); returns its status.
@@ -314,12 +309,23 @@ impl Jobs {
     /// # Errors
     /// As [`Jobs::status`].
     pub async fn resume(&self, name: &str) -> Result<admin::JobStatus, ApiError> {
-        let request = ResumeJobRequest { r#ref: Some(self.job_ref(checked_name(name)?)) };
-        let response = self
-            .steer_call(request, |api, request| async move { api.resume_job(request).await })
+        self.set_paused(name, false).await
+    }
+
+    async fn set_paused(&self, name: &str, paused: bool) -> Result<admin::JobStatus, ApiError> {
+        let op = if paused { SteerOp::Pause } else { SteerOp::Resume };
+        let job_ref = Some(self.job_ref(checked_name(name)?));
+        let status = self
+            .steer_call(job_ref, move |api, r#ref| async move {
+                if paused {
+                    api.pause_job(PauseJobRequest { r#ref }).await.map(|r| r.status)
+                } else {
+                    api.resume_job(ResumeJobRequest { r#ref }).await.map(|r| r.status)
+                }
+            })
             .await
-            .map_err(|f| ApiError::Steer(SteerOp::Resume, f))?;
-        response.status.ok_or_else(|| missing(SteerOp::Resume, "status"))
+            .map_err(|f| ApiError::Steer(op, f))?;
+        status.ok_or_else(|| missing(op, "status"))
     }
 
     /// Delivers the job once more, now.
