@@ -49,6 +49,9 @@ pub const DEFAULT_WINDOW: usize = 8192;
 /// The smallest share of the window a partition gets.
 pub const MIN_PARTITION_WINDOW: usize = 2;
 
+/// Most trigger-now requests of one job that may wait to be taken by its partition.
+pub const MAX_PENDING_TRIGGERS: usize = 16;
+
 /// The default [`EngineConfig::credit`]: as many as a kairos sidecar delivers at once.
 pub const DEFAULT_CREDIT: usize = 256;
 
@@ -108,8 +111,8 @@ pub enum EngineError {
     /// The job's partition is fired by another replica: ask that one.
     #[error("job '{0}' is fired by another replica")]
     NotOwned(JobKey),
-    /// Too many trigger-now deliveries are under way in the job's partition.
-    #[error("too many trigger-now deliveries under way; try again later")]
+    /// Too many trigger-now requests of the job are waiting to be delivered.
+    #[error("too many trigger-now requests of this job are waiting; try again later")]
     Busy,
     /// The store failed.
     #[error(transparent)]
@@ -145,6 +148,18 @@ struct Inner {
     paused: Arc<AtomicBool>,
     /// Serializes pause and resume, so that two concurrent calls apply one after the other.
     steer: tokio::sync::Mutex<()>,
+    /// The last count of paused jobs (see [`Engine::paused_jobs`]).
+    paused_count: Arc<Mutex<PausedCount>>,
+}
+
+/// How often [`Engine::paused_jobs`] counts again.
+pub const PAUSED_COUNT_INTERVAL: SignedDuration = SignedDuration::from_secs(60);
+
+#[derive(Debug, Default)]
+struct PausedCount {
+    value: Option<u64>,
+    counted: Option<Timestamp>,
+    counting: bool,
 }
 
 #[derive(Debug)]
@@ -172,6 +187,7 @@ impl Engine {
                 feed_driven: AtomicBool::new(false),
                 paused: Arc::new(AtomicBool::new(false)),
                 steer: tokio::sync::Mutex::new(()),
+                paused_count: Arc::default(),
             }),
         }
     }
@@ -395,6 +411,7 @@ impl Engine {
             staged: false,
             paused: false,
             stats: JobStats::default(),
+            manual: Vec::new(),
         };
         self.inner.store.put(job.clone(), mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);
@@ -569,8 +586,9 @@ impl Engine {
         let timing = job.spec.resolve(job.created, &self.inner.config.default_tz)?;
         let paused = StoredJob {
             paused: true,
-            // Parked at its expiry: only the ttl can end a paused job.
-            next_due: timing.expires.unwrap_or(Timestamp::MAX),
+            // Parked at its expiry: only the ttl can end a paused job (or sooner, while
+            // trigger-now requests wait to be taken).
+            next_due: pulled(timing.expires.unwrap_or(Timestamp::MAX), &job.manual),
             staged: false,
             incarnation: self.next_incarnation(self.inner.clock.now()),
             ..job
@@ -604,7 +622,7 @@ impl Engine {
         };
         let resumed = StoredJob {
             paused: false,
-            next_due,
+            next_due: pulled(next_due, &job.manual),
             staged: false,
             incarnation: self.next_incarnation(now),
             ..job
@@ -617,38 +635,40 @@ impl Engine {
 
     /// Delivers the job once more, now, with its data, through the normal delivery path and
     /// its failure policy. It does not count against `repeats` and does not move the schedule;
-    /// it is allowed on a paused job. Its retries are held in memory (a restart forgets them).
+    /// it is allowed on a paused job.
+    ///
+    /// The request is durable: it is written to the store with the job (as a new incarnation,
+    /// like a pause), so any replica may take it, and whoever fires the job's partition — now,
+    /// after a restart or after a hand-over — delivers it. Once the partition has taken it (and
+    /// handed out its first attempt), its retries are held in memory: a restart in between
+    /// forgets them. A trigger of the job that is in flight when the request lands is delivered
+    /// again later (at least once), and a retry of a failed tick that was waiting is brought
+    /// forward to now.
     ///
     /// # Errors
-    /// [`EngineError::NotFound`] for an absent job, [`EngineError::NotOwned`] when another
-    /// replica fires the job, [`EngineError::Busy`] when too many are under way.
+    /// [`EngineError::NotFound`] for an absent job, [`EngineError::Busy`] when
+    /// [`MAX_PENDING_TRIGGERS`] requests of the job are still waiting to be taken; when the
+    /// store fails (nothing was requested then).
     pub async fn trigger_now(&self, key: &JobKey) -> Result<(), EngineError> {
-        if self.inner.store.get(key).await?.is_none() {
-            return Err(EngineError::NotFound(key.clone()));
+        let _one_at_a_time = self.inner.steer.lock().await;
+        let job = self.inner.store.get(key).await?.ok_or_else(|| EngineError::NotFound(key.clone()))?;
+        if job.manual.len() >= MAX_PENDING_TRIGGERS {
+            return Err(EngineError::Busy);
         }
-        let partition = self.inner.store.partition_of(key);
-        let tx = self.partitions().get(&partition).map(|r| r.commands.clone());
-        let Some(tx) = tx else { return Err(EngineError::NotOwned(key.clone())) };
-        // The job must be in memory for its partition to fire it: a paused or far-off job may
-        // be only in the store, so admit it first (an Upsert of the stored copy is harmless).
-        for attempt in 0..2 {
-            let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-            if tx.send(Command::TriggerNow(key.clone(), done_tx)).await.is_err() {
-                return Err(EngineError::NotOwned(key.clone()));
-            }
-            match done_rx.await {
-                Ok(true) => return Ok(()),
-                Ok(false) if attempt == 0 => {
-                    let Some(job) = self.inner.store.get(key).await? else {
-                        return Err(EngineError::NotFound(key.clone()));
-                    };
-                    let _ = tx.send(Command::Admit(Box::new(job))).await;
-                }
-                Ok(false) => return Err(EngineError::Busy),
-                Err(_) => return Err(EngineError::NotOwned(key.clone())),
-            }
-        }
-        Err(EngineError::Busy)
+        let now = self.inner.clock.now();
+        let mut manual = job.manual.clone();
+        manual.push(now);
+        let requested = StoredJob {
+            next_due: pulled(job.next_due, &[now]),
+            staged: false,
+            incarnation: self.next_incarnation(now),
+            manual,
+            ..job
+        };
+        self.inner.store.put(requested.clone(), PutMode::Overwrite).await?;
+        metrics::counter!("kairos_jobs_triggered_total").increment(1);
+        self.notify(key, Command::Upsert(Box::new(requested))).await;
+        Ok(())
     }
 
     /// One page of an owner's jobs with their status, ascending by name, after `after_name`:
@@ -696,12 +716,63 @@ impl Engine {
         Ok(out)
     }
 
+    /// How many jobs of the store are paused, as last counted (`None` before the first count
+    /// ends). Counting pages through every stored job, so it runs in the background at most
+    /// once per [`PAUSED_COUNT_INTERVAL`], started by this call when the last count is older.
+    /// Must be called within a tokio runtime.
+    pub fn paused_jobs(&self) -> Option<u64> {
+        let now = self.inner.clock.now();
+        let mut count = self.inner.paused_count.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let stale = count.counted.is_none_or(|at| now.duration_since(at) >= PAUSED_COUNT_INTERVAL);
+        if stale && !count.counting {
+            count.counting = true;
+            let (store, cell, clock) =
+                (self.inner.store.clone(), self.inner.paused_count.clone(), self.inner.clock.clone());
+            tokio::spawn(async move {
+                let counted = count_paused(store.as_ref()).await;
+                let mut count = cell.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                count.counting = false;
+                match counted {
+                    Ok(n) => {
+                        count.value = Some(n);
+                        count.counted = Some(clock.now());
+                    }
+                    Err(err) => {
+                        tracing::debug!(error = %err, "counting paused jobs failed; retried at the next scrape")
+                    }
+                }
+            });
+        }
+        count.value
+    }
+
     /// How many jobs are staged in the store (their route had no subscriber when they fell due).
     ///
     /// # Errors
     /// When the store fails.
     pub async fn staged_count(&self) -> Result<u64, EngineError> {
         Ok(self.inner.store.count_staged().await?)
+    }
+}
+
+/// `due`, or the oldest waiting trigger-now request when it is earlier (see
+/// `StoredJob::manual`).
+fn pulled(due: Timestamp, manual: &[Timestamp]) -> Timestamp {
+    manual.iter().copied().fold(due, Timestamp::min)
+}
+
+/// Pages through every stored job, counting the paused ones.
+async fn count_paused(store: &dyn JobStore) -> Result<u64, StoreError> {
+    const PAGE: usize = 1000;
+    let mut after: Option<JobKey> = None;
+    let mut paused = 0;
+    loop {
+        let page = store.scan_all(after.as_ref(), PAGE).await?;
+        paused += page.iter().filter(|j| j.paused).count() as u64;
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = Some(last.key.clone()),
+            _ => return Ok(paused),
+        }
     }
 }
 

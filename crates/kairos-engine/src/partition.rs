@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
-use kairos_core::misfire::catch_up;
+use kairos_core::misfire::{CatchUp, catch_up};
 use kairos_core::policy::splitmix64;
 use kairos_core::timeline::{Step, after_failure_seeded, after_success, next_tick};
 use kairos_core::{Clock, JobKey, JobTiming, Route, TriggerOutcome, TriggerRecord};
@@ -56,15 +56,11 @@ pub(crate) enum Command {
     Drain(oneshot::Sender<()>),
     /// Forget what is waiting and read the due index again (the change feed missed events).
     Reload,
-    /// Deliver the job once more now (trigger-now), outside its schedule; answers whether the
-    /// job was there to trigger.
-    TriggerNow(JobKey, oneshot::Sender<bool>),
-    /// Put the stored job in memory if it is not there (so that trigger-now can fire it).
-    Admit(Box<StoredJob>),
 }
 
-/// A trigger-now delivery: outside the job's schedule, retried under its failure policy, held
-/// in memory only (a restart forgets a trigger-now that is still retrying).
+/// A trigger-now delivery: outside the job's schedule, retried under its failure policy. The
+/// request is durable until the partition takes it (see `StoredJob::manual`); from then on it
+/// is held in memory (a restart forgets a trigger-now that is still retrying).
 #[derive(Debug)]
 struct Manual {
     key: JobKey,
@@ -76,9 +72,6 @@ struct Manual {
     /// When the current attempt was handed out, while it is in flight.
     fired: Option<Timestamp>,
 }
-
-/// Most trigger-now deliveries one partition holds at once.
-const MAX_MANUAL: usize = 64;
 
 #[derive(Debug)]
 enum Frontier {
@@ -390,25 +383,6 @@ impl Partition {
                 }
                 self.draining.get_or_insert_with(Vec::new).push(done);
             }
-            Command::TriggerNow(key, done) => {
-                let incarnation = self.jobs.get(&key).map(|e| e.job.incarnation);
-                let room = self.manual.len() + self.manual_waiting.len() < MAX_MANUAL;
-                if let (Some(incarnation), true) = (incarnation, room) {
-                    let now = self.clock.now();
-                    let manual = Manual { key, incarnation, requested: now, attempts: 0, fired: None };
-                    let id = self.router.next_trigger_id();
-                    self.manual_waiting.insert((now, id), manual);
-                    let _ = done.send(true);
-                } else {
-                    let _ = done.send(false);
-                }
-            }
-            Command::Admit(job) => {
-                // Evicted again like any waiting job if memory is short.
-                if !self.jobs.contains_key(&job.key) {
-                    self.admit(*job);
-                }
-            }
             Command::Reload => {
                 // Jobs in flight or being written stay: their results still apply, and a scan
                 // skips keys already in memory.
@@ -632,6 +606,45 @@ impl Partition {
             }
             let Some((mut due, key)) = self.waiting.pop_first() else { break };
             let Some(entry) = self.jobs.get_mut(&key) else { continue };
+            if !entry.job.manual.is_empty() {
+                // Trigger-now requests pulled the job forward: take them, then put the job back
+                // where its own timeline has it.
+                let incarnation = entry.job.incarnation;
+                for requested in std::mem::take(&mut entry.job.manual) {
+                    let manual =
+                        Manual { key: key.clone(), incarnation, requested, attempts: 0, fired: None };
+                    let id = self.router.next_trigger_id();
+                    self.manual_waiting.insert((requested, id), manual);
+                }
+                let own_due = if entry.job.paused {
+                    Some(entry.timing.expires.unwrap_or(Timestamp::MAX))
+                } else if entry.job.progress.attempts > 0 {
+                    // A waiting retry's instant was not kept: it goes now.
+                    Some(now)
+                } else {
+                    next_tick(&entry.timing, &entry.job.progress)
+                };
+                match own_due {
+                    Some(own) if own <= now && !entry.job.paused => due = own,
+                    Some(own) => {
+                        // Durably back at its own due (which also clears the requests).
+                        entry.state = State::Writing;
+                        entry.job.next_due = own;
+                        self.pending.push(Mutation::Progress {
+                            key,
+                            incarnation,
+                            progress: entry.job.progress,
+                            next_due: own,
+                        });
+                        continue;
+                    }
+                    None => {
+                        entry.state = State::Writing;
+                        self.pending.push(Mutation::Complete { key, incarnation });
+                        continue;
+                    }
+                }
+            }
             if entry.job.paused {
                 // A paused job waits at its expiry: its ttl has passed, it is finished.
                 entry.state = State::Writing;
@@ -644,8 +657,25 @@ impl Partition {
             if entry.job.progress.attempts == 0 && !policy.is_default() {
                 let misfire = catch_up(&entry.timing, &entry.job.progress, now, &policy);
                 if misfire.skipped || misfire.progress != entry.job.progress {
-                    metrics::counter!("kairos_misfires_total", "policy" => policy.catch_up.as_str())
-                        .increment(1);
+                    let name = policy.catch_up.as_str();
+                    metrics::counter!("kairos_misfires_total", "policy" => name).increment(1);
+                    // The missed ticks this leaves undelivered: from the first missed one up to
+                    // the one delivered next (coalesced under `once`, dropped under `skip` or
+                    // the window).
+                    let first = next_tick(&entry.timing, &entry.job.progress);
+                    let resume = next_tick(&entry.timing, &misfire.progress);
+                    if let Some(first) = first {
+                        let dropped = ticks_between(&entry.timing, first, resume.unwrap_or(now));
+                        // `once` delivers the newest missed tick for the ones before it.
+                        let delivered_now = resume.is_some_and(|r| r <= now);
+                        let action = if policy.catch_up == CatchUp::Once && delivered_now {
+                            "coalesced"
+                        } else {
+                            "skipped"
+                        };
+                        metrics::counter!("kairos_misfire_ticks_total", "policy" => name, "action" => action)
+                            .increment(dropped);
+                    }
                     let incarnation = entry.job.incarnation;
                     entry.job.progress = misfire.progress;
                     match next_tick(&entry.timing, &misfire.progress) {
@@ -699,6 +729,8 @@ impl Partition {
                 Err(_) => self.stage(&key),
             }
         }
+        // Trigger-now requests taken above go out at once.
+        self.fire_manual(now);
     }
 
     /// Moves a job whose trigger found no subscriber to the staged index (no retry is spent) and
@@ -877,6 +909,8 @@ impl Partition {
             keep: self.config.history,
         });
         if let Some(delay) = retry {
+            metrics::counter!("kairos_retries_total", "policy" => entry.timing.failure_policy.kind())
+                .increment(1);
             manual.attempts = attempt;
             manual.fired = None;
             let at = now.saturating_add(delay).unwrap_or(now);
@@ -955,5 +989,62 @@ impl Partition {
         self.backoff = (self.backoff * 2).clamp(SignedDuration::from_millis(50), max);
         let now = self.clock.now();
         self.backoff_until = Some(now.saturating_add(self.backoff).unwrap_or(now));
+    }
+}
+
+/// Most ticks [`ticks_between`] counts one by one (cron schedules; `@every` is arithmetic).
+const MAX_COUNTED_TICKS: u64 = 100_000;
+
+/// How many ticks of `timing`'s schedule fall in `[from, until)`, `from` being one of them.
+fn ticks_between(timing: &JobTiming, from: Timestamp, until: Timestamp) -> u64 {
+    if until <= from {
+        return 0;
+    }
+    let Some(schedule) = &timing.schedule else { return 1 };
+    if let Some(every) = schedule.every() {
+        let step = every.as_nanos();
+        if step <= 0 {
+            return 1;
+        }
+        let span = until.duration_since(from).as_nanos();
+        // Ticks at from, from + step, …, strictly before until.
+        return u64::try_from((span + step - 1) / step).unwrap_or(u64::MAX);
+    }
+    let mut count = 1;
+    let mut at = from;
+    while count < MAX_COUNTED_TICKS {
+        match schedule.next_after(at) {
+            Some(next) if next < until => {
+                count += 1;
+                at = next;
+            }
+            _ => break,
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::tz::TimeZone;
+    use kairos_core::JobSpec;
+
+    use super::*;
+
+    fn timing(schedule: &str) -> JobTiming {
+        let spec = JobSpec { schedule: Some(schedule.into()), ..JobSpec::default() };
+        spec.resolve("2026-03-01T10:00:00Z".parse().unwrap(), &TimeZone::UTC).unwrap()
+    }
+
+    #[test]
+    fn ticks_between_counts_the_ticks_of_a_half_open_range() {
+        let at = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let every = timing("@every 10s");
+        assert_eq!(ticks_between(&every, at("2026-03-01T10:00:10Z"), at("2026-03-01T10:00:40Z")), 3);
+        assert_eq!(ticks_between(&every, at("2026-03-01T10:00:10Z"), at("2026-03-01T10:00:41Z")), 4);
+        assert_eq!(ticks_between(&every, at("2026-03-01T10:00:10Z"), at("2026-03-01T10:00:10Z")), 0);
+        let cron = timing("0 * * * * *");
+        assert_eq!(ticks_between(&cron, at("2026-03-01T10:01:00Z"), at("2026-03-01T10:05:00Z")), 4);
+        assert_eq!(ticks_between(&cron, at("2026-03-01T10:01:00Z"), at("2026-03-01T10:05:30Z")), 5);
     }
 }

@@ -319,6 +319,54 @@ async fn trigger_now_on_a_paused_job_is_allowed_and_retried_under_the_failure_po
 }
 
 #[tokio::test(start_paused = true)]
+async fn trigger_now_is_a_durable_request_any_engine_may_write_and_the_owner_takes() {
+    let store = Arc::new(MemoryStore::new(4));
+    let clock = ManualClock::new(START.parse().unwrap());
+    // An engine that fires no partition (another replica's) writes the request...
+    let writer = Engine::new(store.clone(), Arc::new(clock.clone()), config());
+    writer.schedule(key("t"), every("@every 1h", Some(3)), PutMode::CreateOnly).await.unwrap();
+    writer.trigger_now(&key("t")).await.unwrap();
+    let stored = store.get(&key("t")).await.unwrap().unwrap();
+    assert_eq!((stored.manual.clone(), stored.next_due), (vec![at(0)], at(0)), "pulled forward, durably");
+    // ... and whoever fires the partition later delivers it, then puts the job back on its timeline.
+    clock.advance(SignedDuration::from_secs(5));
+    let h = Harness::on(store.clone(), clock.clone());
+    let mut sub = h.subscribe();
+    assert_eq!(answer_all(&mut sub, Outcome::Success).await, vec![at(0)]);
+    settle().await;
+    let (job, status) = h.engine.status(&key("t")).await.unwrap().unwrap();
+    assert!(job.manual.is_empty(), "taken");
+    assert_eq!((job.progress.count, job.next_due, status.fired), (0, at(3600), 1));
+    let history = h.engine.history(&key("t"), 50).await.unwrap();
+    assert_eq!(history.iter().map(|r| (r.manual, r.tick)).collect::<Vec<_>>(), vec![(true, at(0))]);
+    // Too many waiting requests: Busy, and nothing changes.
+    for _ in 0..kairos_engine::MAX_PENDING_TRIGGERS {
+        writer.trigger_now(&key("t")).await.unwrap();
+    }
+    assert!(matches!(writer.trigger_now(&key("t")).await, Err(EngineError::Busy)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn trigger_now_on_a_paused_job_survives_a_restart_and_leaves_it_paused() {
+    let h = Harness::new();
+    h.schedule("t", every("@every 1h", None)).await;
+    h.engine.pause(&key("t")).await.unwrap();
+    settle().await;
+    // No subscriber yet: stop before anything could be delivered.
+    h.engine.shutdown().await;
+    let writer = Engine::new(h.store.clone(), Arc::new(h.clock.clone()), config());
+    writer.trigger_now(&key("t")).await.unwrap();
+    let h = Harness::on(h.store.clone(), h.clock.clone());
+    let mut sub = h.subscribe();
+    assert_eq!(answer_all(&mut sub, Outcome::Success).await, vec![at(0)]);
+    settle().await;
+    let (job, status) = h.engine.status(&key("t")).await.unwrap().unwrap();
+    assert_eq!((status.state, job.next_due, job.manual.len()), (JobState::Paused, Timestamp::MAX, 0));
+    h.advance(7200).await;
+    assert!(drain(&mut sub).is_empty(), "still paused");
+}
+
+#[tokio::test(start_paused = true)]
 async fn exponential_retries_grow_by_the_multiplier_up_to_the_cap() {
     let h = Harness::new();
     let mut sub = h.subscribe();

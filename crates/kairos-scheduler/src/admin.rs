@@ -102,6 +102,8 @@ pub fn job_from_wire(job: WireJob) -> Result<StoredJob, ConvertError> {
             },
             None => JobStats::default(),
         },
+        // Pending trigger-now requests are not exported: they belong to the running store.
+        manual: Vec::new(),
     })
 }
 

@@ -57,6 +57,12 @@ pub struct StoredJob {
     pub paused: bool,
     /// What the job has done so far (zero in records written before kairos kept it).
     pub stats: JobStats,
+    /// Trigger-now requests not yet taken by the job's partition: when each was asked for,
+    /// oldest first. While there are any, `next_due` is at most the oldest, so that whoever
+    /// fires the partition (after a restart or a hand-over too) finds the job at once. The
+    /// partition takes them when it next fires the job and writes a [`Mutation::Progress`],
+    /// which clears them (empty in records written before kairos kept them).
+    pub manual: Vec<Timestamp>,
 }
 
 /// Whether a put may replace an existing job.
@@ -120,6 +126,9 @@ impl Mutation {
                 current.progress = *progress;
                 current.next_due = *next_due;
                 current.staged = false;
+                // Every trigger-now request changes the incarnation, and the partition takes the
+                // requests of an incarnation before it writes any progress of it.
+                current.manual.clear();
             }
             Mutation::Stage { .. } => current.staged = true,
             Mutation::Complete { .. } => *job = None,
@@ -372,6 +381,7 @@ mod tests {
             staged,
             paused: false,
             stats: kairos_core::JobStats::default(),
+            manual: Vec::new(),
         })
     }
 

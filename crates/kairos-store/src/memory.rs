@@ -411,6 +411,7 @@ mod tests {
             staged: false,
             paused: false,
             stats: kairos_core::JobStats::default(),
+            manual: Vec::new(),
         }
     }
 

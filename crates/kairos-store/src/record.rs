@@ -51,6 +51,9 @@ struct JobRecord {
     paused: bool,
     #[prost(message, optional, tag = "16")]
     stats: Option<StatsRecord>,
+    /// Pending trigger-now requests (see [`StoredJob::manual`]).
+    #[prost(message, repeated, tag = "17")]
+    manual: Vec<InstantRecord>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -207,6 +210,7 @@ pub(crate) fn encode_record(job: &StoredJob) -> Vec<u8> {
             failures: job.stats.failures,
             records: job.stats.records,
         }),
+        manual: job.manual.iter().copied().map(instant).collect(),
     }
     .encode_to_vec()
 }
@@ -348,6 +352,12 @@ pub(crate) fn decode_record(key: JobKey, bytes: &[u8]) -> Result<StoredJob, Stor
         staged: record.staged,
         paused: record.paused,
         stats,
+        manual: record
+            .manual
+            .into_iter()
+            .map(timestamp)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(&e))?,
         key,
     })
 }
@@ -482,6 +492,7 @@ pub(crate) mod tests {
             staged in any::<bool>(),
             paused in any::<bool>(),
             stats in any_stats(),
+            manual in proptest::collection::vec(any_timestamp(), 0..3),
         ) -> StoredJob {
             StoredJob {
                 key: JobKey::app("ns", "app", "job"),
@@ -491,6 +502,7 @@ pub(crate) mod tests {
                 staged,
                 paused,
                 stats,
+                manual,
             }
         }
     }
@@ -516,6 +528,7 @@ pub(crate) mod tests {
             staged: false,
             paused: false,
             stats: JobStats::default(),
+            manual: Vec::new(),
         };
         let back = decode_record(job.key.clone(), &encode_record(&job)).unwrap();
         assert_eq!(back, job);
@@ -610,6 +623,7 @@ pub(crate) mod tests {
             staged: false,
             paused: false,
             stats: JobStats::default(),
+            manual: Vec::new(),
         };
         let mut record = JobRecord::decode(encode_record(&job).as_slice()).unwrap();
         record.misfire_policy = Some(MisfireRecord { catch_up: 9, window: None });

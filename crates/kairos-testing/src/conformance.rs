@@ -163,6 +163,7 @@ pub fn job(key: JobKey, due: Timestamp) -> StoredJob {
         staged: false,
         paused: false,
         stats: JobStats::default(),
+        manual: Vec::new(),
     }
 }
 

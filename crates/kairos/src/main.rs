@@ -34,7 +34,8 @@ enum Command {
     Scheduler(cmd::scheduler::Args),
     /// Run the Dapr Jobs API for one app (the jobs part of daprd), connected to a scheduler.
     Sidecar(cmd::sidecar::Args),
-    /// Operate a running scheduler's jobs: list, get, delete, export and import (with progress).
+    /// Operate a running scheduler's jobs: list, get, delete, export and import (with progress);
+    /// see and steer them: status, history, pause, resume, trigger.
     Jobs(cmd::jobs::Args),
 }
 

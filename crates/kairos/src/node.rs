@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use etcd_client::ConnectOptions;
+use kairos_core::HistoryLimit;
 use kairos_core::{Clock, SystemClock};
 use kairos_engine::{Engine, EngineConfig};
 use kairos_proto::api::{AdminInProcess, SchedulerApi, SteerApi};
@@ -81,6 +82,8 @@ pub struct LocalStore {
     pub partitions: u32,
     /// Page cache of the store, in bytes.
     pub cache_size: usize,
+    /// Trigger records kept per job.
+    pub history: HistoryLimit,
 }
 
 /// How a replica joins an etcd cluster (`--etcd-*` flags).
@@ -92,6 +95,8 @@ pub struct EtcdConfig {
     pub lease_ttl: Duration,
     /// Partition count of a new store (an existing one keeps its own).
     pub partitions: u32,
+    /// Trigger records kept per job.
+    pub history: HistoryLimit,
 }
 
 impl StoreConfig {
@@ -501,7 +506,11 @@ async fn join_cluster(
     let engine = Engine::new(
         Arc::new(store.clone()),
         clock.clone(),
-        EngineConfig { default_tz: jiff::tz::TimeZone::UTC, ..EngineConfig::default() },
+        EngineConfig {
+            default_tz: jiff::tz::TimeZone::UTC,
+            history: etcd.history,
+            ..EngineConfig::default()
+        },
     );
     let config = ClusterConfig {
         prefix: etcd.prefix,
@@ -553,7 +562,11 @@ pub fn open_service(store: &LocalStore, advertise: String) -> anyhow::Result<Arc
     let engine = Engine::new(
         redb,
         clock,
-        EngineConfig { default_tz: jiff::tz::TimeZone::UTC, ..EngineConfig::default() },
+        EngineConfig {
+            default_tz: jiff::tz::TimeZone::UTC,
+            history: store.history,
+            ..EngineConfig::default()
+        },
     );
     engine.own_all();
     // A single node's host list never changes: the sender can go at once (WatchHosts keeps
@@ -655,6 +668,7 @@ mod tests {
                 data_dir: dir.path().to_path_buf(),
                 partitions: 2,
                 cache_size: 1 << 20,
+                history: HistoryLimit::DEFAULT,
             }),
             advertise: None,
             max_job_data_size: 1 << 20,

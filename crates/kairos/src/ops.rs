@@ -80,6 +80,25 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_gauge!("kairos_jobs_stored", "Jobs in the store (scheduler)");
+    describe_gauge!(
+        "kairos_jobs_paused",
+        "Paused jobs in the store (scheduler; counted in the background at most once a minute)"
+    );
+    describe_counter!("kairos_jobs_paused_total", "Pause calls that paused a job");
+    describe_counter!("kairos_jobs_resumed_total", "Resume calls that resumed a paused job");
+    describe_counter!("kairos_jobs_triggered_total", "Trigger-now requests accepted");
+    describe_counter!(
+        "kairos_misfires_total",
+        "Times a misfire policy changed what fires after missed ticks, by policy (all, once, skip)"
+    );
+    describe_counter!(
+        "kairos_misfire_ticks_total",
+        "Missed ticks not delivered one by one, by policy and action: coalesced (once: one delivery for them) or skipped (skip, or older than the window)"
+    );
+    describe_counter!(
+        "kairos_retries_total",
+        "Failed deliveries that will be retried, by failure policy kind (constant, exponential)"
+    );
     describe_counter!("kairos_jobs_created_total", "Jobs accepted by schedule calls, overwrites included");
     describe_counter!(
         "kairos_jobs_deleted_total",
@@ -207,6 +226,9 @@ pub async fn refresh_scheduler_gauges(service: &SchedulerService) {
         metrics::gauge!("kairos_triggers_queued").set(stats.queued as f64);
         metrics::gauge!("kairos_jobs_in_memory").set(engine.resident_jobs() as f64);
         metrics::gauge!("kairos_partitions_owned").set(engine.owned().len() as f64);
+        if let Some(paused) = engine.paused_jobs() {
+            metrics::gauge!("kairos_jobs_paused").set(paused as f64);
+        }
     }
     if let Ok(Ok(staged)) = tokio::time::timeout(STORE_PROBE_TIMEOUT, engine.staged_count()).await {
         #[allow(clippy::cast_precision_loss)]

@@ -508,3 +508,70 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
         c.abort();
     }
 }
+
+fn delivered(log: &Log, name: &str) -> usize {
+    log.lock().unwrap().iter().filter(|d| d.name == name).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_trigger_through_either_replica_and_the_survivor_of_a_kill_keeps_them() {
+    let etcd = EtcdProcess::start().await.expect("etcd");
+    let endpoints = etcd.endpoints();
+    let mut replicas: Vec<Replica> = (0..2).map(|i| start_replica(&endpoints, &format!("s{i}"))).collect();
+    let log: Log = Arc::default();
+    let consumers = spawn_consumers(&replicas, &log);
+    let mut client = common::connect(&replicas[0].proc.address).await;
+    client.schedule_job(common::repeating_job("steer", "@every 1s", 1000, metadata())).await.unwrap();
+    kairos_testing::wait_until("steer to be delivered twice", 20, || delivered(&log, "steer") >= 2).await;
+    // Triggers go out through the replica that fires the job's partition.
+    let owner = log.lock().unwrap().iter().rev().find(|d| d.name == "steer").unwrap().replica;
+    let other = 1 - owner;
+    let (owner_address, other_address) =
+        (replicas[owner].proc.address.clone(), replicas[other].proc.address.clone());
+
+    // Pause through the replica that does not fire it: the owner learns it from the store.
+    common::steer(&other_address, "pause", "steer", APP, &[]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let before = delivered(&log, "steer");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(delivered(&log, "steer"), before, "delivered while paused through the other replica");
+    assert_eq!(common::job_status(&owner_address, "steer", APP)["state"], "paused");
+
+    // Trigger-now through the non-owner: a durable request the owner takes and delivers.
+    common::steer(&other_address, "trigger", "steer", APP, &[]);
+    kairos_testing::wait_until("the trigger-now through the non-owner", 15, || {
+        delivered(&log, "steer") == before + 1
+    })
+    .await;
+    kairos_testing::wait_until("the manual record", 15, || {
+        common::job_history(&other_address, "steer", APP).last().is_some_and(|r| r["manual"] == true)
+    })
+    .await;
+    let status_before = common::job_status(&other_address, "steer", APP);
+    let history_before = common::job_history(&other_address, "steer", APP);
+
+    // kill -9 the owner: the survivor takes its partitions over, and the job stays paused with
+    // its status and history.
+    replicas[owner].proc.kill9();
+    tokio::time::sleep(Duration::from_secs(TTL_SECS * 2 + 1)).await;
+    assert_eq!(delivered(&log, "steer"), before + 1, "delivered while paused after the owner died");
+    let status_after = common::job_status(&other_address, "steer", APP);
+    assert_eq!(status_after, status_before, "status kept across the failover");
+    assert_eq!(common::job_history(&other_address, "steer", APP), history_before, "history kept");
+    assert_eq!(status_after["paused"], true);
+
+    // The survivor fires it now: a trigger-now and a resume both deliver.
+    common::steer(&other_address, "trigger", "steer", APP, &[]);
+    kairos_testing::wait_until("the trigger-now on the survivor", 15, || {
+        delivered(&log, "steer") == before + 2
+    })
+    .await;
+    let last = log.lock().unwrap().iter().rev().find(|d| d.name == "steer").unwrap().replica;
+    assert_eq!(last, other, "delivered by the survivor");
+    common::steer(&other_address, "resume", "steer", APP, &[]);
+    kairos_testing::wait_until("ticks again after resume", 15, || delivered(&log, "steer") >= before + 4)
+        .await;
+    for c in consumers {
+        c.abort();
+    }
+}

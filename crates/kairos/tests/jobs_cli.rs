@@ -5,9 +5,11 @@
 
 mod common;
 
+use common::{jobs_cli, ok};
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,27 +47,6 @@ fn actor(actor_type: &str, id: &str) -> JobMetadata {
         }),
         concurrency_key: None,
     }
-}
-
-fn jobs_cli(scheduler: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kairos"))
-        .arg("jobs")
-        .arg("--scheduler")
-        .arg(scheduler)
-        .args(args)
-        .env_remove("KAIROS_SCHEDULER")
-        .output()
-        .expect("run kairos jobs")
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "kairos jobs failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn export(scheduler: &str, file: &Path) -> String {

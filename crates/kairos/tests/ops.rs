@@ -161,6 +161,8 @@ async fn metrics_count_jobs_and_triggers_by_result() {
         page = get_text(&url).await.1;
         if sample(&page, r#"kairos_jobs_deleted_total{reason="completed"}"#) >= 5.0
             && sample(&page, "kairos_jobs_stored") <= 2.0
+            // The staging write lands just after the staged counter is bumped.
+            && sample(&page, "kairos_triggers_staged") >= 1.0
         {
             break;
         }

@@ -206,6 +206,22 @@ async fn the_scheduler_requires_a_client_certificate_signed_by_its_client_ca() {
     })
     .await;
 
+    // The operator CLI presents its own client certificate the same way.
+    let (cert, key) = (path(d, "client.pem"), path(d, "client.key"));
+    let listed = common::jobs_cli(
+        &scheduler.address,
+        &["--tls-ca-file", &ca, "--tls-cert-file", &cert, "--tls-key-file", &key, "list"],
+    );
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    // (The one-shot job above is delivered and gone: the table is empty.)
+    assert!(
+        listed.status.success() && stdout.contains("0 jobs"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let refused = common::jobs_cli(&scheduler.address, &["--tls-ca-file", &ca, "list"]);
+    assert!(!refused.status.success(), "kairos jobs without a client certificate was let in");
+
     let timeout = ["--scheduler-request-timeout-seconds", "2"];
     let without = start_sidecar(
         "mtls-app",

@@ -11,17 +11,21 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
-use kairos_core::{FailurePolicy, JobKey, JobSpec, Owner, Payload};
+use kairos_core::{FailurePolicy, JobKey, JobSpec, JobStats, MisfirePolicy, Owner, Payload, TriggerOutcome};
 use kairos_proto::admin::admin_client::AdminClient;
 use kairos_proto::admin::{
-    DeleteJobRequest, GetJobRequest, ImportJobsRequest, ListAllJobsRequest, OnConflict,
+    DeleteJobRequest, GetJobHistoryRequest, GetJobRequest, GetJobStatusRequest, ImportJobsRequest,
+    JobState as WireState, JobStatus as WireStatus, ListAllJobsRequest, ListJobStatusRequest, OnConflict,
+    PauseJobRequest, ResumeJobRequest, TriggerJobRequest, TriggerOutcome as WireOutcome,
+    TriggerRecord as WireRecord,
 };
 use kairos_proto::auth::{AddToken, TokenScheme};
+use kairos_proto::convert::metadata_of;
 use kairos_scheduler::admin::{job_from_wire, job_to_wire, ref_of};
 use kairos_store::StoredJob;
 use serde::{Deserialize, Serialize};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// The `format` of every export line; bumped when the line's meaning changes.
 pub const FORMAT: &str = "kairos.jobs/v1";
@@ -40,24 +44,64 @@ pub struct Args {
     /// Connect over TLS, verifying the scheduler's certificate against this PEM CA.
     #[arg(long, global = true)]
     pub tls_ca_file: Option<PathBuf>,
+    /// A PEM client certificate to present (a scheduler started with --tls-client-ca-file
+    /// requires one); needs --tls-ca-file and --tls-key-file.
+    #[arg(long, global = true, requires_all = ["tls_ca_file", "tls_key_file"])]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, global = true, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: JobsCommand,
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum JobsCommand {
-    /// Every job of every owner: owner, name, schedule, next and last fire, count, attempts.
+    /// Every job of every owner with its status: owner, name, schedule, state, next and last
+    /// fire, last outcome, count, attempts, deliveries and failures.
     List {
         /// Only jobs of this namespace.
         #[arg(long)]
         namespace: Option<String>,
         /// Only jobs of this app.
-        #[arg(long)]
+        #[arg(long, visible_alias = "app")]
         app_id: Option<String>,
-        /// One JSON object per line (the export format) instead of a table.
+        /// Only jobs whose names start with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only jobs in this state.
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        /// One JSON object per line (the export format, which `import` reads) instead of a
+        /// table.
         #[arg(long)]
         json: bool,
     },
+    /// One job's status: state, next and last fire, last outcome, counters.
+    Status {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job's newest deliveries, oldest first.
+    History {
+        #[command(flatten)]
+        key: KeyArgs,
+        /// At most this many records, the newest (0: all that are kept).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// One JSON object per record instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pauses one job: it fires nothing until resumed (its ttl still ends it).
+    Pause(KeyArgs),
+    /// Resumes one paused job, its misfire policy applied to the ticks it missed.
+    Resume(KeyArgs),
+    /// Delivers one job once more, now (not counted against its repeats; allowed while paused).
+    Trigger(KeyArgs),
     /// One job, by its full key, as a JSON line.
     Get(KeyArgs),
     /// Deletes one job by its full key (an absent job is not an error).
@@ -109,6 +153,28 @@ impl KeyArgs {
     }
 }
 
+/// A job state on the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StateArg {
+    Scheduled,
+    Paused,
+    WaitingForApp,
+    Retrying,
+    Finished,
+}
+
+impl StateArg {
+    fn wire(self) -> WireState {
+        match self {
+            StateArg::Scheduled => WireState::Scheduled,
+            StateArg::Paused => WireState::Paused,
+            StateArg::WaitingForApp => WireState::WaitingForApp,
+            StateArg::Retrying => WireState::Retrying,
+            StateArg::Finished => WireState::Finished,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Conflict {
     Fail,
@@ -126,23 +192,91 @@ pub async fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         Some(file) => Some(std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?),
         None => None,
     };
-    let mut client = connect(&args.scheduler, token, tls_ca).await?;
+    let identity = match (&args.tls_cert_file, &args.tls_key_file) {
+        (Some(cert), Some(key)) => Some((
+            std::fs::read(cert).with_context(|| format!("cannot read {}", cert.display()))?,
+            std::fs::read(key).with_context(|| format!("cannot read {}", key.display()))?,
+        )),
+        _ => None,
+    };
+    let mut client = connect(&args.scheduler, token, tls_ca, identity).await?;
     match args.command {
-        JobsCommand::List { namespace, app_id, json } => {
-            let mut jobs = all_jobs(&mut client).await?;
-            jobs.retain(|j| {
+        JobsCommand::List { namespace, app_id, prefix, state, json } => {
+            let filter = ListJobStatusRequest {
+                // The scheduler filters one owner itself; without a namespace, every
+                // namespace's app of that id is listed.
+                owner: match (&namespace, &app_id) {
+                    (Some(ns), Some(app)) => Some(metadata_of(&JobKey::app(ns.clone(), app.clone(), ""))),
+                    _ => None,
+                },
+                name_prefix: prefix.unwrap_or_default(),
+                state: state.map_or(WireState::Unspecified, StateArg::wire).into(),
+                after: None,
+                page_size: 0,
+            };
+            let mut jobs = list_status(&mut client, filter).await?;
+            jobs.retain(|(j, _)| {
                 namespace.as_ref().is_none_or(|ns| &j.key.namespace == ns)
                     && app_id
                         .as_ref()
                         .is_none_or(|id| matches!(&j.key.owner, Owner::App { app_id } if app_id == id))
             });
             if json {
-                for job in &jobs {
+                for (job, _) in &jobs {
                     writeln!(out, "{}", serde_json::to_string(&Line::of(job))?)?;
                 }
             } else {
                 write_table(&jobs, out)?;
             }
+        }
+        JobsCommand::Status { key, json } => {
+            let key = key.key();
+            let response = client
+                .get_job_status(GetJobStatusRequest { r#ref: Some(ref_of(&key)) })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            let job = job_from_wire(response.job.context("the scheduler answered without a job")?)?;
+            let status = response.status.context("the scheduler answered without a status")?;
+            write_status(&job, &status, json, out)?;
+        }
+        JobsCommand::History { key, limit, json } => {
+            let key = key.key();
+            let response = client
+                .get_job_history(GetJobHistoryRequest { r#ref: Some(ref_of(&key)), limit })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            write_history(&response.records, json, out)?;
+        }
+        JobsCommand::Pause(key) => {
+            let key = key.key();
+            let response = client
+                .pause_job(PauseJobRequest { r#ref: Some(ref_of(&key)) })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            let state = response.status.map_or(WireState::Unspecified, |s| s.state());
+            writeln!(out, "{key}: paused (state {})", state_name(state))?;
+        }
+        JobsCommand::Resume(key) => {
+            let key = key.key();
+            let response = client
+                .resume_job(ResumeJobRequest { r#ref: Some(ref_of(&key)) })
+                .await
+                .map_err(|s| status_error(&s))?
+                .into_inner();
+            let status = response.status.unwrap_or_default();
+            let next = status.next_fire.map_or_else(|| "-".into(), |t| wire_time(&t));
+            writeln!(out, "{key}: resumed (state {}, next fire {next})", state_name(status.state()))?;
+        }
+        JobsCommand::Trigger(key) => {
+            let key = key.key();
+            client
+                .trigger_job(TriggerJobRequest { r#ref: Some(ref_of(&key)) })
+                .await
+                .map_err(|s| status_error(&s))?;
+            writeln!(out, "{key}: triggered (one extra delivery, now)")?;
         }
         JobsCommand::Get(key) => {
             let key = key.key();
@@ -191,13 +325,21 @@ pub async fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
 /// The admin client, carrying the API token on every call.
 type Admin = AdminClient<InterceptedService<Channel, AddToken>>;
 
-async fn connect(address: &str, token: Option<String>, tls_ca: Option<Vec<u8>>) -> anyhow::Result<Admin> {
+async fn connect(
+    address: &str,
+    token: Option<String>,
+    tls_ca: Option<Vec<u8>>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+) -> anyhow::Result<Admin> {
     let scheme = if tls_ca.is_some() { "https" } else { "http" };
     let url = if address.contains("://") { address.to_owned() } else { format!("{scheme}://{address}") };
     let mut endpoint =
         Endpoint::from_shared(url.clone()).with_context(|| format!("bad scheduler address {url}"))?;
     if let Some(ca) = tls_ca {
-        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
         endpoint = endpoint.tls_config(tls).context("bad TLS configuration")?;
     }
     let auth = AddToken::new(TokenScheme::Bearer, token.as_deref())
@@ -232,6 +374,25 @@ async fn all_jobs(client: &mut Admin) -> anyhow::Result<Vec<StoredJob>> {
         match jobs.last() {
             Some(last) if page.more => after = Some(ref_of(&last.key)),
             _ => return Ok(jobs),
+        }
+    }
+}
+
+/// Every job the filter selects, with its status, page by page.
+async fn list_status(
+    client: &mut Admin,
+    mut filter: ListJobStatusRequest,
+) -> anyhow::Result<Vec<(StoredJob, WireStatus)>> {
+    let mut jobs = Vec::new();
+    loop {
+        let page = client.list_job_status(filter.clone()).await.map_err(|s| status_error(&s))?.into_inner();
+        for entry in page.jobs {
+            let job = job_from_wire(entry.job.context("the scheduler answered an entry without a job")?)?;
+            jobs.push((job, entry.status.unwrap_or_default()));
+        }
+        match page.next_after {
+            Some(next) => filter.after = Some(next),
+            None => return Ok(jobs),
         }
     }
 }
@@ -313,35 +474,187 @@ pub fn read_export(path: &Path) -> anyhow::Result<Vec<StoredJob>> {
     Ok(jobs)
 }
 
-fn write_table(jobs: &[StoredJob], out: &mut dyn Write) -> std::io::Result<()> {
-    let header = ["NAMESPACE", "OWNER", "NAME", "SCHEDULE", "NEXT FIRE", "LAST FIRE", "COUNT", "ATTEMPTS"];
-    let rows: Vec<[String; 8]> = jobs
+fn write_table(jobs: &[(StoredJob, WireStatus)], out: &mut dyn Write) -> std::io::Result<()> {
+    let header = [
+        "NAMESPACE",
+        "OWNER",
+        "NAME",
+        "SCHEDULE",
+        "STATE",
+        "NEXT FIRE",
+        "LAST FIRE",
+        "LAST OUTCOME",
+        "COUNT",
+        "ATTEMPTS",
+        "FIRED",
+        "FAILURES",
+    ];
+    let rows: Vec<[String; 12]> = jobs
         .iter()
-        .map(|j| {
-            let owner = match &j.key.owner {
-                Owner::App { app_id } => format!("app/{app_id}"),
-                Owner::Actor { actor_type, actor_id } => format!("actor/{actor_type}/{actor_id}"),
-            };
-            let schedule = match (&j.spec.schedule, &j.spec.due_time) {
-                (Some(s), _) => s.clone(),
-                (None, Some(d)) => format!("once at {d}"),
-                (None, None) => "-".into(),
-            };
+        .map(|(j, status)| {
             [
                 j.key.namespace.clone(),
-                owner,
+                owner_text(&j.key.owner),
                 j.key.name.clone(),
-                schedule,
-                j.next_due.to_string(),
-                j.progress.last_scheduled.map_or_else(|| "-".into(), |t| t.to_string()),
+                schedule_text(&j.spec),
+                state_name(status.state()).into(),
+                status.next_fire.as_ref().map_or_else(|| "-".into(), wire_time),
+                status.last_fire.as_ref().map_or_else(|| "-".into(), wire_time),
+                outcome_name(status.last_outcome()).into(),
                 j.progress.count.to_string(),
                 j.progress.attempts.to_string(),
+                status.fired.to_string(),
+                status.failures.to_string(),
             ]
         })
         .map(|row| row.map(|cell| printable(&cell)))
         .collect();
+    write_columns(&header, &rows, out)?;
+    writeln!(out, "{} jobs", rows.len())
+}
+
+fn owner_text(owner: &Owner) -> String {
+    match owner {
+        Owner::App { app_id } => format!("app/{app_id}"),
+        Owner::Actor { actor_type, actor_id } => format!("actor/{actor_type}/{actor_id}"),
+    }
+}
+
+fn schedule_text(spec: &JobSpec) -> String {
+    match (&spec.schedule, &spec.due_time) {
+        (Some(s), _) => s.clone(),
+        (None, Some(d)) => format!("once at {d}"),
+        (None, None) => "-".into(),
+    }
+}
+
+/// The command line's name of a state (as `--state` takes it).
+fn state_name(state: WireState) -> &'static str {
+    match state {
+        WireState::Unspecified => "-",
+        WireState::Scheduled => "scheduled",
+        WireState::Paused => "paused",
+        WireState::WaitingForApp => "waiting-for-app",
+        WireState::Retrying => "retrying",
+        WireState::Finished => "finished",
+    }
+}
+
+fn outcome_name(outcome: WireOutcome) -> &'static str {
+    match outcome {
+        WireOutcome::Unspecified => "-",
+        WireOutcome::Success => "success",
+        WireOutcome::Failed => "failed",
+        WireOutcome::Dropped => "dropped",
+        WireOutcome::Undeliverable => "undeliverable",
+    }
+}
+
+/// An instant from the wire, RFC 3339 (or what was wrong with it).
+fn wire_time(t: &prost_types::Timestamp) -> String {
+    Timestamp::new(t.seconds, t.nanos)
+        .map_or_else(|_| format!("{}s{}ns", t.seconds, t.nanos), |t| t.to_string())
+}
+
+fn wire_duration(d: Option<&prost_types::Duration>) -> Option<SignedDuration> {
+    d.map(|d| SignedDuration::new(d.seconds, d.nanos))
+}
+
+fn write_status(job: &StoredJob, status: &WireStatus, json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let time = |t: Option<&prost_types::Timestamp>| t.map(wire_time);
+    let misfire = job.spec.misfire_policy.unwrap_or_default();
+    if json {
+        let value = serde_json::json!({
+            "namespace": job.key.namespace,
+            "owner": owner_text(&job.key.owner),
+            "name": job.key.name,
+            "schedule": schedule_text(&job.spec),
+            "state": state_name(status.state()),
+            "paused": status.paused,
+            "nextFire": time(status.next_fire.as_ref()),
+            "lastFire": time(status.last_fire.as_ref()),
+            "lastOutcome": (status.last_outcome() != WireOutcome::Unspecified).then(|| outcome_name(status.last_outcome())),
+            "ticks": status.ticks,
+            "fired": status.fired,
+            "successes": status.successes,
+            "failures": status.failures,
+            "attempt": status.attempt,
+            "misfirePolicy": {
+                "catchUp": misfire.catch_up.as_str(),
+                "window": misfire.window.map(|w| format!("{w:#}")),
+            },
+        });
+        writeln!(out, "{value}")?;
+        return Ok(());
+    }
+    let window = misfire.window.map_or_else(String::new, |w| format!(", window {w:#}"));
+    let rows = [
+        ("job", printable(&format!("{}", job.key))),
+        ("schedule", printable(&schedule_text(&job.spec))),
+        ("state", state_name(status.state()).into()),
+        ("next fire", time(status.next_fire.as_ref()).unwrap_or_else(|| "-".into())),
+        ("last fire", time(status.last_fire.as_ref()).unwrap_or_else(|| "-".into())),
+        ("last outcome", outcome_name(status.last_outcome()).into()),
+        ("ticks", status.ticks.to_string()),
+        ("attempt", status.attempt.to_string()),
+        ("fired", status.fired.to_string()),
+        ("successes", status.successes.to_string()),
+        ("failures", status.failures.to_string()),
+        ("misfire", format!("{}{window}", misfire.catch_up.as_str())),
+    ];
+    for (name, value) in rows {
+        writeln!(out, "{:<14}{value}", format!("{name}:"))?;
+    }
+    Ok(())
+}
+
+fn write_history(records: &[WireRecord], json: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    let time = |t: Option<&prost_types::Timestamp>| t.map_or_else(|| "-".into(), wire_time);
+    let lateness =
+        |r: &WireRecord| wire_duration(r.lateness.as_ref()).map_or_else(|| "-".into(), |d| format!("{d:#}"));
+    if json {
+        for r in records {
+            let value = serde_json::json!({
+                "tick": time(r.tick.as_ref()),
+                "firedAt": time(r.fired_at.as_ref()),
+                "answeredAt": time(r.answered_at.as_ref()),
+                "attempt": r.attempt,
+                "outcome": outcome_name(r.outcome()),
+                "manual": r.manual,
+                "lateness": lateness(r),
+            });
+            writeln!(out, "{value}")?;
+        }
+        return Ok(());
+    }
+    let header = ["TICK", "FIRED AT", "ANSWERED AT", "ATTEMPT", "OUTCOME", "KIND", "LATENESS"];
+    let rows: Vec<[String; 7]> = records
+        .iter()
+        .map(|r| {
+            [
+                time(r.tick.as_ref()),
+                time(r.fired_at.as_ref()),
+                time(r.answered_at.as_ref()),
+                r.attempt.to_string(),
+                outcome_name(r.outcome()).into(),
+                if r.manual { "manual" } else { "scheduled" }.into(),
+                lateness(r),
+            ]
+        })
+        .collect();
+    write_columns(&header, &rows, out)?;
+    writeln!(out, "{} records", rows.len())?;
+    Ok(())
+}
+
+/// A table: the header, then each row, columns padded to their widest cell.
+fn write_columns<const N: usize>(
+    header: &[&str; N],
+    rows: &[[String; N]],
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
     let mut widths = header.map(str::len);
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -359,10 +672,10 @@ fn write_table(jobs: &[StoredJob], out: &mut dyn Write) -> std::io::Result<()> {
         s
     };
     writeln!(out, "{}", line(&header.map(String::from)))?;
-    for row in &rows {
+    for row in rows {
         writeln!(out, "{}", line(row))?;
     }
-    writeln!(out, "{} jobs", rows.len())
+    Ok(())
 }
 
 /// Control characters would break the table (names may hold any but a few); show them escaped.
@@ -397,6 +710,37 @@ struct Line {
     last_scheduled: Option<String>,
     attempts: u32,
     next_due: String,
+    /// A kairos extension (absent in older exports: Dapr's behaviour, every missed tick).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    misfire_policy: Option<MisfireLine>,
+    /// A kairos extension (absent in older exports: not paused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    paused: bool,
+    /// A kairos extension (absent in older exports: zero counters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    counters: Option<CountersLine>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct MisfireLine {
+    /// `all`, `once` or `skip`.
+    catch_up: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<DurationLine>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CountersLine {
+    fired: u64,
+    successes: u64,
+    failures: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_fire: Option<String>,
+    /// `success`, `failed`, `dropped` or `undeliverable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_outcome: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -495,6 +839,18 @@ impl Line {
             last_scheduled: job.progress.last_scheduled.map(|t| t.to_string()),
             attempts: job.progress.attempts,
             next_due: job.next_due.to_string(),
+            misfire_policy: spec.misfire_policy.map(|m| MisfireLine {
+                catch_up: m.catch_up.as_str().into(),
+                window: m.window.map(|d| DurationLine { seconds: d.as_secs(), nanos: d.subsec_nanos() }),
+            }),
+            paused: job.paused,
+            counters: (job.stats != JobStats::default()).then(|| CountersLine {
+                fired: job.stats.fired,
+                successes: job.stats.successes,
+                failures: job.stats.failures,
+                last_fire: job.stats.last_fired.map(|t| t.to_string()),
+                last_outcome: job.stats.last_outcome.map(|o| o.as_str().into()),
+            }),
         }
     }
 
@@ -535,6 +891,35 @@ impl Line {
                 jitter: kairos_core::Ratio::from_millionths(jitter_millionths),
             })),
         };
+        let misfire_policy = match self.misfire_policy {
+            None => None,
+            Some(m) => {
+                let policy = MisfirePolicy {
+                    catch_up: m.catch_up.parse().map_err(|e| anyhow::anyhow!("misfirePolicy: {e}"))?,
+                    window: m.window.map(duration).transpose()?,
+                };
+                policy.validate().map_err(|e| anyhow::anyhow!("misfirePolicy: {e}"))?;
+                Some(policy)
+            }
+        };
+        let stats = match self.counters {
+            None => JobStats::default(),
+            Some(c) => JobStats {
+                last_fired: c.last_fire.as_deref().map(|t| instant("counters.lastFire", t)).transpose()?,
+                last_outcome: match c.last_outcome.as_deref() {
+                    None => None,
+                    Some("success") => Some(TriggerOutcome::Success),
+                    Some("failed") => Some(TriggerOutcome::Failed),
+                    Some("dropped") => Some(TriggerOutcome::Dropped),
+                    Some("undeliverable") => Some(TriggerOutcome::Undeliverable),
+                    Some(other) => bail!("counters.lastOutcome {other:?} is not a known outcome"),
+                },
+                fired: c.fired,
+                successes: c.successes,
+                failures: c.failures,
+                records: 0,
+            },
+        };
         Ok(StoredJob {
             key: JobKey { namespace: self.namespace, owner, name: self.name },
             spec: JobSpec {
@@ -544,8 +929,7 @@ impl Line {
                 ttl: self.ttl,
                 data,
                 failure_policy,
-                // Not in the export format yet (phase 2 of issue 14).
-                misfire_policy: None,
+                misfire_policy,
             },
             created: instant("created", &self.created)?,
             incarnation: 0,
@@ -561,10 +945,10 @@ impl Line {
             next_due: instant("nextDue", &self.next_due)?,
             // An import is staged again by its partition if its app has no sidecar connected.
             staged: false,
-            // Not in the export format yet (phase 2 of issue 14): an import starts unpaused,
-            // with zero counters and no history.
-            paused: false,
-            stats: kairos_core::JobStats::default(),
+            paused: self.paused,
+            stats,
+            // History is not exported: an import starts with none.
+            manual: Vec::new(),
         })
     }
 }
@@ -576,7 +960,7 @@ fn instant(field: &str, text: &str) -> anyhow::Result<Timestamp> {
 fn duration(d: DurationLine) -> anyhow::Result<SignedDuration> {
     let mixed_sign = (d.seconds > 0 && d.nanos < 0) || (d.seconds < 0 && d.nanos > 0);
     if d.nanos.unsigned_abs() >= 1_000_000_000 || mixed_sign {
-        bail!("failurePolicy interval {}s {}ns is out of range", d.seconds, d.nanos);
+        bail!("duration {}s {}ns is out of range", d.seconds, d.nanos);
     }
     Ok(SignedDuration::new(d.seconds, d.nanos))
 }
@@ -600,6 +984,7 @@ mod tests {
             staged: false,
             paused: false,
             stats: kairos_core::JobStats::default(),
+            manual: Vec::new(),
         }
     }
 
@@ -630,12 +1015,46 @@ mod tests {
                 Progress::default(),
             ),
             job(JobSpec::default(), Progress::default()),
+            StoredJob {
+                paused: true,
+                stats: JobStats {
+                    last_fired: Some(Timestamp::new(1_700_000_005, 7).unwrap()),
+                    last_outcome: Some(TriggerOutcome::Dropped),
+                    fired: 9,
+                    successes: 4,
+                    failures: 5,
+                    records: 0,
+                },
+                ..job(
+                    JobSpec {
+                        schedule: Some("@every 1m".into()),
+                        misfire_policy: Some(MisfirePolicy {
+                            catch_up: kairos_core::CatchUp::Once,
+                            window: Some(SignedDuration::from_secs(3600)),
+                        }),
+                        ..JobSpec::default()
+                    },
+                    Progress::default(),
+                )
+            },
         ];
         for original in cases {
             let text = serde_json::to_string(&Line::of(&original)).unwrap();
             let back: Line = serde_json::from_str(&text).unwrap();
             assert_eq!(back.into_job().unwrap(), original, "{text}");
         }
+    }
+
+    #[test]
+    fn an_export_line_without_the_steering_fields_imports_unpaused_with_defaults() {
+        let old = r#"{"format":"kairos.jobs/v1","namespace":"ns","owner":{"app":"a"},"name":"j","schedule":"@every 1s","created":"2026-03-01T10:00:00Z","count":3,"attempts":0,"nextDue":"2026-03-01T10:00:04Z"}"#;
+        let job = serde_json::from_str::<Line>(old).unwrap().into_job().unwrap();
+        assert!(!job.paused);
+        assert_eq!(job.stats, JobStats::default());
+        assert_eq!(job.spec.misfire_policy, None);
+        let bad = format!(r#"{},"misfirePolicy":{{"catchUp":"sometimes"}}}}"#, &old[..old.len() - 1]);
+        let err = serde_json::from_str::<Line>(&bad).unwrap().into_job().unwrap_err();
+        assert!(err.to_string().contains("misfirePolicy"), "{err}");
     }
 
     #[test]

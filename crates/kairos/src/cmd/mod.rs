@@ -64,6 +64,15 @@ pub struct StoreArgs {
     /// store file, and counts in the scheduler's memory; the OS page cache serves the rest.
     #[arg(long, default_value = "128Mi", value_parser = kairos_sidecar::config::parse_byte_size)]
     pub store_cache_size: usize,
+    /// Trigger records kept per job (its history: `kairos jobs history`), 0 to 1000; each takes
+    /// at most 96 bytes in the store.
+    #[arg(long, default_value = "50", value_parser = parse_history_limit)]
+    pub history_limit: kairos_core::HistoryLimit,
+}
+
+fn parse_history_limit(text: &str) -> Result<kairos_core::HistoryLimit, String> {
+    let n: u64 = text.parse().map_err(|e| format!("{text:?} is not a count: {e}"))?;
+    kairos_core::HistoryLimit::new(n).map_err(|e| e.to_string())
 }
 
 impl StoreArgs {

@@ -89,6 +89,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             data_dir: args.store.data_dir()?,
             partitions: kairos_store::DEFAULT_PARTITIONS,
             cache_size: args.store.store_cache_size,
+            history: args.store.history_limit,
         };
         NodeConfig::Embedded { sidecar, store }
     } else {

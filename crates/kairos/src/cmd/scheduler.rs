@@ -113,6 +113,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             data_dir: args.store.data_dir()?,
             partitions: args.partitions,
             cache_size: args.store.store_cache_size,
+            history: args.store.history_limit,
         })
     } else {
         StoreConfig::Etcd(EtcdConfig {
@@ -121,6 +122,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             replica_id: args.replica_id,
             lease_ttl: args.lease_ttl,
             partitions: args.partitions,
+            history: args.store.history_limit,
         })
     };
     let described = store.describe();

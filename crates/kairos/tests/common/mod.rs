@@ -134,3 +134,47 @@ pub fn wait_log(kairos: &Kairos, needle: &str, limit: std::time::Duration) -> bo
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Runs `kairos jobs --scheduler SCHEDULER ARGS…` to completion.
+pub fn jobs_cli(scheduler: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(kairos_bin())
+        .arg("jobs")
+        .arg("--scheduler")
+        .arg(scheduler)
+        .args(args)
+        .env_remove("KAIROS_SCHEDULER")
+        .output()
+        .expect("run kairos jobs")
+}
+
+/// The stdout of a `kairos jobs` run that must have succeeded.
+pub fn ok(output: std::process::Output) -> String {
+    assert!(
+        output.status.success(),
+        "kairos jobs failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `kairos jobs VERB NAME --app-id APP [extra…]` (status, history, pause, resume, trigger), which
+/// must succeed; its stdout.
+pub fn steer(scheduler: &str, verb: &str, name: &str, app: &str, extra: &[&str]) -> String {
+    let mut args = vec![verb, name, "--app-id", app];
+    args.extend_from_slice(extra);
+    ok(jobs_cli(scheduler, &args))
+}
+
+/// `kairos jobs status NAME --app-id APP --json`.
+pub fn job_status(scheduler: &str, name: &str, app: &str) -> serde_json::Value {
+    serde_json::from_str(&steer(scheduler, "status", name, app, &["--json"])).unwrap()
+}
+
+/// `kairos jobs history NAME --app-id APP --json`: one record per line.
+pub fn job_history(scheduler: &str, name: &str, app: &str) -> Vec<serde_json::Value> {
+    steer(scheduler, "history", name, app, &["--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
