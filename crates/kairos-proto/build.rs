@@ -18,10 +18,13 @@ const PROTOS: &[&str] = &[
 /// reflection serves lists only Dapr's services.
 const ADMIN_PROTO: &str = "proto/kairos/admin/v1/admin.proto";
 
+/// kairos's steering service for apps (served by the sidecar): on its own too, for the same reason.
+const STEER_PROTO: &str = "proto/kairos/runtime/v1/steer.proto";
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=PROTOC");
-    for proto in PROTOS.iter().chain([&ADMIN_PROTO]) {
+    for proto in PROTOS.iter().chain([&ADMIN_PROTO, &STEER_PROTO]) {
         println!("cargo:rerun-if-changed={proto}");
     }
 
@@ -47,21 +50,43 @@ fn main() {
         .compile_with_config(config, PROTOS, &["proto"])
         .unwrap_or_else(|e| panic!("compiling the .proto files failed: {e}"));
 
-    let admin_dir = out_dir.join("admin");
-    std::fs::create_dir_all(&admin_dir).expect("create OUT_DIR/admin");
+    compile_own(
+        &out_dir,
+        ADMIN_PROTO,
+        "admin",
+        &[(".dapr.proto.scheduler.v1", "crate::scheduler"), (".dapr.proto.common.v1", "crate::common")],
+    );
+    compile_own(
+        &out_dir,
+        STEER_PROTO,
+        "steer",
+        &[
+            (".dapr.proto.runtime.v1", "crate::runtime"),
+            (".dapr.proto.scheduler.v1", "crate::scheduler"),
+            (".dapr.proto.common.v1", "crate::common"),
+            (".kairos.admin.v1", "crate::admin"),
+        ],
+    );
+}
+
+/// Compiles one of kairos's own protos on its own, into `OUT_DIR/<name>` (a run would otherwise
+/// overwrite the Dapr packages' files) with its own descriptor set, the packages it imports
+/// taken from the modules already generated.
+fn compile_own(out_dir: &Path, proto: &str, name: &str, extern_paths: &[(&str, &str)]) {
+    let dir = out_dir.join(name);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create OUT_DIR/{name}: {e}"));
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(find_protoc().expect("found above"));
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
-        .generate_default_stubs(true)
-        .extern_path(".dapr.proto.scheduler.v1", "crate::scheduler")
-        .extern_path(".dapr.proto.common.v1", "crate::common")
-        // Its own directory: this run would otherwise overwrite the Dapr packages' files.
-        .out_dir(&admin_dir)
-        .file_descriptor_set_path(out_dir.join("kairos_admin_descriptor.bin"))
-        .compile_with_config(config, &[ADMIN_PROTO], &["proto"])
-        .unwrap_or_else(|e| panic!("compiling {ADMIN_PROTO} failed: {e}"));
+    let mut builder =
+        tonic_prost_build::configure().build_client(true).build_server(true).generate_default_stubs(true);
+    for (proto_path, rust_path) in extern_paths {
+        builder = builder.extern_path(*proto_path, *rust_path);
+    }
+    builder
+        .out_dir(&dir)
+        .file_descriptor_set_path(out_dir.join(format!("kairos_{name}_descriptor.bin")))
+        .compile_with_config(config, &[proto], &["proto"])
+        .unwrap_or_else(|e| panic!("compiling {proto} failed: {e}"));
 }
 
 /// `PROTOC` if set (it must then exist), else `protoc` on PATH, else `/usr/bin/protoc`.

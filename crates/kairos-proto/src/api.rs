@@ -17,6 +17,13 @@ use futures::Stream;
 use tonic::Status;
 use tonic::codegen::BoxStream;
 
+use crate::admin::admin_client::AdminClient;
+use crate::admin::admin_server::Admin;
+use crate::admin::{
+    GetJobHistoryRequest, GetJobHistoryResponse, GetJobStatusRequest, GetJobStatusResponse,
+    ListJobStatusRequest, ListJobStatusResponse, PauseJobRequest, PauseJobResponse, ResumeJobRequest,
+    ResumeJobResponse, TriggerJobRequest, TriggerJobResponse,
+};
 use crate::scheduler::scheduler_client::SchedulerClient;
 use crate::scheduler::scheduler_server::Scheduler;
 use crate::scheduler::{
@@ -239,6 +246,87 @@ impl<T: SchedulerApi + ?Sized> Scheduler for SchedulerGrpc<T> {
             .await
             .map(tonic::Response::new)
             .map_err(bounded_status)
+    }
+}
+
+/// The steering RPCs of `kairos.admin.v1.Admin` (status, history, pause, resume, trigger,
+/// list with status): what a sidecar needs to let its app steer its own jobs. Implemented by the
+/// Admin gRPC client (a remote kairos scheduler) and, through [`AdminInProcess`], by any Admin
+/// service in the same process (`kairos run`). An upstream Dapr scheduler has no Admin service:
+/// every call then fails with UNIMPLEMENTED.
+#[async_trait]
+pub trait SteerApi: Send + Sync + fmt::Debug + 'static {
+    async fn get_job_status(&self, request: GetJobStatusRequest) -> Result<GetJobStatusResponse, Status>;
+    async fn get_job_history(&self, request: GetJobHistoryRequest) -> Result<GetJobHistoryResponse, Status>;
+    async fn pause_job(&self, request: PauseJobRequest) -> Result<PauseJobResponse, Status>;
+    async fn resume_job(&self, request: ResumeJobRequest) -> Result<ResumeJobResponse, Status>;
+    async fn trigger_job(&self, request: TriggerJobRequest) -> Result<TriggerJobResponse, Status>;
+    async fn list_job_status(&self, request: ListJobStatusRequest) -> Result<ListJobStatusResponse, Status>;
+}
+
+#[async_trait]
+impl<T> SteerApi for AdminClient<T>
+where
+    T: tonic::client::GrpcService<tonic::body::Body> + Clone + fmt::Debug + Send + Sync + 'static,
+    T::Future: Send,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    async fn get_job_status(&self, request: GetJobStatusRequest) -> Result<GetJobStatusResponse, Status> {
+        Ok(AdminClient::get_job_status(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn get_job_history(&self, request: GetJobHistoryRequest) -> Result<GetJobHistoryResponse, Status> {
+        Ok(AdminClient::get_job_history(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn pause_job(&self, request: PauseJobRequest) -> Result<PauseJobResponse, Status> {
+        Ok(AdminClient::pause_job(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn resume_job(&self, request: ResumeJobRequest) -> Result<ResumeJobResponse, Status> {
+        Ok(AdminClient::resume_job(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn trigger_job(&self, request: TriggerJobRequest) -> Result<TriggerJobResponse, Status> {
+        Ok(AdminClient::trigger_job(&mut self.clone(), request).await?.into_inner())
+    }
+
+    async fn list_job_status(&self, request: ListJobStatusRequest) -> Result<ListJobStatusResponse, Status> {
+        Ok(AdminClient::list_job_status(&mut self.clone(), request).await?.into_inner())
+    }
+}
+
+/// An `kairos.admin.v1.Admin` service in this process, called without the network (no token:
+/// the sidecar in front of it checks its app's).
+#[derive(Debug)]
+pub struct AdminInProcess<T>(pub Arc<T>);
+
+#[async_trait]
+impl<T: Admin + fmt::Debug> SteerApi for AdminInProcess<T> {
+    async fn get_job_status(&self, request: GetJobStatusRequest) -> Result<GetJobStatusResponse, Status> {
+        Ok(self.0.get_job_status(tonic::Request::new(request)).await?.into_inner())
+    }
+
+    async fn get_job_history(&self, request: GetJobHistoryRequest) -> Result<GetJobHistoryResponse, Status> {
+        Ok(self.0.get_job_history(tonic::Request::new(request)).await?.into_inner())
+    }
+
+    async fn pause_job(&self, request: PauseJobRequest) -> Result<PauseJobResponse, Status> {
+        Ok(self.0.pause_job(tonic::Request::new(request)).await?.into_inner())
+    }
+
+    async fn resume_job(&self, request: ResumeJobRequest) -> Result<ResumeJobResponse, Status> {
+        Ok(self.0.resume_job(tonic::Request::new(request)).await?.into_inner())
+    }
+
+    async fn trigger_job(&self, request: TriggerJobRequest) -> Result<TriggerJobResponse, Status> {
+        Ok(self.0.trigger_job(tonic::Request::new(request)).await?.into_inner())
+    }
+
+    async fn list_job_status(&self, request: ListJobStatusRequest) -> Result<ListJobStatusResponse, Status> {
+        Ok(self.0.list_job_status(tonic::Request::new(request)).await?.into_inner())
     }
 }
 

@@ -606,7 +606,10 @@ pub fn duration_to_string(d: &prost_types::Duration) -> Result<String, JsonError
 }
 
 /// protojson's Timestamp: RFC 3339 in UTC, years 0001–9999, with 0, 3, 6 or 9 fraction digits.
-fn timestamp_to_string(t: &prost_types::Timestamp) -> Result<String, JsonError> {
+///
+/// # Errors
+/// [`JsonError`] for a time outside protojson's range.
+pub fn timestamp_to_string(t: &prost_types::Timestamp) -> Result<String, JsonError> {
     // 0001-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z
     if !(-62_135_596_800..=253_402_300_799).contains(&t.seconds) {
         return Err(JsonError(format!(

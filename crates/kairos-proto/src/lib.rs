@@ -3,7 +3,8 @@
 //! servers generated from them. It covers the sidecar's Jobs API (`dapr.proto.runtime.v1.Dapr`),
 //! the app callbacks (`AppCallback`, `AppCallbackAlpha`, `AppCallbackHealthCheck`), the
 //! Scheduler control plane (`dapr.proto.scheduler.v1.Scheduler`) and the shared
-//! `dapr.proto.common.v1` messages, plus kairos's own operator service (`kairos.admin.v1`), and
+//! `dapr.proto.common.v1` messages, plus kairos's own operator service (`kairos.admin.v1`) and app steering service
+//! (`kairos.runtime.v1`), and
 //! [`json`], the one protojson codec (`google.protobuf.Value` both ways, well-known `Any`s out)
 //! that the sidecar and the SDK share; also what every gRPC server and client of kairos shares
 //! around the messages: the API-token check and the interceptor that sends one ([`auth`]), and
@@ -50,6 +51,15 @@ pub mod kairos {
             include!(concat!(env!("OUT_DIR"), "/admin/kairos.admin.v1.rs"));
         }
     }
+
+    /// `kairos.runtime.v1`.
+    pub mod runtime {
+        /// The sidecar's steering service: an app's own jobs' status, history, pause, resume,
+        /// trigger-now and a filtered list.
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/steer/kairos.runtime.v1.rs"));
+        }
+    }
 }
 
 pub mod api;
@@ -62,6 +72,7 @@ pub use dapr::proto::common::v1 as common;
 pub use dapr::proto::runtime::v1 as runtime;
 pub use dapr::proto::scheduler::v1 as scheduler;
 pub use kairos::admin::v1 as admin;
+pub use kairos::runtime::v1 as steer;
 
 /// The encoded `google.protobuf.FileDescriptorSet` of every file above (and the well-known
 /// types they import), for gRPC server reflection.

@@ -14,6 +14,7 @@ use kairos_proto::runtime::{
     DeleteJobRequest, DeleteJobsByPrefixRequest, DeleteJobsByPrefixRequestAlpha1, GetJobRequest,
     ListJobsRequest, ListJobsRequestAlpha1, ScheduleJobRequest,
 };
+use kairos_proto::steer::steering_client::SteeringClient;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -260,6 +261,8 @@ pub(crate) fn endpoint_uri(endpoint: &str) -> Result<String, Error> {
 #[derive(Clone)]
 pub struct Client {
     grpc: DaprClient<Channel>,
+    /// kairos's steering service, on the same channel.
+    pub(crate) steer: SteeringClient<Channel>,
     token: Option<AsciiMetadataValue>,
     endpoint: String,
 }
@@ -324,7 +327,12 @@ impl Client {
                 })
             })
             .transpose()?;
-        Ok(Client { grpc: DaprClient::new(channel), token, endpoint: String::new() })
+        Ok(Client {
+            grpc: DaprClient::new(channel.clone()),
+            steer: SteeringClient::new(channel),
+            token,
+            endpoint: String::new(),
+        })
     }
 
     /// The `http://host:port` this client dialled (empty for [`Client::from_channel`]).
@@ -470,7 +478,7 @@ impl Client {
     }
 
     /// `message` with the API token attached.
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         if let Some(token) = &self.token {
             request.metadata_mut().insert(API_TOKEN_HEADER, token.clone());

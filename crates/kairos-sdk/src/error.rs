@@ -135,6 +135,12 @@ impl Error {
         }
     }
 
+    /// The sidecar (a Dapr one) or its scheduler (an upstream Dapr one) does not offer the
+    /// call: kairos's steering calls answer UNIMPLEMENTED there.
+    pub fn is_unsupported(&self) -> bool {
+        self.code() == Some(Code::Unimplemented)
+    }
+
     /// The sidecar refused the call's `dapr-api-token` (or its absence).
     pub fn is_unauthenticated(&self) -> bool {
         self.code() == Some(Code::Unauthenticated)

@@ -10,6 +10,11 @@
 //!   receive fired jobs, dispatching each by job name to a handler added with
 //!   [`JobEventService::add_job_event_handler`] and enforcing `APP_API_TOKEN`.
 //!
+//! * kairos extensions, for a kairos sidecar (a Dapr sidecar ignores or refuses them):
+//!   [`MisfirePolicy`] and [`FailurePolicy::Exponential`] on [`Job`], and steering the app's own
+//!   jobs ([`steer`]: [`Client::job_status`], [`Client::job_history`], [`Client::pause_job`],
+//!   [`Client::resume_job`], [`Client::trigger_job`], [`Client::list_job_status`]).
+//!
 //! JSON payloads travel as `google.protobuf.Value`-typed `Any`s, like jobs scheduled over HTTP;
 //! [`JobEvent::data_json`] also reads raw JSON text as other SDKs send it ([`data`] explains the
 //! choice).
@@ -48,9 +53,13 @@ pub mod data;
 pub mod error;
 pub mod job;
 pub mod service;
+pub mod steer;
 
 pub use client::{API_TOKEN_HEADER, Client, ClientConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_GRPC_PORT};
 pub use data::{DataError, JobData, VALUE_TYPE_URL};
 pub use error::Error;
-pub use job::{FailurePolicy, Job};
+pub use job::{CatchUp, Exponential, FailurePolicy, Job, MisfirePolicy};
 pub use service::{CallbackMethod, HandlerError, HandlerFuture, JobEvent, JobEventHandler, JobEventService};
+pub use steer::{
+    JobState, JobStatus, JobWithStatus, StatusFilter, StatusPage, TriggerOutcome, TriggerRecord,
+};

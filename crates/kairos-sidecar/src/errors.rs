@@ -150,6 +150,72 @@ pub enum ApiError {
     /// The API token is missing or wrong.
     #[error("{}", .0.message())]
     Unauthenticated(AuthFailure),
+    /// A steering request (kairos extension) that cannot be served as given: a bad query
+    /// parameter or filter.
+    #[error("invalid request: {0}")]
+    InvalidSteerRequest(String),
+    /// A steering call (kairos extension) failed in the scheduler: the job is unknown to this
+    /// app, the scheduler offers no steering (an upstream Dapr scheduler), or another failure.
+    #[error("failed to {op} due to: {reason}", op = .0, reason = steer_reason(.1))]
+    Steer(SteerOp, SchedulerFailure),
+}
+
+/// The steering calls, for their error messages and codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerOp {
+    Status,
+    History,
+    Pause,
+    Resume,
+    Trigger,
+    List,
+}
+
+impl SteerOp {
+    /// The `errorCode` of a failure of this call that has no more specific code.
+    pub fn error_code(self) -> &'static str {
+        match self {
+            SteerOp::Status => "KAIROS_JOB_STATUS",
+            SteerOp::History => "KAIROS_JOB_HISTORY",
+            SteerOp::Pause => "KAIROS_JOB_PAUSE",
+            SteerOp::Resume => "KAIROS_JOB_RESUME",
+            SteerOp::Trigger => "KAIROS_JOB_TRIGGER",
+            SteerOp::List => "KAIROS_LIST_JOB_STATUS",
+        }
+    }
+}
+
+impl fmt::Display for SteerOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SteerOp::Status => "get job status",
+            SteerOp::History => "get job history",
+            SteerOp::Pause => "pause job",
+            SteerOp::Resume => "resume job",
+            SteerOp::Trigger => "trigger job",
+            SteerOp::List => "list job status",
+        })
+    }
+}
+
+/// Error code of a steering call to a job this app does not have (404).
+pub const JOB_NOT_FOUND: &str = "KAIROS_JOB_NOT_FOUND";
+/// Error code of a steering call the scheduler does not offer (501): an upstream Dapr
+/// scheduler, or a kairos scheduler without its Admin service.
+pub const STEERING_UNAVAILABLE: &str = "KAIROS_STEERING_UNAVAILABLE";
+/// Error code of a steering request refused as given (400).
+pub const INVALID_STEER_REQUEST: &str = "KAIROS_INVALID_REQUEST";
+
+/// The scheduler failure of a steering call, said plainly when the scheduler has no steering.
+fn steer_reason(failure: &SchedulerFailure) -> String {
+    if failure.code() == Code::Unimplemented {
+        format!(
+            "the scheduler does not offer job steering (kairos.admin.v1.Admin; an upstream Dapr \
+             scheduler has none): {failure}"
+        )
+    } else {
+        failure.to_string()
+    }
 }
 
 /// Which body an error is written as over HTTP.
@@ -219,6 +285,23 @@ impl ApiError {
             }
             E::ListJobs(_) => row(500, "DAPR_SCHEDULER_LIST_JOBS", Code::Internal, KIT),
             E::EncodeResponse(_) => row(500, "ERR_INTERNAL", Code::Internal, ErrorShape::Legacy),
+            E::InvalidSteerRequest(_) => {
+                row(400, INVALID_STEER_REQUEST, Code::InvalidArgument, ErrorShape::Legacy)
+            }
+            E::Steer(op, failure) => {
+                let code = match failure.code() {
+                    Code::Unknown | Code::Ok => Code::Internal,
+                    code => code,
+                };
+                let http = if failure.is_store_full() { 507 } else { http_status_from_code(code) };
+                let error_code = match code {
+                    Code::NotFound => JOB_NOT_FOUND,
+                    Code::Unimplemented => STEERING_UNAVAILABLE,
+                    Code::InvalidArgument => INVALID_STEER_REQUEST,
+                    _ => op.error_code(),
+                };
+                row(http, error_code, code, ErrorShape::Legacy)
+            }
             E::Unauthenticated(_) => ErrorRow {
                 http_status: 401,
                 error_code: None,

@@ -1,5 +1,6 @@
 //! The HTTP Jobs API (spec §2): `POST|GET|DELETE /v1.0/jobs/{name}` and the same under
-//! `/v1.0-alpha1`, plus the health routes the SDKs poll.
+//! `/v1.0-alpha1`, plus the health routes the SDKs poll, and kairos's steering routes under
+//! `/v1.0-kairos` ([`crate::http_steer`]), behind the same token.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/v1.0-alpha1/jobs/{name}", get(get_job).post(schedule_job).delete(delete_job))
         .route("/v1.0/metadata", get(get_metadata))
         .route("/v1.0/metadata/{key}", put(put_metadata))
+        .merge(crate::http_steer::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/v1.0/healthz", get(healthz))
@@ -53,7 +55,7 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-fn error_response(state: &HttpState, err: &ApiError) -> Response {
+pub(crate) fn error_response(state: &HttpState, err: &ApiError) -> Response {
     let (status, body) = err.http_body(state.jobs.app_id(), state.jobs.namespace());
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(err.content_type()))], body).into_response()
@@ -72,9 +74,9 @@ async fn require_token(State(state): State<Arc<HttpState>>, request: Request, ne
 /// The job name of the URL. A name that does not decode to UTF-8 (`%FF`) can never be a job's
 /// name; it is refused the way the scheduler refuses a bad name, with the route's Dapr error
 /// code, rather than axum's plain-text 400.
-fn url_name(
+pub(crate) fn url_name(
     name: Result<Path<String>, PathRejection>,
-    refuse: fn(SchedulerFailure) -> ApiError,
+    refuse: impl FnOnce(SchedulerFailure) -> ApiError,
 ) -> Result<String, ApiError> {
     name.map(|Path(name)| name).map_err(|rejection| {
         refuse(SchedulerFailure::Status(SchedulerStatus::new(

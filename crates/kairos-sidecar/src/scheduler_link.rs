@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use kairos_core::Backoff;
-use kairos_proto::api::{ApiStream, SchedulerApi};
+use kairos_proto::admin::admin_client::AdminClient;
+use kairos_proto::api::{ApiStream, SchedulerApi, SteerApi};
 use kairos_proto::auth::{AddToken, TokenScheme};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
@@ -61,11 +62,19 @@ struct LinkInner {
     tls_ca: Option<Arc<ClientTls>>,
     /// How long in-flight deliveries may finish after a stop, in milliseconds.
     grace_ms: AtomicU64,
-    /// Current APIs for CRUD, by address (one entry, "", in process).
-    apis: Mutex<Vec<(String, Arc<dyn SchedulerApi>)>>,
+    /// Current APIs for CRUD and steering, by address (one entry, "", in process).
+    apis: Mutex<Vec<Host>>,
     next: AtomicUsize,
     /// How many times a `WatchJobs` stream opened (any host), for [`SchedulerLink::streams_opened`].
     opened: watch::Sender<u64>,
+}
+
+/// One scheduler host: its Scheduler API and, when it offers one, its steering (Admin) API.
+#[derive(Debug, Clone)]
+struct Host {
+    address: String,
+    api: Arc<dyn SchedulerApi>,
+    steer: Option<Arc<dyn SteerApi>>,
 }
 
 #[derive(Debug)]
@@ -87,6 +96,9 @@ pub enum LinkError {
     /// A scheduler API token that is not valid as gRPC metadata (e.g. a newline in it).
     #[error("the scheduler API token contains characters that cannot be sent as gRPC metadata")]
     BadToken,
+    /// The scheduler in this process was given without a steering API.
+    #[error("the scheduler does not offer job steering")]
+    NoSteering,
 }
 
 impl SchedulerLink {
@@ -95,9 +107,15 @@ impl SchedulerLink {
         Self::with(Mode::Disabled, Vec::new())
     }
 
-    /// The scheduler service in this process.
+    /// The scheduler service in this process, without steering (steering calls fail as they do
+    /// against an upstream scheduler).
     pub fn in_process(api: Arc<dyn SchedulerApi>) -> Self {
-        Self::with(Mode::InProcess, vec![(String::new(), api)])
+        Self::with(Mode::InProcess, vec![Host { address: String::new(), api, steer: None }])
+    }
+
+    /// The scheduler service in this process, with its steering API (`kairos run`).
+    pub fn in_process_with_steering(api: Arc<dyn SchedulerApi>, steer: Arc<dyn SteerApi>) -> Self {
+        Self::with(Mode::InProcess, vec![Host { address: String::new(), api, steer: Some(steer) }])
     }
 
     /// Remote schedulers at `addresses` (`host:port`, or a URI); connections are made lazily.
@@ -141,7 +159,7 @@ impl SchedulerLink {
         let auth = AddToken::new(TokenScheme::Bearer, token.as_deref()).map_err(|_| LinkError::BadToken)?;
         let mut apis = Vec::new();
         for address in &configured {
-            apis.push((address.clone(), connect_lazy(address, auth.clone(), tls_ca.as_ref())?));
+            apis.push(connect_lazy(address, auth.clone(), tls_ca.as_ref())?);
         }
         let mut link = Self::with(Mode::Remote { configured }, apis);
         if let Some(inner) = Arc::get_mut(&mut link.inner) {
@@ -163,7 +181,7 @@ impl SchedulerLink {
         Duration::from_millis(self.inner.grace_ms.load(Ordering::Relaxed))
     }
 
-    fn with(mode: Mode, apis: Vec<(String, Arc<dyn SchedulerApi>)>) -> Self {
+    fn with(mode: Mode, apis: Vec<Host>) -> Self {
         SchedulerLink {
             inner: Arc::new(LinkInner {
                 mode,
@@ -182,12 +200,25 @@ impl SchedulerLink {
     /// # Errors
     /// [`LinkError::Disabled`] when there is no scheduler.
     pub fn api(&self) -> Result<Arc<dyn SchedulerApi>, LinkError> {
+        self.host().map(|host| host.api)
+    }
+
+    /// A steering API for one call, rotating over the known hosts (any replica answers).
+    ///
+    /// # Errors
+    /// [`LinkError::Disabled`] when there is no scheduler; [`LinkError::NoSteering`] when the
+    /// scheduler in this process has no steering API.
+    pub fn steer(&self) -> Result<Arc<dyn SteerApi>, LinkError> {
+        self.host()?.steer.ok_or(LinkError::NoSteering)
+    }
+
+    fn host(&self) -> Result<Host, LinkError> {
         let apis = self.inner.apis.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if apis.is_empty() {
             return Err(LinkError::Disabled);
         }
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % apis.len();
-        Ok(apis[i].1.clone())
+        Ok(apis[i].clone())
     }
 
     /// The remote schedulers CRUD calls currently go to (from `WatchHosts`, else as configured);
@@ -197,7 +228,7 @@ impl SchedulerLink {
             return Vec::new();
         }
         let apis = self.inner.apis.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        apis.iter().map(|(address, _)| address.clone()).collect()
+        apis.iter().map(|host| host.address.clone()).collect()
     }
 
     /// Counts the `WatchJobs` streams opened so far (to any host; reopenings included): the
@@ -275,14 +306,15 @@ impl SchedulerLink {
             });
             let mut apis = Vec::new();
             for address in &hosts {
-                let api = match connect_lazy(address, auth.clone(), tls_ca.as_ref()) {
-                    Ok(api) => api,
+                let host = match connect_lazy(address, auth.clone(), tls_ca.as_ref()) {
+                    Ok(host) => host,
                     Err(err) => {
                         tracing::warn!(%err, "skipping scheduler host");
                         continue;
                     }
                 };
-                apis.push((address.clone(), api.clone()));
+                let api = host.api.clone();
+                apis.push(host);
                 if let Some((initial, handler)) = &jobs
                     && !streams.contains_key(address)
                 {
@@ -311,11 +343,9 @@ impl SchedulerLink {
     }
 }
 
-fn connect_lazy(
-    address: &str,
-    auth: AddToken,
-    tls_ca: Option<&Arc<ClientTls>>,
-) -> Result<Arc<dyn SchedulerApi>, LinkError> {
+/// The Scheduler and Admin clients of `address`, over one lazily connected channel (a kairos
+/// scheduler serves both on its gRPC port; an upstream one answers Admin calls UNIMPLEMENTED).
+fn connect_lazy(address: &str, auth: AddToken, tls_ca: Option<&Arc<ClientTls>>) -> Result<Host, LinkError> {
     // Over TLS the connector does the handshake (with the current, reloading configuration),
     // so tonic sees a plain `http` endpoint.
     let bare = address.split_once("://").map_or(address, |(_, rest)| rest);
@@ -338,10 +368,13 @@ fn connect_lazy(
         Some(tls) => endpoint.connect_with_connector_lazy(TlsConnector::new(Arc::clone(tls))),
         None => endpoint.connect_lazy(),
     };
+    let steer = AdminClient::with_interceptor(channel.clone(), auth.clone())
+        .max_decoding_message_size(usize::MAX)
+        .max_encoding_message_size(usize::MAX);
     let client = SchedulerClient::with_interceptor(channel, auth)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX);
-    Ok(Arc::new(client))
+    Ok(Host { address: address.to_owned(), api: Arc::new(client), steer: Some(Arc::new(steer)) })
 }
 
 /// Sends the host list whenever a scheduler reports it; falls back to the configured list when
@@ -365,7 +398,7 @@ async fn watch_hosts(
         let address = &address;
         i += 1;
         let stream = match connect_lazy(address, auth.clone(), tls_ca.as_ref()) {
-            Ok(api) => api.watch_hosts().await,
+            Ok(host) => host.api.watch_hosts().await,
             Err(err) => Err(tonic::Status::invalid_argument(err.to_string())),
         };
         match stream {

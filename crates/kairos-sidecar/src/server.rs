@@ -13,6 +13,7 @@ use kairos_proto::runtime::dapr_server::DaprServer;
 use kairos_proto::scheduler::{
     JobTargetType, WatchJobsRequestInitial, WatchJobsRequestResultStatus, WatchJobsResponse,
 };
+use kairos_proto::steer::steering_server::SteeringServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::app_channel::{AppChannel, AppChannelConfig, AppChannelError};
 use crate::errors::AuthFailure;
 use crate::grpc_api::DaprJobsService;
+use crate::grpc_steer::SteeringService;
 use crate::health::{AppHealthConfig, AppProbe, run_streams_while_healthy, watch_app_health};
 use crate::http_api::{HttpState, router};
 use crate::job_metrics::JobMetrics;
@@ -256,16 +258,24 @@ impl Sidecar {
         let grpc_stop = stop.clone();
         let grpc_tls = tls.map(|(_, identity)| identity.grpc_server_config());
         let max = config.max_body_size;
+        let token_check = TokenCheck::new(
+            TokenScheme::DaprApiToken,
+            config.api_token.as_deref(),
+            AuthFailure::Missing.message(),
+            AuthFailure::Mismatch.message(),
+        );
+        // kairos's steering service, on the same port and behind the same token.
+        let steering = InterceptedService::new(
+            SteeringServer::new(SteeringService::new(jobs.clone()))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(usize::MAX),
+            token_check.clone(),
+        );
         let dapr = InterceptedService::new(
             DaprServer::new(DaprJobsService::new(jobs).with_metadata(metadata))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
-            TokenCheck::new(
-                TokenScheme::DaprApiToken,
-                config.api_token.as_deref(),
-                AuthFailure::Missing.message(),
-                AuthFailure::Mismatch.message(),
-            ),
+            token_check,
         );
         tasks.push(tokio::spawn(async move {
             let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -293,6 +303,7 @@ impl Sidecar {
                 .add_service(health)
                 .add_optional_service(reflection.ok())
                 .add_service(dapr)
+                .add_service(steering)
                 .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
                 .await;
             if let Err(err) = served {

@@ -25,3 +25,39 @@ pub fn status_by_name(name: &str) -> StatusCode {
         StatusCode::OK
     }
 }
+
+/// What an app served by [`serve_job_counter`] received: deliveries counted by job name.
+#[derive(Debug, Clone, Default)]
+pub struct JobCounter {
+    received: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, usize>>>,
+}
+
+impl JobCounter {
+    /// Deliveries of job `name` so far.
+    pub fn count(&self, name: &str) -> usize {
+        self.received
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// Serves an HTTP app on a port-0 loopback port whose `POST /job/{name}` counts the delivery and
+/// answers as [`status_by_name`]; returns the port and the counts.
+///
+/// # Panics
+/// When no port can be bound (it is for tests).
+pub async fn serve_job_counter() -> (u16, JobCounter) {
+    use axum::extract::{Path, State};
+    async fn on_job(State(app): State<JobCounter>, Path(name): Path<String>) -> StatusCode {
+        let status = status_by_name(&name);
+        *app.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(name).or_default() += 1;
+        status
+    }
+    let app = JobCounter::default();
+    let router =
+        axum::Router::new().route("/job/{name}", axum::routing::post(on_job)).with_state(app.clone());
+    (serve(router).await, app)
+}

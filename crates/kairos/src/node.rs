@@ -18,7 +18,7 @@ use etcd_client::ConnectOptions;
 use kairos_core::HistoryLimit;
 use kairos_core::{Clock, SystemClock};
 use kairos_engine::{Engine, EngineConfig};
-use kairos_proto::api::SchedulerApi;
+use kairos_proto::api::{AdminInProcess, SchedulerApi, SteerApi};
 use kairos_scheduler::cluster::{Cluster, ClusterConfig};
 use kairos_scheduler::{SchedulerService, ServeOptions, TlsIdentity};
 use kairos_sidecar::scheduler_link::SchedulerLink;
@@ -224,7 +224,10 @@ impl Node {
                 // The app's health check then also says when the store is full or corrupt.
                 sidecar.readiness = Some(Arc::new(ops::EmbeddedStoreReadiness(embedded.clone())));
                 let api: Arc<dyn SchedulerApi> = embedded.clone();
-                let link = SchedulerLink::in_process(api);
+                // The app's steering calls go to the same engine's Admin service, in process.
+                let admin = kairos_scheduler::admin::AdminService::new(embedded.engine().clone());
+                let steer: Arc<dyn SteerApi> = Arc::new(AdminInProcess(Arc::new(admin)));
+                let link = SchedulerLink::in_process_with_steering(api, steer);
                 let sidecar = Sidecar::start_on(sidecar, link.clone(), http, grpc)
                     .context("cannot start the sidecar")?;
                 (addresses.http, addresses.grpc) = (Some(sidecar.http_addr()), Some(sidecar.grpc_addr()));
