@@ -254,7 +254,15 @@ async fn kairos_sdk_steers_jobs_under_kairos_run() {
 
     client.trigger_job("beat").await.unwrap();
     wait_until("the triggered delivery", 15, || app.count("beat") > paused_at).await;
-    let history = client.job_history("beat", None).await.unwrap();
+    // The record is written once the app's answer is in, a moment after the delivery.
+    let deadline = kairos_testing::process::now() + Duration::from_secs(15);
+    let history = loop {
+        let history = client.job_history("beat", None).await.unwrap();
+        if history.iter().any(|r| r.manual) || kairos_testing::process::now() > deadline {
+            break history;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(history.iter().filter(|r| r.manual).count(), 1, "{history:?}");
     assert_eq!(client.job_history("beat", Some(1)).await.unwrap().len(), 1);
 
