@@ -1,35 +1,68 @@
 //! One page of jobs for the jobs page, read from the store's indexes, never the whole store.
 //!
 //! * By next fire ([`Sort::Next`]): a merge of the partitions' due indexes. Each partition is
-//!   read a few jobs at a time ([`FIRST_CHUNK`], then [`REFILL_CHUNK`] for the partitions the
-//!   page keeps drawing from), so a page costs about `partitions × FIRST_CHUNK` job reads
+//!   read a few jobs at a time (its share of the page, at least [`FIRST_CHUNK`], then
+//!   [`REFILL_CHUNK`] for the partitions the page keeps drawing from), so a page costs one read
+//!   per partition and about `partitions × FIRST_CHUNK` decoded jobs
 //!   whatever the store holds. Staged jobs sit in the staged index, not the due index: they are
 //!   listed by name only.
 //! * By name ([`Sort::Name`]): one owner's jobs from the name index (seeking to the prefix) when
 //!   namespace and app are given, else every job in key order.
 //!
-//! Filters are applied while reading; a page reads at most `budget` jobs and then stops with a
-//! cursor to continue from, so a filter that matches little never turns one request into a scan
-//! of the store.
+//! Filters are applied while reading; a page reads at most [`Budget::jobs`] jobs, for at most
+//! [`Budget::time`], and then stops with a cursor to continue from, so a filter that matches
+//! little never turns one request into a scan of the store.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 
 use futures::StreamExt;
+use jiff::SignedDuration;
 use jiff::Timestamp;
-use kairos_core::{JobKey, JobState, JobStatus, Owner};
+use kairos_core::{Clock, JobKey, JobState, JobStatus, Owner};
 use kairos_store::keys::{decode_key, encode_key};
 use kairos_store::{DueCursor, JobStore, StoreError, StoredJob};
 
 use crate::html::{hex, unhex};
 
 /// Jobs read from each partition's due index to start a page.
-pub const FIRST_CHUNK: usize = 8;
+pub const FIRST_CHUNK: usize = 2;
 /// Jobs read from a partition whose first ones the page used up.
-pub const REFILL_CHUNK: usize = 64;
+pub const REFILL_CHUNK: usize = 32;
 /// Partitions read at once.
 const PARALLEL_READS: usize = 16;
+
+/// How much one page may read before it stops with a cursor.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget<'a> {
+    /// Most jobs read.
+    pub jobs: usize,
+    /// Longest time spent reading (checked every [`CHECK_EVERY`] jobs).
+    pub time: SignedDuration,
+    pub clock: &'a dyn Clock,
+}
+
+/// Jobs read between two looks at the clock.
+const CHECK_EVERY: usize = 128;
+
+struct Spending<'a> {
+    budget: Budget<'a>,
+    until: Timestamp,
+}
+
+impl Spending<'_> {
+    fn new(budget: Budget<'_>) -> Spending<'_> {
+        let now = budget.clock.now();
+        Spending { budget, until: now.checked_add(budget.time).unwrap_or(now) }
+    }
+
+    /// Whether a page that has read `scanned` jobs must stop.
+    fn spent(&self, scanned: usize) -> bool {
+        scanned >= self.budget.jobs
+            || (scanned.is_multiple_of(CHECK_EVERY) && self.budget.clock.now() >= self.until)
+    }
+}
 
 /// Which jobs a page shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,7 +138,7 @@ pub fn status_of(job: &StoredJob) -> JobStatus {
 }
 
 /// One page of at most `limit` jobs matching `filter`, in `sort` order, after `cursor` (from a
-/// previous [`Page::next`]), reading at most `budget` jobs.
+/// previous [`Page::next`]), reading within `budget`.
 ///
 /// # Errors
 /// [`ListError::Cursor`] for a cursor this module did not write; when the store fails.
@@ -115,20 +148,20 @@ pub async fn page(
     sort: Sort,
     cursor: Option<&str>,
     limit: usize,
-    budget: usize,
+    budget: Budget<'_>,
 ) -> Result<Page, ListError> {
     let limit = limit.max(1);
-    let budget = budget.max(limit);
+    let budget = Spending::new(Budget { jobs: budget.jobs.max(limit), ..budget });
     match sort {
         Sort::Next => {
             let after =
                 cursor.map(|c| due_cursor(c).ok_or_else(|| ListError::Cursor(c.to_owned()))).transpose()?;
-            by_next_fire(store, filter, after, limit, budget).await
+            by_next_fire(store, filter, after, limit, &budget).await
         }
         Sort::Name => {
             let after =
                 cursor.map(|c| name_cursor(c).ok_or_else(|| ListError::Cursor(c.to_owned()))).transpose()?;
-            by_name(store, filter, after, limit, budget).await
+            by_name(store, filter, after, limit, &budget).await
         }
     }
 }
@@ -174,13 +207,16 @@ async fn by_next_fire(
     filter: &Filter,
     after: Option<DueCursor>,
     limit: usize,
-    budget: usize,
+    budget: &Spending<'_>,
 ) -> Result<Page, ListError> {
     let partitions = store.partitions();
+    // Twice a partition's fair share of the page: few partitions need a second read.
+    let share = limit.saturating_mul(2) / usize::try_from(partitions.max(1)).unwrap_or(1);
+    let first = share.saturating_add(1).max(FIRST_CHUNK);
     let reads = futures::stream::iter(0..partitions)
         .map(|p| {
             let after = after.clone();
-            async move { (p, read_lane(store, p, after, FIRST_CHUNK).await) }
+            async move { (p, read_lane(store, p, after, first).await) }
         })
         .buffer_unordered(PARALLEL_READS)
         .collect::<Vec<_>>()
@@ -212,7 +248,7 @@ async fn by_next_fire(
             page.rows.push(Listed { job, status });
         }
         let more = !heads.is_empty();
-        if page.rows.len() == limit || page.scanned >= budget {
+        if page.rows.len() == limit || budget.spent(page.scanned) {
             page.budget_hit = page.rows.len() < limit;
             page.next = more.then(|| write_due_cursor(due, &enc));
             break;
@@ -229,7 +265,7 @@ async fn by_name(
     filter: &Filter,
     after: Option<JobKey>,
     limit: usize,
-    budget: usize,
+    budget: &Spending<'_>,
 ) -> Result<Page, ListError> {
     let mut page = Page::default();
     // One owner: its name index, from the prefix on.
@@ -294,7 +330,7 @@ fn take(
     job: StoredJob,
     filter: &Filter,
     limit: usize,
-    budget: usize,
+    budget: &Spending<'_>,
 ) -> Result<Option<String>, StoreError> {
     page.scanned += 1;
     let key = job.key.clone();
@@ -302,7 +338,7 @@ fn take(
     if filter.matches(&job, &status) {
         page.rows.push(Listed { job, status });
     }
-    if page.rows.len() == limit || page.scanned >= budget {
+    if page.rows.len() == limit || budget.spent(page.scanned) {
         page.budget_hit = page.rows.len() < limit;
         return Ok(Some(hex(&encode_key(&key)?)));
     }

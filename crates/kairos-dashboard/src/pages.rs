@@ -26,8 +26,9 @@ use crate::{Dashboard, TOKEN_COOKIE};
 /// Jobs per page unless asked otherwise, and at most.
 pub const PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 500;
-/// Most jobs one jobs page reads while filtering.
+/// Most jobs one jobs page reads while filtering, and for how long at most.
 pub const READ_BUDGET: usize = 20_000;
+pub const READ_TIME: SignedDuration = SignedDuration::from_millis(30);
 /// Fire times shown on a job's page.
 pub const NEXT_FIRES: usize = 10;
 /// History records shown on a job's page.
@@ -279,8 +280,8 @@ pub async fn jobs(State(dash): Dash, Query(q): Query<JobsQuery>) -> Response {
     };
     let limit = q.limit.unwrap_or(PAGE_SIZE).clamp(1, MAX_PAGE_SIZE);
     let after = (!q.after.is_empty()).then_some(q.after.as_str());
-    let page = match listing::page(dash.config.engine.store(), &filter, sort, after, limit, READ_BUDGET).await
-    {
+    let budget = listing::Budget { jobs: READ_BUDGET, time: READ_TIME, clock: dash.config.clock.as_ref() };
+    let page = match listing::page(dash.config.engine.store(), &filter, sort, after, limit, budget).await {
         Ok(page) => page,
         Err(listing::ListError::Cursor(c)) => {
             return error_page(&dash, StatusCode::BAD_REQUEST, &format!("invalid page cursor {c:?}"));
@@ -386,7 +387,11 @@ fn jobs_table(dash: &Dashboard, q: &JobsQuery, sort: Sort, page: &listing::Page)
         page.scanned
     );
     if page.budget_hit {
-        let _ = write!(out, "; stopped after reading {READ_BUDGET} jobs, continue for more");
+        let _ = write!(
+            out,
+            "; a page reads at most {READ_BUDGET} jobs for {}: continue for more",
+            span(READ_TIME)
+        );
     }
     out.push_str("</span>");
     if !q.after.is_empty() {
@@ -527,11 +532,18 @@ fn job_live(dash: &Dashboard, job: &StoredJob, status: &JobStatus, history: &[Tr
 
     out.push_str("<h2>Next fire times</h2>");
     let fires = next_fires(dash, job);
-    if fires.is_empty() {
+    if fires.is_empty() && job.paused {
+        out.push_str(
+            "<p class=\"muted\">Paused: its upcoming ticks are more than 10,000 ticks past its last one.</p>",
+        );
+    } else if fires.is_empty() {
         out.push_str("<p class=\"muted\">No tick left.</p>");
     } else {
         if job.paused {
-            out.push_str("<p class=\"muted\">Paused: these are the ticks it would fire if resumed now (missed ones then follow its misfire policy).</p>");
+            out.push_str(
+                "<p class=\"muted\">Paused: it fires none of these until resumed; missed ticks then follow its \
+                 misfire policy.</p>",
+            );
         }
         out.push_str("<ol class=\"fires\" id=\"next-fires\">");
         for t in fires {
@@ -568,10 +580,15 @@ fn job_live(dash: &Dashboard, job: &StoredJob, status: &JobStatus, history: &[Tr
     out
 }
 
+/// Ticks walked at most to find a paused job's next ones (past ticks are skipped).
+const WALK_LIMIT: usize = 10_000;
+
 /// The next [`NEXT_FIRES`] ticks after the job's progress (a retry under way comes first, at
-/// its due time).
+/// its due time). For a paused job: the ticks after now, as they would fire once resumed (the
+/// missed ones then follow its misfire policy).
 fn next_fires(dash: &Dashboard, job: &StoredJob) -> Vec<Timestamp> {
     let Ok(timing) = job.spec.resolve(job.created, &dash.config.default_tz) else { return Vec::new() };
+    let now = dash.config.clock.now();
     let mut out = Vec::with_capacity(NEXT_FIRES);
     let mut progress = job.progress;
     if progress.attempts > 0 && !job.paused {
@@ -582,9 +599,14 @@ fn next_fires(dash: &Dashboard, job: &StoredJob) -> Vec<Timestamp> {
                 Progress { count: progress.count.saturating_add(1), last_scheduled: Some(tick), attempts: 0 };
         }
     }
-    while out.len() < NEXT_FIRES {
+    for _ in 0..WALK_LIMIT {
+        if out.len() == NEXT_FIRES {
+            break;
+        }
         let Some(tick) = next_tick(&timing, &progress) else { break };
-        out.push(tick);
+        if !job.paused || tick > now {
+            out.push(tick);
+        }
         progress =
             Progress { count: progress.count.saturating_add(1), last_scheduled: Some(tick), attempts: 0 };
     }
@@ -681,6 +703,13 @@ fn payload(spec: &JobSpec) -> String {
     let Some(data) = &spec.data else { return "<p class=\"muted\">No payload.</p>".into() };
     let json = serde_json::to_value(kairos_proto::json::AnyJson::new(&data.type_url, &data.value))
         .ok()
+        .map(|v| match v {
+            // A well-known type renders as {"@type": …, "value": …}: the type is shown above.
+            serde_json::Value::Object(mut o) if o.len() == 2 && o.contains_key("@type") => {
+                o.remove("value").unwrap_or_default()
+            }
+            other => other,
+        })
         .and_then(|v| serde_json::to_string_pretty(&v).ok());
     match json {
         Some(text) => format!(

@@ -208,6 +208,29 @@ impl Browser {
         self.call("POST", &self.at("/execute/sync"), Some(json!({"script": script, "args": []}))).await
     }
 
+    /// Resizes the window.
+    ///
+    /// # Errors
+    /// When the driver fails.
+    pub async fn resize(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.call("POST", &self.at("/window/rect"), Some(json!({"width": width, "height": height})))
+            .await
+            .map(|_| ())
+    }
+
+    /// A PNG of the whole page: the window is made as tall as the page first.
+    ///
+    /// # Errors
+    /// When the driver fails.
+    pub async fn screenshot_page(&self, width: u32) -> anyhow::Result<Vec<u8>> {
+        let height = self.execute("return document.documentElement.scrollHeight").await?;
+        // The window is taller than its viewport by the browser's own frame.
+        let height = height.as_u64().and_then(|h| u32::try_from(h).ok()).unwrap_or(1000).saturating_add(160);
+        let height = height.clamp(600, 4000);
+        self.resize(width, height).await?;
+        self.screenshot().await
+    }
+
     /// A PNG of the window.
     ///
     /// # Errors

@@ -60,7 +60,7 @@ async fn start_browser() -> Option<Browser> {
 
 /// Saves a screenshot of the current page as `name`.png (see the module docs for where).
 async fn screenshot(browser: &Browser, name: &str) {
-    let png = browser.screenshot().await.expect("screenshot");
+    let png = browser.screenshot_page(1280).await.expect("screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a screenshot is a PNG");
     let tmp = std::env::temp_dir().join("kairos-dashboard-screenshots");
     std::fs::create_dir_all(&tmp).unwrap();
