@@ -59,7 +59,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
 #[derive(Debug, Clone, Copy)]
 pub struct Frame<'a> {
     pub title: &'a str,
-    /// Which top link is highlighted: `overview` or `jobs`.
+    /// Which top link is highlighted: `overview` or `jobs` (`login`: no links).
     pub nav: &'a str,
     /// Whether a logout button is shown (a token is configured).
     pub logout: bool,
@@ -91,11 +91,15 @@ pub fn page(frame: &Frame<'_>, body: &str) -> String {
          <title>{title} · kairos</title>\
          <link rel=\"stylesheet\" href=\"/assets/style.css\">\
          <script src=\"/assets/app.js\" defer></script></head>\
-         <body><header><span class=\"brand\">kairos</span><nav>{overview}{jobs}</nav>{mode}{logout}</header>\
+         <body><header><span class=\"brand\">kairos</span>{nav}{mode}{logout}</header>\
          <main>{body}</main></body></html>\n",
         title = esc(frame.title),
-        overview = link("overview", "/", "Overview"),
-        jobs = link("jobs", "/jobs", "Jobs"),
+        // Logged out, the links would only lead back to the login form.
+        nav = if frame.nav == "login" {
+            String::new()
+        } else {
+            format!("<nav>{}{}</nav>", link("overview", "/", "Overview"), link("jobs", "/jobs", "Jobs"))
+        },
     )
 }
 

@@ -880,7 +880,7 @@ fn login_page(dash: &Dashboard, status: StatusCode, error: &str) -> Response {
          <p class=\"muted\">The scheduler's API token (<code>--api-token-file</code> or <code>KAIROS_SCHEDULER_API_TOKEN</code>).</p>",
         csrf = esc(dash.csrf())
     );
-    let frame = crate::html::Frame { logout: false, ..dash.frame("Log in", "") };
+    let frame = crate::html::Frame { logout: false, ..dash.frame("Log in", "login") };
     (status, Html(html::page(&frame, &body))).into_response()
 }
 

@@ -223,6 +223,8 @@ impl Browser {
     /// # Errors
     /// When the driver fails.
     pub async fn screenshot_page(&self, width: u32) -> anyhow::Result<Vec<u8>> {
+        // Short first: a page never measures shorter than the window it is in.
+        self.resize(width, 600).await?;
         let height = self.execute("return document.documentElement.scrollHeight").await?;
         // The window is taller than its viewport by the browser's own frame.
         let height = height.as_u64().and_then(|h| u32::try_from(h).ok()).unwrap_or(1000).saturating_add(160);
