@@ -235,3 +235,63 @@ async fn with_an_api_token_the_dashboard_wants_a_login() {
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["location"], "/login");
 }
+
+/// `GET path` over TLS, trusting only `ca`; the status line and headers, or the TLS error.
+async fn https_get(address: &str, ca: &std::path::Path, path: &str) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await.map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_the_dashboard_is_served_over_https_with_the_schedulers_certificate() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (fixtures.join("server-cert.pem"), fixtures.join("server-key.pem"));
+    let scheduler = common::start_scheduler(
+        dir.path(),
+        &[
+            "--metrics-port",
+            "0",
+            "--healthz-port",
+            "0",
+            "--dashboard-port",
+            "0",
+            "--dashboard-read-only",
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = scheduler.dashboard();
+    let address = url.strip_prefix("https://").expect("an https URL in the ready line").trim_end_matches('/');
+    let answer = https_get(address, &fixtures.join("ca-cert.pem"), "/jobs").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("read-only"), "--dashboard-read-only shows on the page");
+    // Plain HTTP on the same port gets no page.
+    let plain = reqwest::Client::new().get(format!("http://{address}/jobs")).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
