@@ -105,8 +105,12 @@ async fn overview_inner(dash: &Dashboard) -> Result<String, EngineError> {
         &format!("sidecar job streams connected: {}", router.subscribers),
     );
     if dash.config.metrics.is_some() {
-        let total: f64 =
-            rates.per_second.iter().filter(|(r, _)| r.as_str() != "staged").map(|(_, v)| v).sum();
+        let total: f64 = rates
+            .per_second
+            .iter()
+            .filter(|(r, _)| r.as_str() != "staged")
+            .map(|(_, v)| v)
+            .fold(0.0, |a, b| a + b);
         let over = if rates.over > SignedDuration::ZERO {
             format!("over the last {}", span(rates.over))
         } else {

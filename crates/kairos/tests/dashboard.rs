@@ -23,6 +23,10 @@ use kairos_testing::webdriver::Browser;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A scheduler's ops routes on free ports, and its dashboard.
+const SCHEDULER_DASHBOARD: [&str; 6] =
+    ["--metrics-port", "0", "--healthz-port", "0", "--dashboard-port", "0"];
+
 #[derive(Debug, Clone, Default)]
 struct App {
     received: Arc<Mutex<Vec<String>>>,
@@ -197,22 +201,9 @@ async fn with_an_api_token_the_dashboard_wants_a_login() {
     let Some(browser) = start_browser().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let scheduler = common::spawn_kairos(
-        &[
-            "scheduler",
-            "--port",
-            "0",
-            "--data-dir",
-            data,
-            "--metrics-port",
-            "0",
-            "--healthz-port",
-            "0",
-            "--dashboard-port",
-            "0",
-        ],
-        &[("KAIROS_SCHEDULER_API_TOKEN", "s3cret-token")],
-    );
+    let mut args = vec!["scheduler", "--port", "0", "--data-dir", data];
+    args.extend(SCHEDULER_DASHBOARD);
+    let scheduler = common::spawn_kairos(&args, &[("KAIROS_SCHEDULER_API_TOKEN", "s3cret-token")]);
     let dash = scheduler.dashboard();
 
     browser.goto(&format!("{dash}jobs")).await.unwrap();
@@ -270,22 +261,15 @@ async fn with_tls_the_dashboard_is_served_over_https_with_the_schedulers_certifi
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (fixtures.join("server-cert.pem"), fixtures.join("server-key.pem"));
-    let scheduler = common::start_scheduler(
-        dir.path(),
-        &[
-            "--metrics-port",
-            "0",
-            "--healthz-port",
-            "0",
-            "--dashboard-port",
-            "0",
-            "--dashboard-read-only",
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-        ],
-    );
+    let mut args = SCHEDULER_DASHBOARD.to_vec();
+    args.extend([
+        "--dashboard-read-only",
+        "--tls-cert-file",
+        cert.to_str().unwrap(),
+        "--tls-key-file",
+        key.to_str().unwrap(),
+    ]);
+    let scheduler = common::start_scheduler(dir.path(), &args);
     let url = scheduler.dashboard();
     let address = url.strip_prefix("https://").expect("an https URL in the ready line").trim_end_matches('/');
     let answer = https_get(address, &fixtures.join("ca-cert.pem"), "/jobs").await.unwrap();
