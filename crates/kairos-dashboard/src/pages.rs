@@ -151,7 +151,8 @@ async fn overview_inner(dash: &Dashboard) -> Result<String, EngineError> {
             let now = dash.config.clock.now();
             let _ = write!(
                 out,
-                "<p class=\"muted\">{} jobs counted {} (took {}); counted again at most every {}.</p>",
+                "<p class=\"muted\">{} jobs counted {} (took {}); counted again at most every {}, and no \
+                 sooner than ten times as long as a count takes.</p>",
                 count.total,
                 count.at.map_or_else(String::new, |at| time_rel(at, now)),
                 span(count.took),

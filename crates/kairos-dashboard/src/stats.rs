@@ -8,7 +8,7 @@
 //!
 //! The census reads every stored job, so it never runs inside a request: a request asks for one
 //! ([`Census::request`]) and shows the last finished count with its age; a new count starts at
-//! most every [`CENSUS_EVERY`].
+//! most every [`CENSUS_EVERY`], and no sooner than [`CENSUS_SHARE`] times the last one took.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,9 @@ pub const KEPT: SignedDuration = SignedDuration::from_secs(300);
 pub const RATE_OVER: SignedDuration = SignedDuration::from_secs(60);
 /// The least time between two censuses.
 pub const CENSUS_EVERY: SignedDuration = SignedDuration::from_secs(30);
+/// A census may take at most this share of the time (a store that takes 10 s to count is
+/// counted at most every 100 s).
+pub const CENSUS_SHARE: i32 = 10;
 
 /// One reading of the counters the overview shows.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -204,8 +207,10 @@ impl Census {
     pub fn request(self: &Arc<Self>) -> Option<Count> {
         let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = self.clock.now();
-        let stale =
-            state.0.as_ref().and_then(|c| c.at).is_none_or(|at| now.duration_since(at) >= CENSUS_EVERY);
+        let stale = state.0.as_ref().is_none_or(|c| {
+            let every = CENSUS_EVERY.max(c.took.checked_mul(CENSUS_SHARE).unwrap_or(CENSUS_EVERY));
+            c.at.is_none_or(|at| now.duration_since(at) >= every)
+        });
         if stale && !state.1 {
             state.1 = true;
             let census = self.clone();

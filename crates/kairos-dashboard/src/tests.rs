@@ -292,3 +292,28 @@ async fn pages_by_next_fire_merge_the_partitions_in_order_and_visit_every_job_on
         Err(listing::ListError::Cursor(_))
     ));
 }
+
+#[tokio::test]
+async fn the_overview_counts_jobs_by_app_and_state_in_the_background() {
+    let (dash, engine, _) = setup(None, false);
+    every_second(&engine, "one").await;
+    let paused = every_second(&engine, "two").await;
+    engine.pause(&paused).await.unwrap();
+    let (status, _, first) = send(&dash, get("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(first.contains("Jobs stored</div><div class=\"value\">2<"), "{first}");
+    // The census runs on its own task; the next page shows what it counted.
+    let mut counted = String::new();
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+        counted = send(&dash, get("/?fragment=1")).await.2;
+        if counted.contains("2 jobs counted") {
+            break;
+        }
+    }
+    assert!(counted.contains("2 jobs counted"), "{counted}");
+    assert!(!counted.contains("<html"), "a fragment is not a whole page");
+    let row = "<a href=\"/jobs?ns=default&amp;app=app\">app</a></td><td class=\"num\"><a href=\"/jobs?ns=default&amp;app=app&amp;state=scheduled&amp;sort=next\">1</a>";
+    assert!(counted.contains(row), "{counted}");
+    assert!(counted.contains("state=paused&amp;sort=next\">1</a>"), "{counted}");
+}
