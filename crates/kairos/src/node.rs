@@ -231,6 +231,7 @@ impl Node {
             }
             NodeConfig::Embedded { mut sidecar, store } => {
                 let (http, grpc) = sidecar_listeners(http, grpc)?;
+                let sidecar_token = sidecar.api_token.clone();
                 let embedded = open_service(&store, "in-process".into())?;
                 tracing::info!(data_dir = %store.data_dir.display(), "embedded scheduler started");
                 // The app's health check then also says when the store is full or corrupt.
@@ -247,7 +248,9 @@ impl Node {
                     ops_tasks.push(ops::spawn_server(l, router, ops_stop.clone()));
                 }
                 if let Some(d) = dashboard {
-                    ops_tasks.push(spawn_dashboard(d, &embedded, None, None, ops_stop.clone()));
+                    // No scheduler token here: the app's DAPR_API_TOKEN guards it when set.
+                    let token = sidecar_token.clone();
+                    ops_tasks.push(spawn_dashboard(d, &embedded, token, None, ops_stop.clone()));
                 }
                 service = Some(embedded.clone());
                 let stop = stop.clone();

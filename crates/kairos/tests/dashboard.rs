@@ -279,3 +279,28 @@ async fn with_tls_the_dashboard_is_served_over_https_with_the_schedulers_certifi
     let plain = reqwest::Client::new().get(format!("http://{address}/jobs")).send().await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_kairos_run_the_apps_dapr_api_token_guards_the_dashboard() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let app = ["--", "sh", "-c", "while kill -0 $PPID 2>/dev/null; do sleep 1; done"];
+    let mut args = vec!["run", "--app-id", "guarded", "--data-dir", data];
+    args.extend(app);
+    let run = common::spawn_kairos(&args, &[("DAPR_API_TOKEN", "app-token")]);
+    let dash = run.dashboard();
+    assert!(dash.starts_with("http://127.0.0.1:"), "{dash}");
+    let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = plain.get(format!("{dash}jobs")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, "/login"));
+    let r = plain.get(format!("{dash}jobs")).bearer_auth("app-token").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    // --no-dashboard: none, and none in the ready line.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut args = vec!["run", "--app-id", "plain", "--data-dir", data, "--no-dashboard"];
+    args.extend(app);
+    let run = common::spawn_kairos(&args, &[]);
+    assert_eq!(run.ready.dashboard, None, "{}", run.ready.line);
+}
