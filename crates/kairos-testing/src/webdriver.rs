@@ -173,6 +173,40 @@ impl Browser {
         }
     }
 
+    /// Waits up to `timeout` for an element matching `css` and clicks it, finding it again when
+    /// the page replaced it in between (a live refresh makes a found element stale).
+    ///
+    /// # Errors
+    /// When none appears in time, or the click keeps failing.
+    pub async fn click_on(&self, css: &str, timeout: Duration) -> anyhow::Result<()> {
+        let mut last = None;
+        for _ in 0..5 {
+            let element = self.wait_for(css, timeout).await?;
+            match self.click(&element).await {
+                Ok(()) => return Ok(()),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot click {css:?}")))
+    }
+
+    /// The visible text of the first element matching `css` (waiting up to `timeout` for one),
+    /// found again when the page replaced it in between.
+    ///
+    /// # Errors
+    /// When none appears in time, or reading keeps failing.
+    pub async fn text_of(&self, css: &str, timeout: Duration) -> anyhow::Result<String> {
+        let mut last = None;
+        for _ in 0..5 {
+            let element = self.wait_for(css, timeout).await?;
+            match self.text(&element).await {
+                Ok(text) => return Ok(text),
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("cannot read {css:?}")))
+    }
+
     /// Clicks `element` (a link or a submit button: the page it leads to is loaded on return).
     ///
     /// # Errors

@@ -130,27 +130,28 @@ async fn a_job_is_found_paused_and_triggered_with_clicks() {
 
     // The jobs page lists the job; markup in a name is text, not a script.
     browser.goto(&format!("{dash}jobs")).await.unwrap();
-    let link = browser.wait_for("tr[data-job=\"tick\"] a.job-link", WAIT).await.unwrap();
+    let tick_link = "tr[data-job=\"tick\"] a.job-link";
+    browser.wait_for(tick_link, WAIT).await.unwrap();
     assert_eq!(browser.find_all("script").await.unwrap().len(), 1, "only the dashboard's own script runs");
-    let markup = browser.wait_for("tr[data-job=\"<script>alert(1)\"] a.job-link", WAIT).await.unwrap();
-    assert_eq!(browser.text(&markup).await.unwrap(), "<script>alert(1)");
+    let markup = browser.text_of("tr[data-job=\"<script>alert(1)\"] a.job-link", WAIT).await.unwrap();
+    assert_eq!(markup, "<script>alert(1)");
     screenshot(&browser, "jobs").await;
 
     // Its page: the spec in words, ten next fires, the payload; then pause, confirm.
-    browser.click(&link).await.unwrap();
-    let words = browser.wait_for("#spec-words", WAIT).await.unwrap();
-    assert!(browser.text(&words).await.unwrap().starts_with("every 1 s, expires "));
+    browser.click_on(tick_link, WAIT).await.unwrap();
+    let words = browser.text_of("#spec-words", WAIT).await.unwrap();
+    assert!(words.starts_with("every 1 s, expires "), "{words}");
     assert_eq!(browser.find_all("#next-fires li").await.unwrap().len(), 10);
-    let payload = browser.text(&browser.wait_for("#payload", WAIT).await.unwrap()).await.unwrap();
+    let payload = browser.text_of("#payload", WAIT).await.unwrap();
     assert!(payload.contains("\"order\": 42") && payload.contains("<b>cake</b>"), "{payload}");
     wait_page_has(&browser, "id=\"history\"").await;
     screenshot(&browser, "job").await;
-    browser.click(&browser.wait_for("#action-pause", WAIT).await.unwrap()).await.unwrap();
-    let question = browser.text(&browser.wait_for("#question", WAIT).await.unwrap()).await.unwrap();
+    browser.click_on("#action-pause", WAIT).await.unwrap();
+    let question = browser.text_of("#question", WAIT).await.unwrap();
     assert!(question.starts_with("Pause this job?"), "{question}");
     screenshot(&browser, "confirm").await;
-    browser.click(&browser.wait_for("#confirm", WAIT).await.unwrap()).await.unwrap();
-    let flash = browser.text(&browser.wait_for("#flash", WAIT).await.unwrap()).await.unwrap();
+    browser.click_on("#confirm", WAIT).await.unwrap();
+    let flash = browser.text_of("#flash", WAIT).await.unwrap();
     assert!(flash.starts_with("Paused"), "{flash}");
     assert!(browser.source().await.unwrap().contains("st-paused"), "the status says paused");
 
@@ -164,9 +165,9 @@ async fn a_job_is_found_paused_and_triggered_with_clicks() {
     assert_eq!(app.count("tick"), before, "a paused @every 1s job fired");
 
     // Trigger now: one delivery, and the page shows it in the history without a reload.
-    browser.click(&browser.wait_for("#action-trigger", WAIT).await.unwrap()).await.unwrap();
-    browser.click(&browser.wait_for("#confirm", WAIT).await.unwrap()).await.unwrap();
-    let flash = browser.text(&browser.wait_for("#flash", WAIT).await.unwrap()).await.unwrap();
+    browser.click_on("#action-trigger", WAIT).await.unwrap();
+    browser.click_on("#confirm", WAIT).await.unwrap();
+    let flash = browser.text_of("#flash", WAIT).await.unwrap();
     assert!(flash.starts_with("Triggered"), "{flash}");
     wait_until("the trigger-now delivery", 20, || app.count("tick") == before + 1).await;
     wait_page_has(&browser, "<td>trigger now</td>").await;
@@ -175,8 +176,8 @@ async fn a_job_is_found_paused_and_triggered_with_clicks() {
     screenshot(&browser, "job-triggered").await;
 
     // Resume, then the overview with the engine's numbers.
-    browser.click(&browser.wait_for("#action-resume", WAIT).await.unwrap()).await.unwrap();
-    browser.click(&browser.wait_for("#confirm", WAIT).await.unwrap()).await.unwrap();
+    browser.click_on("#action-resume", WAIT).await.unwrap();
+    browser.click_on("#confirm", WAIT).await.unwrap();
     wait_until("deliveries after resume", 20, || app.count("tick") > before + 1).await;
     browser.goto(&dash).await.unwrap();
     wait_page_has(&browser, "app=dash-app\">dash-app</a>").await;
@@ -188,9 +189,9 @@ async fn a_job_is_found_paused_and_triggered_with_clicks() {
         .click(&browser.wait_for("tr[data-job=\"reminder-once\"] a.job-link", WAIT).await.unwrap())
         .await
         .unwrap();
-    browser.click(&browser.wait_for("#action-delete", WAIT).await.unwrap()).await.unwrap();
-    browser.click(&browser.wait_for("#confirm", WAIT).await.unwrap()).await.unwrap();
-    let flash = browser.text(&browser.wait_for("#flash", WAIT).await.unwrap()).await.unwrap();
+    browser.click_on("#action-delete", WAIT).await.unwrap();
+    browser.click_on("#confirm", WAIT).await.unwrap();
+    let flash = browser.text_of("#flash", WAIT).await.unwrap();
     assert!(flash.starts_with("Deleted 'reminder-once'"), "{flash}");
     let r = http.get(format!("{api}/v1.0-alpha1/jobs/reminder-once")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 500, "daprd's answer for an unknown job");
@@ -210,12 +211,12 @@ async fn with_an_api_token_the_dashboard_wants_a_login() {
     let token = browser.wait_for("#token", WAIT).await.unwrap();
     assert!(browser.url().await.unwrap().ends_with("/login"), "sent to the login form");
     browser.type_into(&token, "wrong").await.unwrap();
-    browser.click(&browser.wait_for("#login", WAIT).await.unwrap()).await.unwrap();
+    browser.click_on("#login", WAIT).await.unwrap();
     wait_page_has(&browser, "wrong token").await;
     screenshot(&browser, "login").await;
     let token = browser.wait_for("#token", WAIT).await.unwrap();
     browser.type_into(&token, "s3cret-token").await.unwrap();
-    browser.click(&browser.wait_for("#login", WAIT).await.unwrap()).await.unwrap();
+    browser.click_on("#login", WAIT).await.unwrap();
     wait_page_has(&browser, "Jobs stored").await;
     let cookies = browser.execute("return document.cookie").await.unwrap();
     assert!(!cookies.to_string().contains("s3cret-token"), "the token cookie is HttpOnly: {cookies}");
