@@ -75,6 +75,9 @@ pub struct Filter {
     pub prefix: String,
     /// Only jobs in this state.
     pub state: Option<JobState>,
+    /// Only jobs due before this instant (late ones: due and not fired yet). By next fire, the
+    /// page ends at the first job due later.
+    pub due_before: Option<Timestamp>,
 }
 
 impl Filter {
@@ -90,7 +93,9 @@ impl Filter {
     }
 
     fn matches(&self, job: &StoredJob, status: &JobStatus) -> bool {
-        self.matches_key(&job.key) && self.state.is_none_or(|s| s == status.state)
+        self.matches_key(&job.key)
+            && self.state.is_none_or(|s| s == status.state)
+            && self.due_before.is_none_or(|before| job.next_due < before)
     }
 }
 
@@ -236,6 +241,10 @@ async fn by_next_fire(
     while let Some(Reverse((due, enc, p))) = heads.pop() {
         let Some(lane) = lanes[p as usize].as_mut() else { continue };
         let Some((_, job)) = lane.jobs.pop_front() else { continue };
+        if filter.due_before.is_some_and(|before| job.next_due >= before) {
+            // Due order: nothing after this one is due before either.
+            break;
+        }
         if lane.jobs.is_empty() && !lane.done {
             *lane = read_lane(store, p, lane.after.take(), REFILL_CHUNK).await?;
         }

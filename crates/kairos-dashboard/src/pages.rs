@@ -104,6 +104,21 @@ async fn overview_inner(dash: &Dashboard) -> Result<String, EngineError> {
         &router.in_flight().to_string(),
         &format!("sidecar job streams connected: {}", router.subscribers),
     );
+    let late = Filter { due_before: Some(late_before(dash.config.clock.now())), ..Filter::default() };
+    let budget = listing::Budget { jobs: LATE_COUNTED, time: READ_TIME, clock: dash.config.clock.as_ref() };
+    match listing::page(engine.store(), &late, Sort::Next, None, LATE_COUNTED, budget).await {
+        Ok(page) => {
+            let n = page.rows.len();
+            let more = if page.next.is_some() { "+" } else { "" };
+            card(
+                &mut out,
+                "Late now",
+                &format!("<a href=\"/jobs?late=1\" id=\"late\">{n}{more}</a>"),
+                "due more than 1 s ago and not fired yet (staged and paused jobs aside)",
+            );
+        }
+        Err(err) => card(&mut out, "Late now", "?", &esc(&err.to_string())),
+    }
     if dash.config.metrics.is_some() {
         let total: f64 = rates
             .per_second
@@ -190,6 +205,14 @@ async fn overview_inner(dash: &Dashboard) -> Result<String, EngineError> {
     Ok(out)
 }
 
+/// Jobs due before this are late: due more than the misfire threshold ago and not fired.
+fn late_before(now: Timestamp) -> Timestamp {
+    now.checked_sub(kairos_core::misfire::MISFIRE_THRESHOLD).unwrap_or(now)
+}
+
+/// Most late jobs the overview counts.
+const LATE_COUNTED: usize = 500;
+
 fn seconds(s: f64) -> String {
     if s.is_infinite() {
         "> 60 s".into()
@@ -221,6 +244,9 @@ pub struct JobsQuery {
     state: String,
     #[serde(default)]
     sort: String,
+    /// `1`: only jobs late now.
+    #[serde(default)]
+    late: String,
     #[serde(default)]
     after: String,
     #[serde(default)]
@@ -232,13 +258,19 @@ pub struct JobsQuery {
 }
 
 impl JobsQuery {
-    fn filter(&self) -> Result<Filter, String> {
+    fn filter(&self, now: Timestamp) -> Result<Filter, String> {
         let state = match self.state.as_str() {
             "" => None,
             s => Some(s.parse::<JobState>().map_err(|e| e.to_string())?),
         };
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        Ok(Filter { namespace: opt(&self.ns), app: opt(&self.app), prefix: self.prefix.clone(), state })
+        Ok(Filter {
+            namespace: opt(&self.ns),
+            app: opt(&self.app),
+            prefix: self.prefix.clone(),
+            state,
+            due_before: (self.late == "1").then(|| late_before(now)),
+        })
     }
 
     fn sort(&self) -> Result<Sort, String> {
@@ -258,6 +290,7 @@ impl JobsQuery {
             ("prefix", &self.prefix),
             ("state", &self.state),
             ("sort", &self.sort),
+            ("late", &self.late),
         ] {
             if !v.is_empty() {
                 let _ = write!(out, "{k}={}&", url(v));
@@ -279,7 +312,7 @@ impl JobsQuery {
 
 /// `GET /jobs`: one page of jobs, filtered, by next fire or by name.
 pub async fn jobs(State(dash): Dash, Query(q): Query<JobsQuery>) -> Response {
-    let (filter, sort) = match (q.filter(), q.sort()) {
+    let (filter, sort) = match (q.filter(dash.config.clock.now()), q.sort()) {
         (Ok(f), Ok(s)) => (f, s),
         (Err(e), _) | (_, Err(e)) => return error_page(&dash, StatusCode::BAD_REQUEST, &e),
     };
@@ -320,12 +353,14 @@ fn filter_form(q: &JobsQuery, sort: Sort) -> String {
          <label>name prefix <input name=\"prefix\" value=\"{prefix}\"></label>\
          <label>state <select name=\"state\">{states}</select></label>\
          <label>sort <select name=\"sort\"><option value=\"next\"{next}>next fire</option><option value=\"name\"{name}>name</option></select></label>\
+         <label class=\"check\"><span><input type=\"checkbox\" name=\"late\" value=\"1\"{late}> late only</span></label>\
          <button type=\"submit\" id=\"apply\">Apply</button> <a href=\"/jobs\">clear</a></form>",
         ns = esc(&q.ns),
         app = esc(&q.app),
         prefix = esc(&q.prefix),
         next = sorted(Sort::Next),
         name = sorted(Sort::Name),
+        late = if q.late == "1" { " checked" } else { "" },
     )
 }
 

@@ -282,11 +282,20 @@ async fn pages_by_next_fire_merge_the_partitions_in_order_and_visit_every_job_on
         app: Some("a".into()),
         prefix: "job-1".into(),
         state: None,
+        due_before: None,
     };
     let page = listing::page(&store, &filter, Sort::Name, None, 500, budget).await.unwrap();
     let names: Vec<_> = page.rows.iter().map(|r| r.job.key.name.as_str()).collect();
     let want: Vec<String> = (100..200).filter(|i| i % 3 == 0).map(|i| format!("job-{i:03}")).collect();
     assert_eq!(names, want);
+
+    // Late jobs: due before an instant; by next fire the page ends at the first one due later.
+    let late = Filter { due_before: Some(t0 + SignedDuration::from_secs(10)), ..Filter::default() };
+    let page = listing::page(&store, &late, Sort::Next, None, 500, budget).await.unwrap();
+    let want = expected.iter().filter(|(due, _)| *due < t0 + SignedDuration::from_secs(10)).count();
+    assert_eq!(page.rows.len(), want);
+    assert_eq!(page.next, None);
+    assert!(page.scanned <= want + 1, "read {} for {want}", page.scanned);
     assert!(matches!(
         listing::page(&store, &filter, Sort::Next, Some("garbage"), 5, budget).await,
         Err(listing::ListError::Cursor(_))
@@ -302,6 +311,7 @@ async fn the_overview_counts_jobs_by_app_and_state_in_the_background() {
     let (status, _, first) = send(&dash, get("/")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(first.contains("Jobs stored</div><div class=\"value\">2<"), "{first}");
+    assert!(first.contains("id=\"late\">0</a>"), "nothing is late: {first}");
     // The census runs on its own task; the next page shows what it counted.
     let mut counted = String::new();
     for _ in 0..100 {
