@@ -41,7 +41,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use stats::MetricsSource;
 
-/// The cookie the login form sets.
+/// The cookie the login form sets: the token in hex (any byte of a token is then a valid cookie
+/// value).
 pub const TOKEN_COOKIE: &str = "kairos_token";
 
 /// What the dashboard serves and how.
@@ -188,7 +189,7 @@ impl Dashboard {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         bearer.is_some_and(|b| same(b, token))
-            || cookie(headers, TOKEN_COOKIE).is_some_and(|c| same(&c, token))
+            || cookie(headers, TOKEN_COOKIE).is_some_and(|c| same(&c, &html::hex(token.as_bytes())))
     }
 
     /// Whether a POST comes from this dashboard's own pages: its CSRF token, and no sign of

@@ -934,11 +934,12 @@ pub async fn login(State(dash): Dash, headers: HeaderMap, Form(form): Form<Login
         );
     }
     let Some(token) = &dash.config.api_token else { return Redirect::to("/").into_response() };
-    if !crate::same(&form.token, token) || form.token.contains([';', '\r', '\n', ' ']) {
+    if !crate::same(&form.token, token) {
         return login_page(&dash, StatusCode::UNAUTHORIZED, "wrong token");
     }
     let secure = if dash.tls { "; Secure" } else { "" };
-    let cookie = format!("{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}", form.token);
+    let cookie =
+        format!("{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict{secure}", hex(token.as_bytes()));
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 

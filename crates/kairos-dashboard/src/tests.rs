@@ -84,7 +84,7 @@ async fn a_job_named_like_markup_renders_as_text() {
 
 #[tokio::test]
 async fn with_a_token_every_page_wants_a_login_and_the_cookie_is_httponly_and_strict() {
-    let (dash, engine, _) = setup(Some("tok3n"), false);
+    let (dash, engine, _) = setup(Some("tok3n; x"), false);
     every_second(&engine, "a").await;
     let (status, headers, _) = send(&dash, get("/jobs")).await;
     assert_eq!((status, headers[header::LOCATION].to_str().unwrap()), (StatusCode::SEE_OTHER, "/login"));
@@ -100,24 +100,26 @@ async fn with_a_token_every_page_wants_a_login_and_the_cookie_is_httponly_and_st
         "login needs its CSRF token"
     );
 
-    let (status, headers, _) = send(&dash, post("/login", &format!("csrf={csrf}&token=tok3n"))).await;
+    let (status, headers, _) = send(&dash, post("/login", &format!("csrf={csrf}&token=tok3n%3B+x"))).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
     let cookie = headers[header::SET_COOKIE].to_str().unwrap();
     assert!(
-        cookie.starts_with("kairos_token=tok3n;")
+        cookie.starts_with(&format!("kairos_token={};", crate::html::hex(b"tok3n; x")))
             && cookie.contains("HttpOnly")
             && cookie.contains("SameSite=Strict"),
         "{cookie}"
     );
 
     let with_cookie = Request::get("/jobs")
-        .header(header::COOKIE, "other=1; kairos_token=tok3n")
+        .header(header::COOKIE, format!("other=1; kairos_token={}", crate::html::hex(b"tok3n; x")))
         .body(Body::empty())
         .unwrap();
     assert_eq!(send(&dash, with_cookie).await.0, StatusCode::OK);
-    let bearer = Request::get("/").header(header::AUTHORIZATION, "Bearer tok3n").body(Body::empty()).unwrap();
+    let bearer =
+        Request::get("/").header(header::AUTHORIZATION, "Bearer tok3n; x").body(Body::empty()).unwrap();
     assert_eq!(send(&dash, bearer).await.0, StatusCode::OK);
-    let wrong = Request::get("/").header(header::COOKIE, "kairos_token=tok3m").body(Body::empty()).unwrap();
+    let wrong =
+        Request::get("/").header(header::COOKIE, "kairos_token=tok3n; x").body(Body::empty()).unwrap();
     assert_eq!(send(&dash, wrong).await.0, StatusCode::SEE_OTHER);
     let action = post("/job/00/pause", &format!("csrf={csrf}"));
     assert_eq!(send(&dash, action).await.0, StatusCode::UNAUTHORIZED, "an action without the token");

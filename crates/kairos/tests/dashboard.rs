@@ -219,7 +219,7 @@ async fn with_an_api_token_the_dashboard_wants_a_login() {
     browser.click_on("#login", WAIT).await.unwrap();
     wait_page_has(&browser, "Jobs stored").await;
     let cookies = browser.execute("return document.cookie").await.unwrap();
-    assert!(!cookies.to_string().contains("s3cret-token"), "the token cookie is HttpOnly: {cookies}");
+    assert!(!cookies.to_string().contains("kairos_token"), "the token cookie is HttpOnly: {cookies}");
 
     // The cookie is not readable by scripts, and a request without it is sent to log in.
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
