@@ -121,6 +121,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             let listener = TcpListener::bind(at)
                 .await
                 .with_context(|| format!("cannot listen on {at} for the dashboard"))?;
+            if !at.ip().is_loopback() && api_token.is_none() && !args.dashboard_read_only {
+                tracing::warn!(
+                    address = %at,
+                    "the dashboard is open to the network without an API token: anyone who reaches it can \
+                     pause, trigger and delete jobs (set --api-token-file, or --dashboard-read-only)"
+                );
+            }
             Some(DashboardListener { listener, read_only: args.dashboard_read_only })
         }
         None => None,
