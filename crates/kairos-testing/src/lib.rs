@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod grpc;
 pub mod http;
 pub mod process;
+pub mod webdriver;
 
 /// A loopback port that was free a moment ago (bound, read, released; another process may take
 /// it before the caller binds it). Only for what cannot take port 0: a real `etcd`'s ports, and

@@ -39,6 +39,9 @@ pub struct Ready {
     /// The scheduler's `GET /healthz` and `/readyz`, when served.
     #[serde(default)]
     pub healthz: Option<String>,
+    /// The web dashboard's URL, when served.
+    #[serde(default)]
+    pub dashboard: Option<String>,
     pub tls: bool,
     /// The line as printed.
     #[serde(skip)]
@@ -213,6 +216,11 @@ impl Kairos {
     /// The scheduler's health address from the ready line.
     pub fn healthz(&self) -> String {
         self.ready.healthz.clone().unwrap_or_else(|| panic!("no healthz in {}", self.ready.line))
+    }
+
+    /// The dashboard's URL from the ready line (ends with `/`).
+    pub fn dashboard(&self) -> String {
+        self.ready.dashboard.clone().unwrap_or_else(|| panic!("no dashboard in {}", self.ready.line))
     }
 
     /// Waits up to `timeout` for its first job stream to a scheduler to open (its first

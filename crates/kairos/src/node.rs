@@ -125,6 +125,16 @@ pub struct Listeners {
     pub metrics: Option<TcpListener>,
     /// The scheduler's `GET /healthz` and `GET /readyz` (scheduler role only).
     pub healthz: Option<TcpListener>,
+    /// The web dashboard (scheduler and embedded roles; docs/dashboard.md).
+    pub dashboard: Option<DashboardListener>,
+}
+
+/// Where and how the web dashboard is served.
+#[derive(Debug)]
+pub struct DashboardListener {
+    pub listener: TcpListener,
+    /// Refuse pause, resume, trigger and delete.
+    pub read_only: bool,
 }
 
 /// Where a running node listens.
@@ -135,6 +145,7 @@ pub struct Addresses {
     pub grpc: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
     pub healthz: Option<SocketAddr>,
+    pub dashboard: Option<SocketAddr>,
 }
 
 /// How long [`RunningNode::ready`] waits for the APIs to accept connections.
@@ -164,10 +175,11 @@ impl Node {
     ) -> anyhow::Result<RunningNode> {
         // Installed before the store opens, so what the start records is kept.
         let _ = ops::metrics_handle();
-        let Listeners { scheduler, http, grpc, metrics, healthz } = listeners;
+        let Listeners { scheduler, http, grpc, metrics, healthz, dashboard } = listeners;
         let mut addresses = Addresses {
             metrics: local_addr(metrics.as_ref())?,
             healthz: local_addr(healthz.as_ref())?,
+            dashboard: local_addr(dashboard.as_ref().map(|d| &d.listener))?,
             ..Addresses::default()
         };
         let stop = CancellationToken::new();
@@ -195,6 +207,11 @@ impl Node {
                         ops_stop.clone(),
                     ));
                 }
+                if let Some(d) = dashboard {
+                    let tls = started.dashboard_tls.clone();
+                    let token = started.options.api_token.clone();
+                    ops_tasks.push(spawn_dashboard(d, &served, token, tls, ops_stop.clone()));
+                }
                 service = Some(served);
                 started.options.admin =
                     Some(kairos_scheduler::admin::AdminService::new(started.service.engine().clone()));
@@ -219,6 +236,7 @@ impl Node {
             }
             NodeConfig::Embedded { mut sidecar, store } => {
                 let (http, grpc) = sidecar_listeners(http, grpc)?;
+                let sidecar_token = sidecar.api_token.clone();
                 let embedded = open_service(&store, "in-process".into())?;
                 tracing::info!(data_dir = %store.data_dir.display(), "embedded scheduler started");
                 // The app's health check then also says when the store is full or corrupt.
@@ -236,6 +254,11 @@ impl Node {
                     // One registry: the sidecar's and the embedded scheduler's metrics.
                     let router = ops::scheduler_metrics_router(embedded.clone());
                     ops_tasks.push(ops::spawn_server(l, router, ops_stop.clone()));
+                }
+                if let Some(d) = dashboard {
+                    // No scheduler token here: the app's DAPR_API_TOKEN guards it when set.
+                    let token = sidecar_token.clone();
+                    ops_tasks.push(spawn_dashboard(d, &embedded, token, None, ops_stop.clone()));
                 }
                 service = Some(embedded.clone());
                 let stop = stop.clone();
@@ -328,6 +351,7 @@ impl RunningNode {
             http: a.http,
             metrics: a.metrics,
             healthz: a.healthz,
+            dashboard: a.dashboard.map(|addr| dashboard_url(addr, tls)),
             tls,
             streams_opened: None,
         }
@@ -375,6 +399,9 @@ pub struct ReadyLine {
     /// `GET /healthz` and `GET /readyz` (scheduler); `null` when not served.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub healthz: Option<SocketAddr>,
+    /// The web dashboard's URL (`http://127.0.0.1:4102/`); absent when not served.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dashboard: Option<String>,
     /// Whether the APIs are served over TLS.
     pub tls: bool,
     /// In a `stream-open` line: the job streams opened so far.
@@ -399,6 +426,40 @@ impl ReadyLine {
     }
 }
 
+/// The URL of a dashboard listening on `addr`.
+pub fn dashboard_url(addr: SocketAddr, tls: bool) -> String {
+    format!("{}://{addr}/", if tls { "https" } else { "http" })
+}
+
+/// Serves the dashboard over `service`'s engine until `stop`; a failed server is logged (the
+/// node keeps running without it).
+fn spawn_dashboard(
+    dashboard: DashboardListener,
+    service: &SchedulerService,
+    api_token: Option<String>,
+    tls: Option<Arc<kairos_proto::tls::ServerTls>>,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let metrics = ops::metrics_handle().map(|handle| {
+        let source: kairos_dashboard::MetricsSource = Arc::new(move || handle.render());
+        source
+    });
+    let config = kairos_dashboard::DashboardConfig {
+        engine: service.engine().clone(),
+        clock: Arc::new(SystemClock),
+        default_tz: jiff::tz::TimeZone::UTC,
+        api_token,
+        read_only: dashboard.read_only,
+        metrics,
+    };
+    let dash = kairos_dashboard::Dashboard::new(config, tls.is_some());
+    tokio::spawn(async move {
+        if let Err(err) = dash.serve(dashboard.listener, tls, stop.cancelled_owned()).await {
+            tracing::error!(%err, "the dashboard's server failed");
+        }
+    })
+}
+
 fn local_addr(listener: Option<&TcpListener>) -> anyhow::Result<Option<SocketAddr>> {
     listener.map(TcpListener::local_addr).transpose().context("cannot read a listener's address")
 }
@@ -420,6 +481,7 @@ struct StartedScheduler {
     cluster: Option<Cluster>,
     options: ServeOptions,
     grace: Duration,
+    dashboard_tls: Option<Arc<kairos_proto::tls::ServerTls>>,
 }
 
 async fn start_scheduler(config: SchedulerConfig, listener: TcpListener) -> anyhow::Result<StartedScheduler> {
@@ -433,9 +495,12 @@ async fn start_scheduler(config: SchedulerConfig, listener: TcpListener) -> anyh
         }
     };
     let service = Arc::new((*service).clone().with_max_job_data_size(config.max_job_data_size));
+    // The dashboard speaks HTTP/1.1 over the same certificate (and client CA) as the gRPC API.
+    let dashboard_tls =
+        config.tls.as_ref().map(|tls| tls.reloading_server_config(b"http/1.1")).transpose()?;
     let tls = config.tls.map(|tls| tls.reloading_server_config(b"h2")).transpose()?;
     let options = ServeOptions { api_token: config.api_token, tls, ..ServeOptions::default() };
-    Ok(StartedScheduler { service, listener, cluster, options, grace: config.grace })
+    Ok(StartedScheduler { service, listener, cluster, options, grace: config.grace, dashboard_tls })
 }
 
 impl StartedScheduler {
@@ -640,6 +705,7 @@ mod tests {
             http: Some("127.0.0.1:4100".parse().unwrap()),
             metrics: None,
             healthz: None,
+            dashboard: None,
             tls: false,
             streams_opened: None,
         };

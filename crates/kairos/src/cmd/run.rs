@@ -6,7 +6,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use kairos::node::{Listeners, LocalStore, Node, NodeConfig};
+use kairos::node::{DashboardListener, Listeners, LocalStore, Node, NodeConfig};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
@@ -39,6 +39,16 @@ pub struct Args {
     /// no metrics endpoint when not given.
     #[arg(long)]
     pub metrics_port: Option<u16>,
+    /// Port of the embedded scheduler's web dashboard on 127.0.0.1 [default: a free port; its
+    /// URL is printed at start].
+    #[arg(long, conflicts_with = "no_dashboard")]
+    pub dashboard_port: Option<u16>,
+    /// Do not serve the dashboard.
+    #[arg(long)]
+    pub no_dashboard: bool,
+    /// The dashboard shows jobs but refuses pause, resume, trigger and delete.
+    #[arg(long)]
+    pub dashboard_read_only: bool,
     /// Log verbosity of the runtime.
     #[arg(long, value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -103,7 +113,18 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
         Some(port) => kairos::ops::bind("metrics", loopback, Some(port), port).await?,
         None => None,
     };
-    let listeners = Listeners { http: Some(http), grpc: Some(grpc), metrics, ..Listeners::default() };
+    // The dashboard needs the engine in this process: only with the embedded scheduler.
+    let dashboard = if args.no_dashboard || !matches!(config, NodeConfig::Embedded { .. }) {
+        None
+    } else {
+        let at = SocketAddr::new(loopback, args.dashboard_port.unwrap_or(0));
+        let listener = tokio::net::TcpListener::bind(at)
+            .await
+            .with_context(|| format!("cannot listen on {at} for the dashboard"))?;
+        Some(DashboardListener { listener, read_only: args.dashboard_read_only })
+    };
+    let listeners =
+        Listeners { http: Some(http), grpc: Some(grpc), metrics, dashboard, ..Listeners::default() };
     let stop = CancellationToken::new();
     let node = Node::start(config, listeners, stop.clone().cancelled_owned()).await?;
     node.ready().await?;
@@ -111,7 +132,9 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     let (Some(http), Some(grpc)) = (addresses.http, addresses.grpc) else {
         bail!("the sidecar has no API addresses")
     };
-    tracing::info!(app_id = %args.app.app_id, %http, %grpc, "kairos sidecar listening");
+    let dashboard =
+        addresses.dashboard.map_or_else(|| "none".to_owned(), |a| kairos::node::dashboard_url(a, false));
+    tracing::info!(app_id = %args.app.app_id, %http, %grpc, %dashboard, "kairos sidecar listening");
     let ready = node.ready_line("run", false);
     kairos::node::print_line(&ready);
     kairos::node::print_stream_opens(&node, ready);

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use kairos::node::{EtcdConfig, Listeners, LocalStore, Node, NodeConfig, SchedulerConfig, StoreConfig};
+use kairos::node::{
+    DashboardListener, EtcdConfig, Listeners, LocalStore, Node, NodeConfig, SchedulerConfig, StoreConfig,
+};
 use tokio::net::TcpListener;
 
 use super::{LogLevel, StoreArgs};
@@ -55,6 +57,13 @@ pub struct Args {
     /// Port of GET /healthz (live) and GET /readyz (ready) [default: 8080; like --metrics-port].
     #[arg(long)]
     pub healthz_port: Option<u16>,
+    /// Serve the web dashboard on this port (0 picks a free one) of --listen-address, behind
+    /// the API token and TLS of the gRPC API [default: no dashboard].
+    #[arg(long)]
+    pub dashboard_port: Option<u16>,
+    /// The dashboard shows jobs but refuses pause, resume, trigger and delete.
+    #[arg(long, requires = "dashboard_port")]
+    pub dashboard_read_only: bool,
     /// File holding the API token every gRPC call must carry as `authorization: Bearer TOKEN`
     /// (else KAIROS_SCHEDULER_API_TOKEN; neither: no token required).
     #[arg(long)]
@@ -106,6 +115,23 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     let metrics = kairos::ops::bind("metrics", args.listen_address, args.metrics_port, 9090).await?;
     let healthz = kairos::ops::bind("healthz", args.listen_address, args.healthz_port, 8080).await?;
+    let dashboard = match args.dashboard_port {
+        Some(port) => {
+            let at = SocketAddr::new(args.listen_address, port);
+            let listener = TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} for the dashboard"))?;
+            if !at.ip().is_loopback() && api_token.is_none() && !args.dashboard_read_only {
+                tracing::warn!(
+                    address = %at,
+                    "the dashboard is open to the network without an API token: anyone who reaches it can \
+                     pause, trigger and delete jobs (set --api-token-file, or --dashboard-read-only)"
+                );
+            }
+            Some(DashboardListener { listener, read_only: args.dashboard_read_only })
+        }
+        None => None,
+    };
     let listen = SocketAddr::new(args.listen_address, args.port);
     let scheduler = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let store = if args.etcd_endpoints.is_empty() {
@@ -135,7 +161,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tls,
         grace,
     });
-    let listeners = Listeners { scheduler: Some(scheduler), metrics, healthz, ..Listeners::default() };
+    let listeners =
+        Listeners { scheduler: Some(scheduler), metrics, healthz, dashboard, ..Listeners::default() };
     let signal = super::shutdown_signal_now()?;
     let node = Node::start(config, listeners, signal).await?;
     node.ready().await?;
@@ -145,6 +172,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         store = %described,
         metrics = %super::or_none(addresses.metrics),
         healthz = %super::or_none(addresses.healthz),
+        dashboard = %addresses.dashboard.map_or_else(|| "none".to_owned(), |a| kairos::node::dashboard_url(a, with_tls)),
         api_token = with_token,
         tls = with_tls,
         "kairos scheduler listening"
