@@ -626,21 +626,9 @@ impl Partition {
                 };
                 match own_due {
                     Some(own) if own <= now && !entry.job.paused => due = own,
-                    Some(own) => {
-                        // Durably back at its own due (which also clears the requests).
-                        entry.state = State::Writing;
-                        entry.job.next_due = own;
-                        self.pending.push(Mutation::Progress {
-                            key,
-                            incarnation,
-                            progress: entry.job.progress,
-                            next_due: own,
-                        });
-                        continue;
-                    }
-                    None => {
-                        entry.state = State::Writing;
-                        self.pending.push(Mutation::Complete { key, incarnation });
+                    // Durably back at its own due (the progress write clears the requests).
+                    own => {
+                        requeue(entry, &mut self.pending, key, own);
                         continue;
                     }
                 }
@@ -676,25 +664,12 @@ impl Partition {
                         metrics::counter!("kairos_misfire_ticks_total", "policy" => name, "action" => action)
                             .increment(dropped);
                     }
-                    let incarnation = entry.job.incarnation;
                     entry.job.progress = misfire.progress;
                     match next_tick(&entry.timing, &misfire.progress) {
                         Some(next) if next <= now => due = next,
-                        Some(next) => {
-                            // Nothing to deliver now: wait for the next tick, durably.
-                            entry.state = State::Writing;
-                            entry.job.next_due = next;
-                            self.pending.push(Mutation::Progress {
-                                key,
-                                incarnation,
-                                progress: misfire.progress,
-                                next_due: next,
-                            });
-                            continue;
-                        }
-                        None => {
-                            entry.state = State::Writing;
-                            self.pending.push(Mutation::Complete { key, incarnation });
+                        // Nothing to deliver now: wait for the next tick, durably.
+                        next => {
+                            requeue(entry, &mut self.pending, key, next);
                             continue;
                         }
                     }
@@ -989,6 +964,20 @@ impl Partition {
         self.backoff = (self.backoff * 2).clamp(SignedDuration::from_millis(50), max);
         let now = self.clock.now();
         self.backoff_until = Some(now.saturating_add(self.backoff).unwrap_or(now));
+    }
+}
+
+/// Puts a job taken off the waiting set back at `next` with its progress, durably, or
+/// completes it when it has no tick left (`None`).
+fn requeue(entry: &mut Entry, pending: &mut Vec<Mutation>, key: JobKey, next: Option<Timestamp>) {
+    entry.state = State::Writing;
+    let incarnation = entry.job.incarnation;
+    match next {
+        Some(next_due) => {
+            entry.job.next_due = next_due;
+            pending.push(Mutation::Progress { key, incarnation, progress: entry.job.progress, next_due });
+        }
+        None => pending.push(Mutation::Complete { key, incarnation }),
     }
 }
 
