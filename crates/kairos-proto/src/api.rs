@@ -4,7 +4,9 @@
 //! tonic request/response wrappers. The sidecar is written against it; two implementations
 //! exist: the gRPC client (here), and the scheduler service itself (in `kairos-scheduler`), which
 //! `kairos run` hands to its embedded sidecar so the single-machine path has no network hop.
-//! [`SchedulerGrpc`] serves any implementation as the gRPC service.
+//! [`SchedulerGrpc`] serves any implementation as the gRPC service. [`SteerApi`] is the same for
+//! the steering RPCs of `kairos.admin.v1.Admin`, which a sidecar calls for its app's own jobs:
+//! the Admin gRPC client, or [`AdminInProcess`] over the Admin service in `kairos run`.
 
 use std::fmt;
 use std::sync::Arc;

@@ -8,8 +8,9 @@
 //! `/v1.0-kairos` and over gRPC as `kairos.runtime.v1.Steering`.
 //!
 //! Sits on `kairos-core` and `kairos-proto`; it reaches the scheduler only through the
-//! scheduler API (a gRPC client or, in `kairos run`, the in-process service), and must never
-//! import the store or the engine.
+//! scheduler API and, for steering, the steering RPCs of the scheduler's Admin service (gRPC
+//! clients or, in `kairos run`, the in-process services, behind the `SchedulerApi` and
+//! `SteerApi` traits), and must never import the store or the engine.
 
 pub mod app_channel;
 pub mod config;

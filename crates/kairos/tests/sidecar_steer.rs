@@ -53,7 +53,7 @@ async fn schedule(http: &str, name: &str, body: &str) {
 /// Waits for in-flight deliveries to settle, then checks that none comes for three periods of a
 /// `@every 1s` job; returns the count.
 async fn assert_no_deliveries(app: &JobCounter, name: &str) -> usize {
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let before = app.count(name);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(app.count(name), before, "{name} was delivered while paused");
@@ -254,7 +254,7 @@ async fn kairos_sdk_steers_jobs_under_kairos_run() {
 
     client.trigger_job("beat").await.unwrap();
     wait_until("the triggered delivery", 15, || app.count("beat") > paused_at).await;
-    // The record is written once the app's answer is in, a moment after the delivery.
+    // The record is written once the sidecar has reported the delivery's result.
     let deadline = kairos_testing::process::now() + Duration::from_secs(15);
     let history = loop {
         let history = client.job_history("beat", None).await.unwrap();
@@ -263,7 +263,9 @@ async fn kairos_sdk_steers_jobs_under_kairos_run() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(history.iter().filter(|r| r.manual).count(), 1, "{history:?}");
+    let manual: Vec<_> = history.iter().filter(|r| r.manual).collect();
+    assert_eq!(manual.len(), 1, "{history:?}");
+    assert_eq!(manual[0].outcome, Some(kairos_sdk::TriggerOutcome::Success), "{history:?}");
     assert_eq!(client.job_history("beat", Some(1)).await.unwrap().len(), 1);
 
     let resumed = client.resume_job("beat").await.unwrap();
