@@ -85,9 +85,14 @@ pub struct AppArgs {
     /// The port the app listens on; without it no jobs are delivered (they wait in the scheduler).
     #[arg(long)]
     pub app_port: Option<u16>,
-    /// How to call the app: grpc (OnJobEvent) or http (POST /job/{name}).
+    /// How to call the app: http (POST /job/{name}), https (the same over TLS), h2c (the same
+    /// over HTTP/2 without TLS), grpc (OnJobEvent) or grpcs (the same over TLS).
     #[arg(long, default_value = "http")]
     pub app_protocol: String,
+    /// With https or grpcs: verify the app's certificate against this PEM CA (re-read when it
+    /// changes); without it the app's certificate is not checked, as in daprd.
+    #[arg(long)]
+    pub app_tls_ca_file: Option<PathBuf>,
     /// Host or IP address of the app.
     #[arg(long, default_value = "127.0.0.1")]
     pub app_channel_address: String,

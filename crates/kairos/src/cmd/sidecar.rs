@@ -115,6 +115,7 @@ impl AppArgs {
             max_concurrency: AppChannelConfig::max_concurrency_from_flag(self.app_max_concurrency),
             max_body_size: self.max_body_size,
             timeout: None,
+            tls_ca_file: self.app_tls_ca_file.clone(),
         });
         let mut config = SidecarConfig::new(self.app_id.clone());
         config.namespace = env_nonempty("NAMESPACE").unwrap_or_else(|| "default".into());
