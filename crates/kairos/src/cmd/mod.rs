@@ -106,24 +106,6 @@ pub struct AppArgs {
     pub app_health: app_health::AppHealthArgs,
 }
 
-/// The PEM certificate chain and key of `--tls-cert-file` and `--tls-key-file`, read; `None`
-/// unless both are given.
-///
-/// # Errors
-/// When a file cannot be read.
-pub fn tls_identity(
-    cert: Option<&std::path::Path>,
-    key: Option<&std::path::Path>,
-) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
-    };
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some((read(cert)?, read(key)?))),
-        _ => Ok(None),
-    }
-}
-
 /// An address for a log line, `none` when absent.
 pub fn or_none(address: Option<std::net::SocketAddr>) -> String {
     address.map_or_else(|| "none".to_owned(), |a| a.to_string())
