@@ -104,12 +104,6 @@ impl TlsIdentity {
             build_server_config(&pems[0], &pems[1], pems.get(2).map(Vec::as_slice), alpn)
         })
     }
-
-    /// The configuration of a tonic (gRPC) server with this identity.
-    pub fn grpc_server_config(&self) -> tonic::transport::ServerTlsConfig {
-        let identity = tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem);
-        tonic::transport::ServerTlsConfig::new().identity(identity)
-    }
 }
 
 fn read_file(path: &std::path::Path) -> Result<Vec<u8>, TlsError> {

@@ -15,7 +15,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
 use common::certs::{make_ca, make_leaf, path};
-use common::{start_scheduler, start_sidecar, wait_log};
+use common::{Proc, spawn_kairos, start_scheduler, start_sidecar, wait_log};
 
 #[derive(Clone, Default)]
 struct App(Arc<Mutex<Vec<String>>>);
@@ -304,9 +304,13 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
 
     let port = kairos_testing::free_port().unwrap().to_string();
     let data = tempfile::tempdir().unwrap();
-    let scheduler_flags = [
+    let data_dir = data.path().display().to_string();
+    let scheduler_args = [
+        "scheduler",
         "--port",
         &port,
+        "--data-dir",
+        &data_dir,
         "--tls-cert-file",
         &path(d1, "server.pem"),
         "--tls-key-file",
@@ -314,7 +318,9 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
         "--tls-client-ca-file",
         &client_ca.display().to_string(),
     ];
-    let mut scheduler = start_scheduler(data.path(), &scheduler_flags);
+    // On a fixed port, so that it can come back where the sidecar looks for it.
+    let start_scheduler = || Proc::from(spawn_kairos(&scheduler_args, &[]));
+    let mut scheduler = start_scheduler();
     let sidecar = start_sidecar(
         "rotating-client",
         &scheduler.address,
@@ -353,7 +359,7 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
     // A new connection: the scheduler restarts on the same port and store.
     scheduler.kill9();
     drop(scheduler);
-    scheduler = start_scheduler(data.path(), &scheduler_flags);
+    scheduler = start_scheduler();
     assert!(accepted("with-rotated-cert").await, "{}\n{}", sidecar.tail(), scheduler.tail());
 
     // Garbage: logged, and the rotated certificate is still the one presented.
@@ -369,6 +375,6 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
     );
     scheduler.kill9();
     drop(scheduler);
-    let scheduler = start_scheduler(data.path(), &scheduler_flags);
+    let scheduler = start_scheduler();
     assert!(accepted("after-garbage").await, "{}\n{}", sidecar.tail(), scheduler.tail());
 }
