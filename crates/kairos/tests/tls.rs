@@ -77,6 +77,13 @@ async fn served_certificate_alpn(
     Some(tls.get_ref().1.peer_certificates()?[0].to_vec())
 }
 
+/// Copies `NAME.key` and then `NAME.pem` of `dir` over the files a process reads (key first: in
+/// between, the pair does not match and is kept as is).
+fn install(dir: &Path, name: &str, cert: &Path, key: &Path) {
+    std::fs::copy(dir.join(format!("{name}.key")), key).unwrap();
+    std::fs::copy(dir.join(format!("{name}.pem")), cert).unwrap();
+}
+
 fn der_of(pem: &Path) -> Vec<u8> {
     CertificateDer::from_pem_file(pem).unwrap().to_vec()
 }
@@ -187,8 +194,7 @@ async fn a_rotated_server_certificate_is_picked_up_and_garbage_keeps_the_last_go
     make_leaf(d, "rotated", "1002", "30");
     make_leaf(d, "client", "2001", "30");
     let (cert, key) = (d.join("live.pem"), d.join("live.key"));
-    std::fs::copy(d.join("server.pem"), &cert).unwrap();
-    std::fs::copy(d.join("server.key"), &key).unwrap();
+    install(d, "server", &cert, &key);
     let data = tempfile::tempdir().unwrap();
     let scheduler = start_scheduler(
         data.path(),
@@ -207,8 +213,7 @@ async fn a_rotated_server_certificate_is_picked_up_and_garbage_keeps_the_last_go
     assert_eq!(first, Some(der_of(&d.join("server.pem"))));
 
     // Rotate: key first, then certificate (in between the pair does not match: kept as is).
-    std::fs::copy(d.join("rotated.key"), &key).unwrap();
-    std::fs::copy(d.join("rotated.pem"), &cert).unwrap();
+    install(d, "rotated", &cert, &key);
     let rotated = Some(der_of(&d.join("rotated.pem")));
     wait_until("the rotated certificate", 15, async || {
         served_certificate(&scheduler.address, &ca, client()).await == rotated
@@ -242,8 +247,7 @@ async fn the_sidecars_own_certificate_is_reloaded_on_both_apis_and_garbage_keeps
     make_leaf(d, "server", "1001", "30");
     make_leaf(d, "rotated", "1002", "30");
     let (cert, key) = (d.join("live.pem"), d.join("live.key"));
-    std::fs::copy(d.join("server.pem"), &cert).unwrap();
-    std::fs::copy(d.join("server.key"), &key).unwrap();
+    install(d, "server", &cert, &key);
     let data = tempfile::tempdir().unwrap();
     let scheduler = start_scheduler(data.path(), &[]);
     let sidecar = start_sidecar(
@@ -261,8 +265,7 @@ async fn the_sidecars_own_certificate_is_reloaded_on_both_apis_and_garbage_keeps
     assert_eq!(served("http").await, first);
     assert_eq!(served("grpc").await, first);
 
-    std::fs::copy(d.join("rotated.key"), &key).unwrap();
-    std::fs::copy(d.join("rotated.pem"), &cert).unwrap();
+    install(d, "rotated", &cert, &key);
     let rotated = Some(der_of(&d.join("rotated.pem")));
     wait_until("the rotated certificate on both APIs", 15, async || {
         served("http").await == rotated && served("grpc").await == rotated
@@ -299,8 +302,7 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
     let client_ca = d1.join("client-ca.pem");
     std::fs::copy(d1.join("ca.pem"), &client_ca).unwrap();
     let (cert, key) = (d1.join("live-client.pem"), d1.join("live-client.key"));
-    std::fs::copy(d1.join("client.pem"), &cert).unwrap();
-    std::fs::copy(d1.join("client.key"), &key).unwrap();
+    install(d1, "client", &cert, &key);
 
     let port = kairos_testing::free_port().unwrap().to_string();
     let data = tempfile::tempdir().unwrap();
@@ -348,8 +350,7 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
     assert!(accepted("with-first-cert").await, "{}", sidecar.tail());
 
     // Rotate the client certificate (key first), and make the scheduler trust only CA two.
-    std::fs::copy(d2.join("client.key"), &key).unwrap();
-    std::fs::copy(d2.join("client.pem"), &cert).unwrap();
+    install(d2, "client", &cert, &key);
     assert!(
         wait_log(&sidecar, "reloaded TLS client configuration", Duration::from_secs(10)),
         "{}",
