@@ -9,14 +9,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::header::HeaderValue;
 use kairos_proto::runtime::app_callback_health_check_client::AppCallbackHealthCheckClient;
 use kairos_proto::scheduler::WatchJobsRequestInitial;
-use reqwest::header::HeaderValue;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::AsciiMetadataValue;
 
-use crate::app_channel::{API_TOKEN_HEADER, AppChannelConfig, AppProtocol};
+use crate::app_channel::{API_TOKEN_HEADER, AppChannelConfig, AppHttpClient, connect_lazy, error_chain};
 use crate::scheduler_link::{SchedulerLink, TriggerHandler};
 
 /// `--app-health-check-path` default.
@@ -25,6 +25,8 @@ pub const DEFAULT_HEALTH_PATH: &str = "/healthz";
 pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(5);
 /// `--app-health-probe-timeout` default.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How much of a health answer is read (and dropped) so its connection can be reused.
+const PROBE_BODY_LIMIT: usize = 64 << 10;
 /// `--app-health-threshold` default.
 pub const DEFAULT_THRESHOLD: u32 = 3;
 
@@ -104,7 +106,7 @@ pub struct AppProbe {
 
 #[derive(Debug)]
 enum ProbeTarget {
-    Http { client: reqwest::Client, url: String, token: Option<HeaderValue> },
+    Http { client: AppHttpClient, url: String, token: Option<HeaderValue> },
     Grpc { channel: tonic::transport::Channel, token: Option<AsciiMetadataValue> },
 }
 
@@ -116,32 +118,18 @@ impl AppProbe {
     /// [`HealthError`] when the settings are invalid or the app's address is not a URL authority.
     pub fn new(app: &AppChannelConfig, health: &AppHealthConfig) -> Result<Self, HealthError> {
         health.validate()?;
-        let host = if app.address.contains(':') && !app.address.starts_with('[') {
-            format!("[{}]", app.address)
+        let client_error = |e: crate::app_channel::AppChannelError| HealthError::Client(error_chain(&e));
+        let target = if app.protocol.is_grpc() {
+            let (endpoint, tls) = app.grpc_endpoint(health.timeout).map_err(client_error)?;
+            let channel = connect_lazy(&endpoint, tls.as_ref());
+            let token = app.api_token.as_deref().and_then(|t| AsciiMetadataValue::try_from(t).ok());
+            ProbeTarget::Grpc { channel, token }
         } else {
-            app.address.clone()
-        };
-        let base = format!("http://{host}:{}", app.port);
-        let target = match app.protocol {
-            AppProtocol::Http => {
-                let client = reqwest::Client::builder()
-                    .no_proxy()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(|e| HealthError::Client(e.to_string()))?;
-                let url = format!("{base}{}", health.path);
-                reqwest::Url::parse(&url).map_err(|e| HealthError::Invalid(format!("{url:?}: {e}")))?;
-                let token = app.api_token.as_deref().and_then(|t| HeaderValue::from_str(t).ok());
-                ProbeTarget::Http { client, url, token }
-            }
-            AppProtocol::Grpc => {
-                let channel = tonic::transport::Endpoint::from_shared(base)
-                    .map_err(|e| HealthError::Invalid(e.to_string()))?
-                    .connect_timeout(health.timeout)
-                    .connect_lazy();
-                let token = app.api_token.as_deref().and_then(|t| AsciiMetadataValue::try_from(t).ok());
-                ProbeTarget::Grpc { channel, token }
-            }
+            let client = AppHttpClient::new(app).map_err(client_error)?;
+            let url = format!("{}{}", app.base_url(), health.path);
+            url.parse::<http::Uri>().map_err(|e| HealthError::Invalid(format!("{url:?}: {e}")))?;
+            let token = app.api_token.as_deref().and_then(|t| HeaderValue::from_str(t).ok());
+            ProbeTarget::Http { client, url, token }
         };
         Ok(AppProbe { target, timeout: health.timeout })
     }
@@ -155,12 +143,9 @@ impl AppProbe {
         let call = async {
             match &self.target {
                 ProbeTarget::Http { client, url, token } => {
-                    let mut request = client.get(url);
-                    if let Some(token) = token {
-                        request = request.header(API_TOKEN_HEADER, token.clone());
-                    }
-                    let response = request.send().await.map_err(|e| format!("GET {url} failed: {e}"))?;
-                    let status = response.status();
+                    let headers: Vec<_> = token.iter().map(|t| (API_TOKEN_HEADER, t.clone())).collect();
+                    let status =
+                        client.send(http::Method::GET, url, &headers, Vec::new(), PROBE_BODY_LIMIT).await?;
                     if status.is_success() {
                         Ok(())
                     } else if status.as_u16() == 404 {

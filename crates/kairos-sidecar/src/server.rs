@@ -202,8 +202,18 @@ impl Sidecar {
             (Some(app), Some(health)) => Some((AppProbe::new(app, health)?, health.clone())),
             _ => None,
         };
-        let tls =
-            config.tls.as_ref().map(|t| Ok::<_, TlsError>((t.server_config()?, t.clone()))).transpose()?;
+        // Both APIs re-read the certificate and key when their files change (new connections get
+        // the new one; a file that does not build is logged and the last good one stays).
+        let tls = config
+            .tls
+            .as_ref()
+            .map(|t| {
+                Ok::<_, TlsError>((
+                    t.reloading_server_config(b"http/1.1")?,
+                    t.reloading_server_config(b"h2")?,
+                ))
+            })
+            .transpose()?;
         let link = link.with_shutdown_grace(config.shutdown_grace);
         let http_addr = local_addr(&http_listener)?;
         let grpc_addr = local_addr(&grpc_listener)?;
@@ -231,9 +241,9 @@ impl Sidecar {
         let http = router(state.clone());
         let http_stop = stop.clone();
         let (https, plain) = match &tls {
-            Some((server_config, _)) => (
+            Some((http_tls, _)) => (
                 Some(
-                    TlsListener::new(http_listener, server_config.clone())
+                    TlsListener::new(http_listener, Arc::clone(http_tls))
                         .map_err(|source| SidecarError::Bind { address: http_addr, source })?,
                 ),
                 None,
@@ -256,7 +266,7 @@ impl Sidecar {
         }));
 
         let grpc_stop = stop.clone();
-        let grpc_tls = tls.map(|(_, identity)| identity.grpc_server_config());
+        let grpc_tls = tls.map(|(_, grpc_tls)| grpc_tls);
         let max = config.max_body_size;
         let token_check = TokenCheck::new(
             TokenScheme::DaprApiToken,
@@ -287,25 +297,22 @@ impl Sidecar {
             if let Err(err) = &reflection {
                 tracing::warn!(%err, "gRPC reflection unavailable");
             }
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-            let mut builder = tonic::transport::Server::builder();
-            if let Some(tls) = grpc_tls {
-                builder = match builder.tls_config(tls) {
-                    Ok(builder) => builder,
-                    Err(err) => {
-                        tracing::error!(%err, "gRPC API TLS configuration failed");
-                        return;
-                    }
-                };
-            }
-            let served = builder
+            let router = tonic::transport::Server::builder()
                 .add_service(health)
                 .add_optional_service(reflection.ok())
                 .add_service(dapr)
-                .add_service(steering)
-                .serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned())
-                .await;
+                .add_service(steering);
+            let served = match grpc_tls {
+                None => {
+                    let incoming =
+                        tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+                    router.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned()).await
+                }
+                Some(tls) => {
+                    let incoming = kairos_proto::tls::tls_incoming(grpc_listener, tls);
+                    router.serve_with_incoming_shutdown(incoming, grpc_stop.cancelled_owned()).await
+                }
+            };
             if let Err(err) = served {
                 tracing::error!(%err, "gRPC API server failed");
             }

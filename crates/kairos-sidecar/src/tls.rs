@@ -1,20 +1,20 @@
 //! TLS for the sidecar's own APIs (`kairos sidecar --tls-cert-file … --tls-key-file …`):
-//! rustls on ring, one certificate for both the HTTP and the gRPC port.
+//! rustls on ring, one certificate for both the HTTP and the gRPC port, re-read when its files
+//! change (as the scheduler's: [`kairos_proto::tls::Reloading`]).
 //!
-//! The gRPC API uses tonic's rustls server. The HTTP API is axum over a [`TlsListener`]: a
-//! background task accepts TCP connections and runs each handshake in its own task (bounded by
-//! [`HANDSHAKE_TIMEOUT`]), so a slow or hostile client never holds up the others; axum sees only
-//! finished TLS streams.
+//! Both APIs accept through [`kairos_proto::tls::accept_tls`]: a background task accepts TCP
+//! connections and runs each handshake in its own task (bounded by [`HANDSHAKE_TIMEOUT`]) with
+//! the configuration current at that moment, so a slow or hostile client never holds up the
+//! others. The HTTP API is axum over a [`TlsListener`], which sees only finished TLS streams.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_rustls::rustls;
 use tokio_rustls::server::TlsStream;
 
-pub use kairos_proto::tls::{TlsError, TlsIdentity};
+pub use kairos_proto::tls::{ServerTls, TlsError, TlsFiles, TlsIdentity};
 
 pub use kairos_proto::tls::HANDSHAKE_TIMEOUT;
 /// Finished handshakes waiting for axum to take them.
@@ -29,11 +29,12 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Starts accepting on `listener`. Must be called within a tokio runtime.
-    pub fn new(listener: TcpListener, config: Arc<rustls::ServerConfig>) -> std::io::Result<Self> {
+    /// Starts accepting on `listener`, each handshake with the configuration `tls` holds at
+    /// that moment. Must be called within a tokio runtime.
+    pub fn new(listener: TcpListener, tls: Arc<ServerTls>) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (tx, ready) = mpsc::channel(ACCEPT_QUEUE);
-        let accept_task = tokio::spawn(kairos_proto::tls::accept_tls(listener, move || config.clone(), tx));
+        let accept_task = tokio::spawn(kairos_proto::tls::accept_tls(listener, move || tls.current(), tx));
         Ok(TlsListener { ready, local, accept_task })
     }
 }

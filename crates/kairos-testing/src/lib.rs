@@ -2,11 +2,13 @@
 //! crate that ships): the [`JobStore`](kairos_store::JobStore) conformance suite
 //! ([`job_store_conformance!`]), real etcd processes ([`etcd`]), and `kairos` child processes
 //! known ready by the JSON line they print on stdout ([`process`], docs/operations.md), with the
-//! gRPC and HTTP helpers the process tests share ([`grpc`], [`http`], [`wait_until`]).
+//! gRPC and HTTP helpers the process tests share ([`grpc`], [`http`], [`wait_until`]), and the
+//! receiving app of the app-protocol tests ([`app`], the `kairos-test-app` binary).
 //!
 //! It sits above `kairos-store` and `kairos-proto` and must never be imported by a library
 //! crate's normal dependencies.
 
+pub mod app;
 pub mod conformance;
 pub mod disk;
 pub mod etcd;

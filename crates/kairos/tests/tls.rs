@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,84 +14,8 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
-use common::{start_scheduler, start_sidecar, wait_log};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA (`ca.pem`, `ca.key`) in `dir`.
-fn make_ca(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=kairos test CA",
-        ],
-    );
-}
-
-/// `NAME.pem`/`NAME.key` signed by the CA, with `serial`; `days` -1 makes it expired.
-fn make_leaf(dir: &Path, name: &str, serial: &str, days: &str) {
-    let ext = dir.join(format!("{name}.ext"));
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            serial,
-            "-days",
-            days,
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ],
-    );
-}
-
-fn path(dir: &Path, file: &str) -> String {
-    dir.join(file).display().to_string()
-}
+use common::certs::{make_ca, make_leaf, path};
+use common::{Proc, spawn_kairos, start_scheduler, start_sidecar, wait_log};
 
 #[derive(Clone, Default)]
 struct App(Arc<Mutex<Vec<String>>>);
@@ -118,8 +41,17 @@ async fn post_job(http: &str, name: &str) -> (u16, String) {
 }
 
 /// The certificate the server at `address` presents to a new connection (verified against `ca`,
-/// presenting `client` when given); `None` when the handshake fails.
+/// presenting `client` when given, offering ALPN h2); `None` when the handshake fails.
 async fn served_certificate(address: &str, ca: &Path, client: Option<(PathBuf, PathBuf)>) -> Option<Vec<u8>> {
+    served_certificate_alpn(address, ca, client, b"h2").await
+}
+
+async fn served_certificate_alpn(
+    address: &str,
+    ca: &Path,
+    client: Option<(PathBuf, PathBuf)>,
+    alpn: &[u8],
+) -> Option<Vec<u8>> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
@@ -138,11 +70,18 @@ async fn served_certificate(address: &str, ca: &Path, client: Option<(PathBuf, P
             )
             .unwrap(),
     };
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.ok()?;
     Some(tls.get_ref().1.peer_certificates()?[0].to_vec())
+}
+
+/// Copies `NAME.key` and then `NAME.pem` of `dir` over the files a process reads (key first: in
+/// between, the pair does not match and is kept as is).
+fn install(dir: &Path, name: &str, cert: &Path, key: &Path) {
+    std::fs::copy(dir.join(format!("{name}.key")), key).unwrap();
+    std::fs::copy(dir.join(format!("{name}.pem")), cert).unwrap();
 }
 
 fn der_of(pem: &Path) -> Vec<u8> {
@@ -271,8 +210,7 @@ async fn a_rotated_server_certificate_is_picked_up_and_garbage_keeps_the_last_go
     make_leaf(d, "rotated", "1002", "30");
     make_leaf(d, "client", "2001", "30");
     let (cert, key) = (d.join("live.pem"), d.join("live.key"));
-    std::fs::copy(d.join("server.pem"), &cert).unwrap();
-    std::fs::copy(d.join("server.key"), &key).unwrap();
+    install(d, "server", &cert, &key);
     let data = tempfile::tempdir().unwrap();
     let scheduler = start_scheduler(
         data.path(),
@@ -291,8 +229,7 @@ async fn a_rotated_server_certificate_is_picked_up_and_garbage_keeps_the_last_go
     assert_eq!(first, Some(der_of(&d.join("server.pem"))));
 
     // Rotate: key first, then certificate (in between the pair does not match: kept as is).
-    std::fs::copy(d.join("rotated.key"), &key).unwrap();
-    std::fs::copy(d.join("rotated.pem"), &cert).unwrap();
+    install(d, "rotated", &cert, &key);
     let rotated = Some(der_of(&d.join("rotated.pem")));
     wait_until("the rotated certificate", 15, async || {
         served_certificate(&scheduler.address, &ca, client()).await == rotated
@@ -316,4 +253,145 @@ async fn a_rotated_server_certificate_is_picked_up_and_garbage_keeps_the_last_go
         scheduler.tail()
     );
     assert_eq!(served_certificate(&scheduler.address, &ca, client()).await, rotated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecars_own_certificate_is_reloaded_on_both_apis_and_garbage_keeps_the_last_good_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    make_ca(d);
+    make_leaf(d, "server", "1001", "30");
+    make_leaf(d, "rotated", "1002", "30");
+    let (cert, key) = (d.join("live.pem"), d.join("live.key"));
+    install(d, "server", &cert, &key);
+    let data = tempfile::tempdir().unwrap();
+    let scheduler = start_scheduler(data.path(), &[]);
+    let sidecar = start_sidecar(
+        "reload-app",
+        &scheduler.address,
+        &["--tls-cert-file", &cert.display().to_string(), "--tls-key-file", &key.display().to_string()],
+        &[],
+    );
+    let ca = d.join("ca.pem");
+    let served = async |api: &str| match api {
+        "http" => served_certificate_alpn(&sidecar.http, &ca, None, b"http/1.1").await,
+        _ => served_certificate(&sidecar.grpc, &ca, None).await,
+    };
+    let first = Some(der_of(&d.join("server.pem")));
+    assert_eq!(served("http").await, first);
+    assert_eq!(served("grpc").await, first);
+
+    install(d, "rotated", &cert, &key);
+    let rotated = Some(der_of(&d.join("rotated.pem")));
+    wait_until("the rotated certificate on both APIs", 15, async || {
+        served("http").await == rotated && served("grpc").await == rotated
+    })
+    .await;
+
+    std::fs::write(&key, "garbage\n").unwrap();
+    assert!(
+        wait_log(
+            &sidecar,
+            "cannot reload TLS server certificate: keeping the last good one",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        sidecar.tail()
+    );
+    assert_eq!(served("http").await, rotated);
+    assert_eq!(served("grpc").await, rotated);
+}
+
+/// The sidecar's client certificate is replaced while it runs; a scheduler that trusts only the
+/// new certificate's CA accepts it on the next connection. A certificate replaced by garbage is
+/// logged and the last good one keeps being presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (d1, d2) = (one.path(), two.path());
+    make_ca(d1);
+    make_leaf(d1, "server", "1001", "30");
+    make_leaf(d1, "client", "2001", "30");
+    make_ca(d2);
+    make_leaf(d2, "client", "2002", "30");
+    // The scheduler's client CA file: CA one, then CA two only.
+    let client_ca = d1.join("client-ca.pem");
+    std::fs::copy(d1.join("ca.pem"), &client_ca).unwrap();
+    let (cert, key) = (d1.join("live-client.pem"), d1.join("live-client.key"));
+    install(d1, "client", &cert, &key);
+
+    let port = kairos_testing::free_port().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let scheduler_args = [
+        "scheduler",
+        "--port",
+        &port,
+        "--data-dir",
+        &data_dir,
+        "--tls-cert-file",
+        &path(d1, "server.pem"),
+        "--tls-key-file",
+        &path(d1, "server.key"),
+        "--tls-client-ca-file",
+        &client_ca.display().to_string(),
+    ];
+    // On a fixed port, so that it can come back where the sidecar looks for it.
+    let start_scheduler = || Proc::from(spawn_kairos(&scheduler_args, &[]));
+    let mut scheduler = start_scheduler();
+    let sidecar = start_sidecar(
+        "rotating-client",
+        &scheduler.address,
+        &[
+            "--scheduler-tls-ca-file",
+            &path(d1, "ca.pem"),
+            "--scheduler-tls-cert-file",
+            &cert.display().to_string(),
+            "--scheduler-tls-key-file",
+            &key.display().to_string(),
+            "--scheduler-request-timeout-seconds",
+            "2",
+        ],
+        &[],
+    );
+    let accepted = async |name: &str| {
+        for _ in 0..100 {
+            if post_job(&sidecar.http, name).await.0 == 204 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    };
+    assert!(accepted("with-first-cert").await, "{}", sidecar.tail());
+
+    // Rotate the client certificate (key first), and make the scheduler trust only CA two.
+    install(d2, "client", &cert, &key);
+    assert!(
+        wait_log(&sidecar, "reloaded TLS client configuration", Duration::from_secs(10)),
+        "{}",
+        sidecar.tail()
+    );
+    std::fs::copy(d2.join("ca.pem"), &client_ca).unwrap();
+    // A new connection: the scheduler restarts on the same port and store.
+    scheduler.kill9();
+    drop(scheduler);
+    scheduler = start_scheduler();
+    assert!(accepted("with-rotated-cert").await, "{}\n{}", sidecar.tail(), scheduler.tail());
+
+    // Garbage: logged, and the rotated certificate is still the one presented.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    assert!(
+        wait_log(
+            &sidecar,
+            "cannot reload TLS client configuration: keeping the last good one",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        sidecar.tail()
+    );
+    scheduler.kill9();
+    drop(scheduler);
+    let scheduler = start_scheduler();
+    assert!(accepted("after-garbage").await, "{}\n{}", sidecar.tail(), scheduler.tail());
 }

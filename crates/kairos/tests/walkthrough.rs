@@ -33,32 +33,10 @@ const PAYLOAD: &str =
 /// How long one whole walkthrough (10 ticks 1 s apart, plus start-up) may take.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-/// The `db-backup` binary, built once per test process with the cargo that built this test.
-///
-/// Cargo gives `CARGO_BIN_EXE_*` only for binaries of this package, so the example (a package of
-/// its own) is built here; `cargo build` is a no-op when it is fresh.
+/// The `db-backup` binary, built once per test process.
 fn db_backup() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo =
-            std::env::var_os("CARGO").unwrap_or_else(|| option_env!("CARGO").unwrap_or("cargo").into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let output = Command::new(cargo)
-            .args(["build", "-p", "db-backup", "--message-format=json-render-diagnostics"])
-            .current_dir(&workspace)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run cargo build -p db-backup");
-        assert!(output.status.success(), "cargo build -p db-backup failed");
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-            .filter(|message| {
-                message["reason"] == "compiler-artifact" && message["target"]["name"] == "db-backup"
-            })
-            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no db-backup executable")
-    })
+    BIN.get_or_init(|| common::cargo_bin("db-backup", "db-backup"))
 }
 
 /// One `kairos run … -- db-backup` session in its own process group, SIGKILLed (group and all)

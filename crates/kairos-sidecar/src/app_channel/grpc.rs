@@ -1,8 +1,8 @@
 //! The gRPC transport of the app channel (spec §4.1): `AppCallback/OnJobEvent`, falling back to
 //! `AppCallbackAlpha/OnJobEventAlpha1`.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use kairos_core::Payload;
 use kairos_proto::common::HttpExtension;
@@ -10,11 +10,12 @@ use kairos_proto::common::http_extension::Verb;
 use kairos_proto::runtime::JobEventRequest;
 use kairos_proto::runtime::app_callback_alpha_client::AppCallbackAlphaClient;
 use kairos_proto::runtime::app_callback_client::AppCallbackClient;
+use kairos_proto::tls::ClientTls;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
-use super::{API_TOKEN_HEADER, Delivery, REPROBE_STABLE_EVERY};
+use super::{API_TOKEN_HEADER, AppProtocol, Delivery, REPROBE_STABLE_EVERY, connect_lazy, error_chain};
 
 /// The two gRPC job callbacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +51,10 @@ impl Callback {
 /// callbacks answered UNIMPLEMENTED, and once every [`REPROBE_STABLE_EVERY`] deliveries.
 #[derive(Debug)]
 pub(super) struct GrpcApp {
+    pub(super) protocol: AppProtocol,
     pub(super) endpoint: Endpoint,
+    /// `grpcs`: the connector's TLS configuration.
+    pub(super) tls: Option<Arc<ClientTls>>,
     /// Created on first use: `connect_lazy` needs a Tokio runtime. It reconnects by itself.
     pub(super) channel: OnceLock<Channel>,
     pub(super) api_token: Option<AsciiMetadataValue>,
@@ -78,6 +82,15 @@ impl GrpcApp {
                     "the app implements neither AppCallback/OnJobEvent nor AppCallbackAlpha/OnJobEventAlpha1 \
                          for this job: both answered Unimplemented"
                         .to_owned(),
+            },
+            // A connection or handshake failure: the protocol may not be what the app serves.
+            Err(status) if status.code() == Code::Unavailable => Delivery::Failed {
+                reason: format!(
+                    "cannot call {} on the app: {} ({})",
+                    answered_by.method(),
+                    error_chain(&status),
+                    self.protocol.hint()
+                ),
             },
             Err(status) => Delivery::Failed {
                 reason: format!(
@@ -116,7 +129,7 @@ impl GrpcApp {
     }
 
     async fn call(&self, callback: Callback, request: JobEventRequest) -> Result<(), Status> {
-        let channel = self.channel.get_or_init(|| self.endpoint.connect_lazy()).clone();
+        let channel = self.channel.get_or_init(|| connect_lazy(&self.endpoint, self.tls.as_ref())).clone();
         let mut request = tonic::Request::new(request);
         if let Some(token) = &self.api_token {
             request.metadata_mut().insert(API_TOKEN_HEADER, token.clone());

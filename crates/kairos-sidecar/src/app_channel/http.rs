@@ -1,18 +1,120 @@
 //! The HTTP transport of the app channel (spec §4.2): `POST /job/{name}`, with daprd's body
 //! rules.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use kairos_core::Payload;
 use kairos_proto::json::{VALUE_TYPE_URL, value_to_string};
+use kairos_proto::tls::ClientTls;
 use prost::Message;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use tokio_rustls::rustls;
 
-use super::{API_TOKEN_HEADER, Delivery, error_chain};
+use super::{API_TOKEN_HEADER, AppChannelConfig, AppChannelError, AppProtocol, Delivery, error_chain};
+
+type HyperClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The HTTP client of an `http`, `https` or `h2c` app, shared by deliveries and health probes:
+/// hyper's pooled client (connections to the app are kept alive between requests), over TLS
+/// for `https`, HTTP/2 only for `h2c`. It follows no redirect (a job is delivered to one route)
+/// and no proxy (the app is local). For `https` with a CA file, a new client is made when the
+/// CA is reloaded (the pool of the old one drains by itself).
+#[derive(Debug)]
+pub(crate) struct AppHttpClient {
+    protocol: AppProtocol,
+    tls: Arc<ClientTls>,
+    /// The client and the TLS configuration it was made with (boxed: a client is large).
+    current: Box<Mutex<(Arc<rustls::ClientConfig>, HyperClient)>>,
+}
+
+impl AppHttpClient {
+    /// The client of the app `config` describes. Must be called within a tokio runtime for a
+    /// CA file to be re-read.
+    ///
+    /// # Errors
+    /// As [`AppChannelConfig::client_tls`]; [`AppChannelError::InvalidAddress`] when the app's
+    /// URL does not parse.
+    pub(crate) fn new(config: &AppChannelConfig) -> Result<Self, AppChannelError> {
+        config.base_url().parse::<http::Uri>().map_err(|e| config.invalid_address(e.to_string()))?;
+        // The plain protocols never use it (their URLs are http://), but the connector wants one.
+        let tls = match config.client_tls()? {
+            Some(tls) => tls,
+            None => ClientTls::for_app(None, b"http/1.1").map_err(AppChannelError::Tls)?,
+        };
+        let now = tls.current();
+        let client = build(config.protocol, &now);
+        Ok(AppHttpClient { protocol: config.protocol, tls, current: Box::new(Mutex::new((now, client))) })
+    }
+
+    /// The client to send the next request with.
+    fn client(&self) -> HyperClient {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.tls.current();
+        if !Arc::ptr_eq(&current.0, &now) {
+            let client = build(self.protocol, &now);
+            *current = (now, client);
+        }
+        current.1.clone()
+    }
+
+    /// Sends `method url` with `headers` and `body`, reads (and drops) at most `max_body` bytes
+    /// of the answer so the connection can go back to the pool, and returns its status.
+    ///
+    /// # Errors
+    /// Why no answer came, with its causes and what the protocol expects of the app.
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, HeaderValue)],
+        body: Vec<u8>,
+        max_body: usize,
+    ) -> Result<StatusCode, String> {
+        let fail = |e: &dyn std::error::Error| {
+            format!("{method} {url} failed: {} ({})", error_chain(e), self.protocol.hint())
+        };
+        let mut request = Request::builder().method(method.clone()).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, value.clone());
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| fail(&e))?;
+        let response = self.client().request(request).await.map_err(|e| fail(&e))?;
+        let status = response.status();
+        let mut body = response.into_body();
+        let mut read = 0;
+        while read <= max_body {
+            match body.frame().await {
+                Some(Ok(frame)) => read += frame.data_ref().map_or(0, Bytes::len),
+                Some(Err(_)) | None => break,
+            }
+        }
+        Ok(status)
+    }
+}
+
+fn build(protocol: AppProtocol, tls: &Arc<rustls::ClientConfig>) -> HyperClient {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    // The connector sets ALPN itself (http/1.1, from enable_http1) and refuses a preset one.
+    let mut tls = rustls::ClientConfig::clone(tls);
+    tls.alpn_protocols.clear();
+    let connector =
+        HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(tcp);
+    Client::builder(TokioExecutor::new()).http2_only(protocol == AppProtocol::H2c).build(connector)
+}
 
 /// An HTTP app.
 #[derive(Debug)]
 pub(super) struct HttpApp {
-    /// Pooled: connections to the app are kept alive between deliveries.
-    pub(super) client: reqwest::Client,
+    pub(super) client: AppHttpClient,
     pub(super) base_url: String,
     pub(super) api_token: Option<HeaderValue>,
     pub(super) max_body_size: usize,
@@ -27,29 +129,18 @@ impl HttpApp {
         };
         let url = format!("{}/{path}", self.base_url);
         let body = http_body(data);
-        let mut request = self
-            .client
-            .post(&url)
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        let mut headers = vec![
+            (CONTENT_TYPE.as_str(), HeaderValue::from_static("application/json")),
             // hyper leaves it out for an empty body; Go's client sends `Content-Length: 0` on a POST.
-            .header(CONTENT_LENGTH, body.len())
-            .body(body);
+            (CONTENT_LENGTH.as_str(), HeaderValue::from(body.len())),
+        ];
         if let Some(token) = &self.api_token {
-            request = request.header(API_TOKEN_HEADER, token.clone());
+            headers.push((API_TOKEN_HEADER, token.clone()));
         }
-        let mut response = match request.send().await {
-            Ok(response) => response,
-            Err(e) => return Delivery::Failed { reason: format!("POST {url} failed: {}", error_chain(&e)) },
+        let status = match self.client.send(Method::POST, &url, &headers, body, self.max_body_size).await {
+            Ok(status) => status,
+            Err(reason) => return Delivery::Failed { reason },
         };
-        let status = response.status();
-        // The body is ignored, but reading it lets the connection go back to the pool.
-        let mut read = 0;
-        while read <= self.max_body_size {
-            match response.chunk().await {
-                Ok(Some(chunk)) => read += chunk.len(),
-                Ok(None) | Err(_) => break,
-            }
-        }
         match status.as_u16() {
             200..=299 => Delivery::Success,
             404 => Delivery::NotFoundCountedAsSuccess,

@@ -10,33 +10,41 @@
 //! * **HTTP** (`--app-protocol http`, the default, §4.2): `POST /job/{name}` with
 //!   `content-type: application/json`; 2xx is a success, 404 is counted as a success, anything
 //!   else fails.
+//! * **TLS and HTTP/2** (daprd's other `--app-protocol` values): `grpcs` is gRPC over TLS,
+//!   `https` is HTTP/1.1 over TLS, `h2c` is HTTP/2 without TLS (prior knowledge, no upgrade).
+//!   Like daprd, TLS to the app does not verify the app's certificate; unlike daprd,
+//!   `--app-tls-ca-file` makes it verify against a CA (re-read when the file changes). rustls on
+//!   ring, TLS 1.2 at least, as daprd.
 //!
 //! Both send `dapr-api-token: $APP_API_TOKEN` when it is set, hold at most
 //! `--app-max-concurrency` deliveries in flight and give up after the configured timeout.
 //! [`AppChannel::wait_until_ready`] is daprd's `blockUntilAppIsReady`: job streams are opened
 //! only once the app's port accepts TCP connections.
 //!
-//! Not supported yet: `grpcs`, `https` and `h2c` app protocols and trace headers. App health
-//! checks live in [`crate::health`].
+//! Not supported yet: trace headers. App health checks live in [`crate::health`]; they use
+//! the same protocol and TLS settings.
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use ::http::header::HeaderValue;
 use kairos_core::Payload;
-use reqwest::header::HeaderValue;
+use kairos_proto::tls::{ClientTls, TlsConnector};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 mod grpc;
 mod http;
 
 use grpc::GrpcApp;
+pub(crate) use http::AppHttpClient;
 use http::HttpApp;
 
 /// `--app-channel-address` default.
@@ -64,9 +72,15 @@ const REPROBE_STABLE_EVERY: u32 = 100;
 pub enum AppProtocol {
     /// Plain-text HTTP/2 gRPC.
     Grpc,
+    /// gRPC over TLS.
+    Grpcs,
     /// Plain-text HTTP/1.1, daprd's default.
     #[default]
     Http,
+    /// HTTP/1.1 over TLS.
+    Https,
+    /// Plain-text HTTP/2 with prior knowledge.
+    H2c,
 }
 
 impl AppProtocol {
@@ -74,7 +88,36 @@ impl AppProtocol {
     pub fn as_str(self) -> &'static str {
         match self {
             AppProtocol::Grpc => "grpc",
+            AppProtocol::Grpcs => "grpcs",
             AppProtocol::Http => "http",
+            AppProtocol::Https => "https",
+            AppProtocol::H2c => "h2c",
+        }
+    }
+
+    /// Whether jobs go to the app as gRPC calls (else as HTTP requests).
+    pub fn is_grpc(self) -> bool {
+        matches!(self, AppProtocol::Grpc | AppProtocol::Grpcs)
+    }
+
+    /// Whether the connection to the app is TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, AppProtocol::Grpcs | AppProtocol::Https)
+    }
+
+    /// What a connection failure may mean, for error messages.
+    pub(crate) fn hint(self) -> String {
+        format!("--app-protocol {self} expects the app to serve {} on its port", self.expects())
+    }
+
+    /// What the app must serve on its port.
+    fn expects(self) -> &'static str {
+        match self {
+            AppProtocol::Grpc => "gRPC without TLS",
+            AppProtocol::Grpcs => "gRPC over TLS",
+            AppProtocol::Http => "HTTP/1.1 without TLS",
+            AppProtocol::Https => "HTTP/1.1 over TLS",
+            AppProtocol::H2c => "HTTP/2 without TLS (h2c, prior knowledge)",
         }
     }
 }
@@ -88,16 +131,18 @@ impl fmt::Display for AppProtocol {
 impl FromStr for AppProtocol {
     type Err = AppChannelError;
 
-    /// Parses `grpc` or `http` (ASCII case-insensitive).
+    /// Parses daprd's values `grpc`, `grpcs`, `http`, `https` and `h2c` (ASCII
+    /// case-insensitive).
     ///
     /// # Errors
-    /// [`AppChannelError::UnsupportedProtocol`] for daprd's other values (`grpcs`, `https`,
-    /// `h2c`), which kairos does not speak yet; [`AppChannelError::InvalidProtocol`] otherwise.
+    /// [`AppChannelError::InvalidProtocol`] for anything else.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "grpc" => Ok(AppProtocol::Grpc),
+            "grpcs" => Ok(AppProtocol::Grpcs),
             "http" => Ok(AppProtocol::Http),
-            "grpcs" | "https" | "h2c" => Err(AppChannelError::UnsupportedProtocol(s.to_owned())),
+            "https" => Ok(AppProtocol::Https),
+            "h2c" => Ok(AppProtocol::H2c),
             _ => Err(AppChannelError::InvalidProtocol(s.to_owned())),
         }
     }
@@ -106,9 +151,11 @@ impl FromStr for AppProtocol {
 /// Why an app channel could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum AppChannelError {
-    /// A protocol daprd knows but kairos does not speak yet.
-    #[error("app protocol {0:?} is not supported yet: kairos talks to the app over plain grpc or http only")]
-    UnsupportedProtocol(String),
+    /// `--app-tls-ca-file` given for a protocol without TLS.
+    #[error("--app-tls-ca-file is set but --app-protocol {0} does not use TLS: use https or grpcs")]
+    CaWithoutTls(AppProtocol),
+    #[error("cannot set up TLS to the app")]
+    Tls(#[source] kairos_proto::tls::TlsError),
     #[error("invalid app protocol {0:?}: expected grpc, grpcs, http, https or h2c")]
     InvalidProtocol(String),
     #[error("invalid app channel address {address:?} (port {port}): {reason}")]
@@ -116,8 +163,6 @@ pub enum AppChannelError {
     /// The token itself is never echoed.
     #[error("{APP_API_TOKEN_ENV} cannot be sent as a header: it must be visible ASCII")]
     InvalidApiToken,
-    #[error("cannot build the HTTP client of the app channel")]
-    HttpClient(#[source] reqwest::Error),
 }
 
 /// The app channel's flags and environment (spec §9).
@@ -137,6 +182,9 @@ pub struct AppChannelConfig {
     pub max_body_size: usize,
     /// How long one delivery may take once it has its concurrency slot; `None` waits forever.
     pub timeout: Option<Duration>,
+    /// `--app-tls-ca-file`: verify the app's certificate against this PEM CA (`https`, `grpcs`);
+    /// `None` accepts any certificate, as daprd does.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl AppChannelConfig {
@@ -151,6 +199,7 @@ impl AppChannelConfig {
             max_concurrency: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             timeout: None,
+            tls_ca_file: None,
         }
     }
 
@@ -165,14 +214,51 @@ impl AppChannelConfig {
         std::env::var(APP_API_TOKEN_ENV).ok().filter(|t| !t.is_empty())
     }
 
-    /// `http://host:port`, with an IPv6 address in brackets.
-    fn base_url(&self) -> String {
+    /// `http://host:port` (`https://` for `--app-protocol https`), with an IPv6 address in
+    /// brackets. gRPC endpoints are `http://` too: their TLS is the connector's.
+    pub(crate) fn base_url(&self) -> String {
+        let scheme = if self.protocol == AppProtocol::Https { "https" } else { "http" };
         let address = &self.address;
         if address.contains(':') && !address.starts_with('[') {
-            format!("http://[{address}]:{}", self.port)
+            format!("{scheme}://[{address}]:{}", self.port)
         } else {
-            format!("http://{address}:{}", self.port)
+            format!("{scheme}://{address}:{}", self.port)
         }
+    }
+
+    /// The TLS client configuration of `https` and `grpcs`; `None` for the plain protocols.
+    ///
+    /// # Errors
+    /// [`AppChannelError::CaWithoutTls`] when a CA is given for a plain protocol,
+    /// [`AppChannelError::Tls`] when the CA file cannot be used.
+    pub(crate) fn client_tls(&self) -> Result<Option<Arc<ClientTls>>, AppChannelError> {
+        if !self.protocol.is_tls() {
+            return match self.tls_ca_file {
+                Some(_) => Err(AppChannelError::CaWithoutTls(self.protocol)),
+                None => Ok(None),
+            };
+        }
+        let alpn: &'static [u8] = if self.protocol.is_grpc() { b"h2" } else { b"http/1.1" };
+        ClientTls::for_app(self.tls_ca_file.clone(), alpn).map(Some).map_err(AppChannelError::Tls)
+    }
+
+    /// The gRPC endpoint of the app (`grpc`, `grpcs`) and its TLS configuration; connect with
+    /// [`connect_lazy`].
+    ///
+    /// # Errors
+    /// As [`AppChannelConfig::client_tls`], and [`AppChannelError::InvalidAddress`].
+    pub(crate) fn grpc_endpoint(
+        &self,
+        connect_timeout: Duration,
+    ) -> Result<(Endpoint, Option<Arc<ClientTls>>), AppChannelError> {
+        let endpoint = Endpoint::from_shared(self.base_url())
+            .map_err(|e| self.invalid_address(e.to_string()))?
+            .connect_timeout(connect_timeout);
+        Ok((endpoint, self.client_tls()?))
+    }
+
+    fn invalid_address(&self, reason: String) -> AppChannelError {
+        AppChannelError::InvalidAddress { address: self.address.clone(), port: self.port, reason }
     }
 }
 
@@ -187,6 +273,7 @@ impl fmt::Debug for AppChannelConfig {
             .field("max_concurrency", &self.max_concurrency)
             .field("max_body_size", &self.max_body_size)
             .field("timeout", &self.timeout)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -224,6 +311,7 @@ pub struct AppChannel {
 
 #[derive(Debug)]
 struct Inner {
+    protocol: AppProtocol,
     address: String,
     port: u16,
     limit: Option<Semaphore>,
@@ -244,59 +332,48 @@ impl AppChannel {
     /// # Errors
     /// [`AppChannelError::InvalidAddress`] when `address:port` is not a URL authority,
     /// [`AppChannelError::InvalidApiToken`] when the token is not a valid header value,
-    /// [`AppChannelError::HttpClient`] when the HTTP client cannot be built.
+    /// [`AppChannelError::Tls`] when TLS to the app cannot be set up.
     pub fn new(config: AppChannelConfig) -> Result<Self, AppChannelError> {
-        let base_url = config.base_url();
-        let invalid_address = |reason: String| AppChannelError::InvalidAddress {
-            address: config.address.clone(),
-            port: config.port,
-            reason,
-        };
-        let transport = match config.protocol {
-            AppProtocol::Grpc => {
-                let endpoint = Endpoint::from_shared(base_url)
-                    .map_err(|e| invalid_address(e.to_string()))?
-                    .connect_timeout(GRPC_CONNECT_TIMEOUT);
-                let api_token = match &config.api_token {
-                    Some(token) => Some(
-                        AsciiMetadataValue::try_from(token.as_str())
-                            .map_err(|_| AppChannelError::InvalidApiToken)?,
-                    ),
-                    None => None,
-                };
-                Transport::Grpc(Box::new(GrpcApp {
-                    endpoint,
-                    channel: OnceLock::new(),
-                    api_token,
-                    max_body_size: config.max_body_size,
-                    alpha_only: AtomicBool::new(false),
-                    since_probe: AtomicU32::new(0),
-                }))
-            }
-            AppProtocol::Http => {
-                reqwest::Url::parse(&base_url).map_err(|e| invalid_address(e.to_string()))?;
-                let api_token = match &config.api_token {
-                    Some(token) => {
-                        let mut value =
-                            HeaderValue::from_str(token).map_err(|_| AppChannelError::InvalidApiToken)?;
-                        value.set_sensitive(true);
-                        Some(value)
-                    }
-                    None => None,
-                };
-                let client = reqwest::Client::builder()
-                    // The app is local: an HTTP_PROXY meant for the outside world must not apply.
-                    .no_proxy()
-                    // A job is delivered to one route; a redirect is a failure, not a hop.
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .map_err(AppChannelError::HttpClient)?;
-                Transport::Http(HttpApp { client, base_url, api_token, max_body_size: config.max_body_size })
-            }
+        let transport = if config.protocol.is_grpc() {
+            let (endpoint, tls) = config.grpc_endpoint(GRPC_CONNECT_TIMEOUT)?;
+            let api_token = match &config.api_token {
+                Some(token) => Some(
+                    AsciiMetadataValue::try_from(token.as_str())
+                        .map_err(|_| AppChannelError::InvalidApiToken)?,
+                ),
+                None => None,
+            };
+            Transport::Grpc(Box::new(GrpcApp {
+                protocol: config.protocol,
+                endpoint,
+                tls,
+                channel: OnceLock::new(),
+                api_token,
+                max_body_size: config.max_body_size,
+                alpha_only: AtomicBool::new(false),
+                since_probe: AtomicU32::new(0),
+            }))
+        } else {
+            let api_token = match &config.api_token {
+                Some(token) => {
+                    let mut value =
+                        HeaderValue::from_str(token).map_err(|_| AppChannelError::InvalidApiToken)?;
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+                None => None,
+            };
+            Transport::Http(HttpApp {
+                client: AppHttpClient::new(&config)?,
+                base_url: config.base_url(),
+                api_token,
+                max_body_size: config.max_body_size,
+            })
         };
         let limit = config.max_concurrency.filter(|&n| n > 0).map(Semaphore::new);
         Ok(AppChannel {
             inner: Arc::new(Inner {
+                protocol: config.protocol,
                 address: config.address,
                 port: config.port,
                 limit,
@@ -308,10 +385,7 @@ impl AppChannel {
 
     /// The protocol this channel speaks.
     pub fn protocol(&self) -> AppProtocol {
-        match self.inner.transport {
-            Transport::Grpc(_) => AppProtocol::Grpc,
-            Transport::Http(_) => AppProtocol::Http,
-        }
+        self.inner.protocol
     }
 
     /// Delivers one tick of job `name` (the user's name, not the scheduler key) with its stored
@@ -376,8 +450,17 @@ impl AppChannel {
     }
 }
 
+/// A channel to `endpoint` that connects on first use (over TLS with `tls`) and reconnects by
+/// itself. Must be called within a tokio runtime.
+pub(crate) fn connect_lazy(endpoint: &Endpoint, tls: Option<&Arc<ClientTls>>) -> Channel {
+    match tls {
+        Some(tls) => endpoint.connect_with_connector_lazy(TlsConnector::new(Arc::clone(tls))),
+        None => endpoint.connect_lazy(),
+    }
+}
+
 /// An error and its sources, `: `-separated (reqwest's own message hides the cause).
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -393,15 +476,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_supported_protocols_and_names_the_unsupported_ones() {
-        assert_eq!("grpc".parse::<AppProtocol>().unwrap(), AppProtocol::Grpc);
-        assert_eq!("HTTP".parse::<AppProtocol>().unwrap(), AppProtocol::Http);
-        for p in ["grpcs", "https", "h2c"] {
-            let err = p.parse::<AppProtocol>().unwrap_err();
-            assert!(matches!(err, AppChannelError::UnsupportedProtocol(_)), "{p}");
-            assert!(err.to_string().contains("not supported yet"), "{err}");
+    fn parses_daprds_protocols_and_refuses_others() {
+        for (flag, protocol) in [
+            ("grpc", AppProtocol::Grpc),
+            ("GRPCS", AppProtocol::Grpcs),
+            ("HTTP", AppProtocol::Http),
+            ("https", AppProtocol::Https),
+            ("h2c", AppProtocol::H2c),
+        ] {
+            assert_eq!(flag.parse::<AppProtocol>().unwrap(), protocol);
+            assert_eq!(protocol.as_str(), flag.to_ascii_lowercase());
         }
-        assert!(matches!("tcp".parse::<AppProtocol>(), Err(AppChannelError::InvalidProtocol(_))));
+        let err = "tcp".parse::<AppProtocol>().unwrap_err();
+        assert!(matches!(err, AppChannelError::InvalidProtocol(_)));
+        assert!(err.to_string().contains("grpc, grpcs, http, https or h2c"), "{err}");
+    }
+
+    #[test]
+    fn a_ca_file_needs_a_tls_protocol_and_a_readable_pem() {
+        let mut config = AppChannelConfig::new(AppProtocol::Http, 3000);
+        config.tls_ca_file = Some("/nonexistent/ca.pem".into());
+        let err = AppChannel::new(config.clone()).unwrap_err();
+        assert!(err.to_string().contains("does not use TLS: use https or grpcs"), "{err}");
+        config.protocol = AppProtocol::Https;
+        let err = AppChannel::new(config.clone()).unwrap_err();
+        assert!(error_chain(&err).contains("cannot read /nonexistent/ca.pem"), "{}", error_chain(&err));
+        let dir = std::env::temp_dir().join(format!("kairos-app-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("ca.pem");
+        std::fs::write(&garbage, "not a certificate\n").unwrap();
+        config.tls_ca_file = Some(garbage);
+        config.protocol = AppProtocol::Grpcs;
+        let err = AppChannel::new(config).unwrap_err();
+        assert!(error_chain(&err).contains("holds no certificate"), "{}", error_chain(&err));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
@@ -427,5 +535,9 @@ mod tests {
         assert_eq!(config.base_url(), "http://[::1]:50051");
         config.address = "localhost".to_owned();
         assert_eq!(config.base_url(), "http://localhost:50051");
+        config.protocol = AppProtocol::Https;
+        assert_eq!(config.base_url(), "https://localhost:50051");
+        config.protocol = AppProtocol::Grpcs;
+        assert_eq!(config.base_url(), "http://localhost:50051", "the connector does the TLS");
     }
 }

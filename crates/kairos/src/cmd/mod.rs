@@ -94,9 +94,14 @@ pub struct AppArgs {
     /// The port the app listens on; without it no jobs are delivered (they wait in the scheduler).
     #[arg(long)]
     pub app_port: Option<u16>,
-    /// How to call the app: grpc (OnJobEvent) or http (POST /job/{name}).
+    /// How to call the app: http (POST /job/{name}), https (the same over TLS), h2c (the same
+    /// over HTTP/2 without TLS), grpc (OnJobEvent) or grpcs (the same over TLS).
     #[arg(long, default_value = "http")]
     pub app_protocol: String,
+    /// With https or grpcs: verify the app's certificate against this PEM CA (re-read when it
+    /// changes); without it the app's certificate is not checked, as in daprd.
+    #[arg(long)]
+    pub app_tls_ca_file: Option<PathBuf>,
     /// Host or IP address of the app.
     #[arg(long, default_value = "127.0.0.1")]
     pub app_channel_address: String,
@@ -108,24 +113,6 @@ pub struct AppArgs {
     pub app_max_concurrency: i64,
     #[command(flatten)]
     pub app_health: app_health::AppHealthArgs,
-}
-
-/// The PEM certificate chain and key of `--tls-cert-file` and `--tls-key-file`, read; `None`
-/// unless both are given.
-///
-/// # Errors
-/// When a file cannot be read.
-pub fn tls_identity(
-    cert: Option<&std::path::Path>,
-    key: Option<&std::path::Path>,
-) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", p.display()))
-    };
-    match (cert, key) {
-        (Some(cert), Some(key)) => Ok(Some((read(cert)?, read(key)?))),
-        _ => Ok(None),
-    }
 }
 
 /// An address for a log line, `none` when absent.

@@ -90,10 +90,10 @@ impl Args {
         config.scheduler_wait =
             std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
                 .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
-        if let Some((cert_pem, key_pem)) =
-            super::tls_identity(self.tls_cert_file.as_deref(), self.tls_key_file.as_deref())?
-        {
-            config.tls = Some(kairos_sidecar::tls::TlsIdentity::new(cert_pem, key_pem));
+        if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
+            let files =
+                kairos_sidecar::tls::TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: None };
+            config.tls = Some(kairos_sidecar::tls::TlsIdentity::read(files)?);
         }
         Ok(config)
     }
@@ -115,6 +115,7 @@ impl AppArgs {
             max_concurrency: AppChannelConfig::max_concurrency_from_flag(self.app_max_concurrency),
             max_body_size: self.max_body_size,
             timeout: None,
+            tls_ca_file: self.app_tls_ca_file.clone(),
         });
         let mut config = SidecarConfig::new(self.app_id.clone());
         config.namespace = env_nonempty("NAMESPACE").unwrap_or_else(|| "default".into());

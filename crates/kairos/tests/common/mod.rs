@@ -4,8 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::ops::{Deref, DerefMut};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 #[allow(unused_imports)]
 pub use kairos_testing::grpc::{all_jobs, connect, job_metadata, repeating_job};
@@ -93,6 +96,27 @@ pub fn spawn_kairos(args: &[&str], envs: &[(&str, &str)]) -> Kairos {
 /// process tests against the binary users run), else the one cargo built with the tests.
 pub fn kairos_bin() -> std::path::PathBuf {
     std::env::var_os("KAIROS_BIN").map_or_else(|| env!("CARGO_BIN_EXE_kairos").into(), Into::into)
+}
+
+/// Binary `bin` of workspace package `package`, built with the cargo that built these tests
+/// (`cargo build` is a no-op when it is fresh). Cargo gives `CARGO_BIN_EXE_*` only for binaries
+/// of this package, so another package's binary is built here.
+pub fn cargo_bin(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| option_env!("CARGO").unwrap_or("cargo").into());
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = Command::new(cargo)
+        .args(["build", "-p", package, "--bin", bin, "--message-format=json-render-diagnostics"])
+        .current_dir(&workspace)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(output.status.success(), "cargo build -p {package} --bin {bin} failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact" && message["target"]["name"] == bin)
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no {bin} executable"))
 }
 
 /// The resident set size of process `pid` in KiB (`VmRSS` of `/proc/PID/status`).
