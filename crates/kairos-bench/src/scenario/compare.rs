@@ -208,22 +208,27 @@ fn print(report: Report) -> Report {
 fn summary_lines(shared: &[(Topology, Headline)], k: &Headline, p: &Headline) -> Vec<Line> {
     let get = |h: &Headline, key: &str| h.get(key).copied();
     let mut lines = Vec::new();
+    // Issue 17's targets, by topology: (embedded, split).
     let shared_metrics = [
-        ("create", "gRPC jobs/s", "create_per_s", true, ""),
-        ("create", "gRPC p99 ms", "create_p99_ms", false, ""),
-        ("create", "HTTP jobs/s", "create_http_per_s", true, ""),
-        ("create", "HTTP p99 ms", "create_http_p99_ms", false, ""),
-        ("burst", "seconds to deliver all", "burst_s", false, ""),
-        ("burst", "triggers/s", "burst_per_s", true, ""),
-        ("burst", "jobs never delivered", "burst_lost", false, "0"),
-        ("steady", "delivered/s", "steady_per_s", true, ""),
-        ("steady", "lateness p50 ms", "steady_p50_ms", false, ""),
-        ("steady", "lateness p99 ms", "steady_p99_ms", false, ""),
-        ("steady", "lateness max ms", "steady_max_ms", false, ""),
-        ("steady", "jobs never delivered", "steady_lost", false, "0"),
+        ("create", "gRPC jobs/s", "create_per_s", true, (">= 2x peer", ">= 1x peer")),
+        ("create", "gRPC p99 ms", "create_p99_ms", false, ("<= 5", "")),
+        ("create", "HTTP jobs/s", "create_http_per_s", true, (">= 2x peer", ">= 1x peer")),
+        ("create", "HTTP p99 ms", "create_http_p99_ms", false, ("<= 5", "")),
+        ("burst", "seconds to deliver all", "burst_s", false, ("<= 2 (100k)", "<= 3 (100k)")),
+        ("burst", "triggers/s", "burst_per_s", true, ("", "")),
+        ("burst", "jobs never delivered", "burst_lost", false, ("0", "0")),
+        ("steady", "delivered/s", "steady_per_s", true, ("", "")),
+        ("steady", "lateness p50 ms", "steady_p50_ms", false, ("", "")),
+        ("steady", "lateness p99 ms", "steady_p99_ms", false, ("<= 10", "<= 10")),
+        ("steady", "lateness max ms", "steady_max_ms", false, ("", "")),
+        ("steady", "jobs never delivered", "steady_lost", false, ("0", "0")),
     ];
-    for (scenario, metric, key, higher, target) in shared_metrics {
+    for (scenario, metric, key, higher, (embedded_target, split_target)) in shared_metrics {
         for (topology, h) in shared {
+            let target = match topology {
+                Topology::Embedded => embedded_target,
+                Topology::Split => split_target,
+            };
             if let Some(kairos) = get(h, key) {
                 // The peer has one create (a Node client on Redis): both APIs compare with it.
                 let peer_key = key.replace("_http", "");
@@ -395,9 +400,12 @@ mod tests {
         let lines = summary_lines(&shared, &k, &p);
         assert_eq!(lines.len(), 5, "only metrics kairos measured are listed");
         let md = markdown(&Report::new("compare"), &lines);
-        assert!(md.contains("| create (embedded) | gRPC jobs/s | 100 | 50.00 | 2.00 |  |"), "{md}");
-        assert!(md.contains("| create (split) | gRPC jobs/s | 40.00 | 50.00 | 0.80 |  |"), "{md}");
-        assert!(md.contains("| create (embedded) | HTTP jobs/s | 80.00 | 50.00 | 1.60 |  |"), "{md}");
+        assert!(md.contains("| create (embedded) | gRPC jobs/s | 100 | 50.00 | 2.00 | >= 2x peer |"), "{md}");
+        assert!(md.contains("| create (split) | gRPC jobs/s | 40.00 | 50.00 | 0.80 | >= 1x peer |"), "{md}");
+        assert!(
+            md.contains("| create (embedded) | HTTP jobs/s | 80.00 | 50.00 | 1.60 | >= 2x peer |"),
+            "{md}"
+        );
         assert!(md.contains("| create (split) | gRPC p99 ms | 2.00 | 4.00 | 0.50 |  |"), "{md}");
         assert!(md.contains("| scale | scheduler RSS MiB | 300 | - | - | <= 1024 |"), "{md}");
     }
