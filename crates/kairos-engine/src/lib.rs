@@ -29,8 +29,7 @@ use jiff::tz::TimeZone;
 use kairos_core::key::{NameError, validate_name, validate_name_prefix};
 use kairos_core::timeline::{Progress, next_tick};
 use kairos_core::{
-    Clock, HistoryLimit, JobKey, JobSpec, JobState, JobStats, JobStatus, Owner, TriggerRecord,
-    ValidationError,
+    Clock, HistoryLimit, JobKey, JobSpec, JobState, JobStatus, Owner, TriggerRecord, ValidationError,
 };
 use kairos_store::{JobStore, OwnerScope, PutMode, StoreError, StoredJob};
 use tokio::sync::mpsc;
@@ -401,18 +400,7 @@ impl Engine {
             self.delete(&key).await?;
             return Ok(());
         };
-        let job = StoredJob {
-            key: key.clone(),
-            spec,
-            created,
-            incarnation: self.next_incarnation(created),
-            progress: Progress::default(),
-            next_due,
-            staged: false,
-            paused: false,
-            stats: JobStats::default(),
-            manual: Vec::new(),
-        };
+        let job = StoredJob::new(key.clone(), spec, created, self.next_incarnation(created), next_due);
         self.inner.store.put(job.clone(), mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);
         self.notify(&key, Command::Upsert(Box::new(job))).await;

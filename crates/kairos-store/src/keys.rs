@@ -20,7 +20,7 @@
 use jiff::Timestamp;
 use kairos_core::{JobKey, Owner, Route};
 
-use crate::StoreError;
+use crate::{Mutation, StoreError};
 
 const SEP: u8 = 0;
 const APP_TAG: u8 = b'a';
@@ -35,6 +35,15 @@ pub fn encode_key(key: &JobKey) -> Result<Vec<u8>, StoreError> {
     check_owner(&key.owner)?;
     check_component("job name", &key.name)?;
     Ok(encode_unchecked(key))
+}
+
+/// Pairs every mutation with its encoded key, so that a bad key fails the whole batch before
+/// anything is written.
+///
+/// # Errors
+/// [`StoreError::Invalid`] for the first key [`encode_key`] refuses.
+pub fn encode_mutations(mutations: Vec<Mutation>) -> Result<Vec<(Vec<u8>, Mutation)>, StoreError> {
+    mutations.into_iter().map(|m| Ok((encode_key(m.key())?, m))).collect()
 }
 
 /// Decodes a key written by [`encode_key`].

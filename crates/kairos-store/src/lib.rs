@@ -65,6 +65,32 @@ pub struct StoredJob {
     pub manual: Vec<Timestamp>,
 }
 
+impl StoredJob {
+    /// A job as first stored: nothing done yet, not staged, not paused, no trigger-now waiting,
+    /// in the due index at `next_due`.
+    #[must_use]
+    pub fn new(
+        key: JobKey,
+        spec: JobSpec,
+        created: Timestamp,
+        incarnation: u64,
+        next_due: Timestamp,
+    ) -> Self {
+        StoredJob {
+            key,
+            spec,
+            created,
+            incarnation,
+            progress: Progress::default(),
+            next_due,
+            staged: false,
+            paused: false,
+            stats: JobStats::default(),
+            manual: Vec::new(),
+        }
+    }
+}
+
 /// Whether a put may replace an existing job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutMode {
@@ -371,17 +397,11 @@ mod tests {
     use super::*;
 
     fn stored(incarnation: u64, staged: bool) -> Option<StoredJob> {
+        let spec = JobSpec { due_time: Some("1s".into()), ..JobSpec::default() };
+        let epoch = Timestamp::UNIX_EPOCH;
         Some(StoredJob {
-            key: JobKey::app("ns", "app", "j"),
-            spec: JobSpec { due_time: Some("1s".into()), ..JobSpec::default() },
-            created: Timestamp::UNIX_EPOCH,
-            incarnation,
-            progress: Progress::default(),
-            next_due: Timestamp::UNIX_EPOCH,
             staged,
-            paused: false,
-            stats: kairos_core::JobStats::default(),
-            manual: Vec::new(),
+            ..StoredJob::new(JobKey::app("ns", "app", "j"), spec, epoch, incarnation, epoch)
         })
     }
 

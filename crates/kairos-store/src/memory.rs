@@ -398,21 +398,10 @@ pub(crate) fn scope_prefix(scope: &OwnerScope) -> Result<Vec<u8>, StoreError> {
 mod tests {
     use super::*;
     use kairos_core::JobSpec;
-    use kairos_core::timeline::Progress;
 
     fn job(name: &str) -> StoredJob {
-        StoredJob {
-            key: JobKey::app("ns", "app", name),
-            spec: JobSpec { due_time: Some("1s".into()), ..JobSpec::default() },
-            created: Timestamp::UNIX_EPOCH,
-            incarnation: 1,
-            progress: Progress::default(),
-            next_due: Timestamp::UNIX_EPOCH,
-            staged: false,
-            paused: false,
-            stats: kairos_core::JobStats::default(),
-            manual: Vec::new(),
-        }
+        let spec = JobSpec { due_time: Some("1s".into()), ..JobSpec::default() };
+        StoredJob::new(JobKey::app("ns", "app", name), spec, Timestamp::UNIX_EPOCH, 1, Timestamp::UNIX_EPOCH)
     }
 
     #[tokio::test]

@@ -510,26 +510,16 @@ pub(crate) mod tests {
     #[test]
     fn empty_and_default_values_keep_their_presence() {
         let t = Timestamp::UNIX_EPOCH;
-        let job = StoredJob {
-            key: JobKey::app("ns", "app", "job"),
-            spec: JobSpec {
-                schedule: Some(String::new()),
-                repeats: Some(0),
-                due_time: Some(String::new()),
-                ttl: None,
-                data: Some(Payload::default()),
-                failure_policy: Some(FailurePolicy::Constant { interval: None, max_retries: Some(0) }),
-                misfire_policy: Some(MisfirePolicy::DEFAULT),
-            },
-            created: t,
-            incarnation: 0,
-            progress: Progress::default(),
-            next_due: t,
-            staged: false,
-            paused: false,
-            stats: JobStats::default(),
-            manual: Vec::new(),
+        let spec = JobSpec {
+            schedule: Some(String::new()),
+            repeats: Some(0),
+            due_time: Some(String::new()),
+            ttl: None,
+            data: Some(Payload::default()),
+            failure_policy: Some(FailurePolicy::Constant { interval: None, max_retries: Some(0) }),
+            misfire_policy: Some(MisfirePolicy::DEFAULT),
         };
+        let job = StoredJob::new(JobKey::app("ns", "app", "job"), spec, t, 0, t);
         let back = decode_record(job.key.clone(), &encode_record(&job)).unwrap();
         assert_eq!(back, job);
     }
@@ -613,18 +603,8 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_codes_in_extension_fields_are_corrupt() {
-        let job = StoredJob {
-            key: JobKey::app("n", "a", "j"),
-            spec: JobSpec::default(),
-            created: Timestamp::UNIX_EPOCH,
-            incarnation: 1,
-            progress: Progress::default(),
-            next_due: Timestamp::UNIX_EPOCH,
-            staged: false,
-            paused: false,
-            stats: JobStats::default(),
-            manual: Vec::new(),
-        };
+        let epoch = Timestamp::UNIX_EPOCH;
+        let job = StoredJob::new(JobKey::app("n", "a", "j"), JobSpec::default(), epoch, 1, epoch);
         let mut record = JobRecord::decode(encode_record(&job).as_slice()).unwrap();
         record.misfire_policy = Some(MisfireRecord { catch_up: 9, window: None });
         let err = decode_record(job.key.clone(), &record.encode_to_vec()).unwrap_err();

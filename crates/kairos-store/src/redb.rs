@@ -347,6 +347,19 @@ impl RedbStore {
         self.observe(result)
     }
 
+    /// How many entries `table` holds (one read transaction, on the caller's thread: redb keeps
+    /// the count, nothing is scanned).
+    async fn table_len<V: ::redb::Value + 'static>(
+        &self,
+        table: TableDefinition<'static, &'static [u8], V>,
+    ) -> Result<u64, StoreError> {
+        let db = self.db().await?;
+        self.observe(guarded("in a count", || {
+            let txn = db.begin_read().map_err(storage)?;
+            txn.open_table(table).map_err(storage)?.len().map_err(storage)
+        }))
+    }
+
     /// The open database; while the writer reopens the file, waits for it (up to
     /// [`REOPEN_WAIT`]), so that reads go on across a reopen.
     async fn db(&self) -> Result<Arc<Database>, StoreError> {
@@ -1138,19 +1151,11 @@ impl JobStore for RedbStore {
     }
 
     async fn count_staged(&self) -> Result<u64, StoreError> {
-        let db = self.db().await?;
-        self.observe(guarded("in a count", || {
-            let txn = db.begin_read().map_err(storage)?;
-            let staged = txn.open_table(STAGED).map_err(storage)?;
-            staged.len().map_err(storage)
-        }))
+        self.table_len(STAGED).await
     }
 
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
-        let mutations = mutations
-            .into_iter()
-            .map(|m| Ok((encode_key(m.key())?, m)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mutations = keys::encode_mutations(mutations)?;
         if mutations.is_empty() {
             return Ok(());
         }
@@ -1192,12 +1197,7 @@ impl JobStore for RedbStore {
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        let db = self.db().await?;
-        self.observe(guarded("in a count", || {
-            let txn = db.begin_read().map_err(storage)?;
-            let jobs = txn.open_table(JOBS).map_err(storage)?;
-            jobs.len().map_err(storage)
-        }))
+        self.table_len(JOBS).await
     }
 
     async fn fault(&self) -> Option<StoreFault> {

@@ -424,6 +424,13 @@ impl EtcdStore {
         self.shared.layout.index(partition, job, encoded)
     }
 
+    /// How many keys start with `prefix` (etcd counts them; nothing is read).
+    async fn count_prefix(&self, prefix: &[u8]) -> Result<u64, StoreError> {
+        let options = GetOptions::new().with_range(end_of(prefix)).with_count_only();
+        let resp = self.kv().get(prefix.to_vec(), Some(options)).await.map_err(|e| etcd_error("count", e))?;
+        Ok(u64::try_from(resp.count()).unwrap_or(0))
+    }
+
     async fn delete_prefix(&self, encoded_prefix: &[u8]) -> Result<Vec<JobKey>, StoreError> {
         let layout = &self.shared.layout;
         let start = layout.job(encoded_prefix);
@@ -718,18 +725,11 @@ impl JobStore for EtcdStore {
     }
 
     async fn count_staged(&self) -> Result<u64, StoreError> {
-        let layout = &self.shared.layout;
-        let options = GetOptions::new().with_range(end_of(&layout.staged)).with_count_only();
-        let resp =
-            self.kv().get(layout.staged.clone(), Some(options)).await.map_err(|e| etcd_error("count", e))?;
-        Ok(u64::try_from(resp.count()).unwrap_or(0))
+        self.count_prefix(&self.shared.layout.staged).await
     }
 
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
-        let mutations = mutations
-            .into_iter()
-            .map(|m| Ok((encode_key(m.key())?, m)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mutations = keys::encode_mutations(mutations)?;
         if mutations.is_empty() {
             return Ok(());
         }
@@ -754,11 +754,7 @@ impl JobStore for EtcdStore {
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        let layout = &self.shared.layout;
-        let options = GetOptions::new().with_range(end_of(&layout.jobs)).with_count_only();
-        let resp =
-            self.kv().get(layout.jobs.clone(), Some(options)).await.map_err(|e| etcd_error("count", e))?;
-        Ok(u64::try_from(resp.count()).unwrap_or(0))
+        self.count_prefix(&self.shared.layout.jobs).await
     }
 
     async fn fault(&self) -> Option<StoreFault> {
