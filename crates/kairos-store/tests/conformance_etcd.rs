@@ -461,3 +461,48 @@ async fn concurrent_applies_of_large_jobs_are_split_into_transactions_under_the_
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_large_jobs_span_transactions_and_a_job_too_large_fails_alone() {
+    let etcd = EtcdProcess::start().await.unwrap();
+    let store = EtcdStore::connect(config(&etcd, "/largeputs", 8)).await.unwrap();
+    let sized = |name: String, bytes: usize| {
+        let mut j = job(JobKey::app("ns", "app", name), at(1));
+        j.spec.data = Some(kairos_core::Payload { type_url: "t".into(), value: vec![7; bytes] });
+        j
+    };
+    // 16 jobs of 400 KB (two fit one transaction's byte budget), one of 1.3 MiB (alone, under
+    // etcd's 1.5 MiB request limit), one of 1.8 MiB (etcd refuses it) and small ones around them.
+    let mut puts: Vec<StoredJob> = (0..16).map(|i| sized(format!("big-{i:02}"), 400 * 1024)).collect();
+    puts.push(sized("huge".into(), 1300 * 1024));
+    puts.extend((0..40).map(|i| sized(format!("small-{i:02}"), 10)));
+    let too_large = sized("too-large".into(), 1800 * 1024);
+    puts.insert(20, too_large.clone());
+    let tasks: Vec<_> = puts
+        .iter()
+        .cloned()
+        .map(|j| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put(j, PutMode::CreateOnly).await })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for (task, j) in tasks.into_iter().zip(&puts) {
+        let answer = task.await.unwrap();
+        if j.key == too_large.key {
+            assert!(matches!(answer, Err(StoreError::Invalid { .. })), "{answer:?}");
+        } else {
+            assert_eq!(answer.unwrap(), None, "{}", j.key);
+            stored.push(j.clone());
+        }
+    }
+    stored.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        store.scan_all(None, usize::MAX).await.unwrap(),
+        stored,
+        "every job but the refused one, whole"
+    );
+    let mut expected: Vec<(Timestamp, JobKey)> = stored.iter().map(|j| (j.next_due, j.key.clone())).collect();
+    expected.sort();
+    assert_eq!(due_entries(&store).await, expected);
+}
