@@ -10,7 +10,7 @@ use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner};
 use kairos_store::etcd::{EtcdConfig, EtcdStore, JobChange, JobWatchError, owner_key};
 use kairos_store::{JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
-use kairos_testing::conformance::job;
+use kairos_testing::conformance::{job, put_concurrently};
 use kairos_testing::etcd::EtcdProcess;
 
 /// A store on a fresh etcd; the etcd lives as long as the guard.
@@ -38,6 +38,12 @@ fn progress_of(j: &StoredJob, count: u32, next_due: Timestamp) -> Mutation {
         progress: Progress { count, last_scheduled: Some(at(0)), attempts: 0 },
         next_due,
     }
+}
+
+/// Creates every job at once, each from its own task; the answers in order.
+async fn creates(store: &EtcdStore, jobs: &[StoredJob]) -> Vec<Result<Option<StoredJob>, StoreError>> {
+    let store: std::sync::Arc<dyn JobStore> = std::sync::Arc::new(store.clone());
+    put_concurrently(&store, jobs.iter().map(|j| (j.clone(), PutMode::CreateOnly)).collect()).await
 }
 
 /// Every due entry of every partition, as `(due, key)`, sorted.
@@ -309,16 +315,8 @@ async fn large_applies_and_bulk_deletes_span_several_transactions() {
     let store = EtcdStore::connect(config(&etcd, "/big", 8)).await.unwrap();
     let jobs: Vec<StoredJob> =
         (0..300).map(|i| job(JobKey::app("ns", "bulk", format!("job-{i:03}")), at(i))).collect();
-    let puts: Vec<_> = jobs
-        .iter()
-        .cloned()
-        .map(|j| {
-            let store = store.clone();
-            tokio::spawn(async move { store.put(j, PutMode::CreateOnly).await })
-        })
-        .collect();
-    for p in puts {
-        p.await.unwrap().unwrap();
+    for answer in creates(&store, &jobs).await {
+        answer.unwrap();
     }
     store.put(job(JobKey::app("ns", "other", "keep"), at(1)), PutMode::CreateOnly).await.unwrap();
     // 300 jobs in one call: more than one transaction (40 jobs each).
@@ -478,17 +476,8 @@ async fn concurrent_creates_of_large_jobs_span_transactions_and_a_job_too_large_
     puts.extend((0..40).map(|i| sized(format!("small-{i:02}"), 10)));
     let too_large = sized("too-large".into(), 1800 * 1024);
     puts.insert(20, too_large.clone());
-    let tasks: Vec<_> = puts
-        .iter()
-        .cloned()
-        .map(|j| {
-            let store = store.clone();
-            tokio::spawn(async move { store.put(j, PutMode::CreateOnly).await })
-        })
-        .collect();
     let mut stored = Vec::new();
-    for (task, j) in tasks.into_iter().zip(&puts) {
-        let answer = task.await.unwrap();
+    for (answer, j) in creates(&store, &puts).await.into_iter().zip(&puts) {
         if j.key == too_large.key {
             assert!(matches!(answer, Err(StoreError::Invalid { .. })), "{answer:?}");
         } else {

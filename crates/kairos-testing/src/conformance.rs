@@ -913,8 +913,8 @@ pub async fn concurrent_puts_from_spawned_tasks_all_land(store: Store) {
 }
 
 /// Runs every put at once, each from its own task; the answers in the order given.
-async fn put_concurrently(
-    store: &Store,
+pub async fn put_concurrently(
+    store: &Arc<dyn JobStore>,
     puts: Vec<(StoredJob, PutMode)>,
 ) -> Vec<Result<Option<StoredJob>, StoreError>> {
     let tasks: Vec<_> = puts
