@@ -460,25 +460,19 @@ async fn concurrent_applies_of_large_jobs_are_split_into_transactions_under_the_
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_creates_of_large_jobs_span_transactions_and_a_job_too_large_fails_alone() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let store = EtcdStore::connect(config(&etcd, "/largeputs", 8)).await.unwrap();
-    let sized = |name: String, bytes: usize| {
-        let mut j = job(JobKey::app("ns", "app", name), at(1));
-        j.spec.data = Some(kairos_core::Payload { type_url: "t".into(), value: vec![7; bytes] });
-        j
-    };
-    // 16 jobs of 400 KB (two fit one transaction's byte budget), one of 1.3 MiB (alone, under
-    // etcd's 1.5 MiB request limit), one of 1.8 MiB (etcd refuses it) and small ones around them.
-    let mut puts: Vec<StoredJob> = (0..16).map(|i| sized(format!("big-{i:02}"), 400 * 1024)).collect();
-    puts.push(sized("huge".into(), 1300 * 1024));
-    puts.extend((0..40).map(|i| sized(format!("small-{i:02}"), 10)));
-    let too_large = sized("too-large".into(), 1800 * 1024);
-    puts.insert(20, too_large.clone());
+/// A job named `name` whose payload has `bytes` bytes.
+fn sized(name: &str, bytes: usize) -> StoredJob {
+    let mut j = job(JobKey::app("ns", "app", name), at(1));
+    j.spec.data = Some(kairos_core::Payload { type_url: "t".into(), value: vec![7; bytes] });
+    j
+}
+
+/// Creates `puts` at once: every one lands but `refused`, which etcd refuses as invalid; then
+/// the store holds exactly the others, whole, with their due entries.
+async fn creates_land_but_one(store: &EtcdStore, puts: &[StoredJob], refused: &JobKey) {
     let mut stored = Vec::new();
-    for (answer, j) in creates(&store, &puts).await.into_iter().zip(&puts) {
-        if j.key == too_large.key {
+    for (answer, j) in creates(store, puts).await.into_iter().zip(puts) {
+        if j.key == *refused {
             assert!(matches!(answer, Err(StoreError::Invalid { .. })), "{answer:?}");
         } else {
             assert_eq!(answer.unwrap(), None, "{}", j.key);
@@ -493,5 +487,36 @@ async fn concurrent_creates_of_large_jobs_span_transactions_and_a_job_too_large_
     );
     let mut expected: Vec<(Timestamp, JobKey)> = stored.iter().map(|j| (j.next_due, j.key.clone())).collect();
     expected.sort();
-    assert_eq!(due_entries(&store).await, expected);
+    assert_eq!(due_entries(store).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_large_jobs_span_transactions_and_a_job_too_large_fails_alone() {
+    let etcd = EtcdProcess::start().await.unwrap();
+    let store = EtcdStore::connect(config(&etcd, "/largeputs", 8)).await.unwrap();
+    // 16 jobs of 400 KB (two fit one transaction's byte budget), one of 1.3 MiB (alone, under
+    // etcd's 1.5 MiB request limit), one of 1.8 MiB (etcd refuses it) and small ones around them.
+    let mut puts: Vec<StoredJob> = (0..16).map(|i| sized(&format!("big-{i:02}"), 400 * 1024)).collect();
+    puts.push(sized("huge", 1300 * 1024));
+    puts.extend((0..40).map(|i| sized(&format!("small-{i:02}"), 10)));
+    let too_large = sized("too-large", 1800 * 1024);
+    puts.insert(20, too_large.clone());
+    creates_land_but_one(&store, &puts, &too_large.key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_still_land_one_by_one_when_etcd_refuses_their_shared_transaction() {
+    // An etcd with limits far below its defaults refuses the grouped transactions as invalid:
+    // each job is then written alone, and only the one too large for etcd fails.
+    let etcd = EtcdProcess::start_with_args(&["--max-txn-ops", "16", "--max-request-bytes", "200000"])
+        .await
+        .expect("start etcd (scripts/ensure-deps installs it)");
+    let store = EtcdStore::connect(config(&etcd, "/strict", 8)).await.unwrap();
+    // 30 small jobs (one transaction by our limits: too many operations for this etcd), 5 of
+    // 100 KB (one transaction by bytes: too large for it) and one of 250 KB (too large alone).
+    let mut puts: Vec<StoredJob> = (0..30).map(|i| sized(&format!("small-{i:02}"), 10)).collect();
+    puts.extend((0..5).map(|i| sized(&format!("mid-{i}"), 100 * 1000)));
+    let too_large = sized("too-large", 250 * 1000);
+    puts.push(too_large.clone());
+    creates_land_but_one(&store, &puts, &too_large.key).await;
 }
