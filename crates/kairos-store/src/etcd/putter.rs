@@ -100,6 +100,8 @@ impl Putter {
             match self.kv.clone().txn(Txn::new().and_then(ops)).await {
                 Ok(resp) => {
                     let reads = reads_of(resp.op_responses());
+                    // A read etcd did not answer counts as "absent": the write's guard
+                    // (`mod_revision == 0`) then fails if the job is there, and reads it again.
                     for (mut p, read) in
                         unseen.into_iter().zip(reads.into_iter().chain(std::iter::repeat(None)))
                     {
