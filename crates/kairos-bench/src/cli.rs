@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::report::{self, Report};
 use crate::scenario::full::{self, BurstArgs, CreateArgs, SteadyArgs};
-use crate::scenario::{ceiling, compare, engine_fire, scale, scheduler_create, scheduler_rss};
+use crate::scenario::{ceiling, compare, engine_fire, replicas, scale, scheduler_create, scheduler_rss};
 use crate::stack::Topology;
 
 /// Measures kairos (and BullMQ, its peer): create rate, delivery rate and lateness, memory,
@@ -60,6 +60,9 @@ pub enum Scenario {
     EngineFire(engine_fire::Args),
     /// Resident memory and store size of a `kairos scheduler` holding M jobs, then restart time.
     SchedulerRss(scheduler_rss::Args),
+    /// 3 `kairos scheduler` replicas on one etcd member: etcd's own durable put ceiling, then
+    /// durable creates spread over the replicas, as a fraction of it.
+    Replicas(replicas::Args),
     /// Every scenario in turn with its default sizes (or the --quick ones).
     All(AllArgs),
 }
@@ -75,6 +78,7 @@ impl Scenario {
             Scenario::Scale(a) => Some(&a.scheduler),
             Scenario::SchedulerCreate(a) => Some(&a.scheduler),
             Scenario::SchedulerRss(a) => Some(&a.scheduler),
+            Scenario::Replicas(a) => Some(&a.scheduler),
             Scenario::All(a) => Some(&a.scheduler),
             Scenario::Ceiling(_) | Scenario::ServeApp { .. } | Scenario::EngineFire(_) => None,
         }
@@ -153,6 +157,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Scenario::SchedulerCreate(args) => reports.push(print(scheduler_create::run(&args, quick).await?)),
         Scenario::EngineFire(args) => reports.push(print(engine_fire::run(&args, quick).await?)),
         Scenario::SchedulerRss(args) => reports.push(print(scheduler_rss::run(&args, quick).await?)),
+        Scenario::Replicas(args) => reports.push(print(replicas::run(&args, quick).await?)),
         Scenario::All(all) => {
             let create = scheduler_create::Args { scheduler: all.scheduler.clone(), ..Default::default() };
             reports.push(print(scheduler_create::run(&create, quick).await?));

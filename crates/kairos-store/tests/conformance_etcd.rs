@@ -10,7 +10,7 @@ use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner};
 use kairos_store::etcd::{EtcdConfig, EtcdStore, JobChange, JobWatchError, owner_key};
 use kairos_store::{JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
-use kairos_testing::conformance::job;
+use kairos_testing::conformance::{job, put_concurrently};
 use kairos_testing::etcd::EtcdProcess;
 
 /// A store on a fresh etcd; the etcd lives as long as the guard.
@@ -38,6 +38,12 @@ fn progress_of(j: &StoredJob, count: u32, next_due: Timestamp) -> Mutation {
         progress: Progress { count, last_scheduled: Some(at(0)), attempts: 0 },
         next_due,
     }
+}
+
+/// Creates every job at once, each from its own task; the answers in order.
+async fn creates(store: &EtcdStore, jobs: &[StoredJob]) -> Vec<Result<Option<StoredJob>, StoreError>> {
+    let store: std::sync::Arc<dyn JobStore> = std::sync::Arc::new(store.clone());
+    put_concurrently(&store, jobs.iter().map(|j| (j.clone(), PutMode::CreateOnly)).collect()).await
 }
 
 /// Every due entry of every partition, as `(due, key)`, sorted.
@@ -309,16 +315,8 @@ async fn large_applies_and_bulk_deletes_span_several_transactions() {
     let store = EtcdStore::connect(config(&etcd, "/big", 8)).await.unwrap();
     let jobs: Vec<StoredJob> =
         (0..300).map(|i| job(JobKey::app("ns", "bulk", format!("job-{i:03}")), at(i))).collect();
-    let puts: Vec<_> = jobs
-        .iter()
-        .cloned()
-        .map(|j| {
-            let store = store.clone();
-            tokio::spawn(async move { store.put(j, PutMode::CreateOnly).await })
-        })
-        .collect();
-    for p in puts {
-        p.await.unwrap().unwrap();
+    for answer in creates(&store, &jobs).await {
+        answer.unwrap();
     }
     store.put(job(JobKey::app("ns", "other", "keep"), at(1)), PutMode::CreateOnly).await.unwrap();
     // 300 jobs in one call: more than one transaction (40 jobs each).
@@ -460,4 +458,65 @@ async fn concurrent_applies_of_large_jobs_are_split_into_transactions_under_the_
             .count(),
         1
     );
+}
+
+/// A job named `name` whose payload has `bytes` bytes.
+fn sized(name: &str, bytes: usize) -> StoredJob {
+    let mut j = job(JobKey::app("ns", "app", name), at(1));
+    j.spec.data = Some(kairos_core::Payload { type_url: "t".into(), value: vec![7; bytes] });
+    j
+}
+
+/// Creates `puts` at once: every one lands but `refused`, which etcd refuses as invalid; then
+/// the store holds exactly the others, whole, with their due entries.
+async fn creates_land_but_one(store: &EtcdStore, puts: &[StoredJob], refused: &JobKey) {
+    let mut stored = Vec::new();
+    for (answer, j) in creates(store, puts).await.into_iter().zip(puts) {
+        if j.key == *refused {
+            assert!(matches!(answer, Err(StoreError::Invalid { .. })), "{answer:?}");
+        } else {
+            assert_eq!(answer.unwrap(), None, "{}", j.key);
+            stored.push(j.clone());
+        }
+    }
+    stored.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        store.scan_all(None, usize::MAX).await.unwrap(),
+        stored,
+        "every job but the refused one, whole"
+    );
+    let mut expected: Vec<(Timestamp, JobKey)> = stored.iter().map(|j| (j.next_due, j.key.clone())).collect();
+    expected.sort();
+    assert_eq!(due_entries(store).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_of_large_jobs_span_transactions_and_a_job_too_large_fails_alone() {
+    let etcd = EtcdProcess::start().await.unwrap();
+    let store = EtcdStore::connect(config(&etcd, "/largeputs", 8)).await.unwrap();
+    // 16 jobs of 400 KB (two fit one transaction's byte budget), one of 1.3 MiB (alone, under
+    // etcd's 1.5 MiB request limit), one of 1.8 MiB (etcd refuses it) and small ones around them.
+    let mut puts: Vec<StoredJob> = (0..16).map(|i| sized(&format!("big-{i:02}"), 400 * 1024)).collect();
+    puts.push(sized("huge", 1300 * 1024));
+    puts.extend((0..40).map(|i| sized(&format!("small-{i:02}"), 10)));
+    let too_large = sized("too-large", 1800 * 1024);
+    puts.insert(20, too_large.clone());
+    creates_land_but_one(&store, &puts, &too_large.key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_still_land_one_by_one_when_etcd_refuses_their_shared_transaction() {
+    // An etcd with limits far below its defaults refuses the grouped transactions as invalid:
+    // each job is then written alone, and only the one too large for etcd fails.
+    let etcd = EtcdProcess::start_with_args(&["--max-txn-ops", "16", "--max-request-bytes", "200000"])
+        .await
+        .expect("start etcd (scripts/ensure-deps installs it)");
+    let store = EtcdStore::connect(config(&etcd, "/strict", 8)).await.unwrap();
+    // 30 small jobs (one transaction by our limits: too many operations for this etcd), 5 of
+    // 100 KB (one transaction by bytes: too large for it) and one of 250 KB (too large alone).
+    let mut puts: Vec<StoredJob> = (0..30).map(|i| sized(&format!("small-{i:02}"), 10)).collect();
+    puts.extend((0..5).map(|i| sized(&format!("mid-{i}"), 100 * 1000)));
+    let too_large = sized("too-large", 250 * 1000);
+    puts.push(too_large.clone());
+    creates_land_but_one(&store, &puts, &too_large.key).await;
 }

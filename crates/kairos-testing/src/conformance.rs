@@ -103,6 +103,9 @@ macro_rules! job_store_conformance {
                 partitions_are_fixed_and_partition_of_is_stable,
                 specs_payloads_and_timestamps_round_trip_exactly,
                 concurrent_puts_from_spawned_tasks_all_land,
+                concurrent_creates_upserts_and_deletes_each_get_their_own_answer,
+                racing_upserts_of_one_key_each_return_the_job_they_replaced,
+                a_thousand_concurrent_creates_all_land_in_the_due_index,
                 apply_stage_moves_the_job_to_its_routes_staged_index,
                 scan_staged_sees_one_route_of_one_partition_in_due_order_and_pages,
                 progress_unstages_and_delete_overwrite_remove_the_staged_entry,
@@ -907,6 +910,124 @@ pub async fn concurrent_puts_from_spawned_tasks_all_land(store: Store) {
         }
     }
     assert_eq!(won, 1);
+}
+
+/// Runs every put at once, each from its own task; the answers in the order given.
+pub async fn put_concurrently(
+    store: &Arc<dyn JobStore>,
+    puts: Vec<(StoredJob, PutMode)>,
+) -> Vec<Result<Option<StoredJob>, StoreError>> {
+    let tasks: Vec<_> = puts
+        .into_iter()
+        .map(|(j, mode)| {
+            let store = store.clone();
+            tokio::spawn(async move { store.put(j, mode).await })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+pub async fn concurrent_creates_upserts_and_deletes_each_get_their_own_answer(store: Store) {
+    let key = |name: String| JobKey::app("ns", "mixed", name);
+    let existing: Vec<StoredJob> = (0..30).map(|i| job(key(format!("existing-{i:02}")), secs(i))).collect();
+    for j in &existing {
+        put_new(&store, j).await;
+    }
+    let fresh: Vec<StoredJob> = (0..150).map(|i| job(key(format!("new-{i:03}")), secs(100 + i))).collect();
+    // Three creates of each of these keys race: exactly one per key wins.
+    let dups: Vec<StoredJob> =
+        (0..60).map(|i| job(key(format!("dup-{:02}", i / 3)), secs(300 + i))).collect();
+    let over: Vec<StoredJob> = existing[..10].iter().map(|e| job(e.key.clone(), secs(999))).collect();
+    let upserts: Vec<StoredJob> = existing[10..20].iter().map(|e| job(e.key.clone(), secs(500))).collect();
+    let upserts_new: Vec<StoredJob> =
+        (0..20).map(|i| job(key(format!("upsert-{i:02}")), secs(600 + i))).collect();
+    let creates = fresh.iter().chain(&dups).chain(&over).map(|j| (j.clone(), PutMode::CreateOnly));
+    let overwrites = upserts.iter().chain(&upserts_new).map(|j| (j.clone(), PutMode::Overwrite));
+    let deletes: Vec<_> = existing[20..]
+        .iter()
+        .map(|e| {
+            let store = store.clone();
+            let key = e.key.clone();
+            tokio::spawn(async move { store.delete(&key).await })
+        })
+        .collect();
+    let answers = put_concurrently(&store, creates.chain(overwrites).collect()).await;
+    for (d, e) in deletes.into_iter().zip(&existing[20..]) {
+        assert_eq!(d.await.unwrap().unwrap().as_ref(), Some(e), "a delete returns the job it removed");
+    }
+    let (fresh_a, rest) = answers.split_at(fresh.len());
+    let (dups_a, rest) = rest.split_at(dups.len());
+    let (over_a, rest) = rest.split_at(over.len());
+    let (upserts_a, upserts_new_a) = rest.split_at(upserts.len());
+    for a in fresh_a.iter().chain(upserts_new_a) {
+        assert!(matches!(a, Ok(None)), "a put of a new key: {a:?}");
+    }
+    for (a, j) in over_a.iter().zip(&over) {
+        assert!(
+            matches!(a, Err(StoreError::AlreadyExists(k)) if *k == j.key),
+            "a create over an existing job: {a:?}"
+        );
+    }
+    for (a, old) in upserts_a.iter().zip(&existing[10..20]) {
+        assert_eq!(a.as_ref().unwrap().as_ref(), Some(old), "an overwrite returns the job it replaced");
+    }
+    let mut expected: Vec<StoredJob> = fresh.clone();
+    for (trio, answers) in dups.chunks(3).zip(dups_a.chunks(3)) {
+        let won: Vec<&StoredJob> =
+            trio.iter().zip(answers).filter(|(_, a)| matches!(a, Ok(None))).map(|(j, _)| j).collect();
+        assert_eq!(won.len(), 1, "exactly one of three creates of {} wins: {answers:?}", trio[0].key);
+        for a in answers.iter().filter(|a| a.is_err()) {
+            assert!(matches!(a, Err(StoreError::AlreadyExists(k)) if *k == trio[0].key), "{a:?}");
+        }
+        expected.push(won[0].clone());
+    }
+    expected.extend(existing[..10].iter().cloned());
+    expected.extend(upserts.iter().cloned());
+    expected.extend(upserts_new.iter().cloned());
+    expected.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(all_jobs(&store).await, expected);
+    let mut due: Vec<(Timestamp, JobKey)> = expected.iter().map(|j| (j.next_due, j.key.clone())).collect();
+    due.sort();
+    assert_eq!(due_entries(&store).await, due, "the due index holds exactly the stored jobs");
+}
+
+pub async fn racing_upserts_of_one_key_each_return_the_job_they_replaced(store: Store) {
+    let key = JobKey::app("ns", "race", "hot");
+    let jobs: Vec<StoredJob> = (0..12).map(|i| job(key.clone(), secs(i))).collect();
+    let answers =
+        put_concurrently(&store, jobs.iter().map(|j| (j.clone(), PutMode::Overwrite)).collect()).await;
+    let stored = store.get(&key).await.unwrap().expect("one of them is stored");
+    // Each write replaced exactly one other (the first replaced nothing): the replaced jobs and
+    // the stored one are every job written, once each.
+    let mut seen: Vec<u64> =
+        answers.into_iter().map(|a| a.unwrap().map_or(0, |old| old.incarnation)).collect();
+    seen.push(stored.incarnation);
+    seen.sort_unstable();
+    let mut all: Vec<u64> = jobs.iter().map(|j| j.incarnation).chain([0]).collect();
+    all.sort_unstable();
+    assert_eq!(seen, all);
+    assert_eq!(due_entries(&store).await, vec![(stored.next_due, key)], "one due entry, the stored job's");
+}
+
+pub async fn a_thousand_concurrent_creates_all_land_in_the_due_index(store: Store) {
+    let jobs: Vec<StoredJob> = (0..1000)
+        .map(|i| job(JobKey::app("ns", format!("app-{}", i % 7), format!("job-{i:04}")), secs(i)))
+        .collect();
+    let answers =
+        put_concurrently(&store, jobs.iter().map(|j| (j.clone(), PutMode::CreateOnly)).collect()).await;
+    assert!(answers.iter().all(|a| matches!(a, Ok(None))), "{:?}", answers.iter().find(|a| a.is_err()));
+    let again =
+        put_concurrently(&store, jobs.iter().step_by(10).map(|j| (j.clone(), PutMode::CreateOnly)).collect())
+            .await;
+    assert!(again.iter().all(|a| matches!(a, Err(StoreError::AlreadyExists(_)))), "{again:?}");
+    let mut expected: Vec<(Timestamp, JobKey)> = jobs.iter().map(|j| (j.next_due, j.key.clone())).collect();
+    expected.sort();
+    assert_eq!(due_entries(&store).await, expected);
+    assert_eq!(store.count().await.unwrap(), 1000);
 }
 
 fn stage(j: &StoredJob) -> Mutation {

@@ -5,6 +5,7 @@ pub mod ceiling;
 pub mod compare;
 pub mod engine_fire;
 pub mod full;
+pub mod replicas;
 pub mod scale;
 pub mod scheduler_create;
 pub mod scheduler_rss;

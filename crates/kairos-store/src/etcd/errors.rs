@@ -11,7 +11,13 @@ pub(super) fn etcd_error(what: &str, e: etcd_client::Error) -> StoreError {
                 reason: format!("etcd refused the {what}: {}; {QUOTA_HINT}", status.message()),
             };
         }
-        if matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition) {
+        // etcd's gRPC server refuses a request above its size limit (--max-request-bytes plus
+        // 512 KiB) before etcd sees it: as invalid as one etcd refuses itself, and no retry helps.
+        let too_large =
+            status.code() == tonic::Code::ResourceExhausted && status.message().contains("larger than max");
+        if too_large
+            || matches!(status.code(), tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition)
+        {
             return StoreError::Invalid {
                 what: "etcd request",
                 reason: format!("{what}: {}", status.message()),

@@ -24,10 +24,21 @@
 //! A job key and its index entry (due or staged) always change in the same transaction.
 //!
 //! # Writes
-//! * `put` with [`PutMode::CreateOnly`] is one transaction guarded by
-//!   `create_revision(job) == 0`; with [`PutMode::Overwrite`] (and `delete`) the old job is read
-//!   first and the transaction is guarded by `mod_revision(job) ==` what was read, so a write that
-//!   raced with another is re-read and retried; the old due entry goes in the same transaction.
+//! * `put` goes through one putter task, which takes every call queued meanwhile (at most
+//!   [`MAX_GROUP_CALLS`]) and writes them in transactions within the same limits as `apply`
+//!   ([`KEYS_PER_TXN`] jobs, 120 operations, about [`MAX_TXN_BYTES`]), sent
+//!   together. Each job brings its guard: [`PutMode::CreateOnly`] `create_revision(job) == 0`,
+//!   [`PutMode::Overwrite`] `mod_revision(job) ==` what a read just before found (the old job's
+//!   due entry goes in the same transaction, and the old job is returned). When a guard fails
+//!   nothing of the transaction is written and its other branch reads every job of it: a create
+//!   whose key exists is answered [`StoreError::AlreadyExists`], an overwrite that raced goes
+//!   again expecting what was read, and the calls whose guards held go again unchanged, in a new
+//!   transaction. Two calls of one key never share a transaction (the later one goes in the next
+//!   round, so of two racing creates exactly one wins). Each caller is answered once the
+//!   transaction holding its job has committed, or with its own error: a transaction etcd refuses
+//!   as invalid (a job too large) is retried job by job, so only that job's call fails.
+//!   `delete` reads the job first and is guarded by `mod_revision(job) ==` what was read, so a
+//!   delete that raced with another write is re-read and retried.
 //! * `apply` goes through one writer task, which takes every call queued meanwhile, groups whole
 //!   calls into transactions within etcd's limits ([`KEYS_PER_TXN`] jobs, [`PARTITIONS_PER_TXN`]
 //!   partitions and about [`MAX_TXN_BYTES`] per transaction; etcd's defaults are 128 operations
@@ -80,6 +91,7 @@
 
 mod errors;
 mod layout;
+mod putter;
 mod watch;
 mod writer;
 
@@ -97,12 +109,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, decode_due_key, decode_key, encode_key};
 use crate::memory::scope_prefix;
-use crate::record::{decode_history, decode_record, encode_record};
+use crate::record::{decode_history, decode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 use errors::{QUOTA_HINT, contention, etcd_error, replicate};
 use layout::{Layout, end_of, successor};
 pub use layout::{member_key, members_prefix, owner_key, owners_prefix};
+use putter::{PutCall, Putter};
 pub use watch::{JobChange, JobEvent, JobWatch, JobWatchError};
 use writer::{ApplyCall, Writer};
 
@@ -132,7 +145,8 @@ pub const DELETE_CHUNK: usize = 126;
 /// Operations in one `apply` transaction, within etcd's default 128.
 const OPS_PER_TXN: usize = 120;
 
-/// `apply` calls the writer takes at once.
+/// `apply` calls the writer takes at once, and `put` calls the putter takes at once (each also
+/// the capacity of its queue).
 pub const MAX_GROUP_CALLS: usize = 256;
 
 /// How often a write whose guard failed (a concurrent write to the same job) is retried.
@@ -208,6 +222,7 @@ struct Shared {
     partitions: u32,
     fence: FenceCell,
     writer_tx: mpsc::Sender<ApplyCall>,
+    putter_tx: mpsc::Sender<PutCall>,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -271,7 +286,11 @@ impl EtcdStore {
         let (writer_tx, writer_rx) = mpsc::channel(MAX_GROUP_CALLS);
         let writer = Writer { kv: kv.clone(), layout: layout.clone(), partitions, fence: fence.clone() };
         tokio::spawn(writer.run(writer_rx));
-        Ok(EtcdStore { shared: Arc::new(Shared { client, kv, layout, partitions, fence, writer_tx }) })
+        let (putter_tx, putter_rx) = mpsc::channel(MAX_GROUP_CALLS);
+        let putter = Putter { kv: kv.clone(), layout: layout.clone(), partitions };
+        tokio::spawn(putter.run(putter_rx));
+        let shared = Shared { client, kv, layout, partitions, fence, writer_tx, putter_tx };
+        Ok(EtcdStore { shared: Arc::new(shared) })
     }
 
     /// Fences every later `apply` with `replica_id`; see the [module docs](self#fencing).
@@ -530,12 +549,20 @@ impl EtcdStore {
     }
 
     async fn write(&self, mutations: Vec<(Vec<u8>, Mutation)>) -> Result<(), StoreError> {
-        let writer_gone =
-            || StoreError::Unavailable { reason: "the store writer has stopped".into(), source: None };
-        let (reply, reply_rx) = oneshot::channel();
-        self.shared.writer_tx.send(ApplyCall { mutations, reply }).await.map_err(|_| writer_gone())?;
-        reply_rx.await.map_err(|_| writer_gone())?
+        ask(&self.shared.writer_tx, |reply| ApplyCall { mutations, reply }).await
     }
+}
+
+/// Queues a call for a store task (the writer or the putter) and waits for its answer.
+async fn ask<C, R>(
+    tx: &mpsc::Sender<C>,
+    call: impl FnOnce(oneshot::Sender<Result<R, StoreError>>) -> C,
+) -> Result<R, StoreError> {
+    let gone =
+        || StoreError::Unavailable { reason: "the store's write task has stopped".into(), source: None };
+    let (reply, reply_rx) = oneshot::channel();
+    tx.send(call(reply)).await.map_err(|_| gone())?;
+    reply_rx.await.map_err(|_| gone())?
 }
 
 /// Reads (or, for a new prefix, writes) the meta keys; returns the partition count.
@@ -586,43 +613,7 @@ impl JobStore for EtcdStore {
 
     async fn put(&self, job: StoredJob, mode: PutMode) -> Result<Option<StoredJob>, StoreError> {
         let encoded = encode_key(&job.key)?;
-        let layout = &self.shared.layout;
-        let job_key = layout.job(&encoded);
-        let record = encode_record(&job);
-        let new_due = self.index_of(&encoded, &job);
-        if mode == PutMode::CreateOnly {
-            let mut ops =
-                vec![TxnOp::put(job_key.clone(), record, None), TxnOp::put(new_due, Vec::new(), None)];
-            if job.stats.records == 0 {
-                ops.push(layout.drop_history(&encoded, None));
-            }
-            let txn =
-                Txn::new().when(vec![Compare::create_revision(job_key, CompareOp::Equal, 0)]).and_then(ops);
-            let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("put", e))?;
-            return if resp.succeeded() { Ok(None) } else { Err(StoreError::AlreadyExists(job.key)) };
-        }
-        for _ in 0..=MAX_CONFLICTS {
-            let (old, mod_revision) = self.load(&job.key, &job_key).await?;
-            let mut ops = vec![TxnOp::put(job_key.clone(), record.clone(), None)];
-            if job.stats.records == 0 {
-                ops.push(layout.drop_history(&encoded, None));
-            }
-            let old_due = old.as_ref().map(|o| self.index_of(&encoded, o));
-            if old_due.as_ref() != Some(&new_due) {
-                if let Some(old_due) = old_due {
-                    ops.push(TxnOp::delete(old_due, None));
-                }
-                ops.push(TxnOp::put(new_due.clone(), Vec::new(), None));
-            }
-            let txn = Txn::new()
-                .when(vec![Compare::mod_revision(job_key.clone(), CompareOp::Equal, mod_revision)])
-                .and_then(ops);
-            let resp = self.kv().txn(txn).await.map_err(|e| etcd_error("put", e))?;
-            if resp.succeeded() {
-                return Ok(old);
-            }
-        }
-        Err(contention("put"))
+        ask(&self.shared.putter_tx, |reply| PutCall { encoded, job, mode, reply }).await
     }
 
     async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {

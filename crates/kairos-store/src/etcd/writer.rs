@@ -50,12 +50,12 @@ struct Touched {
     appended: Vec<(u64, u64, Vec<u8>)>,
 }
 
-/// One job's writes within an `apply` transaction.
-struct JobWrite {
-    partition: u32,
-    compare: Compare,
-    ops: Vec<TxnOp>,
-    bytes: usize,
+/// One job's writes within an `apply` (or `put`) transaction.
+pub(super) struct JobWrite {
+    pub(super) partition: u32,
+    pub(super) compare: Compare,
+    pub(super) ops: Vec<TxnOp>,
+    pub(super) bytes: usize,
 }
 
 impl Writer {
@@ -351,7 +351,7 @@ impl Writer {
 
 /// Splits writes into transactions within [`KEYS_PER_TXN`], [`OPS_PER_TXN`] and
 /// [`MAX_TXN_BYTES`].
-fn chunk_writes(writes: Vec<JobWrite>) -> Vec<Vec<JobWrite>> {
+pub(super) fn chunk_writes(writes: Vec<JobWrite>) -> Vec<Vec<JobWrite>> {
     let mut chunks = Vec::new();
     let mut chunk: Vec<JobWrite> = Vec::new();
     let mut bytes = 0;

@@ -1,0 +1,208 @@
+//! `replicas`: durable creates on 3 `kairos scheduler` replicas sharing one etcd member, as a
+//! fraction of what that etcd can write at all.
+//!
+//! One Debian etcd member on loopback (`kairos_testing::etcd`). First the replicas start on it
+//! (`--etcd-endpoints`, ready by their ready line) and one probe job is created, to learn the
+//! size of a stored job record. Then etcd's own ceiling: C concurrent client tasks over 3
+//! connections put values of that size under unique keys (each put durable, as etcd answers
+//! only after its fsync) for D seconds. Then the same C tasks, spread evenly over the 3
+//! replicas, create far-future one-shot jobs with unique names through ScheduleJob (the
+//! `scheduler-create` load) for D seconds. The report gives both rates, their latency
+//! quantiles, and creates/s as a fraction of etcd's puts/s.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::sized;
+use crate::cli::SchedulerArgs;
+use crate::drive::{self, Call, Driven};
+use crate::hist::Latencies;
+use crate::load::{self, LoadConfig};
+use crate::process::find_kairos;
+use crate::report::Report;
+use crate::stack::Scheduler;
+
+/// Replicas started on the one etcd member.
+const REPLICAS: usize = 3;
+
+/// The key prefix the replicas use (`kairos scheduler`'s default).
+const JOBS_PREFIX: &str = "/kairos/jobs/";
+
+/// Options of `replicas`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Args {
+    /// The `kairos` binary (`--kairos PATH`, e.g. an older build for a before/after), partitions,
+    /// work dir.
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
+    /// Concurrent client tasks, one call in flight each, for both etcd's puts and the creates
+    /// (spread evenly over the replicas) [default: 96].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// HTTP/2 connections to each replica [default: 2].
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Seconds each of the two measurements lasts [default: 15; --quick: 4].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Bytes of each job's payload [default: 64].
+    #[arg(long)]
+    pub payload_bytes: Option<usize>,
+}
+
+/// Runs the scenario.
+///
+/// # Errors
+/// When etcd or a replica cannot start, or the probe job cannot be created.
+pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
+    let clients = args.clients.unwrap_or(96).max(REPLICAS);
+    let channels = args.channels.unwrap_or(2).max(1);
+    let duration = Duration::from_secs_f64(sized(args.duration, 15.0, 4.0, quick));
+    let payload_bytes = args.payload_bytes.unwrap_or(64);
+    let kairos = find_kairos(args.scheduler.kairos.as_deref())?;
+
+    let etcd = kairos_testing::etcd::EtcdProcess::start().await.context("cannot start etcd")?;
+    let endpoints = etcd.endpoints().join(",");
+    let mut dirs = Vec::new();
+    let mut replicas = Vec::new();
+    for r in 0..REPLICAS {
+        let dir = args.scheduler.temp_dir()?;
+        let mut flags =
+            vec!["--etcd-endpoints".into(), endpoints.clone(), "--replica-id".into(), format!("bench-{r}")];
+        flags.extend(args.scheduler.extra_flags());
+        replicas.push(Scheduler::start(&kairos, dir.path(), 0, &flags, Duration::from_secs(30))?);
+        dirs.push(dir);
+    }
+    let addresses: Vec<String> = replicas.iter().map(|r| r.address.clone()).collect();
+    eprintln!("replicas: etcd at {endpoints}, {REPLICAS} replicas at {}", addresses.join(", "));
+
+    let mut report = Report::new("replicas");
+    report.param("kairos", kairos.display().to_string());
+    report.param("replicas", REPLICAS as u64);
+    report.param("clients", clients as u64);
+    report.param("channels_per_replica", channels as u64);
+    report.param("duration_s", duration.as_secs_f64());
+    report.param("payload_bytes", payload_bytes as u64);
+
+    let creates = |label: &'static str, jobs: Option<u64>, duration: Option<Duration>| {
+        create_on_replicas(&addresses, clients, channels, jobs, duration, payload_bytes, label)
+    };
+    // The probe: a job stored by a replica gives the record size etcd's puts use.
+    let probe = creates("probe", Some(REPLICAS as u64), None).await?;
+    if let Some(error) = probe.first_error {
+        anyhow::bail!("the probe creates failed ({} of {REPLICAS}): {error}", probe.errors);
+    }
+    let mut client = etcd.client().await.context("cannot connect to etcd")?;
+    let stored = client
+        .get(JOBS_PREFIX, Some(etcd_client::GetOptions::new().with_prefix().with_limit(1)))
+        .await
+        .context("cannot read the probe job from etcd")?;
+    let record = stored.kvs().first().context("the probe job is not in etcd")?;
+    let (key_bytes, value_bytes) = (record.key().len(), record.value().len());
+    report.param("record_bytes", value_bytes as u64);
+
+    eprintln!("replicas: etcd put ceiling, {clients} clients, {value_bytes}-byte values");
+    let puts = etcd_puts(&etcd, clients, duration, key_bytes, value_bytes).await?;
+    eprintln!("replicas: creates over {REPLICAS} replicas, {clients} clients");
+    let created = creates("create", None, Some(duration)).await?;
+
+    for (what, driven) in [("etcd put", &puts), ("create", &created)] {
+        if let Some(error) = &driven.first_error {
+            report.note(format!("{what}: {} calls failed; first: {error}", driven.errors));
+        }
+    }
+    let fraction = created.rate() / puts.rate().max(f64::MIN_POSITIVE);
+    let table = report.table(
+        "etcd's durable put ceiling vs durable creates on 3 replicas",
+        &["what", "ops", "errors", "secs", "ops_per_s", "p50_ms", "p99_ms", "max_ms", "of_ceiling"],
+    );
+    for (what, driven, of) in [("etcd put", &puts, 1.0), ("replica create", &created, fraction)] {
+        let s = driven.latencies.summary();
+        table.row(vec![
+            Value::from(what),
+            Value::from(driven.ok),
+            Value::from(driven.errors),
+            Value::from(driven.elapsed.as_secs_f64()),
+            Value::from(driven.rate()),
+            Value::from(s.p50_ms),
+            Value::from(s.p99_ms),
+            Value::from(s.max_ms),
+            Value::from(of),
+        ]);
+    }
+    report.finish();
+    drop(replicas);
+    drop(dirs);
+    Ok(report)
+}
+
+/// `clients` tasks putting `value_bytes` values under unique keys of `key_bytes` (about) over
+/// one etcd connection per replica, for `duration`.
+async fn etcd_puts(
+    etcd: &kairos_testing::etcd::EtcdProcess,
+    clients: usize,
+    duration: Duration,
+    key_bytes: usize,
+    value_bytes: usize,
+) -> anyhow::Result<Driven> {
+    let mut connections = Vec::with_capacity(REPLICAS);
+    for _ in 0..REPLICAS {
+        connections.push(etcd.client().await.context("cannot connect to etcd")?.kv_client());
+    }
+    let value: std::sync::Arc<[u8]> = vec![b'x'; value_bytes].into();
+    let calls = (0..clients)
+        .map(|i| {
+            let kv = connections[i % connections.len()].clone();
+            let value = value.clone();
+            let call: Call = Box::new(move |index| {
+                let mut kv = kv.clone();
+                let key =
+                    format!("/bench-ceiling/{index:0>width$}", width = key_bytes.saturating_sub(15).max(10));
+                let value = value.to_vec();
+                Box::pin(async move { kv.put(key, value, None).await.map(|_| ()).map_err(|e| e.to_string()) })
+            });
+            call
+        })
+        .collect();
+    drive::drive(calls, None, Some(duration), "etcd put").await
+}
+
+/// The `scheduler-create` load spread over `addresses` (the clients split evenly), as one result:
+/// the calls and errors added up, the longest elapsed time, the latencies merged.
+async fn create_on_replicas(
+    addresses: &[String],
+    clients: usize,
+    channels: usize,
+    jobs: Option<u64>,
+    duration: Option<Duration>,
+    payload_bytes: usize,
+    label: &str,
+) -> anyhow::Result<Driven> {
+    let loads = addresses.iter().enumerate().map(|(r, address)| {
+        load::run(LoadConfig {
+            address: address.clone(),
+            clients: clients / addresses.len(),
+            channels,
+            jobs: jobs.map(|n| n.div_ceil(addresses.len() as u64)),
+            duration,
+            payload_bytes,
+            app_id: "bench-app".into(),
+            // Unique per replica and per load, so no two creates share a name.
+            name_prefix: format!("{label}-{r}-"),
+            label: format!("{label} r{r}"),
+        })
+    });
+    let mut total =
+        Driven { ok: 0, errors: 0, first_error: None, elapsed: Duration::ZERO, latencies: Latencies::new()? };
+    for result in futures::future::join_all(loads).await {
+        let one = result?;
+        total.ok += one.ok;
+        total.errors += one.errors;
+        total.first_error = total.first_error.or(one.first_error);
+        total.elapsed = total.elapsed.max(one.elapsed);
+        total.latencies.merge(&one.latencies)?;
+    }
+    Ok(total)
+}
