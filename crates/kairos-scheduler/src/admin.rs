@@ -4,23 +4,22 @@
 use jiff::Timestamp;
 use kairos_core::key::validate_name_prefix;
 use kairos_core::timeline::Progress;
-use kairos_core::{
-    HistoryLimit, JobKey, JobState, JobStats, JobStatus as CoreStatus, TriggerOutcome, TriggerRecord,
-};
+use kairos_core::{HistoryLimit, JobKey, JobStats, JobStatus as CoreStatus, TriggerRecord};
 use kairos_engine::{Engine, EngineError};
 use kairos_proto::admin::admin_server::Admin;
 use kairos_proto::admin::{
     DeleteJobRequest, DeleteJobResponse, GetJobHistoryRequest, GetJobHistoryResponse, GetJobRequest,
     GetJobResponse, GetJobStatusRequest, GetJobStatusResponse, ImportJobsRequest, ImportJobsResponse,
-    JobCounters, JobProgress, JobRef, JobState as WireState, JobStatus as WireStatus, JobStatusEntry,
-    ListAllJobsRequest, ListAllJobsResponse, ListJobStatusRequest, ListJobStatusResponse, OnConflict,
-    PauseJobRequest, PauseJobResponse, ResumeJobRequest, ResumeJobResponse, StoredJob as WireJob,
-    TriggerJobRequest, TriggerJobResponse, TriggerOutcome as WireOutcome, TriggerRecord as WireRecord,
+    JobCounters, JobProgress, JobRef, JobStatus as WireStatus, JobStatusEntry, ListAllJobsRequest,
+    ListAllJobsResponse, ListJobStatusRequest, ListJobStatusResponse, OnConflict, PauseJobRequest,
+    PauseJobResponse, ResumeJobRequest, ResumeJobResponse, StoredJob as WireJob, TriggerJobRequest,
+    TriggerJobResponse, TriggerRecord as WireRecord,
 };
 use kairos_proto::api::bounded_status;
 use kairos_proto::convert::{
-    ConvertError, duration_to_proto, key_from_metadata, metadata_of, owner_from_metadata,
-    spec_from_scheduler_job, spec_to_scheduler_job, timestamp_from_proto, timestamp_to_proto,
+    ConvertError, duration_to_proto, key_from_metadata, metadata_of, outcome_from_wire, outcome_to_wire,
+    owner_from_metadata, spec_from_scheduler_job, spec_to_scheduler_job, state_from_wire, state_to_wire,
+    timestamp_from_proto, timestamp_to_proto,
 };
 use kairos_store::{PutMode, StoredJob};
 use tonic::{Request, Response, Status};
@@ -258,56 +257,6 @@ pub const MAX_STATUS_SCAN: usize = 10_000;
 /// Stored jobs read per store call while listing.
 const SCAN_CHUNK: usize = 256;
 
-/// The wire form of a job state.
-pub fn state_to_wire(state: JobState) -> WireState {
-    match state {
-        JobState::Scheduled => WireState::Scheduled,
-        JobState::Paused => WireState::Paused,
-        JobState::WaitingForApp => WireState::WaitingForApp,
-        JobState::Retrying => WireState::Retrying,
-        JobState::Finished => WireState::Finished,
-    }
-}
-
-/// The state a wire filter names; `None` for unspecified (any state).
-///
-/// # Errors
-/// [`Status::invalid_argument`] for a number that names no state.
-pub fn state_from_wire(state: i32) -> Result<Option<JobState>, Status> {
-    let state = WireState::try_from(state)
-        .map_err(|_| Status::invalid_argument(format!("unknown job state {state}")))?;
-    Ok(match state {
-        WireState::Unspecified => None,
-        WireState::Scheduled => Some(JobState::Scheduled),
-        WireState::Paused => Some(JobState::Paused),
-        WireState::WaitingForApp => Some(JobState::WaitingForApp),
-        WireState::Retrying => Some(JobState::Retrying),
-        WireState::Finished => Some(JobState::Finished),
-    })
-}
-
-/// The wire form of a delivery outcome.
-pub fn outcome_to_wire(outcome: Option<TriggerOutcome>) -> WireOutcome {
-    match outcome {
-        None => WireOutcome::Unspecified,
-        Some(TriggerOutcome::Success) => WireOutcome::Success,
-        Some(TriggerOutcome::Failed) => WireOutcome::Failed,
-        Some(TriggerOutcome::Dropped) => WireOutcome::Dropped,
-        Some(TriggerOutcome::Undeliverable) => WireOutcome::Undeliverable,
-    }
-}
-
-/// A delivery outcome from its wire form (unspecified and unknown numbers: none).
-pub fn outcome_from_wire(outcome: i32) -> Option<TriggerOutcome> {
-    match WireOutcome::try_from(outcome).ok()? {
-        WireOutcome::Unspecified => None,
-        WireOutcome::Success => Some(TriggerOutcome::Success),
-        WireOutcome::Failed => Some(TriggerOutcome::Failed),
-        WireOutcome::Dropped => Some(TriggerOutcome::Dropped),
-        WireOutcome::Undeliverable => Some(TriggerOutcome::Undeliverable),
-    }
-}
-
 /// The wire form of a status. A paused job's `next_fire` is its expiry (`paused_until`), when
 /// it has one.
 pub fn status_to_wire(status: &CoreStatus, paused_until: Option<Timestamp>) -> WireStatus {
@@ -401,7 +350,8 @@ impl AdminService {
             validate_name_prefix(&prefix)
                 .map_err(|e| Status::invalid_argument(format!("bad name prefix: {e}")))?;
         }
-        let state = state_from_wire(request.state)?;
+        let state = state_from_wire(request.state)
+            .map_err(|_| Status::invalid_argument(format!("unknown job state {}", request.state)))?;
         let mut after = request.after.map(|r| key_of(Some(r))).transpose().map_err(invalid)?;
         if let (Some((namespace, owner)), Some(after)) = (&owner, &after)
             && (&after.namespace != namespace || &after.owner != owner)
