@@ -109,7 +109,8 @@ macro_rules! forwarding_impl {
                     &self,
                     request: tonic::Request<$request>,
                 ) -> Result<tonic::Response<$response>, Status> {
-                    self.0.$method(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
+                    let response = self.0.$method(request.into_inner()).await;
+                    response.map(tonic::Response::new).map_err(bounded_status)
                 }
             )*
             $($streaming)*

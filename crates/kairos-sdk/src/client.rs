@@ -71,18 +71,12 @@ impl ClientConfig {
         ClientConfig { endpoint: endpoint.into(), api_token: None, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
     }
 
-    /// Sets or clears the API token.
-    #[must_use]
-    pub fn with_api_token(mut self, token: Option<String>) -> Self {
-        self.api_token = token;
-        self
-    }
+    setters! {
+        /// Sets or clears the API token.
+        with_api_token(token: Option<String>) => api_token = token;
 
-    /// Sets the connect timeout.
-    #[must_use]
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
+        /// Sets the connect timeout.
+        with_connect_timeout(timeout: Duration) => connect_timeout = timeout;
     }
 
     /// Reads the process environment, as the official SDKs do:

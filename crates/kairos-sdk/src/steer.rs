@@ -197,32 +197,18 @@ impl StatusFilter {
         StatusFilter::default()
     }
 
-    /// Only names starting with `prefix`.
-    #[must_use]
-    pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.name_prefix = prefix.into();
-        self
-    }
+    setters! {
+        /// Only names starting with `prefix`.
+        name_prefix(prefix: impl Into<String>) => name_prefix = prefix.into();
 
-    /// Only jobs in `state`.
-    #[must_use]
-    pub fn state(mut self, state: JobState) -> Self {
-        self.state = Some(state);
-        self
-    }
+        /// Only jobs in `state`.
+        state(state: JobState) => state = Some(state);
 
-    /// Start strictly after the job named `name`.
-    #[must_use]
-    pub fn after(mut self, name: impl Into<String>) -> Self {
-        self.after = Some(name.into());
-        self
-    }
+        /// Start strictly after the job named `name`.
+        after(name: impl Into<String>) => after = Some(name.into());
 
-    /// At most `size` jobs per page.
-    #[must_use]
-    pub fn page_size(mut self, size: u32) -> Self {
-        self.page_size = size;
-        self
+        /// At most `size` jobs per page.
+        page_size(size: u32) => page_size = size;
     }
 }
 

@@ -100,11 +100,14 @@ pub(crate) use grpc_impl;
 grpc_impl! {
     impl Dapr for DaprJobsService;
     schedule_job(ScheduleJobRequest) -> ScheduleJobResponse,
-    schedule_job_alpha1(ScheduleJobRequest) -> ScheduleJobResponse => |this, request| this.schedule(request).await;
+    schedule_job_alpha1(ScheduleJobRequest) -> ScheduleJobResponse
+        => |this, request| this.schedule(request).await;
     get_job(GetJobRequest) -> GetJobResponse,
-    get_job_alpha1(GetJobRequest) -> GetJobResponse => |this, request| this.get(request).await;
+    get_job_alpha1(GetJobRequest) -> GetJobResponse
+        => |this, request| this.get(request).await;
     delete_job(DeleteJobRequest) -> DeleteJobResponse,
-    delete_job_alpha1(DeleteJobRequest) -> DeleteJobResponse => |this, request| this.delete(request).await;
+    delete_job_alpha1(DeleteJobRequest) -> DeleteJobResponse
+        => |this, request| this.delete(request).await;
     delete_jobs_by_prefix(DeleteJobsByPrefixRequest) -> DeleteJobsByPrefixResponse,
     delete_jobs_by_prefix_alpha1(DeleteJobsByPrefixRequestAlpha1) -> DeleteJobsByPrefixResponseAlpha1
         => |this, request| this.delete_by_prefix(request.name_prefix).await;

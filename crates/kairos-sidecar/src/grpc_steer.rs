@@ -58,7 +58,8 @@ grpc_impl! {
         this.jobs.trigger(&request.name).await.map_err(|e| this.status(&e))?;
         Ok(Response::new(TriggerJobResponse {}))
     };
-    list_job_status(ListJobStatusRequest) -> ListJobStatusResponse => |this, request| this.list_status(request).await;
+    list_job_status(ListJobStatusRequest) -> ListJobStatusResponse
+        => |this, request| this.list_status(request).await;
 }
 
 impl SteeringService {
