@@ -124,15 +124,14 @@ fn invalid(err: ConvertError) -> Status {
     Status::invalid_argument(err.to_string())
 }
 
+/// As the Scheduler service maps engine errors, but invalid input is INVALID_ARGUMENT here (the
+/// Scheduler service answers it as upstream does).
 fn engine_status(err: EngineError) -> Status {
     match err {
-        EngineError::Name(e) => Status::invalid_argument(format!("job failed validation: {e}")),
-        EngineError::Invalid(e) => Status::invalid_argument(format!("job failed validation: {e}")),
-        EngineError::AlreadyExists(key) => Status::already_exists(format!("job already exists: '{key}'")),
-        EngineError::NotFound(key) => Status::not_found(format!("job not found: '{key}'")),
-        e @ EngineError::NotOwned(_) => Status::failed_precondition(e.to_string()),
-        e @ EngineError::Busy => Status::resource_exhausted(e.to_string()),
-        EngineError::Store(e) => crate::store_status(&e),
+        EngineError::Name(_) | EngineError::Invalid(_) => {
+            Status::invalid_argument(crate::engine_status(err).message())
+        }
+        err => crate::engine_status(err),
     }
 }
 
@@ -414,78 +413,61 @@ impl AdminService {
     }
 }
 
-#[tonic::async_trait]
-impl Admin for AdminService {
-    async fn list_all_jobs(
-        &self,
-        request: Request<ListAllJobsRequest>,
-    ) -> Result<Response<ListAllJobsResponse>, Status> {
-        self.list_all(request).await.map_err(bounded_status)
+impl AdminService {
+    async fn pause(&self, request: Request<PauseJobRequest>) -> Result<Response<PauseJobResponse>, Status> {
+        let status = self.set_paused(request.into_inner().r#ref, true).await?;
+        Ok(Response::new(PauseJobResponse { status }))
     }
 
-    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<GetJobResponse>, Status> {
-        self.get(request).await.map_err(bounded_status)
-    }
-
-    async fn delete_job(
-        &self,
-        request: Request<DeleteJobRequest>,
-    ) -> Result<Response<DeleteJobResponse>, Status> {
-        self.delete(request).await.map_err(bounded_status)
-    }
-
-    async fn import_jobs(
-        &self,
-        request: Request<ImportJobsRequest>,
-    ) -> Result<Response<ImportJobsResponse>, Status> {
-        self.import(request).await.map_err(bounded_status)
-    }
-
-    async fn get_job_status(
-        &self,
-        request: Request<GetJobStatusRequest>,
-    ) -> Result<Response<GetJobStatusResponse>, Status> {
-        self.status(request).await.map_err(bounded_status)
-    }
-
-    async fn get_job_history(
-        &self,
-        request: Request<GetJobHistoryRequest>,
-    ) -> Result<Response<GetJobHistoryResponse>, Status> {
-        self.history(request).await.map_err(bounded_status)
-    }
-
-    async fn pause_job(
-        &self,
-        request: Request<PauseJobRequest>,
-    ) -> Result<Response<PauseJobResponse>, Status> {
-        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
-        let status = self.engine.pause(&key).await.map_err(engine_status).map_err(bounded_status)?;
-        Ok(Response::new(PauseJobResponse { status: Some(status_to_wire(&status, None)) }))
-    }
-
-    async fn resume_job(
+    async fn resume(
         &self,
         request: Request<ResumeJobRequest>,
     ) -> Result<Response<ResumeJobResponse>, Status> {
-        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
-        let status = self.engine.resume(&key).await.map_err(engine_status).map_err(bounded_status)?;
-        Ok(Response::new(ResumeJobResponse { status: Some(status_to_wire(&status, None)) }))
+        let status = self.set_paused(request.into_inner().r#ref, false).await?;
+        Ok(Response::new(ResumeJobResponse { status }))
     }
 
-    async fn trigger_job(
+    /// Pauses or resumes the job `r#ref` names; its status after.
+    async fn set_paused(&self, r#ref: Option<JobRef>, paused: bool) -> Result<Option<WireStatus>, Status> {
+        let key = key_of(r#ref).map_err(invalid)?;
+        let status = if paused { self.engine.pause(&key).await } else { self.engine.resume(&key).await };
+        Ok(Some(status_to_wire(&status.map_err(engine_status)?, None)))
+    }
+
+    async fn trigger(
         &self,
         request: Request<TriggerJobRequest>,
     ) -> Result<Response<TriggerJobResponse>, Status> {
-        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
-        self.engine.trigger_now(&key).await.map_err(engine_status).map_err(bounded_status)?;
+        let key = key_of(request.into_inner().r#ref).map_err(invalid)?;
+        self.engine.trigger_now(&key).await.map_err(engine_status)?;
         Ok(Response::new(TriggerJobResponse {}))
     }
+}
 
-    async fn list_job_status(
-        &self,
-        request: Request<ListJobStatusRequest>,
-    ) -> Result<Response<ListJobStatusResponse>, Status> {
-        self.list_status(request).await.map_err(bounded_status)
-    }
+/// Writes `impl Admin for AdminService`: each RPC is answered by the inherent method the entry
+/// names, with its status message cut to size.
+macro_rules! admin_impl {
+    ($($rpc:ident($request:ty) -> $response:ty => $method:ident;)*) => {
+        #[tonic::async_trait]
+        impl Admin for AdminService {
+            $(
+                async fn $rpc(&self, request: Request<$request>) -> Result<Response<$response>, Status> {
+                    self.$method(request).await.map_err(bounded_status)
+                }
+            )*
+        }
+    };
+}
+
+admin_impl! {
+    list_all_jobs(ListAllJobsRequest) -> ListAllJobsResponse => list_all;
+    get_job(GetJobRequest) -> GetJobResponse => get;
+    delete_job(DeleteJobRequest) -> DeleteJobResponse => delete;
+    import_jobs(ImportJobsRequest) -> ImportJobsResponse => import;
+    get_job_status(GetJobStatusRequest) -> GetJobStatusResponse => status;
+    get_job_history(GetJobHistoryRequest) -> GetJobHistoryResponse => history;
+    pause_job(PauseJobRequest) -> PauseJobResponse => pause;
+    resume_job(ResumeJobRequest) -> ResumeJobResponse => resume;
+    trigger_job(TriggerJobRequest) -> TriggerJobResponse => trigger;
+    list_job_status(ListJobStatusRequest) -> ListJobStatusResponse => list_status;
 }
