@@ -281,14 +281,9 @@ impl Client {
     /// # Errors
     /// As [`Client::job_status`].
     pub async fn pause_job(&self, name: &str) -> Result<JobStatus, Error> {
-        const OP: &str = "pause job";
         let answer =
             self.steer.clone().pause_job(self.request(PauseJobRequest { name: name.to_owned() })).await;
-        let status = answer.map_err(|status| Error::Status { operation: OP, status })?.into_inner().status;
-        status.map(JobStatus::from_proto).ok_or_else(|| Error::InvalidResponse {
-            operation: OP,
-            reason: "the response holds no status".into(),
-        })
+        status_answer("pause job", answer.map(|answer| answer.into_inner().status))
     }
 
     /// Resumes the job; its misfire policy decides what becomes of the ticks missed while it
@@ -297,14 +292,9 @@ impl Client {
     /// # Errors
     /// As [`Client::job_status`].
     pub async fn resume_job(&self, name: &str) -> Result<JobStatus, Error> {
-        const OP: &str = "resume job";
         let answer =
             self.steer.clone().resume_job(self.request(ResumeJobRequest { name: name.to_owned() })).await;
-        let status = answer.map_err(|status| Error::Status { operation: OP, status })?.into_inner().status;
-        status.map(JobStatus::from_proto).ok_or_else(|| Error::InvalidResponse {
-            operation: OP,
-            reason: "the response holds no status".into(),
-        })
+        status_answer("resume job", answer.map(|answer| answer.into_inner().status))
     }
 
     /// Delivers the job once more, now, with its data and through its failure policy; it does
@@ -346,6 +336,17 @@ impl Client {
         let next_after = Some(answer.next_after).filter(|name| !name.is_empty());
         Ok(StatusPage { jobs, next_after })
     }
+}
+
+/// The status a pause or resume answered with.
+fn status_answer(
+    operation: &'static str,
+    answer: Result<Option<admin::JobStatus>, tonic::Status>,
+) -> Result<JobStatus, Error> {
+    let status = answer.map_err(|status| Error::Status { operation, status })?;
+    status
+        .map(JobStatus::from_proto)
+        .ok_or_else(|| Error::InvalidResponse { operation, reason: "the response holds no status".into() })
 }
 
 #[cfg(test)]
