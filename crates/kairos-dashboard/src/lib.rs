@@ -23,7 +23,6 @@ pub mod stats;
 use std::collections::hash_map::RandomState;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -35,8 +34,7 @@ use axum::routing::{get, post};
 use jiff::tz::TimeZone;
 use kairos_core::Clock;
 use kairos_engine::Engine;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use stats::MetricsSource;
@@ -155,13 +153,8 @@ impl Dashboard {
         match tls {
             None => axum::serve(listener, app).with_graceful_shutdown(shutdown).await,
             Some(tls) => {
-                let local = listener.local_addr()?;
-                let (tx, rx) = tokio::sync::mpsc::channel(64);
-                let accept = tokio::spawn(kairos_proto::tls::accept_tls(listener, move || tls.current(), tx));
-                let served =
-                    axum::serve(TlsAccepted { rx, local }, app).with_graceful_shutdown(shutdown).await;
-                accept.abort();
-                served
+                let listener = kairos_proto::tls::TlsListener::new(listener, tls)?;
+                axum::serve(listener, app).with_graceful_shutdown(shutdown).await
             }
         }
     }
@@ -259,28 +252,6 @@ const SCRIPT: &str = include_str!("../assets/app.js");
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
-}
-
-/// The connections whose TLS handshake has finished, for `axum::serve`.
-struct TlsAccepted {
-    rx: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl axum::serve::Listener for TlsAccepted {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(pair) => pair,
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
 }
 
 #[cfg(test)]

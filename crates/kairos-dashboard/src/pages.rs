@@ -40,6 +40,18 @@ fn html_page(dash: &Dashboard, title: &str, nav: &str, body: &str) -> Response {
     Html(html::page(&dash.frame(title, nav), body)).into_response()
 }
 
+/// A form posted from another origin, or with another process's CSRF token, refused with
+/// FORBIDDEN on the page `page` draws.
+fn refuse_stale_form(
+    dash: &Dashboard,
+    headers: &HeaderMap,
+    csrf: &str,
+    page: fn(&Dashboard, StatusCode, &str) -> Response,
+) -> Option<Response> {
+    let refusal = "refused: the form is stale or came from another site; reload the page";
+    (!dash.same_origin(headers, csrf)).then(|| page(dash, StatusCode::FORBIDDEN, refusal))
+}
+
 fn error_page(dash: &Dashboard, status: StatusCode, message: &str) -> Response {
     let body = format!("<h1>{}</h1><p class=\"error\">{}</p>", status.as_u16(), esc(message));
     (status, html_page(dash, "error", "", &body)).into_response()
@@ -851,12 +863,8 @@ pub async fn act(
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
-    if !dash.same_origin(&headers, &form.csrf) {
-        return error_page(
-            &dash,
-            StatusCode::FORBIDDEN,
-            "refused: the form is stale or came from another site; reload the page",
-        );
+    if let Some(refused) = refuse_stale_form(&dash, &headers, &form.csrf, error_page) {
+        return refused;
     }
     if dash.config.read_only {
         return error_page(&dash, StatusCode::FORBIDDEN, "the dashboard is read-only");
@@ -926,12 +934,8 @@ fn login_page(dash: &Dashboard, status: StatusCode, error: &str) -> Response {
 
 /// `POST /login`: sets the token cookie when the token is right.
 pub async fn login(State(dash): Dash, headers: HeaderMap, Form(form): Form<LoginForm>) -> Response {
-    if !dash.same_origin(&headers, &form.csrf) {
-        return login_page(
-            &dash,
-            StatusCode::FORBIDDEN,
-            "refused: the form is stale or came from another site",
-        );
+    if let Some(refused) = refuse_stale_form(&dash, &headers, &form.csrf, login_page) {
+        return refused;
     }
     let Some(token) = &dash.config.api_token else { return Redirect::to("/").into_response() };
     if !crate::same(&form.token, token) {
@@ -945,12 +949,8 @@ pub async fn login(State(dash): Dash, headers: HeaderMap, Form(form): Form<Login
 
 /// `POST /logout`: clears the cookie.
 pub async fn logout(State(dash): Dash, headers: HeaderMap, Form(form): Form<ActionForm>) -> Response {
-    if !dash.same_origin(&headers, &form.csrf) {
-        return error_page(
-            &dash,
-            StatusCode::FORBIDDEN,
-            "refused: the form is stale or came from another site",
-        );
+    if let Some(refused) = refuse_stale_form(&dash, &headers, &form.csrf, error_page) {
+        return refused;
     }
     let cookie = format!("{TOKEN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()

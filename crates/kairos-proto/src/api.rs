@@ -38,85 +38,158 @@ use crate::scheduler::{
 /// A stream of results, as tonic's streaming RPCs use.
 pub type ApiStream<T> = BoxStream<T>;
 
-/// One method per Scheduler RPC; errors are gRPC statuses, as the wire carries them.
-#[async_trait]
-pub trait SchedulerApi: Send + Sync + fmt::Debug + 'static {
-    async fn schedule_job(&self, request: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status>;
-    async fn get_job(&self, request: GetJobRequest) -> Result<GetJobResponse, Status>;
-    async fn delete_job(&self, request: DeleteJobRequest) -> Result<DeleteJobResponse, Status>;
-    async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status>;
-    async fn delete_by_metadata(
-        &self,
-        request: DeleteByMetadataRequest,
-    ) -> Result<DeleteByMetadataResponse, Status>;
-    async fn delete_by_name_prefix(
-        &self,
-        request: DeleteByNamePrefixRequest,
-    ) -> Result<DeleteByNamePrefixResponse, Status>;
-    /// Opens a trigger stream. The first request must be `initial`; later ones are results.
-    async fn watch_jobs(
-        &self,
-        requests: ApiStream<WatchJobsRequest>,
-    ) -> Result<ApiStream<WatchJobsResponse>, Status>;
-    /// The scheduler replicas' addresses, now and whenever they change.
-    async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status>;
+/// Writes one of the API traits (`pub trait A`), or an `#[async_trait]` impl of one in which
+/// every listed unary method forwards its request the same way; streaming methods come first,
+/// written out, then the list of unary ones.
+///
+/// * `client C`: the gRPC client `C<T>` over any channel (plain, or wrapped in layers such as an
+///   interceptor that adds an API token) calls the RPC of the same name.
+/// * `in_process W<T: S>`: `W(Arc<T>)` calls the tonic service trait `S` of the same process.
+/// * `serve W<T: A>`: `W(Arc<T>)` serves the API trait `A` as the tonic service trait, with
+///   status messages cut by [`bounded_status`].
+macro_rules! forwarding_impl {
+    (
+        $(#[$doc:meta])*
+        pub trait $api:ident;
+        { $($streaming:tt)* }
+        $($method:ident($request:ty) -> $response:ty;)*
+    ) => {
+        $(#[$doc])*
+        #[async_trait]
+        pub trait $api: Send + Sync + fmt::Debug + 'static {
+            $(async fn $method(&self, request: $request) -> Result<$response, Status>;)*
+            $($streaming)*
+        }
+    };
+    (
+        impl $api:ident for client $client:ident;
+        { $($streaming:tt)* }
+        $($method:ident($request:ty) -> $response:ty;)*
+    ) => {
+        #[async_trait]
+        impl<T> $api for $client<T>
+        where
+            T: tonic::client::GrpcService<tonic::body::Body> + Clone + fmt::Debug + Send + Sync + 'static,
+            T::Future: Send,
+            T::Error: Into<tonic::codegen::StdError>,
+            T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+            <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+        {
+            $(
+                async fn $method(&self, request: $request) -> Result<$response, Status> {
+                    Ok($client::$method(&mut self.clone(), request).await?.into_inner())
+                }
+            )*
+            $($streaming)*
+        }
+    };
+    (
+        impl $api:ident for in_process $wrapper:ident<T: $service:ident>;
+        {}
+        $($method:ident($request:ty) -> $response:ty;)*
+    ) => {
+        #[async_trait]
+        impl<T: $service + fmt::Debug> $api for $wrapper<T> {
+            $(
+                async fn $method(&self, request: $request) -> Result<$response, Status> {
+                    Ok(self.0.$method(tonic::Request::new(request)).await?.into_inner())
+                }
+            )*
+        }
+    };
+    (
+        impl $service:ident for serve $wrapper:ident<T: $api:ident>;
+        { $($streaming:tt)* }
+        $($method:ident($request:ty) -> $response:ty;)*
+    ) => {
+        #[async_trait]
+        impl<T: $api + ?Sized> $service for $wrapper<T> {
+            $(
+                async fn $method(
+                    &self,
+                    request: tonic::Request<$request>,
+                ) -> Result<tonic::Response<$response>, Status> {
+                    let response = self.0.$method(request.into_inner()).await;
+                    response.map(tonic::Response::new).map_err(bounded_status)
+                }
+            )*
+            $($streaming)*
+        }
+    };
 }
 
-/// The gRPC client is a [`SchedulerApi`], over a plain channel or one wrapped in layers (an
-/// interceptor that adds an API token, for one).
-#[async_trait]
-impl<T> SchedulerApi for SchedulerClient<T>
-where
-    T: tonic::client::GrpcService<tonic::body::Body> + Clone + fmt::Debug + Send + Sync + 'static,
-    T::Future: Send,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-{
-    async fn schedule_job(&self, request: ScheduleJobRequest) -> Result<ScheduleJobResponse, Status> {
-        Ok(SchedulerClient::schedule_job(&mut self.clone(), request).await?.into_inner())
-    }
+/// [`forwarding_impl!`] with the unary RPCs of the Scheduler service.
+macro_rules! scheduler_unary_impl {
+    ($($head:tt)*) => {
+        forwarding_impl! {
+            $($head)*
+            schedule_job(ScheduleJobRequest) -> ScheduleJobResponse;
+            get_job(GetJobRequest) -> GetJobResponse;
+            delete_job(DeleteJobRequest) -> DeleteJobResponse;
+            list_jobs(ListJobsRequest) -> ListJobsResponse;
+            delete_by_metadata(DeleteByMetadataRequest) -> DeleteByMetadataResponse;
+            delete_by_name_prefix(DeleteByNamePrefixRequest) -> DeleteByNamePrefixResponse;
+        }
+    };
+}
 
-    async fn get_job(&self, request: GetJobRequest) -> Result<GetJobResponse, Status> {
-        Ok(SchedulerClient::get_job(&mut self.clone(), request).await?.into_inner())
-    }
+/// [`forwarding_impl!`] with the steering RPCs of the Admin service.
+macro_rules! steer_unary_impl {
+    ($($head:tt)*) => {
+        forwarding_impl! {
+            $($head)*
+            get_job_status(GetJobStatusRequest) -> GetJobStatusResponse;
+            get_job_history(GetJobHistoryRequest) -> GetJobHistoryResponse;
+            pause_job(PauseJobRequest) -> PauseJobResponse;
+            resume_job(ResumeJobRequest) -> ResumeJobResponse;
+            trigger_job(TriggerJobRequest) -> TriggerJobResponse;
+            list_job_status(ListJobStatusRequest) -> ListJobStatusResponse;
+        }
+    };
+}
 
-    async fn delete_job(&self, request: DeleteJobRequest) -> Result<DeleteJobResponse, Status> {
-        Ok(SchedulerClient::delete_job(&mut self.clone(), request).await?.into_inner())
+scheduler_unary_impl! {
+    /// One method per Scheduler RPC; errors are gRPC statuses, as the wire carries them.
+    pub trait SchedulerApi;
+    {
+        /// Opens a trigger stream. The first request must be `initial`; later ones are results.
+        async fn watch_jobs(
+            &self,
+            requests: ApiStream<WatchJobsRequest>,
+        ) -> Result<ApiStream<WatchJobsResponse>, Status>;
+        /// The scheduler replicas' addresses, now and whenever they change.
+        async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status>;
     }
+}
 
-    async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status> {
-        Ok(SchedulerClient::list_jobs(&mut self.clone(), request).await?.into_inner())
-    }
+steer_unary_impl! {
+    /// The steering RPCs of `kairos.admin.v1.Admin` (status, history, pause, resume, trigger,
+    /// list with status): what a sidecar needs to let its app steer its own jobs. Implemented by the
+    /// Admin gRPC client (a remote kairos scheduler) and, through [`AdminInProcess`], by any Admin
+    /// service in the same process (`kairos run`). An upstream Dapr scheduler has no Admin service:
+    /// every call then fails with UNIMPLEMENTED.
+    pub trait SteerApi;
+    {}
+}
 
-    async fn delete_by_metadata(
-        &self,
-        request: DeleteByMetadataRequest,
-    ) -> Result<DeleteByMetadataResponse, Status> {
-        Ok(SchedulerClient::delete_by_metadata(&mut self.clone(), request).await?.into_inner())
-    }
+scheduler_unary_impl! {
+    impl SchedulerApi for client SchedulerClient;
+    {
+        async fn watch_jobs(
+            &self,
+            requests: ApiStream<WatchJobsRequest>,
+        ) -> Result<ApiStream<WatchJobsResponse>, Status> {
+            // The client sends requests until the stream ends or yields an error.
+            let outbound = UntilError { inner: requests, done: false };
+            let responses = SchedulerClient::watch_jobs(&mut self.clone(), outbound).await?.into_inner();
+            Ok(Box::pin(responses))
+        }
 
-    async fn delete_by_name_prefix(
-        &self,
-        request: DeleteByNamePrefixRequest,
-    ) -> Result<DeleteByNamePrefixResponse, Status> {
-        Ok(SchedulerClient::delete_by_name_prefix(&mut self.clone(), request).await?.into_inner())
-    }
-
-    async fn watch_jobs(
-        &self,
-        requests: ApiStream<WatchJobsRequest>,
-    ) -> Result<ApiStream<WatchJobsResponse>, Status> {
-        // The client sends requests until the stream ends or yields an error.
-        let outbound = UntilError { inner: requests, done: false };
-        let responses = SchedulerClient::watch_jobs(&mut self.clone(), outbound).await?.into_inner();
-        Ok(Box::pin(responses))
-    }
-
-    async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status> {
-        let responses =
-            SchedulerClient::watch_hosts(&mut self.clone(), WatchHostsRequest {}).await?.into_inner();
-        Ok(Box::pin(responses))
+        async fn watch_hosts(&self) -> Result<ApiStream<WatchHostsResponse>, Status> {
+            let responses =
+                SchedulerClient::watch_hosts(&mut self.clone(), WatchHostsRequest {}).await?.into_inner();
+            Ok(Box::pin(responses))
+        }
     }
 }
 
@@ -180,124 +253,32 @@ impl<T: ?Sized> Clone for SchedulerGrpc<T> {
     }
 }
 
-#[async_trait]
-impl<T: SchedulerApi + ?Sized> Scheduler for SchedulerGrpc<T> {
-    async fn schedule_job(
-        &self,
-        request: tonic::Request<ScheduleJobRequest>,
-    ) -> Result<tonic::Response<ScheduleJobResponse>, Status> {
-        self.0.schedule_job(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
-    }
+scheduler_unary_impl! {
+    impl Scheduler for serve SchedulerGrpc<T: SchedulerApi>;
+    {
+        async fn watch_jobs(
+            &self,
+            request: tonic::Request<tonic::Streaming<WatchJobsRequest>>,
+        ) -> Result<tonic::Response<BoxStream<WatchJobsResponse>>, Status> {
+            self.0
+                .watch_jobs(Box::pin(request.into_inner()))
+                .await
+                .map(tonic::Response::new)
+                .map_err(bounded_status)
+        }
 
-    async fn get_job(
-        &self,
-        request: tonic::Request<GetJobRequest>,
-    ) -> Result<tonic::Response<GetJobResponse>, Status> {
-        self.0.get_job(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
-    }
-
-    async fn delete_job(
-        &self,
-        request: tonic::Request<DeleteJobRequest>,
-    ) -> Result<tonic::Response<DeleteJobResponse>, Status> {
-        self.0.delete_job(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
-    }
-
-    async fn watch_jobs(
-        &self,
-        request: tonic::Request<tonic::Streaming<WatchJobsRequest>>,
-    ) -> Result<tonic::Response<BoxStream<WatchJobsResponse>>, Status> {
-        self.0
-            .watch_jobs(Box::pin(request.into_inner()))
-            .await
-            .map(tonic::Response::new)
-            .map_err(bounded_status)
-    }
-
-    async fn list_jobs(
-        &self,
-        request: tonic::Request<ListJobsRequest>,
-    ) -> Result<tonic::Response<ListJobsResponse>, Status> {
-        self.0.list_jobs(request.into_inner()).await.map(tonic::Response::new).map_err(bounded_status)
-    }
-
-    async fn watch_hosts(
-        &self,
-        _request: tonic::Request<WatchHostsRequest>,
-    ) -> Result<tonic::Response<BoxStream<WatchHostsResponse>>, Status> {
-        self.0.watch_hosts().await.map(tonic::Response::new).map_err(bounded_status)
-    }
-
-    async fn delete_by_metadata(
-        &self,
-        request: tonic::Request<DeleteByMetadataRequest>,
-    ) -> Result<tonic::Response<DeleteByMetadataResponse>, Status> {
-        self.0
-            .delete_by_metadata(request.into_inner())
-            .await
-            .map(tonic::Response::new)
-            .map_err(bounded_status)
-    }
-
-    async fn delete_by_name_prefix(
-        &self,
-        request: tonic::Request<DeleteByNamePrefixRequest>,
-    ) -> Result<tonic::Response<DeleteByNamePrefixResponse>, Status> {
-        self.0
-            .delete_by_name_prefix(request.into_inner())
-            .await
-            .map(tonic::Response::new)
-            .map_err(bounded_status)
+        async fn watch_hosts(
+            &self,
+            _request: tonic::Request<WatchHostsRequest>,
+        ) -> Result<tonic::Response<BoxStream<WatchHostsResponse>>, Status> {
+            self.0.watch_hosts().await.map(tonic::Response::new).map_err(bounded_status)
+        }
     }
 }
 
-/// The steering RPCs of `kairos.admin.v1.Admin` (status, history, pause, resume, trigger,
-/// list with status): what a sidecar needs to let its app steer its own jobs. Implemented by the
-/// Admin gRPC client (a remote kairos scheduler) and, through [`AdminInProcess`], by any Admin
-/// service in the same process (`kairos run`). An upstream Dapr scheduler has no Admin service:
-/// every call then fails with UNIMPLEMENTED.
-#[async_trait]
-pub trait SteerApi: Send + Sync + fmt::Debug + 'static {
-    async fn get_job_status(&self, request: GetJobStatusRequest) -> Result<GetJobStatusResponse, Status>;
-    async fn get_job_history(&self, request: GetJobHistoryRequest) -> Result<GetJobHistoryResponse, Status>;
-    async fn pause_job(&self, request: PauseJobRequest) -> Result<PauseJobResponse, Status>;
-    async fn resume_job(&self, request: ResumeJobRequest) -> Result<ResumeJobResponse, Status>;
-    async fn trigger_job(&self, request: TriggerJobRequest) -> Result<TriggerJobResponse, Status>;
-    async fn list_job_status(&self, request: ListJobStatusRequest) -> Result<ListJobStatusResponse, Status>;
-}
-
-#[async_trait]
-impl<T> SteerApi for AdminClient<T>
-where
-    T: tonic::client::GrpcService<tonic::body::Body> + Clone + fmt::Debug + Send + Sync + 'static,
-    T::Future: Send,
-    T::Error: Into<tonic::codegen::StdError>,
-    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
-    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
-{
-    async fn get_job_status(&self, request: GetJobStatusRequest) -> Result<GetJobStatusResponse, Status> {
-        Ok(AdminClient::get_job_status(&mut self.clone(), request).await?.into_inner())
-    }
-
-    async fn get_job_history(&self, request: GetJobHistoryRequest) -> Result<GetJobHistoryResponse, Status> {
-        Ok(AdminClient::get_job_history(&mut self.clone(), request).await?.into_inner())
-    }
-
-    async fn pause_job(&self, request: PauseJobRequest) -> Result<PauseJobResponse, Status> {
-        Ok(AdminClient::pause_job(&mut self.clone(), request).await?.into_inner())
-    }
-
-    async fn resume_job(&self, request: ResumeJobRequest) -> Result<ResumeJobResponse, Status> {
-        Ok(AdminClient::resume_job(&mut self.clone(), request).await?.into_inner())
-    }
-
-    async fn trigger_job(&self, request: TriggerJobRequest) -> Result<TriggerJobResponse, Status> {
-        Ok(AdminClient::trigger_job(&mut self.clone(), request).await?.into_inner())
-    }
-
-    async fn list_job_status(&self, request: ListJobStatusRequest) -> Result<ListJobStatusResponse, Status> {
-        Ok(AdminClient::list_job_status(&mut self.clone(), request).await?.into_inner())
-    }
+steer_unary_impl! {
+    impl SteerApi for client AdminClient;
+    {}
 }
 
 /// An `kairos.admin.v1.Admin` service in this process, called without the network (no token:
@@ -305,31 +286,9 @@ where
 #[derive(Debug)]
 pub struct AdminInProcess<T>(pub Arc<T>);
 
-#[async_trait]
-impl<T: Admin + fmt::Debug> SteerApi for AdminInProcess<T> {
-    async fn get_job_status(&self, request: GetJobStatusRequest) -> Result<GetJobStatusResponse, Status> {
-        Ok(self.0.get_job_status(tonic::Request::new(request)).await?.into_inner())
-    }
-
-    async fn get_job_history(&self, request: GetJobHistoryRequest) -> Result<GetJobHistoryResponse, Status> {
-        Ok(self.0.get_job_history(tonic::Request::new(request)).await?.into_inner())
-    }
-
-    async fn pause_job(&self, request: PauseJobRequest) -> Result<PauseJobResponse, Status> {
-        Ok(self.0.pause_job(tonic::Request::new(request)).await?.into_inner())
-    }
-
-    async fn resume_job(&self, request: ResumeJobRequest) -> Result<ResumeJobResponse, Status> {
-        Ok(self.0.resume_job(tonic::Request::new(request)).await?.into_inner())
-    }
-
-    async fn trigger_job(&self, request: TriggerJobRequest) -> Result<TriggerJobResponse, Status> {
-        Ok(self.0.trigger_job(tonic::Request::new(request)).await?.into_inner())
-    }
-
-    async fn list_job_status(&self, request: ListJobStatusRequest) -> Result<ListJobStatusResponse, Status> {
-        Ok(self.0.list_job_status(tonic::Request::new(request)).await?.into_inner())
-    }
+steer_unary_impl! {
+    impl SteerApi for in_process AdminInProcess<T: Admin>;
+    {}
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use kairos_core::{
     CatchUp, Exponential, FailurePolicy, JobKey, JobSpec, MisfirePolicy, Owner, Payload, Ratio,
 };
 
-use crate::{common, runtime, scheduler};
+use crate::{admin, common, runtime, scheduler};
 
 /// Why a wire message cannot become a core value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -298,9 +298,87 @@ fn check_id(what: &str, value: &str) -> Result<(), ConvertError> {
     Ok(())
 }
 
+/// The wire form of a job state.
+pub fn state_to_wire(state: kairos_core::JobState) -> admin::JobState {
+    use kairos_core::JobState as S;
+    match state {
+        S::Scheduled => admin::JobState::Scheduled,
+        S::Paused => admin::JobState::Paused,
+        S::WaitingForApp => admin::JobState::WaitingForApp,
+        S::Retrying => admin::JobState::Retrying,
+        S::Finished => admin::JobState::Finished,
+    }
+}
+
+/// The state a wire number names; `None` for unspecified (any state, in a filter).
+///
+/// # Errors
+/// For a number that names no state (a newer peer's, or garbage).
+pub fn state_from_wire(state: i32) -> Result<Option<kairos_core::JobState>, prost::UnknownEnumValue> {
+    use kairos_core::JobState as S;
+    Ok(match admin::JobState::try_from(state)? {
+        admin::JobState::Unspecified => None,
+        admin::JobState::Scheduled => Some(S::Scheduled),
+        admin::JobState::Paused => Some(S::Paused),
+        admin::JobState::WaitingForApp => Some(S::WaitingForApp),
+        admin::JobState::Retrying => Some(S::Retrying),
+        admin::JobState::Finished => Some(S::Finished),
+    })
+}
+
+/// The wire form of a delivery outcome (none: unspecified).
+pub fn outcome_to_wire(outcome: Option<kairos_core::TriggerOutcome>) -> admin::TriggerOutcome {
+    use kairos_core::TriggerOutcome as O;
+    match outcome {
+        None => admin::TriggerOutcome::Unspecified,
+        Some(O::Success) => admin::TriggerOutcome::Success,
+        Some(O::Failed) => admin::TriggerOutcome::Failed,
+        Some(O::Dropped) => admin::TriggerOutcome::Dropped,
+        Some(O::Undeliverable) => admin::TriggerOutcome::Undeliverable,
+    }
+}
+
+/// A delivery outcome from its wire form (unspecified and unknown numbers: none).
+pub fn outcome_from_wire(outcome: i32) -> Option<kairos_core::TriggerOutcome> {
+    use kairos_core::TriggerOutcome as O;
+    match admin::TriggerOutcome::try_from(outcome).ok()? {
+        admin::TriggerOutcome::Unspecified => None,
+        admin::TriggerOutcome::Success => Some(O::Success),
+        admin::TriggerOutcome::Failed => Some(O::Failed),
+        admin::TriggerOutcome::Dropped => Some(O::Dropped),
+        admin::TriggerOutcome::Undeliverable => Some(O::Undeliverable),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_and_outcomes_round_trip_and_unknown_numbers_are_refused_or_none() {
+        use kairos_core::{JobState, TriggerOutcome};
+        for state in [
+            JobState::Scheduled,
+            JobState::Paused,
+            JobState::WaitingForApp,
+            JobState::Retrying,
+            JobState::Finished,
+        ] {
+            assert_eq!(state_from_wire(state_to_wire(state) as i32), Ok(Some(state)));
+        }
+        assert_eq!(state_from_wire(0), Ok(None));
+        assert!(state_from_wire(99).is_err());
+        for outcome in [
+            TriggerOutcome::Success,
+            TriggerOutcome::Failed,
+            TriggerOutcome::Dropped,
+            TriggerOutcome::Undeliverable,
+        ] {
+            assert_eq!(outcome_from_wire(outcome_to_wire(Some(outcome)) as i32), Some(outcome));
+        }
+        assert_eq!(outcome_to_wire(None), admin::TriggerOutcome::Unspecified);
+        assert_eq!(outcome_from_wire(42), None);
+    }
 
     #[test]
     fn scheduler_job_round_trips_with_every_field() {

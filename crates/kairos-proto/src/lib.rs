@@ -8,7 +8,8 @@
 //! [`json`], the one protojson codec (`google.protobuf.Value` both ways, well-known `Any`s out)
 //! that the sidecar and the SDK share; also what every gRPC server and client of kairos shares
 //! around the messages: the API-token check and the interceptor that sends one ([`auth`]), and
-//! the servers' TLS identity ([`tls`]). It sits just above `kairos-core` and below every crate that
+//! the servers' TLS identity and the HTTPS listener the sidecar and the dashboard serve axum on
+//! ([`tls`]). It sits just above `kairos-core` and below every crate that
 //! talks gRPC; it must never import storage, the engine or any server crate. Generated servers
 //! have default stubs: a method left out answers `UNIMPLEMENTED`.
 

@@ -419,12 +419,62 @@ pub fn tls_incoming(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|next| next.map(|(stream, _)| Ok(stream))))
 }
 
+/// Finished handshakes waiting for an HTTP server to take them.
+const ACCEPT_QUEUE: usize = 256;
+
+/// An [`axum::serve::Listener`] that yields connections whose TLS handshake has finished, each
+/// handshake made (by [`accept_tls`]) with the configuration `tls` holds at that moment: the
+/// HTTPS listener of the sidecar's HTTP API and of the dashboard.
+#[derive(Debug)]
+pub struct TlsListener {
+    ready: tokio::sync::mpsc::Receiver<(tokio_rustls::server::TlsStream<TcpStream>, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl TlsListener {
+    /// Starts accepting on `listener`. Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// When the listener's local address cannot be read.
+    pub fn new(listener: TcpListener, tls: Arc<ServerTls>) -> std::io::Result<Self> {
+        let local = listener.local_addr()?;
+        let (tx, ready) = tokio::sync::mpsc::channel(ACCEPT_QUEUE);
+        let accept_task = tokio::spawn(accept_tls(listener, move || tls.current(), tx));
+        Ok(TlsListener { ready, local, accept_task })
+    }
+}
+
+impl Drop for TlsListener {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(pair) => pair,
+            // The accept task never ends while this receiver lives; if it did (a panic), no
+            // connection will come again.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
 /// Accepts TCP connections on `listener` until `tx` closes, runs each TLS handshake in its own
 /// task (bounded by [`HANDSHAKE_TIMEOUT`]) with the configuration `config` gives at that moment
 /// (so a reloaded certificate serves every new connection), and sends the finished streams with
 /// their peer addresses. Refused handshakes are logged and skipped; an accept error (e.g. EMFILE)
 /// waits a little instead of spinning. The one accept loop of the scheduler's gRPC server and the
-/// sidecar's HTTPS API.
+/// HTTPS APIs ([`TlsListener`]).
 pub async fn accept_tls(
     listener: TcpListener,
     config: impl Fn() -> Arc<rustls::ServerConfig> + Send + 'static,

@@ -394,27 +394,22 @@ fn watch_jobs_initial_request() {
 #[test]
 fn watch_jobs_result_requests() {
     use scheduler::watch_jobs_request::WatchJobRequestType;
-    let failed = scheduler::WatchJobsRequest {
-        watch_job_request_type: Some(WatchJobRequestType::Result(scheduler::WatchJobsRequestResult {
-            id: 300,
-            status: scheduler::WatchJobsRequestResultStatus::Failed.into(),
+    use scheduler::{WatchJobsRequestResult, WatchJobsRequestResultStatus};
+    let result = |id, status: WatchJobsRequestResultStatus| scheduler::WatchJobsRequest {
+        watch_job_request_type: Some(WatchJobRequestType::Result(WatchJobsRequestResult {
+            id,
+            status: status.into(),
         })),
     };
     assert_golden(
-        &failed,
+        &result(300, WatchJobsRequestResultStatus::Failed),
         r#"12 05              # result (2, LEN), 5 bytes
               08 ac 02        #   id (1, varint) = 300
               10 01           #   status (2, varint) = FAILED = 1"#,
     );
 
-    let success = scheduler::WatchJobsRequest {
-        watch_job_request_type: Some(WatchJobRequestType::Result(scheduler::WatchJobsRequestResult {
-            id: 1,
-            status: scheduler::WatchJobsRequestResultStatus::Success.into(),
-        })),
-    };
     assert_golden(
-        &success,
+        &result(1, WatchJobsRequestResultStatus::Success),
         r#"12 02              # result (2, LEN), 2 bytes
               08 01           #   id (1, varint) = 1; status SUCCESS = 0 is not sent"#,
     );

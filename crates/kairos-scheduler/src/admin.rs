@@ -4,23 +4,22 @@
 use jiff::Timestamp;
 use kairos_core::key::validate_name_prefix;
 use kairos_core::timeline::Progress;
-use kairos_core::{
-    HistoryLimit, JobKey, JobState, JobStats, JobStatus as CoreStatus, TriggerOutcome, TriggerRecord,
-};
+use kairos_core::{HistoryLimit, JobKey, JobStats, JobStatus as CoreStatus, TriggerRecord};
 use kairos_engine::{Engine, EngineError};
 use kairos_proto::admin::admin_server::Admin;
 use kairos_proto::admin::{
     DeleteJobRequest, DeleteJobResponse, GetJobHistoryRequest, GetJobHistoryResponse, GetJobRequest,
     GetJobResponse, GetJobStatusRequest, GetJobStatusResponse, ImportJobsRequest, ImportJobsResponse,
-    JobCounters, JobProgress, JobRef, JobState as WireState, JobStatus as WireStatus, JobStatusEntry,
-    ListAllJobsRequest, ListAllJobsResponse, ListJobStatusRequest, ListJobStatusResponse, OnConflict,
-    PauseJobRequest, PauseJobResponse, ResumeJobRequest, ResumeJobResponse, StoredJob as WireJob,
-    TriggerJobRequest, TriggerJobResponse, TriggerOutcome as WireOutcome, TriggerRecord as WireRecord,
+    JobCounters, JobProgress, JobRef, JobStatus as WireStatus, JobStatusEntry, ListAllJobsRequest,
+    ListAllJobsResponse, ListJobStatusRequest, ListJobStatusResponse, OnConflict, PauseJobRequest,
+    PauseJobResponse, ResumeJobRequest, ResumeJobResponse, StoredJob as WireJob, TriggerJobRequest,
+    TriggerJobResponse, TriggerRecord as WireRecord,
 };
 use kairos_proto::api::bounded_status;
 use kairos_proto::convert::{
-    ConvertError, duration_to_proto, key_from_metadata, metadata_of, owner_from_metadata,
-    spec_from_scheduler_job, spec_to_scheduler_job, timestamp_from_proto, timestamp_to_proto,
+    ConvertError, duration_to_proto, key_from_metadata, metadata_of, outcome_from_wire, outcome_to_wire,
+    owner_from_metadata, spec_from_scheduler_job, spec_to_scheduler_job, state_from_wire, state_to_wire,
+    timestamp_from_proto, timestamp_to_proto,
 };
 use kairos_store::{PutMode, StoredJob};
 use tonic::{Request, Response, Status};
@@ -125,15 +124,14 @@ fn invalid(err: ConvertError) -> Status {
     Status::invalid_argument(err.to_string())
 }
 
+/// As the Scheduler service maps engine errors, but invalid input is INVALID_ARGUMENT here (the
+/// Scheduler service answers it as upstream does).
 fn engine_status(err: EngineError) -> Status {
     match err {
-        EngineError::Name(e) => Status::invalid_argument(format!("job failed validation: {e}")),
-        EngineError::Invalid(e) => Status::invalid_argument(format!("job failed validation: {e}")),
-        EngineError::AlreadyExists(key) => Status::already_exists(format!("job already exists: '{key}'")),
-        EngineError::NotFound(key) => Status::not_found(format!("job not found: '{key}'")),
-        e @ EngineError::NotOwned(_) => Status::failed_precondition(e.to_string()),
-        e @ EngineError::Busy => Status::resource_exhausted(e.to_string()),
-        EngineError::Store(e) => crate::store_status(&e),
+        EngineError::Name(_) | EngineError::Invalid(_) => {
+            Status::invalid_argument(crate::engine_status(err).message())
+        }
+        err => crate::engine_status(err),
     }
 }
 
@@ -258,56 +256,6 @@ pub const MAX_STATUS_SCAN: usize = 10_000;
 /// Stored jobs read per store call while listing.
 const SCAN_CHUNK: usize = 256;
 
-/// The wire form of a job state.
-pub fn state_to_wire(state: JobState) -> WireState {
-    match state {
-        JobState::Scheduled => WireState::Scheduled,
-        JobState::Paused => WireState::Paused,
-        JobState::WaitingForApp => WireState::WaitingForApp,
-        JobState::Retrying => WireState::Retrying,
-        JobState::Finished => WireState::Finished,
-    }
-}
-
-/// The state a wire filter names; `None` for unspecified (any state).
-///
-/// # Errors
-/// [`Status::invalid_argument`] for a number that names no state.
-pub fn state_from_wire(state: i32) -> Result<Option<JobState>, Status> {
-    let state = WireState::try_from(state)
-        .map_err(|_| Status::invalid_argument(format!("unknown job state {state}")))?;
-    Ok(match state {
-        WireState::Unspecified => None,
-        WireState::Scheduled => Some(JobState::Scheduled),
-        WireState::Paused => Some(JobState::Paused),
-        WireState::WaitingForApp => Some(JobState::WaitingForApp),
-        WireState::Retrying => Some(JobState::Retrying),
-        WireState::Finished => Some(JobState::Finished),
-    })
-}
-
-/// The wire form of a delivery outcome.
-pub fn outcome_to_wire(outcome: Option<TriggerOutcome>) -> WireOutcome {
-    match outcome {
-        None => WireOutcome::Unspecified,
-        Some(TriggerOutcome::Success) => WireOutcome::Success,
-        Some(TriggerOutcome::Failed) => WireOutcome::Failed,
-        Some(TriggerOutcome::Dropped) => WireOutcome::Dropped,
-        Some(TriggerOutcome::Undeliverable) => WireOutcome::Undeliverable,
-    }
-}
-
-/// A delivery outcome from its wire form (unspecified and unknown numbers: none).
-pub fn outcome_from_wire(outcome: i32) -> Option<TriggerOutcome> {
-    match WireOutcome::try_from(outcome).ok()? {
-        WireOutcome::Unspecified => None,
-        WireOutcome::Success => Some(TriggerOutcome::Success),
-        WireOutcome::Failed => Some(TriggerOutcome::Failed),
-        WireOutcome::Dropped => Some(TriggerOutcome::Dropped),
-        WireOutcome::Undeliverable => Some(TriggerOutcome::Undeliverable),
-    }
-}
-
 /// The wire form of a status. A paused job's `next_fire` is its expiry (`paused_until`), when
 /// it has one.
 pub fn status_to_wire(status: &CoreStatus, paused_until: Option<Timestamp>) -> WireStatus {
@@ -401,7 +349,8 @@ impl AdminService {
             validate_name_prefix(&prefix)
                 .map_err(|e| Status::invalid_argument(format!("bad name prefix: {e}")))?;
         }
-        let state = state_from_wire(request.state)?;
+        let state = state_from_wire(request.state)
+            .map_err(|_| Status::invalid_argument(format!("unknown job state {}", request.state)))?;
         let mut after = request.after.map(|r| key_of(Some(r))).transpose().map_err(invalid)?;
         if let (Some((namespace, owner)), Some(after)) = (&owner, &after)
             && (&after.namespace != namespace || &after.owner != owner)
@@ -464,78 +413,61 @@ impl AdminService {
     }
 }
 
-#[tonic::async_trait]
-impl Admin for AdminService {
-    async fn list_all_jobs(
-        &self,
-        request: Request<ListAllJobsRequest>,
-    ) -> Result<Response<ListAllJobsResponse>, Status> {
-        self.list_all(request).await.map_err(bounded_status)
+impl AdminService {
+    async fn pause(&self, request: Request<PauseJobRequest>) -> Result<Response<PauseJobResponse>, Status> {
+        let status = self.set_paused(request.into_inner().r#ref, true).await?;
+        Ok(Response::new(PauseJobResponse { status }))
     }
 
-    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<GetJobResponse>, Status> {
-        self.get(request).await.map_err(bounded_status)
-    }
-
-    async fn delete_job(
-        &self,
-        request: Request<DeleteJobRequest>,
-    ) -> Result<Response<DeleteJobResponse>, Status> {
-        self.delete(request).await.map_err(bounded_status)
-    }
-
-    async fn import_jobs(
-        &self,
-        request: Request<ImportJobsRequest>,
-    ) -> Result<Response<ImportJobsResponse>, Status> {
-        self.import(request).await.map_err(bounded_status)
-    }
-
-    async fn get_job_status(
-        &self,
-        request: Request<GetJobStatusRequest>,
-    ) -> Result<Response<GetJobStatusResponse>, Status> {
-        self.status(request).await.map_err(bounded_status)
-    }
-
-    async fn get_job_history(
-        &self,
-        request: Request<GetJobHistoryRequest>,
-    ) -> Result<Response<GetJobHistoryResponse>, Status> {
-        self.history(request).await.map_err(bounded_status)
-    }
-
-    async fn pause_job(
-        &self,
-        request: Request<PauseJobRequest>,
-    ) -> Result<Response<PauseJobResponse>, Status> {
-        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
-        let status = self.engine.pause(&key).await.map_err(engine_status).map_err(bounded_status)?;
-        Ok(Response::new(PauseJobResponse { status: Some(status_to_wire(&status, None)) }))
-    }
-
-    async fn resume_job(
+    async fn resume(
         &self,
         request: Request<ResumeJobRequest>,
     ) -> Result<Response<ResumeJobResponse>, Status> {
-        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
-        let status = self.engine.resume(&key).await.map_err(engine_status).map_err(bounded_status)?;
-        Ok(Response::new(ResumeJobResponse { status: Some(status_to_wire(&status, None)) }))
+        let status = self.set_paused(request.into_inner().r#ref, false).await?;
+        Ok(Response::new(ResumeJobResponse { status }))
     }
 
-    async fn trigger_job(
+    /// Pauses or resumes the job `r#ref` names; its status after.
+    async fn set_paused(&self, r#ref: Option<JobRef>, paused: bool) -> Result<Option<WireStatus>, Status> {
+        let key = key_of(r#ref).map_err(invalid)?;
+        let status = if paused { self.engine.pause(&key).await } else { self.engine.resume(&key).await };
+        Ok(Some(status_to_wire(&status.map_err(engine_status)?, None)))
+    }
+
+    async fn trigger(
         &self,
         request: Request<TriggerJobRequest>,
     ) -> Result<Response<TriggerJobResponse>, Status> {
-        let key = key_of(request.into_inner().r#ref).map_err(invalid).map_err(bounded_status)?;
-        self.engine.trigger_now(&key).await.map_err(engine_status).map_err(bounded_status)?;
+        let key = key_of(request.into_inner().r#ref).map_err(invalid)?;
+        self.engine.trigger_now(&key).await.map_err(engine_status)?;
         Ok(Response::new(TriggerJobResponse {}))
     }
+}
 
-    async fn list_job_status(
-        &self,
-        request: Request<ListJobStatusRequest>,
-    ) -> Result<Response<ListJobStatusResponse>, Status> {
-        self.list_status(request).await.map_err(bounded_status)
-    }
+/// Writes `impl Admin for AdminService`: each RPC is answered by the inherent method the entry
+/// names, with its status message cut to size.
+macro_rules! admin_impl {
+    ($($rpc:ident($request:ty) -> $response:ty => $method:ident;)*) => {
+        #[tonic::async_trait]
+        impl Admin for AdminService {
+            $(
+                async fn $rpc(&self, request: Request<$request>) -> Result<Response<$response>, Status> {
+                    self.$method(request).await.map_err(bounded_status)
+                }
+            )*
+        }
+    };
+}
+
+admin_impl! {
+    list_all_jobs(ListAllJobsRequest) -> ListAllJobsResponse => list_all;
+    get_job(GetJobRequest) -> GetJobResponse => get;
+    delete_job(DeleteJobRequest) -> DeleteJobResponse => delete;
+    import_jobs(ImportJobsRequest) -> ImportJobsResponse => import;
+    get_job_status(GetJobStatusRequest) -> GetJobStatusResponse => status;
+    get_job_history(GetJobHistoryRequest) -> GetJobHistoryResponse => history;
+    pause_job(PauseJobRequest) -> PauseJobResponse => pause;
+    resume_job(ResumeJobRequest) -> ResumeJobResponse => resume;
+    trigger_job(TriggerJobRequest) -> TriggerJobResponse => trigger;
+    list_job_status(ListJobStatusRequest) -> ListJobStatusResponse => list_status;
 }

@@ -186,7 +186,7 @@ pub async fn serve_with(
     }
 }
 
-fn engine_status(err: EngineError) -> Status {
+pub(crate) fn engine_status(err: EngineError) -> Status {
     match err {
         // Upstream returns validation failures as plain errors (gRPC Unknown) with this prefix;
         // daprd turns them into 500 DAPR_SCHEDULER_SCHEDULE_JOB (spec §2.4, §7.3).

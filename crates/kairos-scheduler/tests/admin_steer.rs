@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use jiff::SignedDuration;
-use jiff::tz::TimeZone;
-use kairos_core::{Clock, JobKey, JobSpec, ManualClock};
-use kairos_engine::{Engine, EngineConfig, Outcome, Registration};
+use kairos_core::{JobKey, JobSpec, ManualClock};
+use kairos_engine::{Engine, Outcome, Registration};
 use kairos_proto::admin::admin_server::Admin;
 use kairos_proto::admin::{
     GetJobHistoryRequest, GetJobStatusRequest, JobRef, JobState, ListJobStatusRequest, PauseJobRequest,
@@ -19,17 +18,10 @@ use kairos_store::PutMode;
 use kairos_store::memory::MemoryStore;
 use tonic::{Code, Request};
 
+mod common;
+
 fn setup() -> (Engine, AdminService, ManualClock) {
-    let clock = ManualClock::new("2026-03-01T10:00:00Z".parse().unwrap());
-    let config = EngineConfig {
-        window: 64,
-        max_sleep: SignedDuration::from_millis(20),
-        default_tz: TimeZone::UTC,
-        ..EngineConfig::default()
-    };
-    let engine =
-        Engine::new(Arc::new(MemoryStore::new(4)), Arc::new(clock.clone()) as Arc<dyn Clock>, config);
-    engine.own_all();
+    let (engine, clock) = common::manual_engine(Arc::new(MemoryStore::new(4)));
     (engine.clone(), AdminService::new(engine), clock)
 }
 

@@ -5,17 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::SignedDuration;
-use jiff::tz::TimeZone;
-use kairos_core::{Clock, ManualClock};
-use kairos_engine::{Engine, EngineConfig};
+use kairos_core::{JobKey, ManualClock, Owner};
 use kairos_proto::common::{JobFailurePolicy, JobFailurePolicyConstant, job_failure_policy};
+use kairos_proto::convert::metadata_of;
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::watch_jobs_request::WatchJobRequestType;
 use kairos_proto::scheduler::{
     DeleteByMetadataRequest, DeleteByNamePrefixRequest, DeleteJobRequest, GetJobRequest, Job, JobMetadata,
-    JobTargetMetadata, JobTargetType, ListJobsRequest, ScheduleJobRequest, TargetActorReminder, TargetJob,
-    WatchHostsRequest, WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult,
-    WatchJobsRequestResultStatus, WatchJobsResponse, job_target_metadata,
+    JobTargetType, ListJobsRequest, ScheduleJobRequest, TargetActorReminder, WatchHostsRequest,
+    WatchJobsRequest, WatchJobsRequestInitial, WatchJobsRequestResult, WatchJobsRequestResultStatus,
+    WatchJobsResponse, job_target_metadata,
 };
 use kairos_scheduler::SchedulerService;
 use kairos_store::StoreFault;
@@ -23,6 +22,8 @@ use kairos_store::memory::MemoryStore;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 use tonic::{Code, Streaming};
+
+mod common;
 
 struct Server {
     client: SchedulerClient<Channel>,
@@ -35,15 +36,7 @@ async fn server() -> Server {
 }
 
 async fn server_over(store: Arc<MemoryStore>) -> Server {
-    let clock = ManualClock::new("2026-03-01T10:00:00Z".parse().unwrap());
-    let config = EngineConfig {
-        window: 64,
-        max_sleep: SignedDuration::from_millis(20),
-        default_tz: TimeZone::UTC,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::new(store, Arc::new(clock.clone()) as Arc<dyn Clock>, config);
-    engine.own_all();
+    let (engine, clock) = common::manual_engine(store);
     let (_, hosts) = tokio::sync::watch::channel(vec!["scheduler-0:50006".to_owned()]);
     let api: Arc<dyn kairos_proto::api::SchedulerApi> = Arc::new(SchedulerService::new(engine, hosts));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -56,27 +49,17 @@ async fn server_over(store: Arc<MemoryStore>) -> Server {
     Server { client, clock, _shutdown: tx }
 }
 
-fn app(app_id: &str) -> JobMetadata {
-    JobMetadata {
-        app_id: app_id.into(),
-        namespace: "default".into(),
-        target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
-        concurrency_key: None,
-    }
+fn owned_by(owner: Owner) -> JobMetadata {
+    metadata_of(&JobKey { namespace: "default".into(), owner, name: String::new() })
 }
 
+fn app(app_id: &str) -> JobMetadata {
+    owned_by(Owner::app(app_id))
+}
+
+/// An actor reminder as a sidecar sends it: with its own app id beside the actor that owns it.
 fn actor(actor_type: &str, id: &str) -> JobMetadata {
-    JobMetadata {
-        app_id: "host-app".into(),
-        namespace: "default".into(),
-        target: Some(JobTargetMetadata {
-            r#type: Some(job_target_metadata::Type::Actor(TargetActorReminder {
-                id: id.into(),
-                r#type: actor_type.into(),
-            })),
-        }),
-        concurrency_key: None,
-    }
+    JobMetadata { app_id: "host-app".into(), ..owned_by(Owner::actor(actor_type, id)) }
 }
 
 fn schedule(name: &str, metadata: JobMetadata, job: Job) -> ScheduleJobRequest {

@@ -21,6 +21,9 @@ use tonic::{Code, Status};
 
 use crate::{Error, Job};
 
+/// The generated gRPC client of the sidecar's Dapr service.
+type Grpc = DaprClient<Channel>;
+
 /// The metadata key that carries `DAPR_API_TOKEN` to the sidecar (and `APP_API_TOKEN` to apps).
 pub const API_TOKEN_HEADER: &str = "dapr-api-token";
 
@@ -71,18 +74,12 @@ impl ClientConfig {
         ClientConfig { endpoint: endpoint.into(), api_token: None, connect_timeout: DEFAULT_CONNECT_TIMEOUT }
     }
 
-    /// Sets or clears the API token.
-    #[must_use]
-    pub fn with_api_token(mut self, token: Option<String>) -> Self {
-        self.api_token = token;
-        self
-    }
+    setters! {
+        /// Sets or clears the API token.
+        with_api_token(token: Option<String>) => api_token = token;
 
-    /// Sets the connect timeout.
-    #[must_use]
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
+        /// Sets the connect timeout.
+        with_connect_timeout(timeout: Duration) => connect_timeout = timeout;
     }
 
     /// Reads the process environment, as the official SDKs do:
@@ -260,7 +257,7 @@ pub(crate) fn endpoint_uri(endpoint: &str) -> Result<String, Error> {
 /// ```
 #[derive(Clone)]
 pub struct Client {
-    grpc: DaprClient<Channel>,
+    grpc: Grpc,
     /// kairos's steering service, on the same channel.
     pub(crate) steer: SteeringClient<Channel>,
     token: Option<AsciiMetadataValue>,
@@ -348,20 +345,12 @@ impl Client {
     /// schedule or due time), Internal "job failed validation: …" (bad cron, due time, ttl,
     /// repeats), Unauthenticated (token).
     pub async fn schedule_job(&self, job: Job, overwrite: bool) -> Result<(), Error> {
-        const OP: &str = "schedule job";
         let request = ScheduleJobRequest { job: Some(job.into()), overwrite };
-        let mut grpc = self.grpc.clone();
-        match grpc.schedule_job(self.request(request.clone())).await {
-            Ok(_) => Ok(()),
-            Err(status) if is_method_not_found(&status) => {
-                fallback(OP, &status);
-                // Sidecars before Dapr 1.18 only know the Alpha1 name.
-                #[allow(deprecated)]
-                let answer = grpc.schedule_job_alpha1(self.request(request)).await;
-                answer.map(drop).map_err(|status| Error::Status { operation: OP, status })
-            }
-            Err(status) => Err(Error::Status { operation: OP, status }),
-        }
+        let alpha1 = request.clone();
+        let stable = |mut grpc: Grpc| async move { grpc.schedule_job(self.request(request)).await };
+        #[allow(deprecated)] // Sidecars before Dapr 1.18 only know the Alpha1 name.
+        let alpha1 = |mut grpc: Grpc| async move { grpc.schedule_job_alpha1(self.request(alpha1)).await };
+        self.stable_or_alpha1("schedule job", stable, alpha1).await.map(drop)
     }
 
     /// The job named `name`, as stored (strings as written, the default failure policy filled
@@ -373,18 +362,11 @@ impl Client {
     pub async fn get_job(&self, name: &str) -> Result<Job, Error> {
         const OP: &str = "get job";
         let request = GetJobRequest { name: name.to_owned() };
-        let mut grpc = self.grpc.clone();
-        let answer = match grpc.get_job(self.request(request.clone())).await {
-            Err(status) if is_method_not_found(&status) => {
-                fallback(OP, &status);
-                // Sidecars before Dapr 1.18 only know the Alpha1 name.
-                #[allow(deprecated)]
-                let answer = grpc.get_job_alpha1(self.request(request)).await;
-                answer
-            }
-            answer => answer,
-        };
-        let job = answer.map_err(|status| Error::Status { operation: OP, status })?.into_inner().job;
+        let alpha1 = request.clone();
+        let stable = |mut grpc: Grpc| async move { grpc.get_job(self.request(request)).await };
+        #[allow(deprecated)] // Sidecars before Dapr 1.18 only know the Alpha1 name.
+        let alpha1 = |mut grpc: Grpc| async move { grpc.get_job_alpha1(self.request(alpha1)).await };
+        let job = self.stable_or_alpha1(OP, stable, alpha1).await?.into_inner().job;
         let job = job.ok_or_else(|| Error::InvalidResponse {
             operation: OP,
             reason: "the response holds no job".into(),
@@ -397,20 +379,12 @@ impl Client {
     /// # Errors
     /// [`Error::Status`] with the sidecar's status.
     pub async fn delete_job(&self, name: &str) -> Result<(), Error> {
-        const OP: &str = "delete job";
         let request = DeleteJobRequest { name: name.to_owned() };
-        let mut grpc = self.grpc.clone();
-        match grpc.delete_job(self.request(request.clone())).await {
-            Ok(_) => Ok(()),
-            Err(status) if is_method_not_found(&status) => {
-                fallback(OP, &status);
-                // Sidecars before Dapr 1.18 only know the Alpha1 name.
-                #[allow(deprecated)]
-                let answer = grpc.delete_job_alpha1(self.request(request)).await;
-                answer.map(drop).map_err(|status| Error::Status { operation: OP, status })
-            }
-            Err(status) => Err(Error::Status { operation: OP, status }),
-        }
+        let alpha1 = request.clone();
+        let stable = |mut grpc: Grpc| async move { grpc.delete_job(self.request(request)).await };
+        #[allow(deprecated)] // Sidecars before Dapr 1.18 only know the Alpha1 name.
+        let alpha1 = |mut grpc: Grpc| async move { grpc.delete_job_alpha1(self.request(alpha1)).await };
+        self.stable_or_alpha1("delete job", stable, alpha1).await.map(drop)
     }
 
     /// Every job of this app, ascending by name.
@@ -418,19 +392,14 @@ impl Client {
     /// # Errors
     /// [`Error::Status`] with the sidecar's status.
     pub async fn list_jobs(&self) -> Result<Vec<Job>, Error> {
-        const OP: &str = "list jobs";
-        let mut grpc = self.grpc.clone();
-        let jobs = match grpc.list_jobs(self.request(ListJobsRequest {})).await {
-            Ok(answer) => answer.into_inner().jobs,
-            Err(status) if is_method_not_found(&status) => {
-                fallback(OP, &status);
-                // Sidecars before Dapr 1.17 only know the Alpha1 name.
-                #[allow(deprecated)]
-                let answer = grpc.list_jobs_alpha1(self.request(ListJobsRequestAlpha1 {})).await;
-                answer.map_err(|status| Error::Status { operation: OP, status })?.into_inner().jobs
-            }
-            Err(status) => return Err(Error::Status { operation: OP, status }),
+        let stable = |mut grpc: Grpc| async move {
+            Ok(grpc.list_jobs(self.request(ListJobsRequest {})).await?.into_inner().jobs)
         };
+        #[allow(deprecated)] // Sidecars before Dapr 1.17 only know the Alpha1 name.
+        let alpha1 = |mut grpc: Grpc| async move {
+            Ok(grpc.list_jobs_alpha1(self.request(ListJobsRequestAlpha1 {})).await?.into_inner().jobs)
+        };
+        let jobs = self.stable_or_alpha1("list jobs", stable, alpha1).await?;
         Ok(jobs.into_iter().map(Job::from).collect())
     }
 
@@ -460,21 +429,42 @@ impl Client {
     }
 
     async fn delete_by_prefix(&self, name_prefix: Option<String>) -> Result<(), Error> {
-        const OP: &str = "delete jobs by prefix";
-        let mut grpc = self.grpc.clone();
         let request = DeleteJobsByPrefixRequest { name_prefix: name_prefix.clone() };
-        match grpc.delete_jobs_by_prefix(self.request(request)).await {
-            Ok(_) => Ok(()),
+        let stable =
+            |mut grpc: Grpc| async move { grpc.delete_jobs_by_prefix(self.request(request)).await.map(drop) };
+        let alpha1 = DeleteJobsByPrefixRequestAlpha1 { name_prefix };
+        #[allow(deprecated)] // Sidecars before Dapr 1.17 only know the Alpha1 name.
+        let alpha1 = |mut grpc: Grpc| async move {
+            grpc.delete_jobs_by_prefix_alpha1(self.request(alpha1)).await.map(drop)
+        };
+        self.stable_or_alpha1("delete jobs by prefix", stable, alpha1).await
+    }
+
+    /// Calls a jobs RPC by its stable name and, when the sidecar does not serve that (older
+    /// Dapr), by its Alpha1 name.
+    ///
+    /// # Errors
+    /// [`Error::Status`] with the status of the call that answered.
+    async fn stable_or_alpha1<T, S, SF, L, LF>(
+        &self,
+        operation: &'static str,
+        stable: S,
+        alpha1: L,
+    ) -> Result<T, Error>
+    where
+        S: FnOnce(Grpc) -> SF,
+        SF: Future<Output = Result<T, Status>>,
+        L: FnOnce(Grpc) -> LF,
+        LF: Future<Output = Result<T, Status>>,
+    {
+        let answer = match stable(self.grpc.clone()).await {
             Err(status) if is_method_not_found(&status) => {
-                fallback(OP, &status);
-                let request = DeleteJobsByPrefixRequestAlpha1 { name_prefix };
-                // Sidecars before Dapr 1.17 only know the Alpha1 name.
-                #[allow(deprecated)]
-                let answer = grpc.delete_jobs_by_prefix_alpha1(self.request(request)).await;
-                answer.map(drop).map_err(|status| Error::Status { operation: OP, status })
+                fallback(operation, &status);
+                alpha1(self.grpc.clone()).await
             }
-            Err(status) => Err(Error::Status { operation: OP, status }),
-        }
+            answer => answer,
+        };
+        answer.map_err(|status| Error::Status { operation, status })
     }
 
     /// `message` with the API token attached.
@@ -544,28 +534,44 @@ mod tests {
     fn env_defaults_to_local_port_50001() {
         let config = ClientConfig::from_lookup(lookup(&[])).unwrap();
         assert_eq!(config, ClientConfig::new("127.0.0.1:50001"));
-    }
-
-    #[test]
-    fn env_endpoint_wins_over_port() {
-        let vars =
-            [("DAPR_GRPC_ENDPOINT", "http://dapr:7000"), ("DAPR_GRPC_PORT", "1"), ("DAPR_API_TOKEN", "t")];
-        let config = ClientConfig::from_lookup(lookup(&vars)).unwrap();
-        assert_eq!(config.endpoint, "http://dapr:7000");
-        assert_eq!(config.api_token.as_deref(), Some("t"));
-    }
-
-    #[test]
-    fn env_host_port_and_timeout() {
-        let vars =
-            [("DAPR_RUNTIME_HOST", "::1"), ("DAPR_GRPC_PORT", "50011"), ("DAPR_CLIENT_TIMEOUT_SECONDS", "9")];
-        let config = ClientConfig::from_lookup(lookup(&vars)).unwrap();
-        assert_eq!(config.endpoint, "[::1]:50011");
-        assert_eq!(config.connect_timeout, Duration::from_secs(9));
         // Empty values count as unset.
         let config =
             ClientConfig::from_lookup(lookup(&[("DAPR_API_TOKEN", ""), ("DAPR_GRPC_PORT", " ")])).unwrap();
         assert_eq!(config, ClientConfig::new("127.0.0.1:50001"));
+    }
+
+    #[test]
+    fn env_endpoint_wins_over_host_and_port_and_sets_token_and_timeout() {
+        /// Variables; the endpoint, token and connect timeout they give.
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>, Duration);
+        let cases: [Case; 2] = [
+            (
+                &[
+                    ("DAPR_GRPC_ENDPOINT", "http://dapr:7000"),
+                    ("DAPR_GRPC_PORT", "1"),
+                    ("DAPR_API_TOKEN", "t"),
+                ],
+                "http://dapr:7000",
+                Some("t"),
+                DEFAULT_CONNECT_TIMEOUT,
+            ),
+            (
+                &[
+                    ("DAPR_RUNTIME_HOST", "::1"),
+                    ("DAPR_GRPC_PORT", "50011"),
+                    ("DAPR_CLIENT_TIMEOUT_SECONDS", "9"),
+                ],
+                "[::1]:50011",
+                None,
+                Duration::from_secs(9),
+            ),
+        ];
+        for (vars, endpoint, token, timeout) in cases {
+            let config = ClientConfig::from_lookup(lookup(vars)).unwrap();
+            assert_eq!(config.endpoint, endpoint, "{vars:?}");
+            assert_eq!(config.api_token.as_deref(), token, "{vars:?}");
+            assert_eq!(config.connect_timeout, timeout, "{vars:?}");
+        }
     }
 
     #[test]

@@ -177,15 +177,10 @@ mod tests {
 
     #[test]
     fn json_round_trips_through_value_typed_any() {
-        for v in [
-            json!("hello world"),
-            json!(123),
-            json!(-1.5),
-            json!(true),
-            json!(null),
-            json!([1, "two", {"three": 3}]),
-            json!({"task": "db-backup", "metadata": {"db": "prod", "location": "/backup"}}),
-        ] {
+        // Every JSON kind through `Value` is kairos_proto::json's test; this one is the wrapping.
+        for v in
+            [json!(null), json!({"task": "db-backup", "metadata": {"db": "prod", "location": "/backup"}})]
+        {
             let data = JobData::json(&v).unwrap();
             assert_eq!(data.type_url, VALUE_TYPE_URL);
             assert_eq!(data.to_json().unwrap(), v, "{v}");

@@ -83,32 +83,18 @@ impl Exponential {
         }
     }
 
-    /// Sets the growth per retry (at least 1).
-    #[must_use]
-    pub fn multiplier(mut self, multiplier: f64) -> Self {
-        self.multiplier = Some(multiplier);
-        self
-    }
+    setters! {
+        /// Sets the growth per retry (at least 1).
+        multiplier(multiplier: f64) => multiplier = Some(multiplier);
 
-    /// Caps every pause at `max_interval`.
-    #[must_use]
-    pub fn max_interval(mut self, max_interval: Duration) -> Self {
-        self.max_interval = Some(max_interval);
-        self
-    }
+        /// Caps every pause at `max_interval`.
+        max_interval(max_interval: Duration) => max_interval = Some(max_interval);
 
-    /// Gives the tick up after `max_retries` retries.
-    #[must_use]
-    pub fn max_retries(mut self, max_retries: u32) -> Self {
-        self.max_retries = Some(max_retries);
-        self
-    }
+        /// Gives the tick up after `max_retries` retries.
+        max_retries(max_retries: u32) => max_retries = Some(max_retries);
 
-    /// Shortens each pause by up to this fraction (within [0, 1]) at random.
-    #[must_use]
-    pub fn jitter(mut self, jitter: f64) -> Self {
-        self.jitter = Some(jitter);
-        self
+        /// Shortens each pause by up to this fraction (within [0, 1]) at random.
+        jitter(jitter: f64) => jitter = Some(jitter);
     }
 }
 
@@ -152,11 +138,9 @@ impl MisfirePolicy {
         MisfirePolicy { catch_up, window: None }
     }
 
-    /// Skips missed ticks older than `window`.
-    #[must_use]
-    pub fn window(mut self, window: Duration) -> Self {
-        self.window = Some(window);
-        self
+    setters! {
+        /// Skips missed ticks older than `window`.
+        window(window: Duration) => window = Some(window);
     }
 
     fn to_proto(self) -> common::JobMisfirePolicy {
@@ -334,32 +318,18 @@ impl Job {
         }
     }
 
-    /// Sets the schedule: cron (6 fields, seconds first), `@every <duration>` or a descriptor.
-    #[must_use]
-    pub fn schedule(mut self, schedule: impl Into<String>) -> Self {
-        self.schedule = Some(schedule.into());
-        self
-    }
+    setters! {
+        /// Sets the schedule: cron (6 fields, seconds first), `@every <duration>` or a descriptor.
+        schedule(schedule: impl Into<String>) => schedule = Some(schedule.into());
 
-    /// Sets how many ticks fire before the job is deleted (must be at least 1).
-    #[must_use]
-    pub fn repeats(mut self, repeats: u32) -> Self {
-        self.repeats = Some(repeats);
-        self
-    }
+        /// Sets how many ticks fire before the job is deleted (must be at least 1).
+        repeats(repeats: u32) => repeats = Some(repeats);
 
-    /// Sets the first tick: an RFC 3339 time or a duration from now.
-    #[must_use]
-    pub fn due_time(mut self, due_time: impl Into<String>) -> Self {
-        self.due_time = Some(due_time.into());
-        self
-    }
+        /// Sets the first tick: an RFC 3339 time or a duration from now.
+        due_time(due_time: impl Into<String>) => due_time = Some(due_time.into());
 
-    /// Sets when the job expires: an RFC 3339 time or a duration from the due time (or from now).
-    #[must_use]
-    pub fn ttl(mut self, ttl: impl Into<String>) -> Self {
-        self.ttl = Some(ttl.into());
-        self
+        /// Sets when the job expires: an RFC 3339 time or a duration from the due time (or from now).
+        ttl(ttl: impl Into<String>) => ttl = Some(ttl.into());
     }
 
     /// Sets the payload to a JSON value, as a `google.protobuf.Value`-typed `Any` (the form the
@@ -372,40 +342,23 @@ impl Job {
         Ok(self)
     }
 
-    /// Sets the payload to raw bytes with an empty type URL.
-    #[must_use]
-    pub fn data_bytes(mut self, value: impl Into<Vec<u8>>) -> Self {
-        self.data = Some(JobData::bytes(value));
-        self
-    }
+    setters! {
+        /// Sets the payload to raw bytes with an empty type URL.
+        data_bytes(value: impl Into<Vec<u8>>) => data = Some(JobData::bytes(value));
 
-    /// Sets the payload to an `Any` with this type URL and value.
-    #[must_use]
-    pub fn data_any(mut self, type_url: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
-        self.data = Some(JobData::any(type_url, value));
-        self
-    }
+        /// Sets the payload to an `Any` with this type URL and value.
+        data_any(type_url: impl Into<String>, value: impl Into<Vec<u8>>)
+            => data = Some(JobData::any(type_url, value));
 
-    /// Sets the payload.
-    #[must_use]
-    pub fn data(mut self, data: JobData) -> Self {
-        self.data = Some(data);
-        self
-    }
+        /// Sets the payload.
+        data(data: JobData) => data = Some(data);
 
-    /// Sets the failure policy (the sidecar's default is `constant(1s, Some(3))`).
-    #[must_use]
-    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
-        self.failure_policy = Some(policy);
-        self
-    }
+        /// Sets the failure policy (the sidecar's default is `constant(1s, Some(3))`).
+        failure_policy(policy: FailurePolicy) => failure_policy = Some(policy);
 
-    /// Sets the misfire policy (kairos extension: an upstream Dapr sidecar ignores it and
-    /// delivers every missed tick).
-    #[must_use]
-    pub fn misfire_policy(mut self, policy: MisfirePolicy) -> Self {
-        self.misfire_policy = Some(policy);
-        self
+        /// Sets the misfire policy (kairos extension: an upstream Dapr sidecar ignores it and
+        /// delivers every missed tick).
+        misfire_policy(policy: MisfirePolicy) => misfire_policy = Some(policy);
     }
 
     /// Deserialises the payload (a `Value`-typed `Any` or JSON text).

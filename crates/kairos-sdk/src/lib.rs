@@ -48,6 +48,21 @@
 //! This crate sits on `kairos-proto` only (the generated wire types); it must never import the
 //! sidecar, scheduler, engine or store crates, so apps do not pull in the server.
 
+/// Writes builder setters: `name(args) => field = value;` is a `#[must_use]` method that takes
+/// the builder by value, sets `field` to `value` and returns it.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident($($arg:ident: $ty:ty),+) => $field:ident = $value:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[must_use]
+            pub fn $name(mut self, $($arg: $ty),+) -> Self {
+                self.$field = $value;
+                self
+            }
+        )*
+    };
+}
+
 pub mod client;
 pub mod data;
 pub mod error;

@@ -283,27 +283,17 @@ impl JobEventService {
         self
     }
 
-    /// Handles jobs no named handler matches (without one they are answered NOT_FOUND, which the
-    /// sidecar counts as done).
-    #[must_use]
-    pub fn default_handler(mut self, handler: impl JobEventHandler) -> Self {
-        self.default = Some(Arc::new(handler));
-        self
-    }
+    setters! {
+        /// Handles jobs no named handler matches (without one they are answered NOT_FOUND, which the
+        /// sidecar counts as done).
+        default_handler(handler: impl JobEventHandler) => default = Some(Arc::new(handler));
 
-    /// Requires this token as `dapr-api-token` metadata (`None`: require nothing), overriding
-    /// `APP_API_TOKEN`.
-    #[must_use]
-    pub fn app_api_token(mut self, token: Option<String>) -> Self {
-        self.app_api_token = token.filter(|t| !t.is_empty());
-        self
-    }
+        /// Requires this token as `dapr-api-token` metadata (`None`: require nothing), overriding
+        /// `APP_API_TOKEN`.
+        app_api_token(token: Option<String>) => app_api_token = token.filter(|t| !t.is_empty());
 
-    /// The largest request accepted, in bytes (default 4 MiB, daprd's default `--max-body-size`).
-    #[must_use]
-    pub fn max_message_size(mut self, bytes: usize) -> Self {
-        self.max_message_size = bytes;
-        self
+        /// The largest request accepted, in bytes (default 4 MiB, daprd's default `--max-body-size`).
+        max_message_size(bytes: usize) => max_message_size = bytes;
     }
 
     /// The names with a handler, sorted.

@@ -79,6 +79,7 @@
 use std::time::{Duration, SystemTime};
 
 use kairos_proto::admin;
+use kairos_proto::convert::{outcome_from_wire, state_from_wire, state_to_wire};
 use kairos_proto::steer::{
     GetJobHistoryRequest, GetJobStatusRequest, ListJobStatusRequest, PauseJobRequest, ResumeJobRequest,
     TriggerJobRequest,
@@ -86,68 +87,9 @@ use kairos_proto::steer::{
 
 use crate::{Client, Error, Job};
 
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum JobState {
-    /// Waiting for its next tick.
-    Scheduled,
-    /// Paused: fires nothing until resumed (its ttl still runs).
-    Paused,
-    /// Due, but its app has no job stream open: held until the app connects.
-    WaitingForApp,
-    /// A failed tick is being retried under the failure policy.
-    Retrying,
-    /// No tick is left.
-    Finished,
-}
-
-impl JobState {
-    fn from_proto(state: i32) -> Option<Self> {
-        Some(match admin::JobState::try_from(state).ok()? {
-            admin::JobState::Unspecified => return None,
-            admin::JobState::Scheduled => JobState::Scheduled,
-            admin::JobState::Paused => JobState::Paused,
-            admin::JobState::WaitingForApp => JobState::WaitingForApp,
-            admin::JobState::Retrying => JobState::Retrying,
-            admin::JobState::Finished => JobState::Finished,
-        })
-    }
-
-    fn to_proto(self) -> admin::JobState {
-        match self {
-            JobState::Scheduled => admin::JobState::Scheduled,
-            JobState::Paused => admin::JobState::Paused,
-            JobState::WaitingForApp => admin::JobState::WaitingForApp,
-            JobState::Retrying => admin::JobState::Retrying,
-            JobState::Finished => admin::JobState::Finished,
-        }
-    }
-}
-
-/// What became of one delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TriggerOutcome {
-    /// The app acknowledged it.
-    Success,
-    /// The app failed it (or did not answer in time).
-    Failed,
-    /// The app asked for it to be dropped, or the failure policy gave the tick up.
-    Dropped,
-    /// No app stream could take it.
-    Undeliverable,
-}
-
-impl TriggerOutcome {
-    fn from_proto(outcome: i32) -> Option<Self> {
-        Some(match admin::TriggerOutcome::try_from(outcome).ok()? {
-            admin::TriggerOutcome::Unspecified => return None,
-            admin::TriggerOutcome::Success => TriggerOutcome::Success,
-            admin::TriggerOutcome::Failed => TriggerOutcome::Failed,
-            admin::TriggerOutcome::Dropped => TriggerOutcome::Dropped,
-            admin::TriggerOutcome::Undeliverable => TriggerOutcome::Undeliverable,
-        })
-    }
-}
+/// Where a job stands, and what became of one delivery: the scheduler's own types (with their
+/// names as `as_str`, `Display` and `FromStr` give them: `waiting-for-app`, `undeliverable`, …).
+pub use kairos_core::{JobState, TriggerOutcome};
 
 /// A job's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,11 +117,11 @@ pub struct JobStatus {
 impl JobStatus {
     fn from_proto(status: admin::JobStatus) -> Self {
         JobStatus {
-            state: JobState::from_proto(status.state),
+            state: state_from_wire(status.state).ok().flatten(),
             paused: status.paused,
             next_fire: status.next_fire.map(system_time),
             last_fire: status.last_fire.map(system_time),
-            last_outcome: TriggerOutcome::from_proto(status.last_outcome),
+            last_outcome: outcome_from_wire(status.last_outcome),
             ticks: status.ticks,
             fired: status.fired,
             successes: status.successes,
@@ -213,7 +155,7 @@ impl TriggerRecord {
             fired_at: record.fired_at.map(system_time),
             answered_at: record.answered_at.map(system_time),
             attempt: record.attempt,
-            outcome: TriggerOutcome::from_proto(record.outcome),
+            outcome: outcome_from_wire(record.outcome),
             manual: record.manual,
             lateness: record.lateness.map(duration).unwrap_or_default(),
         }
@@ -255,32 +197,18 @@ impl StatusFilter {
         StatusFilter::default()
     }
 
-    /// Only names starting with `prefix`.
-    #[must_use]
-    pub fn name_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.name_prefix = prefix.into();
-        self
-    }
+    setters! {
+        /// Only names starting with `prefix`.
+        name_prefix(prefix: impl Into<String>) => name_prefix = prefix.into();
 
-    /// Only jobs in `state`.
-    #[must_use]
-    pub fn state(mut self, state: JobState) -> Self {
-        self.state = Some(state);
-        self
-    }
+        /// Only jobs in `state`.
+        state(state: JobState) => state = Some(state);
 
-    /// Start strictly after the job named `name`.
-    #[must_use]
-    pub fn after(mut self, name: impl Into<String>) -> Self {
-        self.after = Some(name.into());
-        self
-    }
+        /// Start strictly after the job named `name`.
+        after(name: impl Into<String>) => after = Some(name.into());
 
-    /// At most `size` jobs per page.
-    #[must_use]
-    pub fn page_size(mut self, size: u32) -> Self {
-        self.page_size = size;
-        self
+        /// At most `size` jobs per page.
+        page_size(size: u32) => page_size = size;
     }
 }
 
@@ -353,14 +281,9 @@ impl Client {
     /// # Errors
     /// As [`Client::job_status`].
     pub async fn pause_job(&self, name: &str) -> Result<JobStatus, Error> {
-        const OP: &str = "pause job";
         let answer =
             self.steer.clone().pause_job(self.request(PauseJobRequest { name: name.to_owned() })).await;
-        let status = answer.map_err(|status| Error::Status { operation: OP, status })?.into_inner().status;
-        status.map(JobStatus::from_proto).ok_or_else(|| Error::InvalidResponse {
-            operation: OP,
-            reason: "the response holds no status".into(),
-        })
+        status_answer("pause job", answer.map(|answer| answer.into_inner().status))
     }
 
     /// Resumes the job; its misfire policy decides what becomes of the ticks missed while it
@@ -369,14 +292,9 @@ impl Client {
     /// # Errors
     /// As [`Client::job_status`].
     pub async fn resume_job(&self, name: &str) -> Result<JobStatus, Error> {
-        const OP: &str = "resume job";
         let answer =
             self.steer.clone().resume_job(self.request(ResumeJobRequest { name: name.to_owned() })).await;
-        let status = answer.map_err(|status| Error::Status { operation: OP, status })?.into_inner().status;
-        status.map(JobStatus::from_proto).ok_or_else(|| Error::InvalidResponse {
-            operation: OP,
-            reason: "the response holds no status".into(),
-        })
+        status_answer("resume job", answer.map(|answer| answer.into_inner().status))
     }
 
     /// Delivers the job once more, now, with its data and through its failure policy; it does
@@ -399,7 +317,7 @@ impl Client {
         const OP: &str = "list job status";
         let request = ListJobStatusRequest {
             name_prefix: filter.name_prefix,
-            state: filter.state.map_or(admin::JobState::Unspecified, JobState::to_proto) as i32,
+            state: filter.state.map_or(admin::JobState::Unspecified, state_to_wire) as i32,
             after: filter.after.unwrap_or_default(),
             page_size: filter.page_size,
         };
@@ -420,6 +338,17 @@ impl Client {
     }
 }
 
+/// The status a pause or resume answered with.
+fn status_answer(
+    operation: &'static str,
+    answer: Result<Option<admin::JobStatus>, tonic::Status>,
+) -> Result<JobStatus, Error> {
+    let status = answer.map_err(|status| Error::Status { operation, status })?;
+    status
+        .map(JobStatus::from_proto)
+        .ok_or_else(|| Error::InvalidResponse { operation, reason: "the response holds no status".into() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,25 +364,5 @@ mod tests {
             duration(prost_types::Duration { seconds: 1, nanos: 2_000_000_000 }),
             Duration::new(1, 999_999_999)
         );
-    }
-
-    #[test]
-    fn states_and_outcomes_round_trip_and_unknown_numbers_read_as_none() {
-        for state in [
-            JobState::Scheduled,
-            JobState::Paused,
-            JobState::WaitingForApp,
-            JobState::Retrying,
-            JobState::Finished,
-        ] {
-            assert_eq!(JobState::from_proto(state.to_proto() as i32), Some(state));
-        }
-        assert_eq!(JobState::from_proto(0), None);
-        assert_eq!(JobState::from_proto(99), None);
-        assert_eq!(
-            TriggerOutcome::from_proto(admin::TriggerOutcome::Undeliverable as i32),
-            Some(TriggerOutcome::Undeliverable)
-        );
-        assert_eq!(TriggerOutcome::from_proto(42), None);
     }
 }

@@ -154,90 +154,60 @@ impl FakeDapr {
     }
 }
 
-#[tonic::async_trait]
-impl Dapr for FakeDapr {
-    async fn schedule_job(
-        &self,
-        request: Request<ScheduleJobRequest>,
-    ) -> Result<Response<ScheduleJobResponse>, Status> {
-        self.enter("ScheduleJob", &request, Recorded::Schedule(request.get_ref().clone()))?;
-        self.schedule(request.into_inner()).map(|()| Response::new(ScheduleJobResponse {}))
-    }
+/// Writes `impl Dapr for FakeDapr`: each entry names RPCs (a stable one and its Alpha1 twin)
+/// with the method name they record, and the body that answers them, given the fake, that name
+/// and the request.
+macro_rules! fake_dapr_impl {
+    ($($($method:ident = $name:literal($request:ty) -> $response:ty),+
+        => |$this:ident, $rpc:ident, $req:ident| $body:expr;)*) => {
+        #[tonic::async_trait]
+        impl Dapr for FakeDapr {
+            $($(
+                async fn $method(&self, $req: Request<$request>) -> Result<Response<$response>, Status> {
+                    let ($this, $rpc) = (self, $name);
+                    $body
+                }
+            )+)*
+        }
+    };
+}
 
-    async fn schedule_job_alpha1(
-        &self,
-        request: Request<ScheduleJobRequest>,
-    ) -> Result<Response<ScheduleJobResponse>, Status> {
-        self.enter("ScheduleJobAlpha1", &request, Recorded::Schedule(request.get_ref().clone()))?;
-        self.schedule(request.into_inner()).map(|()| Response::new(ScheduleJobResponse {}))
-    }
-
-    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<GetJobResponse>, Status> {
-        self.enter("GetJob", &request, Recorded::Get(request.get_ref().clone()))?;
-        self.get(&request.get_ref().name).map(Response::new)
-    }
-
-    async fn get_job_alpha1(
-        &self,
-        request: Request<GetJobRequest>,
-    ) -> Result<Response<GetJobResponse>, Status> {
-        self.enter("GetJobAlpha1", &request, Recorded::Get(request.get_ref().clone()))?;
-        self.get(&request.get_ref().name).map(Response::new)
-    }
-
-    async fn delete_job(
-        &self,
-        request: Request<DeleteJobRequest>,
-    ) -> Result<Response<DeleteJobResponse>, Status> {
-        self.enter("DeleteJob", &request, Recorded::Delete(request.get_ref().clone()))?;
-        self.jobs.lock().unwrap().remove(&request.get_ref().name);
+fake_dapr_impl! {
+    schedule_job = "ScheduleJob"(ScheduleJobRequest) -> ScheduleJobResponse,
+    schedule_job_alpha1 = "ScheduleJobAlpha1"(ScheduleJobRequest) -> ScheduleJobResponse
+        => |this, rpc, request| {
+            this.enter(rpc, &request, Recorded::Schedule(request.get_ref().clone()))?;
+            this.schedule(request.into_inner()).map(|()| Response::new(ScheduleJobResponse {}))
+        };
+    get_job = "GetJob"(GetJobRequest) -> GetJobResponse,
+    get_job_alpha1 = "GetJobAlpha1"(GetJobRequest) -> GetJobResponse => |this, rpc, request| {
+        this.enter(rpc, &request, Recorded::Get(request.get_ref().clone()))?;
+        this.get(&request.get_ref().name).map(Response::new)
+    };
+    delete_job = "DeleteJob"(DeleteJobRequest) -> DeleteJobResponse,
+    delete_job_alpha1 = "DeleteJobAlpha1"(DeleteJobRequest) -> DeleteJobResponse => |this, rpc, request| {
+        this.enter(rpc, &request, Recorded::Delete(request.get_ref().clone()))?;
+        this.jobs.lock().unwrap().remove(&request.get_ref().name);
         Ok(Response::new(DeleteJobResponse {}))
-    }
-
-    async fn delete_job_alpha1(
-        &self,
-        request: Request<DeleteJobRequest>,
-    ) -> Result<Response<DeleteJobResponse>, Status> {
-        self.enter("DeleteJobAlpha1", &request, Recorded::Delete(request.get_ref().clone()))?;
-        self.jobs.lock().unwrap().remove(&request.get_ref().name);
-        Ok(Response::new(DeleteJobResponse {}))
-    }
-
-    async fn list_jobs(
-        &self,
-        request: Request<ListJobsRequest>,
-    ) -> Result<Response<ListJobsResponse>, Status> {
-        self.enter("ListJobs", &request, Recorded::List)?;
-        Ok(Response::new(ListJobsResponse { jobs: self.list() }))
-    }
-
-    async fn list_jobs_alpha1(
-        &self,
-        request: Request<ListJobsRequestAlpha1>,
-    ) -> Result<Response<ListJobsResponseAlpha1>, Status> {
-        self.enter("ListJobsAlpha1", &request, Recorded::List)?;
-        Ok(Response::new(ListJobsResponseAlpha1 { jobs: self.list() }))
-    }
-
-    async fn delete_jobs_by_prefix(
-        &self,
-        request: Request<DeleteJobsByPrefixRequest>,
-    ) -> Result<Response<DeleteJobsByPrefixResponse>, Status> {
-        let prefix = request.get_ref().name_prefix.clone();
-        self.enter("DeleteJobsByPrefix", &request, Recorded::DeleteByPrefix(prefix.clone()))?;
-        self.delete_prefix(prefix.as_deref());
-        Ok(Response::new(DeleteJobsByPrefixResponse {}))
-    }
-
-    async fn delete_jobs_by_prefix_alpha1(
-        &self,
-        request: Request<DeleteJobsByPrefixRequestAlpha1>,
-    ) -> Result<Response<DeleteJobsByPrefixResponseAlpha1>, Status> {
-        let prefix = request.get_ref().name_prefix.clone();
-        self.enter("DeleteJobsByPrefixAlpha1", &request, Recorded::DeleteByPrefix(prefix.clone()))?;
-        self.delete_prefix(prefix.as_deref());
-        Ok(Response::new(DeleteJobsByPrefixResponseAlpha1 {}))
-    }
+    };
+    list_jobs = "ListJobs"(ListJobsRequest) -> ListJobsResponse => |this, rpc, request| {
+        this.enter(rpc, &request, Recorded::List)?;
+        Ok(Response::new(ListJobsResponse { jobs: this.list() }))
+    };
+    list_jobs_alpha1 = "ListJobsAlpha1"(ListJobsRequestAlpha1) -> ListJobsResponseAlpha1
+        => |this, rpc, request| {
+            this.enter(rpc, &request, Recorded::List)?;
+            Ok(Response::new(ListJobsResponseAlpha1 { jobs: this.list() }))
+        };
+    delete_jobs_by_prefix = "DeleteJobsByPrefix"(DeleteJobsByPrefixRequest) -> DeleteJobsByPrefixResponse,
+    delete_jobs_by_prefix_alpha1 = "DeleteJobsByPrefixAlpha1"(DeleteJobsByPrefixRequestAlpha1)
+        -> DeleteJobsByPrefixResponseAlpha1
+        => |this, rpc, request| {
+            let prefix = request.get_ref().name_prefix.clone();
+            this.enter(rpc, &request, Recorded::DeleteByPrefix(prefix.clone()))?;
+            this.delete_prefix(prefix.as_deref());
+            Ok(Response::new(Default::default()))
+        };
 }
 
 /// A running fake; the server stops when this is dropped.

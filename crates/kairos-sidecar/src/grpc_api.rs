@@ -62,8 +62,10 @@ impl DaprJobsService {
         Ok(Response::new(DeleteJobResponse {}))
     }
 
-    async fn delete_by_prefix(&self, prefix: Option<String>) -> Result<(), Status> {
-        self.jobs.delete_by_prefix(prefix.as_deref().unwrap_or_default()).await.map_err(|e| self.status(&e))
+    async fn delete_by_prefix<R: Default>(&self, prefix: Option<String>) -> Result<Response<R>, Status> {
+        let prefix = prefix.unwrap_or_default();
+        self.jobs.delete_by_prefix(&prefix).await.map_err(|e| self.status(&e))?;
+        Ok(Response::new(R::default()))
     }
 
     async fn list(&self) -> Result<Vec<kairos_proto::runtime::Job>, Status> {
@@ -72,81 +74,47 @@ impl DaprJobsService {
     }
 }
 
-#[tonic::async_trait]
-impl Dapr for DaprJobsService {
-    async fn schedule_job(
-        &self,
-        request: Request<ScheduleJobRequest>,
-    ) -> Result<Response<ScheduleJobResponse>, Status> {
-        self.schedule(request.into_inner()).await
-    }
+/// Writes a tonic service impl of unary RPCs: each entry names one or more RPCs (here a stable
+/// one and its Alpha1 twin, which take and answer the same things) and the body that answers
+/// them, given the service and the request message.
+macro_rules! grpc_impl {
+    (
+        impl $service:ident for $ty:ty;
+        $($($method:ident($request:ty) -> $response:ty),+ => |$this:ident, $message:ident| $body:expr;)*
+    ) => {
+        #[tonic::async_trait]
+        impl $service for $ty {
+            $($(
+                async fn $method(&self, request: Request<$request>) -> Result<Response<$response>, Status> {
+                    let $this = self;
+                    let $message = request.into_inner();
+                    $body
+                }
+            )+)*
+        }
+    };
+}
 
-    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<GetJobResponse>, Status> {
-        self.get(request.into_inner()).await
-    }
+pub(crate) use grpc_impl;
 
-    async fn delete_job(
-        &self,
-        request: Request<DeleteJobRequest>,
-    ) -> Result<Response<DeleteJobResponse>, Status> {
-        self.delete(request.into_inner()).await
-    }
-
-    async fn delete_jobs_by_prefix(
-        &self,
-        request: Request<DeleteJobsByPrefixRequest>,
-    ) -> Result<Response<DeleteJobsByPrefixResponse>, Status> {
-        self.delete_by_prefix(request.into_inner().name_prefix).await?;
-        Ok(Response::new(DeleteJobsByPrefixResponse {}))
-    }
-
-    async fn list_jobs(
-        &self,
-        _request: Request<ListJobsRequest>,
-    ) -> Result<Response<ListJobsResponse>, Status> {
-        Ok(Response::new(ListJobsResponse { jobs: self.list().await? }))
-    }
-
-    async fn get_metadata(
-        &self,
-        _request: Request<GetMetadataRequest>,
-    ) -> Result<Response<GetMetadataResponse>, Status> {
-        Ok(Response::new(self.metadata.to_proto()))
-    }
-
-    async fn schedule_job_alpha1(
-        &self,
-        request: Request<ScheduleJobRequest>,
-    ) -> Result<Response<ScheduleJobResponse>, Status> {
-        self.schedule(request.into_inner()).await
-    }
-
-    async fn get_job_alpha1(
-        &self,
-        request: Request<GetJobRequest>,
-    ) -> Result<Response<GetJobResponse>, Status> {
-        self.get(request.into_inner()).await
-    }
-
-    async fn delete_job_alpha1(
-        &self,
-        request: Request<DeleteJobRequest>,
-    ) -> Result<Response<DeleteJobResponse>, Status> {
-        self.delete(request.into_inner()).await
-    }
-
-    async fn delete_jobs_by_prefix_alpha1(
-        &self,
-        request: Request<DeleteJobsByPrefixRequestAlpha1>,
-    ) -> Result<Response<DeleteJobsByPrefixResponseAlpha1>, Status> {
-        self.delete_by_prefix(request.into_inner().name_prefix).await?;
-        Ok(Response::new(DeleteJobsByPrefixResponseAlpha1 {}))
-    }
-
-    async fn list_jobs_alpha1(
-        &self,
-        _request: Request<ListJobsRequestAlpha1>,
-    ) -> Result<Response<ListJobsResponseAlpha1>, Status> {
-        Ok(Response::new(ListJobsResponseAlpha1 { jobs: self.list().await? }))
-    }
+grpc_impl! {
+    impl Dapr for DaprJobsService;
+    schedule_job(ScheduleJobRequest) -> ScheduleJobResponse,
+    schedule_job_alpha1(ScheduleJobRequest) -> ScheduleJobResponse
+        => |this, request| this.schedule(request).await;
+    get_job(GetJobRequest) -> GetJobResponse,
+    get_job_alpha1(GetJobRequest) -> GetJobResponse
+        => |this, request| this.get(request).await;
+    delete_job(DeleteJobRequest) -> DeleteJobResponse,
+    delete_job_alpha1(DeleteJobRequest) -> DeleteJobResponse
+        => |this, request| this.delete(request).await;
+    delete_jobs_by_prefix(DeleteJobsByPrefixRequest) -> DeleteJobsByPrefixResponse,
+    delete_jobs_by_prefix_alpha1(DeleteJobsByPrefixRequestAlpha1) -> DeleteJobsByPrefixResponseAlpha1
+        => |this, request| this.delete_by_prefix(request.name_prefix).await;
+    list_jobs(ListJobsRequest) -> ListJobsResponse
+        => |this, _request| Ok(Response::new(ListJobsResponse { jobs: this.list().await? }));
+    list_jobs_alpha1(ListJobsRequestAlpha1) -> ListJobsResponseAlpha1
+        => |this, _request| Ok(Response::new(ListJobsResponseAlpha1 { jobs: this.list().await? }));
+    get_metadata(GetMetadataRequest) -> GetMetadataResponse
+        => |this, _request| Ok(Response::new(this.metadata.to_proto()));
 }

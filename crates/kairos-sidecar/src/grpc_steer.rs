@@ -4,16 +4,17 @@
 //! jobs only; errors carry the codes of [`ApiError`] (NOT_FOUND for a job the app does not have,
 //! UNIMPLEMENTED when the scheduler offers no steering).
 
+use kairos_proto::admin::{GetJobHistoryResponse, PauseJobResponse, ResumeJobResponse, TriggerJobResponse};
 use kairos_proto::convert::spec_to_runtime_job;
 use kairos_proto::steer::steering_server::Steering;
 use kairos_proto::steer::{
-    GetJobHistoryRequest, GetJobHistoryResponse, GetJobStatusRequest, GetJobStatusResponse, JobStatusEntry,
-    ListJobStatusRequest, ListJobStatusResponse, PauseJobRequest, PauseJobResponse, ResumeJobRequest,
-    ResumeJobResponse, TriggerJobRequest, TriggerJobResponse,
+    GetJobHistoryRequest, GetJobStatusRequest, GetJobStatusResponse, JobStatusEntry, ListJobStatusRequest,
+    ListJobStatusResponse, PauseJobRequest, ResumeJobRequest, TriggerJobRequest,
 };
 use tonic::{Request, Response, Status};
 
 use crate::errors::ApiError;
+use crate::grpc_api::grpc_impl;
 use crate::jobs::{Jobs, StatusFilter};
 
 /// The gRPC front end of [`Jobs`]' steering calls.
@@ -32,57 +33,40 @@ impl SteeringService {
     }
 }
 
-#[tonic::async_trait]
-impl Steering for SteeringService {
-    async fn get_job_status(
-        &self,
-        request: Request<GetJobStatusRequest>,
-    ) -> Result<Response<GetJobStatusResponse>, Status> {
-        let job = self.jobs.status(&request.into_inner().name).await.map_err(|e| self.status(&e))?;
+grpc_impl! {
+    impl Steering for SteeringService;
+    get_job_status(GetJobStatusRequest) -> GetJobStatusResponse => |this, request| {
+        let job = this.jobs.status(&request.name).await.map_err(|e| this.status(&e))?;
         Ok(Response::new(GetJobStatusResponse {
             job: Some(spec_to_runtime_job(&job.name, &job.spec)),
             status: Some(job.status),
         }))
-    }
-
-    async fn get_job_history(
-        &self,
-        request: Request<GetJobHistoryRequest>,
-    ) -> Result<Response<GetJobHistoryResponse>, Status> {
-        let request = request.into_inner();
-        let records = self.jobs.history(&request.name, request.limit).await.map_err(|e| self.status(&e))?;
+    };
+    get_job_history(GetJobHistoryRequest) -> GetJobHistoryResponse => |this, request| {
+        let records = this.jobs.history(&request.name, request.limit).await.map_err(|e| this.status(&e))?;
         Ok(Response::new(GetJobHistoryResponse { records }))
-    }
-
-    async fn pause_job(
-        &self,
-        request: Request<PauseJobRequest>,
-    ) -> Result<Response<PauseJobResponse>, Status> {
-        let status = self.jobs.pause(&request.into_inner().name).await.map_err(|e| self.status(&e))?;
+    };
+    pause_job(PauseJobRequest) -> PauseJobResponse => |this, request| {
+        let status = this.jobs.pause(&request.name).await.map_err(|e| this.status(&e))?;
         Ok(Response::new(PauseJobResponse { status: Some(status) }))
-    }
-
-    async fn resume_job(
-        &self,
-        request: Request<ResumeJobRequest>,
-    ) -> Result<Response<ResumeJobResponse>, Status> {
-        let status = self.jobs.resume(&request.into_inner().name).await.map_err(|e| self.status(&e))?;
+    };
+    resume_job(ResumeJobRequest) -> ResumeJobResponse => |this, request| {
+        let status = this.jobs.resume(&request.name).await.map_err(|e| this.status(&e))?;
         Ok(Response::new(ResumeJobResponse { status: Some(status) }))
-    }
-
-    async fn trigger_job(
-        &self,
-        request: Request<TriggerJobRequest>,
-    ) -> Result<Response<TriggerJobResponse>, Status> {
-        self.jobs.trigger(&request.into_inner().name).await.map_err(|e| self.status(&e))?;
+    };
+    trigger_job(TriggerJobRequest) -> TriggerJobResponse => |this, request| {
+        this.jobs.trigger(&request.name).await.map_err(|e| this.status(&e))?;
         Ok(Response::new(TriggerJobResponse {}))
-    }
+    };
+    list_job_status(ListJobStatusRequest) -> ListJobStatusResponse
+        => |this, request| this.list_status(request).await;
+}
 
-    async fn list_job_status(
+impl SteeringService {
+    async fn list_status(
         &self,
-        request: Request<ListJobStatusRequest>,
+        request: ListJobStatusRequest,
     ) -> Result<Response<ListJobStatusResponse>, Status> {
-        let request = request.into_inner();
         // An unknown state number is refused rather than read as "any state".
         let state = match kairos_proto::admin::JobState::try_from(request.state) {
             Ok(kairos_proto::admin::JobState::Unspecified) => None,

@@ -30,7 +30,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kairos_proto::admin::{self, JobState, TriggerOutcome};
+use kairos_proto::admin::{self, JobState};
+use kairos_proto::convert::{outcome_from_wire, state_from_wire, state_to_wire};
 use kairos_proto::json as proto_json;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -183,36 +184,17 @@ pub fn parse_state(name: &str) -> Result<Option<JobState>, ApiError> {
     let state: kairos_core::JobState = name
         .parse()
         .map_err(|e: kairos_core::status::StateError| ApiError::InvalidSteerRequest(e.to_string()))?;
-    Ok(Some(match state {
-        kairos_core::JobState::Scheduled => JobState::Scheduled,
-        kairos_core::JobState::Paused => JobState::Paused,
-        kairos_core::JobState::WaitingForApp => JobState::WaitingForApp,
-        kairos_core::JobState::Retrying => JobState::Retrying,
-        kairos_core::JobState::Finished => JobState::Finished,
-    }))
+    Ok(Some(state_to_wire(state)))
 }
 
 /// The name of a state as the routes write it; `None` for unspecified (or unknown) ones.
 pub fn state_name(state: i32) -> Option<&'static str> {
-    Some(match JobState::try_from(state).ok()? {
-        JobState::Unspecified => return None,
-        JobState::Scheduled => "scheduled",
-        JobState::Paused => "paused",
-        JobState::WaitingForApp => "waiting-for-app",
-        JobState::Retrying => "retrying",
-        JobState::Finished => "finished",
-    })
+    state_from_wire(state).ok().flatten().map(kairos_core::JobState::as_str)
 }
 
 /// The name of an outcome as the routes write it; `None` for unspecified (or unknown) ones.
 pub fn outcome_name(outcome: i32) -> Option<&'static str> {
-    Some(match TriggerOutcome::try_from(outcome).ok()? {
-        TriggerOutcome::Unspecified => return None,
-        TriggerOutcome::Success => "success",
-        TriggerOutcome::Failed => "failed",
-        TriggerOutcome::Dropped => "dropped",
-        TriggerOutcome::Undeliverable => "undeliverable",
-    })
+    outcome_from_wire(outcome).map(kairos_core::TriggerOutcome::as_str)
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<String, ApiError> {
@@ -350,6 +332,7 @@ impl PageJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kairos_proto::admin::TriggerOutcome;
 
     fn pairs(query: &[(&str, &str)]) -> Vec<(String, String)> {
         query.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
