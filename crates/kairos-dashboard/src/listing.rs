@@ -38,7 +38,7 @@ const PARALLEL_READS: usize = 16;
 pub struct Budget<'a> {
     /// Most jobs read.
     pub jobs: usize,
-    /// Longest time spent reading (checked every [`CHECK_EVERY`] jobs).
+    /// Longest time spent reading (checked every `CHECK_EVERY` jobs).
     pub time: SignedDuration,
     pub clock: &'a dyn Clock,
 }
