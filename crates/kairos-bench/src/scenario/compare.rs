@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use super::fill::FillArgs;
 use super::full::{self, Api, BurstArgs, CreateArgs, Headline, SteadyArgs};
 use super::{ceiling, scale, sized};
 use crate::cli::SchedulerArgs;
@@ -131,8 +132,8 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
     k.extend(h);
     reports.push(print(r));
     if !args.shared_only {
-        let scale_args =
-            scale::Args { scheduler: args.scheduler.clone(), jobs: args.scale_jobs, ..Default::default() };
+        let fill = FillArgs { jobs: args.scale_jobs, ..Default::default() };
+        let scale_args = scale::Args { scheduler: args.scheduler.clone(), fill };
         let (r, h) = scale::run(&scale_args, quick).await?;
         k.extend(h);
         reports.push(print(r));

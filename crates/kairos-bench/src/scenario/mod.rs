@@ -4,6 +4,7 @@
 pub mod ceiling;
 pub mod compare;
 pub mod engine_fire;
+pub mod fill;
 pub mod full;
 pub mod scale;
 pub mod scheduler_create;
