@@ -21,16 +21,13 @@ use kairos_store::redb::RedbStore;
 use kairos_store::{JobStore, PutMode};
 use serde_json::Value;
 
-use super::{BurstSize, MIN_LEAD_S, temp_dir};
+use super::{BurstSize, overrun, temp_dir};
 use crate::hist::Latencies;
 use crate::report::Report;
 use crate::timing::{self, ms};
 
 /// Creation rate assumed when choosing the first due instant.
 const ASSUMED_CREATES_PER_S: f64 = 5_000.0;
-/// Attempts when creation overruns the due instant (each on a fresh store, with a lead
-/// sized from the creation time just measured).
-const ATTEMPTS: usize = 3;
 
 /// The stores to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,19 +114,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
             );
             match fire(store, &counters, jobs, writers, lead, timeout).await? {
                 Attempt::Fired(fired) => break *fired,
-                Attempt::Overran(create) if attempt < ATTEMPTS => {
-                    let longer = MIN_LEAD_S + create.as_secs_f64() * 1.5;
-                    eprintln!(
-                        "engine-fire: creation took {:.1} s, past the due instant; again with a {longer:.0} s lead",
-                        create.as_secs_f64()
-                    );
-                    lead = longer;
-                }
-                Attempt::Overran(create) => bail!(
-                    "creating {jobs} jobs took {:.1} s, past the due instant {lead:.0} s after the start, \
-                     {ATTEMPTS} times; pass a larger --lead",
-                    create.as_secs_f64()
-                ),
+                Attempt::Overran(create) => lead = overrun("engine-fire", jobs, create, attempt)?,
             }
         };
         let l = fired.lateness.summary();

@@ -7,14 +7,17 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::sized;
+use crate::cli::SchedulerArgs;
 use crate::load::{self, LoadConfig, LoadResult};
 use crate::report::Report;
 use crate::stack::{APP_ID, Proc};
 use crate::timing;
 
-/// Options of the fill and of the stop before the restart.
+/// Options of the scheduler, of the fill and of the stop before the restart.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct FillArgs {
+    #[command(flatten)]
+    pub scheduler: SchedulerArgs,
     /// Far-future jobs to store [default: scale 10000000, scheduler-rss 1000000; --quick: 20000].
     #[arg(long)]
     pub jobs: Option<u64>,

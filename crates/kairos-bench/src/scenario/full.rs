@@ -23,7 +23,7 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::{Clock, SystemClock};
 use serde_json::Value;
 
-use super::{BurstSize, MIN_LEAD_S, lead_for, sized};
+use super::{ATTEMPTS, BurstSize, lead_for, overrun, sized};
 use crate::app::{self, Recorder};
 use crate::cli::SchedulerArgs;
 use crate::clients::{self, JobSet};
@@ -38,8 +38,6 @@ pub type Headline = BTreeMap<&'static str, f64>;
 
 /// Creation rate through the sidecar assumed when choosing the first due instant.
 const ASSUMED_CREATES_PER_S: f64 = 4_000.0;
-/// Attempts when creation overruns the first due instant.
-const ATTEMPTS: usize = 3;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Far-future due time of `create` jobs (one year).
 const FAR: &str = "8760h";
@@ -308,15 +306,7 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         let created = create_due(&s.runtime, "burst-", jobs, epoch, Arc::new(move |_| due_offset)).await?;
         let create_end = timing::now();
         if create_end >= due_at {
-            let longer = MIN_LEAD_S + created.as_secs_f64() * 1.5;
-            eprintln!(
-                "burst: creation took {:.1} s, past the due instant; again with a {longer:.0} s lead",
-                created.as_secs_f64()
-            );
-            lead = longer;
-            if attempt == ATTEMPTS {
-                bail!("creating {jobs} jobs overran the due instant {ATTEMPTS} times; pass a larger --lead");
-            }
+            lead = overrun("burst", jobs, created, attempt)?;
             continue;
         }
         let slack = due_at - create_end;
@@ -443,17 +433,7 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
         let created = create_due(&s.runtime, &prefix, jobs, epoch, offset.clone()).await?;
         let create_end = timing::now();
         if create_end >= t0 {
-            let longer = MIN_LEAD_S + created.as_secs_f64() * 1.5;
-            eprintln!(
-                "{name}: creation took {:.1} s, past the first due instant; again with a {longer:.0} s lead",
-                created.as_secs_f64()
-            );
-            lead = longer;
-            if attempt == ATTEMPTS {
-                bail!(
-                    "creating {jobs} jobs overran the first due instant {ATTEMPTS} times; pass a larger --lead"
-                );
-            }
+            lead = overrun(name, jobs, created, attempt)?;
             continue;
         }
         let end = t0 + Duration::from_secs_f64(secs);

@@ -45,6 +45,31 @@ pub fn lead_for(jobs: u64, given: Option<f64>, creates_per_s: f64) -> f64 {
     given.unwrap_or(MIN_LEAD_S + jobs as f64 / creates_per_s)
 }
 
+/// Runs tried when creation overruns the (first) due instant.
+pub const ATTEMPTS: usize = 3;
+
+/// After creation of `jobs` jobs, which took `created`, ended past the (first) due instant on
+/// attempt `attempt` of [`ATTEMPTS`]: the next attempt's lead, sized from `created`.
+///
+/// # Errors
+/// On the last attempt.
+pub fn overrun(
+    scenario: &str,
+    jobs: u64,
+    created: std::time::Duration,
+    attempt: usize,
+) -> anyhow::Result<f64> {
+    let took = created.as_secs_f64();
+    if attempt >= ATTEMPTS {
+        anyhow::bail!(
+            "creating {jobs} jobs took {took:.1} s and overran the due instant {ATTEMPTS} times; pass a larger --lead"
+        );
+    }
+    let longer = MIN_LEAD_S + took * 1.5;
+    eprintln!("{scenario}: creation took {took:.1} s, past the due instant; again with a {longer:.0} s lead");
+    Ok(longer)
+}
+
 /// A burst of one-shot jobs all due at one instant: the options `burst` and `engine-fire` share.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct BurstSize {

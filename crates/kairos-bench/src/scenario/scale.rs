@@ -18,7 +18,6 @@ use kairos_proto::scheduler::{Job, ScheduleJobRequest};
 use super::fill::{FillArgs, FillDefaults};
 use super::full::Headline;
 use crate::app::{self, Recorder};
-use crate::cli::SchedulerArgs;
 use crate::load;
 use crate::process::dir_size;
 use crate::report::Report;
@@ -26,13 +25,7 @@ use crate::stack::{Scheduler, Sidecar, kairos_bin};
 use crate::timing;
 
 /// Options of `scale`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub scheduler: SchedulerArgs,
-    #[command(flatten)]
-    pub fill: FillArgs,
-}
+pub type Args = FillArgs;
 
 /// `scale`'s sizes: ten million jobs, or as many as 30 minutes of loading store.
 const DEFAULTS: FillDefaults = FillDefaults { jobs: (10_000_000, 20_000), max_load_secs: (1800.0, 15.0) };
@@ -42,7 +35,7 @@ const DEFAULTS: FillDefaults = FillDefaults { jobs: (10_000_000, 20_000), max_lo
 /// # Errors
 /// When the scheduler cannot be loaded or restarted, or the due job never arrives.
 pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)> {
-    let fill = args.fill.resolve(&DEFAULTS, quick);
+    let fill = args.resolve(&DEFAULTS, quick);
     let jobs = fill.jobs;
     let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
     let flags = args.scheduler.extra_flags();

@@ -14,7 +14,6 @@ use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 
 use super::fill::{FillArgs, FillDefaults};
 use super::sized;
-use crate::cli::SchedulerArgs;
 use crate::load;
 use crate::process::{dir_size, find_kairos, memory};
 use crate::report::Report;
@@ -24,8 +23,6 @@ use crate::timing;
 /// Options of `scheduler-rss`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
-    #[command(flatten)]
-    pub scheduler: SchedulerArgs,
     #[command(flatten)]
     pub fill: FillArgs,
     /// Seconds to wait before reading the RSS [default: 3; --quick: 1].
@@ -43,15 +40,15 @@ const DEFAULTS: FillDefaults = FillDefaults { jobs: (1_000_000, 20_000), max_loa
 pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
     let fill = args.fill.resolve(&DEFAULTS, quick);
     let settle = Duration::from_secs_f64(sized(args.settle, 3.0, 1.0, quick));
-    let kairos = find_kairos(args.scheduler.kairos.as_deref())?;
-    let flags = args.scheduler.extra_flags();
-    let data = args.scheduler.temp_dir()?;
+    let kairos = find_kairos(args.fill.scheduler.kairos.as_deref())?;
+    let flags = args.fill.scheduler.extra_flags();
+    let data = args.fill.scheduler.temp_dir()?;
 
     let mut report = Report::new("scheduler-rss");
     fill.params(&mut report);
     report.param("settle_s", settle.as_secs_f64());
     report.param("data_dir", data.path().display().to_string());
-    if let Some(p) = args.scheduler.partitions {
+    if let Some(p) = args.fill.scheduler.partitions {
         report.param("partitions", p);
     }
 
