@@ -8,27 +8,20 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// `openssl req` with a new P-256 key written to `key`, then `rest`.
+fn req_with_new_key(dir: &Path, key: &str, rest: &[&str]) {
+    let mut args =
+        vec!["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key];
+    args.extend(rest);
+    openssl(dir, &args);
+}
+
 /// A CA (`ca.pem`, `ca.key`) in `dir`.
 pub fn make_ca(dir: &Path) {
-    openssl(
+    req_with_new_key(
         dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=kairos test CA",
-        ],
+        "ca.key",
+        &["-x509", "-out", "ca.pem", "-days", "30", "-subj", "/CN=kairos test CA"],
     );
 }
 
@@ -36,22 +29,10 @@ pub fn make_ca(dir: &Path) {
 pub fn make_leaf(dir: &Path, name: &str, serial: &str, days: &str) {
     let ext = dir.join(format!("{name}.ext"));
     std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
-    openssl(
+    req_with_new_key(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={name}"),
-        ],
+        &format!("{name}.key"),
+        &["-out", &format!("{name}.csr"), "-subj", &format!("/CN={name}")],
     );
     openssl(
         dir,
@@ -78,4 +59,14 @@ pub fn make_leaf(dir: &Path, name: &str, serial: &str, days: &str) {
 
 pub fn path(dir: &Path, file: &str) -> String {
     dir.join(file).display().to_string()
+}
+
+/// A temp dir with a CA and its `leaves` (name, serial, days: as [`make_leaf`]).
+pub fn pki(leaves: &[(&str, &str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    make_ca(dir.path());
+    for (name, serial, days) in leaves {
+        make_leaf(dir.path(), name, serial, days);
+    }
+    dir
 }

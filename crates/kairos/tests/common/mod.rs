@@ -159,6 +159,16 @@ pub fn wait_log(kairos: &Kairos, needle: &str, limit: std::time::Duration) -> bo
     }
 }
 
+/// Asserts that `kairos` logs a line containing `needle` within `secs` seconds (its log tail in
+/// the failure message).
+pub fn assert_log(kairos: &Kairos, needle: &str, secs: u64) {
+    assert!(
+        wait_log(kairos, needle, std::time::Duration::from_secs(secs)),
+        "{needle:?} not logged:\n{}",
+        kairos.tail()
+    );
+}
+
 /// Runs `kairos jobs --scheduler SCHEDULER ARGS…` to completion.
 pub fn jobs_cli(scheduler: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(kairos_bin())
