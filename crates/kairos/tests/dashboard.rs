@@ -14,10 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
 use kairos_testing::wait_until;
 use kairos_testing::webdriver::Browser;
 
@@ -99,10 +97,7 @@ async fn wait_page_has(browser: &Browser, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_found_paused_and_triggered_with_clicks() {
     let Some(browser) = start_browser().await else { return };
-    let app = App::default();
-    let port =
-        kairos_testing::http::serve(Router::new().route("/job/{name}", post(on_job)).with_state(app.clone()))
-            .await;
+    let (port, app) = kairos_testing::http::serve_jobs(on_job, App::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let run = common::start_run("dash-app", port, dir.path(), &[]);
     let dash = run.dashboard();

@@ -9,10 +9,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::routing::post;
 use kairos_core::{JobKey, JobSpec, Payload};
 use kairos_proto::convert::{metadata_of, spec_to_scheduler_job};
 use kairos_proto::scheduler::{GetJobRequest, ScheduleJobRequest};
@@ -71,10 +69,7 @@ async fn on_job(State(app): State<App>, UrlPath(name): UrlPath<String>) -> Statu
 }
 
 async fn http_app() -> (u16, App) {
-    let app = App::default();
-    let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-    let port = kairos_testing::http::serve(router).await;
-    (port, app)
+    kairos_testing::http::serve_jobs(on_job, App::default()).await
 }
 
 async fn post_job(sidecar: &Kairos, name: &str, body: &str) -> (u16, String) {

@@ -26,10 +26,8 @@ use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
 use futures::StreamExt;
 use kairos_core::{Clock, Stopwatch, SystemClock};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
@@ -131,11 +129,7 @@ impl TestApp {
     /// Serves `POST /job/{name}` on a free loopback port.
     async fn serve(behaviour: Behaviour) -> (u16, Arc<TestApp>) {
         let app = Arc::new(TestApp { behaviour, tallies: Mutex::default() });
-        let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the test app");
-        let port = listener.local_addr().expect("app address").port();
-        tokio::spawn(async move { axum::serve(listener, router).await.expect("serve the test app") });
-        (port, app)
+        kairos_testing::http::serve_jobs(on_job, app).await
     }
 
     fn snapshot(&self) -> HashMap<String, Tally> {

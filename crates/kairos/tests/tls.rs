@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path as UrlPath, State};
-use axum::routing::post;
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
@@ -26,12 +24,7 @@ async fn on_job(State(app): State<App>, UrlPath(name): UrlPath<String>) -> &'sta
 }
 
 async fn http_app() -> (u16, App) {
-    let app = App::default();
-    let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (port, app)
+    kairos_testing::http::serve_jobs(on_job, App::default()).await
 }
 
 async fn post_job(http: &str, name: &str) -> (u16, String) {
