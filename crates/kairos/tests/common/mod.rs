@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod crash;
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
