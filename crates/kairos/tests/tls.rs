@@ -8,11 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
-use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
-use common::certs::{path, pki};
+use common::certs::{path, pki, tls_connect};
 use common::{Proc, assert_log, spawn_kairos, start_scheduler, start_sidecar};
 
 #[derive(Clone, Default)]
@@ -45,28 +44,7 @@ async fn served_certificate_alpn(
     client: Option<(PathBuf, PathBuf)>,
     alpn: &[u8],
 ) -> Option<Vec<u8>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-    let mut config = match client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect(),
-                rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
-            )
-            .unwrap(),
-    };
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.ok()?;
+    let tls = tls_connect(address, "127.0.0.1", ca, client, &[alpn]).await.ok()?;
     Some(tls.get_ref().1.peer_certificates()?[0].to_vec())
 }
 
