@@ -74,6 +74,13 @@ impl Api {
         Api { http: reqwest::Client::new(), base: format!("http://{}", sidecar.http) }
     }
 
+    /// A sidecar `app_id` of the scheduler at `scheduler`, with no app, and a client of its API.
+    fn start(scheduler: &str, app_id: &str) -> (common::SidecarProc, Api) {
+        let sidecar = common::start_sidecar(app_id, scheduler, &[], &[]);
+        let api = Api::new(&sidecar);
+        (sidecar, api)
+    }
+
     async fn post(&self, name: &str, body: &str) -> (u16, String) {
         let r = self
             .http
@@ -106,8 +113,7 @@ fn error_code(body: &str) -> String {
 async fn http_api_answers_with_daprd_status_codes_and_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let sidecar = common::start_sidecar("http-app", &scheduler.address, &[], &[]);
-    let api = Api::new(&sidecar);
+    let (_sidecar, api) = Api::start(&scheduler.address, "http-app");
 
     // §2.2's accepted example, verbatim.
     let example = r#"{"schedule":"@every 1m","repeats":123,"dueTime":"1000s","ttl":"123s","data":"hello world","failure_policy":{"constant":{"interval":"3s","max_retries":5}}}"#;
@@ -305,10 +311,8 @@ async fn api_token_is_required_when_set_and_app_token_is_sent() {
 async fn two_apps_with_the_same_job_name_do_not_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let sidecar_a = common::start_sidecar("app-a", &scheduler.address, &[], &[]);
-    let a = Api::new(&sidecar_a);
-    let sidecar_b = common::start_sidecar("app-b", &scheduler.address, &[], &[]);
-    let b = Api::new(&sidecar_b);
+    let (_sidecar_a, a) = Api::start(&scheduler.address, "app-a");
+    let (_sidecar_b, b) = Api::start(&scheduler.address, "app-b");
 
     assert_eq!(a.post("same", r#"{"dueTime":"1h","data":"from a"}"#).await.0, 204);
     assert_eq!(b.post("same", r#"{"dueTime":"1h","data":"from b"}"#).await.0, 204, "no conflict across apps");
