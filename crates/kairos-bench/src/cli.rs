@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::report::{self, Report};
+use crate::scenario::fill::FillArgs;
 use crate::scenario::full::{self, BurstArgs, CreateArgs, SteadyArgs};
 use crate::scenario::{ceiling, compare, engine_fire, replicas, scale, scheduler_create, scheduler_rss};
 use crate::stack::Topology;
@@ -77,7 +78,7 @@ impl Scenario {
             Scenario::Steady(a) | Scenario::Recovery(a) => Some(&a.scheduler),
             Scenario::Scale(a) => Some(&a.scheduler),
             Scenario::SchedulerCreate(a) => Some(&a.scheduler),
-            Scenario::SchedulerRss(a) => Some(&a.scheduler),
+            Scenario::SchedulerRss(a) => Some(&a.fill.scheduler),
             Scenario::Replicas(a) => Some(&a.scheduler),
             Scenario::All(a) => Some(&a.scheduler),
             Scenario::Ceiling(_) | Scenario::ServeApp { .. } | Scenario::EngineFire(_) => None,
@@ -163,7 +164,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             reports.push(print(scheduler_create::run(&create, quick).await?));
             let fire = engine_fire::Args { work_dir: all.scheduler.work_dir.clone(), ..Default::default() };
             reports.push(print(engine_fire::run(&fire, quick).await?));
-            let rss = scheduler_rss::Args { scheduler: all.scheduler, ..Default::default() };
+            let fill = FillArgs { scheduler: all.scheduler, ..Default::default() };
+            let rss = scheduler_rss::Args { fill, ..Default::default() };
             reports.push(print(scheduler_rss::run(&rss, quick).await?));
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::BoxFuture;
+use serde_json::Value;
 
 use crate::hist::Latencies;
 use crate::timing;
@@ -45,6 +46,87 @@ impl Driven {
     /// Successful calls per second.
     pub fn rate(&self) -> f64 {
         timing::rate(self.ok, self.elapsed)
+    }
+
+    /// A results row after `keys` (what the row is of): successful calls, errors, seconds, calls
+    /// per second, latency p50, p90, p99 and max in ms; headed by [`columns`].
+    pub fn row(&self, keys: impl IntoIterator<Item = Value>) -> Vec<Value> {
+        let s = self.latencies.summary();
+        let mut row: Vec<Value> = keys.into_iter().collect();
+        row.extend([
+            Value::from(self.ok),
+            Value::from(self.errors),
+            Value::from(self.elapsed.as_secs_f64()),
+            Value::from(self.rate()),
+            Value::from(s.p50_ms),
+            Value::from(s.p90_ms),
+            Value::from(s.p99_ms),
+            Value::from(s.max_ms),
+        ]);
+        row
+    }
+}
+
+/// The columns of [`Driven::row`]: `keys`, then the count and the rate of `what` (e.g. "jobs").
+pub fn columns(keys: &[&'static str], what: Counted) -> Vec<&'static str> {
+    let (count, per_s) = match what {
+        Counted::Calls => ("calls", "calls_per_s"),
+        Counted::Jobs => ("jobs", "jobs_per_s"),
+    };
+    let mut columns = keys.to_vec();
+    columns.extend([count, "errors", "secs", per_s, "p50_ms", "p90_ms", "p99_ms", "max_ms"]);
+    columns
+}
+
+/// What a load's successful calls count, for the columns of its table.
+#[derive(Debug, Clone, Copy)]
+pub enum Counted {
+    Calls,
+    Jobs,
+}
+
+/// The closed-loop load options of the call-rate scenarios (`ceiling`, `create`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CallArgs {
+    /// Concurrent clients, one call in flight each [default: 64].
+    #[arg(long)]
+    pub clients: Option<usize>,
+    /// HTTP/2 connections they share [default: 1, as the sidecar's one connection to its app;
+    /// create: those of the gRPC clients].
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Seconds each run lasts (ceiling: per worker count; create: per API) [default: ceiling 10,
+    /// create 20; --quick: 3].
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+/// [`CallArgs`] with every default applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Calls {
+    pub clients: usize,
+    pub connections: usize,
+    pub duration: Duration,
+}
+
+impl CallArgs {
+    /// These options with the defaults for what was not given (`full_secs` the scenario's full
+    /// duration).
+    pub fn resolve(&self, full_secs: f64, quick: bool) -> Calls {
+        Calls {
+            clients: self.clients.unwrap_or(64),
+            connections: self.connections.unwrap_or(1),
+            duration: Duration::from_secs_f64(crate::scenario::sized(self.duration, full_secs, 3.0, quick)),
+        }
+    }
+}
+
+impl Calls {
+    /// Writes the load's parameters into `report`.
+    pub fn params(&self, report: &mut crate::report::Report) {
+        report.param("clients", self.clients as u64);
+        report.param("connections", self.connections as u64);
+        report.param("duration_s", self.duration.as_secs_f64());
     }
 }
 

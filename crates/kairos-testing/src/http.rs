@@ -14,6 +14,32 @@ pub async fn serve(router: axum::Router) -> u16 {
     port
 }
 
+/// Serves an app whose `POST /job/{name}` is `handler` over `state` (see [`serve`]); returns the
+/// port and the state.
+///
+/// # Panics
+/// When no port can be bound (it is for tests).
+pub async fn serve_jobs<H, T, S>(handler: H, state: S) -> (u16, S)
+where
+    H: axum::handler::Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
+    let router =
+        axum::Router::new().route("/job/{name}", axum::routing::post(handler)).with_state(state.clone());
+    (serve(router).await, state)
+}
+
+/// The status of `response` and its body as JSON (a JSON string of the text when it is not).
+///
+/// # Panics
+/// When the body cannot be read (it is for tests).
+pub async fn status_and_json(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("read the response body");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
 /// The answer of a scripted app to job `name`: 500 for names starting with `fail`, 404 for
 /// `gone`, 200 for every other.
 pub fn status_by_name(name: &str) -> StatusCode {
@@ -56,8 +82,5 @@ pub async fn serve_job_counter() -> (u16, JobCounter) {
         *app.received.lock().unwrap_or_else(std::sync::PoisonError::into_inner).entry(name).or_default() += 1;
         status
     }
-    let app = JobCounter::default();
-    let router =
-        axum::Router::new().route("/job/{name}", axum::routing::post(on_job)).with_state(app.clone());
-    (serve(router).await, app)
+    serve_jobs(on_job, JobCounter::default()).await
 }

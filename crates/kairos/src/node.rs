@@ -109,25 +109,38 @@ impl StoreConfig {
     }
 }
 
+/// One of each endpoint a node may serve: the listeners it serves on ([`Listeners`]) or where
+/// it listens ([`Addresses`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints<T, D = T> {
+    /// The Scheduler service's gRPC API (required by [`NodeConfig::Scheduler`]).
+    pub scheduler: Option<T>,
+    /// The sidecar's Dapr HTTP API (required by the sidecar roles).
+    pub http: Option<T>,
+    /// The sidecar's Dapr gRPC API (required by the sidecar roles).
+    pub grpc: Option<T>,
+    /// `GET /metrics`.
+    pub metrics: Option<T>,
+    /// The scheduler's `GET /healthz` and `GET /readyz` (scheduler role only).
+    pub healthz: Option<T>,
+    /// The web dashboard (scheduler and embedded roles; docs/dashboard.md).
+    pub dashboard: Option<D>,
+}
+
+impl<T, D> Default for Endpoints<T, D> {
+    fn default() -> Self {
+        Endpoints { scheduler: None, http: None, grpc: None, metrics: None, healthz: None, dashboard: None }
+    }
+}
+
 /// The listeners a node serves on, bound by the caller (port 0 picks a free port).
 ///
 /// A node uses the ones its role needs ([`NodeConfig`]); an ops listener left `None` means
 /// that route is not served.
-#[derive(Debug, Default)]
-pub struct Listeners {
-    /// The Scheduler service's gRPC API (required by [`NodeConfig::Scheduler`]).
-    pub scheduler: Option<TcpListener>,
-    /// The sidecar's Dapr HTTP API (required by the sidecar roles).
-    pub http: Option<TcpListener>,
-    /// The sidecar's Dapr gRPC API (required by the sidecar roles).
-    pub grpc: Option<TcpListener>,
-    /// `GET /metrics`.
-    pub metrics: Option<TcpListener>,
-    /// The scheduler's `GET /healthz` and `GET /readyz` (scheduler role only).
-    pub healthz: Option<TcpListener>,
-    /// The web dashboard (scheduler and embedded roles; docs/dashboard.md).
-    pub dashboard: Option<DashboardListener>,
-}
+pub type Listeners = Endpoints<TcpListener, DashboardListener>;
+
+/// Where a running node listens.
+pub type Addresses = Endpoints<SocketAddr>;
 
 /// Where and how the web dashboard is served.
 #[derive(Debug)]
@@ -135,17 +148,6 @@ pub struct DashboardListener {
     pub listener: TcpListener,
     /// Refuse pause, resume, trigger and delete.
     pub read_only: bool,
-}
-
-/// Where a running node listens.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Addresses {
-    pub scheduler: Option<SocketAddr>,
-    pub http: Option<SocketAddr>,
-    pub grpc: Option<SocketAddr>,
-    pub metrics: Option<SocketAddr>,
-    pub healthz: Option<SocketAddr>,
-    pub dashboard: Option<SocketAddr>,
 }
 
 /// How long [`RunningNode::ready`] waits for the APIs to accept connections.

@@ -9,15 +9,15 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kairos_core::{Clock, SystemClock};
 use kairos_proto::admin::admin_client::AdminClient;
-use kairos_proto::scheduler::scheduler_client::SchedulerClient;
-use kairos_proto::scheduler::{JobMetadata, WatchJobsRequestResultStatus};
-use tonic::transport::Channel;
+use kairos_proto::scheduler::JobMetadata;
+
+use common::crash::{Acked, Deliveries, Writers, consume};
 
 const REPEATS: u32 = 8;
 const APP: &str = "loop-app";
@@ -28,17 +28,6 @@ fn metadata() -> JobMetadata {
 
 fn cycles() -> u32 {
     std::env::var("KAIROS_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(5)
-}
-
-type Deliveries = Arc<Mutex<BTreeMap<String, u32>>>;
-
-/// Acknowledges every trigger of the app until the stream breaks.
-async fn consume(client: SchedulerClient<Channel>, deliveries: Deliveries) {
-    kairos_testing::grpc::watch_jobs(client, APP, |trigger| {
-        *deliveries.lock().unwrap().entry(trigger.name.clone()).or_default() += 1;
-        WatchJobsRequestResultStatus::Success
-    })
-    .await;
 }
 
 /// Every stored job name, through the admin service.
@@ -61,7 +50,8 @@ async fn repeated_kill_9_under_load_keeps_every_acknowledged_job() {
     let cycles = cycles();
     let dir = tempfile::tempdir().unwrap();
     let deliveries: Deliveries = Arc::default();
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let acked: Acked = Arc::default();
+    let writers = Writers { writers: 4, per_writer: 1000, repeats: REPEATS, metadata: metadata() };
     let started = tokio::time::Instant::now();
 
     for cycle in 0..cycles {
@@ -80,26 +70,11 @@ async fn repeated_kill_9_under_load_keeps_every_acknowledged_job() {
             }
         }
 
-        let consumer = tokio::spawn(consume(client.clone(), deliveries.clone()));
-        let mut writers = Vec::new();
-        for w in 0..4 {
-            let mut client = client.clone();
-            let acked = acked.clone();
-            writers.push(tokio::spawn(async move {
-                for i in 0..1000 {
-                    let name = format!("c{cycle:03}-w{w}-{i:04}");
-                    let request = common::repeating_job(&name, "@every 100ms", REPEATS, metadata());
-                    if client.schedule_job(request).await.is_err() {
-                        return;
-                    }
-                    acked.lock().unwrap().insert(name);
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }));
-        }
+        let consumer = tokio::spawn(consume(client.clone(), APP.into(), deliveries.clone()));
+        let running = writers.spawn(&client, move |w, i| format!("c{cycle:03}-w{w}-{i:04}"), &acked);
         tokio::time::sleep(random_delay(cycle)).await;
         scheduler.kill9();
-        for writer in writers {
+        for writer in running {
             let _ = writer.await;
         }
         let _ = consumer.await;
@@ -108,7 +83,7 @@ async fn repeated_kill_9_under_load_keeps_every_acknowledged_job() {
     // A last restart: every acknowledged job runs to its end.
     let scheduler = common::start_scheduler(dir.path(), &[]);
     let client = common::connect(&scheduler.address).await;
-    let consumer = tokio::spawn(consume(client, deliveries.clone()));
+    let consumer = tokio::spawn(consume(client, APP.into(), deliveries.clone()));
     let acked = acked.lock().unwrap().clone();
     assert!(
         acked.len() as u64 > u64::from(cycles) * 10,

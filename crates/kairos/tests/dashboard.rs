@@ -14,10 +14,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
 use kairos_testing::wait_until;
 use kairos_testing::webdriver::Browser;
 
@@ -99,10 +97,7 @@ async fn wait_page_has(browser: &Browser, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_is_found_paused_and_triggered_with_clicks() {
     let Some(browser) = start_browser().await else { return };
-    let app = App::default();
-    let port =
-        kairos_testing::http::serve(Router::new().route("/job/{name}", post(on_job)).with_state(app.clone()))
-            .await;
+    let (port, app) = kairos_testing::http::serve_jobs(on_job, App::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let run = common::start_run("dash-app", port, dir.path(), &[]);
     let dash = run.dashboard();
@@ -235,25 +230,8 @@ async fn with_an_api_token_the_dashboard_wants_a_login() {
 /// `GET path` over TLS, trusting only `ca`; the status line and headers, or the TLS error.
 async fn https_get(address: &str, ca: &std::path::Path, path: &str) -> Result<String, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_rustls::rustls;
-    use tokio_rustls::rustls::pki_types::pem::PemObject;
-    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut tls =
+        common::certs::tls_connect(address, "localhost", ca, None, &[]).await.map_err(|e| e.to_string())?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
     let mut answer = Vec::new();

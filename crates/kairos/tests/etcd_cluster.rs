@@ -163,6 +163,35 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// [`create_jobs`] through every replica, then waits until each one fires, then `settle`.
+    async fn load(
+        &self,
+        prefix: &str,
+        count: usize,
+        repeats: u32,
+        settle: Duration,
+    ) -> BTreeMap<String, Instant> {
+        let created = create_jobs(&self.addresses(), prefix, count, repeats).await;
+        wait_every_replica_fires(&self.log, self.replicas.len()).await;
+        tokio::time::sleep(settle).await;
+        created
+    }
+
+    /// Waits (through `address`, up to `limit`) until every job of `created` ran its `repeats`
+    /// ticks; its deliveries by job, checked by [`assert_counts`], and the count of duplicates.
+    async fn all_done(
+        &self,
+        address: &str,
+        created: &BTreeMap<String, Instant>,
+        repeats: u32,
+        limit: Duration,
+    ) -> (BTreeMap<String, Vec<Delivery>>, usize) {
+        wait_all_done(address, created.keys(), limit).await;
+        let jobs = by_job(&self.log);
+        let duplicated = assert_counts(&jobs, created, repeats);
+        (jobs, duplicated)
+    }
+
     /// `n` replicas named `{prefix}0`, `{prefix}1`, … with lease `ttl_secs`.
     fn start(endpoints: &[String], n: usize, prefix: &str, ttl_secs: u64) -> Fleet {
         let mut fleet = Fleet { replicas: Vec::new(), log: Arc::default(), consumers: Vec::new() };
@@ -227,17 +256,12 @@ async fn killed_replica_partitions_fire_again_on_the_others_within_the_lease_ttl
     let endpoints = etcd.endpoints();
     let mut fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     let repeats = 12;
-    let created = create_jobs(&fleet.addresses(), "kill", 48, repeats).await;
-    wait_every_replica_fires(&fleet.log, 3).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let created = fleet.load("kill", 48, repeats, Duration::from_secs(2)).await;
 
     let killed_at = Instant::now();
     fleet.replicas[0].proc.kill9();
     let survivor = fleet.replicas[1].proc.address.clone();
-    wait_all_done(&survivor, created.keys(), Duration::from_secs(40)).await;
-
-    let jobs = by_job(&fleet.log);
-    let duplicated = assert_counts(&jobs, &created, repeats);
+    let (jobs, duplicated) = fleet.all_done(&survivor, &created, repeats, Duration::from_secs(40)).await;
     // Jobs the killed replica fired: how soon after the kill did each fire again elsewhere?
     let resumes = resumes_after(&jobs, 0, killed_at);
     assert!(resumes.iter().all(|(_, by)| *by != 0), "the killed replica fired again");
@@ -257,16 +281,12 @@ async fn joining_replica_moves_only_its_partitions_and_the_others_keep_firing() 
     let endpoints = etcd.endpoints();
     let mut fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     let repeats = 12;
-    let created = create_jobs(&fleet.addresses(), "join", 48, repeats).await;
-    wait_every_replica_fires(&fleet.log, 3).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let created = fleet.load("join", 48, repeats, Duration::from_secs(2)).await;
 
     let joined_at = Instant::now();
     fleet.join(&endpoints, "r3", TTL_SECS);
-    wait_all_done(&fleet.replicas[1].proc.address, created.keys(), Duration::from_secs(40)).await;
-
-    let jobs = by_job(&fleet.log);
-    let duplicated = assert_counts(&jobs, &created, repeats);
+    let (jobs, duplicated) =
+        fleet.all_done(&fleet.replicas[1].proc.address, &created, repeats, Duration::from_secs(40)).await;
     // Lateness of a delivery: its arrival minus its tick's due time. Tick k of a job is due
     // k seconds after its first; the job's phase is taken from its most punctual delivery, so
     // lateness is measured against the job's own best (a delivery can only be late, never early).
@@ -310,19 +330,15 @@ async fn replicas_recover_by_themselves_after_etcd_is_killed_and_restarted() {
     let endpoints = etcd.endpoints();
     let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     let repeats = 10;
-    let created = create_jobs(&fleet.addresses(), "etcd", 30, repeats).await;
-    wait_every_replica_fires(&fleet.log, 3).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let created = fleet.load("etcd", 30, repeats, Duration::from_secs(2)).await;
 
     etcd.kill9().expect("kill etcd");
     let killed_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(1)).await;
     etcd.restart().await.expect("restart etcd");
     let restarted_at = Instant::now();
-    wait_all_done(&fleet.replicas[0].proc.address, created.keys(), Duration::from_secs(60)).await;
-
-    let jobs = by_job(&fleet.log);
-    let duplicated = assert_counts(&jobs, &created, repeats);
+    let (_, duplicated) =
+        fleet.all_done(&fleet.replicas[0].proc.address, &created, repeats, Duration::from_secs(60)).await;
     let first_after = fleet.log.lock().unwrap().iter().filter(|d| d.at >= restarted_at).map(|d| d.at).min();
     let first_after = first_after.expect("deliveries after the restart");
     eprintln!(
@@ -356,17 +372,13 @@ async fn triggering_continues_when_a_three_member_etcd_loses_its_leader() {
     let endpoints = etcd.endpoints();
     let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
     let repeats = 10;
-    let created = create_jobs(&fleet.addresses(), "leader", 30, repeats).await;
-    wait_every_replica_fires(&fleet.log, 3).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let created = fleet.load("leader", 30, repeats, Duration::from_secs(2)).await;
 
     let leader = leader_of(&etcd).await;
     let killed_at = Instant::now();
     etcd.kill9(leader).expect("kill the etcd leader");
-    wait_all_done(&fleet.replicas[0].proc.address, created.keys(), Duration::from_secs(45)).await;
-
-    let jobs = by_job(&fleet.log);
-    let duplicated = assert_counts(&jobs, &created, repeats);
+    let (jobs, duplicated) =
+        fleet.all_done(&fleet.replicas[0].proc.address, &created, repeats, Duration::from_secs(45)).await;
     // The longest silence of any job after the kill (ticks are 1 s apart).
     let mut worst_gap = Duration::ZERO;
     for deliveries in jobs.values() {
@@ -473,9 +485,7 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
     let endpoints = etcd.endpoints();
     let mut fleet = Fleet::start(&endpoints, 2, "t", LONG_TTL_SECS);
     let repeats = 10;
-    let created = create_jobs(&fleet.addresses(), "term", 32, repeats).await;
-    wait_every_replica_fires(&fleet.log, 2).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let created = fleet.load("term", 32, repeats, Duration::from_secs(1)).await;
 
     let stopped_at = Instant::now();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(fleet.replicas[0].proc.child.id()).unwrap());
@@ -484,10 +494,7 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
     let exited_after = stopped_at.elapsed();
     assert!(status.success(), "the replica exits 0 on SIGTERM: {status}");
     let survivor = fleet.replicas[1].proc.address.clone();
-    wait_all_done(&survivor, created.keys(), Duration::from_secs(40)).await;
-
-    let jobs = by_job(&fleet.log);
-    let duplicated = assert_counts(&jobs, &created, repeats);
+    let (jobs, duplicated) = fleet.all_done(&survivor, &created, repeats, Duration::from_secs(40)).await;
     let resumes = resumes_after(&jobs, 0, stopped_at);
     assert!(resumes.iter().all(|(_, by)| *by == 1), "after the stop only the survivor fires");
     assert!(!resumes.is_empty(), "the stopped replica owned jobs");

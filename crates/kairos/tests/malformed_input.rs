@@ -275,38 +275,24 @@ async fn hostile_requests_get_the_spec_error_and_change_nothing() {
         assert_status(what, dapr.schedule_job(request.clone()).await, code, reason);
         assert_status(what, dapr.schedule_job_alpha1(request).await, code, reason);
     }
-    let empty = rt::GetJobRequest { name: String::new() };
-    let reason = Some("DAPR_SCHEDULER_JOB_NAME_EMPTY");
-    assert_status("get no name", dapr.get_job(empty.clone()).await, Code::InvalidArgument, reason);
-    assert_status("get α no name", dapr.get_job_alpha1(empty).await, Code::InvalidArgument, reason);
-    for name in ["unknown", "a\0b", &long_name, "../victim"] {
+    let get_job = "DAPR_SCHEDULER_GET_JOB";
+    let get_cases = [
+        ("", Code::InvalidArgument, "DAPR_SCHEDULER_JOB_NAME_EMPTY"),
+        ("unknown", Code::Internal, get_job),
+        ("a\0b", Code::Internal, get_job),
+        (long_name.as_str(), Code::Internal, get_job),
+        ("../victim", Code::Internal, get_job),
+    ];
+    for (name, code, reason) in get_cases {
         let request = rt::GetJobRequest { name: name.into() };
-        assert_status(
-            "get",
-            dapr.get_job(request.clone()).await,
-            Code::Internal,
-            Some("DAPR_SCHEDULER_GET_JOB"),
-        );
-        assert_status(
-            "get α",
-            dapr.get_job_alpha1(request).await,
-            Code::Internal,
-            Some("DAPR_SCHEDULER_GET_JOB"),
-        );
+        let what = format!("get {:?}", name.get(..20).unwrap_or(name));
+        assert_status(&what, dapr.get_job(request.clone()).await, code, Some(reason));
+        assert_status(&format!("{what} α"), dapr.get_job_alpha1(request).await, code, Some(reason));
     }
+    let delete_job = Some("DAPR_SCHEDULER_DELETE_JOB");
     let bad = rt::DeleteJobRequest { name: "a\0b".into() };
-    assert_status(
-        "delete",
-        dapr.delete_job(bad.clone()).await,
-        Code::Internal,
-        Some("DAPR_SCHEDULER_DELETE_JOB"),
-    );
-    assert_status(
-        "delete α",
-        dapr.delete_job_alpha1(bad).await,
-        Code::Internal,
-        Some("DAPR_SCHEDULER_DELETE_JOB"),
-    );
+    assert_status("delete", dapr.delete_job(bad.clone()).await, Code::Internal, delete_job);
+    assert_status("delete α", dapr.delete_job_alpha1(bad).await, Code::Internal, delete_job);
     for prefix in ["a/", "\0", "x\\"] {
         let request = rt::DeleteJobsByPrefixRequest { name_prefix: Some(prefix.into()) };
         let result = dapr.delete_jobs_by_prefix(request).await;

@@ -9,10 +9,8 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::routing::post;
 use kairos_core::{JobKey, JobSpec, Payload};
 use kairos_proto::convert::{metadata_of, spec_to_scheduler_job};
 use kairos_proto::scheduler::{GetJobRequest, ScheduleJobRequest};
@@ -36,6 +34,19 @@ fn sidecar(app_id: &str, scheduler: &str, extra: &[&str], envs: &[(&str, &str)])
     let mut extra = extra.to_vec();
     extra.extend_from_slice(&["--metrics-port", "0"]);
     common::start_sidecar(app_id, scheduler, &extra, envs).kairos
+}
+
+/// A sidecar `app_id` (see [`sidecar`]) delivering to the app on `app_port`, with `extra` flags.
+fn app_sidecar(app_id: &str, scheduler: &str, app_port: u16, extra: &[&str]) -> Kairos {
+    let app_port = app_port.to_string();
+    sidecar(app_id, scheduler, &[&["--app-port", app_port.as_str()][..], extra].concat(), &[])
+}
+
+/// Asserts that `sidecar` takes job `name`, due now, and that `app` answers its delivery
+/// within 10 s.
+async fn assert_delivered(sidecar: &Kairos, app: &App, name: &str) {
+    assert_eq!(post_job(sidecar, name, r#"{"dueTime":"0s"}"#).await.0, 204);
+    wait_until(&format!("the delivery of {name}"), 10, || app.answered(name) == 1).await;
 }
 
 /// Waits (bounded) for the process to exit and returns its exit code.
@@ -71,10 +82,7 @@ async fn on_job(State(app): State<App>, UrlPath(name): UrlPath<String>) -> Statu
 }
 
 async fn http_app() -> (u16, App) {
-    let app = App::default();
-    let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-    let port = kairos_testing::http::serve(router).await;
-    (port, app)
+    kairos_testing::http::serve_jobs(on_job, App::default()).await
 }
 
 async fn post_job(sidecar: &Kairos, name: &str, body: &str) -> (u16, String) {
@@ -123,7 +131,7 @@ async fn metrics_count_jobs_and_triggers_by_result() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &[], &[]);
     let address = scheduler.grpc();
-    let side = sidecar("metrics-app", &address, &["--app-port", &app_port.to_string()], &[]);
+    let side = app_sidecar("metrics-app", &address, app_port, &[]);
     // A sidecar without --app-port takes no triggers: its app's jobs are staged.
     let idle = sidecar("metrics-idle", &address, &[], &[]);
     let url = format!("http://{}/metrics", scheduler.metrics());
@@ -228,7 +236,7 @@ async fn scheduler_sigterm_drains_a_slow_delivery_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut first = scheduler(dir.path(), &["--graceful-shutdown-seconds", "10"], &[]);
     let address = first.grpc();
-    let side = sidecar("drain-app", &address, &["--app-port", &app_port.to_string()], &[]);
+    let side = app_sidecar("drain-app", &address, app_port, &[]);
     assert_eq!(post_job(&side, "later", r#"{"dueTime":"1h"}"#).await.0, 204);
     assert_eq!(post_job(&side, "slow-1", r#"{"dueTime":"0s"}"#).await.0, 204);
     wait_until("the slow delivery to start", 10, || app.started("slow-1") == 1).await;
@@ -256,7 +264,7 @@ async fn scheduler_sigterm_drains_a_slow_delivery_and_loses_nothing() {
     drop(side);
 
     let second = scheduler(dir.path(), &[], &[]);
-    let side = sidecar("drain-app", &second.grpc(), &["--app-port", &app_port.to_string()], &[]);
+    let side = app_sidecar("drain-app", &second.grpc(), app_port, &[]);
     assert_eq!(get_job(&side, "later").await, 200, "the pending job survived the restart");
     assert_eq!(get_job(&side, "slow-1").await, 500, "the answered one-shot job is complete");
     assert_eq!(get_job(&side, "refused").await, 500, "a refused write stored nothing");
@@ -272,7 +280,7 @@ async fn sidecar_sigterm_lets_the_delivery_in_flight_finish() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &[], &[]);
     let address = scheduler.grpc();
-    let mut side = sidecar("side-drain", &address, &["--app-port", &app_port.to_string()], &[]);
+    let mut side = app_sidecar("side-drain", &address, app_port, &[]);
     assert_eq!(post_job(&side, "slow-2", r#"{"dueTime":"0s"}"#).await.0, 204);
     wait_until("the slow delivery to start", 10, || app.started("slow-2") == 1).await;
     side.sigterm();
@@ -296,7 +304,7 @@ async fn sidecar_sigterm_lets_the_delivery_in_flight_finish() {
     }
     assert!(gone, "the result reached the scheduler, which completed the job");
     // A new sidecar of the app does not get it again.
-    let _again = sidecar("side-drain", &address, &["--app-port", &app_port.to_string()], &[]);
+    let _again = app_sidecar("side-drain", &address, app_port, &[]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(app.started("slow-2"), 1);
 }
@@ -331,14 +339,8 @@ async fn scheduler_api_token_is_required_when_set() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "sched-s3cret\n").unwrap();
     let token_path = token_file.display().to_string();
-    let with = sidecar(
-        "tok-app",
-        &address,
-        &["--app-port", &app_port.to_string(), "--scheduler-api-token-file", &token_path],
-        &[],
-    );
-    assert_eq!(post_job(&with, "ok-tok", r#"{"dueTime":"0s"}"#).await.0, 204);
-    wait_until("the delivery", 10, || app.answered("ok-tok") == 1).await;
+    let with = app_sidecar("tok-app", &address, app_port, &["--scheduler-api-token-file", &token_path]);
+    assert_delivered(&with, &app, "ok-tok").await;
     assert_eq!(get_job(&with, "raw").await, 200);
     assert_eq!(get_job(&with, "nope").await, 500, "the refused job was not stored");
 }
@@ -387,7 +389,7 @@ async fn json_logs_carry_one_span_per_trigger() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = scheduler(dir.path(), &["--log-as-json", "--log-level", "debug"], &[]);
     let address = scheduler.grpc();
-    let side = sidecar("json-app", &address, &["--app-port", &app_port.to_string()], &[]);
+    let side = app_sidecar("json-app", &address, app_port, &[]);
     assert_eq!(post_job(&side, "fail-json", r#"{"dueTime":"0s","failurePolicy":{"drop":{}}}"#).await.0, 204);
     wait_until("the delivery", 10, || app.answered("fail-json") == 1).await;
     let mut found = None;
@@ -489,14 +491,8 @@ async fn the_scheduler_api_can_be_served_over_tls() {
     assert!(scheduler.ready.tls, "{}", scheduler.ready.line);
     let address = scheduler.grpc();
 
-    let with_ca = sidecar(
-        "tls-app",
-        &address,
-        &["--app-port", &app_port.to_string(), "--scheduler-tls-ca-file", &ca],
-        &[],
-    );
-    assert_eq!(post_job(&with_ca, "ok-tls", r#"{"dueTime":"0s"}"#).await.0, 204);
-    wait_until("the delivery over TLS", 10, || app.answered("ok-tls") == 1).await;
+    let with_ca = app_sidecar("tls-app", &address, app_port, &["--scheduler-tls-ca-file", &ca]);
+    assert_delivered(&with_ca, &app, "ok-tls").await;
 
     // Plain text does not reach a TLS scheduler.
     let plain = sidecar("tls-app", &address, &["--scheduler-request-timeout-seconds", "1"], &[]);

@@ -44,10 +44,7 @@ fn run_python(script: &str, sidecar: &common::SidecarProc) -> String {
 }
 
 async fn http_json(url: &str) -> (u16, Value) {
-    let response = reqwest::get(url).await.expect("GET");
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    kairos_testing::http::status_and_json(reqwest::get(url).await.expect("GET")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,10 +205,7 @@ async fn on_job(State(app): State<JobApp>, Path(name): Path<String>) -> StatusCo
 }
 
 async fn start_job_app() -> (u16, JobApp) {
-    let app = JobApp::default();
-    let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-    let port = kairos_testing::http::serve(router).await;
-    (port, app)
+    kairos_testing::http::serve_jobs(on_job, JobApp::default()).await
 }
 
 async fn schedule(http_addr: &str, name: &str, body: &str) {
@@ -397,30 +391,42 @@ async fn start_flaky_app() -> (u16, FlakyApp) {
     (port, app)
 }
 
-/// Waits (without blocking the runtime) for a log line containing `needle`.
-async fn log_line(sidecar: &common::SidecarProc, needle: &str, limit: Duration) -> bool {
-    tokio::task::block_in_place(|| common::wait_log(sidecar, needle, limit))
+/// Asserts (without blocking the runtime) that a log line containing `needle` comes within `secs`.
+async fn assert_log_line(sidecar: &common::SidecarProc, needle: &str, secs: u64) {
+    tokio::task::block_in_place(|| common::assert_log(sidecar, needle, secs));
 }
 
 const FAST_PROBES: &[&str] =
     &["--enable-app-health-check", "--app-health-probe-interval", "1", "--app-health-threshold", "1"];
 
+/// A flaky app and a sidecar `app_id` delivering to it, with [`FAST_PROBES`] and `extra` flags.
+async fn flaky_app_and_sidecar(
+    scheduler: &str,
+    app_id: &str,
+    extra: &[&str],
+) -> (FlakyApp, common::SidecarProc) {
+    let (app_port, app) = start_flaky_app().await;
+    let app_port = app_port.to_string();
+    let flags = [&["--app-port", app_port.as_str()][..], extra, FAST_PROBES].concat();
+    (app, common::start_sidecar(app_id, scheduler, &flags, &[]))
+}
+
+/// Asserts that a job due now does not reach the (never healthy) `app` within 3 s.
+async fn assert_no_job_reaches(sidecar: &common::SidecarProc, app: &FlakyApp) {
+    schedule(&sidecar.http, "waits", r#"{"dueTime":"0s"}"#).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(app.count("waits"), 0, "an app that is never healthy gets no job");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unhealthy_app_gets_no_jobs_and_gets_them_all_once_healthy_again() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let (app_port, app) = start_flaky_app().await;
     let metrics_port = kairos_testing::free_port().expect("free port");
-    let mut flags = vec![
-        "--app-port".to_owned(),
-        app_port.to_string(),
-        "--metrics-port".into(),
-        metrics_port.to_string(),
-    ];
-    flags.extend(FAST_PROBES.iter().map(|s| (*s).to_owned()));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let sidecar = common::start_sidecar("flaky-app", &scheduler.address, &flags, &[]);
-    assert!(log_line(&sidecar, "app is healthy", Duration::from_secs(15)).await, "never healthy");
+    let metrics = ["--metrics-port", &metrics_port.to_string()].map(str::to_owned);
+    let (app, sidecar) =
+        flaky_app_and_sidecar(&scheduler.address, "flaky-app", &metrics.each_ref().map(String::as_str)).await;
+    assert_log_line(&sidecar, "app is healthy", 15).await;
 
     // Healthy: jobs flow.
     schedule(&sidecar.http, "before", r#"{"dueTime":"0s"}"#).await;
@@ -428,7 +434,7 @@ async fn an_unhealthy_app_gets_no_jobs_and_gets_them_all_once_healthy_again() {
 
     // Unhealthy: the sidecar notices, then jobs come due and wait.
     app.set_healthy(false);
-    assert!(log_line(&sidecar, "app is unhealthy", Duration::from_secs(10)).await, "never unhealthy");
+    assert_log_line(&sidecar, "app is unhealthy", 10).await;
     for i in 0..5 {
         schedule(&sidecar.http, &format!("due-{i}"), r#"{"dueTime":"1s"}"#).await;
     }
@@ -444,7 +450,7 @@ async fn an_unhealthy_app_gets_no_jobs_and_gets_them_all_once_healthy_again() {
 
     // Healthy again: every job is delivered, once, and none failed.
     app.set_healthy(true);
-    assert!(log_line(&sidecar, "app is healthy", Duration::from_secs(10)).await, "never healthy again");
+    assert_log_line(&sidecar, "app is healthy", 10).await;
     assert!(
         eventually(Duration::from_secs(15), || (0..5).all(|i| app.count(&format!("due-{i}")) == 1)
             && app.count("every") >= 3)
@@ -470,24 +476,16 @@ async fn an_unhealthy_app_gets_no_jobs_and_gets_them_all_once_healthy_again() {
 async fn a_health_path_that_404s_keeps_the_app_unhealthy_with_a_clear_log_line() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let (app_port, app) = start_flaky_app().await;
-    let mut flags =
-        vec!["--app-port".to_owned(), app_port.to_string(), "--app-health-check-path".into(), "/nope".into()];
-    flags.extend(FAST_PROBES.iter().map(|s| (*s).to_owned()));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let sidecar = common::start_sidecar("no-health-app", &scheduler.address, &flags, &[]);
-    assert!(
-        log_line(
-            &sidecar,
-            "answered 404 Not Found: the app serves no health check there (check --app-health-check-path)",
-            Duration::from_secs(10)
-        )
-        .await,
-        "no clear log line about the 404"
-    );
-    schedule(&sidecar.http, "waits", r#"{"dueTime":"0s"}"#).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(app.count("waits"), 0, "an app that is never healthy gets no job");
+    let (app, sidecar) =
+        flaky_app_and_sidecar(&scheduler.address, "no-health-app", &["--app-health-check-path", "/nope"])
+            .await;
+    assert_log_line(
+        &sidecar,
+        "answered 404 Not Found: the app serves no health check there (check --app-health-check-path)",
+        10,
+    )
+    .await;
+    assert_no_job_reaches(&sidecar, &app).await;
     let get = reqwest::get(format!("http://{}/v1.0/jobs/waits", sidecar.http)).await.unwrap();
     assert_eq!(get.status().as_u16(), 200, "the job waits in the scheduler");
     let (_, metadata) = http_json(&format!("http://{}/v1.0/metadata", sidecar.http)).await;
@@ -502,30 +500,15 @@ async fn a_health_path_that_404s_keeps_the_app_unhealthy_with_a_clear_log_line()
 async fn a_probe_timeout_shorter_than_the_apps_answer_is_a_failed_probe() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let (app_port, app) = start_flaky_app().await;
-    let mut flags = vec![
-        "--app-port".to_owned(),
-        app_port.to_string(),
-        "--app-health-check-path".into(),
-        "/slowhealthz".into(),
-        "--app-health-probe-timeout".into(),
-        "100".into(),
-    ];
-    flags.extend(FAST_PROBES.iter().map(|s| (*s).to_owned()));
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    let sidecar = common::start_sidecar("slow-app", &scheduler.address, &flags, &[]);
-    assert!(
-        log_line(
-            &sidecar,
-            "the app did not answer its health probe within 100ms (--app-health-probe-timeout)",
-            Duration::from_secs(10)
-        )
-        .await,
-        "no clear log line about the timeout"
-    );
-    schedule(&sidecar.http, "waits", r#"{"dueTime":"0s"}"#).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(app.count("waits"), 0);
+    let slow = ["--app-health-check-path", "/slowhealthz", "--app-health-probe-timeout", "100"];
+    let (app, sidecar) = flaky_app_and_sidecar(&scheduler.address, "slow-app", &slow).await;
+    assert_log_line(
+        &sidecar,
+        "the app did not answer its health probe within 100ms (--app-health-probe-timeout)",
+        10,
+    )
+    .await;
+    assert_no_job_reaches(&sidecar, &app).await;
 }
 
 #[test]

@@ -26,10 +26,8 @@ use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
 use futures::StreamExt;
 use kairos_core::{Clock, Stopwatch, SystemClock};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
@@ -131,11 +129,7 @@ impl TestApp {
     /// Serves `POST /job/{name}` on a free loopback port.
     async fn serve(behaviour: Behaviour) -> (u16, Arc<TestApp>) {
         let app = Arc::new(TestApp { behaviour, tallies: Mutex::default() });
-        let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the test app");
-        let port = listener.local_addr().expect("app address").port();
-        tokio::spawn(async move { axum::serve(listener, router).await.expect("serve the test app") });
-        (port, app)
+        kairos_testing::http::serve_jobs(on_job, app).await
     }
 
     fn snapshot(&self) -> HashMap<String, Tally> {
@@ -298,6 +292,23 @@ struct Creates {
 impl Creates {
     fn per_second(&self) -> f64 {
         rate(self.done_at.len(), self.seconds)
+    }
+
+    /// "created N of `total` jobs in S s (R/s), E errors".
+    fn summary(&self, total: usize) -> String {
+        let (n, errors) = (self.done_at.len(), self.errors.len());
+        format!(
+            "created {n} of {total} jobs in {:.1} s ({:.0}/s), {errors} errors",
+            self.seconds,
+            self.per_second()
+        )
+    }
+
+    /// A failure in `failures` when any create of `what` failed.
+    fn check_no_errors(&self, what: &str, failures: &mut Failures) {
+        failures.check(self.errors.is_empty(), || {
+            format!("{what}: {} creates failed, first: {}", self.errors.len(), self.errors[0])
+        });
     }
 
     /// Creates per second over the first and the last tenth of the batch.
@@ -529,16 +540,8 @@ async fn run_bursts(behaviour: Behaviour) {
         let burst = names(&format!("burst{round}"), RUN_BURST);
         let (due, due_text) = due_in(RUN_DUE_AHEAD);
         let creates = create_over_http(&run.http, &burst, &due_text, 32).await;
-        eprintln!(
-            "[{label}] burst {round}/{rounds}: created {} of {RUN_BURST} jobs due at {due_text} in {:.1} s ({:.0}/s), {} errors",
-            creates.done_at.len(),
-            creates.seconds,
-            creates.per_second(),
-            creates.errors.len()
-        );
-        failures.check(creates.errors.is_empty(), || {
-            format!("burst {round}: {} creates failed, first: {}", creates.errors.len(), creates.errors[0])
-        });
+        eprintln!("[{label}] burst {round}/{rounds}, due at {due_text}: {}", creates.summary(RUN_BURST));
+        creates.check_no_errors(&format!("burst {round}"), &mut failures);
         warn_if_overran(&label, due, &creates);
         sleep_past(due).await;
         let (done, seconds) = wait_resolved(&label, &app, &burst, limit, || async { true }).await;
@@ -567,19 +570,8 @@ async fn run_bursts(behaviour: Behaviour) {
     let after = names("after", RUN_AFTER);
     let (after_due, after_due_text) = due_in(AFTER_DUE_AHEAD);
     let after_creates = create_over_http(&run.http, &after, &after_due_text, 16).await;
-    eprintln!(
-        "[{label}] created {} of {RUN_AFTER} jobs after the bursts in {:.1} s, {} errors",
-        after_creates.done_at.len(),
-        after_creates.seconds,
-        after_creates.errors.len()
-    );
-    failures.check(after_creates.errors.is_empty(), || {
-        format!(
-            "{} creates after the bursts failed, first: {}",
-            after_creates.errors.len(),
-            after_creates.errors[0]
-        )
-    });
+    eprintln!("[{label}] after the bursts: {}", after_creates.summary(RUN_AFTER));
+    after_creates.check_no_errors("after the bursts", &mut failures);
     sleep_past(after_due).await;
     let after_label = format!("{label}, after the bursts");
     let (after_done, after_seconds) =
@@ -711,6 +703,31 @@ fn kairos_run_delivers_bursts_of_3000_jobs_to_an_app_failing_half_the_time_withi
 // ---------------------------------------------------------------------------------------------
 // 2. Separate scheduler and sidecar: 20,000 jobs due at one instant
 
+/// `kairos scheduler` on `data_dir` with free metrics and healthz ports and `extra` flags,
+/// started on a blocking thread (the start waits for its ready line).
+async fn scheduler_off_thread(data_dir: &std::path::Path, extra: &[&str]) -> common::Proc {
+    let data_dir = data_dir.to_path_buf();
+    let flags: Vec<String> =
+        ["--metrics-port", "0", "--healthz-port", "0"].iter().chain(extra).map(|f| (*f).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        common::start_scheduler(&data_dir, &flags.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .expect("start the scheduler")
+}
+
+/// A sidecar `app_id` of the scheduler at `scheduler`, delivering over HTTP to the app on
+/// `app_port`, started on a blocking thread.
+async fn sidecar_off_thread(app_id: &'static str, scheduler: &str, app_port: u16) -> common::SidecarProc {
+    let scheduler = scheduler.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let flags = ["--app-port", &app_port.to_string(), "--app-protocol", "http", "--metrics-port", "0"];
+        common::start_sidecar(app_id, &scheduler, &flags, &[])
+    })
+    .await
+    .expect("start the sidecar")
+}
+
 /// Jobs of the separate-process burst (issue 12: 30,000 gave 102,371 deliveries).
 ///
 /// Measured on today's code on a 2-core machine, this app got every job exactly once: 20,000
@@ -733,28 +750,11 @@ fn a_separate_scheduler_and_sidecar_deliver_20000_jobs_due_at_once_with_at_most_
         let test_watch = Stopwatch::start();
         let mut failures = Failures::default();
         let dir = tempfile::tempdir().expect("tempdir");
-        let data_dir = dir.path().to_path_buf();
-        let scheduler = tokio::task::spawn_blocking(move || {
-            common::start_scheduler(&data_dir, &["--metrics-port", "0", "--healthz-port", "0"])
-        })
-        .await
-        .expect("start the scheduler");
+        let scheduler = scheduler_off_thread(dir.path(), &[]).await;
         let metrics = scheduler.metrics();
         let (app_port, app) = TestApp::serve(Behaviour::Fast).await;
-        let scheduler_address = scheduler.address.clone();
-        let sidecar = tokio::task::spawn_blocking(move || {
-            let mut sidecar = common::start_sidecar(
-                "pressure-big",
-                &scheduler_address,
-                &["--app-port", &app_port.to_string(), "--app-protocol", "http", "--metrics-port", "0"],
-                &[],
-            );
-            let open = sidecar.wait_stream_open(Duration::from_secs(30));
-            (sidecar, open)
-        })
-        .await
-        .expect("start the sidecar");
-        let (sidecar, open) = sidecar;
+        let mut sidecar = sidecar_off_thread("pressure-big", &scheduler.address, app_port).await;
+        let open = tokio::task::block_in_place(|| sidecar.wait_stream_open(Duration::from_secs(30)));
         if let Err(err) = open {
             panic!("the sidecar opened no job stream to the scheduler within 30 s: {err:#}");
         }
@@ -763,16 +763,8 @@ fn a_separate_scheduler_and_sidecar_deliver_20000_jobs_due_at_once_with_at_most_
         let jobs = names("big", BIG_BURST);
         let (due, due_text) = due_in(BIG_DUE_AHEAD);
         let creates = create_over_grpc(&client, "pressure-big", &jobs, &due_text, 64).await;
-        eprintln!(
-            "[{label}] created {} of {BIG_BURST} jobs due at {due_text} in {:.1} s ({:.0}/s), {} errors",
-            creates.done_at.len(),
-            creates.seconds,
-            creates.per_second(),
-            creates.errors.len()
-        );
-        failures.check(creates.errors.is_empty(), || {
-            format!("{} creates failed, first: {}", creates.errors.len(), creates.errors[0])
-        });
+        eprintln!("[{label}] due at {due_text}: {}", creates.summary(BIG_BURST));
+        creates.check_no_errors("the burst", &mut failures);
         warn_if_overran(label, due, &creates);
         sleep_past(due).await;
 
@@ -843,16 +835,10 @@ async fn stage_batch(
     let creates = create_over_grpc(client, app_id, jobs, &due_text, 64).await;
     let (first_rate, last_rate) = creates.first_and_last_tenth();
     eprintln!(
-        "[{label}] created {} of {} jobs due at {due_text} in {:.1} s ({:.0}/s): first tenth {first_rate:.0}/s, last tenth {last_rate:.0}/s; {} errors",
-        creates.done_at.len(),
-        jobs.len(),
-        creates.seconds,
-        creates.per_second(),
-        creates.errors.len()
+        "[{label}] due at {due_text}: {}; first tenth {first_rate:.0}/s, last tenth {last_rate:.0}/s",
+        creates.summary(jobs.len())
     );
-    failures.check(creates.errors.is_empty(), || {
-        format!("{} creates failed, first: {}", creates.errors.len(), creates.errors[0])
-    });
+    creates.check_no_errors("the staged jobs", failures);
     // Every job overdue, fired and staged: none of them has anywhere to go.
     sleep_past(due).await;
     let watch = Stopwatch::start();
@@ -887,13 +873,7 @@ fn twenty_thousand_staged_jobs_cost_little_memory_keep_creates_fast_and_all_reac
         let test_watch = Stopwatch::start();
         let mut failures = Failures::default();
         let dir = tempfile::tempdir().expect("tempdir");
-        let data_dir = dir.path().to_path_buf();
-        let scheduler = tokio::task::spawn_blocking(move || {
-            let flags = ["--metrics-port", "0", "--healthz-port", "0", "--store-cache-size", STAGED_CACHE];
-            common::start_scheduler(&data_dir, &flags)
-        })
-        .await
-        .expect("start the scheduler");
+        let scheduler = scheduler_off_thread(dir.path(), &["--store-cache-size", STAGED_CACHE]).await;
         let metrics = scheduler.metrics();
         let pid = scheduler.child.id();
         let client = common::connect(&scheduler.address).await;
@@ -939,17 +919,7 @@ fn twenty_thousand_staged_jobs_cost_little_memory_keep_creates_fast_and_all_reac
 
         // Now the app comes, with its sidecar.
         let (app_port, app) = TestApp::serve(Behaviour::Fast).await;
-        let scheduler_address = scheduler.address.clone();
-        let sidecar = tokio::task::spawn_blocking(move || {
-            common::start_sidecar(
-                app_id,
-                &scheduler_address,
-                &["--app-port", &app_port.to_string(), "--app-protocol", "http", "--metrics-port", "0"],
-                &[],
-            )
-        })
-        .await
-        .expect("start the sidecar");
+        let sidecar = sidecar_off_thread(app_id, &scheduler.address, app_port).await;
         let (done, seconds) = wait_resolved(label, &app, &jobs, BIG_LIMIT, || store_empty(&metrics)).await;
         tokio::time::sleep(QUIET).await;
         let figures = Figures::of(&app, &jobs);

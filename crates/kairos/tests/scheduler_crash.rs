@@ -4,29 +4,17 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use kairos_proto::scheduler::scheduler_client::SchedulerClient;
-use kairos_proto::scheduler::{GetJobRequest, JobMetadata, WatchJobsRequestResultStatus};
-use tonic::transport::Channel;
+use kairos_proto::scheduler::{GetJobRequest, JobMetadata};
+
+use common::crash::{Acked, Deliveries, Writers, consume};
 
 const REPEATS: u32 = 20;
 
 fn metadata() -> JobMetadata {
     common::job_metadata("default", "crash-app")
-}
-
-type Deliveries = Arc<Mutex<BTreeMap<String, u32>>>;
-
-/// Consumes triggers of `crash-app`, acknowledging each, until the stream breaks.
-async fn consume(client: SchedulerClient<Channel>, deliveries: Deliveries) {
-    kairos_testing::grpc::watch_jobs(client, "crash-app", |trigger| {
-        *deliveries.lock().unwrap().entry(trigger.name.clone()).or_default() += 1;
-        WatchJobsRequestResultStatus::Success
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,33 +23,14 @@ async fn kill_9_mid_load_loses_no_acknowledged_job_and_skips_no_tick() {
     let mut first = common::start_scheduler(dir.path(), &["--partitions", "16"]);
     let client = common::connect(&first.address).await;
     let deliveries: Deliveries = Arc::default();
-    let consumer = tokio::spawn(consume(client.clone(), deliveries.clone()));
+    let consumer = tokio::spawn(consume(client.clone(), "crash-app".into(), deliveries.clone()));
 
     // Eight writers schedule jobs until the kill; a job counts as acknowledged once its
     // ScheduleJob call returned OK.
-    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
-    let mut writers = Vec::new();
-    for w in 0..8 {
-        let mut client = client.clone();
-        let acked = acked.clone();
-        writers.push(tokio::spawn(async move {
-            for i in 0.. {
-                let name = format!("job-{w}-{i:04}");
-                let request = common::repeating_job(&name, "@every 100ms", REPEATS, metadata());
-                match client.schedule_job(request).await {
-                    Ok(_) => {
-                        acked.lock().unwrap().insert(name);
-                    }
-                    Err(_) => return,
-                }
-                // Keep writing until the kill (bounded, in case the kill comes late).
-                if i >= 2000 {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }));
-    }
+    let acked: Acked = Arc::default();
+    // Up to 2001 jobs each: writing until the kill (bounded, in case the kill comes late).
+    let writers = Writers { writers: 8, per_writer: 2001, repeats: REPEATS, metadata: metadata() };
+    let writers = writers.spawn(&client, |w, i| format!("job-{w}-{i:04}"), &acked);
 
     // Let jobs be created and fire for a while, then kill the process mid-load.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -78,7 +47,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_job_and_skips_no_tick() {
     // Restart on the same data dir.
     let second = common::start_scheduler(dir.path(), &[]);
     let mut client = common::connect(&second.address).await;
-    let consumer = tokio::spawn(consume(client.clone(), deliveries.clone()));
+    let consumer = tokio::spawn(consume(client.clone(), "crash-app".into(), deliveries.clone()));
 
     // Wait until every acknowledged job has run all its ticks and been deleted.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(90);

@@ -6,11 +6,9 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use kairos_testing::wait_until;
 use serde_json::{Value, json};
 
@@ -51,10 +49,19 @@ async fn on_job(
 
 /// An HTTP app on a free port.
 async fn http_app() -> (u16, AppState) {
-    let state = AppState::default();
-    let app = Router::new().route("/job/{name}", post(on_job)).with_state(state.clone());
-    let port = kairos_testing::http::serve(app).await;
-    (port, state)
+    kairos_testing::http::serve_jobs(on_job, AppState::default()).await
+}
+
+/// An HTTP app on a free port and a sidecar `app_id` (to the scheduler at `scheduler`, with
+/// `envs`) delivering to it.
+async fn app_and_sidecar(
+    scheduler: &str,
+    app_id: &str,
+    envs: &[(&str, &str)],
+) -> (AppState, common::SidecarProc) {
+    let (app_port, app) = http_app().await;
+    let sidecar = common::start_sidecar(app_id, scheduler, &["--app-port", &app_port.to_string()], envs);
+    (app, sidecar)
 }
 
 struct Api {
@@ -65,6 +72,13 @@ struct Api {
 impl Api {
     fn new(sidecar: &common::SidecarProc) -> Api {
         Api { http: reqwest::Client::new(), base: format!("http://{}", sidecar.http) }
+    }
+
+    /// A sidecar `app_id` of the scheduler at `scheduler`, with no app, and a client of its API.
+    fn start(scheduler: &str, app_id: &str) -> (common::SidecarProc, Api) {
+        let sidecar = common::start_sidecar(app_id, scheduler, &[], &[]);
+        let api = Api::new(&sidecar);
+        (sidecar, api)
     }
 
     async fn post(&self, name: &str, body: &str) -> (u16, String) {
@@ -99,8 +113,7 @@ fn error_code(body: &str) -> String {
 async fn http_api_answers_with_daprd_status_codes_and_bodies() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let sidecar = common::start_sidecar("http-app", &scheduler.address, &[], &[]);
-    let api = Api::new(&sidecar);
+    let (_sidecar, api) = Api::start(&scheduler.address, "http-app");
 
     // §2.2's accepted example, verbatim.
     let example = r#"{"schedule":"@every 1m","repeats":123,"dueTime":"1000s","ttl":"123s","data":"hello world","failure_policy":{"constant":{"interval":"3s","max_retries":5}}}"#;
@@ -178,11 +191,9 @@ async fn http_api_answers_with_daprd_status_codes_and_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_app_receives_post_job_with_the_data_as_json() {
-    let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let sidecar =
-        common::start_sidecar("http-data", &scheduler.address, &["--app-port", &app_port.to_string()], &[]);
+    let (app, sidecar) = app_and_sidecar(&scheduler.address, "http-data", &[]).await;
     let api = Api::new(&sidecar);
 
     let cases: &[(&str, &str, &str)] = &[
@@ -237,11 +248,9 @@ async fn http_app_receives_post_job_with_the_data_as_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeats_failures_and_not_found_follow_the_failure_policy() {
-    let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let sidecar =
-        common::start_sidecar("http-policy", &scheduler.address, &["--app-port", &app_port.to_string()], &[]);
+    let (app, sidecar) = app_and_sidecar(&scheduler.address, "http-policy", &[]).await;
     let api = Api::new(&sidecar);
 
     assert_eq!(api.post("repeat", r#"{"schedule":"@every 1s","repeats":3}"#).await.0, 204);
@@ -266,15 +275,10 @@ async fn repeats_failures_and_not_found_follow_the_failure_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_token_is_required_when_set_and_app_token_is_sent() {
-    let (app_port, app) = http_app().await;
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let sidecar = common::start_sidecar(
-        "http-token",
-        &scheduler.address,
-        &["--app-port", &app_port.to_string()],
-        &[("DAPR_API_TOKEN", "s3cret"), ("APP_API_TOKEN", "app-s3cret")],
-    );
+    let tokens = [("DAPR_API_TOKEN", "s3cret"), ("APP_API_TOKEN", "app-s3cret")];
+    let (app, sidecar) = app_and_sidecar(&scheduler.address, "http-token", &tokens).await;
     let api = Api::new(&sidecar);
     let url = format!("{}/v1.0/jobs/tok", api.base);
     let body = r#"{"dueTime":"0s"}"#;
@@ -296,9 +300,7 @@ async fn api_token_is_required_when_set_and_app_token_is_sent() {
 
     // Without DAPR_API_TOKEN no token is needed (the other tests), and without APP_API_TOKEN none
     // is sent.
-    let (app_port, plain_app) = http_app().await;
-    let plain =
-        common::start_sidecar("http-plain", &scheduler.address, &["--app-port", &app_port.to_string()], &[]);
+    let (plain_app, plain) = app_and_sidecar(&scheduler.address, "http-plain", &[]).await;
     let plain_api = Api::new(&plain);
     assert_eq!(plain_api.post("tok", body).await.0, 204);
     wait_until("the delivery", 10, || !plain_app.of("tok").is_empty()).await;
@@ -309,10 +311,8 @@ async fn api_token_is_required_when_set_and_app_token_is_sent() {
 async fn two_apps_with_the_same_job_name_do_not_see_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let scheduler = common::start_scheduler(dir.path(), &[]);
-    let sidecar_a = common::start_sidecar("app-a", &scheduler.address, &[], &[]);
-    let a = Api::new(&sidecar_a);
-    let sidecar_b = common::start_sidecar("app-b", &scheduler.address, &[], &[]);
-    let b = Api::new(&sidecar_b);
+    let (_sidecar_a, a) = Api::start(&scheduler.address, "app-a");
+    let (_sidecar_b, b) = Api::start(&scheduler.address, "app-b");
 
     assert_eq!(a.post("same", r#"{"dueTime":"1h","data":"from a"}"#).await.0, 204);
     assert_eq!(b.post("same", r#"{"dueTime":"1h","data":"from b"}"#).await.0, 204, "no conflict across apps");

@@ -32,10 +32,7 @@ async fn call(method: &str, url: String, token: Option<&str>) -> (u16, Value) {
     if method == "POST" {
         request = request.body("{}");
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    kairos_testing::http::status_and_json(request.send().await.unwrap()).await
 }
 
 async fn schedule(http: &str, name: &str, body: &str) {

@@ -13,10 +13,8 @@ async fn post(http: &reqwest::Client, base: &str, name: &str, body: &str) -> (u1
 }
 
 async fn get(http: &reqwest::Client, base: &str, name: &str) -> (u16, Value) {
-    let r = http.get(format!("{base}/v1.0/jobs/{name}")).send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    kairos_testing::http::status_and_json(http.get(format!("{base}/v1.0/jobs/{name}")).send().await.unwrap())
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,10 +11,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use axum::routing::post;
 use kairos_core::Stopwatch;
 use kairos_proto::scheduler::{GetJobRequest, Job, JobMetadata, ScheduleJobRequest};
 use kairos_testing::disk::{Tmpfs, fill};
@@ -38,10 +36,7 @@ async fn on_job(State(deliveries): State<Deliveries>, UrlPath(name): UrlPath<Str
 
 /// An HTTP app on a free port that records every job delivered to it.
 async fn http_app() -> (u16, Deliveries) {
-    let deliveries = Deliveries::default();
-    let app = Router::new().route("/job/{name}", post(on_job)).with_state(deliveries.clone());
-    let port = kairos_testing::http::serve(app).await;
-    (port, deliveries)
+    kairos_testing::http::serve_jobs(on_job, Deliveries::default()).await
 }
 
 /// POSTs a job through a sidecar's HTTP API: status, body, and how long the answer took.

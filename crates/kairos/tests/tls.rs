@@ -7,15 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Path as UrlPath, State};
-use axum::routing::post;
-use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 
-use common::certs::{make_ca, make_leaf, path};
-use common::{Proc, spawn_kairos, start_scheduler, start_sidecar, wait_log};
+use common::certs::{path, pki, tls_connect};
+use common::{Proc, assert_log, spawn_kairos, start_scheduler, start_sidecar};
 
 #[derive(Clone, Default)]
 struct App(Arc<Mutex<Vec<String>>>);
@@ -26,12 +23,7 @@ async fn on_job(State(app): State<App>, UrlPath(name): UrlPath<String>) -> &'sta
 }
 
 async fn http_app() -> (u16, App) {
-    let app = App::default();
-    let router = Router::new().route("/job/{name}", post(on_job)).with_state(app.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (port, app)
+    kairos_testing::http::serve_jobs(on_job, App::default()).await
 }
 
 async fn post_job(http: &str, name: &str) -> (u16, String) {
@@ -52,29 +44,28 @@ async fn served_certificate_alpn(
     client: Option<(PathBuf, PathBuf)>,
     alpn: &[u8],
 ) -> Option<Vec<u8>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let builder =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-    let mut config = match client {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(cert).unwrap().map(Result::unwrap).collect(),
-                rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap(),
-            )
-            .unwrap(),
-    };
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.ok()?;
+    let tls = tls_connect(address, "127.0.0.1", ca, client, &[alpn]).await.ok()?;
     Some(tls.get_ref().1.peer_certificates()?[0].to_vec())
+}
+
+/// `kairos scheduler` flags serving TLS with `cert` and `key`, requiring client certificates
+/// signed by `client_ca`.
+fn server_tls(cert: &Path, key: &Path, client_ca: &Path) -> [String; 6] {
+    let [cert, key, client_ca] = [cert, key, client_ca].map(|p| p.display().to_string());
+    ["--tls-cert-file".into(), cert, "--tls-key-file".into(), key, "--tls-client-ca-file".into(), client_ca]
+}
+
+/// `kairos sidecar` flags reaching the scheduler over TLS (verified against `ca.pem` of `dir`),
+/// presenting `NAME.pem` and `NAME.key` of `dir`.
+fn client_tls(dir: &Path, name: &str) -> [String; 6] {
+    [
+        "--scheduler-tls-ca-file".into(),
+        path(dir, "ca.pem"),
+        "--scheduler-tls-cert-file".into(),
+        path(dir, &format!("{name}.pem")),
+        "--scheduler-tls-key-file".into(),
+        path(dir, &format!("{name}.key")),
+    ]
 }
 
 /// Copies `NAME.key` and then `NAME.pem` of `dir` over the files a process reads (key first: in
@@ -100,41 +91,19 @@ async fn wait_until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_requires_a_client_certificate_signed_by_its_client_ca() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = pki(&[("server", "1001", "30"), ("client", "2001", "30"), ("expired", "2002", "-1")]);
     let d = dir.path();
-    make_ca(d);
-    make_leaf(d, "server", "1001", "30");
-    make_leaf(d, "client", "2001", "30");
-    make_leaf(d, "expired", "2002", "-1");
     let (app_port, app) = http_app().await;
     let data = tempfile::tempdir().unwrap();
-    let scheduler = start_scheduler(
-        data.path(),
-        &[
-            "--tls-cert-file",
-            &path(d, "server.pem"),
-            "--tls-key-file",
-            &path(d, "server.key"),
-            "--tls-client-ca-file",
-            &path(d, "ca.pem"),
-        ],
-    );
+    let tls = server_tls(&d.join("server.pem"), &d.join("server.key"), &d.join("ca.pem"));
+    let scheduler = start_scheduler(data.path(), &tls.each_ref().map(String::as_str));
     let port = app_port.to_string();
     let ca = path(d, "ca.pem");
 
     let with_cert = start_sidecar(
         "mtls-app",
         &scheduler.address,
-        &[
-            "--app-port",
-            &port,
-            "--scheduler-tls-ca-file",
-            &ca,
-            "--scheduler-tls-cert-file",
-            &path(d, "client.pem"),
-            "--scheduler-tls-key-file",
-            &path(d, "client.key"),
-        ],
+        &[&["--app-port", &port][..], &client_tls(d, "client").each_ref().map(String::as_str)].concat(),
         &[],
     );
     let (status, body) = post_job(&with_cert.http, "with-cert").await;
@@ -170,59 +139,29 @@ async fn the_scheduler_requires_a_client_certificate_signed_by_its_client_ca() {
     );
     let (status, body) = post_job(&without.http, "without-cert").await;
     assert_ne!(status, 204, "no client certificate: {body}");
-    assert!(
-        wait_log(&scheduler, "peer sent no certificates", Duration::from_secs(5)),
-        "{}",
-        scheduler.tail()
-    );
+    assert_log(&scheduler, "peer sent no certificates", 5);
 
     let expired = start_sidecar(
         "mtls-app",
         &scheduler.address,
-        &[
-            "--scheduler-tls-ca-file",
-            &ca,
-            "--scheduler-tls-cert-file",
-            &path(d, "expired.pem"),
-            "--scheduler-tls-key-file",
-            &path(d, "expired.key"),
-            timeout[0],
-            timeout[1],
-        ],
+        &[&client_tls(d, "expired").each_ref().map(String::as_str)[..], &timeout].concat(),
         &[],
     );
     let (status, body) = post_job(&expired.http, "expired-cert").await;
     assert_ne!(status, 204, "expired client certificate: {body}");
-    assert!(
-        wait_log(&scheduler, "invalid peer certificate: Expired", Duration::from_secs(5)),
-        "{}",
-        scheduler.tail()
-    );
+    assert_log(&scheduler, "invalid peer certificate: Expired", 5);
     assert!(!app.0.lock().unwrap().iter().any(|n| n != "with-cert"), "only the authenticated job ran");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_server_certificate_is_picked_up_and_garbage_keeps_the_last_good_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = pki(&[("server", "1001", "30"), ("rotated", "1002", "30"), ("client", "2001", "30")]);
     let d = dir.path();
-    make_ca(d);
-    make_leaf(d, "server", "1001", "30");
-    make_leaf(d, "rotated", "1002", "30");
-    make_leaf(d, "client", "2001", "30");
     let (cert, key) = (d.join("live.pem"), d.join("live.key"));
     install(d, "server", &cert, &key);
     let data = tempfile::tempdir().unwrap();
-    let scheduler = start_scheduler(
-        data.path(),
-        &[
-            "--tls-cert-file",
-            &cert.display().to_string(),
-            "--tls-key-file",
-            &key.display().to_string(),
-            "--tls-client-ca-file",
-            &path(d, "ca.pem"),
-        ],
-    );
+    let tls = server_tls(&cert, &key, &d.join("ca.pem"));
+    let scheduler = start_scheduler(data.path(), &tls.each_ref().map(String::as_str));
     let ca = d.join("ca.pem");
     let client = || Some((d.join("client.pem"), d.join("client.key")));
     let first = served_certificate(&scheduler.address, &ca, client()).await;
@@ -235,33 +174,18 @@ async fn a_rotated_server_certificate_is_picked_up_and_garbage_keeps_the_last_go
         served_certificate(&scheduler.address, &ca, client()).await == rotated
     })
     .await;
-    assert!(
-        wait_log(&scheduler, "reloaded TLS server certificate", Duration::from_secs(1)),
-        "{}",
-        scheduler.tail()
-    );
+    assert_log(&scheduler, "reloaded TLS server certificate", 1);
 
     // Garbage: logged, the last good certificate stays.
     std::fs::write(&cert, "not a certificate\n").unwrap();
-    assert!(
-        wait_log(
-            &scheduler,
-            "cannot reload TLS server certificate: keeping the last good one",
-            Duration::from_secs(10)
-        ),
-        "{}",
-        scheduler.tail()
-    );
+    assert_log(&scheduler, "cannot reload TLS server certificate: keeping the last good one", 10);
     assert_eq!(served_certificate(&scheduler.address, &ca, client()).await, rotated);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecars_own_certificate_is_reloaded_on_both_apis_and_garbage_keeps_the_last_good_one() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = pki(&[("server", "1001", "30"), ("rotated", "1002", "30")]);
     let d = dir.path();
-    make_ca(d);
-    make_leaf(d, "server", "1001", "30");
-    make_leaf(d, "rotated", "1002", "30");
     let (cert, key) = (d.join("live.pem"), d.join("live.key"));
     install(d, "server", &cert, &key);
     let data = tempfile::tempdir().unwrap();
@@ -289,15 +213,7 @@ async fn the_sidecars_own_certificate_is_reloaded_on_both_apis_and_garbage_keeps
     .await;
 
     std::fs::write(&key, "garbage\n").unwrap();
-    assert!(
-        wait_log(
-            &sidecar,
-            "cannot reload TLS server certificate: keeping the last good one",
-            Duration::from_secs(10)
-        ),
-        "{}",
-        sidecar.tail()
-    );
+    assert_log(&sidecar, "cannot reload TLS server certificate: keeping the last good one", 10);
     assert_eq!(served("http").await, rotated);
     assert_eq!(served("grpc").await, rotated);
 }
@@ -307,13 +223,9 @@ async fn the_sidecars_own_certificate_is_reloaded_on_both_apis_and_garbage_keeps
 /// logged and the last good one keeps being presented.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
-    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = pki(&[("server", "1001", "30"), ("client", "2001", "30")]);
+    let two = pki(&[("client", "2002", "30")]);
     let (d1, d2) = (one.path(), two.path());
-    make_ca(d1);
-    make_leaf(d1, "server", "1001", "30");
-    make_leaf(d1, "client", "2001", "30");
-    make_ca(d2);
-    make_leaf(d2, "client", "2002", "30");
     // The scheduler's client CA file: CA one, then CA two only.
     let client_ca = d1.join("client-ca.pem");
     std::fs::copy(d1.join("ca.pem"), &client_ca).unwrap();
@@ -323,35 +235,21 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
     let port = kairos_testing::free_port().unwrap().to_string();
     let data = tempfile::tempdir().unwrap();
     let data_dir = data.path().display().to_string();
-    let scheduler_args = [
-        "scheduler",
-        "--port",
-        &port,
-        "--data-dir",
-        &data_dir,
-        "--tls-cert-file",
-        &path(d1, "server.pem"),
-        "--tls-key-file",
-        &path(d1, "server.key"),
-        "--tls-client-ca-file",
-        &client_ca.display().to_string(),
-    ];
+    let tls = server_tls(&d1.join("server.pem"), &d1.join("server.key"), &client_ca);
+    let mut scheduler_args = vec!["scheduler", "--port", &port, "--data-dir", &data_dir];
+    scheduler_args.extend(tls.each_ref().map(String::as_str));
     // On a fixed port, so that it can come back where the sidecar looks for it.
     let start_scheduler = || Proc::from(spawn_kairos(&scheduler_args, &[]));
     let mut scheduler = start_scheduler();
     let sidecar = start_sidecar(
         "rotating-client",
         &scheduler.address,
+        // `live-client.pem` and `.key`: `cert` and `key`.
         &[
-            "--scheduler-tls-ca-file",
-            &path(d1, "ca.pem"),
-            "--scheduler-tls-cert-file",
-            &cert.display().to_string(),
-            "--scheduler-tls-key-file",
-            &key.display().to_string(),
-            "--scheduler-request-timeout-seconds",
-            "2",
-        ],
+            &client_tls(d1, "live-client").each_ref().map(String::as_str)[..],
+            &["--scheduler-request-timeout-seconds", "2"],
+        ]
+        .concat(),
         &[],
     );
     let accepted = async |name: &str| {
@@ -367,11 +265,7 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
 
     // Rotate the client certificate (key first), and make the scheduler trust only CA two.
     install(d2, "client", &cert, &key);
-    assert!(
-        wait_log(&sidecar, "reloaded TLS client configuration", Duration::from_secs(10)),
-        "{}",
-        sidecar.tail()
-    );
+    assert_log(&sidecar, "reloaded TLS client configuration", 10);
     std::fs::copy(d2.join("ca.pem"), &client_ca).unwrap();
     // A new connection: the scheduler restarts on the same port and store.
     scheduler.kill9();
@@ -381,15 +275,7 @@ async fn a_rotated_client_certificate_is_presented_on_the_next_connection() {
 
     // Garbage: logged, and the rotated certificate is still the one presented.
     std::fs::write(&cert, "not a certificate\n").unwrap();
-    assert!(
-        wait_log(
-            &sidecar,
-            "cannot reload TLS client configuration: keeping the last good one",
-            Duration::from_secs(10)
-        ),
-        "{}",
-        sidecar.tail()
-    );
+    assert_log(&sidecar, "cannot reload TLS client configuration: keeping the last good one", 10);
     scheduler.kill9();
     drop(scheduler);
     let scheduler = start_scheduler();

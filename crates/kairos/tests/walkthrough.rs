@@ -151,6 +151,19 @@ impl Session {
         let _ = self.child.wait();
     }
 
+    /// Reads the output into `lines` until `app` reports the job done, then up to the runtime's
+    /// exit, which must be 0; the output.
+    fn run_to_exit_0(&mut self, lines: &mut Vec<(Instant, String)>, app: &str) -> String {
+        let saw_done = self.read_until(lines, RUN_LIMIT, is_done_line);
+        let status = self.wait(Duration::from_secs(20));
+        // The rest of the output, up to the runtime's exit.
+        self.read_until(lines, Duration::from_secs(5), |_| false);
+        let out = text(lines);
+        assert!(saw_done, "{app} never reported the job done:\n{out}\n{}", self.log());
+        assert!(status.success(), "kairos run exited with {status}:\n{out}\n{}", self.log());
+        out
+    }
+
     fn log(&self) -> String {
         format!("runtime log:\n{}", self.stderr.lock().unwrap().join("\n"))
     }
@@ -208,13 +221,7 @@ fn walkthrough_delivers_ten_jobs_a_second_apart_with_the_payload_then_deletes_th
     let dir = tempfile::tempdir().expect("tempdir");
     let mut session = Session::start(dir.path(), &[]);
     let mut lines = Vec::new();
-    let saw_done = session.read_until(&mut lines, RUN_LIMIT, is_done_line);
-    let status = session.wait(Duration::from_secs(20));
-    // The rest of the output, up to the runtime's exit.
-    session.read_until(&mut lines, Duration::from_secs(5), |_| false);
-    let out = text(&lines);
-    assert!(saw_done, "the app never reported the job done:\n{out}\n{}", session.log());
-    assert!(status.success(), "kairos run exited with {status}:\n{out}\n{}", session.log());
+    let out = session.run_to_exit_0(&mut lines, "the app");
     assert!(out.contains("== APP == schedulejob - success"), "{out}");
 
     let got = deliveries(&lines);
@@ -261,12 +268,7 @@ fn walkthrough_killed_after_four_deliveries_resumes_on_the_same_data_dir_and_los
 
     let mut second = Session::start(dir.path(), &["--resume"]);
     let mut after_lines = Vec::new();
-    let saw_done = second.read_until(&mut after_lines, RUN_LIMIT, is_done_line);
-    let status = second.wait(Duration::from_secs(20));
-    second.read_until(&mut after_lines, Duration::from_secs(5), |_| false);
-    let out = text(&after_lines);
-    assert!(saw_done, "the resumed app never reported the job done:\n{out}\n{}", second.log());
-    assert!(status.success(), "kairos run exited with {status}:\n{out}\n{}", second.log());
+    let out = second.run_to_exit_0(&mut after_lines, "the resumed app");
     assert!(
         out.contains("exists from an earlier run; resuming it"),
         "the job did not survive the crash:\n{out}"

@@ -15,22 +15,15 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::full::Headline;
-use super::sized;
+use crate::drive::{CallArgs, Counted};
 use crate::report::Report;
 use crate::{clients, drive};
 
 /// Options of `ceiling`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
-    /// Concurrent clients, one call in flight each [default: 64].
-    #[arg(long)]
-    pub clients: Option<usize>,
-    /// HTTP/2 connections they share [default: 1, as the sidecar's one connection to its app].
-    #[arg(long)]
-    pub connections: Option<usize>,
-    /// Seconds per worker count [default: 10; --quick: 3].
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub calls: CallArgs,
     /// Tokio worker threads of each process, one run per value [default: 1,2].
     #[arg(long, value_delimiter = ',')]
     pub threads: Option<Vec<usize>>,
@@ -51,36 +44,21 @@ impl Drop for Killed {
 /// # Errors
 /// When the echo server cannot start or every call fails.
 pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)> {
-    let clients_n = args.clients.unwrap_or(64);
-    let connections = args.connections.unwrap_or(1);
-    let duration = Duration::from_secs_f64(sized(args.duration, 10.0, 3.0, quick));
+    let calls = args.calls.resolve(10.0, quick);
     let threads = args.threads.clone().unwrap_or_else(|| vec![1, 2]);
     let mut report = Report::new("ceiling");
     report.param("what", "bare tonic unary (AppCallback/OnJobEvent, 64-byte payload) between two processes");
-    report.param("clients", clients_n as u64);
-    report.param("connections", connections as u64);
-    report.param("duration_s", duration.as_secs_f64());
+    calls.params(&mut report);
     let mut rows = Vec::new();
     let mut best: f64 = 0.0;
     for &n in &threads {
-        let result = one_run(n.max(1), clients_n, connections, duration).await?;
-        let s = result.latencies.summary();
+        let result = one_run(n.max(1), calls.clients, calls.connections, calls.duration).await?;
         best = best.max(result.rate());
-        rows.push(vec![
-            Value::from(n as u64),
-            Value::from(result.ok),
-            Value::from(result.errors),
-            Value::from(result.elapsed.as_secs_f64()),
-            Value::from(result.rate()),
-            Value::from(s.p50_ms),
-            Value::from(s.p90_ms),
-            Value::from(s.p99_ms),
-            Value::from(s.max_ms),
-        ]);
+        rows.push(result.row([Value::from(n as u64)]));
     }
     let table = report.table(
         "tonic unary ceiling (workers = tokio worker threads of the client and of the server process)",
-        &["workers", "calls", "errors", "secs", "calls_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"],
+        &drive::columns(&["workers"], Counted::Calls),
     );
     for row in rows {
         table.row(row);

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde_json::Value;
 
+use super::fill::FillArgs;
 use super::full::{self, Api, BurstArgs, CreateArgs, Headline, SteadyArgs};
 use super::{ceiling, scale, sized};
 use crate::cli::SchedulerArgs;
@@ -62,6 +63,13 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
     let create_secs = sized(None, 20.0, 3.0, quick);
     let burst_jobs = sized(None, 100_000u64, 10_000, quick);
     let (rate, secs) = if quick { (2_000u64, 5.0) } else { (10_000, 20.0) };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let steady_jobs = (rate as f64 * secs) as u64;
+    // The peer's delivery runs: mode, its sizes (as its script takes them), jobs.
+    let peer_runs = [
+        ("burst", vec![("jobs", burst_jobs.to_string())], burst_jobs),
+        ("steady", vec![("rate", rate.to_string()), ("secs", secs.to_string())], steady_jobs),
+    ];
     let mut reports = Vec::new();
     let topologies = args.scheduler.topology.map_or(vec![Topology::Embedded, Topology::Split], |t| vec![t]);
     // kairos's shared figures by topology, then its own (ceiling, scale, recovery).
@@ -98,32 +106,11 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
                 let (r, h) = peer_create(create_secs, work).await?;
                 p.extend(h);
                 reports.push(print(r));
-                let (r, h) = peer_delivery(
-                    "burst",
-                    &[("jobs", burst_jobs.to_string())],
-                    burst_jobs,
-                    concurrency,
-                    work,
-                )
-                .await?;
-                p.extend(h);
-                reports.push(print(r));
-                #[allow(
-                    clippy::cast_possible_truncation,
-                    clippy::cast_sign_loss,
-                    clippy::cast_precision_loss
-                )]
-                let steady_jobs = (rate as f64 * secs) as u64;
-                let (r, h) = peer_delivery(
-                    "steady",
-                    &[("rate", rate.to_string()), ("secs", secs.to_string())],
-                    steady_jobs,
-                    concurrency,
-                    work,
-                )
-                .await?;
-                p.extend(h);
-                reports.push(print(r));
+                for (mode, sizes, jobs) in &peer_runs {
+                    let (r, h) = peer_delivery(mode, sizes, *jobs, concurrency, work).await?;
+                    p.extend(h);
+                    reports.push(print(r));
+                }
             }
         }
     }
@@ -132,7 +119,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Vec<Report>> {
     reports.push(print(r));
     if !args.shared_only {
         let scale_args =
-            scale::Args { scheduler: args.scheduler.clone(), jobs: args.scale_jobs, ..Default::default() };
+            FillArgs { scheduler: args.scheduler.clone(), jobs: args.scale_jobs, ..Default::default() };
         let (r, h) = scale::run(&scale_args, quick).await?;
         k.extend(h);
         reports.push(print(r));

@@ -21,18 +21,13 @@ use kairos_store::redb::RedbStore;
 use kairos_store::{JobStore, PutMode};
 use serde_json::Value;
 
-use super::{sized, temp_dir};
+use super::{BurstSize, overrun, temp_dir};
 use crate::hist::Latencies;
 use crate::report::Report;
 use crate::timing::{self, ms};
 
 /// Creation rate assumed when choosing the first due instant.
 const ASSUMED_CREATES_PER_S: f64 = 5_000.0;
-/// Time left between the end of creation and the due instant, by default.
-const MIN_LEAD_S: f64 = 2.0;
-/// Attempts when creation overruns the due instant (each on a fresh store, with a lead
-/// sized from the creation time just measured).
-const ATTEMPTS: usize = 3;
 
 /// The stores to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -46,9 +41,8 @@ pub enum StoreKind {
 /// Options of `engine-fire`.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
-    /// One-shot jobs in the burst [default: 100000; --quick: 10000].
-    #[arg(long)]
-    pub jobs: Option<u64>,
+    #[command(flatten)]
+    pub burst: BurstSize,
     /// Stores to run on, in order [default: redb,memory].
     #[arg(long, value_enum, value_delimiter = ',')]
     pub stores: Option<Vec<StoreKind>>,
@@ -58,14 +52,6 @@ pub struct Args {
     /// Partitions of the store [default: the store's default].
     #[arg(long)]
     pub partitions: Option<u32>,
-    /// Seconds from the start of creation to the due instant [default: 2 s after creation is
-    /// expected to end, assuming 5,000 creates/s; when creation overruns it, the run is
-    /// repeated on a fresh store with a lead sized from the measured creation time].
-    #[arg(long, value_name = "SECS")]
-    pub lead: Option<f64>,
-    /// Give up waiting for the burst after this many seconds [default: 600].
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
     /// Directory under which the redb temp dir is made [default: the system temp dir].
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<std::path::PathBuf>,
@@ -103,13 +89,10 @@ struct Fired {
 /// When a store cannot be opened, creation fails or overruns the due instant, or the burst
 /// does not complete in time.
 pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
-    let jobs = sized(args.jobs, 100_000, 10_000, quick);
+    let (jobs, lead, timeout) = args.burst.resolve(ASSUMED_CREATES_PER_S, 600.0, quick);
     let stores = args.stores.clone().unwrap_or_else(|| vec![StoreKind::Redb, StoreKind::Memory]);
     let writers = args.writers.unwrap_or(64).max(1);
     let partitions = args.partitions.unwrap_or(kairos_store::DEFAULT_PARTITIONS);
-    #[allow(clippy::cast_precision_loss)]
-    let lead = args.lead.unwrap_or(MIN_LEAD_S + jobs as f64 / ASSUMED_CREATES_PER_S);
-    let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(600.0));
 
     let mut report = Report::new("engine-fire");
     report.param("jobs", jobs);
@@ -131,19 +114,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
             );
             match fire(store, &counters, jobs, writers, lead, timeout).await? {
                 Attempt::Fired(fired) => break *fired,
-                Attempt::Overran(create) if attempt < ATTEMPTS => {
-                    let longer = MIN_LEAD_S + create.as_secs_f64() * 1.5;
-                    eprintln!(
-                        "engine-fire: creation took {:.1} s, past the due instant; again with a {longer:.0} s lead",
-                        create.as_secs_f64()
-                    );
-                    lead = longer;
-                }
-                Attempt::Overran(create) => bail!(
-                    "creating {jobs} jobs took {:.1} s, past the due instant {lead:.0} s after the start, \
-                     {ATTEMPTS} times; pass a larger --lead",
-                    create.as_secs_f64()
-                ),
+                Attempt::Overran(create) => lead = overrun("engine-fire", jobs, create, attempt)?,
             }
         };
         let l = fired.lateness.summary();

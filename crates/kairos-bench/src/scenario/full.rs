@@ -23,11 +23,11 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::{Clock, SystemClock};
 use serde_json::Value;
 
-use super::sized;
+use super::{ATTEMPTS, BurstSize, lead_for, overrun, sized};
 use crate::app::{self, Recorder};
 use crate::cli::SchedulerArgs;
 use crate::clients::{self, JobSet};
-use crate::drive;
+use crate::drive::{self, CallArgs, Calls, Counted};
 use crate::hist::Latencies;
 use crate::report::Report;
 use crate::stack::{Runtime, Topology, kairos_bin};
@@ -38,10 +38,6 @@ pub type Headline = BTreeMap<&'static str, f64>;
 
 /// Creation rate through the sidecar assumed when choosing the first due instant.
 const ASSUMED_CREATES_PER_S: f64 = 4_000.0;
-/// Time between the expected end of creation and the first due instant.
-const MIN_LEAD_S: f64 = 2.0;
-/// Attempts when creation overruns the first due instant.
-const ATTEMPTS: usize = 3;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Far-future due time of `create` jobs (one year).
 const FAR: &str = "8760h";
@@ -51,15 +47,8 @@ const FAR: &str = "8760h";
 pub struct CreateArgs {
     #[command(flatten)]
     pub scheduler: SchedulerArgs,
-    /// Concurrent clients, one call in flight each [default: 64].
-    #[arg(long)]
-    pub clients: Option<usize>,
-    /// HTTP/2 connections the gRPC clients share [default: 1].
-    #[arg(long)]
-    pub connections: Option<usize>,
-    /// Seconds each variant lasts [default: 20; --quick: 3].
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub calls: CallArgs,
     /// Variants to run [default: grpc,http].
     #[arg(long, value_delimiter = ',')]
     pub apis: Option<Vec<Api>>,
@@ -81,9 +70,8 @@ pub enum Api {
 /// When the stack cannot start or every call fails.
 pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, Headline)> {
     let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
-    let clients = args.clients.unwrap_or(64);
-    let connections = args.connections.unwrap_or(1);
-    let duration = Duration::from_secs_f64(sized(args.duration, 20.0, 3.0, quick));
+    let calls = args.calls.resolve(20.0, quick);
+    let Calls { clients, connections, duration } = calls;
     let payload_bytes = args.payload_bytes.unwrap_or(64);
     let apis = args.apis.clone().unwrap_or_else(|| vec![Api::Grpc, Api::Http]);
 
@@ -91,9 +79,7 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     let mut report = Report::new("create");
     report.param("topology", topology.as_str());
     report.param("path", topology.create_path());
-    report.param("clients", clients as u64);
-    report.param("grpc_connections", connections as u64);
-    report.param("duration_s", duration.as_secs_f64());
+    calls.params(&mut report);
     report.param("payload_bytes", payload_bytes as u64);
     report.param("due_time", FAR);
     let mut headline = Headline::new();
@@ -130,24 +116,14 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
             headline.insert("create_http_per_s", result.rate());
             headline.insert("create_http_p99_ms", s.p99_ms);
         }
-        rows.push(vec![
-            Value::from(name),
-            Value::from(result.ok),
-            Value::from(result.errors),
-            Value::from(result.elapsed.as_secs_f64()),
-            Value::from(result.rate()),
-            Value::from(s.p50_ms),
-            Value::from(s.p90_ms),
-            Value::from(s.p99_ms),
-            Value::from(s.max_ms),
-        ]);
+        rows.push(result.row([Value::from(name)]));
         let mut row = vec![Value::from(name)];
         row.extend(cpu_after.per_op_us(&cpu_before, result.ok).into_iter().map(Value::from));
         cpu_rows.push(row);
     }
     let table = report.table(
         "durable creates through the sidecar (ScheduleJob / POST /v1.0/jobs answered OK)",
-        &["api", "jobs", "errors", "secs", "jobs_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms"],
+        &drive::columns(&["api"], Counted::Jobs),
     );
     for row in rows {
         table.row(row);
@@ -205,16 +181,8 @@ impl Cpu {
 pub struct BurstArgs {
     #[command(flatten)]
     pub scheduler: SchedulerArgs,
-    /// Jobs all due at one instant [default: 100000; --quick: 10000].
-    #[arg(long)]
-    pub jobs: Option<u64>,
-    /// Seconds from the start of creation to the due instant [default: sized from the job
-    /// count; repeated with a longer lead when creation overruns it].
-    #[arg(long, value_name = "SECS")]
-    pub lead: Option<f64>,
-    /// Give up waiting for the deliveries after this many seconds [default: 120].
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<f64>,
+    #[command(flatten)]
+    pub burst: BurstSize,
 }
 
 /// Options of `steady` and `recovery`.
@@ -301,11 +269,6 @@ async fn create_due(
     Ok(result.elapsed)
 }
 
-fn lead_for(jobs: u64, given: Option<f64>) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    given.unwrap_or(MIN_LEAD_S + jobs as f64 / ASSUMED_CREATES_PER_S)
-}
-
 /// Lateness (arrival - due) of every arrived job, and how many arrived before their due time.
 fn lateness(recorder: &Recorder, due: impl Fn(u64) -> Instant) -> anyhow::Result<(Latencies, u64)> {
     let mut hist = Latencies::new()?;
@@ -327,9 +290,7 @@ fn lateness(recorder: &Recorder, due: impl Fn(u64) -> Instant) -> anyhow::Result
 /// # Errors
 /// When the stack cannot start, creation fails or overruns the due instant every time.
 pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Headline)> {
-    let jobs = sized(args.jobs, 100_000, 10_000, quick);
-    let timeout = Duration::from_secs_f64(args.timeout.unwrap_or(120.0));
-    let mut lead = lead_for(jobs, args.lead);
+    let (jobs, mut lead, timeout) = args.burst.resolve(ASSUMED_CREATES_PER_S, 120.0, quick);
     let topology = args.scheduler.topology.unwrap_or_default();
     let mut report = Report::new("burst");
     report.param("topology", topology.as_str());
@@ -345,15 +306,7 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         let created = create_due(&s.runtime, "burst-", jobs, epoch, Arc::new(move |_| due_offset)).await?;
         let create_end = timing::now();
         if create_end >= due_at {
-            let longer = MIN_LEAD_S + created.as_secs_f64() * 1.5;
-            eprintln!(
-                "burst: creation took {:.1} s, past the due instant; again with a {longer:.0} s lead",
-                created.as_secs_f64()
-            );
-            lead = longer;
-            if attempt == ATTEMPTS {
-                bail!("creating {jobs} jobs overran the due instant {ATTEMPTS} times; pass a larger --lead");
-            }
+            lead = overrun("burst", jobs, created, attempt)?;
             continue;
         }
         let slack = due_at - create_end;
@@ -453,7 +406,7 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
     let name = if kill { "recovery" } else { "steady" };
     let prefix = format!("{name}-");
     let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
-    let mut lead = lead_for(jobs, args.lead);
+    let mut lead = lead_for(jobs, args.lead, ASSUMED_CREATES_PER_S);
     let topology = args.scheduler.topology.unwrap_or_default();
     let mut report = Report::new(name);
     report.param("topology", topology.as_str());
@@ -480,17 +433,7 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
         let created = create_due(&s.runtime, &prefix, jobs, epoch, offset.clone()).await?;
         let create_end = timing::now();
         if create_end >= t0 {
-            let longer = MIN_LEAD_S + created.as_secs_f64() * 1.5;
-            eprintln!(
-                "{name}: creation took {:.1} s, past the first due instant; again with a {longer:.0} s lead",
-                created.as_secs_f64()
-            );
-            lead = longer;
-            if attempt == ATTEMPTS {
-                bail!(
-                    "creating {jobs} jobs overran the first due instant {ATTEMPTS} times; pass a larger --lead"
-                );
-            }
+            lead = overrun(name, jobs, created, attempt)?;
             continue;
         }
         let end = t0 + Duration::from_secs_f64(secs);

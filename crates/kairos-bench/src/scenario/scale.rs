@@ -15,73 +15,39 @@ use kairos_core::{Clock, SystemClock};
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 use kairos_proto::scheduler::{Job, ScheduleJobRequest};
 
+use super::fill::{FillArgs, FillDefaults};
 use super::full::Headline;
-use super::sized;
 use crate::app::{self, Recorder};
-use crate::cli::SchedulerArgs;
-use crate::load::{self, LoadConfig};
+use crate::load;
 use crate::process::dir_size;
 use crate::report::Report;
 use crate::stack::{Scheduler, Sidecar, kairos_bin};
 use crate::timing;
 
 /// Options of `scale`.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct Args {
-    #[command(flatten)]
-    pub scheduler: SchedulerArgs,
-    /// Far-future jobs to store [default: 10000000; --quick: 20000].
-    #[arg(long)]
-    pub jobs: Option<u64>,
-    /// Stop loading after this many seconds and measure what was stored [default: 1800;
-    /// --quick: 15].
-    #[arg(long, value_name = "SECS")]
-    pub max_load_secs: Option<f64>,
-    /// Stop the loaded scheduler with SIGKILL instead of SIGTERM.
-    #[arg(long)]
-    pub kill9: bool,
-}
+pub type Args = FillArgs;
+
+/// `scale`'s sizes: ten million jobs, or as many as 30 minutes of loading store.
+const DEFAULTS: FillDefaults = FillDefaults { jobs: (10_000_000, 20_000), max_load_secs: (1800.0, 15.0) };
 
 /// Runs `scale`.
 ///
 /// # Errors
 /// When the scheduler cannot be loaded or restarted, or the due job never arrives.
 pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)> {
-    let jobs = sized(args.jobs, 10_000_000, 20_000, quick);
-    let max_load = Duration::from_secs_f64(sized(args.max_load_secs, 1800.0, 15.0, quick));
+    let fill = args.resolve(&DEFAULTS, quick);
+    let jobs = fill.jobs;
     let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
     let flags = args.scheduler.extra_flags();
     let data = args.scheduler.temp_dir()?;
     let mut report = Report::new("scale");
-    report.param("jobs_target", jobs);
-    report.param("max_load_s", max_load.as_secs_f64());
-    report.param("stop", if args.kill9 { "SIGKILL" } else { "SIGTERM" });
+    fill.params(&mut report);
 
     let mut first = Scheduler::start(&kairos, data.path(), 0, &flags, Duration::from_secs(60))?;
     let port = first.port;
     let empty_rss = first.proc.rss()?;
     eprintln!("scale: loading {jobs} far-future jobs into {}", first.address);
-    let loaded = load::run(LoadConfig {
-        address: first.address.clone(),
-        clients: 64,
-        channels: 8,
-        jobs: Some(jobs),
-        duration: Some(max_load),
-        payload_bytes: 64,
-        app_id: crate::stack::APP_ID.into(),
-        name_prefix: "scale-".into(),
-        label: "scale load".into(),
-    })
-    .await?;
-    if loaded.ok == 0 {
-        bail!("no job was stored: {}", loaded.first_error.as_deref().unwrap_or("no error reported"));
-    }
-    if loaded.ok < jobs {
-        report.note(format!(
-            "loading stopped at --max-load-secs: {} of {jobs} jobs stored; figures are for {}",
-            loaded.ok, loaded.ok
-        ));
-    }
+    let loaded = fill.load(&first.address, "scale-", &mut report).await?;
     // The job that comes due while nobody listens, and while the scheduler is down.
     let due =
         SystemClock.now().saturating_add(jiff::SignedDuration::from_secs(1)).context("time out of range")?;
@@ -97,14 +63,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)>
         .context("cannot schedule the due job")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let loaded_rss = first.proc.rss()?;
-    let stop_start = timing::now();
-    let graceful = if args.kill9 {
-        first.proc.kill9();
-        false
-    } else {
-        first.proc.stop(Duration::from_secs(120))?
-    };
-    let stopped_in = stop_start.elapsed();
+    let (graceful, stopped_in) = fill.stop(&mut first.proc, Duration::from_secs(120))?;
     drop(first);
     let store_bytes = dir_size(data.path())?;
 
@@ -133,7 +92,11 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)>
     let s = loaded.latencies.summary();
     let table = report.metric_table("stored jobs: memory, disk, restart");
     table.metric("jobs stored", loaded.ok, "jobs");
-    table.metric("load rate (scheduler gRPC, 64 clients)", timing::rate(loaded.ok, loaded.elapsed), "jobs/s");
+    table.metric(
+        &format!("load rate (scheduler gRPC, {} clients)", fill.clients),
+        timing::rate(loaded.ok, loaded.elapsed),
+        "jobs/s",
+    );
     table.metric("load latency p99", s.p99_ms, "ms");
     table.metric("RSS empty", timing::mib(empty_rss), "MiB");
     table.metric("RSS loaded", timing::mib(loaded_rss), "MiB");

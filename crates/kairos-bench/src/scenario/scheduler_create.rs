@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::sized;
 use crate::cli::SchedulerArgs;
+use crate::drive::{self, Counted};
 use crate::load::{self, LoadConfig};
 use crate::process::find_kairos;
 use crate::report::Report;
@@ -100,34 +101,11 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<crate::report::Repo
         if let Some(error) = &result.first_error {
             report.note(format!("C={c} K={k}: {} calls failed; first: {error}", result.errors));
         }
-        let s = result.latencies.summary();
-        rows.push(vec![
-            Value::from(c as u64),
-            Value::from(k as u64),
-            Value::from(result.ok),
-            Value::from(result.errors),
-            Value::from(result.elapsed.as_secs_f64()),
-            Value::from(crate::timing::rate(result.ok, result.elapsed)),
-            Value::from(s.p50_ms),
-            Value::from(s.p90_ms),
-            Value::from(s.p99_ms),
-            Value::from(s.max_ms),
-        ]);
+        rows.push(result.row([Value::from(c as u64), Value::from(k as u64)]));
     }
     let table = report.table(
         "durable creates (ScheduleJob returned OK)",
-        &[
-            "clients",
-            "channels",
-            "jobs",
-            "errors",
-            "secs",
-            "jobs_per_s",
-            "p50_ms",
-            "p90_ms",
-            "p99_ms",
-            "max_ms",
-        ],
+        &drive::columns(&["clients", "channels"], Counted::Jobs),
     );
     for row in rows {
         table.row(row);

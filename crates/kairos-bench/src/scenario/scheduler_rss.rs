@@ -12,9 +12,9 @@ use anyhow::{Context, bail};
 use kairos_proto::scheduler::GetJobRequest;
 use kairos_proto::scheduler::scheduler_client::SchedulerClient;
 
+use super::fill::{FillArgs, FillDefaults};
 use super::sized;
-use crate::cli::SchedulerArgs;
-use crate::load::{self, LoadConfig};
+use crate::load;
 use crate::process::{dir_size, find_kairos, memory};
 use crate::report::Report;
 use crate::stack::Scheduler;
@@ -24,100 +24,45 @@ use crate::timing;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub scheduler: SchedulerArgs,
-    /// Jobs to store [default: 1000000; --quick: 20000].
-    #[arg(long)]
-    pub jobs: Option<u64>,
-    /// Stop loading after this many seconds and measure what was stored [default: 300;
-    /// --quick: 20].
-    #[arg(long, value_name = "SECS")]
-    pub max_load_secs: Option<f64>,
-    /// Concurrent client tasks loading the jobs [default: 64].
-    #[arg(long)]
-    pub clients: Option<usize>,
-    /// HTTP/2 connections they share [default: 8].
-    #[arg(long)]
-    pub channels: Option<usize>,
-    /// Bytes of each job's payload [default: 64].
-    #[arg(long)]
-    pub payload_bytes: Option<usize>,
+    pub fill: FillArgs,
     /// Seconds to wait before reading the RSS [default: 3; --quick: 1].
     #[arg(long, value_name = "SECS")]
     pub settle: Option<f64>,
-    /// Stop the first process with SIGKILL instead of SIGTERM (the restart then recovers an
-    /// uncleanly closed store).
-    #[arg(long)]
-    pub kill9: bool,
 }
+
+/// `scheduler-rss`'s sizes: a million jobs, or as many as 5 minutes of loading store.
+const DEFAULTS: FillDefaults = FillDefaults { jobs: (1_000_000, 20_000), max_load_secs: (300.0, 20.0) };
 
 /// Runs the scenario.
 ///
 /// # Errors
 /// When the scheduler cannot start, be loaded, or restart.
 pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
-    let jobs = sized(args.jobs, 1_000_000, 20_000, quick);
-    let max_load = Duration::from_secs_f64(sized(args.max_load_secs, 300.0, 20.0, quick));
-    let clients = args.clients.unwrap_or(64);
-    let channels = args.channels.unwrap_or(8);
-    let payload_bytes = args.payload_bytes.unwrap_or(64);
+    let fill = args.fill.resolve(&DEFAULTS, quick);
     let settle = Duration::from_secs_f64(sized(args.settle, 3.0, 1.0, quick));
-    let kairos = find_kairos(args.scheduler.kairos.as_deref())?;
-    let flags = args.scheduler.extra_flags();
-    let data = args.scheduler.temp_dir()?;
+    let kairos = find_kairos(args.fill.scheduler.kairos.as_deref())?;
+    let flags = args.fill.scheduler.extra_flags();
+    let data = args.fill.scheduler.temp_dir()?;
 
     let mut report = Report::new("scheduler-rss");
-    report.param("jobs_target", jobs);
-    report.param("max_load_s", max_load.as_secs_f64());
-    report.param("clients", clients as u64);
-    report.param("channels", channels as u64);
-    report.param("payload_bytes", payload_bytes as u64);
+    fill.params(&mut report);
     report.param("settle_s", settle.as_secs_f64());
-    report.param("stop", if args.kill9 { "SIGKILL" } else { "SIGTERM" });
     report.param("data_dir", data.path().display().to_string());
-    if let Some(p) = args.scheduler.partitions {
+    if let Some(p) = args.fill.scheduler.partitions {
         report.param("partitions", p);
     }
 
     let mut first = Scheduler::start(&kairos, data.path(), 0, &flags, Duration::from_secs(30))?;
     tokio::time::sleep(settle).await;
     let empty = memory(first.proc.pid())?;
-    eprintln!("scheduler-rss: loading {jobs} jobs into pid {} at {}", first.proc.pid(), first.address);
-    let loaded = load::run(LoadConfig {
-        address: first.address.clone(),
-        clients,
-        channels,
-        jobs: Some(jobs),
-        duration: Some(max_load),
-        payload_bytes,
-        app_id: "bench-app".into(),
-        name_prefix: "rss-".into(),
-        label: "load".into(),
-    })
-    .await?;
-    if loaded.ok == 0 {
-        bail!("no job was stored: {}", loaded.first_error.as_deref().unwrap_or("no error reported"));
-    }
-    if let Some(error) = &loaded.first_error {
-        report.note(format!("{} calls failed while loading; first: {error}", loaded.errors));
-    }
-    if loaded.ok < jobs {
-        report.note(format!(
-            "stopped loading at --max-load-secs: {} of {jobs} jobs stored; figures are for {}",
-            loaded.ok, loaded.ok
-        ));
-    }
+    eprintln!("scheduler-rss: loading {} jobs into pid {} at {}", fill.jobs, first.proc.pid(), first.address);
+    let loaded = fill.load(&first.address, "rss-", &mut report).await?;
     tokio::time::sleep(settle).await;
     let full = memory(first.proc.pid())?;
     let store_bytes = dir_size(data.path())?;
 
-    let stop_start = timing::now();
-    let graceful = if args.kill9 {
-        drop(first);
-        false
-    } else {
-        first.proc.stop(Duration::from_secs(60))?
-    };
-    let stopped_in = stop_start.elapsed();
+    let (graceful, stopped_in) = fill.stop(&mut first.proc, Duration::from_secs(60))?;
+    drop(first);
     let store_bytes_closed = dir_size(data.path())?;
 
     eprintln!("scheduler-rss: restarting on the same data dir");
@@ -170,7 +115,7 @@ async fn first_answer(address: &str, name: &str) -> anyhow::Result<std::time::In
                 let channel = channels.into_iter().next().context("no connection was opened")?;
                 let mut client = SchedulerClient::new(channel);
                 let request =
-                    GetJobRequest { name: name.into(), metadata: Some(load::metadata("bench-app")) };
+                    GetJobRequest { name: name.into(), metadata: Some(load::metadata(crate::stack::APP_ID)) };
                 match client.get_job(request).await {
                     Ok(_) => return Ok(timing::now()),
                     Err(status) => last_error = crate::drive::status_text(&status),

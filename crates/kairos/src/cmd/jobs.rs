@@ -231,71 +231,47 @@ pub async fn run(args: Args, out: &mut dyn Write) -> anyhow::Result<()> {
         }
         JobsCommand::Status { key, json } => {
             let key = key.key();
-            let response = client
-                .get_job_status(GetJobStatusRequest { r#ref: Some(ref_of(&key)) })
-                .await
-                .map_err(|s| status_error(&s))?
-                .into_inner();
+            let response =
+                answer(client.get_job_status(GetJobStatusRequest { r#ref: Some(ref_of(&key)) })).await?;
             let job = job_from_wire(response.job.context("the scheduler answered without a job")?)?;
             let status = response.status.context("the scheduler answered without a status")?;
             write_status(&job, &status, json, out)?;
         }
         JobsCommand::History { key, limit, json } => {
             let key = key.key();
-            let response = client
-                .get_job_history(GetJobHistoryRequest { r#ref: Some(ref_of(&key)), limit })
-                .await
-                .map_err(|s| status_error(&s))?
-                .into_inner();
+            let response =
+                answer(client.get_job_history(GetJobHistoryRequest { r#ref: Some(ref_of(&key)), limit }))
+                    .await?;
             write_history(&response.records, json, out)?;
         }
         JobsCommand::Pause(key) => {
             let key = key.key();
-            let response = client
-                .pause_job(PauseJobRequest { r#ref: Some(ref_of(&key)) })
-                .await
-                .map_err(|s| status_error(&s))?
-                .into_inner();
+            let response = answer(client.pause_job(PauseJobRequest { r#ref: Some(ref_of(&key)) })).await?;
             let state = response.status.map_or(WireState::Unspecified, |s| s.state());
             writeln!(out, "{key}: paused (state {})", state_name(state))?;
         }
         JobsCommand::Resume(key) => {
             let key = key.key();
-            let response = client
-                .resume_job(ResumeJobRequest { r#ref: Some(ref_of(&key)) })
-                .await
-                .map_err(|s| status_error(&s))?
-                .into_inner();
+            let response = answer(client.resume_job(ResumeJobRequest { r#ref: Some(ref_of(&key)) })).await?;
             let status = response.status.unwrap_or_default();
             let next = status.next_fire.map_or_else(|| "-".into(), |t| wire_time(&t));
             writeln!(out, "{key}: resumed (state {}, next fire {next})", state_name(status.state()))?;
         }
         JobsCommand::Trigger(key) => {
             let key = key.key();
-            client
-                .trigger_job(TriggerJobRequest { r#ref: Some(ref_of(&key)) })
-                .await
-                .map_err(|s| status_error(&s))?;
+            answer(client.trigger_job(TriggerJobRequest { r#ref: Some(ref_of(&key)) })).await?;
             writeln!(out, "{key}: triggered (one extra delivery, now)")?;
         }
         JobsCommand::Get(key) => {
             let key = key.key();
-            let response = client
-                .get_job(GetJobRequest { r#ref: Some(ref_of(&key)) })
-                .await
-                .map_err(|s| status_error(&s))?
-                .into_inner();
+            let response = answer(client.get_job(GetJobRequest { r#ref: Some(ref_of(&key)) })).await?;
             let wire = response.job.context("the scheduler answered without a job")?;
             let job = job_from_wire(wire)?;
             writeln!(out, "{}", serde_json::to_string(&Line::of(&job))?)?;
         }
         JobsCommand::Delete(key) => {
             let key = key.key();
-            let response = client
-                .delete_job(DeleteJobRequest { r#ref: Some(ref_of(&key)) })
-                .await
-                .map_err(|s| status_error(&s))?
-                .into_inner();
+            let response = answer(client.delete_job(DeleteJobRequest { r#ref: Some(ref_of(&key)) })).await?;
             let what = if response.deleted { "deleted" } else { "not found (nothing deleted)" };
             writeln!(out, "{key}: {what}")?;
         }
@@ -354,6 +330,13 @@ async fn connect(
         .max_encoding_message_size(256 * 1024 * 1024))
 }
 
+/// The scheduler's answer to `call`, or its refusal as an error.
+async fn answer<T>(
+    call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> anyhow::Result<T> {
+    call.await.map(tonic::Response::into_inner).map_err(|s| status_error(&s))
+}
+
 fn status_error(status: &tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("the scheduler refused: {:?}: {}", status.code(), status.message())
 }
@@ -363,11 +346,8 @@ async fn all_jobs(client: &mut Admin) -> anyhow::Result<Vec<StoredJob>> {
     let mut jobs = Vec::new();
     let mut after = None;
     loop {
-        let page = client
-            .list_all_jobs(ListAllJobsRequest { after: after.take(), page_size: 0 })
-            .await
-            .map_err(|s| status_error(&s))?
-            .into_inner();
+        let page =
+            answer(client.list_all_jobs(ListAllJobsRequest { after: after.take(), page_size: 0 })).await?;
         for wire in page.jobs {
             jobs.push(job_from_wire(wire)?);
         }
@@ -385,7 +365,7 @@ async fn list_status(
 ) -> anyhow::Result<Vec<(StoredJob, WireStatus)>> {
     let mut jobs = Vec::new();
     loop {
-        let page = client.list_job_status(filter.clone()).await.map_err(|s| status_error(&s))?.into_inner();
+        let page = answer(client.list_job_status(filter.clone())).await?;
         for entry in page.jobs {
             let job = job_from_wire(entry.job.context("the scheduler answered an entry without a job")?)?;
             jobs.push((job, entry.status.unwrap_or_default()));
@@ -414,7 +394,7 @@ async fn import(
         let mut conflicts = Vec::new();
         for batch in wire.chunks(IMPORT_BATCH) {
             let request = ImportJobsRequest { jobs: batch.to_vec(), on_conflict: mode as i32, dry_run: true };
-            let response = client.import_jobs(request).await.map_err(|s| status_error(&s))?.into_inner();
+            let response = answer(client.import_jobs(request)).await?;
             conflicts.extend(response.conflicts);
         }
         if !conflicts.is_empty() {
@@ -429,7 +409,7 @@ async fn import(
     let (mut imported, mut skipped) = (0u64, 0u64);
     for batch in wire.chunks(IMPORT_BATCH) {
         let request = ImportJobsRequest { jobs: batch.to_vec(), on_conflict: mode as i32, dry_run: false };
-        let response = client.import_jobs(request).await.map_err(|s| status_error(&s))?.into_inner();
+        let response = answer(client.import_jobs(request)).await?;
         imported += u64::from(response.imported);
         skipped += u64::from(response.skipped);
     }

@@ -9,6 +9,8 @@ pub mod sidecar;
 
 use std::path::PathBuf;
 
+use kairos_proto::tls::{TlsFiles, TlsIdentity};
+
 /// Log levels, as daprd names them.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum LogLevel {
@@ -52,6 +54,49 @@ pub fn init_logging_as(level: LogLevel, json: bool) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// Logging of the services (`kairos scheduler`, `kairos sidecar`), as daprd's flags set it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log verbosity.
+    #[arg(long, value_enum, default_value = "info")]
+    pub log_level: LogLevel,
+    /// Log one JSON object per line.
+    #[arg(long)]
+    pub log_as_json: bool,
+}
+
+impl LogArgs {
+    /// Sets up logging as these flags say ([`init_logging_as`]).
+    pub fn init(&self) {
+        init_logging_as(self.log_level, self.log_as_json);
+    }
+}
+
+/// The certificate a service serves its APIs with (`kairos scheduler`, `kairos sidecar`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeTlsArgs {
+    /// Serve this process's APIs (the scheduler's gRPC; the sidecar's HTTP and gRPC) over TLS
+    /// with this PEM certificate chain (needs --tls-key-file).
+    #[arg(long, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The PEM private key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl ServeTlsArgs {
+    /// The identity of these files, requiring client certificates signed by `client_ca` when
+    /// given; `None` without a certificate.
+    ///
+    /// # Errors
+    /// When a file cannot be read or does not hold what it should.
+    pub fn identity(&self, client_ca: Option<PathBuf>) -> anyhow::Result<Option<TlsIdentity>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) else { return Ok(None) };
+        let files = TlsFiles { cert: cert.clone(), key: key.clone(), client_ca };
+        Ok(Some(TlsIdentity::read(files)?))
+    }
 }
 
 /// Where a scheduler keeps its jobs (`kairos scheduler`, and `kairos run`'s embedded one).

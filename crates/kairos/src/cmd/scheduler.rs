@@ -11,7 +11,7 @@ use kairos::node::{
 };
 use tokio::net::TcpListener;
 
-use super::{LogLevel, StoreArgs};
+use super::{LogArgs, ServeTlsArgs, StoreArgs};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -30,9 +30,8 @@ pub struct Args {
     /// Partition count of a new store; ignored (with a warning) for an existing one.
     #[arg(long, default_value_t = kairos_store::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub partitions: u32,
-    /// Log verbosity.
-    #[arg(long, value_enum, default_value = "info")]
-    pub log_level: LogLevel,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// etcd client URLs (comma-separated): run as one of several replicas on etcd instead of
     /// the local store (`--data-dir` is then unused).
     #[arg(long, value_delimiter = ',')]
@@ -47,9 +46,6 @@ pub struct Args {
     /// move to the others.
     #[arg(long, default_value = "5s", value_parser = parse_lease_ttl)]
     pub lease_ttl: std::time::Duration,
-    /// Log one JSON object per line.
-    #[arg(long)]
-    pub log_as_json: bool,
     /// Port of GET /metrics (Prometheus text) [default: 9090; skipped with a warning when taken;
     /// an explicit port that cannot be bound is fatal; 0 picks a free one].
     #[arg(long)]
@@ -74,12 +70,8 @@ pub struct Args {
     /// On SIGINT/SIGTERM, how long triggers in flight may still be answered (seconds).
     #[arg(long, default_value_t = 5.0)]
     pub graceful_shutdown_seconds: f64,
-    /// Serve the gRPC API over TLS with this PEM certificate chain (needs --tls-key-file).
-    #[arg(long, requires = "tls_key_file")]
-    pub tls_cert_file: Option<PathBuf>,
-    /// The PEM private key of --tls-cert-file.
-    #[arg(long, requires = "tls_cert_file")]
-    pub tls_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub tls: ServeTlsArgs,
     /// Require client certificates signed by this PEM CA (mutual TLS; needs --tls-cert-file).
     /// Certificate, key and CA files are re-read when they change, without a restart.
     #[arg(long, requires = "tls_cert_file")]
@@ -100,19 +92,12 @@ fn parse_lease_ttl(input: &str) -> Result<std::time::Duration, String> {
 /// # Errors
 /// When the scheduler cannot start or its server fails.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    super::init_logging_as(args.log_level, args.log_as_json);
+    args.log.init();
     let _ = kairos::ops::metrics_handle();
     let api_token = super::api_token(args.api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;
     let grace = Duration::try_from_secs_f64(args.graceful_shutdown_seconds)
         .context("--graceful-shutdown-seconds must be a non-negative number")?;
-    let tls = match (&args.tls_cert_file, &args.tls_key_file) {
-        (Some(cert), Some(key)) => Some(kairos_scheduler::TlsIdentity::read(kairos_proto::tls::TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            client_ca: args.tls_client_ca_file.clone(),
-        })?),
-        _ => None,
-    };
+    let tls = args.tls.identity(args.tls_client_ca_file.clone())?;
     let metrics = kairos::ops::bind("metrics", args.listen_address, args.metrics_port, 9090).await?;
     let healthz = kairos::ops::bind("healthz", args.listen_address, args.healthz_port, 8080).await?;
     let dashboard = match args.dashboard_port {

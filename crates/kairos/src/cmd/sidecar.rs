@@ -10,7 +10,7 @@ use kairos_sidecar::scheduler_link::SchedulerLink;
 use kairos_sidecar::server::SidecarConfig;
 use tokio::net::TcpListener;
 
-use super::{AppArgs, LogLevel};
+use super::{AppArgs, LogArgs, ServeTlsArgs};
 
 /// daprd's flags that concern the Jobs API.
 #[derive(Debug, Clone, clap::Args)]
@@ -30,16 +30,12 @@ pub struct Args {
     /// taken the sidecar runs without metrics (with a warning).
     #[arg(long, default_value_t = 9090)]
     pub metrics_port: u16,
-    /// Log verbosity.
-    #[arg(long, value_enum, default_value = "info")]
-    pub log_level: LogLevel,
+    #[command(flatten)]
+    pub log: LogArgs,
     /// Scheduler addresses, comma-separated host:port; empty (or quoted blanks such as "") disables
     /// the scheduler: Jobs API calls then fail with "scheduler clients are disabled".
     #[arg(long, value_delimiter = ',')]
     pub scheduler_host_address: Vec<String>,
-    /// Log one JSON object per line.
-    #[arg(long)]
-    pub log_as_json: bool,
     /// Largest job payload (`data`) accepted, e.g. 1Mi [default: --max-body-size]; larger
     /// jobs fail with 400 / InvalidArgument DAPR_SCHEDULER_SCHEDULE_JOB.
     #[arg(long, value_parser = parse_byte_size)]
@@ -64,13 +60,8 @@ pub struct Args {
     /// The PEM private key of --scheduler-tls-cert-file.
     #[arg(long, requires = "scheduler_tls_cert_file")]
     pub scheduler_tls_key_file: Option<std::path::PathBuf>,
-    /// Serve the HTTP and gRPC APIs over TLS with this PEM certificate chain (needs
-    /// --tls-key-file).
-    #[arg(long, requires = "tls_key_file")]
-    pub tls_cert_file: Option<std::path::PathBuf>,
-    /// The PEM private key of --tls-cert-file.
-    #[arg(long, requires = "tls_cert_file")]
-    pub tls_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub tls: ServeTlsArgs,
 }
 
 impl Args {
@@ -90,11 +81,7 @@ impl Args {
         config.scheduler_wait =
             std::time::Duration::try_from_secs_f64(self.scheduler_request_timeout_seconds)
                 .context("--scheduler-request-timeout-seconds must be a non-negative number")?;
-        if let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_key_file) {
-            let files =
-                kairos_sidecar::tls::TlsFiles { cert: cert.clone(), key: key.clone(), client_ca: None };
-            config.tls = Some(kairos_sidecar::tls::TlsIdentity::read(files)?);
-        }
+        config.tls = self.tls.identity(None)?;
         Ok(config)
     }
 }
@@ -190,7 +177,7 @@ pub async fn bind_apis(config: &SidecarConfig) -> anyhow::Result<(TcpListener, T
 /// # Errors
 /// When the sidecar cannot start.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    super::init_logging_as(args.log_level, args.log_as_json);
+    args.log.init();
     let _ = kairos::ops::metrics_handle();
     let config = args.config()?;
     let token = super::api_token(args.scheduler_api_token_file.as_deref(), super::SCHEDULER_TOKEN_ENV)?;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod crash;
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -157,6 +158,16 @@ pub fn wait_log(kairos: &Kairos, needle: &str, limit: std::time::Duration) -> bo
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Asserts that `kairos` logs a line containing `needle` within `secs` seconds (its log tail in
+/// the failure message).
+pub fn assert_log(kairos: &Kairos, needle: &str, secs: u64) {
+    assert!(
+        wait_log(kairos, needle, std::time::Duration::from_secs(secs)),
+        "{needle:?} not logged:\n{}",
+        kairos.tail()
+    );
 }
 
 /// Runs `kairos jobs --scheduler SCHEDULER ARGS…` to completion.
