@@ -1,14 +1,12 @@
-//! The calls the loads make: ScheduleJob through the sidecar's gRPC or HTTP Jobs API, and the
-//! bare `OnJobEvent` call of the tonic ceiling.
+//! The calls the loads make: ScheduleJob through the sidecar's gRPC or HTTP Jobs API.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use futures::FutureExt;
-use kairos_proto::runtime::app_callback_client::AppCallbackClient;
+use kairos_proto::runtime::ScheduleJobRequest;
 use kairos_proto::runtime::dapr_client::DaprClient;
-use kairos_proto::runtime::{JobEventRequest, ScheduleJobRequest};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::app::job_name;
@@ -122,41 +120,6 @@ pub fn sidecar_http(address: &str, clients: usize, jobs: &JobSet) -> anyhow::Res
                     }
                 }
                 .boxed()
-            });
-            call
-        })
-        .collect())
-}
-
-/// `clients` callers of `AppCallback/OnJobEvent` at `address` over `connections` connections:
-/// one unary round trip with a job-sized request and an empty answer.
-///
-/// # Errors
-/// When the connections cannot be made.
-pub async fn echo(
-    address: &str,
-    clients: usize,
-    connections: usize,
-    payload_bytes: usize,
-) -> anyhow::Result<Vec<Call>> {
-    let channels = channels(address, connections).await?;
-    let payload = Arc::new(vec![b'x'; payload_bytes]);
-    Ok((0..clients.max(1))
-        .map(|i| {
-            let client = AppCallbackClient::new(channels[i % channels.len()].clone());
-            let payload = payload.clone();
-            let call: Call = Box::new(move |index| {
-                let mut client = client.clone();
-                let request = JobEventRequest {
-                    name: job_name("echo-", index),
-                    data: Some(prost_types::Any {
-                        type_url: "kairos-bench/payload".into(),
-                        value: payload.to_vec(),
-                    }),
-                    method: format!("job/echo-{index}"),
-                    ..Default::default()
-                };
-                drive::grpc(async move { client.on_job_event(request).await })
             });
             call
         })
