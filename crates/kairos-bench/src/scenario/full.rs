@@ -163,16 +163,7 @@ impl Cpu {
 
     /// Microseconds of CPU per operation since `before`, per process, then their total.
     fn per_op_us(&self, before: &Cpu, ops: u64) -> Vec<f64> {
-        #[allow(clippy::cast_precision_loss)]
-        let ops = ops.max(1) as f64;
-        let mut us: Vec<f64> = self
-            .0
-            .iter()
-            .zip(&before.0)
-            .map(|(a, b)| a.saturating_sub(*b).as_secs_f64() * 1e6 / ops)
-            .collect();
-        us.push(us.iter().sum());
-        us
+        super::cpu_per_op_us(&self.0, &before.0, ops)
     }
 }
 

@@ -101,3 +101,14 @@ impl BurstSize {
         (jobs, lead_for(jobs, self.lead, creates_per_s), timeout)
     }
 }
+
+/// Microseconds of CPU per operation between two readings of the same processes' CPU times,
+/// per process, then their total.
+pub fn cpu_per_op_us(after: &[std::time::Duration], before: &[std::time::Duration], ops: u64) -> Vec<f64> {
+    #[allow(clippy::cast_precision_loss)]
+    let ops = ops.max(1) as f64;
+    let mut us: Vec<f64> =
+        after.iter().zip(before).map(|(a, b)| a.saturating_sub(*b).as_secs_f64() * 1e6 / ops).collect();
+    us.push(us.iter().sum());
+    us
+}

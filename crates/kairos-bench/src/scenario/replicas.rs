@@ -8,7 +8,8 @@
 //! only after its fsync) for D seconds. Then the same C tasks, spread evenly over the 3
 //! replicas, create far-future one-shot jobs with unique names through ScheduleJob (the
 //! `scheduler-create` load) for D seconds. The report gives both rates, their latency
-//! quantiles, and creates/s as a fraction of etcd's puts/s.
+//! quantiles, and creates/s as a fraction of etcd's puts/s; then the CPU (user + system, from
+//! `/proc`) each operation cost etcd, the replicas together and this process (the clients).
 
 use std::time::Duration;
 
@@ -103,10 +104,16 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
     let (key_bytes, value_bytes) = (record.key().len(), record.value().len());
     report.param("record_bytes", value_bytes as u64);
 
+    let etcd_pid = etcd.pid().context("etcd is not running")?;
+    let cpu = || Cpu::now(etcd_pid, &replicas);
     eprintln!("replicas: etcd put ceiling, {clients} clients, {value_bytes}-byte values");
+    let before = cpu()?;
     let puts = etcd_puts(&etcd, clients, duration, key_bytes, value_bytes).await?;
+    let puts_cpu = cpu()?.per_op_us(&before, puts.ok);
     eprintln!("replicas: creates over {REPLICAS} replicas, {clients} clients");
+    let before = cpu()?;
     let created = creates("create", None, Some(duration)).await?;
+    let creates_cpu = cpu()?.per_op_us(&before, created.ok);
 
     for (what, driven) in [("etcd put", &puts), ("create", &created)] {
         if let Some(error) = &driven.first_error {
@@ -132,10 +139,36 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
             Value::from(of),
         ]);
     }
+    let table = report.table(
+        "CPU time per operation (user + system, from /proc)",
+        &["what", "etcd_us", "replicas_us", "client_us", "total_us"],
+    );
+    for (what, us) in [("etcd put", puts_cpu), ("replica create", creates_cpu)] {
+        let mut row = vec![Value::from(what)];
+        row.extend(us.into_iter().map(Value::from));
+        table.row(row);
+    }
+    report.note("replicas_us adds up the 3 replicas; total_us is what one operation costs this machine");
     report.finish();
     drop(replicas);
     drop(dirs);
     Ok(report)
+}
+
+/// CPU used so far by etcd, by the replicas together and by this process.
+struct Cpu([Duration; 3]);
+
+impl Cpu {
+    fn now(etcd_pid: u32, replicas: &[Scheduler]) -> anyhow::Result<Cpu> {
+        let etcd = kairos_testing::process::cpu_time(&format!("/proc/{etcd_pid}/stat"))?;
+        let replicas = replicas.iter().map(|r| r.proc.cpu()).sum::<anyhow::Result<Duration>>()?;
+        Ok(Cpu([etcd, replicas, kairos_testing::process::cpu_time("/proc/self/stat")?]))
+    }
+
+    /// Microseconds of CPU per operation since `before`: etcd, replicas, this process, total.
+    fn per_op_us(&self, before: &Cpu, ops: u64) -> Vec<f64> {
+        super::cpu_per_op_us(&self.0, &before.0, ops)
+    }
 }
 
 /// `clients` tasks putting `value_bytes` values under unique keys of `key_bytes` (about) over
