@@ -470,20 +470,6 @@ impl Engine {
         Ok(deleted.is_some())
     }
 
-    /// One page of an owner's jobs, ascending by name.
-    ///
-    /// # Errors
-    /// When the store fails.
-    pub async fn list(
-        &self,
-        namespace: &str,
-        owner: &Owner,
-        after_name: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<StoredJob>, EngineError> {
-        Ok(self.inner.store.list(namespace, owner, after_name, limit).await?)
-    }
-
     /// Deletes an owner's jobs whose names start with `prefix` (all when empty).
     ///
     /// # Errors

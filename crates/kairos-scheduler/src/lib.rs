@@ -24,7 +24,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use kairos_core::Owner;
-use kairos_engine::{Answers, Engine, EngineError, Outcome, Registration, Trigger, Triggers};
+use kairos_engine::{Answers, Engine, EngineError, ListFilter, Outcome, Registration, Trigger, Triggers};
 use kairos_proto::api::{ApiStream, SchedulerApi, SchedulerGrpc};
 use kairos_proto::auth::{TokenCheck, TokenScheme};
 use kairos_proto::convert::{
@@ -46,9 +46,6 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 pub use kairos_proto::tls::TlsIdentity;
-
-/// Jobs listed per store page while answering ListJobs.
-const LIST_PAGE: usize = 1024;
 
 /// The default largest job payload (`data`), in bytes: daprd's default `--max-body-size`.
 pub const DEFAULT_MAX_JOB_DATA_SIZE: usize = 4 << 20;
@@ -262,25 +259,20 @@ impl SchedulerApi for SchedulerService {
     async fn list_jobs(&self, request: ListJobsRequest) -> Result<ListJobsResponse, Status> {
         let (metadata, owner) = owner_of(request.metadata)?;
         let namespace = metadata.namespace;
-        let mut jobs = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .engine
-                .list(&namespace, &owner, after.as_deref(), LIST_PAGE)
-                .await
-                .map_err(engine_status)?;
-            let full = page.len() == LIST_PAGE;
-            after = page.last().map(|j| j.key.name.clone());
-            jobs.extend(page.into_iter().map(|j| NamedJob {
+        let everything = ListFilter::default();
+        let listed = self
+            .engine
+            .list_status(&namespace, &owner, &everything, None, usize::MAX)
+            .await
+            .map_err(engine_status)?;
+        let jobs = listed
+            .into_iter()
+            .map(|(j, _)| NamedJob {
                 name: j.key.name.clone(),
                 metadata: Some(metadata_of(&j.key)),
                 job: Some(spec_to_scheduler_job(&j.spec)),
-            }));
-            if !full {
-                break;
-            }
-        }
+            })
+            .collect();
         Ok(ListJobsResponse { jobs })
     }
 
