@@ -136,6 +136,23 @@ impl SchedulerArgs {
     }
 }
 
+/// `--payload-bytes`, one flag with one default for every scenario that creates jobs
+/// (`create`, `scheduler-create`, `replicas`, `scale`, `scheduler-rss`); `ceiling`'s calls have a
+/// payload default of their own.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PayloadArgs {
+    /// Bytes of each job's payload [default: 64].
+    #[arg(long)]
+    pub payload_bytes: Option<usize>,
+}
+
+impl PayloadArgs {
+    /// `--payload-bytes`, else its default.
+    pub fn bytes(&self) -> usize {
+        self.payload_bytes.unwrap_or(64)
+    }
+}
+
 /// Runs the chosen scenario(s), prints their reports, writes the JSON if asked.
 ///
 /// # Errors

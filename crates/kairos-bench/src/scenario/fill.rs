@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 
 use super::sized;
-use crate::cli::SchedulerArgs;
+use crate::cli::{PayloadArgs, SchedulerArgs};
 use crate::load::{self, LoadConfig, LoadResult};
 use crate::report::Report;
 use crate::stack::{APP_ID, Proc};
@@ -31,9 +31,8 @@ pub struct FillArgs {
     /// HTTP/2 connections they share [default: 8].
     #[arg(long)]
     pub channels: Option<usize>,
-    /// Bytes of each job's payload [default: 64].
-    #[arg(long)]
-    pub payload_bytes: Option<usize>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
     /// Stop the loaded scheduler with SIGKILL instead of SIGTERM (the restart then recovers an
     /// uncleanly closed store).
     #[arg(long)]
@@ -67,7 +66,7 @@ impl FillArgs {
             max_load: Duration::from_secs_f64(sized(self.max_load_secs, secs, quick_secs, quick)),
             clients: self.clients.unwrap_or(64),
             channels: self.channels.unwrap_or(8),
-            payload_bytes: self.payload_bytes.unwrap_or(64),
+            payload_bytes: self.payload.bytes(),
             kill9: self.kill9,
         }
     }

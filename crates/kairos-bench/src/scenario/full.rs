@@ -25,10 +25,11 @@ use serde_json::Value;
 
 use super::{ATTEMPTS, BurstSize, lead_for, overrun, sized};
 use crate::app::{self, Recorder};
-use crate::cli::SchedulerArgs;
+use crate::cli::{PayloadArgs, SchedulerArgs};
 use crate::clients::{self, JobSet};
 use crate::drive::{self, CallArgs, Calls, Counted};
 use crate::hist::Latencies;
+use crate::load::FAR_DUE_TIME;
 use crate::report::Report;
 use crate::stack::{Runtime, Topology, kairos_bin};
 use crate::timing::{self, mib, ms};
@@ -39,8 +40,6 @@ pub type Headline = BTreeMap<&'static str, f64>;
 /// Creation rate through the sidecar assumed when choosing the first due instant.
 const ASSUMED_CREATES_PER_S: f64 = 4_000.0;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
-/// Far-future due time of `create` jobs (one year).
-const FAR: &str = "8760h";
 
 /// Options of `create`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -52,9 +51,8 @@ pub struct CreateArgs {
     /// Variants to run [default: grpc,http].
     #[arg(long, value_delimiter = ',')]
     pub apis: Option<Vec<Api>>,
-    /// Bytes of each job's payload [default: 64].
-    #[arg(long)]
-    pub payload_bytes: Option<usize>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
 }
 
 /// The sidecar API a load uses.
@@ -72,7 +70,7 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     let kairos = kairos_bin(args.scheduler.kairos.as_deref())?;
     let calls = args.calls.resolve(20.0, quick);
     let Calls { clients, connections, duration } = calls;
-    let payload_bytes = args.payload_bytes.unwrap_or(64);
+    let payload_bytes = args.payload.bytes();
     let apis = args.apis.clone().unwrap_or_else(|| vec![Api::Grpc, Api::Http]);
 
     let topology = args.scheduler.topology.unwrap_or_default();
@@ -81,14 +79,15 @@ pub async fn create(args: &CreateArgs, quick: bool) -> anyhow::Result<(Report, H
     report.param("path", topology.create_path());
     calls.params(&mut report);
     report.param("payload_bytes", payload_bytes as u64);
-    report.param("due_time", FAR);
+    report.param("due_time", FAR_DUE_TIME);
     let mut headline = Headline::new();
     let mut rows = Vec::new();
     let mut cpu_rows = Vec::new();
     for api in apis {
         let data = args.scheduler.temp_dir()?;
         let runtime = Runtime::start(&kairos, topology, data.path(), None, &args.scheduler, START_TIMEOUT)?;
-        let jobs = JobSet { prefix: "create-".into(), due: Arc::new(|_| FAR.to_owned()), payload_bytes };
+        let jobs =
+            JobSet { prefix: "create-".into(), due: Arc::new(|_| FAR_DUE_TIME.to_owned()), payload_bytes };
         let (name, calls) = match api {
             Api::Grpc => ("grpc", clients::sidecar_grpc(&runtime.grpc, clients, connections, &jobs).await?),
             Api::Http => ("http", clients::sidecar_http(&runtime.http, clients, &jobs)?),

@@ -17,7 +17,7 @@ use anyhow::Context;
 use serde_json::Value;
 
 use super::sized;
-use crate::cli::SchedulerArgs;
+use crate::cli::{PayloadArgs, SchedulerArgs};
 use crate::drive::{self, Call, Driven};
 use crate::hist::Latencies;
 use crate::load::{self, LoadConfig};
@@ -48,9 +48,8 @@ pub struct Args {
     /// Seconds each of the two measurements lasts [default: 15; --quick: 4].
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Bytes of each job's payload [default: 64].
-    #[arg(long)]
-    pub payload_bytes: Option<usize>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
 }
 
 /// Runs the scenario.
@@ -61,7 +60,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
     let clients = args.clients.unwrap_or(96).max(REPLICAS);
     let channels = args.channels.unwrap_or(2).max(1);
     let duration = Duration::from_secs_f64(sized(args.duration, 15.0, 4.0, quick));
-    let payload_bytes = args.payload_bytes.unwrap_or(64);
+    let payload_bytes = args.payload.bytes();
     let kairos = find_kairos(args.scheduler.kairos.as_deref())?;
 
     let etcd = kairos_testing::etcd::EtcdProcess::start().await.context("cannot start etcd")?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::sized;
-use crate::cli::SchedulerArgs;
+use crate::cli::{PayloadArgs, SchedulerArgs};
 use crate::drive::{self, Counted};
 use crate::load::{self, LoadConfig};
 use crate::process::find_kairos;
@@ -34,9 +34,8 @@ pub struct Args {
     /// Stop each run after this many jobs (also bounded by --duration).
     #[arg(long)]
     pub jobs: Option<u64>,
-    /// Bytes of each job's payload [default: 64].
-    #[arg(long)]
-    pub payload_bytes: Option<usize>,
+    #[command(flatten)]
+    pub payload: PayloadArgs,
     /// Load an already running Scheduler (any implementation of Dapr's Scheduler gRPC API,
     /// plaintext) at HOST:PORT instead of starting `kairos scheduler`.
     #[arg(long, value_name = "HOST:PORT")]
@@ -51,7 +50,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<crate::report::Repo
     let clients = args.clients.clone().unwrap_or_else(|| vec![64]);
     let channels = args.channels.clone().unwrap_or_else(|| vec![1, 8]);
     let duration = Duration::from_secs_f64(sized(args.duration, 20.0, 3.0, quick));
-    let payload_bytes = args.payload_bytes.unwrap_or(64);
+    let payload_bytes = args.payload.bytes();
     if args.address.is_none() {
         // Fail before any work when the binary is missing.
         find_kairos(args.scheduler.kairos.as_deref())?;
