@@ -32,6 +32,8 @@ pub const FIRST_CHUNK: usize = 2;
 pub const REFILL_CHUNK: usize = 32;
 /// Partitions read at once.
 const PARALLEL_READS: usize = 16;
+/// Jobs read per store call when listing by name.
+const NAME_CHUNK: usize = 256;
 
 /// How much one page may read before it stops with a cursor.
 #[derive(Debug, Clone, Copy)]
@@ -156,19 +158,32 @@ pub async fn page(
     budget: Budget<'_>,
 ) -> Result<Page, ListError> {
     let limit = limit.max(1);
-    let budget = Spending::new(Budget { jobs: budget.jobs.max(limit), ..budget });
+    let reading = Reading {
+        store,
+        filter,
+        limit,
+        budget: Spending::new(Budget { jobs: budget.jobs.max(limit), ..budget }),
+    };
     match sort {
         Sort::Next => {
             let after =
                 cursor.map(|c| due_cursor(c).ok_or_else(|| ListError::Cursor(c.to_owned()))).transpose()?;
-            by_next_fire(store, filter, after, limit, &budget).await
+            reading.by_next_fire(after).await
         }
         Sort::Name => {
             let after =
                 cursor.map(|c| name_cursor(c).ok_or_else(|| ListError::Cursor(c.to_owned()))).transpose()?;
-            by_name(store, filter, after, limit, &budget).await
+            reading.by_name(after).await
         }
     }
+}
+
+/// What one page reads from, keeps and stops at.
+struct Reading<'a> {
+    store: &'a Arc<dyn JobStore>,
+    filter: &'a Filter,
+    limit: usize,
+    budget: Spending<'a>,
 }
 
 fn due_cursor(s: &str) -> Option<DueCursor> {
@@ -207,149 +222,131 @@ async fn read_lane(
     Ok(Lane { jobs, after, done })
 }
 
-async fn by_next_fire(
-    store: &Arc<dyn JobStore>,
-    filter: &Filter,
-    after: Option<DueCursor>,
-    limit: usize,
-    budget: &Spending<'_>,
-) -> Result<Page, ListError> {
-    let partitions = store.partitions();
-    // Twice a partition's fair share of the page: few partitions need a second read.
-    let share = limit.saturating_mul(2) / usize::try_from(partitions.max(1)).unwrap_or(1);
-    let first = share.saturating_add(1).max(FIRST_CHUNK);
-    let reads = futures::stream::iter(0..partitions)
-        .map(|p| {
-            let after = after.clone();
-            async move { (p, read_lane(store, p, after, first).await) }
-        })
-        .buffer_unordered(PARALLEL_READS)
-        .collect::<Vec<_>>()
-        .await;
-    let mut lanes = Vec::with_capacity(reads.len());
-    lanes.resize_with(usize::try_from(partitions).unwrap_or(0), || None);
-    // Heads of the lanes, soonest first; the partition breaks no tie (keys are unique).
-    let mut heads = BinaryHeap::new();
-    for (p, lane) in reads {
-        let lane = lane?;
-        if let Some((enc, job)) = lane.jobs.front() {
-            heads.push(Reverse((job.next_due, enc.clone(), p)));
-        }
-        lanes[p as usize] = Some(lane);
-    }
-    let mut page = Page::default();
-    while let Some(Reverse((due, enc, p))) = heads.pop() {
-        let Some(lane) = lanes[p as usize].as_mut() else { continue };
-        let Some((_, job)) = lane.jobs.pop_front() else { continue };
-        if filter.due_before.is_some_and(|before| job.next_due >= before) {
-            // Due order: nothing after this one is due before either.
-            break;
-        }
-        if lane.jobs.is_empty() && !lane.done {
-            *lane = read_lane(store, p, lane.after.take(), REFILL_CHUNK).await?;
-        }
-        if let Some((next_enc, next)) = lane.jobs.front() {
-            heads.push(Reverse((next.next_due, next_enc.clone(), p)));
-        }
+impl Reading<'_> {
+    /// Counts `job` as read and keeps it when it matches; whether the page stops after it (full,
+    /// or its budget spent).
+    fn take(&self, page: &mut Page, job: StoredJob) -> bool {
         page.scanned += 1;
         let status = status_of(&job);
-        if filter.matches(&job, &status) {
+        if self.filter.matches(&job, &status) {
             page.rows.push(Listed { job, status });
         }
-        let more = !heads.is_empty();
-        if page.rows.len() == limit || budget.spent(page.scanned) {
-            page.budget_hit = page.rows.len() < limit;
-            page.next = more.then(|| write_due_cursor(due, &enc));
-            break;
+        let stop = page.rows.len() == self.limit || self.budget.spent(page.scanned);
+        if stop {
+            page.budget_hit = page.rows.len() < self.limit;
         }
+        stop
     }
-    Ok(page)
-}
 
-/// Jobs read per store call when listing by name.
-const NAME_CHUNK: usize = 256;
-
-async fn by_name(
-    store: &Arc<dyn JobStore>,
-    filter: &Filter,
-    after: Option<JobKey>,
-    limit: usize,
-    budget: &Spending<'_>,
-) -> Result<Page, ListError> {
-    let mut page = Page::default();
-    // One owner: its name index, from the prefix on.
-    let owner = match (&filter.namespace, &filter.app) {
-        (Some(ns), Some(app)) => Some((ns.clone(), Owner::app(app.clone()))),
-        _ => None,
-    };
-    let mut after = after;
-    if let Some((ns, owner)) = &owner {
-        let prefix = filter.prefix.as_str();
-        let mut after_name = after.as_ref().map(|k| k.name.clone()).filter(|n| n.as_str() >= prefix);
-        if after_name.is_none() && !prefix.is_empty() {
-            // Names from the prefix on: the prefix itself, then those strictly after it.
-            let exact = JobKey { namespace: ns.clone(), owner: owner.clone(), name: prefix.to_owned() };
-            if let Some(job) = store.get(&exact).await?
-                && let Some(stop) = take(&mut page, job, filter, limit, budget)?
-            {
-                page.next = Some(stop);
-                return Ok(page);
-            }
-            after_name = Some(prefix.to_owned());
+    /// [`Reading::take`] in key order: a page that stops continues after `job`'s key.
+    fn take_by_key(&self, page: &mut Page, job: StoredJob) -> Result<bool, StoreError> {
+        let key = job.key.clone();
+        let stop = self.take(page, job);
+        if stop {
+            page.next = Some(hex(&encode_key(&key)?));
         }
-        loop {
-            let chunk = store.list(ns, owner, after_name.as_deref(), NAME_CHUNK).await?;
-            let done = chunk.len() < NAME_CHUNK;
-            after_name = chunk.last().map(|j| j.key.name.clone()).or(after_name);
-            for job in chunk {
-                if !job.key.name.starts_with(prefix) {
+        Ok(stop)
+    }
+
+    async fn by_next_fire(&self, after: Option<DueCursor>) -> Result<Page, ListError> {
+        let (store, filter, limit) = (self.store, self.filter, self.limit);
+        let partitions = store.partitions();
+        // Twice a partition's fair share of the page: few partitions need a second read.
+        let share = limit.saturating_mul(2) / usize::try_from(partitions.max(1)).unwrap_or(1);
+        let first = share.saturating_add(1).max(FIRST_CHUNK);
+        let reads = futures::stream::iter(0..partitions)
+            .map(|p| {
+                let after = after.clone();
+                async move { (p, read_lane(store, p, after, first).await) }
+            })
+            .buffer_unordered(PARALLEL_READS)
+            .collect::<Vec<_>>()
+            .await;
+        let mut lanes = Vec::with_capacity(reads.len());
+        lanes.resize_with(usize::try_from(partitions).unwrap_or(0), || None);
+        // Heads of the lanes, soonest first; the partition breaks no tie (keys are unique).
+        let mut heads = BinaryHeap::new();
+        for (p, lane) in reads {
+            let lane = lane?;
+            if let Some((enc, job)) = lane.jobs.front() {
+                heads.push(Reverse((job.next_due, enc.clone(), p)));
+            }
+            lanes[p as usize] = Some(lane);
+        }
+        let mut page = Page::default();
+        while let Some(Reverse((due, enc, p))) = heads.pop() {
+            let Some(lane) = lanes[p as usize].as_mut() else { continue };
+            let Some((_, job)) = lane.jobs.pop_front() else { continue };
+            if filter.due_before.is_some_and(|before| job.next_due >= before) {
+                // Due order: nothing after this one is due before either.
+                break;
+            }
+            if lane.jobs.is_empty() && !lane.done {
+                *lane = read_lane(store, p, lane.after.take(), REFILL_CHUNK).await?;
+            }
+            if let Some((next_enc, next)) = lane.jobs.front() {
+                heads.push(Reverse((next.next_due, next_enc.clone(), p)));
+            }
+            if self.take(&mut page, job) {
+                page.next = (!heads.is_empty()).then(|| write_due_cursor(due, &enc));
+                break;
+            }
+        }
+        Ok(page)
+    }
+
+    async fn by_name(&self, after: Option<JobKey>) -> Result<Page, ListError> {
+        let (store, filter) = (self.store, self.filter);
+        let mut page = Page::default();
+        // One owner: its name index, from the prefix on.
+        let owner = match (&filter.namespace, &filter.app) {
+            (Some(ns), Some(app)) => Some((ns.clone(), Owner::app(app.clone()))),
+            _ => None,
+        };
+        let mut after = after;
+        if let Some((ns, owner)) = &owner {
+            let prefix = filter.prefix.as_str();
+            let mut after_name = after.as_ref().map(|k| k.name.clone()).filter(|n| n.as_str() >= prefix);
+            if after_name.is_none() && !prefix.is_empty() {
+                // Names from the prefix on: the prefix itself, then those strictly after it.
+                let exact = JobKey { namespace: ns.clone(), owner: owner.clone(), name: prefix.to_owned() };
+                if let Some(job) = store.get(&exact).await?
+                    && self.take_by_key(&mut page, job)?
+                {
                     return Ok(page);
                 }
-                if let Some(stop) = take(&mut page, job, filter, limit, budget)? {
-                    page.next = Some(stop);
+                after_name = Some(prefix.to_owned());
+            }
+            loop {
+                let chunk = store.list(ns, owner, after_name.as_deref(), NAME_CHUNK).await?;
+                let done = chunk.len() < NAME_CHUNK;
+                after_name = chunk.last().map(|j| j.key.name.clone()).or(after_name);
+                for job in chunk {
+                    if !job.key.name.starts_with(prefix) {
+                        return Ok(page);
+                    }
+                    if self.take_by_key(&mut page, job)? {
+                        return Ok(page);
+                    }
+                }
+                if done {
+                    return Ok(page);
+                }
+            }
+        }
+        loop {
+            let chunk = store.scan_all(after.as_ref(), NAME_CHUNK).await?;
+            let done = chunk.len() < NAME_CHUNK;
+            let last = chunk.last().map(|j| j.key.clone());
+            for job in chunk {
+                if self.take_by_key(&mut page, job)? {
                     return Ok(page);
                 }
             }
             if done {
                 return Ok(page);
             }
+            after = last;
         }
     }
-    loop {
-        let chunk = store.scan_all(after.as_ref(), NAME_CHUNK).await?;
-        let done = chunk.len() < NAME_CHUNK;
-        let last = chunk.last().map(|j| j.key.clone());
-        for job in chunk {
-            if let Some(stop) = take(&mut page, job, filter, limit, budget)? {
-                page.next = Some(stop);
-                return Ok(page);
-            }
-        }
-        if done {
-            return Ok(page);
-        }
-        after = last;
-    }
-}
-
-/// Counts `job` as read and keeps it when it matches; returns the cursor to stop at when the
-/// page is full or the budget spent.
-fn take(
-    page: &mut Page,
-    job: StoredJob,
-    filter: &Filter,
-    limit: usize,
-    budget: &Spending<'_>,
-) -> Result<Option<String>, StoreError> {
-    page.scanned += 1;
-    let key = job.key.clone();
-    let status = status_of(&job);
-    if filter.matches(&job, &status) {
-        page.rows.push(Listed { job, status });
-    }
-    if page.rows.len() == limit || budget.spent(page.scanned) {
-        page.budget_hit = page.rows.len() < limit;
-        return Ok(Some(hex(&encode_key(&key)?)));
-    }
-    Ok(None)
 }

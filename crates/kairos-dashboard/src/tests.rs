@@ -9,6 +9,7 @@ use axum::http::{Request, StatusCode, header};
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::{Clock, JobKey, JobSpec, JobState, JobStats, ManualClock, Progress};
 use kairos_engine::{Engine, EngineConfig};
+use kairos_store::keys::encode_key;
 use kairos_store::memory::MemoryStore;
 use kairos_store::{JobStore, PutMode, StoredJob};
 use tower::ServiceExt;
@@ -230,6 +231,26 @@ fn stored(name: &str, app: &str, due: Timestamp, paused: bool) -> StoredJob {
     }
 }
 
+/// Every page of a listing, each from the cursor the previous one ended with.
+async fn every_page(
+    store: &Arc<dyn JobStore>,
+    filter: &Filter,
+    sort: Sort,
+    limit: usize,
+    budget: Budget<'_>,
+) -> Vec<listing::Page> {
+    let mut pages: Vec<listing::Page> = Vec::new();
+    loop {
+        let cursor = pages.last().and_then(|p| p.next.as_deref());
+        let page = listing::page(store, filter, sort, cursor, limit, budget).await.unwrap();
+        let last = page.next.is_none();
+        pages.push(page);
+        if last {
+            return pages;
+        }
+    }
+}
+
 #[tokio::test]
 async fn pages_by_next_fire_merge_the_partitions_in_order_and_visit_every_job_once() {
     let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new(16));
@@ -244,18 +265,9 @@ async fn pages_by_next_fire_merge_the_partitions_in_order_and_visit_every_job_on
         store.put(job, PutMode::CreateOnly).await.unwrap();
     }
     let budget = Budget { jobs: 10_000, time: SignedDuration::from_secs(60), clock: &clock };
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = listing::page(&store, &Filter::default(), Sort::Next, cursor.as_deref(), 7, budget)
-            .await
-            .unwrap();
-        seen.extend(page.rows.iter().map(|r| (r.job.next_due, r.job.key.name.clone())));
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    let pages = every_page(&store, &Filter::default(), Sort::Next, 7, budget).await;
+    let seen: Vec<_> =
+        pages.iter().flat_map(|p| &p.rows).map(|r| (r.job.next_due, r.job.key.name.clone())).collect();
     assert_eq!(seen.len(), 300, "every job once");
     assert!(seen.windows(2).all(|w| w[0].0 <= w[1].0), "soonest first, paused last");
     let names: BTreeSet<_> = seen.iter().map(|(_, n)| n.clone()).collect();
@@ -265,19 +277,20 @@ async fn pages_by_next_fire_merge_the_partitions_in_order_and_visit_every_job_on
     // reaches every match.
     let paused = Filter { state: Some(JobState::Paused), ..Filter::default() };
     let small = Budget { jobs: 40, ..budget };
-    let (mut found, mut cursor, mut stops) = (0, None::<String>, 0);
-    loop {
-        let page = listing::page(&store, &paused, Sort::Next, cursor.as_deref(), 50, small).await.unwrap();
-        assert!(page.scanned <= 50);
-        found += page.rows.len();
-        stops += usize::from(page.budget_hit);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
+    for sort in [Sort::Next, Sort::Name] {
+        let pages = every_page(&store, &paused, sort, 50, small).await;
+        assert!(pages.iter().all(|p| p.scanned <= 50), "{sort:?}");
+        let found = pages.iter().map(|p| p.rows.len()).sum::<usize>();
+        assert_eq!(found, 6, "{sort:?}: jobs 7, 57, …, 257 are paused");
+        let stops = pages.iter().filter(|p| p.budget_hit).count();
+        assert!(stops > 1, "{sort:?}: the budget stopped pages on the way");
     }
-    assert_eq!(found, 6, "jobs 7, 57, …, 257 are paused");
-    assert!(stops > 1, "the budget stopped pages on the way");
+
+    // By name over every owner: key order (namespace, owner, name), every job once.
+    let pages = every_page(&store, &Filter::default(), Sort::Name, 7, budget).await;
+    let keys: Vec<_> = pages.iter().flat_map(|p| &p.rows).map(|r| encode_key(&r.job.key).unwrap()).collect();
+    assert_eq!(keys.len(), 300, "every job once");
+    assert!(keys.windows(2).all(|w| w[0] < w[1]), "in key order, none twice");
 
     // By name within one app, from a prefix on.
     let filter = Filter {
