@@ -13,6 +13,7 @@ use kairos_proto::scheduler::{
 use tonic::transport::{Channel, Endpoint};
 
 use crate::drive::{self, Call, Driven};
+use crate::stack::APP_ID;
 
 /// Far-future due time of every created job (Go duration: one year), so nothing fires.
 pub const FAR_DUE_TIME: &str = "8760h";
@@ -32,8 +33,6 @@ pub struct LoadConfig {
     pub duration: Option<Duration>,
     /// Bytes of the job payload.
     pub payload_bytes: usize,
-    /// App id owning the jobs.
-    pub app_id: String,
     /// Job names are this prefix and a sequence number.
     pub name_prefix: String,
     /// Label of the once-a-second progress lines on stderr.
@@ -65,10 +64,10 @@ pub async fn connect(address: &str, channels: usize) -> anyhow::Result<Vec<Chann
     Ok(connected)
 }
 
-/// The metadata of every bench job.
-pub fn metadata(app_id: &str) -> JobMetadata {
+/// The metadata of every bench job: app [`APP_ID`] in namespace `default`.
+pub fn metadata() -> JobMetadata {
     JobMetadata {
-        app_id: app_id.to_owned(),
+        app_id: APP_ID.into(),
         namespace: "default".into(),
         target: Some(JobTargetMetadata { r#type: Some(job_target_metadata::Type::Job(TargetJob {})) }),
         concurrency_key: None,
@@ -83,7 +82,7 @@ fn request(config: &LoadConfig, index: u64, payload: &[u8]) -> ScheduleJobReques
             data: Some(prost_types::Any { type_url: "kairos-bench/payload".into(), value: payload.to_vec() }),
             ..Job::default()
         }),
-        metadata: Some(metadata(&config.app_id)),
+        metadata: Some(metadata()),
         overwrite: false,
     }
 }

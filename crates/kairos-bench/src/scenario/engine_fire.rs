@@ -24,6 +24,7 @@ use serde_json::Value;
 use super::{BurstSize, overrun, temp_dir};
 use crate::hist::Latencies;
 use crate::report::Report;
+use crate::stack::APP_ID;
 use crate::timing::{self, ms};
 
 /// Creation rate assumed when choosing the first due instant.
@@ -223,7 +224,7 @@ async fn fire(
     engine.own_all();
     let mut subscription = engine.subscribe(&Registration {
         namespace: "default".into(),
-        app_id: Some("bench-app".into()),
+        app_id: Some(APP_ID.into()),
         actor_types: vec![],
     });
 
@@ -318,7 +319,7 @@ async fn create(engine: &Engine, jobs: u64, writers: usize, due_time: &str) -> a
                     if i >= jobs {
                         return Ok::<_, anyhow::Error>(());
                     }
-                    let key = JobKey::app("default", "bench-app", format!("fire-{i:010}"));
+                    let key = JobKey::app("default", APP_ID, format!("fire-{i:010}"));
                     let spec = JobSpec {
                         due_time: Some(due_time.clone()),
                         data: Some(Payload {

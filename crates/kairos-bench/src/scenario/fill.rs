@@ -10,7 +10,7 @@ use super::sized;
 use crate::cli::{PayloadArgs, SchedulerArgs};
 use crate::load::{self, LoadConfig, LoadResult};
 use crate::report::Report;
-use crate::stack::{APP_ID, Proc};
+use crate::stack::Proc;
 use crate::timing;
 
 /// Options of the scheduler, of the fill and of the stop before the restart.
@@ -96,7 +96,6 @@ impl Fill {
             jobs: Some(self.jobs),
             duration: Some(self.max_load),
             payload_bytes: self.payload_bytes,
-            app_id: APP_ID.into(),
             name_prefix: prefix.into(),
             label: format!("{} load", prefix.trim_end_matches('-')),
         })

@@ -220,7 +220,6 @@ async fn create_on_replicas(
             jobs: jobs.map(|n| n.div_ceil(addresses.len() as u64)),
             duration,
             payload_bytes,
-            app_id: "bench-app".into(),
             // Unique per replica and per load, so no two creates share a name.
             name_prefix: format!("{label}-{r}-"),
             label: format!("{label} r{r}"),

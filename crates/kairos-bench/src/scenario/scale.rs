@@ -56,7 +56,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<(Report, Headline)>
         .schedule_job(ScheduleJobRequest {
             name: app::job_name("due-", 0),
             job: Some(Job { due_time: Some(due.to_string()), ..Job::default() }),
-            metadata: Some(load::metadata(crate::stack::APP_ID)),
+            metadata: Some(load::metadata()),
             overwrite: false,
         })
         .await

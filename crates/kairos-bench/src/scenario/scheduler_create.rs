@@ -90,7 +90,6 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<crate::report::Repo
             jobs: args.jobs,
             duration: Some(duration),
             payload_bytes,
-            app_id: "bench-app".into(),
             // Unique per run, so runs against one external scheduler do not collide.
             name_prefix: format!("create-{}-{run}-", std::process::id()),
             label: format!("C={c} K={k}"),

@@ -114,8 +114,7 @@ async fn first_answer(address: &str, name: &str) -> anyhow::Result<std::time::In
             Ok(channels) => {
                 let channel = channels.into_iter().next().context("no connection was opened")?;
                 let mut client = SchedulerClient::new(channel);
-                let request =
-                    GetJobRequest { name: name.into(), metadata: Some(load::metadata(crate::stack::APP_ID)) };
+                let request = GetJobRequest { name: name.into(), metadata: Some(load::metadata()) };
                 match client.get_job(request).await {
                     Ok(_) => return Ok(timing::now()),
                     Err(status) => last_error = crate::drive::status_text(&status),
