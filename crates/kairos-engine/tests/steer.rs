@@ -72,6 +72,15 @@ impl Harness {
         settle().await;
     }
 
+    /// Answers every trigger due now, then every one due within the next `secs`: their due
+    /// times.
+    async fn answer_now_and_within(&self, sub: &mut Subscription, secs: i64) -> Vec<Timestamp> {
+        let mut dues = answer_all(sub, Outcome::Success).await;
+        self.advance(secs).await;
+        dues.extend(answer_all(sub, Outcome::Success).await);
+        dues
+    }
+
     async fn state(&self, name: &str) -> Option<JobState> {
         self.engine.status(&key(name)).await.unwrap().map(|(_, s)| s.state)
     }
@@ -210,10 +219,7 @@ async fn paused_then_resumed(policy: Option<MisfirePolicy>) -> Vec<Timestamp> {
     assert_eq!(h.state("p").await, Some(JobState::Paused));
     let status = h.engine.resume(&key("p")).await.unwrap();
     assert_eq!(status.state, JobState::Scheduled);
-    let mut dues = answer_all(&mut sub, Outcome::Success).await;
-    h.advance(5).await;
-    dues.extend(answer_all(&mut sub, Outcome::Success).await);
-    dues
+    h.answer_now_and_within(&mut sub, 5).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -236,10 +242,7 @@ async fn after_downtime(policy: Option<MisfirePolicy>) -> Vec<Timestamp> {
     h.clock.advance(SignedDuration::from_secs(65));
     let h = Harness::on(h.store, h.clock);
     let mut sub = h.subscribe();
-    let mut dues = answer_all(&mut sub, Outcome::Success).await;
-    h.advance(5).await;
-    dues.extend(answer_all(&mut sub, Outcome::Success).await);
-    dues
+    h.answer_now_and_within(&mut sub, 5).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -265,10 +268,7 @@ async fn misfire_policy_applies_after_a_long_app_outage() {
     h.advance(65).await;
     assert_eq!(h.state("o").await, Some(JobState::WaitingForApp));
     let mut sub = h.subscribe();
-    let mut dues = answer_all(&mut sub, Outcome::Success).await;
-    h.advance(5).await;
-    dues.extend(answer_all(&mut sub, Outcome::Success).await);
-    assert_eq!(dues, vec![at(60), at(70)]);
+    assert_eq!(h.answer_now_and_within(&mut sub, 5).await, vec![at(60), at(70)]);
 }
 
 #[tokio::test(start_paused = true)]
