@@ -160,6 +160,9 @@ struct Fleet {
     replicas: Vec<Replica>,
     log: Log,
     consumers: Vec<tokio::task::JoinHandle<()>>,
+    /// The etcd every replica (and every one that joins) uses, and the replicas' lease TTL.
+    endpoints: Vec<String>,
+    ttl_secs: u64,
 }
 
 impl Fleet {
@@ -194,16 +197,29 @@ impl Fleet {
 
     /// `n` replicas named `{prefix}0`, `{prefix}1`, … with lease `ttl_secs`.
     fn start(endpoints: &[String], n: usize, prefix: &str, ttl_secs: u64) -> Fleet {
-        let mut fleet = Fleet { replicas: Vec::new(), log: Arc::default(), consumers: Vec::new() };
+        let mut fleet = Fleet {
+            replicas: Vec::new(),
+            log: Arc::default(),
+            consumers: Vec::new(),
+            endpoints: endpoints.to_vec(),
+            ttl_secs,
+        };
         for i in 0..n {
-            fleet.join(endpoints, &format!("{prefix}{i}"), ttl_secs);
+            fleet.join(&format!("{prefix}{i}"));
         }
         fleet
     }
 
-    /// Starts one more replica and its consumer.
-    fn join(&mut self, endpoints: &[String], id: &str, ttl_secs: u64) {
-        let replica = start_replica_with_ttl(endpoints, id, ttl_secs);
+    /// A new single-member etcd and [`Fleet::start`] on it.
+    async fn on_new_etcd(n: usize, prefix: &str, ttl_secs: u64) -> (EtcdProcess, Fleet) {
+        let etcd = EtcdProcess::start().await.expect("etcd");
+        let fleet = Fleet::start(&etcd.endpoints(), n, prefix, ttl_secs);
+        (etcd, fleet)
+    }
+
+    /// Starts one more replica, with the fleet's etcd and lease TTL, and its consumer.
+    fn join(&mut self, id: &str) {
+        let replica = start_replica_with_ttl(&self.endpoints, id, self.ttl_secs);
         let consumer = consume(replica.proc.address.clone(), self.replicas.len(), self.log.clone());
         self.consumers.push(tokio::spawn(consumer));
         self.replicas.push(replica);
@@ -252,9 +268,7 @@ async fn wait_every_replica_fires(log: &Log, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_replica_partitions_fire_again_on_the_others_within_the_lease_ttl() {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let mut fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
+    let (_etcd, mut fleet) = Fleet::on_new_etcd(3, "r", TTL_SECS).await;
     let repeats = 12;
     let created = fleet.load("kill", 48, repeats, Duration::from_secs(2)).await;
 
@@ -277,14 +291,12 @@ async fn killed_replica_partitions_fire_again_on_the_others_within_the_lease_ttl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_replica_moves_only_its_partitions_and_the_others_keep_firing() {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let mut fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
+    let (_etcd, mut fleet) = Fleet::on_new_etcd(3, "r", TTL_SECS).await;
     let repeats = 12;
     let created = fleet.load("join", 48, repeats, Duration::from_secs(2)).await;
 
     let joined_at = Instant::now();
-    fleet.join(&endpoints, "r3", TTL_SECS);
+    fleet.join("r3");
     let (jobs, duplicated) =
         fleet.all_done(&fleet.replicas[1].proc.address, &created, repeats, Duration::from_secs(40)).await;
     // Lateness of a delivery: its arrival minus its tick's due time. Tick k of a job is due
@@ -326,9 +338,7 @@ async fn joining_replica_moves_only_its_partitions_and_the_others_keep_firing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_recover_by_themselves_after_etcd_is_killed_and_restarted() {
-    let mut etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
+    let (mut etcd, fleet) = Fleet::on_new_etcd(3, "r", TTL_SECS).await;
     let repeats = 10;
     let created = fleet.load("etcd", 30, repeats, Duration::from_secs(2)).await;
 
@@ -369,8 +379,7 @@ async fn leader_of(etcd: &EtcdCluster) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggering_continues_when_a_three_member_etcd_loses_its_leader() {
     let mut etcd = EtcdCluster::start(3).await.expect("3-member etcd");
-    let endpoints = etcd.endpoints();
-    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
+    let fleet = Fleet::start(&etcd.endpoints(), 3, "r", TTL_SECS);
     let repeats = 10;
     let created = fleet.load("leader", 30, repeats, Duration::from_secs(2)).await;
 
@@ -396,9 +405,7 @@ async fn triggering_continues_when_a_three_member_etcd_loses_its_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
+    let (_etcd, fleet) = Fleet::on_new_etcd(3, "r", TTL_SECS).await;
     // Let every replica claim its partitions.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -481,9 +488,7 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
     // A long TTL: if the stopped replica's partitions moved only when its lease expired, they
     // would pause for 15 s.
     const LONG_TTL_SECS: u64 = 15;
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let mut fleet = Fleet::start(&endpoints, 2, "t", LONG_TTL_SECS);
+    let (_etcd, mut fleet) = Fleet::on_new_etcd(2, "t", LONG_TTL_SECS).await;
     let repeats = 10;
     let created = fleet.load("term", 32, repeats, Duration::from_secs(1)).await;
 
@@ -516,9 +521,7 @@ fn delivered(log: &Log, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_trigger_through_either_replica_and_the_survivor_of_a_kill_keeps_them() {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let mut fleet = Fleet::start(&endpoints, 2, "s", TTL_SECS);
+    let (_etcd, mut fleet) = Fleet::on_new_etcd(2, "s", TTL_SECS).await;
     let mut client = common::connect(&fleet.replicas[0].proc.address).await;
     client.schedule_job(common::repeating_job("steer", "@every 1s", 1000, metadata())).await.unwrap();
     kairos_testing::wait_until("steer to be delivered twice", 20, || delivered(&fleet.log, "steer") >= 2)
