@@ -1,35 +1,18 @@
 //! Engine behaviour on a `ManualClock` and the in-memory store (spec §4.3, §7.4–7.6).
 //!
-//! Every test runs on tokio's paused clock: `settle()` returns once every engine task is idle
-//! (waiting on the manual clock or a channel), so the tests are deterministic and never sleep.
+//! Every test runs on tokio's paused clock (see `common`): deterministic, never sleeping.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::tz::TimeZone;
+use common::{Harness, at, config, drain, every, key, one_shot, settle};
 use jiff::{SignedDuration, Timestamp};
-use kairos_core::{Clock, FailurePolicy, JobKey, JobSpec, ManualClock, Owner, Payload};
-use kairos_engine::{Engine, EngineConfig, EngineError, Outcome, Registration, Subscription, Trigger};
+use kairos_core::{Clock, FailurePolicy, JobKey, JobSpec, Owner, Payload};
+use kairos_engine::{Engine, EngineConfig, EngineError, Outcome, Subscription, Trigger};
 use kairos_store::memory::MemoryStore;
 use kairos_store::{JobStore, OwnerScope, PutMode};
-
-const START: &str = "2026-03-01T10:00:00Z";
-
-struct Harness {
-    engine: Engine,
-    clock: ManualClock,
-    store: Arc<MemoryStore>,
-}
-
-fn config(window: usize) -> EngineConfig {
-    EngineConfig {
-        window,
-        credit: 16,
-        max_sleep: SignedDuration::from_secs(1),
-        default_tz: TimeZone::UTC,
-        history: kairos_core::HistoryLimit::DEFAULT,
-    }
-}
 
 fn harness() -> Harness {
     harness_with(Arc::new(MemoryStore::new(4)), 64)
@@ -47,10 +30,7 @@ fn harness_with(store: Arc<MemoryStore>, window: usize) -> Harness {
 }
 
 fn harness_with_config(store: Arc<MemoryStore>, config: EngineConfig) -> Harness {
-    let clock = ManualClock::new(START.parse().unwrap());
-    let engine = Engine::new(store.clone(), Arc::new(clock.clone()), config);
-    engine.own_all();
-    Harness { engine, clock, store }
+    Harness::on(store, Harness::start_clock(), config)
 }
 
 /// One partition, a window of `window` jobs, `credit` triggers per subscriber.
@@ -58,26 +38,7 @@ fn bounded(window: usize, credit: usize) -> Harness {
     harness_with_config(Arc::new(MemoryStore::new(1)), EngineConfig { window, credit, ..config(window) })
 }
 
-/// Lets every task run until all are idle.
-async fn settle() {
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 impl Harness {
-    async fn advance(&self, secs: i64) {
-        settle().await;
-        self.clock.advance(SignedDuration::from_secs(secs));
-        settle().await;
-    }
-
-    async fn advance_ms(&self, ms: i64) {
-        settle().await;
-        self.clock.advance(SignedDuration::from_millis(ms));
-        settle().await;
-    }
-
     /// Advances `secs`, then receives exactly one trigger, answers it and returns it.
     async fn answer_after(&self, sub: &mut Subscription, secs: i64, outcome: Outcome) -> Trigger {
         self.advance(secs).await;
@@ -90,46 +51,9 @@ impl Harness {
         drain(sub).is_empty()
     }
 
-    fn subscribe(&self, app: &str) -> Subscription {
-        self.engine.subscribe(&Registration {
-            namespace: "default".into(),
-            app_id: Some(app.into()),
-            actor_types: vec![],
-        })
-    }
-
-    async fn schedule(&self, name: &str, spec: JobSpec) {
-        self.engine.schedule(key(name), spec, PutMode::CreateOnly).await.expect("schedule");
-        settle().await;
-    }
-
-    async fn stored(&self, name: &str) -> Option<kairos_store::StoredJob> {
-        self.store.get(&key(name)).await.unwrap()
-    }
-
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
-}
-
-fn key(name: &str) -> JobKey {
-    JobKey::app("default", "app", name)
-}
-
-fn at(secs: i64) -> Timestamp {
-    START.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(secs)
-}
-
-fn one_shot(due: &str) -> JobSpec {
-    JobSpec { due_time: Some(due.into()), ..JobSpec::default() }
-}
-
-fn every(schedule: &str, repeats: Option<u32>) -> JobSpec {
-    JobSpec { schedule: Some(schedule.into()), repeats, ..JobSpec::default() }
-}
-
-fn drain(sub: &mut Subscription) -> Vec<Trigger> {
-    std::iter::from_fn(|| sub.try_recv()).collect()
 }
 
 /// Receives exactly one trigger now, answers it, and returns it.
@@ -333,13 +257,8 @@ async fn catch_up_after_downtime_fires_missed_ticks_in_order_one_at_a_time() {
 
     // 65 s of downtime, then a new engine on the same store.
     h.clock.advance(SignedDuration::from_secs(65));
-    let engine = Engine::new(store.clone(), Arc::new(h.clock.clone()), config(64));
-    engine.own_all();
-    let mut sub = engine.subscribe(&Registration {
-        namespace: "default".into(),
-        app_id: Some("app".into()),
-        actor_types: vec![],
-    });
+    let h = Harness::on(store, h.clock.clone(), config(64));
+    let mut sub = h.subscribe("app");
     let mut dues = Vec::new();
     for _ in 0..6 {
         settle().await;
@@ -516,7 +435,7 @@ async fn delete_by_prefix_and_scope_touch_only_their_owner() {
 /// `owner` owns every partition and learns of writes only from the (hand-fed) change feed.
 fn two_replicas() -> (Engine, Harness) {
     let store = Arc::new(MemoryStore::new(4));
-    let clock = ManualClock::new(START.parse().unwrap());
+    let clock = Harness::start_clock();
     let writer = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
     let owner = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
     owner.follow_store_feed();
