@@ -1,38 +1,28 @@
 //! Engine behaviour on a `ManualClock` and the in-memory store (spec §4.3, §7.4–7.6).
 //!
-//! Every test runs on tokio's paused clock: `settle()` returns once every engine task is idle
-//! (waiting on the manual clock or a channel), so the tests are deterministic and never sleep.
+//! Every test runs on tokio's paused clock (see `common`): deterministic, never sleeping.
+
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::tz::TimeZone;
+use common::{Harness, at, config, drain, every, key, one_shot, settle};
 use jiff::{SignedDuration, Timestamp};
-use kairos_core::{Clock, FailurePolicy, JobKey, JobSpec, ManualClock, Owner, Payload};
-use kairos_engine::{Engine, EngineConfig, EngineError, Outcome, Registration, Subscription, Trigger};
+use kairos_core::{Clock, FailurePolicy, JobKey, JobSpec, Owner, Payload};
+use kairos_engine::{Engine, EngineConfig, EngineError, Outcome, Subscription, Trigger};
 use kairos_store::memory::MemoryStore;
 use kairos_store::{JobStore, OwnerScope, PutMode};
 
-const START: &str = "2026-03-01T10:00:00Z";
-
-struct Harness {
-    engine: Engine,
-    clock: ManualClock,
-    store: Arc<MemoryStore>,
-}
-
-fn config(window: usize) -> EngineConfig {
-    EngineConfig {
-        window,
-        credit: 16,
-        max_sleep: SignedDuration::from_secs(1),
-        default_tz: TimeZone::UTC,
-        history: kairos_core::HistoryLimit::DEFAULT,
-    }
-}
-
 fn harness() -> Harness {
     harness_with(Arc::new(MemoryStore::new(4)), 64)
+}
+
+/// [`harness`] with a subscriber of "app".
+fn subscribed() -> (Harness, Subscription) {
+    let h = harness();
+    let sub = h.subscribe("app");
+    (h, sub)
 }
 
 fn harness_with(store: Arc<MemoryStore>, window: usize) -> Harness {
@@ -40,10 +30,7 @@ fn harness_with(store: Arc<MemoryStore>, window: usize) -> Harness {
 }
 
 fn harness_with_config(store: Arc<MemoryStore>, config: EngineConfig) -> Harness {
-    let clock = ManualClock::new(START.parse().unwrap());
-    let engine = Engine::new(store.clone(), Arc::new(clock.clone()), config);
-    engine.own_all();
-    Harness { engine, clock, store }
+    Harness::on(store, Harness::start_clock(), config)
 }
 
 /// One partition, a window of `window` jobs, `credit` triggers per subscriber.
@@ -51,66 +38,22 @@ fn bounded(window: usize, credit: usize) -> Harness {
     harness_with_config(Arc::new(MemoryStore::new(1)), EngineConfig { window, credit, ..config(window) })
 }
 
-/// Lets every task run until all are idle.
-async fn settle() {
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 impl Harness {
-    async fn advance(&self, secs: i64) {
-        settle().await;
-        self.clock.advance(SignedDuration::from_secs(secs));
-        settle().await;
+    /// Advances `secs`, then receives exactly one trigger, answers it and returns it.
+    async fn answer_after(&self, sub: &mut Subscription, secs: i64, outcome: Outcome) -> Trigger {
+        self.advance(secs).await;
+        answer_one(sub, outcome).await
     }
 
-    async fn advance_ms(&self, ms: i64) {
-        settle().await;
-        self.clock.advance(SignedDuration::from_millis(ms));
-        settle().await;
-    }
-
-    fn subscribe(&self, app: &str) -> Subscription {
-        self.engine.subscribe(&Registration {
-            namespace: "default".into(),
-            app_id: Some(app.into()),
-            actor_types: vec![],
-        })
-    }
-
-    async fn schedule(&self, name: &str, spec: JobSpec) {
-        self.engine.schedule(key(name), spec, PutMode::CreateOnly).await.expect("schedule");
-        settle().await;
-    }
-
-    async fn stored(&self, name: &str) -> Option<kairos_store::StoredJob> {
-        self.store.get(&key(name)).await.unwrap()
+    /// Advances `secs`; true when no trigger arrived.
+    async fn quiet_for(&self, sub: &mut Subscription, secs: i64) -> bool {
+        self.advance(secs).await;
+        drain(sub).is_empty()
     }
 
     fn now(&self) -> Timestamp {
         self.clock.now()
     }
-}
-
-fn key(name: &str) -> JobKey {
-    JobKey::app("default", "app", name)
-}
-
-fn at(secs: i64) -> Timestamp {
-    START.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(secs)
-}
-
-fn one_shot(due: &str) -> JobSpec {
-    JobSpec { due_time: Some(due.into()), ..JobSpec::default() }
-}
-
-fn every(schedule: &str, repeats: Option<u32>) -> JobSpec {
-    JobSpec { schedule: Some(schedule.into()), repeats, ..JobSpec::default() }
-}
-
-fn drain(sub: &mut Subscription) -> Vec<Trigger> {
-    std::iter::from_fn(|| sub.try_recv()).collect()
 }
 
 /// Receives exactly one trigger now, answers it, and returns it.
@@ -126,108 +69,83 @@ async fn answer_one(sub: &mut Subscription, outcome: Outcome) -> Trigger {
 
 #[tokio::test(start_paused = true)]
 async fn fires_one_shot_job_at_due_time() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     let data = Payload {
         type_url: "type.googleapis.com/google.protobuf.StringValue".into(),
         value: b"\x0a\x02hi".to_vec(),
     };
     h.schedule("once", JobSpec { data: Some(data.clone()), ..one_shot("10s") }).await;
 
-    h.advance(9).await;
-    assert!(drain(&mut sub).is_empty(), "never before the due time");
-    h.advance(1).await;
-    let trigger = answer_one(&mut sub, Outcome::Success).await;
+    assert!(h.quiet_for(&mut sub, 9).await, "never before the due time");
+    let trigger = h.answer_after(&mut sub, 1, Outcome::Success).await;
     assert_eq!(trigger.key, key("once"));
     assert_eq!(trigger.data, Some(data));
     assert_eq!(trigger.due, at(10));
     assert!(h.stored("once").await.is_none(), "a one-shot job is deleted after its tick");
-    h.advance(60).await;
-    assert!(drain(&mut sub).is_empty());
+    assert!(h.quiet_for(&mut sub, 60).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn repeats_n_delivers_exactly_n_ticks_then_deletes() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("backup", every("@every 1s", Some(10))).await;
     let mut dues = Vec::new();
     for _ in 0..10 {
-        h.advance(1).await;
-        dues.push(answer_one(&mut sub, Outcome::Success).await.due);
+        dues.push(h.answer_after(&mut sub, 1, Outcome::Success).await.due);
     }
     assert_eq!(dues, (1..=10).map(at).collect::<Vec<_>>());
     assert!(h.stored("backup").await.is_none());
-    h.advance(5).await;
-    assert!(drain(&mut sub).is_empty(), "nothing after the last repeat");
+    assert!(h.quiet_for(&mut sub, 5).await, "nothing after the last repeat");
 }
 
 #[tokio::test(start_paused = true)]
 async fn schedule_without_due_time_never_fires_at_creation() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("cron", every("*/10 * * * * *", Some(2))).await;
-    h.advance(0).await;
-    assert!(drain(&mut sub).is_empty());
-    h.advance(9).await;
-    assert!(drain(&mut sub).is_empty());
-    h.advance(1).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(10));
-    h.advance(10).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+    assert!(h.quiet_for(&mut sub, 0).await);
+    assert!(h.quiet_for(&mut sub, 9).await);
+    assert_eq!(h.answer_after(&mut sub, 1, Outcome::Success).await.due, at(10));
+    assert_eq!(h.answer_after(&mut sub, 10, Outcome::Success).await.due, at(20));
 }
 
 #[tokio::test(start_paused = true)]
 async fn schedule_with_due_time_fires_first_at_due_time() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("due", JobSpec { due_time: Some("3s".into()), ..every("@every 10s", Some(2)) }).await;
-    h.advance(3).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(3));
-    h.advance(9).await;
-    assert!(drain(&mut sub).is_empty());
-    h.advance(1).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(13));
+    assert_eq!(h.answer_after(&mut sub, 3, Outcome::Success).await.due, at(3));
+    assert!(h.quiet_for(&mut sub, 9).await);
+    assert_eq!(h.answer_after(&mut sub, 1, Outcome::Success).await.due, at(13));
     assert!(h.stored("due").await.is_none(), "two repeats done");
 }
 
 #[tokio::test(start_paused = true)]
 async fn ttl_deletes_the_job_after_its_last_tick() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("ttl", JobSpec { ttl: Some("25s".into()), ..every("@every 10s", None) }).await;
-    h.advance(10).await;
-    answer_one(&mut sub, Outcome::Success).await;
-    h.advance(10).await;
-    answer_one(&mut sub, Outcome::Success).await;
+    h.answer_after(&mut sub, 10, Outcome::Success).await;
+    h.answer_after(&mut sub, 10, Outcome::Success).await;
     assert!(h.stored("ttl").await.is_none(), "the tick at 30s would be after the ttl");
-    h.advance(30).await;
-    assert!(drain(&mut sub).is_empty());
+    assert!(h.quiet_for(&mut sub, 30).await);
 }
 
 #[tokio::test(start_paused = true)]
 async fn default_failure_policy_gives_a_failing_one_shot_4_attempts() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("fail", one_shot("5s")).await;
     let stored = h.stored("fail").await.unwrap();
     assert_eq!(stored.spec.failure_policy, Some(FailurePolicy::DEFAULT), "the default is stored");
-    h.advance(5).await;
-    let mut dues = vec![answer_one(&mut sub, Outcome::Failed).await.due];
+    let mut dues = vec![h.answer_after(&mut sub, 5, Outcome::Failed).await.due];
     for _ in 0..3 {
-        h.advance(1).await;
-        dues.push(answer_one(&mut sub, Outcome::Failed).await.due);
+        dues.push(h.answer_after(&mut sub, 1, Outcome::Failed).await.due);
     }
     assert_eq!(dues, vec![at(5), at(6), at(7), at(8)]);
     assert!(h.stored("fail").await.is_none(), "given up after 4 attempts, then deleted");
-    h.advance(10).await;
-    assert!(drain(&mut sub).is_empty(), "exactly 4 attempts");
+    assert!(h.quiet_for(&mut sub, 10).await, "exactly 4 attempts");
 }
 
 #[tokio::test(start_paused = true)]
 async fn constant_policy_without_interval_retries_at_once() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     let policy = FailurePolicy::Constant { interval: None, max_retries: Some(4) };
     h.schedule("fail", JobSpec { failure_policy: Some(policy), ..one_shot("1s") }).await;
     h.advance(1).await;
@@ -250,42 +168,41 @@ async fn constant_policy_without_interval_retries_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn drop_policy_counts_the_failed_tick_and_moves_on() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("drop", JobSpec { failure_policy: Some(FailurePolicy::Drop), ..every("@every 10s", Some(2)) })
         .await;
-    h.advance(10).await;
-    answer_one(&mut sub, Outcome::Failed).await;
-    h.advance(1).await;
-    assert!(drain(&mut sub).is_empty(), "no retry");
-    h.advance(9).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+    h.answer_after(&mut sub, 10, Outcome::Failed).await;
+    assert!(h.quiet_for(&mut sub, 1).await, "no retry");
+    assert_eq!(h.answer_after(&mut sub, 9, Outcome::Success).await.due, at(20));
     assert!(h.stored("drop").await.is_none(), "the dropped tick counted toward repeats");
 }
 
 #[tokio::test(start_paused = true)]
 async fn failed_tick_keeps_the_cadence() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     let policy =
         FailurePolicy::Constant { interval: Some(SignedDuration::from_secs(3)), max_retries: Some(1) };
     h.schedule("cadence", JobSpec { failure_policy: Some(policy), ..every("@every 10s", None) }).await;
-    h.advance(10).await;
-    answer_one(&mut sub, Outcome::Failed).await;
-    h.advance(3).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(13));
+    h.answer_after(&mut sub, 10, Outcome::Failed).await;
+    assert_eq!(h.answer_after(&mut sub, 3, Outcome::Success).await.due, at(13));
     let stored = h.stored("cadence").await.unwrap();
     assert_eq!(stored.progress.last_scheduled, Some(at(10)));
     assert_eq!(stored.progress.attempts, 0);
     assert_eq!(stored.next_due, at(20), "the next tick follows the schedule, not the retry");
 }
 
-#[tokio::test(start_paused = true)]
-async fn staged_trigger_fires_when_a_subscriber_connects_and_costs_no_retry() {
+/// A harness whose one-shot job "staged", due at 1 s, had no subscriber for `secs`: it is staged.
+async fn staged_after(secs: i64) -> Harness {
     let h = harness();
     h.schedule("staged", one_shot("1s")).await;
-    h.advance(30).await;
+    h.advance(secs).await;
     assert_eq!(h.engine.staged_count().await.unwrap(), 1);
+    h
+}
+
+#[tokio::test(start_paused = true)]
+async fn staged_trigger_fires_when_a_subscriber_connects_and_costs_no_retry() {
+    let h = staged_after(30).await;
     let stored = h.stored("staged").await.unwrap();
     assert_eq!(stored.progress.attempts, 0, "staging costs no retry");
 
@@ -340,13 +257,8 @@ async fn catch_up_after_downtime_fires_missed_ticks_in_order_one_at_a_time() {
 
     // 65 s of downtime, then a new engine on the same store.
     h.clock.advance(SignedDuration::from_secs(65));
-    let engine = Engine::new(store.clone(), Arc::new(h.clock.clone()), config(64));
-    engine.own_all();
-    let mut sub = engine.subscribe(&Registration {
-        namespace: "default".into(),
-        app_id: Some("app".into()),
-        actor_types: vec![],
-    });
+    let h = Harness::on(store, h.clock.clone(), config(64));
+    let mut sub = h.subscribe("app");
     let mut dues = Vec::new();
     for _ in 0..6 {
         settle().await;
@@ -362,11 +274,9 @@ async fn catch_up_after_downtime_fires_missed_ticks_in_order_one_at_a_time() {
 
 #[tokio::test(start_paused = true)]
 async fn overwrite_resets_progress() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("ow", every("@every 10s", Some(3))).await;
-    h.advance(10).await;
-    answer_one(&mut sub, Outcome::Success).await;
+    h.answer_after(&mut sub, 10, Outcome::Success).await;
     assert_eq!(h.stored("ow").await.unwrap().progress.count, 1);
 
     let err =
@@ -379,17 +289,14 @@ async fn overwrite_resets_progress() {
     let stored = h.stored("ow").await.unwrap();
     assert_eq!(stored.progress.count, 0);
     assert_eq!(stored.next_due, at(15), "restarts from the overwrite time");
-    h.advance(5).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(15));
-    h.advance(5).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+    assert_eq!(h.answer_after(&mut sub, 5, Outcome::Success).await.due, at(15));
+    assert_eq!(h.answer_after(&mut sub, 5, Outcome::Success).await.due, at(20));
     assert!(h.stored("ow").await.is_none(), "the new job's 2 repeats");
 }
 
 #[tokio::test(start_paused = true)]
 async fn late_result_for_an_overwritten_job_is_ignored() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("ow", one_shot("1s")).await;
     h.advance(1).await;
     let old = drain(&mut sub).pop().unwrap();
@@ -403,23 +310,17 @@ async fn late_result_for_an_overwritten_job_is_ignored() {
 
 #[tokio::test(start_paused = true)]
 async fn delete_during_retries_cancels_them() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("del", one_shot("1s")).await;
-    h.advance(1).await;
-    answer_one(&mut sub, Outcome::Failed).await;
+    h.answer_after(&mut sub, 1, Outcome::Failed).await;
     assert!(h.engine.delete(&key("del")).await.unwrap());
-    h.advance(10).await;
-    assert!(drain(&mut sub).is_empty(), "no retry after delete");
+    assert!(h.quiet_for(&mut sub, 10).await, "no retry after delete");
     assert!(!h.engine.delete(&key("del")).await.unwrap(), "deleting an absent job succeeds");
 }
 
 #[tokio::test(start_paused = true)]
 async fn delete_while_staged_drops_the_staged_trigger() {
-    let h = harness();
-    h.schedule("staged", one_shot("1s")).await;
-    h.advance(2).await;
-    assert_eq!(h.engine.staged_count().await.unwrap(), 1);
+    let h = staged_after(2).await;
     h.engine.delete(&key("staged")).await.unwrap();
     settle().await;
     assert_eq!(h.engine.staged_count().await.unwrap(), 0);
@@ -438,8 +339,7 @@ async fn jobs_beyond_the_window_are_paged_in_from_the_store() {
     }
     let mut fired = Vec::new();
     for _ in 0..40 {
-        h.advance(1).await;
-        fired.push(answer_one(&mut sub, Outcome::Success).await.key.name);
+        fired.push(h.answer_after(&mut sub, 1, Outcome::Success).await.key.name);
     }
     let want: Vec<String> = (0..40).map(|i| format!("job-{i:02}")).collect();
     assert_eq!(fired, want);
@@ -458,8 +358,7 @@ async fn earlier_job_arriving_rearms_the_timer() {
 
 #[tokio::test(start_paused = true)]
 async fn wall_clock_jump_forward_is_noticed() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("jump", one_shot("1h")).await;
     settle().await;
     h.clock.set(at(3600));
@@ -483,8 +382,7 @@ async fn failed_progress_write_is_retried_and_nothing_is_lost() {
     }
     let stored = h.stored("flaky").await.unwrap();
     assert_eq!(stored.progress.count, 1, "the progress write went through on a later try");
-    h.advance(9).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+    assert_eq!(h.answer_after(&mut sub, 9, Outcome::Success).await.due, at(20));
     assert!(h.stored("flaky").await.is_none());
 }
 
@@ -537,7 +435,7 @@ async fn delete_by_prefix_and_scope_touch_only_their_owner() {
 /// `owner` owns every partition and learns of writes only from the (hand-fed) change feed.
 fn two_replicas() -> (Engine, Harness) {
     let store = Arc::new(MemoryStore::new(4));
-    let clock = ManualClock::new(START.parse().unwrap());
+    let clock = Harness::start_clock();
     let writer = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
     let owner = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
     owner.follow_store_feed();
@@ -557,8 +455,7 @@ async fn job_created_through_another_replica_fires_on_the_owner_via_the_feed() {
     let (writer, h) = two_loaded_replicas().await;
     let mut sub = h.subscribe("app");
     writer.schedule(key("remote"), every("@every 1s", Some(3)), PutMode::CreateOnly).await.unwrap();
-    h.advance(1).await;
-    assert!(drain(&mut sub).is_empty(), "the owner has not heard of the job yet");
+    assert!(h.quiet_for(&mut sub, 1).await, "the owner has not heard of the job yet");
     h.engine.upsert_from_store(h.stored("remote").await.unwrap()).await;
     // Its first tick (at +1 s) is already due: it fires at once.
     assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(1));
@@ -571,18 +468,15 @@ async fn own_progress_write_seen_on_the_feed_does_not_rearm_the_job() {
     writer.schedule(key("tick"), every("@every 10s", None), PutMode::CreateOnly).await.unwrap();
     let created = h.stored("tick").await.unwrap();
     h.engine.upsert_from_store(created.clone()).await;
-    h.advance(10).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(10));
+    assert_eq!(h.answer_after(&mut sub, 10, Outcome::Success).await.due, at(10));
     let progressed = h.stored("tick").await.unwrap();
     assert_eq!(progressed.next_due, at(20), "the owner wrote its progress");
     // The feed now reports the creation (late) and the owner's own progress write: same
     // incarnation, so neither re-arms the job at an old position.
     h.engine.upsert_from_store(created).await;
     h.engine.upsert_from_store(progressed).await;
-    h.advance(5).await;
-    assert!(drain(&mut sub).is_empty(), "no refire of the settled tick");
-    h.advance(5).await;
-    assert_eq!(answer_one(&mut sub, Outcome::Success).await.due, at(20));
+    assert!(h.quiet_for(&mut sub, 5).await, "no refire of the settled tick");
+    assert_eq!(h.answer_after(&mut sub, 5, Outcome::Success).await.due, at(20));
 }
 
 #[tokio::test(start_paused = true)]
@@ -593,18 +487,15 @@ async fn overwrite_and_delete_through_another_replica_reach_the_owner_via_the_fe
     h.engine.upsert_from_store(h.stored("job").await.unwrap()).await;
     writer.schedule(key("job"), one_shot("20s"), PutMode::Overwrite).await.unwrap();
     h.engine.upsert_from_store(h.stored("job").await.unwrap()).await;
-    h.advance(10).await;
-    assert!(drain(&mut sub).is_empty(), "the overwrite moved the due time");
+    assert!(h.quiet_for(&mut sub, 10).await, "the overwrite moved the due time");
     writer.delete(&key("job")).await.unwrap();
     h.engine.remove(&key("job")).await;
-    h.advance(20).await;
-    assert!(drain(&mut sub).is_empty(), "the delete reached the owner");
+    assert!(h.quiet_for(&mut sub, 20).await, "the delete reached the owner");
 }
 
 #[tokio::test(start_paused = true)]
 async fn drain_waits_for_the_delivered_trigger_and_fires_nothing_new() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("a", every("@every 1s", None)).await;
     h.advance(1).await;
     let held = drain(&mut sub);
@@ -619,15 +510,13 @@ async fn drain_waits_for_the_delivered_trigger_and_fires_nothing_new() {
     settle().await;
     assert!(drained.await.unwrap(), "drained once the result was written");
     assert_eq!(h.stored("a").await.unwrap().progress.count, 1, "its progress is durable");
-    h.advance(5).await;
-    assert!(drain(&mut sub).is_empty(), "a draining partition fires nothing new");
+    assert!(h.quiet_for(&mut sub, 5).await, "a draining partition fires nothing new");
     h.engine.release(partition).await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn drain_gives_up_after_its_timeout() {
-    let h = harness();
-    let mut sub = h.subscribe("app");
+    let (h, mut sub) = subscribed();
     h.schedule("a", every("@every 1s", None)).await;
     h.advance(1).await;
     assert_eq!(drain(&mut sub).len(), 1);
@@ -640,6 +529,20 @@ async fn drain_gives_up_after_its_timeout() {
     assert!(!drained.await.unwrap(), "the unanswered trigger outlived the timeout");
 }
 
+/// Lets the engine run `rounds` times, answering every trigger that arrived with success: the
+/// names of their jobs, in arrival order.
+async fn answer_rounds(sub: &mut Subscription, rounds: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    for _ in 0..rounds {
+        settle().await;
+        for t in drain(sub) {
+            names.push(t.key.name.clone());
+            assert!(sub.complete(t.id, Outcome::Success));
+        }
+    }
+    names
+}
+
 /// Schedules `n` one-shot jobs of `app` named `{prefix}-{i:04}`, due at `due` (a duration),
 /// straight through the engine.
 async fn schedule_many(h: &Harness, app: &str, prefix: &str, n: usize, due: &str) {
@@ -650,14 +553,22 @@ async fn schedule_many(h: &Harness, app: &str, prefix: &str, n: usize, due: &str
     settle().await;
 }
 
+/// [`bounded`], with a subscriber of "app" and `jobs` one-shot jobs of it due at 1 s, 1 s on:
+/// the harness, the subscriber and the triggers it holds.
+async fn holding(window: usize, credit: usize, jobs: usize) -> (Harness, Subscription, Vec<Trigger>) {
+    let h = bounded(window, credit);
+    let mut sub = h.subscribe("app");
+    schedule_many(&h, "app", "j", jobs, "1s").await;
+    h.advance(1).await;
+    let held = drain(&mut sub);
+    (h, sub, held)
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_silent_subscriber_holds_at_most_its_credit_and_memory_stays_within_the_window() {
-    let h = bounded(8, 3);
-    let mut sub = h.subscribe("app");
-    schedule_many(&h, "app", "j", 100, "1s").await;
-    h.advance(1).await;
+    let (h, mut sub, mut held) = holding(8, 3, 100).await;
     h.advance(5).await;
-    let held = drain(&mut sub);
+    held.extend(drain(&mut sub));
     assert_eq!(held.len(), 3, "a subscriber that answers nothing holds its credit, no more");
     let stats = h.engine.router_stats();
     assert_eq!(stats.sent, 3);
@@ -754,23 +665,13 @@ async fn one_apps_staged_backlog_does_not_starve_another_apps_jobs() {
     assert_eq!(later.len(), 3, "{later:?}");
     assert!(later.iter().all(|t| t.due == at(10)));
     assert!(idle_seen < 50, "the backlog was still paging in ({idle_seen} of 50)");
-    for _ in 0..100 {
-        settle().await;
-        for t in drain(&mut idle) {
-            idle_seen += 1;
-            assert!(idle.complete(t.id, Outcome::Success));
-        }
-    }
+    idle_seen += answer_rounds(&mut idle, 100).await.len();
     assert_eq!(idle_seen, 50);
 }
 
 #[tokio::test(start_paused = true)]
 async fn triggers_of_a_route_that_loses_its_last_subscriber_are_staged_and_redelivered_without_a_retry() {
-    let h = bounded(16, 2);
-    let mut first = h.subscribe("app");
-    schedule_many(&h, "app", "j", 10, "1s").await;
-    h.advance(1).await;
-    let held = drain(&mut first);
+    let (h, first, held) = holding(16, 2, 10).await;
     assert_eq!(held.len(), 2);
     assert_eq!(h.engine.router_stats().queued, 8);
     drop(first);
@@ -779,14 +680,7 @@ async fn triggers_of_a_route_that_loses_its_last_subscriber_are_staged_and_redel
     assert_eq!(h.engine.staged_count().await.unwrap(), 10, "sent and queued ones alike");
     assert_eq!(h.engine.resident_jobs(), 0);
     let mut second = h.subscribe("app");
-    let mut names = Vec::new();
-    for _ in 0..20 {
-        settle().await;
-        for t in drain(&mut second) {
-            names.push(t.key.name.clone());
-            assert!(second.complete(t.id, Outcome::Success));
-        }
-    }
+    let mut names = answer_rounds(&mut second, 20).await;
     names.sort();
     assert_eq!(names, (0..10).map(|i| format!("j-{i:04}")).collect::<Vec<_>>());
     assert_eq!(h.store.count().await.unwrap(), 0);
@@ -794,25 +688,14 @@ async fn triggers_of_a_route_that_loses_its_last_subscriber_are_staged_and_redel
 
 #[tokio::test(start_paused = true)]
 async fn a_job_deleted_while_its_trigger_is_queued_is_never_delivered() {
-    let h = bounded(16, 1);
-    let mut sub = h.subscribe("app");
-    schedule_many(&h, "app", "j", 3, "1s").await;
-    h.advance(1).await;
-    let first = drain(&mut sub);
+    let (h, mut sub, first) = holding(16, 1, 3).await;
     assert_eq!(first.len(), 1);
     let doomed: Vec<String> =
         (0..3).map(|i| format!("j-{i:04}")).filter(|n| *n != first[0].key.name).collect();
     h.engine.delete(&key_of("app", &doomed[0])).await.unwrap();
     settle().await;
     assert!(sub.complete(first[0].id, Outcome::Success));
-    let mut rest = Vec::new();
-    for _ in 0..5 {
-        settle().await;
-        for t in drain(&mut sub) {
-            rest.push(t.key.name.clone());
-            assert!(sub.complete(t.id, Outcome::Success));
-        }
-    }
+    let rest = answer_rounds(&mut sub, 5).await;
     assert_eq!(rest, vec![doomed[1].clone()], "the deleted job's queued trigger was recalled");
 }
 
@@ -846,11 +729,7 @@ async fn answers_from_split_subscription_halves_flow_while_triggers_wait() {
 
 #[tokio::test(start_paused = true)]
 async fn draining_a_partition_takes_back_its_queued_triggers() {
-    let h = bounded(16, 1);
-    let mut sub = h.subscribe("app");
-    schedule_many(&h, "app", "j", 5, "1s").await;
-    h.advance(1).await;
-    let held = drain(&mut sub);
+    let (h, mut sub, held) = holding(16, 1, 5).await;
     assert_eq!(held.len(), 1);
     assert_eq!(h.engine.router_stats().queued, 4);
     let engine = h.engine.clone();

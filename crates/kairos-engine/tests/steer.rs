@@ -1,75 +1,43 @@
 //! Seeing and steering jobs (issue 14): status, history, pause/resume, trigger-now, misfire
 //! policies and exponential retries, on a `ManualClock` and the in-memory store.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
-use jiff::tz::TimeZone;
+use std::sync::Arc;
+
+use common::{Harness, at, drain, every, key, settle};
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::{
-    CatchUp, Exponential, FailurePolicy, HistoryLimit, JobKey, JobSpec, JobState, ManualClock, MisfirePolicy,
-    Owner, Ratio, TriggerOutcome,
+    CatchUp, Exponential, FailurePolicy, HistoryLimit, JobSpec, JobState, MisfirePolicy, Owner, Ratio,
+    TriggerOutcome,
 };
-use kairos_engine::{
-    Engine, EngineConfig, EngineError, ListFilter, Outcome, Registration, Subscription, Trigger,
-};
+use kairos_engine::{Engine, EngineConfig, EngineError, ListFilter, Outcome, Subscription};
 use kairos_store::memory::MemoryStore;
 use kairos_store::{JobStore, PutMode};
 
-const START: &str = "2026-03-01T10:00:00Z";
-
+/// [`common::config`] with a window of 64 and a history of 5 per job.
 fn config() -> EngineConfig {
-    EngineConfig {
-        window: 64,
-        credit: 16,
-        max_sleep: SignedDuration::from_secs(1),
-        default_tz: TimeZone::UTC,
-        history: HistoryLimit::new(5).unwrap(),
-    }
-}
-
-struct Harness {
-    engine: Engine,
-    clock: ManualClock,
-    store: Arc<MemoryStore>,
+    EngineConfig { history: HistoryLimit::new(5).unwrap(), ..common::config(64) }
 }
 
 impl Harness {
     fn new() -> Harness {
-        let store = Arc::new(MemoryStore::new(4));
-        let clock = ManualClock::new(START.parse().unwrap());
-        Harness::on(store, clock)
-    }
-
-    fn on(store: Arc<MemoryStore>, clock: ManualClock) -> Harness {
-        let engine = Engine::new(store.clone(), Arc::new(clock.clone()), config());
-        engine.own_all();
-        Harness { engine, clock, store }
+        Harness::on(Arc::new(MemoryStore::new(4)), Harness::start_clock(), config())
     }
 
     /// A new engine on the same store and clock, after this one stopped.
     async fn restart(self) -> Harness {
         self.engine.shutdown().await;
-        Harness::on(self.store, self.clock)
+        Harness::on(self.store, self.clock, config())
     }
 
-    async fn advance(&self, secs: i64) {
-        settle().await;
-        self.clock.advance(SignedDuration::from_secs(secs));
-        settle().await;
-    }
-
-    fn subscribe(&self) -> Subscription {
-        self.engine.subscribe(&Registration {
-            namespace: "default".into(),
-            app_id: Some("app".into()),
-            actor_types: vec![],
-        })
-    }
-
-    async fn schedule(&self, name: &str, spec: JobSpec) {
-        self.engine.schedule(key(name), spec, PutMode::CreateOnly).await.expect("schedule");
-        settle().await;
+    /// Answers every trigger due now, then every one due within the next `secs`: their due
+    /// times.
+    async fn answer_now_and_within(&self, sub: &mut Subscription, secs: i64) -> Vec<Timestamp> {
+        let mut dues = answer_all(sub, Outcome::Success).await;
+        self.advance(secs).await;
+        dues.extend(answer_all(sub, Outcome::Success).await);
+        dues
     }
 
     async fn state(&self, name: &str) -> Option<JobState> {
@@ -77,30 +45,8 @@ impl Harness {
     }
 }
 
-async fn settle() {
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
-fn key(name: &str) -> JobKey {
-    JobKey::app("default", "app", name)
-}
-
-fn at(secs: i64) -> Timestamp {
-    START.parse::<Timestamp>().unwrap() + SignedDuration::from_secs(secs)
-}
-
-fn every(schedule: &str, repeats: Option<u32>) -> JobSpec {
-    JobSpec { schedule: Some(schedule.into()), repeats, ..JobSpec::default() }
-}
-
 fn misfire(catch_up: CatchUp, window: Option<i64>) -> Option<MisfirePolicy> {
     Some(MisfirePolicy { catch_up, window: window.map(SignedDuration::from_secs) })
-}
-
-fn drain(sub: &mut Subscription) -> Vec<Trigger> {
-    std::iter::from_fn(|| sub.try_recv()).collect()
 }
 
 /// Answers every trigger that arrives (one job has one in flight) until none comes, returning
@@ -123,7 +69,7 @@ async fn answer_all(sub: &mut Subscription, outcome: Outcome) -> Vec<Timestamp> 
 #[tokio::test(start_paused = true)]
 async fn status_and_history_follow_every_outcome() {
     let h = Harness::new();
-    let mut sub = h.subscribe();
+    let mut sub = h.subscribe("app");
     h.schedule("s", every("@every 10s", None)).await;
     let (_, status) = h.engine.status(&key("s")).await.unwrap().unwrap();
     assert_eq!((status.state, status.next_fire, status.fired), (JobState::Scheduled, Some(at(10)), 0));
@@ -186,7 +132,7 @@ async fn a_job_without_a_subscriber_is_waiting_for_its_app_and_its_history_says_
     assert_eq!(h.state("w").await, Some(JobState::WaitingForApp));
     let history = h.engine.history(&key("w"), 50).await.unwrap();
     assert_eq!(history.iter().map(|r| r.outcome).collect::<Vec<_>>(), vec![TriggerOutcome::Undeliverable]);
-    let mut sub = h.subscribe();
+    let mut sub = h.subscribe("app");
     assert_eq!(answer_all(&mut sub, Outcome::Success).await, vec![at(10)]);
     assert_eq!(h.state("w").await, Some(JobState::Scheduled));
 }
@@ -196,7 +142,7 @@ async fn a_job_without_a_subscriber_is_waiting_for_its_app_and_its_history_says_
 async fn paused_then_resumed(policy: Option<MisfirePolicy>) -> Vec<Timestamp> {
     let h = Harness::new();
     h.schedule("p", JobSpec { misfire_policy: policy, ..every("@every 10s", None) }).await;
-    let mut sub = h.subscribe();
+    let mut sub = h.subscribe("app");
     h.advance(5).await;
     let status = h.engine.pause(&key("p")).await.unwrap();
     assert_eq!((status.state, status.next_fire), (JobState::Paused, None));
@@ -204,16 +150,13 @@ async fn paused_then_resumed(policy: Option<MisfirePolicy>) -> Vec<Timestamp> {
     assert!(answer_all(&mut sub, Outcome::Success).await.is_empty(), "a paused job fires nothing");
     drop(sub);
     let h = h.restart().await;
-    let mut sub = h.subscribe();
+    let mut sub = h.subscribe("app");
     h.advance(30).await;
     assert!(answer_all(&mut sub, Outcome::Success).await.is_empty(), "still paused after a restart");
     assert_eq!(h.state("p").await, Some(JobState::Paused));
     let status = h.engine.resume(&key("p")).await.unwrap();
     assert_eq!(status.state, JobState::Scheduled);
-    let mut dues = answer_all(&mut sub, Outcome::Success).await;
-    h.advance(5).await;
-    dues.extend(answer_all(&mut sub, Outcome::Success).await);
-    dues
+    h.answer_now_and_within(&mut sub, 5).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -234,12 +177,9 @@ async fn after_downtime(policy: Option<MisfirePolicy>) -> Vec<Timestamp> {
     h.schedule("d", JobSpec { misfire_policy: policy, ..every("@every 10s", None) }).await;
     h.engine.shutdown().await;
     h.clock.advance(SignedDuration::from_secs(65));
-    let h = Harness::on(h.store, h.clock);
-    let mut sub = h.subscribe();
-    let mut dues = answer_all(&mut sub, Outcome::Success).await;
-    h.advance(5).await;
-    dues.extend(answer_all(&mut sub, Outcome::Success).await);
-    dues
+    let h = Harness::on(h.store, h.clock, config());
+    let mut sub = h.subscribe("app");
+    h.answer_now_and_within(&mut sub, 5).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -264,17 +204,14 @@ async fn misfire_policy_applies_after_a_long_app_outage() {
     // No subscriber from 10 s to 65 s: the job is staged.
     h.advance(65).await;
     assert_eq!(h.state("o").await, Some(JobState::WaitingForApp));
-    let mut sub = h.subscribe();
-    let mut dues = answer_all(&mut sub, Outcome::Success).await;
-    h.advance(5).await;
-    dues.extend(answer_all(&mut sub, Outcome::Success).await);
-    assert_eq!(dues, vec![at(60), at(70)]);
+    let mut sub = h.subscribe("app");
+    assert_eq!(h.answer_now_and_within(&mut sub, 5).await, vec![at(60), at(70)]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn trigger_now_delivers_once_more_without_moving_the_schedule_or_the_count() {
     let h = Harness::new();
-    let mut sub = h.subscribe();
+    let mut sub = h.subscribe("app");
     h.schedule("t", every("@every 10s", Some(2))).await;
     h.advance(3).await;
     h.engine.trigger_now(&key("t")).await.unwrap();
@@ -296,7 +233,7 @@ async fn trigger_now_delivers_once_more_without_moving_the_schedule_or_the_count
 #[tokio::test(start_paused = true)]
 async fn trigger_now_on_a_paused_job_is_allowed_and_retried_under_the_failure_policy() {
     let h = Harness::new();
-    let mut sub = h.subscribe();
+    let mut sub = h.subscribe("app");
     h.schedule("t", every("@every 1h", None)).await;
     h.engine.pause(&key("t")).await.unwrap();
     settle().await;
@@ -321,7 +258,7 @@ async fn trigger_now_on_a_paused_job_is_allowed_and_retried_under_the_failure_po
 #[tokio::test(start_paused = true)]
 async fn trigger_now_is_a_durable_request_any_engine_may_write_and_the_owner_takes() {
     let store = Arc::new(MemoryStore::new(4));
-    let clock = ManualClock::new(START.parse().unwrap());
+    let clock = Harness::start_clock();
     // An engine that fires no partition (another replica's) writes the request...
     let writer = Engine::new(store.clone(), Arc::new(clock.clone()), config());
     writer.schedule(key("t"), every("@every 1h", Some(3)), PutMode::CreateOnly).await.unwrap();
@@ -330,8 +267,8 @@ async fn trigger_now_is_a_durable_request_any_engine_may_write_and_the_owner_tak
     assert_eq!((stored.manual.clone(), stored.next_due), (vec![at(0)], at(0)), "pulled forward, durably");
     // ... and whoever fires the partition later delivers it, then puts the job back on its timeline.
     clock.advance(SignedDuration::from_secs(5));
-    let h = Harness::on(store.clone(), clock.clone());
-    let mut sub = h.subscribe();
+    let h = Harness::on(store.clone(), clock.clone(), config());
+    let mut sub = h.subscribe("app");
     assert_eq!(answer_all(&mut sub, Outcome::Success).await, vec![at(0)]);
     settle().await;
     let (job, status) = h.engine.status(&key("t")).await.unwrap().unwrap();
@@ -356,8 +293,8 @@ async fn trigger_now_on_a_paused_job_survives_a_restart_and_leaves_it_paused() {
     h.engine.shutdown().await;
     let writer = Engine::new(h.store.clone(), Arc::new(h.clock.clone()), config());
     writer.trigger_now(&key("t")).await.unwrap();
-    let h = Harness::on(h.store.clone(), h.clock.clone());
-    let mut sub = h.subscribe();
+    let h = Harness::on(h.store.clone(), h.clock.clone(), config());
+    let mut sub = h.subscribe("app");
     assert_eq!(answer_all(&mut sub, Outcome::Success).await, vec![at(0)]);
     settle().await;
     let (job, status) = h.engine.status(&key("t")).await.unwrap().unwrap();
@@ -369,7 +306,7 @@ async fn trigger_now_on_a_paused_job_survives_a_restart_and_leaves_it_paused() {
 #[tokio::test(start_paused = true)]
 async fn exponential_retries_grow_by_the_multiplier_up_to_the_cap() {
     let h = Harness::new();
-    let mut sub = h.subscribe();
+    let mut sub = h.subscribe("app");
     let policy = FailurePolicy::Exponential(Exponential {
         initial_interval: SignedDuration::from_secs(1),
         multiplier: Ratio::from_f64(2.0).unwrap(),
@@ -400,7 +337,7 @@ async fn exponential_retries_grow_by_the_multiplier_up_to_the_cap() {
 async fn exponential_jitter_is_the_same_on_every_run() {
     async fn dues() -> Vec<Timestamp> {
         let h = Harness::new();
-        let mut sub = h.subscribe();
+        let mut sub = h.subscribe("app");
         let policy = FailurePolicy::Exponential(Exponential {
             initial_interval: SignedDuration::from_secs(10),
             multiplier: Ratio::from_f64(3.0).unwrap(),
@@ -435,7 +372,7 @@ async fn exponential_jitter_is_the_same_on_every_run() {
 #[tokio::test(start_paused = true)]
 async fn the_ttl_keeps_running_while_paused() {
     let h = Harness::new();
-    let mut sub = h.subscribe();
+    let mut sub = h.subscribe("app");
     h.schedule("ttl", JobSpec { ttl: Some("30s".into()), ..every("@every 10s", None) }).await;
     h.schedule("late", JobSpec { ttl: Some("30s".into()), ..every("@every 10s", None) }).await;
     h.engine.pause(&key("ttl")).await.unwrap();

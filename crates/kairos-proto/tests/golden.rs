@@ -8,6 +8,7 @@
 //! field 1 LEN is `0a`, field 2 varint is `10`, field 3 LEN is `1a`, and so on. A length byte
 //! counts the bytes of everything after it up to the end of that field.
 
+use kairos_proto::common::job_failure_policy::Policy;
 use kairos_proto::{common, runtime, scheduler};
 use prost::Message;
 use prost_types::{Any, Duration};
@@ -51,6 +52,11 @@ fn assert_golden<M: Message + Default + PartialEq + std::fmt::Debug>(msg: &M, ex
     );
 }
 
+/// A failure policy message holding `policy` (its oneof).
+fn failure_policy(policy: Policy) -> common::JobFailurePolicy {
+    common::JobFailurePolicy { policy: Some(policy) }
+}
+
 /// The payload used throughout: `Any{type_url: "x/y", value: "hi"}`, 9 bytes encoded.
 fn any() -> Any {
     Any { type_url: "x/y".into(), value: b"hi".to_vec() }
@@ -83,20 +89,16 @@ fn notation_reads_hex_strings_and_comments() {
 
 #[test]
 fn failure_policy_drop_is_an_empty_message_in_field_1() {
-    let policy = common::JobFailurePolicy {
-        policy: Some(common::job_failure_policy::Policy::Drop(common::JobFailurePolicyDrop {})),
-    };
+    let policy = failure_policy(Policy::Drop(common::JobFailurePolicyDrop {}));
     assert_golden(&policy, "0a 00   # drop (1, LEN), empty");
 }
 
 #[test]
 fn failure_policy_constant_carries_interval_and_max_retries() {
-    let policy = common::JobFailurePolicy {
-        policy: Some(common::job_failure_policy::Policy::Constant(common::JobFailurePolicyConstant {
-            interval: Some(Duration { seconds: 1, nanos: 500_000_000 }),
-            max_retries: Some(300),
-        })),
-    };
+    let policy = failure_policy(Policy::Constant(common::JobFailurePolicyConstant {
+        interval: Some(Duration { seconds: 1, nanos: 500_000_000 }),
+        max_retries: Some(300),
+    }));
     assert_golden(
         &policy,
         r#"12 0d          # constant (2, LEN), 13 bytes
@@ -126,12 +128,10 @@ fn full_runtime_job() -> runtime::Job {
         due_time: Some("10s".into()),
         ttl: Some("1h".into()),
         data: Some(any()),
-        failure_policy: Some(common::JobFailurePolicy {
-            policy: Some(common::job_failure_policy::Policy::Constant(common::JobFailurePolicyConstant {
-                interval: Some(Duration { seconds: 3, nanos: 0 }),
-                max_retries: Some(3),
-            })),
-        }),
+        failure_policy: Some(failure_policy(Policy::Constant(common::JobFailurePolicyConstant {
+            interval: Some(Duration { seconds: 3, nanos: 0 }),
+            max_retries: Some(3),
+        }))),
         misfire_policy: None,
     }
 }
@@ -278,9 +278,7 @@ fn scheduler_job_numbers_its_fields_from_schedule() {
         due_time: Some("1s".into()),
         ttl: Some("2s".into()),
         data: Some(any()),
-        failure_policy: Some(common::JobFailurePolicy {
-            policy: Some(common::job_failure_policy::Policy::Drop(common::JobFailurePolicyDrop {})),
-        }),
+        failure_policy: Some(failure_policy(Policy::Drop(common::JobFailurePolicyDrop {}))),
         misfire_policy: None,
     };
     let expected = format!(
@@ -524,15 +522,13 @@ const FIELD_1000_LEN: &str = "c2 3e";
 
 #[test]
 fn failure_policy_exponential_is_field_1000_of_the_oneof() {
-    let policy = common::JobFailurePolicy {
-        policy: Some(common::job_failure_policy::Policy::Exponential(common::JobFailurePolicyExponential {
-            initial_interval: Some(Duration { seconds: 1, nanos: 0 }),
-            multiplier: Some(2.0),
-            max_interval: Some(Duration { seconds: 60, nanos: 0 }),
-            max_retries: Some(5),
-            jitter: Some(0.5),
-        })),
-    };
+    let policy = failure_policy(Policy::Exponential(common::JobFailurePolicyExponential {
+        initial_interval: Some(Duration { seconds: 1, nanos: 0 }),
+        multiplier: Some(2.0),
+        max_interval: Some(Duration { seconds: 60, nanos: 0 }),
+        max_retries: Some(5),
+        jitter: Some(0.5),
+    }));
     assert_golden(
         &policy,
         &format!(
@@ -605,14 +601,10 @@ mod upstream {
 fn upstream_peers_skip_the_extensions() {
     let kairos = scheduler::Job {
         schedule: Some("@every 1s".into()),
-        failure_policy: Some(common::JobFailurePolicy {
-            policy: Some(common::job_failure_policy::Policy::Exponential(
-                common::JobFailurePolicyExponential {
-                    initial_interval: Some(Duration { seconds: 1, nanos: 0 }),
-                    ..Default::default()
-                },
-            )),
-        }),
+        failure_policy: Some(failure_policy(Policy::Exponential(common::JobFailurePolicyExponential {
+            initial_interval: Some(Duration { seconds: 1, nanos: 0 }),
+            ..Default::default()
+        }))),
         misfire_policy: Some(common::JobMisfirePolicy {
             catch_up: common::JobMisfireCatchUp::Skip.into(),
             window: None,

@@ -31,6 +31,14 @@ struct Server {
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
+impl Server {
+    /// `GetJob` of `name` under `metadata`: the job, or the status it was refused with.
+    async fn get(&mut self, name: &str, metadata: JobMetadata) -> Result<Job, tonic::Status> {
+        let request = GetJobRequest { name: name.into(), metadata: Some(metadata) };
+        Ok(self.client.get_job(request).await?.into_inner().job.expect("a found job is returned"))
+    }
+}
+
 async fn server() -> Server {
     server_over(Arc::new(MemoryStore::new(8))).await
 }
@@ -130,8 +138,7 @@ async fn get_returns_the_job_as_given_with_the_default_policy() {
     let mut s = server().await;
     let job = Job { schedule: Some("@every 10s".into()), due_time: Some("10s".into()), ..Job::default() };
     s.client.schedule_job(schedule("j", app("a"), job.clone())).await.unwrap();
-    let got = s.client.get_job(GetJobRequest { name: "j".into(), metadata: Some(app("a")) }).await.unwrap();
-    let got = got.into_inner().job.unwrap();
+    let got = s.get("j", app("a")).await.unwrap();
     assert_eq!(got.schedule.as_deref(), Some("@every 10s"));
     assert_eq!(got.due_time.as_deref(), Some("10s"), "strings are returned as written");
     let policy = got.failure_policy.unwrap().policy.unwrap();
@@ -179,8 +186,7 @@ async fn errors_carry_upstream_codes_and_texts() {
     assert_eq!(err.code(), Code::Unknown);
     assert!(err.message().contains("job name is invalid"), "{}", err.message());
 
-    let err =
-        s.client.get_job(GetJobRequest { name: "nope".into(), metadata: Some(app("a")) }).await.unwrap_err();
+    let err = s.get("nope", app("a")).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     assert_eq!(err.message(), "job not found: nope");
 
@@ -215,7 +221,7 @@ async fn a_full_store_answers_resource_exhausted_and_a_corrupt_one_internal_with
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     // Reads go on.
-    s.client.get_job(GetJobRequest { name: "kept".into(), metadata: Some(app("a")) }).await.unwrap();
+    s.get("kept", app("a")).await.unwrap();
 
     faults.set_fault(Some(StoreFault::Corrupt("page 7 is damaged".into())));
     let err = s.client.schedule_job(schedule("new", app("a"), far())).await.unwrap_err();
@@ -271,18 +277,8 @@ async fn list_and_bulk_deletes_are_scoped_to_the_owner() {
         })
         .await
         .unwrap();
-    assert!(
-        s.client
-            .get_job(GetJobRequest { name: "r".into(), metadata: Some(actor("Account", "user-1")) })
-            .await
-            .is_err()
-    );
-    assert!(
-        s.client
-            .get_job(GetJobRequest { name: "r".into(), metadata: Some(actor("Account", "admin")) })
-            .await
-            .is_ok()
-    );
+    assert!(s.get("r", actor("Account", "user-1")).await.is_err());
+    assert!(s.get("r", actor("Account", "admin")).await.is_ok());
 }
 
 #[tokio::test]
@@ -301,12 +297,7 @@ async fn watch_jobs_delivers_triggers_with_name_id_data_and_metadata() {
     assert_eq!((metadata.app_id.as_str(), metadata.namespace.as_str()), ("a", "default"));
     watch.answer(trigger.id, WatchJobsRequestResultStatus::Success).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(
-        s.client
-            .get_job(GetJobRequest { name: "my||job@name".into(), metadata: Some(app("a")) })
-            .await
-            .is_err()
-    );
+    assert!(s.get("my||job@name", app("a")).await.is_err());
 }
 
 #[tokio::test]
@@ -371,28 +362,16 @@ async fn streams_of_one_app_share_the_load() {
 #[tokio::test]
 async fn actor_reminders_go_to_streams_that_host_the_actor_type() {
     let mut s = server().await;
-    let mut apps_only = Watch::open(
-        &s.client,
-        WatchJobsRequestInitial {
-            app_id: "host-app".into(),
-            namespace: "default".into(),
-            actor_types: vec!["Account".into()],
-            accept_job_types: vec![JobTargetType::Job as i32],
-            ..Default::default()
-        },
-    )
-    .await;
-    let mut host = Watch::open(
-        &s.client,
-        WatchJobsRequestInitial {
-            app_id: "host-app".into(),
-            namespace: "default".into(),
-            actor_types: vec!["Account".into()],
-            accept_job_types: vec![],
-            ..Default::default()
-        },
-    )
-    .await;
+    // Two streams of an app hosting "Account": one takes only app jobs, the other every type.
+    let hosting = |accept_job_types: Vec<i32>| WatchJobsRequestInitial {
+        app_id: "host-app".into(),
+        namespace: "default".into(),
+        actor_types: vec!["Account".into()],
+        accept_job_types,
+        ..Default::default()
+    };
+    let mut apps_only = Watch::open(&s.client, hosting(vec![JobTargetType::Job as i32])).await;
+    let mut host = Watch::open(&s.client, hosting(vec![])).await;
     s.client.schedule_job(schedule("remind", actor("Account", "42"), due_now())).await.unwrap();
     let t = host.next().await;
     assert_eq!(t.name, "remind");

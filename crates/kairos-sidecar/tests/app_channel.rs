@@ -166,6 +166,12 @@ fn grpc_channel(addr: SocketAddr, token: Option<&str>) -> AppChannel {
     AppChannel::new(config).unwrap()
 }
 
+/// A gRPC app of `shape` and a channel to it without a token.
+async fn grpc_app_channel(shape: GrpcShape) -> (AppChannel, Arc<GrpcLog>) {
+    let (addr, log) = grpc_app(shape).await;
+    (grpc_channel(addr, None), log)
+}
+
 fn payload(type_url: &str, value: &[u8]) -> Payload {
     Payload { type_url: type_url.to_owned(), value: value.to_vec() }
 }
@@ -176,8 +182,7 @@ fn json_payload(json: serde_json::Value) -> Payload {
 
 #[tokio::test]
 async fn grpc_request_carries_name_method_content_type_verb_and_unchanged_data() {
-    let (addr, log) = grpc_app(GrpcShape::Both).await;
-    let channel = grpc_channel(addr, None);
+    let (channel, log) = grpc_app_channel(GrpcShape::Both).await;
     let rust_test = payload("type.googleapis.com/io.dapr.RustTest", b"\x0a\x03abc\xff\x00");
 
     assert_eq!(channel.deliver("my||job@name", Some(&rust_test)).await, Delivery::Success);
@@ -214,9 +219,9 @@ async fn grpc_request_carries_name_method_content_type_verb_and_unchanged_data()
 
 #[tokio::test]
 async fn grpc_http_scheduled_data_arrives_as_a_value_any() {
-    let (addr, log) = grpc_app(GrpcShape::Both).await;
+    let (channel, log) = grpc_app_channel(GrpcShape::Both).await;
     let data = json_payload(json!({"Task": "db-backup"}));
-    assert_eq!(grpc_channel(addr, None).deliver("backup", Some(&data)).await, Delivery::Success);
+    assert_eq!(channel.deliver("backup", Some(&data)).await, Delivery::Success);
     let request = &log.calls()[0].request;
     assert_eq!(request.content_type, VALUE_TYPE_URL);
     assert_eq!(request.data.as_ref().map(|a| &a.value), Some(&data.value));
@@ -237,8 +242,7 @@ async fn grpc_sends_the_api_token_only_when_set() {
 
 #[tokio::test]
 async fn grpc_maps_ok_not_found_and_errors() {
-    let (addr, log) = grpc_app(GrpcShape::Both).await;
-    let channel = grpc_channel(addr, None);
+    let (channel, log) = grpc_app_channel(GrpcShape::Both).await;
     assert_eq!(channel.deliver("fine", None).await, Delivery::Success);
     assert_eq!(channel.deliver("not-found", None).await, Delivery::NotFoundCountedAsSuccess);
     assert!(Delivery::NotFoundCountedAsSuccess.is_success());
@@ -250,8 +254,7 @@ async fn grpc_maps_ok_not_found_and_errors() {
 
 #[tokio::test]
 async fn grpc_python_unregistered_job_fails_after_both_callbacks_without_poisoning_the_channel() {
-    let (addr, log) = grpc_app(GrpcShape::Both).await;
-    let channel = grpc_channel(addr, None);
+    let (channel, log) = grpc_app_channel(GrpcShape::Both).await;
     let outcome = channel.deliver("unregistered", None).await;
     assert!(matches!(&outcome, Delivery::Failed { reason } if reason.contains("neither")), "{outcome:?}");
     assert_eq!((log.count("stable"), log.count("alpha")), (1, 1));
@@ -262,8 +265,7 @@ async fn grpc_python_unregistered_job_fails_after_both_callbacks_without_poisoni
 
 #[tokio::test]
 async fn grpc_falls_back_to_alpha1_when_app_callback_is_not_registered() {
-    let (addr, log) = grpc_app(GrpcShape::AlphaOnly).await;
-    let channel = grpc_channel(addr, None);
+    let (channel, log) = grpc_app_channel(GrpcShape::AlphaOnly).await;
     let data = payload("", b"{\"a\":1}");
     assert_eq!(channel.deliver("go-job", Some(&data)).await, Delivery::Success);
     assert_eq!(channel.deliver("not-found", None).await, Delivery::NotFoundCountedAsSuccess);
@@ -281,8 +283,7 @@ async fn grpc_falls_back_to_alpha1_when_app_callback_is_not_registered() {
 
 #[tokio::test]
 async fn grpc_remembers_an_alpha1_only_app_and_reprobes_every_hundred_deliveries() {
-    let (addr, log) = grpc_app(GrpcShape::GoStyle).await;
-    let channel = grpc_channel(addr, None);
+    let (channel, log) = grpc_app_channel(GrpcShape::GoStyle).await;
     for _ in 0..3 {
         assert_eq!(channel.deliver("tick", None).await, Delivery::Success);
     }
@@ -298,8 +299,8 @@ async fn grpc_remembers_an_alpha1_only_app_and_reprobes_every_hundred_deliveries
 
 #[tokio::test]
 async fn grpc_app_without_job_callbacks_fails() {
-    let (addr, _log) = grpc_app(GrpcShape::Neither).await;
-    let outcome = grpc_channel(addr, None).deliver("job", None).await;
+    let (channel, _log) = grpc_app_channel(GrpcShape::Neither).await;
+    let outcome = channel.deliver("job", None).await;
     assert!(matches!(&outcome, Delivery::Failed { reason } if reason.contains("neither")), "{outcome:?}");
 }
 

@@ -10,18 +10,17 @@ use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner};
 use kairos_store::etcd::{EtcdConfig, EtcdStore, JobChange, JobWatchError, owner_key};
 use kairos_store::{JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
-use kairos_testing::conformance::{job, put_concurrently};
+use kairos_testing::conformance::{job, progress_of, put_concurrently};
 use kairos_testing::etcd::EtcdProcess;
 
-/// A store on a fresh etcd; the etcd lives as long as the guard.
-async fn fresh(partitions: u32) -> (EtcdStore, EtcdProcess) {
+/// A store under `prefix` on a fresh etcd; the etcd lives as long as the guard.
+async fn fresh(prefix: &str, partitions: u32) -> (EtcdStore, EtcdProcess) {
     let etcd = EtcdProcess::start().await.expect("start etcd (scripts/ensure-deps installs it)");
-    let config = EtcdConfig::new(etcd.endpoints()).with_prefix("/conformance").with_partitions(partitions);
-    let store = EtcdStore::connect(config).await.expect("connect to etcd");
+    let store = EtcdStore::connect(config(&etcd, prefix, partitions)).await.expect("connect to etcd");
     (store, etcd)
 }
 
-kairos_testing::job_store_conformance!(etcd_store, || fresh(8));
+kairos_testing::job_store_conformance!(etcd_store, || fresh("/conformance", 8));
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::UNIX_EPOCH + SignedDuration::from_secs(secs)
@@ -31,13 +30,9 @@ fn config(etcd: &EtcdProcess, prefix: &str, partitions: u32) -> EtcdConfig {
     EtcdConfig::new(etcd.endpoints()).with_prefix(prefix).with_partitions(partitions)
 }
 
-fn progress_of(j: &StoredJob, count: u32, next_due: Timestamp) -> Mutation {
-    Mutation::Progress {
-        key: j.key.clone(),
-        incarnation: j.incarnation,
-        progress: Progress { count, last_scheduled: Some(at(0)), attempts: 0 },
-        next_due,
-    }
+/// The progress of `count` ticks, the last at `at(0)`.
+fn counted(count: u32) -> Progress {
+    Progress { count, last_scheduled: Some(at(0)), attempts: 0 }
 }
 
 /// Creates every job at once, each from its own task; the answers in order.
@@ -117,8 +112,8 @@ async fn kill_9_of_etcd_makes_calls_unavailable_then_the_same_store_recovers_wit
         acknowledged.push(j);
     }
     let first = acknowledged[0].clone();
-    store.apply(vec![progress_of(&first, 1, at(100))]).await.unwrap();
-    acknowledged[0].progress = Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 };
+    store.apply(vec![progress_of(&first, counted(1), at(100))]).await.unwrap();
+    acknowledged[0].progress = counted(1);
     acknowledged[0].next_due = at(100);
 
     let mut watch = store.watch_jobs(store.current_revision().await.unwrap()).await.unwrap();
@@ -132,7 +127,7 @@ async fn kill_9_of_etcd_makes_calls_unavailable_then_the_same_store_recovers_wit
     assert!(matches!(err, StoreError::Unavailable { .. }) && err.is_retryable(), "{err:?}");
     let err = store.get(&first.key).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
-    let err = store.apply(vec![progress_of(&acknowledged[1], 1, at(200))]).await.unwrap_err();
+    let err = store.apply(vec![progress_of(&acknowledged[1], counted(1), at(200))]).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     let err = store.scan_due(0, None, 10).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
@@ -151,8 +146,8 @@ async fn kill_9_of_etcd_makes_calls_unavailable_then_the_same_store_recovers_wit
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(recovered, "the store did not recover within 10 s of etcd's restart");
-    store.apply(vec![progress_of(&acknowledged[1], 1, at(200))]).await.unwrap();
-    acknowledged[1].progress = Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 };
+    store.apply(vec![progress_of(&acknowledged[1], counted(1), at(200))]).await.unwrap();
+    acknowledged[1].progress = counted(1);
     acknowledged[1].next_due = at(200);
     acknowledged.push(later);
     // A new watch on the same store works again.
@@ -169,9 +164,9 @@ async fn kill_9_of_etcd_makes_calls_unavailable_then_the_same_store_recovers_wit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fenced_apply_writes_nothing_of_a_partition_owned_by_another_replica() {
-    let etcd = EtcdProcess::start().await.unwrap();
+    let (store, etcd) = fresh("/f", 4).await;
+    let store = store.with_fence("replica-a");
     let mut client = etcd.client().await.unwrap();
-    let store = EtcdStore::connect(config(&etcd, "/f", 4)).await.unwrap().with_fence("replica-a");
     assert_eq!(store.fence().as_deref(), Some("replica-a"));
     // Two jobs in different partitions.
     let mut jobs: Vec<StoredJob> = Vec::new();
@@ -191,17 +186,19 @@ async fn fenced_apply_writes_nothing_of_a_partition_owned_by_another_replica() {
         store.put(j.clone(), PutMode::CreateOnly).await.unwrap();
     }
     // No owner key at all: fenced.
-    let err = store.apply(vec![progress_of(&mine, 1, at(5))]).await.unwrap_err();
+    let err = store.apply(vec![progress_of(&mine, counted(1), at(5))]).await.unwrap_err();
     assert!(matches!(err, StoreError::Fenced { partition } if partition == pm), "{err:?}");
     assert!(!err.is_retryable());
     client.put(owner_key("/f", pm), "replica-a", None).await.unwrap();
     client.put(owner_key("/f", pt), "replica-b", None).await.unwrap();
-    store.apply(vec![progress_of(&mine, 1, at(5))]).await.expect("own partition");
-    let err = store.apply(vec![progress_of(&theirs, 1, at(5))]).await.unwrap_err();
+    store.apply(vec![progress_of(&mine, counted(1), at(5))]).await.expect("own partition");
+    let err = store.apply(vec![progress_of(&theirs, counted(1), at(5))]).await.unwrap_err();
     assert!(matches!(err, StoreError::Fenced { partition } if partition == pt), "{err:?}");
     // A call spanning both partitions writes nothing at all.
-    let err =
-        store.apply(vec![progress_of(&mine, 2, at(6)), progress_of(&theirs, 2, at(6))]).await.unwrap_err();
+    let err = store
+        .apply(vec![progress_of(&mine, counted(2), at(6)), progress_of(&theirs, counted(2), at(6))])
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Fenced { partition } if partition == pt), "{err:?}");
     // Even a call whose mutations are all skipped learns it is fenced.
     let err =
@@ -215,7 +212,7 @@ async fn fenced_apply_writes_nothing_of_a_partition_owned_by_another_replica() {
         .map(|i| {
             let store = store.clone();
             let j = if i % 2 == 0 { mine.clone() } else { theirs.clone() };
-            tokio::spawn(async move { store.apply(vec![progress_of(&j, 10 + i, at(10))]).await })
+            tokio::spawn(async move { store.apply(vec![progress_of(&j, counted(10 + i), at(10))]).await })
         })
         .collect();
     for (i, call) in calls.into_iter().enumerate() {
@@ -229,10 +226,10 @@ async fn fenced_apply_writes_nothing_of_a_partition_owned_by_another_replica() {
     assert_eq!(store.get(&theirs.key).await.unwrap(), Some(theirs.clone()));
     // The other replica takes over: the unfenced store of replica-b writes, replica-a is fenced.
     client.put(owner_key("/f", pm), "replica-b", None).await.unwrap();
-    let err = store.apply(vec![progress_of(&mine, 99, at(99))]).await.unwrap_err();
+    let err = store.apply(vec![progress_of(&mine, counted(99), at(99))]).await.unwrap_err();
     assert!(matches!(err, StoreError::Fenced { partition } if partition == pm), "{err:?}");
     store.set_fence(Some("replica-b".into()));
-    store.apply(vec![progress_of(&theirs, 3, at(7))]).await.expect("replica-b owns it");
+    store.apply(vec![progress_of(&theirs, counted(3), at(7))]).await.expect("replica-b owns it");
     store.delete(&mine.key).await.unwrap().expect("delete is not fenced");
     store.set_fence(None);
     store
@@ -244,8 +241,7 @@ async fn fenced_apply_writes_nothing_of_a_partition_owned_by_another_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_watch_reports_puts_overwrites_deletes_in_order_then_compaction() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let store = EtcdStore::connect(config(&etcd, "/w", 4)).await.unwrap();
+    let (store, etcd) = fresh("/w", 4).await;
     let other = EtcdStore::connect(config(&etcd, "/w2", 4)).await.unwrap();
     let start = store.current_revision().await.unwrap();
     let mut watch = store.watch_jobs(start).await.unwrap();
@@ -256,10 +252,10 @@ async fn job_watch_reports_puts_overwrites_deletes_in_order_then_compaction() {
     other.put(b.clone(), PutMode::CreateOnly).await.unwrap(); // another prefix: not seen
     store.put(a2.clone(), PutMode::Overwrite).await.unwrap();
     store.put(b.clone(), PutMode::CreateOnly).await.unwrap();
-    store.apply(vec![progress_of(&b, 1, at(4))]).await.unwrap();
+    store.apply(vec![progress_of(&b, counted(1), at(4))]).await.unwrap();
     store.delete(&a.key).await.unwrap();
     let mut b_progressed = b.clone();
-    b_progressed.progress = Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 };
+    b_progressed.progress = counted(1);
     b_progressed.next_due = at(4);
     let expected = vec![
         JobChange::Put(Box::new(a.clone())),
@@ -311,8 +307,7 @@ async fn job_watch_reports_puts_overwrites_deletes_in_order_then_compaction() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_applies_and_bulk_deletes_span_several_transactions() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let store = EtcdStore::connect(config(&etcd, "/big", 8)).await.unwrap();
+    let (store, _etcd) = fresh("/big", 8).await;
     let jobs: Vec<StoredJob> =
         (0..300).map(|i| job(JobKey::app("ns", "bulk", format!("job-{i:03}")), at(i))).collect();
     for answer in creates(&store, &jobs).await {
@@ -320,7 +315,7 @@ async fn large_applies_and_bulk_deletes_span_several_transactions() {
     }
     store.put(job(JobKey::app("ns", "other", "keep"), at(1)), PutMode::CreateOnly).await.unwrap();
     // 300 jobs in one call: more than one transaction (40 jobs each).
-    let mutations: Vec<Mutation> = jobs.iter().map(|j| progress_of(j, 1, at(1000))).collect();
+    let mutations: Vec<Mutation> = jobs.iter().map(|j| progress_of(j, counted(1), at(1000))).collect();
     store.apply(mutations).await.unwrap();
     let stored = store.list("ns", &Owner::app("bulk"), None, usize::MAX).await.unwrap();
     assert_eq!(stored.len(), 300);
@@ -339,8 +334,7 @@ async fn large_applies_and_bulk_deletes_span_several_transactions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_applies_are_grouped_and_all_land() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let store = EtcdStore::connect(config(&etcd, "/g", 8)).await.unwrap();
+    let (store, _etcd) = fresh("/g", 8).await;
     let jobs: Vec<StoredJob> =
         (0..64).map(|i| job(JobKey::app("ns", "app", format!("j{i}")), at(i))).collect();
     for j in &jobs {
@@ -354,7 +348,7 @@ async fn concurrent_applies_are_grouped_and_all_land() {
             let store = store.clone();
             tokio::spawn(async move {
                 for round in 1..=5 {
-                    store.apply(vec![progress_of(&j, round, at(1000 + i64::from(round)))]).await?;
+                    store.apply(vec![progress_of(&j, counted(round), at(1000 + i64::from(round)))]).await?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -372,8 +366,7 @@ async fn concurrent_applies_are_grouped_and_all_land() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_overwrites_applies_and_deletes_of_one_job_leave_job_and_due_index_consistent() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let store = EtcdStore::connect(config(&etcd, "/race", 4)).await.unwrap();
+    let (store, etcd) = fresh("/race", 4).await;
     let key = JobKey::app("ns", "app", "hot");
     let first = job(key.clone(), at(0));
     store.put(first.clone(), PutMode::CreateOnly).await.unwrap();
@@ -390,7 +383,10 @@ async fn racing_overwrites_applies_and_deletes_of_one_job_leave_job_and_due_inde
                     // Progress of whatever incarnation is stored now (it may be replaced meanwhile).
                     1 => {
                         if let Some(current) = store.get(&key).await.unwrap() {
-                            store.apply(vec![progress_of(&current, 1, at(10_000 + n))]).await.unwrap();
+                            store
+                                .apply(vec![progress_of(&current, counted(1), at(10_000 + n))])
+                                .await
+                                .unwrap();
                         }
                     }
                     _ if i % 5 == 2 => drop(store.delete(&key).await.unwrap()),
@@ -421,8 +417,7 @@ async fn racing_overwrites_applies_and_deletes_of_one_job_leave_job_and_due_inde
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_applies_of_large_jobs_are_split_into_transactions_under_the_request_limit() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let store = EtcdStore::connect(config(&etcd, "/large", 8)).await.unwrap();
+    let (store, _etcd) = fresh("/large", 8).await;
     // 24 jobs of 300 KB: about 7 MB in all, far above etcd's 1.5 MiB request limit and the
     // client's default 4 MiB response limit.
     let mut jobs = Vec::new();
@@ -437,7 +432,7 @@ async fn concurrent_applies_of_large_jobs_are_split_into_transactions_under_the_
         .cloned()
         .map(|j| {
             let store = store.clone();
-            tokio::spawn(async move { store.apply(vec![progress_of(&j, 1, at(50))]).await })
+            tokio::spawn(async move { store.apply(vec![progress_of(&j, counted(1), at(50))]).await })
         })
         .collect();
     for c in calls {
@@ -492,8 +487,7 @@ async fn creates_land_but_one(store: &EtcdStore, puts: &[StoredJob], refused: &J
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_of_large_jobs_span_transactions_and_a_job_too_large_fails_alone() {
-    let etcd = EtcdProcess::start().await.unwrap();
-    let store = EtcdStore::connect(config(&etcd, "/largeputs", 8)).await.unwrap();
+    let (store, _etcd) = fresh("/largeputs", 8).await;
     // 16 jobs of 400 KB (two fit one transaction's byte budget), one of 1.3 MiB (alone, under
     // etcd's 1.5 MiB request limit), one of 1.8 MiB (etcd refuses it) and small ones around them.
     let mut puts: Vec<StoredJob> = (0..16).map(|i| sized(&format!("big-{i:02}"), 400 * 1024)).collect();

@@ -6,8 +6,8 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner, Payload};
 use kairos_store::etcd::{EtcdConfig, EtcdStore};
-use kairos_store::{JobStore, Mutation, PutMode, StoreError, StoreFault, StoredJob};
-use kairos_testing::conformance::job;
+use kairos_store::{JobStore, PutMode, StoreError, StoreFault, StoredJob};
+use kairos_testing::conformance::{job, progress_of};
 use kairos_testing::etcd::EtcdProcess;
 
 fn at(secs: i64) -> Timestamp {
@@ -16,21 +16,6 @@ fn at(secs: i64) -> Timestamp {
 
 fn small(i: usize) -> StoredJob {
     job(JobKey::app("ns", "app", format!("job-{i:03}")), at(i as i64))
-}
-
-/// What `etcdctl compact`, `etcdctl defrag` and `etcdctl alarm disarm` do.
-async fn free_space(etcd: &EtcdProcess, store: &EtcdStore) {
-    use etcd_client::{AlarmAction, AlarmOptions, AlarmType, CompactionOptions};
-    let mut client = etcd.client().await.unwrap();
-    let revision = store.current_revision().await.unwrap();
-    client.compact(revision, Some(CompactionOptions::new().with_physical())).await.unwrap();
-    client.defragment().await.unwrap();
-    let alarms = client.alarm(AlarmAction::Get, AlarmType::None, None).await.unwrap();
-    for alarm in alarms.alarms() {
-        let mut options = AlarmOptions::new();
-        options.with_member(alarm.member_id());
-        client.alarm(AlarmAction::Deactivate, alarm.alarm(), Some(options)).await.unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,17 +62,13 @@ async fn a_used_up_quota_fails_writes_with_the_cause_keeps_reads_and_recovers_on
     let err = store.put(small(10), PutMode::CreateOnly).await.unwrap_err();
     assert!(matches!(err, StoreError::Full { .. }), "{err:?}");
     let first = store.get(&small(0).key).await.unwrap().unwrap();
-    let progress = Mutation::Progress {
-        key: first.key.clone(),
-        incarnation: first.incarnation,
-        progress: Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 },
-        next_due: at(50),
-    };
+    let progress =
+        progress_of(&first, Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 }, at(50));
     let err = store.apply(vec![progress.clone()]).await.unwrap_err();
     assert!(matches!(err, StoreError::Full { .. }), "{err:?}");
 
     // The operator frees space: writes work again, and the fault is gone.
-    free_space(&etcd, &store).await;
+    etcd.free_space().await.unwrap();
     assert_eq!(store.fault().await, None);
     store.put(small(10), PutMode::CreateOnly).await.unwrap();
     store.apply(vec![progress]).await.unwrap();

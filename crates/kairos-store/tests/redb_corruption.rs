@@ -1,60 +1,37 @@
 //! A damaged redb file: found at open (refused as corrupt, naming the file) or at run time
 //! (the call fails, later writes are refused with the cause), never a panic.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use jiff::Timestamp;
 use kairos_core::JobKey;
 use kairos_store::redb::RedbStore;
 use kairos_store::{JobStore, PutMode, StoreError, StoreFault};
 use kairos_testing::conformance::job;
-use redb::Database;
+use kairos_testing::damage::{compacted_store_file, damaged};
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::UNIX_EPOCH + jiff::SignedDuration::from_secs(secs)
 }
 
-/// A closed store file of a few MiB, so that corruption at any offset lands in live pages.
-async fn store_file(path: &Path, jobs: usize) -> Vec<u8> {
-    let store = RedbStore::open(path, 16).unwrap();
-    let mut puts = Vec::new();
-    for i in 0..jobs {
-        let mut job = job(JobKey::app("ns", "app", format!("job-{i:06}")), at(i as i64));
+/// A temporary directory holding a closed, compacted store file of a few MiB (6000 jobs, so
+/// that corruption at any offset lands in live pages): the directory, the file, its bytes.
+async fn clean_store() -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jobs.redb");
+    let jobs = (0..6000).map(|i| {
+        let mut job = job(JobKey::app("ns", "app", format!("job-{i:06}")), at(i));
         job.spec.data =
             Some(kairos_core::Payload { type_url: "t".into(), value: vec![(i % 251) as u8; 200] });
-        let store = store.clone();
-        puts.push(tokio::spawn(async move { store.put(job, PutMode::CreateOnly).await }));
-    }
-    for put in puts {
-        put.await.unwrap().unwrap();
-    }
-    drop(store);
-    // Compacted, so that no free page is left for the damage to land in harmlessly.
-    let mut db = Database::open(path).unwrap();
-    while db.compact().unwrap() {}
-    drop(db);
-    std::fs::read(path).unwrap()
-}
-
-/// One byte flipped every 64 KiB, and 4 KiB of garbage in the middle of the file.
-fn damaged(clean: &[u8]) -> [(&'static str, Vec<u8>); 2] {
-    let mut flipped = clean.to_vec();
-    for offset in (4096..flipped.len()).step_by(64 << 10) {
-        flipped[offset] ^= 0xff;
-    }
-    let mut garbage = clean.to_vec();
-    let middle = (garbage.len() / 2) & !4095;
-    for (i, byte) in garbage[middle..middle + 4096].iter_mut().enumerate() {
-        *byte = (i * 7 + 13) as u8;
-    }
-    [("a byte flipped every 64 KiB", flipped), ("4 KiB of garbage mid-file", garbage)]
+        job
+    });
+    let clean = compacted_store_file(&path, jobs).await;
+    (dir, path, clean)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_file_fails_open_as_corrupt_and_names_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jobs.redb");
-    let clean = store_file(&path, 6000).await;
+    let (_dir, path, clean) = clean_store().await;
     for (what, bytes) in damaged(&clean) {
         std::fs::write(&path, &bytes).unwrap();
         let err = RedbStore::open(&path, 16).unwrap_err();
@@ -90,9 +67,7 @@ async fn read_everything(store: &RedbStore) -> Result<(), StoreError> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_found_at_run_time_fails_the_call_and_refuses_later_writes() {
     use std::os::unix::fs::FileExt;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jobs.redb");
-    let clean = store_file(&path, 6000).await;
+    let (_dir, path, clean) = clean_store().await;
     for (what, bytes) in damaged(&clean) {
         std::fs::write(&path, &clean).unwrap();
         let store = RedbStore::open(&path, 16).unwrap();

@@ -10,8 +10,8 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner};
 use kairos_store::redb::RedbStore;
-use kairos_store::{DueCursor, JobStore, Mutation, PutMode, StoredJob};
-use kairos_testing::conformance::job;
+use kairos_store::{DueCursor, JobStore, PutMode, StoredJob};
+use kairos_testing::conformance::{job, progress_of};
 
 /// Set in the child process of [`acknowledged_writes_survive_kill_9`]: the store file to write.
 const CHILD_ENV: &str = "KAIROS_STORE_CRASH_CHILD";
@@ -54,15 +54,7 @@ async fn reopened_store_has_every_acknowledged_write() {
         }
         let first = store.get(&JobKey::app("ns", "app-0", "job-0")).await.unwrap().unwrap();
         let progress = Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 };
-        store
-            .apply(vec![Mutation::Progress {
-                key: first.key.clone(),
-                incarnation: first.incarnation,
-                progress,
-                next_due: at(1000),
-            }])
-            .await
-            .unwrap();
+        store.apply(vec![progress_of(&first, progress, at(1000))]).await.unwrap();
         store.delete(&JobKey::app("ns", "app-1", "job-1")).await.unwrap().unwrap();
         assert_eq!(store.delete_by_prefix("ns", &Owner::app("app-2"), "").await.unwrap().len(), 29);
         (store.scan_all(None, usize::MAX).await.unwrap(), due_index(&store).await)
@@ -96,12 +88,7 @@ async fn crash_child_writes_until_killed() {
                     store.put(j.clone(), PutMode::CreateOnly).await.unwrap();
                     println!("PUT {name}");
                     let progress = Progress { count: 1, last_scheduled: Some(at(i)), attempts: 0 };
-                    let m = Mutation::Progress {
-                        key: j.key,
-                        incarnation: j.incarnation,
-                        progress,
-                        next_due: at(i + 1),
-                    };
+                    let m = progress_of(&j, progress, at(i + 1));
                     store.apply(vec![m]).await.unwrap();
                     println!("PROG {name}");
                 }

@@ -170,9 +170,23 @@ pub fn job(key: JobKey, due: Timestamp) -> StoredJob {
     }
 }
 
+/// The progress write of `j`'s incarnation: `progress` recorded, due next at `next_due`.
+pub fn progress_of(j: &StoredJob, progress: Progress, next_due: Timestamp) -> Mutation {
+    Mutation::Progress { key: j.key.clone(), incarnation: j.incarnation, progress, next_due }
+}
+
 async fn put_new(store: &Store, job: &StoredJob) {
     let old = store.put(job.clone(), PutMode::CreateOnly).await.unwrap();
     assert_eq!(old, None, "a create-only put of a new key replaced {old:?}");
+}
+
+/// New jobs of app "app" in namespace "ns" named `names`, each due at 1 s, put one by one.
+async fn put_app_jobs<const N: usize>(store: &Store, names: [&str; N]) -> [StoredJob; N] {
+    let jobs = names.map(|name| job(JobKey::app("ns", "app", name), secs(1)));
+    for j in &jobs {
+        put_new(store, j).await;
+    }
+    jobs
 }
 
 /// Every job of `partition`, scanned in pages of `page`.
@@ -583,15 +597,7 @@ pub async fn apply_progress_records_progress_and_moves_the_due_entry(store: Stor
     let j = job(JobKey::app("ns", "app", "job"), secs(1));
     put_new(&store, &j).await;
     let progress = Progress { count: 1, last_scheduled: Some(secs(1)), attempts: 0 };
-    store
-        .apply(vec![Mutation::Progress {
-            key: j.key.clone(),
-            incarnation: j.incarnation,
-            progress,
-            next_due: secs(2),
-        }])
-        .await
-        .unwrap();
+    store.apply(vec![progress_of(&j, progress, secs(2))]).await.unwrap();
     let stored = store.get(&j.key).await.unwrap().unwrap();
     assert_eq!(
         stored,
@@ -601,15 +607,7 @@ pub async fn apply_progress_records_progress_and_moves_the_due_entry(store: Stor
     assert_eq!(due_entries(&store).await, vec![(secs(2), j.key.clone())]);
     // Moving backwards in time works too (a retry sooner than the next tick).
     let retry = Progress { attempts: 1, ..progress };
-    store
-        .apply(vec![Mutation::Progress {
-            key: j.key.clone(),
-            incarnation: j.incarnation,
-            progress: retry,
-            next_due: secs(-5),
-        }])
-        .await
-        .unwrap();
+    store.apply(vec![progress_of(&j, retry, secs(-5))]).await.unwrap();
     assert_eq!(due_entries(&store).await, vec![(secs(-5), j.key.clone())]);
     assert_eq!(store.get(&j.key).await.unwrap().unwrap().progress, retry);
 }
@@ -635,12 +633,7 @@ pub async fn apply_skips_stale_incarnations_and_absent_keys(store: Store) {
     let absent = JobKey::app("ns", "app", "gone");
     store
         .apply(vec![
-            Mutation::Progress {
-                key: old.key.clone(),
-                incarnation: old.incarnation,
-                progress,
-                next_due: secs(99),
-            },
+            progress_of(&old, progress, secs(99)),
             Mutation::Complete { key: old.key.clone(), incarnation: old.incarnation },
             Mutation::Progress { key: absent.clone(), incarnation: 1, progress, next_due: secs(99) },
             Mutation::Complete { key: absent.clone(), incarnation: 1 },
@@ -662,32 +655,12 @@ pub async fn apply_batch_applies_in_order(store: Store) {
     let p = |count| Progress { count, last_scheduled: Some(secs(1)), attempts: 0 };
     store
         .apply(vec![
-            Mutation::Progress {
-                key: a.key.clone(),
-                incarnation: a.incarnation,
-                progress: p(1),
-                next_due: secs(2),
-            },
-            Mutation::Progress {
-                key: a.key.clone(),
-                incarnation: a.incarnation,
-                progress: p(2),
-                next_due: secs(3),
-            },
-            Mutation::Progress {
-                key: b.key.clone(),
-                incarnation: b.incarnation,
-                progress: p(1),
-                next_due: secs(4),
-            },
+            progress_of(&a, p(1), secs(2)),
+            progress_of(&a, p(2), secs(3)),
+            progress_of(&b, p(1), secs(4)),
             Mutation::Complete { key: b.key.clone(), incarnation: b.incarnation },
             Mutation::Complete { key: c.key.clone(), incarnation: c.incarnation },
-            Mutation::Progress {
-                key: c.key.clone(),
-                incarnation: c.incarnation,
-                progress: p(1),
-                next_due: secs(5),
-            },
+            progress_of(&c, p(1), secs(5)),
         ])
         .await
         .unwrap();
@@ -699,19 +672,11 @@ pub async fn apply_batch_applies_in_order(store: Store) {
 }
 
 pub async fn apply_batch_with_an_invalid_key_changes_nothing(store: Store) {
-    let a = job(JobKey::app("ns", "app", "a"), secs(1));
-    let b = job(JobKey::app("ns", "app", "b"), secs(1));
-    put_new(&store, &a).await;
-    put_new(&store, &b).await;
+    let [a, b] = put_app_jobs(&store, ["a", "b"]).await;
     let progress = Progress { count: 1, last_scheduled: Some(secs(1)), attempts: 0 };
     let err = store
         .apply(vec![
-            Mutation::Progress {
-                key: a.key.clone(),
-                incarnation: a.incarnation,
-                progress,
-                next_due: secs(2),
-            },
+            progress_of(&a, progress, secs(2)),
             Mutation::Complete { key: b.key.clone(), incarnation: b.incarnation },
             Mutation::Complete { key: JobKey::app("ns", "app", "bad\0"), incarnation: 1 },
         ])
@@ -1119,25 +1084,12 @@ pub async fn scan_staged_sees_one_route_of_one_partition_in_due_order_and_pages(
 }
 
 pub async fn progress_unstages_and_delete_overwrite_remove_the_staged_entry(store: Store) {
-    let a = job(JobKey::app("ns", "app", "a"), secs(1));
-    let b = job(JobKey::app("ns", "app", "b"), secs(1));
-    let c = job(JobKey::app("ns", "app", "c"), secs(1));
-    for j in [&a, &b, &c] {
-        put_new(&store, j).await;
-    }
+    let [a, b, c] = put_app_jobs(&store, ["a", "b", "c"]).await;
     store.apply(vec![stage(&a), stage(&b), stage(&c)]).await.unwrap();
     assert_eq!(store.count_staged().await.unwrap(), 3);
     // Progress: back to the due index at the new time.
     let progress = Progress { count: 1, last_scheduled: Some(secs(1)), attempts: 0 };
-    store
-        .apply(vec![Mutation::Progress {
-            key: a.key.clone(),
-            incarnation: a.incarnation,
-            progress,
-            next_due: secs(2),
-        }])
-        .await
-        .unwrap();
+    store.apply(vec![progress_of(&a, progress, secs(2))]).await.unwrap();
     let stored = store.get(&a.key).await.unwrap().unwrap();
     assert_eq!(stored, StoredJob { progress, next_due: secs(2), ..a.clone() });
     assert!(!stored.staged);
@@ -1243,15 +1195,7 @@ pub async fn paused_flag_and_stats_round_trip_with_the_job(store: Store) {
     // Progress keeps the flag and the stats; Record replaces only the stats.
     let progress = Progress { count: 2, last_scheduled: Some(secs(2)), attempts: 0 };
     let next = StoredJob { progress, next_due: secs(3), ..j.clone() };
-    store
-        .apply(vec![Mutation::Progress {
-            key: j.key.clone(),
-            incarnation: j.incarnation,
-            progress,
-            next_due: secs(3),
-        }])
-        .await
-        .unwrap();
+    store.apply(vec![progress_of(&j, progress, secs(3))]).await.unwrap();
     assert_eq!(store.get(&j.key).await.unwrap(), Some(next.clone()));
     let record = trigger(1, TriggerOutcome::Success);
     let after = stats.after(&record);
@@ -1303,11 +1247,8 @@ pub async fn record_appends_history_in_order_and_keeps_the_newest(store: Store) 
 }
 
 pub async fn history_is_removed_with_the_job_and_by_a_new_job_of_the_name(store: Store) {
-    let a = job(JobKey::app("ns", "app", "a"), secs(1));
-    let b = job(JobKey::app("ns", "app", "b"), secs(1));
-    let c = job(JobKey::app("ns", "app", "c"), secs(1));
+    let [a, b, c] = put_app_jobs(&store, ["a", "b", "c"]).await;
     for j in [&a, &b, &c] {
-        put_new(&store, j).await;
         append(&store, j, 3, 50).await;
     }
     store.delete(&a.key).await.unwrap();

@@ -447,6 +447,30 @@ impl EtcdProcess {
     pub async fn client(&self) -> Result<Client, etcd_client::Error> {
         self.cluster.client().await
     }
+
+    /// Frees the space a used-up `--quota-backend-bytes` holds, as an operator does with
+    /// `etcdctl compact --physical`, `etcdctl defrag` and `etcdctl alarm disarm`: compacts to the
+    /// current revision, defragments, and deactivates every alarm.
+    ///
+    /// # Errors
+    /// When etcd cannot be reached or refuses a step.
+    ///
+    /// # Panics
+    /// When etcd's status answer carries no header (etcd always sends one).
+    pub async fn free_space(&self) -> Result<(), etcd_client::Error> {
+        use etcd_client::{AlarmAction, AlarmOptions, AlarmType, CompactionOptions};
+        let mut client = self.client().await?;
+        let revision = client.status().await?.header().expect("etcd's status has a header").revision();
+        client.compact(revision, Some(CompactionOptions::new().with_physical())).await?;
+        client.defragment().await?;
+        let alarms = client.alarm(AlarmAction::Get, AlarmType::None, None).await?;
+        for alarm in alarms.alarms() {
+            let mut options = AlarmOptions::new();
+            options.with_member(alarm.member_id());
+            client.alarm(AlarmAction::Deactivate, alarm.alarm(), Some(options)).await?;
+        }
+        Ok(())
+    }
 }
 
 /// Client options for tests: fail fast instead of hanging on a dead member.

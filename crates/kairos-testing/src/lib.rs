@@ -1,15 +1,17 @@
 //! Test harnesses of kairos, for tests and benchmarks only (never a normal dependency of a
 //! crate that ships): the [`JobStore`](kairos_store::JobStore) conformance suite
-//! ([`job_store_conformance!`]), real etcd processes ([`etcd`]), and `kairos` child processes
-//! known ready by the JSON line they print on stdout ([`process`], docs/operations.md), with the
-//! gRPC and HTTP helpers the process tests share ([`grpc`], [`http`], [`wait_until`]), and the
-//! receiving app of the app-protocol tests ([`app`], the `kairos-test-app` binary).
+//! ([`job_store_conformance!`]), damaged store files ([`damage`]), real etcd processes
+//! ([`etcd`]), and `kairos` child processes known ready by the JSON line they print on stdout
+//! ([`process`], docs/operations.md), with the gRPC and HTTP helpers the process tests share
+//! ([`grpc`], [`http`], [`wait_until`]), and the receiving app of the app-protocol tests
+//! ([`app`], the `kairos-test-app` binary).
 //!
 //! It sits above `kairos-store` and `kairos-proto` and must never be imported by a library
 //! crate's normal dependencies.
 
 pub mod app;
 pub mod conformance;
+pub mod damage;
 pub mod disk;
 pub mod etcd;
 pub mod grpc;

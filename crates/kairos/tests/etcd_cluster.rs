@@ -160,50 +160,78 @@ struct Fleet {
     replicas: Vec<Replica>,
     log: Log,
     consumers: Vec<tokio::task::JoinHandle<()>>,
+    /// The etcd every replica (and every one that joins) uses, and the replicas' lease TTL.
+    endpoints: Vec<String>,
+    ttl_secs: u64,
+}
+
+/// The jobs [`Fleet::load`] created (each name with when it was created) and the ticks each runs.
+struct Load {
+    created: BTreeMap<String, Instant>,
+    repeats: u32,
 }
 
 impl Fleet {
     /// [`create_jobs`] through every replica, then waits until each one fires, then `settle`.
-    async fn load(
-        &self,
-        prefix: &str,
-        count: usize,
-        repeats: u32,
-        settle: Duration,
-    ) -> BTreeMap<String, Instant> {
+    async fn load(&self, prefix: &str, count: usize, repeats: u32, settle: Duration) -> Load {
         let created = create_jobs(&self.addresses(), prefix, count, repeats).await;
         wait_every_replica_fires(&self.log, self.replicas.len()).await;
         tokio::time::sleep(settle).await;
-        created
+        Load { created, repeats }
     }
 
-    /// Waits (through `address`, up to `limit`) until every job of `created` ran its `repeats`
-    /// ticks; its deliveries by job, checked by [`assert_counts`], and the count of duplicates.
+    /// Waits (through `address`, up to `limit`) until every job of `load` ran its ticks; its
+    /// deliveries by job, checked by [`assert_counts`], and the count of duplicates.
     async fn all_done(
         &self,
         address: &str,
-        created: &BTreeMap<String, Instant>,
-        repeats: u32,
+        load: &Load,
         limit: Duration,
     ) -> (BTreeMap<String, Vec<Delivery>>, usize) {
-        wait_all_done(address, created.keys(), limit).await;
+        wait_all_done(address, load.created.keys(), limit).await;
         let jobs = by_job(&self.log);
-        let duplicated = assert_counts(&jobs, created, repeats);
+        let duplicated = assert_counts(&jobs, &load.created, load.repeats);
         (jobs, duplicated)
+    }
+
+    /// Replica 0 went away at `gone_at`: waits (through replica 1, up to 40 s) until every job
+    /// of `load` ran its ticks, and asserts that replica 0 owned jobs and fired none of them
+    /// again. For each job it had fired, how long after `gone_at` another replica fired it; and
+    /// the count of jobs with one duplicate.
+    async fn resumed_after_losing_the_first(&self, load: &Load, gone_at: Instant) -> (Vec<Duration>, usize) {
+        let survivor = &self.replicas[1].proc.address;
+        let (jobs, duplicated) = self.all_done(survivor, load, Duration::from_secs(40)).await;
+        let resumes = resumes_after(&jobs, 0, gone_at);
+        assert!(resumes.iter().all(|(_, by)| *by != 0), "replica 0 fired again after it went away");
+        assert!(!resumes.is_empty(), "replica 0 owned jobs");
+        (resumes.into_iter().map(|(after, _)| after).collect(), duplicated)
     }
 
     /// `n` replicas named `{prefix}0`, `{prefix}1`, … with lease `ttl_secs`.
     fn start(endpoints: &[String], n: usize, prefix: &str, ttl_secs: u64) -> Fleet {
-        let mut fleet = Fleet { replicas: Vec::new(), log: Arc::default(), consumers: Vec::new() };
+        let mut fleet = Fleet {
+            replicas: Vec::new(),
+            log: Arc::default(),
+            consumers: Vec::new(),
+            endpoints: endpoints.to_vec(),
+            ttl_secs,
+        };
         for i in 0..n {
-            fleet.join(endpoints, &format!("{prefix}{i}"), ttl_secs);
+            fleet.join(&format!("{prefix}{i}"));
         }
         fleet
     }
 
-    /// Starts one more replica and its consumer.
-    fn join(&mut self, endpoints: &[String], id: &str, ttl_secs: u64) {
-        let replica = start_replica_with_ttl(endpoints, id, ttl_secs);
+    /// A new single-member etcd and [`Fleet::start`] on it.
+    async fn on_new_etcd(n: usize, prefix: &str, ttl_secs: u64) -> (EtcdProcess, Fleet) {
+        let etcd = EtcdProcess::start().await.expect("etcd");
+        let fleet = Fleet::start(&etcd.endpoints(), n, prefix, ttl_secs);
+        (etcd, fleet)
+    }
+
+    /// Starts one more replica, with the fleet's etcd and lease TTL, and its consumer.
+    fn join(&mut self, id: &str) {
+        let replica = start_replica_with_ttl(&self.endpoints, id, self.ttl_secs);
         let consumer = consume(replica.proc.address.clone(), self.replicas.len(), self.log.clone());
         self.consumers.push(tokio::spawn(consumer));
         self.replicas.push(replica);
@@ -252,41 +280,30 @@ async fn wait_every_replica_fires(log: &Log, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_replica_partitions_fire_again_on_the_others_within_the_lease_ttl() {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let mut fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
-    let repeats = 12;
-    let created = fleet.load("kill", 48, repeats, Duration::from_secs(2)).await;
+    let (_etcd, mut fleet) = Fleet::on_new_etcd(3, "r", TTL_SECS).await;
+    let load = fleet.load("kill", 48, 12, Duration::from_secs(2)).await;
 
     let killed_at = Instant::now();
     fleet.replicas[0].proc.kill9();
-    let survivor = fleet.replicas[1].proc.address.clone();
-    let (jobs, duplicated) = fleet.all_done(&survivor, &created, repeats, Duration::from_secs(40)).await;
-    // Jobs the killed replica fired: how soon after the kill did each fire again elsewhere?
-    let resumes = resumes_after(&jobs, 0, killed_at);
-    assert!(resumes.iter().all(|(_, by)| *by != 0), "the killed replica fired again");
-    assert!(!resumes.is_empty(), "the killed replica owned jobs");
-    let worst = resumes.iter().map(|(after, _)| *after).max().unwrap();
+    let (resumes, duplicated) = fleet.resumed_after_losing_the_first(&load, killed_at).await;
+    let worst = resumes.iter().max().copied().unwrap();
     eprintln!(
         "kill -9 of 1 of 3 replicas (lease ttl {TTL_SECS}s): {} of {} jobs moved, worst resume {worst:?} after the kill, {duplicated} jobs with one duplicate",
         resumes.len(),
-        created.len()
+        load.created.len()
     );
     assert!(worst <= Duration::from_secs(TTL_SECS + 2), "resume took {worst:?} (> ttl + 2 s)");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joining_replica_moves_only_its_partitions_and_the_others_keep_firing() {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let mut fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
-    let repeats = 12;
-    let created = fleet.load("join", 48, repeats, Duration::from_secs(2)).await;
+    let (_etcd, mut fleet) = Fleet::on_new_etcd(3, "r", TTL_SECS).await;
+    let load = fleet.load("join", 48, 12, Duration::from_secs(2)).await;
 
     let joined_at = Instant::now();
-    fleet.join(&endpoints, "r3", TTL_SECS);
+    fleet.join("r3");
     let (jobs, duplicated) =
-        fleet.all_done(&fleet.replicas[1].proc.address, &created, repeats, Duration::from_secs(40)).await;
+        fleet.all_done(&fleet.replicas[1].proc.address, &load, Duration::from_secs(40)).await;
     // Lateness of a delivery: its arrival minus its tick's due time. Tick k of a job is due
     // k seconds after its first; the job's phase is taken from its most punctual delivery, so
     // lateness is measured against the job's own best (a delivery can only be late, never early).
@@ -326,11 +343,8 @@ async fn joining_replica_moves_only_its_partitions_and_the_others_keep_firing() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_recover_by_themselves_after_etcd_is_killed_and_restarted() {
-    let mut etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
-    let repeats = 10;
-    let created = fleet.load("etcd", 30, repeats, Duration::from_secs(2)).await;
+    let (mut etcd, fleet) = Fleet::on_new_etcd(3, "r", TTL_SECS).await;
+    let load = fleet.load("etcd", 30, 10, Duration::from_secs(2)).await;
 
     etcd.kill9().expect("kill etcd");
     let killed_at = Instant::now();
@@ -338,7 +352,7 @@ async fn replicas_recover_by_themselves_after_etcd_is_killed_and_restarted() {
     etcd.restart().await.expect("restart etcd");
     let restarted_at = Instant::now();
     let (_, duplicated) =
-        fleet.all_done(&fleet.replicas[0].proc.address, &created, repeats, Duration::from_secs(60)).await;
+        fleet.all_done(&fleet.replicas[0].proc.address, &load, Duration::from_secs(60)).await;
     let first_after = fleet.log.lock().unwrap().iter().filter(|d| d.at >= restarted_at).map(|d| d.at).min();
     let first_after = first_after.expect("deliveries after the restart");
     eprintln!(
@@ -369,16 +383,14 @@ async fn leader_of(etcd: &EtcdCluster) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn triggering_continues_when_a_three_member_etcd_loses_its_leader() {
     let mut etcd = EtcdCluster::start(3).await.expect("3-member etcd");
-    let endpoints = etcd.endpoints();
-    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
-    let repeats = 10;
-    let created = fleet.load("leader", 30, repeats, Duration::from_secs(2)).await;
+    let fleet = Fleet::start(&etcd.endpoints(), 3, "r", TTL_SECS);
+    let load = fleet.load("leader", 30, 10, Duration::from_secs(2)).await;
 
     let leader = leader_of(&etcd).await;
     let killed_at = Instant::now();
     etcd.kill9(leader).expect("kill the etcd leader");
     let (jobs, duplicated) =
-        fleet.all_done(&fleet.replicas[0].proc.address, &created, repeats, Duration::from_secs(45)).await;
+        fleet.all_done(&fleet.replicas[0].proc.address, &load, Duration::from_secs(45)).await;
     // The longest silence of any job after the kill (ticks are 1 s apart).
     let mut worst_gap = Duration::ZERO;
     for deliveries in jobs.values() {
@@ -396,9 +408,7 @@ async fn triggering_continues_when_a_three_member_etcd_loses_its_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let fleet = Fleet::start(&endpoints, 3, "r", TTL_SECS);
+    let (_etcd, fleet) = Fleet::on_new_etcd(3, "r", TTL_SECS).await;
     // Let every replica claim its partitions.
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -481,11 +491,8 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
     // A long TTL: if the stopped replica's partitions moved only when its lease expired, they
     // would pause for 15 s.
     const LONG_TTL_SECS: u64 = 15;
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let mut fleet = Fleet::start(&endpoints, 2, "t", LONG_TTL_SECS);
-    let repeats = 10;
-    let created = fleet.load("term", 32, repeats, Duration::from_secs(1)).await;
+    let (_etcd, mut fleet) = Fleet::on_new_etcd(2, "t", LONG_TTL_SECS).await;
+    let load = fleet.load("term", 32, 10, Duration::from_secs(1)).await;
 
     let stopped_at = Instant::now();
     let pid = nix::unistd::Pid::from_raw(i32::try_from(fleet.replicas[0].proc.child.id()).unwrap());
@@ -493,16 +500,12 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
     let status = tokio::task::block_in_place(|| fleet.replicas[0].proc.child.wait()).unwrap();
     let exited_after = stopped_at.elapsed();
     assert!(status.success(), "the replica exits 0 on SIGTERM: {status}");
-    let survivor = fleet.replicas[1].proc.address.clone();
-    let (jobs, duplicated) = fleet.all_done(&survivor, &created, repeats, Duration::from_secs(40)).await;
-    let resumes = resumes_after(&jobs, 0, stopped_at);
-    assert!(resumes.iter().all(|(_, by)| *by == 1), "after the stop only the survivor fires");
-    assert!(!resumes.is_empty(), "the stopped replica owned jobs");
-    let worst = resumes.iter().map(|(after, _)| *after).max().unwrap();
+    let (resumes, duplicated) = fleet.resumed_after_losing_the_first(&load, stopped_at).await;
+    let worst = resumes.iter().max().copied().unwrap();
     eprintln!(
         "SIGTERM of 1 of 2 replicas (lease ttl {LONG_TTL_SECS}s): exited after {exited_after:?}; {} of {} jobs moved, worst resume {worst:?} after the signal, {duplicated} jobs with one duplicate",
         resumes.len(),
-        created.len()
+        load.created.len()
     );
     assert!(
         worst < Duration::from_secs(LONG_TTL_SECS / 2),
@@ -516,9 +519,7 @@ fn delivered(log: &Log, name: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_trigger_through_either_replica_and_the_survivor_of_a_kill_keeps_them() {
-    let etcd = EtcdProcess::start().await.expect("etcd");
-    let endpoints = etcd.endpoints();
-    let mut fleet = Fleet::start(&endpoints, 2, "s", TTL_SECS);
+    let (_etcd, mut fleet) = Fleet::on_new_etcd(2, "s", TTL_SECS).await;
     let mut client = common::connect(&fleet.replicas[0].proc.address).await;
     client.schedule_job(common::repeating_job("steer", "@every 1s", 1000, metadata())).await.unwrap();
     kairos_testing::wait_until("steer to be delivered twice", 20, || delivered(&fleet.log, "steer") >= 2)

@@ -29,6 +29,13 @@ fn scheduler(data_dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Kairos {
     common::spawn_kairos(&args, envs)
 }
 
+/// [`scheduler`] over a new temporary data dir, which lives as long as the returned guard.
+fn scheduler_in_tempdir(extra: &[&str], envs: &[(&str, &str)]) -> (tempfile::TempDir, Kairos) {
+    let dir = tempfile::tempdir().expect("a temporary data dir");
+    let scheduler = scheduler(dir.path(), extra, envs);
+    (dir, scheduler)
+}
+
 /// `kairos sidecar` with every port 0.
 fn sidecar(app_id: &str, scheduler: &str, extra: &[&str], envs: &[(&str, &str)]) -> Kairos {
     let mut extra = extra.to_vec();
@@ -128,8 +135,7 @@ fn schedule_request(app_id: &str, name: &str, spec: &JobSpec) -> ScheduleJobRequ
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_jobs_and_triggers_by_result() {
     let (app_port, app) = http_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = scheduler(dir.path(), &[], &[]);
+    let (_dir, scheduler) = scheduler_in_tempdir(&[], &[]);
     let address = scheduler.grpc();
     let side = app_sidecar("metrics-app", &address, app_port, &[]);
     // A sidecar without --app-port takes no triggers: its app's jobs are staged.
@@ -208,8 +214,7 @@ async fn metrics_count_jobs_and_triggers_by_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_health_is_live_and_ready_until_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut scheduler = scheduler(dir.path(), &[], &[]);
+    let (_dir, mut scheduler) = scheduler_in_tempdir(&[], &[]);
     let healthz = scheduler.healthz();
     assert_eq!(get_text(&format!("http://{healthz}/healthz")).await.0, 200);
     let ready_url = format!("http://{healthz}/readyz");
@@ -233,8 +238,7 @@ async fn scheduler_health_is_live_and_ready_until_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_sigterm_drains_a_slow_delivery_and_loses_nothing() {
     let (app_port, app) = http_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut first = scheduler(dir.path(), &["--graceful-shutdown-seconds", "10"], &[]);
+    let (dir, mut first) = scheduler_in_tempdir(&["--graceful-shutdown-seconds", "10"], &[]);
     let address = first.grpc();
     let side = app_sidecar("drain-app", &address, app_port, &[]);
     assert_eq!(post_job(&side, "later", r#"{"dueTime":"1h"}"#).await.0, 204);
@@ -277,8 +281,7 @@ async fn scheduler_sigterm_drains_a_slow_delivery_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecar_sigterm_lets_the_delivery_in_flight_finish() {
     let (app_port, app) = http_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = scheduler(dir.path(), &[], &[]);
+    let (_dir, scheduler) = scheduler_in_tempdir(&[], &[]);
     let address = scheduler.grpc();
     let mut side = app_sidecar("side-drain", &address, app_port, &[]);
     assert_eq!(post_job(&side, "slow-2", r#"{"dueTime":"0s"}"#).await.0, 204);
@@ -312,8 +315,7 @@ async fn sidecar_sigterm_lets_the_delivery_in_flight_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scheduler_api_token_is_required_when_set() {
     let (app_port, app) = http_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = scheduler(dir.path(), &[], &[("KAIROS_SCHEDULER_API_TOKEN", "sched-s3cret")]);
+    let (dir, scheduler) = scheduler_in_tempdir(&[], &[("KAIROS_SCHEDULER_API_TOKEN", "sched-s3cret")]);
     let address = scheduler.grpc();
     let spec = JobSpec { due_time: Some("1h".into()), ..JobSpec::default() };
 
@@ -347,8 +349,7 @@ async fn scheduler_api_token_is_required_when_set() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_job_data_and_bodies_are_refused_and_store_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = scheduler(dir.path(), &["--max-job-data-size", "2Ki"], &[]);
+    let (_dir, scheduler) = scheduler_in_tempdir(&["--max-job-data-size", "2Ki"], &[]);
     let address = scheduler.grpc();
     let side = sidecar("limits", &address, &["--max-job-data-size", "1Ki", "--max-body-size", "8Ki"], &[]);
     let body_with = |n: usize| format!(r#"{{"dueTime":"1h","data":"{}"}}"#, "x".repeat(n));
@@ -386,8 +387,7 @@ async fn oversized_job_data_and_bodies_are_refused_and_store_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_carry_one_span_per_trigger() {
     let (app_port, app) = http_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = scheduler(dir.path(), &["--log-as-json", "--log-level", "debug"], &[]);
+    let (_dir, scheduler) = scheduler_in_tempdir(&["--log-as-json", "--log-level", "debug"], &[]);
     let address = scheduler.grpc();
     let side = app_sidecar("json-app", &address, app_port, &[]);
     assert_eq!(post_job(&side, "fail-json", r#"{"dueTime":"0s","failurePolicy":{"drop":{}}}"#).await.0, 204);
@@ -421,8 +421,7 @@ async fn dapr_api_token_guards_every_api_route_but_health() {
     use kairos_proto::runtime::dapr_client::DaprClient;
     use kairos_proto::runtime::{GetJobRequest as RuntimeGet, ScheduleJobRequest as RuntimeSchedule};
 
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = scheduler(dir.path(), &[], &[]);
+    let (_dir, scheduler) = scheduler_in_tempdir(&[], &[]);
     let side = sidecar("dapr-token", &scheduler.grpc(), &[], &[("DAPR_API_TOKEN", "d4pr")]);
     let http = reqwest::Client::new();
     let base = format!("http://{}", side.http());
@@ -486,8 +485,7 @@ async fn the_scheduler_api_can_be_served_over_tls() {
         fixtures.join("ca-cert.pem").display().to_string(),
     );
     let (app_port, app) = http_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = scheduler(dir.path(), &["--tls-cert-file", &cert, "--tls-key-file", &key], &[]);
+    let (_dir, scheduler) = scheduler_in_tempdir(&["--tls-cert-file", &cert, "--tls-key-file", &key], &[]);
     assert!(scheduler.ready.tls, "{}", scheduler.ready.line);
     let address = scheduler.grpc();
 
@@ -541,8 +539,7 @@ async fn the_sidecar_apis_can_be_served_over_tls() {
     let (cert, key, ca) =
         (fixtures.join("server-cert.pem"), fixtures.join("server-key.pem"), fixtures.join("ca-cert.pem"));
     let (app_port, app) = http_app().await;
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = scheduler(dir.path(), &[], &[]);
+    let (_dir, scheduler) = scheduler_in_tempdir(&[], &[]);
     let side = sidecar(
         "tls-side",
         &scheduler.grpc(),

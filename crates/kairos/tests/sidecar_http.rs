@@ -52,16 +52,17 @@ async fn http_app() -> (u16, AppState) {
     kairos_testing::http::serve_jobs(on_job, AppState::default()).await
 }
 
-/// An HTTP app on a free port and a sidecar `app_id` (to the scheduler at `scheduler`, with
-/// `envs`) delivering to it.
+/// An HTTP app on a free port, a sidecar `app_id` (to the scheduler at `scheduler`, with `envs`)
+/// delivering to it, and a client of the sidecar's API.
 async fn app_and_sidecar(
     scheduler: &str,
     app_id: &str,
     envs: &[(&str, &str)],
-) -> (AppState, common::SidecarProc) {
+) -> (AppState, common::SidecarProc, Api) {
     let (app_port, app) = http_app().await;
     let sidecar = common::start_sidecar(app_id, scheduler, &["--app-port", &app_port.to_string()], envs);
-    (app, sidecar)
+    let api = Api::new(&sidecar);
+    (app, sidecar, api)
 }
 
 struct Api {
@@ -111,8 +112,7 @@ fn error_code(body: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_api_answers_with_daprd_status_codes_and_bodies() {
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let (_dir, scheduler) = common::start_scheduler_in_tempdir(&[]);
     let (_sidecar, api) = Api::start(&scheduler.address, "http-app");
 
     // §2.2's accepted example, verbatim.
@@ -191,10 +191,8 @@ async fn http_api_answers_with_daprd_status_codes_and_bodies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_app_receives_post_job_with_the_data_as_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = common::start_scheduler(dir.path(), &[]);
-    let (app, sidecar) = app_and_sidecar(&scheduler.address, "http-data", &[]).await;
-    let api = Api::new(&sidecar);
+    let (_dir, scheduler) = common::start_scheduler_in_tempdir(&[]);
+    let (app, _sidecar, api) = app_and_sidecar(&scheduler.address, "http-data", &[]).await;
 
     let cases: &[(&str, &str, &str)] = &[
         ("string", r#""someData""#, r#""someData""#),
@@ -248,10 +246,8 @@ async fn http_app_receives_post_job_with_the_data_as_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeats_failures_and_not_found_follow_the_failure_policy() {
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = common::start_scheduler(dir.path(), &[]);
-    let (app, sidecar) = app_and_sidecar(&scheduler.address, "http-policy", &[]).await;
-    let api = Api::new(&sidecar);
+    let (_dir, scheduler) = common::start_scheduler_in_tempdir(&[]);
+    let (app, _sidecar, api) = app_and_sidecar(&scheduler.address, "http-policy", &[]).await;
 
     assert_eq!(api.post("repeat", r#"{"schedule":"@every 1s","repeats":3}"#).await.0, 204);
     assert_eq!(api.post("fail-default", r#"{"dueTime":"0s"}"#).await.0, 204);
@@ -275,11 +271,9 @@ async fn repeats_failures_and_not_found_follow_the_failure_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_token_is_required_when_set_and_app_token_is_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let (_dir, scheduler) = common::start_scheduler_in_tempdir(&[]);
     let tokens = [("DAPR_API_TOKEN", "s3cret"), ("APP_API_TOKEN", "app-s3cret")];
-    let (app, sidecar) = app_and_sidecar(&scheduler.address, "http-token", &tokens).await;
-    let api = Api::new(&sidecar);
+    let (app, _sidecar, api) = app_and_sidecar(&scheduler.address, "http-token", &tokens).await;
     let url = format!("{}/v1.0/jobs/tok", api.base);
     let body = r#"{"dueTime":"0s"}"#;
 
@@ -300,8 +294,7 @@ async fn api_token_is_required_when_set_and_app_token_is_sent() {
 
     // Without DAPR_API_TOKEN no token is needed (the other tests), and without APP_API_TOKEN none
     // is sent.
-    let (plain_app, plain) = app_and_sidecar(&scheduler.address, "http-plain", &[]).await;
-    let plain_api = Api::new(&plain);
+    let (plain_app, _plain, plain_api) = app_and_sidecar(&scheduler.address, "http-plain", &[]).await;
     assert_eq!(plain_api.post("tok", body).await.0, 204);
     wait_until("the delivery", 10, || !plain_app.of("tok").is_empty()).await;
     assert_eq!(plain_app.of("tok")[0].token, None);
@@ -309,8 +302,7 @@ async fn api_token_is_required_when_set_and_app_token_is_sent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_apps_with_the_same_job_name_do_not_see_each_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let scheduler = common::start_scheduler(dir.path(), &[]);
+    let (_dir, scheduler) = common::start_scheduler_in_tempdir(&[]);
     let (_sidecar_a, a) = Api::start(&scheduler.address, "app-a");
     let (_sidecar_b, b) = Api::start(&scheduler.address, "app-b");
 

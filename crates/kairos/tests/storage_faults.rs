@@ -15,6 +15,7 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use kairos_core::Stopwatch;
 use kairos_proto::scheduler::{GetJobRequest, Job, JobMetadata, ScheduleJobRequest};
+use kairos_testing::damage::{compacted_store_file, damaged};
 use kairos_testing::disk::{Tmpfs, fill};
 use kairos_testing::etcd::EtcdProcess;
 use serde_json::Value;
@@ -252,30 +253,16 @@ async fn kairos_run_health_says_the_store_is_full_until_space_is_freed() {
     assert_eq!(status, 204, "{body}");
 }
 
-/// A closed, compacted store file with `jobs` jobs of about 1 KiB each (compacted, so that no
-/// free page is left for damage to land in harmlessly).
+/// A closed, compacted store file with `jobs` jobs of about 1 KiB each.
 async fn store_file(path: &Path, jobs: usize) -> Vec<u8> {
-    {
-        let store = kairos_store::redb::RedbStore::open(path, 16).unwrap();
-        let mut puts = Vec::new();
-        for i in 0..jobs {
-            let key = kairos_core::JobKey::app("default", "corrupt-app", format!("job-{i:05}"));
-            let mut job = kairos_testing::conformance::job(key, jiff::Timestamp::UNIX_EPOCH);
-            job.spec.data =
-                Some(kairos_core::Payload { type_url: "t".into(), value: vec![(i % 251) as u8; 1024] });
-            let store = store.clone();
-            puts.push(tokio::spawn(async move {
-                kairos_store::JobStore::put(&store, job, kairos_store::PutMode::CreateOnly).await
-            }));
-        }
-        for put in puts {
-            put.await.unwrap().unwrap();
-        }
-    }
-    let mut db = redb::Database::open(path).unwrap();
-    while db.compact().unwrap() {}
-    drop(db);
-    std::fs::read(path).unwrap()
+    let jobs = (0..jobs).map(|i| {
+        let key = kairos_core::JobKey::app("default", "corrupt-app", format!("job-{i:05}"));
+        let mut job = kairos_testing::conformance::job(key, jiff::Timestamp::UNIX_EPOCH);
+        job.spec.data =
+            Some(kairos_core::Payload { type_url: "t".into(), value: vec![(i % 251) as u8; 1024] });
+        job
+    });
+    compacted_store_file(path, jobs).await
 }
 
 /// Runs `kairos ARGS…` to its end (bounded): exit code and stderr.
@@ -304,16 +291,7 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
 async fn a_corrupt_store_stops_startup_with_its_exit_code_and_what_to_do() {
     let source = tempfile::tempdir().unwrap();
     let clean = store_file(&source.path().join("jobs.redb"), 4000).await;
-    let mut flipped = clean.clone();
-    for offset in (4096..flipped.len()).step_by(64 << 10) {
-        flipped[offset] ^= 0xff;
-    }
-    let mut garbage = clean.clone();
-    let middle = (garbage.len() / 2) & !4095;
-    for (i, byte) in garbage[middle..middle + 4096].iter_mut().enumerate() {
-        *byte = (i * 7 + 13) as u8;
-    }
-    for (what, bytes) in [("a byte flipped every 64 KiB", flipped), ("4 KiB of garbage mid-file", garbage)] {
+    for (what, bytes) in damaged(&clean) {
         for command in ["scheduler", "run"] {
             let dir = tempfile::tempdir().unwrap();
             let file = dir.path().join("jobs.redb");
@@ -345,7 +323,6 @@ async fn a_corrupt_store_stops_startup_with_its_exit_code_and_what_to_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_up_etcd_quota_refuses_creates_with_the_cause_and_they_resume_once_freed() {
-    use etcd_client::{AlarmAction, AlarmOptions, AlarmType, CompactionOptions};
     let etcd = EtcdProcess::start_with_args(&["--quota-backend-bytes", &(2u32 << 20).to_string()])
         .await
         .expect("start etcd (scripts/ensure-deps installs it)");
@@ -394,16 +371,7 @@ async fn a_used_up_etcd_quota_refuses_creates_with_the_cause_and_they_resume_onc
     assert!(body.contains("NOSPACE"), "{body}");
 
     // The operator compacts, defragments and disarms the alarm: creates work again.
-    let mut etcd_client = etcd.client().await.unwrap();
-    let revision = etcd_client.get("kairos-probe", None).await.unwrap().header().unwrap().revision();
-    etcd_client.compact(revision, Some(CompactionOptions::new().with_physical())).await.unwrap();
-    etcd_client.defragment().await.unwrap();
-    let alarms = etcd_client.alarm(AlarmAction::Get, AlarmType::None, None).await.unwrap();
-    for alarm in alarms.alarms() {
-        let mut options = AlarmOptions::new();
-        options.with_member(alarm.member_id());
-        etcd_client.alarm(AlarmAction::Deactivate, alarm.alarm(), Some(options)).await.unwrap();
-    }
+    etcd.free_space().await.unwrap();
     client.schedule_job(schedule("new", 10, false)).await.unwrap();
     until_status(&ready_url, 200, 15).await;
 }

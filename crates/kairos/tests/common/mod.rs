@@ -65,6 +65,13 @@ pub fn start_scheduler(data_dir: &Path, extra: &[&str]) -> Proc {
     kairos_testing::process::scheduler(&kairos_bin(), data_dir, extra).expect("start kairos scheduler").into()
 }
 
+/// [`start_scheduler`] over a new temporary data dir, which lives as long as the returned guard.
+pub fn start_scheduler_in_tempdir(extra: &[&str]) -> (tempfile::TempDir, Proc) {
+    let dir = tempfile::tempdir().expect("a temporary data dir");
+    let scheduler = start_scheduler(dir.path(), extra);
+    (dir, scheduler)
+}
+
 /// Starts `kairos sidecar --app-id APP` on port 0 against `scheduler`, with `extra` flags and
 /// environment variables, and waits until its APIs listen.
 pub fn start_sidecar(app_id: &str, scheduler: &str, extra: &[&str], envs: &[(&str, &str)]) -> SidecarProc {
