@@ -678,7 +678,8 @@ pub const MAX_DATA_DEPTH: usize = 32;
 /// * Errors are in protojson's shape: `proto: (line L:C): <what>` (see the module doc).
 ///
 /// # Errors
-/// [`JsonError`] for text protojson would refuse, or that breaks [`MAX_JSON_DEPTH`].
+/// [`JsonError`] for text protojson would refuse, or that breaks kairos's limits
+/// ([`MAX_JSON_DEPTH`], and [`MAX_DATA_DEPTH`] in a [`value_field`]).
 pub fn message_from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, JsonError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| JsonError(format!("proto: syntax error (byte {}): invalid UTF-8", e.valid_up_to())))?;
