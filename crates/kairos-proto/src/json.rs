@@ -7,6 +7,11 @@
 //! * `google.protobuf.Any` of the well-known types, out only ([`AnyJson`]), and
 //!   `google.protobuf.Duration` both ways ([`parse_duration`], [`duration_to_string`]).
 //! * uint32 fields in, from their raw JSON text ([`uint32_from_raw`]).
+//! * Messages in, as `protojson.Unmarshal` with `DiscardUnknown` reads them
+//!   ([`message_from_slice`]): one JSON object ([`Object`] for message-typed fields), unknown
+//!   fields skipped but checked as protojson checks them, and field readers where protojson
+//!   reads a field otherwise than serde does ([`value_field`], [`duration_field`],
+//!   [`uint32_field`]). The sidecar reads the HTTP `POST /v1.0/jobs/{name}` body with them.
 //!
 //! Numbers are written as Go's protojson writes them (a `serde_json` [`GoFormatter`]): shortest
 //! round-trip digits, positional for 1e-6 ≤ |n| < 1e21 and exponent form outside (`1e+21`,
@@ -17,7 +22,9 @@
 //! Output is compact: protojson's random extra spaces are never added.
 //!
 //! Error texts follow protojson's (`proto: google.protobuf.Value: none of the oneof fields is
-//! set`).
+//! set`, `proto: (line 1:34): invalid value for uint32 field repeats: -1`). Those of reading are
+//! informative, not byte-for-byte guaranteed (positions are where the reader stopped, which
+//! protojson puts at the start of the token).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,8 +36,9 @@ use jiff::civil::DateTime;
 use prost::Message;
 use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{self, Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::value::RawValue;
 
 /// The type URL of a payload that holds a JSON value as a `google.protobuf.Value`.
 pub const VALUE_TYPE_URL: &str = "type.googleapis.com/google.protobuf.Value";
@@ -644,6 +652,175 @@ fn trim_fraction(text: &str) -> &str {
     t.strip_suffix(".000").unwrap_or(t)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Messages in: protojson.Unmarshal with DiscardUnknown
+// ---------------------------------------------------------------------------------------------
+
+/// The deepest JSON nesting a message read by [`message_from_slice`] may have, skipped unknown
+/// fields included. protojson allows far deeper nesting.
+pub const MAX_JSON_DEPTH: usize = 200;
+
+/// The deepest nesting of arrays and objects in a `google.protobuf.Value` read by
+/// [`value_field`]: deeper values would not decode again (prost stops at 100 nested messages,
+/// and every level is a `Value` plus a list or struct).
+pub const MAX_DATA_DEPTH: usize = 32;
+
+/// Reads one message from protojson text, as `protojson.Unmarshal` with `DiscardUnknown` does.
+/// `T` is a serde struct with the message's fields: its JSON name, the proto name as an alias,
+/// message-typed fields as [`Object`], and scalar fields through [`uint32_field`],
+/// [`duration_field`] or [`value_field`] where protojson's reading differs from serde's.
+///
+/// * The text must be UTF-8 and hold one JSON object (an array of the fields is refused).
+/// * A field given twice, under either name, is an error (`duplicate field`, serde's check);
+///   unknown fields are skipped, repeated ones too, but their JSON must still be well formed:
+///   nested no deeper than [`MAX_JSON_DEPTH`], with `\u` escapes that form whole UTF-16
+///   surrogate pairs (`serde_json` does not check the values it skips, protojson does).
+/// * Errors are in protojson's shape: `proto: (line L:C): <what>` (see the module doc).
+///
+/// # Errors
+/// [`JsonError`] for text protojson would refuse, or that breaks kairos's limits
+/// ([`MAX_JSON_DEPTH`], and [`MAX_DATA_DEPTH`] in a [`value_field`]).
+pub fn message_from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, JsonError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| JsonError(format!("proto: syntax error (byte {}): invalid UTF-8", e.valid_up_to())))?;
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let Object(message) = Object::<T>::deserialize(&mut deserializer).map_err(proto_error)?;
+    deserializer.end().map_err(proto_error)?;
+    check_skipped_values(text)?;
+    Ok(message)
+}
+
+/// A `serde_json` error in protojson's shape: `proto: (line L:C): <what>`.
+fn proto_error(e: serde_json::Error) -> JsonError {
+    let text = e.to_string();
+    if e.line() == 0 {
+        return JsonError(format!("proto: {text}"));
+    }
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    JsonError(format!(
+        "proto: (line {}:{}): {}",
+        e.line(),
+        e.column(),
+        text.strip_suffix(&at).unwrap_or(&text)
+    ))
+}
+
+/// What protojson checks everywhere but `serde_json` does not in the values it skips (unknown
+/// fields): nesting up to [`MAX_JSON_DEPTH`], and `\u` escapes that form whole UTF-16 surrogate
+/// pairs. `text` is JSON that `serde_json` has read, so only those two things are looked at.
+fn check_skipped_values(text: &str) -> Result<(), JsonError> {
+    let bytes = text.as_bytes();
+    let unit = |at: usize| {
+        let hex = text.get(at..at + 4)?;
+        u32::from_str_radix(hex, 16).ok()
+    };
+    let (mut depth, mut in_string, mut i) = (0usize, false, 0);
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        match (in_string, b) {
+            (_, b'"') => in_string = !in_string,
+            (false, b'{' | b'[') => {
+                depth += 1;
+                if depth > MAX_JSON_DEPTH {
+                    return Err(JsonError(format!(
+                        "proto: exceeded max recursion depth of {MAX_JSON_DEPTH}"
+                    )));
+                }
+            }
+            (false, b'}' | b']') => depth = depth.saturating_sub(1),
+            (true, b'\\') if bytes.get(i) == Some(&b'u') => {
+                let escape_start = i - 1;
+                let first = unit(i + 1).unwrap_or(0);
+                i += 5;
+                let paired = match first {
+                    0xD800..0xDC00 => {
+                        let low = (bytes.get(i..i + 2) == Some(b"\\u")).then(|| unit(i + 2)).flatten();
+                        i += 6;
+                        low.is_some_and(|low| (0xDC00..0xE000).contains(&low))
+                    }
+                    0xDC00..0xE000 => false,
+                    _ => true,
+                };
+                if !paired {
+                    let shown = text.get(escape_start..(escape_start + 12).min(text.len())).unwrap_or("\\u");
+                    return Err(JsonError(format!(
+                        "proto: syntax error: invalid escape code {shown:?} in string"
+                    )));
+                }
+            }
+            (true, b'\\') => i += 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A message-typed field (or the top-level message): a JSON object only. serde's derived structs
+/// also read an array of the fields in order, which protojson does not.
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(MapOnly(deserializer)).map(Object)
+    }
+}
+
+/// Hands every request to the inner deserializer as a request for a map.
+struct MapOnly<D>(D);
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for MapOnly<D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+/// A `google.protobuf.Value` field, for `#[serde(default, deserialize_with = ...)]`: any JSON
+/// value nested at most [`MAX_DATA_DEPTH`] levels, read by [`ValueSeed`]. JSON `null` means
+/// "unset" for every other field, but here it is a value (`NullValue`); only an absent field is
+/// `None`. An object with `@type` is just an object.
+///
+/// # Errors
+/// As [`ValueSeed`]: a repeated key, nesting too deep, or the deserializer's own error.
+pub fn value_field<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    ValueSeed::new(MAX_DATA_DEPTH).deserialize(deserializer).map(Some)
+}
+
+/// A `google.protobuf.Duration` field: `null` is unset, a string is read by [`parse_duration`].
+///
+/// # Errors
+/// A value that is not a string or `null`, or a string [`parse_duration`] refuses.
+pub fn duration_field<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<prost_types::Duration>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
+    parse_duration(&text).map(Some).map_err(de::Error::custom)
+}
+
+/// A uint32 field whose JSON name is `field`: `null` is unset, any other value is read from its
+/// raw text by [`uint32_from_raw`]. The deserializer must be `serde_json`'s over borrowed text
+/// (as in [`message_from_slice`]), which hands out raw values.
+///
+/// # Errors
+/// `invalid value for uint32 field <field>: <raw text>` for a value that is not a uint32.
+pub fn uint32_field<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    field: &str,
+) -> Result<Option<u32>, D::Error> {
+    let Some(raw) = Option::<&RawValue>::deserialize(deserializer)? else { return Ok(None) };
+    let text = raw.get();
+    let n = uint32_from_raw(text);
+    n.map(Some)
+        .ok_or_else(|| de::Error::custom(format_args!("invalid value for uint32 field {field}: {text}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -935,6 +1112,107 @@ mod tests {
             };
         }
         assert!(render_any(&inner.type_url, &inner.value).is_err());
+    }
+
+    #[test]
+    fn prost_decodes_data_at_the_depth_limit_but_not_much_deeper() {
+        let nested = |n: usize, lists: bool| {
+            let mut v = kind(Kind::NullValue(0));
+            for _ in 0..n {
+                v = kind(if lists {
+                    Kind::ListValue(ListValue { values: vec![v] })
+                } else {
+                    Kind::StructValue(Struct { fields: BTreeMap::from([("k".to_owned(), v)]) })
+                });
+            }
+            v.encode_to_vec()
+        };
+        for lists in [true, false] {
+            assert!(Value::decode(nested(MAX_DATA_DEPTH, lists).as_slice()).is_ok());
+            assert!(Value::decode(nested(MAX_DATA_DEPTH * 2, lists).as_slice()).is_err());
+        }
+    }
+
+    /// A message with one field of each kind the field readers handle.
+    #[derive(Debug, serde::Deserialize)]
+    struct Probe {
+        #[serde(default, deserialize_with = "probe_count")]
+        count: Option<u32>,
+        #[serde(default, deserialize_with = "duration_field")]
+        every: Option<prost_types::Duration>,
+        #[serde(default, deserialize_with = "value_field")]
+        data: Option<Value>,
+        inner: Option<Object<Inner>>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Inner {
+        name: Option<String>,
+    }
+
+    fn probe_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+        uint32_field(deserializer, "count")
+    }
+
+    fn read_probe(text: &str) -> Result<Probe, String> {
+        message_from_slice::<Probe>(text.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    fn nest(open: &str, n: usize, close: &str) -> String {
+        format!("{}{}", open.repeat(n), close.repeat(n))
+    }
+
+    #[test]
+    fn fields_read_as_protojson_reads_them() {
+        let p =
+            read_probe(r#"{"count":"7","every":"1.5s","data":{"@type":"x"},"inner":{"name":"n"}}"#).unwrap();
+        assert_eq!(p.count, Some(7));
+        assert_eq!(p.every, Some(prost_types::Duration { seconds: 1, nanos: 500_000_000 }));
+        assert_eq!(p.data.map(|v| value_to_string(&v).unwrap()).as_deref(), Some(r#"{"@type":"x"}"#));
+        assert_eq!(p.inner.and_then(|Object(i)| i.name).as_deref(), Some("n"));
+        // null is unset, except for a Value, where it is the null value
+        let p = read_probe(r#"{"count":null,"every":null,"data":null,"inner":null}"#).unwrap();
+        assert_eq!((p.count, p.every, p.inner.is_none()), (None, None, true));
+        assert_eq!(p.data, Some(kind(Kind::NullValue(0))));
+        assert_eq!(read_probe("{}").unwrap().data, None);
+        // unknown fields are skipped, repeated ones too, whatever JSON they hold
+        read_probe(r#"{"x":[1,{"y":"\ud83d\ude00"}],"x":null}"#).unwrap();
+        let deep_data = |n: usize| format!(r#"{{"data":{}}}"#, nest("[", n, "]"));
+        read_probe(&deep_data(MAX_DATA_DEPTH)).unwrap();
+        assert!(read_probe(&deep_data(MAX_DATA_DEPTH + 1)).unwrap_err().contains("nests deeper"));
+    }
+
+    #[test]
+    fn refused_messages_get_protojson_error_texts() {
+        let unknown = |n: usize| format!(r#"{{"x":{}}}"#, nest("[", n, "]"));
+        read_probe(&unknown(MAX_JSON_DEPTH - 1)).unwrap();
+        // brackets inside strings, even after an escaped quote, are not nesting
+        read_probe(&format!(r#"{{"x":"\"{}"}}"#, "[".repeat(MAX_JSON_DEPTH))).unwrap();
+        for (text, want) in [
+            (r#"{"count":-1}"#, "proto: (line 1:12): invalid value for uint32 field count: -1"),
+            (r#"{"every":"1m"}"#, r#"proto: (line 1:14): invalid google.protobuf.Duration value "1m""#),
+            (r#"{"count":1,"count":2}"#, "proto: (line 1:18): duplicate field `count`"),
+            (r#"{"data":{"a":1,"a":2}}"#, r#"proto: (line 1:21): duplicate map key "a""#),
+            ("[]", "proto: (line 1:0): invalid type: sequence, expected struct Probe"),
+            (r#"{"inner":[]}"#, "proto: (line 1:9): invalid type: sequence, expected struct Inner"),
+            ("{} x", "proto: (line 1:4): trailing characters"),
+            (&unknown(MAX_JSON_DEPTH), "proto: exceeded max recursion depth of 200"),
+            (r#"{"x":"\ud800"}"#, r#"proto: syntax error: invalid escape code "\\ud800\"}" in string"#),
+            (
+                r#"{"x":["\udc00\ud800"]}"#,
+                r#"proto: syntax error: invalid escape code "\\udc00\\ud800" in string"#,
+            ),
+            (
+                r#"{"x":"\ud800\u0041"}"#,
+                r#"proto: syntax error: invalid escape code "\\ud800\\u0041" in string"#,
+            ),
+        ] {
+            assert_eq!(read_probe(text).unwrap_err(), want, "{text}");
+        }
+        // an escaped backslash before `u` is no escape
+        read_probe(r#"{"x":"\\ud800"}"#).unwrap();
+        let err = message_from_slice::<Probe>(b"{\"x\":\"\xff\"}").unwrap_err();
+        assert_eq!(err.to_string(), "proto: syntax error (byte 6): invalid UTF-8");
     }
 
     mod properties {

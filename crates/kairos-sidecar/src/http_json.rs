@@ -6,7 +6,7 @@
 //! codec of [`kairos_proto::json`], keeping the details that decide what SDKs see:
 //!
 //! * Field names: the JSON name (`dueTime`) or the proto name (`due_time`); unknown fields are
-//!   skipped (their JSON must still be well formed).
+//!   skipped (their JSON must still be well formed, see [`proto_json::message_from_slice`]).
 //! * A field given twice, under either name, is an error (`duplicate field`); so is a repeated
 //!   key inside `data` (`duplicate map key`), and setting both `drop` and `constant`. Repeated
 //!   *unknown* fields are fine, as in protojson.
@@ -18,8 +18,7 @@
 //! * `interval` is a protojson Duration string: `[+-]<digits>[.<up to 9 digits>]s`.
 //! * Any JSON value is valid `data`; an object with `@type` is just an object.
 //! * Error texts follow protojson's (`proto: (line 1:34): invalid value for uint32 field
-//!   repeats: -1`); they are informative, not byte-for-byte guaranteed (positions are where the
-//!   reader stopped, which protojson puts at the start of the token).
+//!   repeats: -1`), as [`kairos_proto::json`] gives them for every message it reads.
 //!
 //! Output is compact: Go's protojson randomly adds a space after some separators to stop
 //! clients comparing bytes; kairos never does. Numbers inside `data` are formatted as Go does
@@ -40,26 +39,18 @@
 //!   `maxInterval` below `initialInterval`, a window under 1s) are a malformed body: 400
 //!   `ERR_MALFORMED_REQUEST`, and nothing is stored.
 //!
-//! Kairos limits: JSON nesting deeper than [`MAX_JSON_DEPTH`], and `data` deeper than
-//! [`MAX_DATA_DEPTH`] (what protobuf decoding in kairos accepts back), are refused as malformed.
-//! protojson allows far deeper nesting.
+//! Kairos limits: JSON nesting deeper than [`proto_json::MAX_JSON_DEPTH`], and `data` deeper than
+//! [`proto_json::MAX_DATA_DEPTH`] (what protobuf decoding in kairos accepts back), are refused as
+//! malformed. protojson allows far deeper nesting.
 
 use kairos_core::{JobSpec, Payload};
-use kairos_proto::json::{self as proto_json, AnyJson, VALUE_TYPE_URL, ValueSeed};
+use kairos_proto::json::{self as proto_json, AnyJson, Object, VALUE_TYPE_URL};
 use kairos_proto::{common, convert};
 use prost::Message;
-use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
+use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::errors::ApiError;
-
-/// The deepest JSON nesting a POST body may have.
-pub const MAX_JSON_DEPTH: usize = 200;
-
-/// The deepest nesting of arrays and objects inside `data`: deeper values would not decode
-/// again (prost stops at 100 nested messages, and every level is a `Value` plus a list or struct).
-pub const MAX_DATA_DEPTH: usize = 32;
 
 /// A schedule request read from `POST /v1.0/jobs/{name}` and checked as daprd does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +83,8 @@ pub fn parse_schedule_body(name_from_url: &str, body: &[u8]) -> Result<ScheduleR
     let request = if body.is_empty() {
         HttpRequest::default()
     } else {
-        decode_request(body).map_err(ApiError::MalformedBody)?
+        proto_json::message_from_slice::<HttpRequest>(body)
+            .map_err(|e| ApiError::MalformedBody(e.to_string()))?
     };
     if request.name.is_some_and(|name| !name.is_empty()) {
         return Err(ApiError::NameInBody);
@@ -206,7 +198,7 @@ struct HttpRequest {
     due_time: Option<String>,
     ttl: Option<String>,
     // Not `Option<Value>`'s own reading: there `null` would be "unset", here it is a value.
-    #[serde(default, deserialize_with = "data")]
+    #[serde(default, deserialize_with = "proto_json::value_field")]
     data: Option<prost_types::Value>,
     overwrite: Option<bool>,
     #[serde(rename = "failurePolicy", alias = "failure_policy")]
@@ -268,7 +260,7 @@ struct DropBody {}
 /// `common.v1.JobFailurePolicyConstant`.
 #[derive(Debug, Deserialize)]
 struct ConstantBody {
-    #[serde(default, deserialize_with = "interval")]
+    #[serde(default, deserialize_with = "proto_json::duration_field")]
     interval: Option<prost_types::Duration>,
     #[serde(rename = "maxRetries", alias = "max_retries", default, deserialize_with = "max_retries")]
     max_retries: Option<u32>,
@@ -303,109 +295,6 @@ impl PolicyBody {
     }
 }
 
-/// The body's text parsed; an object is required at the top.
-fn decode_request(body: &[u8]) -> Result<HttpRequest, String> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| format!("proto: syntax error (byte {}): invalid UTF-8", e.valid_up_to()))?;
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let Object(request) = Object::<HttpRequest>::deserialize(&mut deserializer).map_err(proto_error)?;
-    deserializer.end().map_err(proto_error)?;
-    check_skipped_values(text)?;
-    Ok(request)
-}
-
-/// A `serde_json` error in protojson's shape: `proto: (line L:C): <what>`.
-fn proto_error(e: serde_json::Error) -> String {
-    let text = e.to_string();
-    if e.line() == 0 {
-        return format!("proto: {text}");
-    }
-    let at = format!(" at line {} column {}", e.line(), e.column());
-    format!("proto: (line {}:{}): {}", e.line(), e.column(), text.strip_suffix(&at).unwrap_or(&text))
-}
-
-/// What protojson checks everywhere but `serde_json` does not in the values it skips (unknown
-/// fields): nesting up to [`MAX_JSON_DEPTH`], and `\u` escapes that form whole UTF-16 surrogate
-/// pairs. `text` is JSON that `serde_json` has read, so only those two things are looked at.
-fn check_skipped_values(text: &str) -> Result<(), String> {
-    let bytes = text.as_bytes();
-    let unit = |at: usize| {
-        let hex = text.get(at..at + 4)?;
-        u32::from_str_radix(hex, 16).ok()
-    };
-    let (mut depth, mut in_string, mut i) = (0usize, false, 0);
-    while let Some(&b) = bytes.get(i) {
-        i += 1;
-        match (in_string, b) {
-            (_, b'"') => in_string = !in_string,
-            (false, b'{' | b'[') => {
-                depth += 1;
-                if depth > MAX_JSON_DEPTH {
-                    return Err(format!("proto: exceeded max recursion depth of {MAX_JSON_DEPTH}"));
-                }
-            }
-            (false, b'}' | b']') => depth = depth.saturating_sub(1),
-            (true, b'\\') if bytes.get(i) == Some(&b'u') => {
-                let escape_start = i - 1;
-                let first = unit(i + 1).unwrap_or(0);
-                i += 5;
-                let paired = match first {
-                    0xD800..0xDC00 => {
-                        let low = (bytes.get(i..i + 2) == Some(b"\\u")).then(|| unit(i + 2)).flatten();
-                        i += 6;
-                        low.is_some_and(|low| (0xDC00..0xE000).contains(&low))
-                    }
-                    0xDC00..0xE000 => false,
-                    _ => true,
-                };
-                if !paired {
-                    let shown = text.get(escape_start..(escape_start + 12).min(text.len())).unwrap_or("\\u");
-                    return Err(format!("proto: syntax error: invalid escape code {shown:?} in string"));
-                }
-            }
-            (true, b'\\') => i += 1,
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// A JSON object only: serde's derived structs also read an array of the fields in order,
-/// which protojson does not.
-#[derive(Debug)]
-struct Object<T>(T);
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        T::deserialize(MapOnly(deserializer)).map(Object)
-    }
-}
-
-/// Hands every request to the inner deserializer as a request for a map.
-struct MapOnly<D>(D);
-
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for MapOnly<D> {
-    type Error = D::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        self.0.deserialize_map(visitor)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
-}
-
-fn data<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<prost_types::Value>, D::Error> {
-    ValueSeed::new(MAX_DATA_DEPTH).deserialize(deserializer).map(Some)
-}
-
-fn interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<prost_types::Duration>, D::Error> {
-    let Some(text) = Option::<String>::deserialize(deserializer)? else { return Ok(None) };
-    proto_json::parse_duration(&text).map(Some).map_err(de::Error::custom)
-}
-
 /// A Go duration string (`1h30m`, `250ms`, `3600s`), for the extensions' durations.
 fn go_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
@@ -422,20 +311,11 @@ fn catch_up<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<kairos_
 }
 
 fn repeats<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    uint32(deserializer, "repeats")
+    proto_json::uint32_field(deserializer, "repeats")
 }
 
 fn max_retries<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    uint32(deserializer, "maxRetries")
-}
-
-/// A uint32 as protojson reads one, from the value's raw text ([`proto_json::uint32_from_raw`]).
-fn uint32<'de, D: Deserializer<'de>>(deserializer: D, field: &str) -> Result<Option<u32>, D::Error> {
-    let Some(raw) = Option::<&RawValue>::deserialize(deserializer)? else { return Ok(None) };
-    let text = raw.get();
-    let n = proto_json::uint32_from_raw(text);
-    n.map(Some)
-        .ok_or_else(|| de::Error::custom(format_args!("invalid value for uint32 field {field}: {text}")))
+    proto_json::uint32_field(deserializer, "maxRetries")
 }
 
 // ---------------------------------------------------------------------------------------------
