@@ -470,30 +470,15 @@ impl Engine {
         Ok(deleted.is_some())
     }
 
-    /// Deletes an owner's jobs whose names start with `prefix` (all when empty).
-    ///
-    /// # Errors
-    /// [`EngineError::Name`] when `prefix + "a"` is not a valid name; when the store fails.
-    pub async fn delete_by_prefix(
-        &self,
-        namespace: &str,
-        owner: &Owner,
-        prefix: &str,
-    ) -> Result<usize, EngineError> {
-        validate_name_prefix(prefix)?;
-        let keys = self.inner.store.delete_by_prefix(namespace, owner, prefix).await?;
-        metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
-        for key in &keys {
-            self.notify(key, Command::Remove(key.clone())).await;
-        }
-        Ok(keys.len())
-    }
-
     /// Deletes every job in `scope`.
     ///
     /// # Errors
-    /// When the store fails.
+    /// [`EngineError::Name`] when an owner scope's `name_prefix + "a"` is not a valid name; when
+    /// the store fails.
     pub async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<usize, EngineError> {
+        if let OwnerScope::Owner { name_prefix, .. } = scope {
+            validate_name_prefix(name_prefix)?;
+        }
         let keys = self.inner.store.delete_by_scope(scope).await?;
         metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
         for key in &keys {
