@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner};
 use kairos_store::redb::RedbStore;
-use kairos_store::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoredJob};
+use kairos_store::{DueCursor, JobStore, Mutation, PutMode, StoredJob};
 use kairos_testing::conformance::job;
 
 /// Set in the child process of [`acknowledged_writes_survive_kill_9`]: the store file to write.
@@ -64,7 +64,7 @@ async fn reopened_store_has_every_acknowledged_write() {
             .await
             .unwrap();
         store.delete(&JobKey::app("ns", "app-1", "job-1")).await.unwrap().unwrap();
-        let app_2 = OwnerScope::owner("ns", &Owner::app("app-2"), "");
+        let app_2 = kairos_store::OwnerScope::owner("ns", &Owner::app("app-2"), "");
         assert_eq!(store.delete_by_scope(&app_2).await.unwrap().len(), 29);
         (store.scan_all(None, usize::MAX).await.unwrap(), due_index(&store).await)
         // The store is dropped here: its writer stops and the file closes.
