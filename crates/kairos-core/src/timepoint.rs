@@ -414,6 +414,11 @@ mod tests {
         utc("2024-01-31T10:00:00Z")
     }
 
+    /// Asserts that [`parse_point_in_time`] rejects `input` at [`reference`] with `error`.
+    fn assert_rejected(input: &str, error: PointInTimeError) {
+        assert_eq!(parse_point_in_time(input, &reference()), Err(error), "{input:?}");
+    }
+
     fn in_zone(datetime: &str, posix_tz: &str) -> Zoned {
         let tz = TimeZone::posix(posix_tz).unwrap();
         datetime.parse::<DateTime>().unwrap().to_zoned(tz).unwrap()
@@ -556,11 +561,7 @@ mod tests {
         ];
         for input in cases {
             assert_eq!(parse_rfc3339(input), Err(Rfc3339Error::OutOfRange), "{input:?}");
-            assert_eq!(
-                parse_point_in_time(input, &reference()),
-                Err(PointInTimeError::OutOfRange(input.to_owned())),
-                "{input:?}"
-            );
+            assert_rejected(input, PointInTimeError::OutOfRange(input.to_owned()));
         }
         assert_eq!(
             PointInTimeError::OutOfRange("9999-12-31T23:59:59Z".into()).to_string(),
@@ -569,7 +570,7 @@ mod tests {
         );
         // Malformed strings near the edge are still not recognized.
         for input in ["9999-12-31", "9999-12-32T00:00:00Z", "10000-01-01T00:00:00Z"] {
-            assert_eq!(parse_point_in_time(input, &reference()), Err(PointInTimeError::NotRecognized));
+            assert_rejected(input, PointInTimeError::NotRecognized);
         }
     }
 
@@ -653,11 +654,7 @@ mod tests {
             "R5/X",
         ];
         for input in cases {
-            assert_eq!(
-                parse_point_in_time(input, &reference()),
-                Err(PointInTimeError::NotRecognized),
-                "{input:?}"
-            );
+            assert_rejected(input, PointInTimeError::NotRecognized);
         }
         assert_eq!(PointInTimeError::NotRecognized.to_string(), "due time format not recognized");
     }
@@ -709,11 +706,7 @@ mod tests {
     #[test]
     fn spec_7_2_iso_repeats_are_rejected_for_due_time() {
         for input in ["R5/PT1H", "R1/P1D", "R5", "R5/", "R+2/PT1S"] {
-            assert_eq!(
-                parse_point_in_time(input, &reference()),
-                Err(PointInTimeError::RepeatsNotSupported),
-                "{input:?}"
-            );
+            assert_rejected(input, PointInTimeError::RepeatsNotSupported);
         }
         assert_eq!(PointInTimeError::RepeatsNotSupported.to_string(), "repeats not supported for due time");
     }
@@ -821,10 +814,7 @@ mod tests {
                 Err(Iso8601DurationError::OutOfRange(input.to_owned())),
                 "{input:?}"
             );
-            assert_eq!(
-                parse_point_in_time(input, &reference()),
-                Err(PointInTimeError::OutOfRange(input.to_owned()))
-            );
+            assert_rejected(input, PointInTimeError::OutOfRange(input.to_owned()));
         }
         // The largest hours that fit in Go's Duration are accepted.
         assert_eq!(

@@ -19,7 +19,7 @@ mod partition;
 pub mod router;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -163,10 +163,8 @@ struct PausedCount {
 
 #[derive(Debug)]
 struct Running {
-    /// Set by the loop once its first due-index scan has succeeded.
-    loaded: Arc<AtomicBool>,
-    /// Jobs the loop holds in memory.
-    resident: Arc<AtomicUsize>,
+    /// The flags shared with the loop.
+    flags: Flags,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -225,17 +223,16 @@ impl Engine {
         self.inner.router.attach_partition(partition, events_tx);
         let stop = CancellationToken::new();
         let flags = Flags { paused: self.inner.paused.clone(), ..Flags::default() };
-        let (loaded, resident) = (flags.loaded.clone(), flags.resident.clone());
         let runner = Partition::new(
             partition,
             self.inner.store.clone(),
             self.inner.clock.clone(),
             self.inner.router.clone(),
             self.inner.config.clone(),
-            flags,
+            flags.clone(),
         );
         let task = tokio::spawn(runner.run(commands_rx, events_rx, stop.clone()));
-        partitions.insert(partition, Running { loaded, resident, commands: commands_tx, stop, task });
+        partitions.insert(partition, Running { flags, commands: commands_tx, stop, task });
     }
 
     /// Stops firing the jobs of `partition` and waits until its loop has ended. Its triggers in
@@ -264,13 +261,13 @@ impl Engine {
     /// Whether every owned partition has loaded its first stretch of due jobs from the store
     /// (and so fires what is due).
     pub fn partitions_loaded(&self) -> bool {
-        self.partitions().values().all(|r| r.loaded.load(Ordering::Acquire))
+        self.partitions().values().all(|r| r.flags.loaded.load(Ordering::Acquire))
     }
 
     /// How many jobs the owned partitions hold in memory (at most their share of
     /// [`EngineConfig::window`] each, give or take jobs created while a window was full).
     pub fn resident_jobs(&self) -> usize {
-        self.partitions().values().map(|r| r.resident.load(Ordering::Relaxed)).sum()
+        self.partitions().values().map(|r| r.flags.resident.load(Ordering::Relaxed)).sum()
     }
 
     /// Whether [`Engine::drain`] has begun.
@@ -470,30 +467,15 @@ impl Engine {
         Ok(deleted.is_some())
     }
 
-    /// Deletes an owner's jobs whose names start with `prefix` (all when empty).
-    ///
-    /// # Errors
-    /// [`EngineError::Name`] when `prefix + "a"` is not a valid name; when the store fails.
-    pub async fn delete_by_prefix(
-        &self,
-        namespace: &str,
-        owner: &Owner,
-        prefix: &str,
-    ) -> Result<usize, EngineError> {
-        validate_name_prefix(prefix)?;
-        let keys = self.inner.store.delete_by_prefix(namespace, owner, prefix).await?;
-        metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
-        for key in &keys {
-            self.notify(key, Command::Remove(key.clone())).await;
-        }
-        Ok(keys.len())
-    }
-
     /// Deletes every job in `scope`.
     ///
     /// # Errors
-    /// When the store fails.
+    /// [`EngineError::Name`] when an owner scope's `name_prefix + "a"` is not a valid name; when
+    /// the store fails.
     pub async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<usize, EngineError> {
+        if let OwnerScope::Owner { name_prefix, .. } = scope {
+            validate_name_prefix(name_prefix)?;
+        }
         let keys = self.inner.store.delete_by_scope(scope).await?;
         metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
         for key in &keys {

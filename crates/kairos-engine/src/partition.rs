@@ -139,12 +139,7 @@ pub(crate) struct Partition {
     config: Arc<EngineConfig>,
     /// Most jobs this partition keeps in memory: its share of [`EngineConfig::window`].
     window: usize,
-    /// Set while the engine drains: fire nothing new, settle what is in flight.
-    paused: Arc<AtomicBool>,
-    /// Set after the first successful due-index scan (readiness).
-    loaded: Arc<AtomicBool>,
-    /// How many jobs this partition holds in memory, published after every step.
-    resident: Arc<AtomicUsize>,
+    flags: Flags,
     /// Waiting jobs, by `(next_due, key)`.
     waiting: BTreeSet<(Timestamp, JobKey)>,
     /// Every job in memory, whatever its state.
@@ -182,7 +177,6 @@ impl Partition {
         config: Arc<EngineConfig>,
         flags: Flags,
     ) -> Self {
-        let Flags { paused, loaded, resident } = flags;
         let window = config.partition_window(store.partitions());
         // Unbounded: at most one write per partition is outstanding, so this holds at most one.
         let (written_tx, written_rx) = mpsc::unbounded_channel();
@@ -193,9 +187,7 @@ impl Partition {
             router,
             config,
             window,
-            paused,
-            loaded,
-            resident,
+            flags,
             waiting: BTreeSet::new(),
             jobs: HashMap::new(),
             staged_in_memory: 0,
@@ -236,7 +228,7 @@ impl Partition {
             // Staging decided while firing.
             self.flush();
             self.answer_drain(&events);
-            self.resident.store(self.jobs.len(), Ordering::Relaxed);
+            self.flags.resident.store(self.jobs.len(), Ordering::Relaxed);
 
             let mut deadline = now.saturating_add(self.config.max_sleep).unwrap_or(now);
             // A draining or paused partition fires nothing, so an overdue head must not wake
@@ -283,7 +275,7 @@ impl Partition {
         }
         self.settle(&mut events).await;
         self.router.detach_partition(self.id);
-        self.resident.store(0, Ordering::Relaxed);
+        self.flags.resident.store(0, Ordering::Relaxed);
     }
 
     /// On stop: applies the results that already came back and writes the progress they
@@ -499,7 +491,7 @@ impl Partition {
             self.refill_window().await;
         }
         if self.backoff_until.is_none() {
-            self.loaded.store(true, Ordering::Release);
+            self.flags.loaded.store(true, Ordering::Release);
         }
     }
 
@@ -591,7 +583,7 @@ impl Partition {
 
     /// Whether this partition is draining for a hand-over or the engine is draining to stop.
     fn fires_nothing(&self) -> bool {
-        self.draining.is_some() || self.paused.load(Ordering::Acquire)
+        self.draining.is_some() || self.flags.paused.load(Ordering::Acquire)
     }
 
     fn fire_due(&mut self, now: Timestamp) {

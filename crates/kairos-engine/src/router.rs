@@ -382,12 +382,33 @@ mod tests {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
     }
 
+    /// Attaches `partition` to `router`; its events arrive on the returned receiver.
+    fn attach(router: &Router, partition: u32) -> mpsc::UnboundedReceiver<PartitionEvent> {
+        let (events_tx, events) = mpsc::unbounded_channel();
+        router.attach_partition(partition, events_tx);
+        events
+    }
+
+    /// A router with partition 0 attached and one subscriber of app "app".
+    struct OneSubscriber {
+        router: Router,
+        /// Partition 0's events.
+        events: mpsc::UnboundedReceiver<PartitionEvent>,
+        sub: u64,
+        /// What the subscriber receives.
+        rx: mpsc::UnboundedReceiver<Trigger>,
+    }
+
+    fn one_subscriber(credit: usize) -> OneSubscriber {
+        let router = Router::new(credit);
+        let events = attach(&router, 0);
+        let (sub, rx) = router.subscribe(&route_reg("app"));
+        OneSubscriber { router, events, sub, rx }
+    }
+
     #[test]
     fn a_subscriber_holds_at_most_its_credit_and_each_answer_releases_one_more() {
-        let router = Router::new(3);
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        router.attach_partition(0, events_tx);
-        let (sub, mut rx) = router.subscribe(&route_reg("app"));
+        let OneSubscriber { router, mut events, sub, mut rx } = one_subscriber(3);
         assert!(matches!(drain(&mut events).as_slice(), [PartitionEvent::RouteOpened(_)]));
         let triggers: Vec<Trigger> = (0..10).map(|i| trigger(&router, "app", &format!("j{i}"), 0)).collect();
         for t in &triggers {
@@ -439,10 +460,8 @@ mod tests {
     #[test]
     fn the_first_subscriber_of_a_route_opens_it_for_every_partition() {
         let router = Router::new(4);
-        let (tx0, mut ev0) = mpsc::unbounded_channel();
-        let (tx1, mut ev1) = mpsc::unbounded_channel();
-        router.attach_partition(0, tx0);
-        router.attach_partition(1, tx1);
+        let mut ev0 = attach(&router, 0);
+        let mut ev1 = attach(&router, 1);
         let (_a, _rx) = router.subscribe(&route_reg("app"));
         let (_b, _rx2) = router.subscribe(&route_reg("app"));
         for events in [&mut ev0, &mut ev1] {
@@ -458,8 +477,7 @@ mod tests {
     #[test]
     fn a_leaving_subscriber_s_triggers_go_to_its_sibling_or_back_to_their_partition() {
         let router = Router::new(2);
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        router.attach_partition(7, events_tx);
+        let mut events = attach(&router, 7);
         let (a, mut rx_a) = router.subscribe(&route_reg("app"));
         let (b, mut rx_b) = router.subscribe(&route_reg("app"));
         drain(&mut events);
@@ -491,10 +509,7 @@ mod tests {
 
     #[test]
     fn a_queued_trigger_can_be_recalled_and_a_sent_one_cannot() {
-        let router = Router::new(1);
-        let (events_tx, _events) = mpsc::unbounded_channel();
-        router.attach_partition(0, events_tx);
-        let (_sub, mut rx) = router.subscribe(&route_reg("app"));
+        let OneSubscriber { router, events: _events, mut rx, .. } = one_subscriber(1);
         let sent = trigger(&router, "app", "a", 0);
         let queued = trigger(&router, "app", "b", 0);
         router.dispatch(sent.clone()).unwrap();
@@ -507,15 +522,11 @@ mod tests {
 
     #[test]
     fn a_detached_partition_s_answers_still_give_credit_back() {
-        let router = Router::new(1);
-        let (events_tx, _events) = mpsc::unbounded_channel();
-        router.attach_partition(0, events_tx);
-        let (_sub, mut rx) = router.subscribe(&route_reg("app"));
+        let OneSubscriber { router, events: _events, mut rx, .. } = one_subscriber(1);
         let old = trigger(&router, "app", "a", 0);
         router.dispatch(old.clone()).unwrap();
         router.detach_partition(0);
-        let (events_tx, _events) = mpsc::unbounded_channel();
-        router.attach_partition(1, events_tx);
+        let _events = attach(&router, 1);
         let next = trigger(&router, "app", "b", 1);
         router.dispatch(next.clone()).unwrap();
         assert_eq!(drain(&mut rx), vec![old.clone()]);
@@ -526,8 +537,7 @@ mod tests {
     #[test]
     fn a_subscriber_of_several_routes_is_fed_from_each_in_turn() {
         let router = Router::new(2);
-        let (events_tx, _events) = mpsc::unbounded_channel();
-        router.attach_partition(0, events_tx);
+        let _events = attach(&router, 0);
         let reg = Registration {
             namespace: "ns".into(),
             app_id: Some("app".into()),

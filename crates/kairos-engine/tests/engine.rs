@@ -413,7 +413,7 @@ async fn job_whose_first_tick_is_past_its_ttl_is_never_stored() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn delete_by_prefix_and_scope_touch_only_their_owner() {
+async fn delete_by_scope_by_name_prefix_or_whole_owner_touches_only_that_owner() {
     let h = harness();
     for name in ["a-1", "a-2", "b-1"] {
         h.schedule(name, one_shot("1h")).await;
@@ -422,10 +422,11 @@ async fn delete_by_prefix_and_scope_touch_only_their_owner() {
         .schedule(JobKey::app("default", "other", "a-1"), one_shot("1h"), PutMode::CreateOnly)
         .await
         .unwrap();
-    assert_eq!(h.engine.delete_by_prefix("default", &Owner::app("app"), "a-").await.unwrap(), 2);
+    let prefix = OwnerScope::owner("default", &Owner::app("app"), "a-");
+    assert_eq!(h.engine.delete_by_scope(&prefix).await.unwrap(), 2);
     assert!(h.stored("b-1").await.is_some());
     assert!(h.store.get(&JobKey::app("default", "other", "a-1")).await.unwrap().is_some());
-    let scope = OwnerScope::Owner { namespace: "default".into(), owner: Owner::app("app") };
+    let scope = OwnerScope::owner("default", &Owner::app("app"), "");
     assert_eq!(h.engine.delete_by_scope(&scope).await.unwrap(), 1);
     assert_eq!(h.store.count().await.unwrap(), 1);
     let _ = h.now();

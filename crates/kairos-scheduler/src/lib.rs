@@ -286,7 +286,7 @@ impl SchedulerApi for SchedulerService {
             Owner::Actor { actor_type, actor_id } if request.id_prefix_match == Some(true) => {
                 OwnerScope::ActorIdPrefix { namespace: metadata.namespace, actor_type, id_prefix: actor_id }
             }
-            owner => OwnerScope::Owner { namespace: metadata.namespace, owner },
+            owner => OwnerScope::Owner { namespace: metadata.namespace, owner, name_prefix: String::new() },
         };
         self.engine.delete_by_scope(&scope).await.map_err(engine_status)?;
         Ok(DeleteByMetadataResponse {})
@@ -298,10 +298,9 @@ impl SchedulerApi for SchedulerService {
     ) -> Result<DeleteByNamePrefixResponse, Status> {
         self.check_accepting()?;
         let (metadata, owner) = owner_of(request.metadata)?;
-        self.engine
-            .delete_by_prefix(&metadata.namespace, &owner, &request.name_prefix)
-            .await
-            .map_err(engine_status)?;
+        let scope =
+            OwnerScope::Owner { namespace: metadata.namespace, owner, name_prefix: request.name_prefix };
+        self.engine.delete_by_scope(&scope).await.map_err(engine_status)?;
         Ok(DeleteByNamePrefixResponse {})
     }
 

@@ -107,13 +107,27 @@ pub struct DueCursor {
     pub key: JobKey,
 }
 
-/// Which jobs a bulk delete touches (the Scheduler's `DeleteByMetadata`).
+/// Which jobs a bulk delete touches (the Scheduler's `DeleteByMetadata` and
+/// `DeleteByNamePrefix`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerScope {
-    /// Every job of one owner.
-    Owner { namespace: String, owner: Owner },
+    /// The jobs of one owner whose names start with `name_prefix`: every job of the owner when
+    /// it is empty.
+    Owner { namespace: String, owner: Owner, name_prefix: String },
     /// Every reminder of actors of `actor_type` whose id starts with `id_prefix`.
     ActorIdPrefix { namespace: String, actor_type: String, id_prefix: String },
+}
+
+impl OwnerScope {
+    /// The jobs of `owner` in `namespace` whose names start with `name_prefix` (all of them
+    /// when it is empty).
+    pub fn owner(namespace: &str, owner: &Owner, name_prefix: &str) -> Self {
+        OwnerScope::Owner {
+            namespace: namespace.to_owned(),
+            owner: owner.clone(),
+            name_prefix: name_prefix.to_owned(),
+        }
+    }
 }
 
 /// A state change the engine makes as jobs fire; applied in batches.
@@ -301,23 +315,11 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError>;
 
-    /// Deletes every job of `owner` in `namespace` whose name starts with `name_prefix` (all of
-    /// them when it is empty), returning their keys.
-    ///
-    /// # Contract
-    /// Atomic: after it returns, no such job exists, nor its history; other owners are
-    /// untouched.
-    async fn delete_by_prefix(
-        &self,
-        namespace: &str,
-        owner: &Owner,
-        name_prefix: &str,
-    ) -> Result<Vec<JobKey>, StoreError>;
-
     /// Deletes every job in `scope`, returning their keys.
     ///
     /// # Contract
-    /// As [`JobStore::delete_by_prefix`].
+    /// Atomic: after it returns, no such job exists, nor its history; jobs outside the scope
+    /// (other owners, and with [`OwnerScope::Owner`] the owner's other names) are untouched.
     async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError>;
 
     /// The jobs of `partition` in due order, starting strictly after `after` (from the start when

@@ -30,9 +30,9 @@ pub struct MemoryStore {
 
 /// A handle that injects faults into one [`MemoryStore`]; clones control the same store.
 ///
-/// A "write" is any of `put`, `delete`, `delete_by_prefix`, `delete_by_scope` and `apply`; a
-/// "read" is any other async method. A write first sleeps for the commit delay, then fails if a
-/// failure is pending, else applies.
+/// A "write" is any of `put`, `delete`, `delete_by_scope` and `apply`; a "read" is any other
+/// async method. A write first sleeps for the commit delay, then fails if a failure is pending,
+/// else applies.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     inner: Arc<Mutex<FaultState>>,
@@ -258,16 +258,6 @@ impl JobStore for MemoryStore {
         Ok(state.jobs.range::<[u8], _>(bounds(start, &end)).take(limit).map(|(_, job)| job.clone()).collect())
     }
 
-    async fn delete_by_prefix(
-        &self,
-        namespace: &str,
-        owner: &Owner,
-        name_prefix: &str,
-    ) -> Result<Vec<JobKey>, StoreError> {
-        let prefix = keys::name_prefix(namespace, owner, name_prefix)?;
-        self.write(|state| Ok(state.remove_prefix(self.partitions, &prefix))).await
-    }
-
     async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
         let prefix = scope_prefix(scope)?;
         self.write(|state| Ok(state.remove_prefix(self.partitions, &prefix))).await
@@ -387,7 +377,9 @@ impl JobStore for MemoryStore {
 /// The key prefix of every job in `scope`.
 pub(crate) fn scope_prefix(scope: &OwnerScope) -> Result<Vec<u8>, StoreError> {
     match scope {
-        OwnerScope::Owner { namespace, owner } => keys::owner_prefix(namespace, owner),
+        OwnerScope::Owner { namespace, owner, name_prefix } => {
+            keys::name_prefix(namespace, owner, name_prefix)
+        }
         OwnerScope::ActorIdPrefix { namespace, actor_type, id_prefix } => {
             keys::actor_id_prefix(namespace, actor_type, id_prefix)
         }

@@ -1096,19 +1096,6 @@ impl JobStore for RedbStore {
         self.read(move |db| read_jobs(db, (start, end), limit)).await
     }
 
-    async fn delete_by_prefix(
-        &self,
-        namespace: &str,
-        owner: &Owner,
-        name_prefix: &str,
-    ) -> Result<Vec<JobKey>, StoreError> {
-        let prefix = keys::name_prefix(namespace, owner, name_prefix)?;
-        match self.write(Op::DeletePrefix { prefix }).await? {
-            Done::Keys(keys) => Ok(keys),
-            other => Err(mismatch(&other)),
-        }
-    }
-
     async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
         let prefix = scope_prefix(scope)?;
         match self.write(Op::DeletePrefix { prefix }).await? {

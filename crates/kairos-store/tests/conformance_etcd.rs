@@ -94,7 +94,8 @@ async fn stores_with_different_prefixes_on_one_etcd_do_not_see_each_other() {
     assert_eq!((a.count().await.unwrap(), ab.count().await.unwrap()), (1, 1));
     assert_eq!(a.scan_all(None, 100).await.unwrap(), vec![ja.clone()]);
     assert_eq!(due_entries(&ab).await, vec![(at(2), key.clone())]);
-    assert_eq!(ab.delete_by_prefix("ns", &Owner::app("app"), "").await.unwrap(), vec![key.clone()]);
+    let app = OwnerScope::owner("ns", &Owner::app("app"), "");
+    assert_eq!(ab.delete_by_scope(&app).await.unwrap(), vec![key.clone()]);
     assert_eq!(a.get(&key).await.unwrap(), Some(ja), "a bulk delete stays in its prefix");
 }
 
@@ -322,12 +323,12 @@ async fn large_applies_and_bulk_deletes_span_several_transactions() {
     assert!(stored.iter().all(|j| j.progress.count == 1 && j.next_due == at(1000)));
     assert_eq!(due_entries(&store).await.iter().filter(|(d, _)| *d == at(1000)).count(), 300);
     // 300 jobs deleted in chunks of at most 127; the other owner stays.
-    let mut deleted = store.delete_by_prefix("ns", &Owner::app("bulk"), "").await.unwrap();
+    let mut deleted = store.delete_by_scope(&OwnerScope::owner("ns", &Owner::app("bulk"), "")).await.unwrap();
     deleted.sort();
     assert_eq!(deleted, jobs.iter().map(|j| j.key.clone()).collect::<Vec<_>>());
     assert_eq!(store.count().await.unwrap(), 1);
     assert_eq!(due_entries(&store).await.len(), 1);
-    let scope = OwnerScope::Owner { namespace: "ns".into(), owner: Owner::app("other") };
+    let scope = OwnerScope::owner("ns", &Owner::app("other"), "");
     assert_eq!(store.delete_by_scope(&scope).await.unwrap().len(), 1);
     assert_eq!(store.count().await.unwrap(), 0);
 }

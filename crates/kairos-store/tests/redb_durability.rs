@@ -56,7 +56,8 @@ async fn reopened_store_has_every_acknowledged_write() {
         let progress = Progress { count: 1, last_scheduled: Some(at(0)), attempts: 0 };
         store.apply(vec![progress_of(&first, progress, at(1000))]).await.unwrap();
         store.delete(&JobKey::app("ns", "app-1", "job-1")).await.unwrap().unwrap();
-        assert_eq!(store.delete_by_prefix("ns", &Owner::app("app-2"), "").await.unwrap().len(), 29);
+        let app_2 = kairos_store::OwnerScope::owner("ns", &Owner::app("app-2"), "");
+        assert_eq!(store.delete_by_scope(&app_2).await.unwrap().len(), 29);
         (store.scan_all(None, usize::MAX).await.unwrap(), due_index(&store).await)
         // The store is dropped here: its writer stops and the file closes.
     };

@@ -346,7 +346,8 @@ pub async fn keys_with_nul_bytes_are_refused_and_change_nothing(store: Store) {
     }
     assert!(invalid(store.list("ns", &Owner::app("a\0"), None, 10).await.map(|_| ())));
     assert!(invalid(store.list("ns", &Owner::app("app"), Some("x\0"), 10).await.map(|_| ())));
-    assert!(invalid(store.delete_by_prefix("ns", &Owner::app("app"), "j\0").await.map(|_| ())));
+    let names = OwnerScope::owner("ns", &Owner::app("app"), "j\0");
+    assert!(invalid(store.delete_by_scope(&names).await.map(|_| ())));
     let scope =
         OwnerScope::ActorIdPrefix { namespace: "ns".into(), actor_type: "T".into(), id_prefix: "\0".into() };
     assert!(invalid(store.delete_by_scope(&scope).await.map(|_| ())));
@@ -418,14 +419,15 @@ pub async fn delete_by_prefix_removes_only_matching_names_of_the_owner(store: St
         keys.push(JobKey::app("ns", "app10", name));
     }
     put_all(&store, &keys).await;
-    let deleted = store.delete_by_prefix("ns", &owner, "pre").await.unwrap();
+    let deleted = store.delete_by_scope(&OwnerScope::owner("ns", &owner, "pre")).await.unwrap();
     let expected = sorted_keys(["pre", "pre-1", "pre-2"].map(|n| JobKey::app("ns", "app1", n)));
     assert_eq!(sorted_keys(deleted), expected);
     let left: Vec<JobKey> = sorted_keys(keys.iter().filter(|k| !expected.contains(k)).cloned());
     assert_eq!(all_jobs(&store).await.into_iter().map(|j| j.key).collect::<Vec<_>>(), left);
     assert_eq!(due_entries(&store).await.len(), left.len(), "due entries of deleted jobs are gone");
-    assert!(store.delete_by_prefix("ns", &owner, "pre").await.unwrap().is_empty());
-    assert!(store.delete_by_prefix("ns", &Owner::app("nobody"), "").await.unwrap().is_empty());
+    assert!(store.delete_by_scope(&OwnerScope::owner("ns", &owner, "pre")).await.unwrap().is_empty());
+    let nobody = OwnerScope::owner("ns", &Owner::app("nobody"), "");
+    assert!(store.delete_by_scope(&nobody).await.unwrap().is_empty());
 }
 
 pub async fn delete_by_prefix_with_empty_prefix_removes_all_of_the_owner_only(store: Store) {
@@ -433,7 +435,8 @@ pub async fn delete_by_prefix_with_empty_prefix_removes_all_of_the_owner_only(st
     put_all(&store, &keys).await;
     for (ns, owner) in [("ns", Owner::app("app1")), ("ns", Owner::actor("T", "1"))] {
         let expected = sorted_keys(keys.iter().filter(|k| k.namespace == ns && k.owner == owner).cloned());
-        assert_eq!(sorted_keys(store.delete_by_prefix(ns, &owner, "").await.unwrap()), expected);
+        let scope = OwnerScope::owner(ns, &owner, "");
+        assert_eq!(sorted_keys(store.delete_by_scope(&scope).await.unwrap()), expected);
         assert!(names(&store, ns, &owner).await.is_empty());
     }
     let left = sorted_keys(
@@ -450,7 +453,7 @@ pub async fn delete_by_prefix_with_empty_prefix_removes_all_of_the_owner_only(st
 pub async fn delete_by_scope_owner_removes_every_job_of_the_owner_only(store: Store) {
     let keys = neighbours();
     put_all(&store, &keys).await;
-    let scope = OwnerScope::Owner { namespace: "ns".into(), owner: Owner::actor("T", "1") };
+    let scope = OwnerScope::owner("ns", &Owner::actor("T", "1"), "");
     let expected = sorted_keys([actor_key("ns", "T", "1", "a"), actor_key("ns", "T", "1", "b")]);
     assert_eq!(sorted_keys(store.delete_by_scope(&scope).await.unwrap()), expected);
     let left = sorted_keys(keys.iter().filter(|k| !expected.contains(k)).cloned());
@@ -719,7 +722,7 @@ pub async fn count_counts_stored_jobs(store: Store) {
     store.put(job(keys[0].clone(), secs(1)), PutMode::Overwrite).await.unwrap();
     assert_eq!(store.count().await.unwrap(), keys.len() as u64, "overwrite does not add");
     store.delete(&keys[0]).await.unwrap();
-    store.delete_by_prefix("ns", &Owner::app("app1"), "").await.unwrap();
+    store.delete_by_scope(&OwnerScope::owner("ns", &Owner::app("app1"), "")).await.unwrap();
     assert_eq!(store.count().await.unwrap(), keys.len() as u64 - 2);
 }
 
@@ -1111,7 +1114,7 @@ pub async fn progress_unstages_and_delete_overwrite_remove_the_staged_entry(stor
     assert_eq!(store.get(&c.key).await.unwrap(), None);
     store.apply(vec![Mutation::Stage { key: a.key.clone(), incarnation: a.incarnation }]).await.unwrap();
     assert_eq!(store.count_staged().await.unwrap(), 1);
-    let deleted = store.delete_by_prefix("ns", &Owner::app("app"), "").await.unwrap();
+    let deleted = store.delete_by_scope(&OwnerScope::owner("ns", &Owner::app("app"), "")).await.unwrap();
     assert_eq!(deleted, vec![a.key.clone()]);
     assert_eq!(store.count_staged().await.unwrap(), 0);
     assert_eq!(store.count().await.unwrap(), 0);
@@ -1271,7 +1274,7 @@ pub async fn history_of_neighbours_is_untouched_by_a_bulk_delete(store: Store) {
         append(&store, &j, 2, 50).await;
         jobs.push(j);
     }
-    store.delete_by_prefix("ns", &Owner::app("app1"), "").await.unwrap();
+    store.delete_by_scope(&OwnerScope::owner("ns", &Owner::app("app1"), "")).await.unwrap();
     store
         .delete_by_scope(&OwnerScope::ActorIdPrefix {
             namespace: "ns".into(),

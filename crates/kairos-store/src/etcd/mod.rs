@@ -50,8 +50,8 @@
 //!   and the transactions before it stay applied. The engine's mutations are absolute (progress
 //!   replaces progress, a completed job is gone), so retrying the same call converges on the
 //!   same final state; nothing is half-written within one job.
-//! * `delete_by_prefix` / `delete_by_scope` read the matching jobs at a revision `R` and delete
-//!   them in transactions of at most 127 jobs: a range delete of the job keys from the first to
+//! * `delete_by_scope` reads the matching jobs at a revision `R` and deletes them in
+//!   transactions of at most 127 jobs: a range delete of the job keys from the first to
 //!   the last one read plus their due entries, guarded by "no key in that range changed after
 //!   `R`" (a compare over the range); a guard that fails is re-read and retried. **Up to 127
 //!   jobs this is one atomic transaction, as with redb; beyond that a concurrent reader can see
@@ -659,16 +659,6 @@ impl JobStore for EtcdStore {
         };
         let (_, kvs) = self.range(start, end, limit, false, 0).await?;
         kvs.iter().map(|kv| layout.decode_job(kv)).collect()
-    }
-
-    async fn delete_by_prefix(
-        &self,
-        namespace: &str,
-        owner: &Owner,
-        name_prefix: &str,
-    ) -> Result<Vec<JobKey>, StoreError> {
-        let prefix = keys::name_prefix(namespace, owner, name_prefix)?;
-        self.delete_prefix(&prefix).await
     }
 
     async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
