@@ -21,6 +21,7 @@ use futures::StreamExt;
 use jiff::SignedDuration;
 use jiff::Timestamp;
 use kairos_core::{Clock, JobKey, JobState, JobStatus, Owner};
+use kairos_engine::status_of;
 use kairos_store::keys::{decode_key, encode_key};
 use kairos_store::{DueCursor, JobStore, StoreError, StoredJob};
 
@@ -137,11 +138,6 @@ pub enum ListError {
     Cursor(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The status of a stored job, as the engine derives it.
-pub fn status_of(job: &StoredJob) -> JobStatus {
-    JobStatus::new(&job.stats, &job.progress, Some(job.next_due), job.paused, job.staged)
 }
 
 /// One page of at most `limit` jobs matching `filter`, in `sort` order, after `cursor` (from a

@@ -16,9 +16,8 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::{Clock, JobKey, JobState, Owner};
+use kairos_engine::status_of;
 use kairos_store::JobStore;
-
-use crate::listing::status_of;
 
 /// The process's metrics as Prometheus text.
 pub type MetricsSource = Arc<dyn Fn() -> String + Send + Sync>;
