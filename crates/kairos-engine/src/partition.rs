@@ -26,8 +26,8 @@
 //! is settled.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::misfire::{CatchUp, catch_up};
@@ -110,6 +110,37 @@ struct Entry {
     fired: Option<(Timestamp, tracing::Span)>,
 }
 
+/// The metrics every trigger updates, each registered with the recorder on its first use and
+/// kept, so a trigger does no label lookup in the recorder's registry (a series still appears
+/// only once it has a value). Rarer results (failed, dropped, staged) use the macros directly.
+#[derive(Debug, Default)]
+struct Meters {
+    lateness: OnceLock<metrics::Histogram>,
+    delivery: OnceLock<metrics::Histogram>,
+    succeeded: OnceLock<metrics::Counter>,
+    completed: OnceLock<metrics::Counter>,
+}
+
+impl Meters {
+    fn lateness(&self) -> &metrics::Histogram {
+        self.lateness.get_or_init(|| metrics::histogram!("kairos_trigger_lateness_seconds"))
+    }
+
+    fn delivery(&self) -> &metrics::Histogram {
+        self.delivery.get_or_init(|| metrics::histogram!("kairos_trigger_delivery_seconds"))
+    }
+
+    /// `kairos_triggers_total` of successful triggers.
+    fn succeeded(&self) -> &metrics::Counter {
+        self.succeeded.get_or_init(|| metrics::counter!("kairos_triggers_total", "result" => "success"))
+    }
+
+    /// `kairos_jobs_deleted_total` of jobs done after their last tick.
+    fn completed(&self) -> &metrics::Counter {
+        self.completed.get_or_init(|| metrics::counter!("kairos_jobs_deleted_total", "reason" => "completed"))
+    }
+}
+
 /// Most write attempts a stopping partition makes to settle what it has already decided.
 const SETTLE_ATTEMPTS: u32 = 3;
 
@@ -171,6 +202,7 @@ pub(crate) struct Partition {
     manual: HashMap<u64, Manual>,
     /// ... and those waiting for a retry, by due time.
     manual_waiting: BTreeMap<(Timestamp, u64), Manual>,
+    meters: Meters,
 }
 
 impl Partition {
@@ -211,6 +243,7 @@ impl Partition {
             draining: None,
             manual: HashMap::new(),
             manual_waiting: BTreeMap::new(),
+            meters: Meters::default(),
         }
     }
 
@@ -690,7 +723,7 @@ impl Partition {
             match self.router.dispatch(trigger) {
                 Ok(()) => {
                     let lateness = now.duration_since(due);
-                    metrics::histogram!("kairos_trigger_lateness_seconds").record(seconds(lateness));
+                    self.meters.lateness().record(seconds(lateness));
                     // Debug level: at the default level no span is kept per trigger in flight.
                     let span = tracing::debug_span!("trigger", job = %key, id, attempt, outcome = tracing::field::Empty);
                     span.in_scope(
@@ -763,7 +796,10 @@ impl Partition {
             Outcome::Failed if progress.attempts > entry.job.progress.attempts => "failed",
             Outcome::Failed => "dropped",
         };
-        metrics::counter!("kairos_triggers_total", "result" => result).increment(1);
+        match result {
+            "success" => self.meters.succeeded().increment(1),
+            _ => metrics::counter!("kairos_triggers_total", "result" => result).increment(1),
+        }
         if result == "failed" {
             metrics::counter!("kairos_retries_total", "policy" => entry.timing.failure_policy.kind())
                 .increment(1);
@@ -783,7 +819,7 @@ impl Partition {
         };
         entry.job.stats = entry.job.stats.after(&record);
         if let Some((fired, span)) = entry.fired.take() {
-            metrics::histogram!("kairos_trigger_delivery_seconds").record(seconds(now.duration_since(fired)));
+            self.meters.delivery().record(seconds(now.duration_since(fired)));
             span.record("outcome", result);
             let (job, id, attempt) = (&trigger.key, trigger.id, entry.job.progress.attempts + 1);
             span.in_scope(|| match result {
@@ -793,7 +829,7 @@ impl Partition {
             });
         }
         if due.is_none() {
-            metrics::counter!("kairos_jobs_deleted_total", "reason" => "completed").increment(1);
+            self.meters.completed().increment(1);
         }
         entry.job.progress = progress;
         entry.state = State::Writing;
