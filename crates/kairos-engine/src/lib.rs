@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 pub use kairos_core::Route;
 pub use router::{Outcome, Registration, RouterStats, Trigger};
 
-use crate::partition::{Command, Flags, Partition};
+use crate::partition::{Command, Flags, Horizon, Partition};
 use crate::router::Router;
 
 /// The default [`EngineConfig::window`]: 32 jobs per partition with the default 256.
@@ -167,6 +167,8 @@ struct Running {
     loaded: Arc<AtomicBool>,
     /// Jobs the loop holds in memory.
     resident: Arc<AtomicUsize>,
+    /// How far the loop's window reaches.
+    horizon: Horizon,
     commands: mpsc::Sender<Command>,
     stop: CancellationToken,
     task: JoinHandle<()>,
@@ -225,7 +227,8 @@ impl Engine {
         self.inner.router.attach_partition(partition, events_tx);
         let stop = CancellationToken::new();
         let flags = Flags { paused: self.inner.paused.clone(), ..Flags::default() };
-        let (loaded, resident) = (flags.loaded.clone(), flags.resident.clone());
+        let (loaded, resident, horizon) =
+            (flags.loaded.clone(), flags.resident.clone(), flags.horizon.clone());
         let runner = Partition::new(
             partition,
             self.inner.store.clone(),
@@ -235,7 +238,8 @@ impl Engine {
             flags,
         );
         let task = tokio::spawn(runner.run(commands_rx, events_rx, stop.clone()));
-        partitions.insert(partition, Running { loaded, resident, commands: commands_tx, stop, task });
+        partitions
+            .insert(partition, Running { loaded, resident, horizon, commands: commands_tx, stop, task });
     }
 
     /// Stops firing the jobs of `partition` and waits until its loop has ended. Its triggers in
@@ -367,6 +371,13 @@ impl Engine {
         self.send(key, command).await;
     }
 
+    /// Whether a job just stored under `key`, due at `due`, lies past its owned partition's
+    /// window (see [`Horizon`]).
+    fn past_window(&self, key: &JobKey, due: Timestamp) -> bool {
+        let partition = self.inner.store.partition_of(key);
+        self.partitions().get(&partition).is_some_and(|running| running.horizon.is_past(due))
+    }
+
     async fn send(&self, key: &JobKey, command: Command) {
         let partition = self.inner.store.partition_of(key);
         let tx = self.partitions().get(&partition).map(|r| r.commands.clone());
@@ -401,8 +412,14 @@ impl Engine {
             return Ok(());
         };
         let job = StoredJob::new(key.clone(), spec, created, self.next_incarnation(created), next_due);
-        self.inner.store.put(job.clone(), mode).await?;
+        let old = self.inner.store.put(job.clone(), mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);
+        // A new job past its partition's window: the partition would only forget it (a later
+        // scan of the store reads it in), so the hop is left out. An overwrite always goes, as
+        // the old version may be in memory.
+        if old.is_none() && self.past_window(&key, next_due) {
+            return Ok(());
+        }
         self.notify(&key, Command::Upsert(Box::new(job))).await;
         Ok(())
     }

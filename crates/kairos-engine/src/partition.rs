@@ -26,7 +26,7 @@
 //! is settled.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
@@ -160,6 +160,50 @@ pub(crate) struct Flags {
     pub loaded: Arc<AtomicBool>,
     /// How many jobs the loop holds in memory, published after every step.
     pub resident: Arc<AtomicUsize>,
+    /// How far the loop's window reaches into its due index.
+    pub horizon: Horizon,
+}
+
+/// How far a partition's window reaches into its due index, for the engine to leave out the
+/// [`Command::Upsert`] of a new job that the partition would only forget.
+///
+/// # Contract
+/// When [`Horizon::is_past`] is true for a job that was durably stored *before* the call, and
+/// no older version of the job is in the partition's memory (a create, not an overwrite), the
+/// partition reads that job from the store with a later scan, so it need not be told. The loop
+/// publishes "everything" ([`i64::MAX`]) before each due-index scan and the scan's frontier
+/// after it, so a scan that may have missed the job is never followed by a "past" answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Horizon(Arc<AtomicI64>);
+
+impl Default for Horizon {
+    /// Covers everything until the loop publishes its first frontier.
+    fn default() -> Self {
+        Horizon(Arc::new(AtomicI64::new(i64::MAX)))
+    }
+}
+
+impl Horizon {
+    /// Whether a job due at `due` lies past the window (it is later than the frontier's second).
+    pub(crate) fn is_past(&self, due: Timestamp) -> bool {
+        due.as_second() > self.0.load(Ordering::SeqCst)
+    }
+
+    /// Publishes `frontier`: the whole second of its last position, `i64::MIN` before anything
+    /// is loaded, `i64::MAX` when the whole partition is in memory.
+    fn publish(&self, frontier: &Frontier) {
+        let second = match frontier {
+            Frontier::All => i64::MAX,
+            Frontier::Upto(None) => i64::MIN,
+            Frontier::Upto(Some(cursor)) => cursor.due.as_second(),
+        };
+        self.0.store(second, Ordering::SeqCst);
+    }
+
+    /// While a scan is under way: every new job goes through the partition.
+    fn cover_all(&self) {
+        self.0.store(i64::MAX, Ordering::SeqCst);
+    }
 }
 
 pub(crate) struct Partition {
@@ -176,6 +220,8 @@ pub(crate) struct Partition {
     loaded: Arc<AtomicBool>,
     /// How many jobs this partition holds in memory, published after every step.
     resident: Arc<AtomicUsize>,
+    /// The frontier as the engine sees it; see [`Horizon`].
+    horizon: Horizon,
     /// Waiting jobs, by `(next_due, key)`.
     waiting: BTreeSet<(Timestamp, JobKey)>,
     /// Every job in memory, whatever its state.
@@ -214,7 +260,7 @@ impl Partition {
         config: Arc<EngineConfig>,
         flags: Flags,
     ) -> Self {
-        let Flags { paused, loaded, resident } = flags;
+        let Flags { paused, loaded, resident, horizon } = flags;
         let window = config.partition_window(store.partitions());
         // Unbounded: at most one write per partition is outstanding, so this holds at most one.
         let (written_tx, written_rx) = mpsc::unbounded_channel();
@@ -228,6 +274,7 @@ impl Partition {
             paused,
             loaded,
             resident,
+            horizon,
             waiting: BTreeSet::new(),
             jobs: HashMap::new(),
             staged_in_memory: 0,
@@ -423,7 +470,7 @@ impl Partition {
                 for key in waiting {
                     self.take(&key);
                 }
-                self.frontier = Frontier::Upto(None);
+                self.set_frontier(Frontier::Upto(None));
                 for route in self.router.open_routes() {
                     self.unstaging.insert(route, None);
                 }
@@ -521,8 +568,15 @@ impl Partition {
                 self.waiting.iter().rev().find(|(_, k)| self.jobs.get(k).is_some_and(|e| !e.job.staged));
             // With no waiting job of the due index left, the next scan starts over and skips
             // what is in memory.
-            self.frontier = Frontier::Upto(last.map(|(due, key)| DueCursor { due: *due, key: key.clone() }));
+            self.set_frontier(Frontier::Upto(
+                last.map(|(due, key)| DueCursor { due: *due, key: key.clone() }),
+            ));
         }
+    }
+
+    fn set_frontier(&mut self, frontier: Frontier) {
+        self.horizon.publish(&frontier);
+        self.frontier = frontier;
     }
 
     /// Pages jobs in from the store when memory has room.
@@ -597,10 +651,14 @@ impl Partition {
                 Frontier::Upto(cursor) => cursor.clone(),
             };
             let want = budget - resident;
+            // A job stored while the scan runs may be missed by it and still land before its
+            // end: until the new frontier is known, the engine tells this loop of every job.
+            self.horizon.cover_all();
             let jobs = match self.store.scan_due(self.id, after.as_ref(), want).await {
                 Ok(jobs) => jobs,
                 Err(err) => {
                     tracing::warn!(partition = self.id, error = %err, "due index scan failed; retrying");
+                    self.horizon.publish(&self.frontier);
                     self.back_off();
                     return;
                 }
@@ -615,10 +673,10 @@ impl Partition {
                     self.admit(job);
                 }
             }
-            self.frontier = match (complete, last) {
+            self.set_frontier(match (complete, last) {
                 (false, Some(last)) => Frontier::Upto(Some(last)),
                 _ => Frontier::All,
-            };
+            });
         }
     }
 
