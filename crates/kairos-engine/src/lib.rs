@@ -364,6 +364,13 @@ impl Engine {
         self.send(key, command).await;
     }
 
+    /// Whether a job just stored under `key`, due at `due`, lies past its owned partition's
+    /// window (see [`partition::Horizon`]).
+    fn past_window(&self, key: &JobKey, due: Timestamp) -> bool {
+        let partition = self.inner.store.partition_of(key);
+        self.partitions().get(&partition).is_some_and(|running| running.flags.horizon.is_past(due))
+    }
+
     async fn send(&self, key: &JobKey, command: Command) {
         let partition = self.inner.store.partition_of(key);
         let tx = self.partitions().get(&partition).map(|r| r.commands.clone());
@@ -398,8 +405,14 @@ impl Engine {
             return Ok(());
         };
         let job = StoredJob::new(key.clone(), spec, created, self.next_incarnation(created), next_due);
-        self.inner.store.put(job.clone(), mode).await?;
+        let old = self.inner.store.put(job.clone(), mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);
+        // A new job past its partition's window: the partition would only forget it (a later
+        // scan of the store reads it in), so the hop is left out. An overwrite always goes, as
+        // the old version may be in memory.
+        if old.is_none() && self.past_window(&key, next_due) {
+            return Ok(());
+        }
         self.notify(&key, Command::Upsert(Box::new(job))).await;
         Ok(())
     }

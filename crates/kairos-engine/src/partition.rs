@@ -26,8 +26,8 @@
 //! is settled.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::misfire::{CatchUp, catch_up};
@@ -110,6 +110,37 @@ struct Entry {
     fired: Option<(Timestamp, tracing::Span)>,
 }
 
+/// The metrics every trigger updates, each registered with the recorder on its first use and
+/// kept, so a trigger does no label lookup in the recorder's registry (a series still appears
+/// only once it has a value). Rarer results (failed, dropped, staged) use the macros directly.
+#[derive(Debug, Default)]
+struct Meters {
+    lateness: OnceLock<metrics::Histogram>,
+    delivery: OnceLock<metrics::Histogram>,
+    succeeded: OnceLock<metrics::Counter>,
+    completed: OnceLock<metrics::Counter>,
+}
+
+impl Meters {
+    fn lateness(&self) -> &metrics::Histogram {
+        self.lateness.get_or_init(|| metrics::histogram!("kairos_trigger_lateness_seconds"))
+    }
+
+    fn delivery(&self) -> &metrics::Histogram {
+        self.delivery.get_or_init(|| metrics::histogram!("kairos_trigger_delivery_seconds"))
+    }
+
+    /// `kairos_triggers_total` of successful triggers.
+    fn succeeded(&self) -> &metrics::Counter {
+        self.succeeded.get_or_init(|| metrics::counter!("kairos_triggers_total", "result" => "success"))
+    }
+
+    /// `kairos_jobs_deleted_total` of jobs done after their last tick.
+    fn completed(&self) -> &metrics::Counter {
+        self.completed.get_or_init(|| metrics::counter!("kairos_jobs_deleted_total", "reason" => "completed"))
+    }
+}
+
 /// Most write attempts a stopping partition makes to settle what it has already decided.
 const SETTLE_ATTEMPTS: u32 = 3;
 
@@ -129,6 +160,50 @@ pub(crate) struct Flags {
     pub loaded: Arc<AtomicBool>,
     /// How many jobs the loop holds in memory, published after every step.
     pub resident: Arc<AtomicUsize>,
+    /// How far the loop's window reaches into its due index.
+    pub horizon: Horizon,
+}
+
+/// How far a partition's window reaches into its due index, for the engine to leave out the
+/// [`Command::Upsert`] of a new job that the partition would only forget.
+///
+/// # Contract
+/// When [`Horizon::is_past`] is true for a job that was durably stored *before* the call, and
+/// no older version of the job is in the partition's memory (a create, not an overwrite), the
+/// partition reads that job from the store with a later scan, so it need not be told. The loop
+/// publishes "everything" ([`i64::MAX`]) before each due-index scan and the scan's frontier
+/// after it, so a scan that may have missed the job is never followed by a "past" answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Horizon(Arc<AtomicI64>);
+
+impl Default for Horizon {
+    /// Covers everything until the loop publishes its first frontier.
+    fn default() -> Self {
+        Horizon(Arc::new(AtomicI64::new(i64::MAX)))
+    }
+}
+
+impl Horizon {
+    /// Whether a job due at `due` lies past the window (it is later than the frontier's second).
+    pub(crate) fn is_past(&self, due: Timestamp) -> bool {
+        due.as_second() > self.0.load(Ordering::SeqCst)
+    }
+
+    /// Publishes `frontier`: the whole second of its last position, `i64::MIN` before anything
+    /// is loaded, `i64::MAX` when the whole partition is in memory.
+    fn publish(&self, frontier: &Frontier) {
+        let second = match frontier {
+            Frontier::All => i64::MAX,
+            Frontier::Upto(None) => i64::MIN,
+            Frontier::Upto(Some(cursor)) => cursor.due.as_second(),
+        };
+        self.0.store(second, Ordering::SeqCst);
+    }
+
+    /// While a scan is under way: every new job goes through the partition.
+    fn cover_all(&self) {
+        self.0.store(i64::MAX, Ordering::SeqCst);
+    }
 }
 
 pub(crate) struct Partition {
@@ -166,6 +241,7 @@ pub(crate) struct Partition {
     manual: HashMap<u64, Manual>,
     /// ... and those waiting for a retry, by due time.
     manual_waiting: BTreeMap<(Timestamp, u64), Manual>,
+    meters: Meters,
 }
 
 impl Partition {
@@ -203,6 +279,7 @@ impl Partition {
             draining: None,
             manual: HashMap::new(),
             manual_waiting: BTreeMap::new(),
+            meters: Meters::default(),
         }
     }
 
@@ -382,7 +459,7 @@ impl Partition {
                 for key in waiting {
                     self.take(&key);
                 }
-                self.frontier = Frontier::Upto(None);
+                self.set_frontier(Frontier::Upto(None));
                 for route in self.router.open_routes() {
                     self.unstaging.insert(route, None);
                 }
@@ -480,8 +557,15 @@ impl Partition {
                 self.waiting.iter().rev().find(|(_, k)| self.jobs.get(k).is_some_and(|e| !e.job.staged));
             // With no waiting job of the due index left, the next scan starts over and skips
             // what is in memory.
-            self.frontier = Frontier::Upto(last.map(|(due, key)| DueCursor { due: *due, key: key.clone() }));
+            self.set_frontier(Frontier::Upto(
+                last.map(|(due, key)| DueCursor { due: *due, key: key.clone() }),
+            ));
         }
+    }
+
+    fn set_frontier(&mut self, frontier: Frontier) {
+        self.flags.horizon.publish(&frontier);
+        self.frontier = frontier;
     }
 
     /// Pages jobs in from the store when memory has room.
@@ -556,10 +640,14 @@ impl Partition {
                 Frontier::Upto(cursor) => cursor.clone(),
             };
             let want = budget - resident;
+            // A job stored while the scan runs may be missed by it and still land before its
+            // end: until the new frontier is known, the engine tells this loop of every job.
+            self.flags.horizon.cover_all();
             let jobs = match self.store.scan_due(self.id, after.as_ref(), want).await {
                 Ok(jobs) => jobs,
                 Err(err) => {
                     tracing::warn!(partition = self.id, error = %err, "due index scan failed; retrying");
+                    self.flags.horizon.publish(&self.frontier);
                     self.back_off();
                     return;
                 }
@@ -574,10 +662,10 @@ impl Partition {
                     self.admit(job);
                 }
             }
-            self.frontier = match (complete, last) {
+            self.set_frontier(match (complete, last) {
                 (false, Some(last)) => Frontier::Upto(Some(last)),
                 _ => Frontier::All,
-            };
+            });
         }
     }
 
@@ -682,7 +770,7 @@ impl Partition {
             match self.router.dispatch(trigger) {
                 Ok(()) => {
                     let lateness = now.duration_since(due);
-                    metrics::histogram!("kairos_trigger_lateness_seconds").record(seconds(lateness));
+                    self.meters.lateness().record(seconds(lateness));
                     // Debug level: at the default level no span is kept per trigger in flight.
                     let span = tracing::debug_span!("trigger", job = %key, id, attempt, outcome = tracing::field::Empty);
                     span.in_scope(
@@ -755,7 +843,10 @@ impl Partition {
             Outcome::Failed if progress.attempts > entry.job.progress.attempts => "failed",
             Outcome::Failed => "dropped",
         };
-        metrics::counter!("kairos_triggers_total", "result" => result).increment(1);
+        match result {
+            "success" => self.meters.succeeded().increment(1),
+            _ => metrics::counter!("kairos_triggers_total", "result" => result).increment(1),
+        }
         if result == "failed" {
             metrics::counter!("kairos_retries_total", "policy" => entry.timing.failure_policy.kind())
                 .increment(1);
@@ -775,7 +866,7 @@ impl Partition {
         };
         entry.job.stats = entry.job.stats.after(&record);
         if let Some((fired, span)) = entry.fired.take() {
-            metrics::histogram!("kairos_trigger_delivery_seconds").record(seconds(now.duration_since(fired)));
+            self.meters.delivery().record(seconds(now.duration_since(fired)));
             span.record("outcome", result);
             let (job, id, attempt) = (&trigger.key, trigger.id, entry.job.progress.attempts + 1);
             span.in_scope(|| match result {
@@ -785,7 +876,7 @@ impl Partition {
             });
         }
         if due.is_none() {
-            metrics::counter!("kairos_jobs_deleted_total", "reason" => "completed").increment(1);
+            self.meters.completed().increment(1);
         }
         entry.job.progress = progress;
         entry.state = State::Writing;

@@ -347,6 +347,46 @@ async fn jobs_beyond_the_window_are_paged_in_from_the_store() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn new_jobs_past_the_window_are_read_from_the_store_in_due_order() {
+    // Window of 4, 1 partition, created in due order: once the window is full, each new job lies
+    // past it and is left to the partition's scans of the store.
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 4);
+    let mut sub = h.subscribe("app");
+    for i in 0..40 {
+        h.schedule(&format!("job-{i:02}"), one_shot(&format!("{}s", i + 1))).await;
+    }
+    assert!(h.engine.resident_jobs() <= 4, "{} jobs in memory, window 4", h.engine.resident_jobs());
+    let mut fired = Vec::new();
+    for _ in 0..40 {
+        h.advance(1).await;
+        fired.push(answer_one(&mut sub, Outcome::Success).await.key.name);
+    }
+    let want: Vec<String> = (0..40).map(|i| format!("job-{i:02}")).collect();
+    assert_eq!(fired, want);
+    assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn overwriting_a_job_past_the_window_moves_it_into_the_window() {
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 4);
+    let mut sub = h.subscribe("app");
+    for i in 0..4 {
+        h.schedule(&format!("near-{i}"), one_shot(&format!("{}h", i + 1))).await;
+    }
+    h.schedule("far", one_shot("100h")).await;
+    // Now due before everything in memory.
+    h.engine.schedule(key("far"), one_shot("30m"), PutMode::Overwrite).await.unwrap();
+    h.advance(30 * 60).await;
+    assert_eq!(answer_one(&mut sub, Outcome::Success).await.key.name, "far");
+    for i in 0..4 {
+        h.advance(60 * 60).await;
+        assert_eq!(answer_one(&mut sub, Outcome::Success).await.key.name, format!("near-{i}"));
+    }
+    h.advance(100 * 60 * 60).await;
+    assert!(drain(&mut sub).is_empty(), "the overwritten due time never fires");
+}
+
+#[tokio::test(start_paused = true)]
 async fn earlier_job_arriving_rearms_the_timer() {
     let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
     let mut sub = h.subscribe("app");

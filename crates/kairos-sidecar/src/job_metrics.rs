@@ -9,6 +9,7 @@
 //! delivery counts as one failure. The sidecar's own `kairos_sidecar_*` metrics sit beside
 //! these. Only the `metrics` facade is used here; the exporter lives in the binary.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::app_channel::Delivery;
@@ -29,9 +30,15 @@ pub const LATENCY_BUCKETS_MS: &[f64] = &[
 ];
 
 /// Records the daprd job metrics of one app.
+///
+/// Each handle is registered with the recorder on its first use and kept, so a delivery does no
+/// label lookup in the recorder's registry; a series still appears only once it has a value.
 #[derive(Debug, Clone)]
 pub struct JobMetrics {
     labels: [(&'static str, String); 3],
+    success: OnceLock<metrics::Counter>,
+    failure: OnceLock<metrics::Counter>,
+    latencies: OnceLock<metrics::Histogram>,
 }
 
 impl JobMetrics {
@@ -44,6 +51,9 @@ impl JobMetrics {
                 ("namespace", namespace.to_owned()),
                 ("operation", JOB_TRIGGER_OP.to_owned()),
             ],
+            success: OnceLock::new(),
+            failure: OnceLock::new(),
+            latencies: OnceLock::new(),
         }
     }
 
@@ -54,12 +64,16 @@ impl JobMetrics {
 
     /// Counts one delivery to the app and how long it took.
     pub fn record(&self, delivery: &Delivery, elapsed: Duration) {
-        let name = match delivery {
-            Delivery::Success => JOB_SUCCESS_COUNT,
-            Delivery::NotFoundCountedAsSuccess | Delivery::Failed { .. } => JOB_FAILURE_COUNT,
+        let (count, name) = match delivery {
+            Delivery::Success => (&self.success, JOB_SUCCESS_COUNT),
+            Delivery::NotFoundCountedAsSuccess | Delivery::Failed { .. } => {
+                (&self.failure, JOB_FAILURE_COUNT)
+            }
         };
-        metrics::counter!(name, &self.labels).increment(1);
-        metrics::histogram!(JOB_LATENCIES, &self.labels).record(elapsed.as_secs_f64() * 1_000.0);
+        count.get_or_init(|| metrics::counter!(name, &self.labels)).increment(1);
+        self.latencies
+            .get_or_init(|| metrics::histogram!(JOB_LATENCIES, &self.labels))
+            .record(elapsed.as_secs_f64() * 1_000.0);
     }
 }
 

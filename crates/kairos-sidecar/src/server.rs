@@ -2,8 +2,8 @@
 //! scheduler to the app.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -128,12 +128,31 @@ pub struct Sidecar {
 struct AppDelivery {
     app: AppChannel,
     metrics: JobMetrics,
+    /// `kairos_sidecar_deliveries_total` by result and the delivery time, registered on first
+    /// use and kept: a delivery does no label lookup.
+    delivered: OnceLock<metrics::Counter>,
+    failed: OnceLock<metrics::Counter>,
+    duration: OnceLock<metrics::Histogram>,
+}
+
+impl AppDelivery {
+    fn new(app: AppChannel, metrics: JobMetrics) -> Self {
+        AppDelivery {
+            app,
+            metrics,
+            delivered: OnceLock::new(),
+            failed: OnceLock::new(),
+            duration: OnceLock::new(),
+        }
+    }
 }
 
 #[async_trait]
 impl TriggerHandler for AppDelivery {
     async fn handle(&self, trigger: &WatchJobsResponse) -> WatchJobsRequestResultStatus {
-        let span = tracing::info_span!("delivery", job = %trigger.name, id = trigger.id, outcome = tracing::field::Empty);
+        // Debug level: at the default level no span is made per delivery (it cost more than the
+        // rest of this function); the failure line carries the job and id itself.
+        let span = tracing::debug_span!("delivery", job = %trigger.name, id = trigger.id, outcome = tracing::field::Empty);
         let data = trigger.data.clone().map(payload_from_any);
         let watch = kairos_core::Stopwatch::start();
         let delivery =
@@ -142,15 +161,19 @@ impl TriggerHandler for AppDelivery {
         let elapsed = watch.elapsed();
         self.metrics.record(&delivery, elapsed);
         let success = delivery.is_success();
-        let outcome = if success { "success" } else { "failed" };
-        span.record("outcome", outcome);
-        metrics::counter!("kairos_sidecar_deliveries_total", "result" => outcome).increment(1);
-        metrics::histogram!("kairos_sidecar_delivery_duration_seconds").record(elapsed.as_secs_f64());
+        let (count, result) = if success { (&self.delivered, "success") } else { (&self.failed, "failed") };
+        count
+            .get_or_init(|| metrics::counter!("kairos_sidecar_deliveries_total", "result" => result))
+            .increment(1);
+        self.duration
+            .get_or_init(|| metrics::histogram!("kairos_sidecar_delivery_duration_seconds"))
+            .record(elapsed.as_secs_f64());
+        span.record("outcome", result);
         span.in_scope(|| {
             if success {
                 tracing::debug!(?delivery, ?elapsed, "job delivered to app");
             } else {
-                tracing::info!(?delivery, ?elapsed, "job delivery failed");
+                tracing::info!(job = %trigger.name, id = trigger.id, ?delivery, ?elapsed, "job delivery failed");
             }
         });
         if success { WatchJobsRequestResultStatus::Success } else { WatchJobsRequestResultStatus::Failed }
@@ -340,7 +363,7 @@ impl Sidecar {
                     tracing::info!("app is reachable; taking jobs from the scheduler");
                     state.ready.store(true, Ordering::Release);
                     let metrics = JobMetrics::from_env(&initial.app_id);
-                    let handler = Arc::new(AppDelivery { app, metrics });
+                    let handler = Arc::new(AppDelivery::new(app, metrics));
                     match probe {
                         None => link.run_streams(initial, handler, stop).await,
                         Some((probe, health)) => {

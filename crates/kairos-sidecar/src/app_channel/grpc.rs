@@ -65,11 +65,11 @@ pub(super) struct GrpcApp {
 
 impl GrpcApp {
     pub(super) async fn deliver(&self, name: &str, data: Option<&Payload>) -> Delivery {
-        let request = job_event_request(name, data);
         let first = if self.stable_first() { Callback::Stable } else { Callback::Alpha };
-        let (answered_by, result) = match self.call(first, request.clone()).await {
+        // The request is built again for the fallback rather than cloned for every delivery.
+        let (answered_by, result) = match self.call(first, job_event_request(name, data)).await {
             Err(status) if status.code() == Code::Unimplemented => {
-                (first.other(), self.call(first.other(), request).await)
+                (first.other(), self.call(first.other(), job_event_request(name, data)).await)
             }
             result => (first, result),
         };
