@@ -165,9 +165,8 @@ pub async fn sample_forever(
 ) {
     loop {
         samples.push(parse(&source()), clock.now());
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(SAMPLE_EVERY) => {}
+        if stop.run_until_cancelled(tokio::time::sleep(SAMPLE_EVERY)).await.is_none() {
+            return;
         }
     }
 }

@@ -27,7 +27,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, LazyLock};
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::misfire::{CatchUp, catch_up};
@@ -113,31 +113,26 @@ struct Entry {
 /// The metrics every trigger updates, each registered with the recorder on its first use and
 /// kept, so a trigger does no label lookup in the recorder's registry (a series still appears
 /// only once it has a value). Rarer results (failed, dropped, staged) use the macros directly.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Meters {
-    lateness: OnceLock<metrics::Histogram>,
-    delivery: OnceLock<metrics::Histogram>,
-    succeeded: OnceLock<metrics::Counter>,
-    completed: OnceLock<metrics::Counter>,
+    lateness: LazyLock<metrics::Histogram>,
+    delivery: LazyLock<metrics::Histogram>,
+    /// `kairos_triggers_total` of successful triggers.
+    succeeded: LazyLock<metrics::Counter>,
+    /// `kairos_jobs_deleted_total` of jobs done after their last tick.
+    completed: LazyLock<metrics::Counter>,
 }
 
-impl Meters {
-    fn lateness(&self) -> &metrics::Histogram {
-        self.lateness.get_or_init(|| metrics::histogram!("kairos_trigger_lateness_seconds"))
-    }
-
-    fn delivery(&self) -> &metrics::Histogram {
-        self.delivery.get_or_init(|| metrics::histogram!("kairos_trigger_delivery_seconds"))
-    }
-
-    /// `kairos_triggers_total` of successful triggers.
-    fn succeeded(&self) -> &metrics::Counter {
-        self.succeeded.get_or_init(|| metrics::counter!("kairos_triggers_total", "result" => "success"))
-    }
-
-    /// `kairos_jobs_deleted_total` of jobs done after their last tick.
-    fn completed(&self) -> &metrics::Counter {
-        self.completed.get_or_init(|| metrics::counter!("kairos_jobs_deleted_total", "reason" => "completed"))
+impl Default for Meters {
+    fn default() -> Self {
+        Meters {
+            lateness: LazyLock::new(|| metrics::histogram!("kairos_trigger_lateness_seconds")),
+            delivery: LazyLock::new(|| metrics::histogram!("kairos_trigger_delivery_seconds")),
+            succeeded: LazyLock::new(|| metrics::counter!("kairos_triggers_total", "result" => "success")),
+            completed: LazyLock::new(
+                || metrics::counter!("kairos_jobs_deleted_total", "reason" => "completed"),
+            ),
+        }
     }
 }
 
@@ -770,7 +765,7 @@ impl Partition {
             match self.router.dispatch(trigger) {
                 Ok(()) => {
                     let lateness = now.duration_since(due);
-                    self.meters.lateness().record(seconds(lateness));
+                    self.meters.lateness.record(seconds(lateness));
                     // Debug level: at the default level no span is kept per trigger in flight.
                     let span = tracing::debug_span!("trigger", job = %key, id, attempt, outcome = tracing::field::Empty);
                     span.in_scope(
@@ -844,7 +839,7 @@ impl Partition {
             Outcome::Failed => "dropped",
         };
         match result {
-            "success" => self.meters.succeeded().increment(1),
+            "success" => self.meters.succeeded.increment(1),
             _ => metrics::counter!("kairos_triggers_total", "result" => result).increment(1),
         }
         if result == "failed" {
@@ -866,7 +861,7 @@ impl Partition {
         };
         entry.job.stats = entry.job.stats.after(&record);
         if let Some((fired, span)) = entry.fired.take() {
-            self.meters.delivery().record(seconds(now.duration_since(fired)));
+            self.meters.delivery.record(seconds(now.duration_since(fired)));
             span.record("outcome", result);
             let (job, id, attempt) = (&trigger.key, trigger.id, entry.job.progress.attempts + 1);
             span.in_scope(|| match result {
@@ -876,7 +871,7 @@ impl Partition {
             });
         }
         if due.is_none() {
-            self.meters.completed().increment(1);
+            self.meters.completed.increment(1);
         }
         entry.job.progress = progress;
         entry.state = State::Writing;

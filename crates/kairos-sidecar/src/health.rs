@@ -201,14 +201,10 @@ pub async fn watch_app_health(
     let mut reported_start = false;
     metrics::gauge!(APP_HEALTHY_GAUGE).set(0.0);
     loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticks.tick() => {}
+        if stop.run_until_cancelled(ticks.tick()).await.is_none() {
+            return;
         }
-        let result = tokio::select! {
-            () = stop.cancelled() => return,
-            result = probe.probe() => result,
-        };
+        let Some(result) = stop.run_until_cancelled(probe.probe()).await else { return };
         let healthy = *healthy_tx.borrow();
         match result {
             Ok(()) => {
@@ -253,9 +249,8 @@ pub async fn run_streams_while_healthy(
 ) {
     loop {
         while !*healthy.borrow_and_update() {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                changed = healthy.changed() => if changed.is_err() { return },
+            if !matches!(stop.run_until_cancelled(healthy.changed()).await, Some(Ok(()))) {
+                return;
             }
         }
         let streams = stop.child_token();

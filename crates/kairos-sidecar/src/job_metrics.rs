@@ -6,8 +6,9 @@
 //! One delivery to the app is one count: a failed delivery that the scheduler retries under
 //! the default policy (3 retries) counts 4 failures. An app that answers 404 / NotFound has no
 //! handler for the job: the scheduler is told SUCCESS (no retry), and, as daprd does, the
-//! delivery counts as one failure. The sidecar's own `kairos_sidecar_*` metrics sit beside
-//! these. Only the `metrics` facade is used here; the exporter lives in the binary.
+//! delivery counts as one failure. [`DeliveryMetrics`] records the sidecar's own
+//! `kairos_sidecar_*` delivery metrics beside these. Only the `metrics` facade is used here; the
+//! exporter lives in the binary.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -29,23 +30,28 @@ pub const LATENCY_BUCKETS_MS: &[f64] = &[
     20_000.0, 50_000.0, 100_000.0,
 ];
 
-/// Records the daprd job metrics of one app.
+/// Records what one delivery to the app counts: the daprd job metrics of the app and, beside
+/// them, the sidecar's own `kairos_sidecar_deliveries_total` (by `result`, as the scheduler is
+/// told it) and `kairos_sidecar_delivery_duration_seconds`.
 ///
 /// Each handle is registered with the recorder on its first use and kept, so a delivery does no
 /// label lookup in the recorder's registry; a series still appears only once it has a value.
 #[derive(Debug, Clone)]
-pub struct JobMetrics {
+pub struct DeliveryMetrics {
     labels: [(&'static str, String); 3],
     success: OnceLock<metrics::Counter>,
     failure: OnceLock<metrics::Counter>,
     latencies: OnceLock<metrics::Histogram>,
+    delivered: OnceLock<metrics::Counter>,
+    failed: OnceLock<metrics::Counter>,
+    duration: OnceLock<metrics::Histogram>,
 }
 
-impl JobMetrics {
+impl DeliveryMetrics {
     /// The metrics of `app_id`, labelled with `namespace` (daprd reports the `NAMESPACE` it was
     /// given, empty when none was).
     pub fn new(app_id: &str, namespace: &str) -> Self {
-        JobMetrics {
+        DeliveryMetrics {
             labels: [
                 ("app_id", app_id.to_owned()),
                 ("namespace", namespace.to_owned()),
@@ -54,10 +60,13 @@ impl JobMetrics {
             success: OnceLock::new(),
             failure: OnceLock::new(),
             latencies: OnceLock::new(),
+            delivered: OnceLock::new(),
+            failed: OnceLock::new(),
+            duration: OnceLock::new(),
         }
     }
 
-    /// [`JobMetrics::new`] with the namespace label from `NAMESPACE` (empty when unset).
+    /// [`DeliveryMetrics::new`] with the namespace label from `NAMESPACE` (empty when unset).
     pub fn from_env(app_id: &str) -> Self {
         Self::new(app_id, &std::env::var("NAMESPACE").unwrap_or_default())
     }
@@ -74,6 +83,14 @@ impl JobMetrics {
         self.latencies
             .get_or_init(|| metrics::histogram!(JOB_LATENCIES, &self.labels))
             .record(elapsed.as_secs_f64() * 1_000.0);
+        let (count, result) =
+            if delivery.is_success() { (&self.delivered, "success") } else { (&self.failed, "failed") };
+        count
+            .get_or_init(|| metrics::counter!("kairos_sidecar_deliveries_total", "result" => result))
+            .increment(1);
+        self.duration
+            .get_or_init(|| metrics::histogram!("kairos_sidecar_delivery_duration_seconds"))
+            .record(elapsed.as_secs_f64());
     }
 }
 

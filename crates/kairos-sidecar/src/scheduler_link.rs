@@ -288,13 +288,7 @@ impl SchedulerLink {
         let tls_ca = self.inner.tls_ca.clone();
         tokio::spawn(watch_hosts(configured.clone(), auth.clone(), tls_ca.clone(), hosts_tx, stop.clone()));
         loop {
-            let hosts = tokio::select! {
-                () = stop.cancelled() => break,
-                hosts = hosts_rx.recv() => match hosts {
-                    Some(hosts) => hosts,
-                    None => break,
-                },
-            };
+            let Some(Some(hosts)) = stop.run_until_cancelled(hosts_rx.recv()).await else { break };
             let hosts = if hosts.is_empty() { configured.clone() } else { hosts };
             streams.retain(|address, (token, _)| {
                 let keep = hosts.contains(address);
@@ -405,10 +399,7 @@ async fn watch_hosts(
             Ok(mut stream) => {
                 backoff.reset();
                 loop {
-                    let next = tokio::select! {
-                        () = stop.cancelled() => return,
-                        next = stream.next() => next,
-                    };
+                    let Some(next) = stop.run_until_cancelled(stream.next()).await else { return };
                     match next {
                         Some(Ok(response)) => {
                             let hosts: Vec<String> = response.hosts.into_iter().map(|h| h.address).collect();
@@ -431,9 +422,8 @@ async fn watch_hosts(
                 tracing::debug!(%address, %status, "WatchHosts unavailable there; trying another host")
             }
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+        if stop.run_until_cancelled(tokio::time::sleep(backoff.next_delay())).await.is_none() {
+            return;
         }
     }
 }
@@ -488,9 +478,8 @@ async fn stream_loop(
             }
             Err(status) => tracing::debug!(%address, %status, "cannot open job stream; retrying"),
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+        if stop.run_until_cancelled(tokio::time::sleep(backoff.next_delay())).await.is_none() {
+            return;
         }
     }
 }

@@ -2,8 +2,8 @@
 //! scheduler to the app.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +25,7 @@ use crate::grpc_api::DaprJobsService;
 use crate::grpc_steer::SteeringService;
 use crate::health::{AppHealthConfig, AppProbe, run_streams_while_healthy, watch_app_health};
 use crate::http_api::{HttpState, router};
-use crate::job_metrics::JobMetrics;
+use crate::job_metrics::DeliveryMetrics;
 use crate::jobs::{DEFAULT_SCHEDULER_WAIT, Jobs};
 use crate::metadata::Metadata;
 use crate::scheduler_link::{SchedulerLink, TriggerHandler};
@@ -127,24 +127,7 @@ pub struct Sidecar {
 #[derive(Debug)]
 struct AppDelivery {
     app: AppChannel,
-    metrics: JobMetrics,
-    /// `kairos_sidecar_deliveries_total` by result and the delivery time, registered on first
-    /// use and kept: a delivery does no label lookup.
-    delivered: OnceLock<metrics::Counter>,
-    failed: OnceLock<metrics::Counter>,
-    duration: OnceLock<metrics::Histogram>,
-}
-
-impl AppDelivery {
-    fn new(app: AppChannel, metrics: JobMetrics) -> Self {
-        AppDelivery {
-            app,
-            metrics,
-            delivered: OnceLock::new(),
-            failed: OnceLock::new(),
-            duration: OnceLock::new(),
-        }
-    }
+    metrics: DeliveryMetrics,
 }
 
 #[async_trait]
@@ -161,14 +144,7 @@ impl TriggerHandler for AppDelivery {
         let elapsed = watch.elapsed();
         self.metrics.record(&delivery, elapsed);
         let success = delivery.is_success();
-        let (count, result) = if success { (&self.delivered, "success") } else { (&self.failed, "failed") };
-        count
-            .get_or_init(|| metrics::counter!("kairos_sidecar_deliveries_total", "result" => result))
-            .increment(1);
-        self.duration
-            .get_or_init(|| metrics::histogram!("kairos_sidecar_delivery_duration_seconds"))
-            .record(elapsed.as_secs_f64());
-        span.record("outcome", result);
+        span.record("outcome", if success { "success" } else { "failed" });
         span.in_scope(|| {
             if success {
                 tracing::debug!(?delivery, ?elapsed, "job delivered to app");
@@ -362,8 +338,8 @@ impl Sidecar {
                     }
                     tracing::info!("app is reachable; taking jobs from the scheduler");
                     state.ready.store(true, Ordering::Release);
-                    let metrics = JobMetrics::from_env(&initial.app_id);
-                    let handler = Arc::new(AppDelivery::new(app, metrics));
+                    let metrics = DeliveryMetrics::from_env(&initial.app_id);
+                    let handler = Arc::new(AppDelivery { app, metrics });
                     match probe {
                         None => link.run_streams(initial, handler, stop).await,
                         Some((probe, health)) => {

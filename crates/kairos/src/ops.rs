@@ -76,86 +76,117 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// Help texts, so `/metrics` explains itself.
+/// What kind of series a metric is, for its help text.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+    /// A histogram of seconds.
+    Seconds,
+}
+
+/// Every metric the scheduler and the sidecar write (besides daprd's job metrics, see
+/// [`kairos_sidecar::job_metrics`]), with its help text, so `/metrics` explains itself.
+/// docs/operations.md lists each of them (checked by a test).
+const METRICS: &[(&str, Kind, &str)] = &[
+    ("kairos_jobs_stored", Kind::Gauge, "Jobs in the store (scheduler)"),
+    (
+        "kairos_jobs_paused",
+        Kind::Gauge,
+        "Paused jobs in the store (scheduler; counted in the background at most once a minute)",
+    ),
+    ("kairos_jobs_paused_total", Kind::Counter, "Pause calls that paused a job"),
+    ("kairos_jobs_resumed_total", Kind::Counter, "Resume calls that resumed a paused job"),
+    ("kairos_jobs_triggered_total", Kind::Counter, "Trigger-now requests accepted"),
+    (
+        "kairos_misfires_total",
+        Kind::Counter,
+        "Times a misfire policy changed what fires after missed ticks, by policy (all, once, skip)",
+    ),
+    (
+        "kairos_misfire_ticks_total",
+        Kind::Counter,
+        "Missed ticks not delivered one by one, by policy and action: coalesced (once: one delivery for them) or skipped (skip, or older than the window)",
+    ),
+    (
+        "kairos_retries_total",
+        Kind::Counter,
+        "Failed deliveries that will be retried, by failure policy kind (constant, exponential)",
+    ),
+    ("kairos_jobs_created_total", Kind::Counter, "Jobs accepted by schedule calls, overwrites included"),
+    (
+        "kairos_jobs_deleted_total",
+        Kind::Counter,
+        "Jobs deleted: reason=api (delete calls) or completed (after their last tick)",
+    ),
+    (
+        "kairos_triggers_total",
+        Kind::Counter,
+        "Triggers by result: success, failed (will retry), dropped (tick given up by the failure policy), staged (no sidecar connected)",
+    ),
+    (
+        "kairos_trigger_delivery_seconds",
+        Kind::Seconds,
+        "From sending a trigger to a sidecar to its result coming back",
+    ),
+    (
+        "kairos_trigger_lateness_seconds",
+        Kind::Seconds,
+        "How late a trigger was sent to a sidecar after its scheduled time",
+    ),
+    (
+        "kairos_triggers_staged",
+        Kind::Gauge,
+        "Jobs staged in the store: due while no sidecar of their app was connected",
+    ),
+    (
+        "kairos_triggers_in_flight",
+        Kind::Gauge,
+        "Triggers fired and not yet answered (sent, or queued for a sidecar's credit)",
+    ),
+    ("kairos_triggers_queued", Kind::Gauge, "Triggers waiting for a sidecar's credit"),
+    (
+        "kairos_jobs_in_memory",
+        Kind::Gauge,
+        "Jobs the engine holds in memory (bounded by the window per partition)",
+    ),
+    ("kairos_partitions_owned", Kind::Gauge, "Partitions this scheduler fires"),
+    ("kairos_sidecars_connected", Kind::Gauge, "Open WatchJobs streams"),
+    ("kairos_store_commit_batch_size", Kind::Histogram, "Operations per store commit (group commit)"),
+    ("kairos_store_commit_duration_seconds", Kind::Seconds, "Store commit time, fsync included"),
+    ("kairos_store_commit_failures_total", Kind::Counter, "Store commits that failed"),
+    (
+        "kairos_store_faults_total",
+        Kind::Counter,
+        "Times the store entered a fault by kind: full (no space; clears by itself), corrupt (lasts until restored)",
+    ),
+    ("kairos_store_reopens_total", Kind::Counter, "Times the store file was reopened after an I/O error"),
+    ("kairos_sidecar_deliveries_total", Kind::Counter, "Deliveries to the app by result (sidecar)"),
+    (
+        "kairos_sidecar_delivery_duration_seconds",
+        Kind::Seconds,
+        "Time the app took to answer a delivery (sidecar)",
+    ),
+    (
+        kairos_sidecar::health::APP_HEALTHY_GAUGE,
+        Kind::Gauge,
+        "1 while the app passes its health checks, 0 while its jobs wait (sidecar, --enable-app-health-check)",
+    ),
+];
+
+/// Gives every metric of [`METRICS`] (and daprd's job metrics) its help text.
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!("kairos_jobs_stored", "Jobs in the store (scheduler)");
-    describe_gauge!(
-        "kairos_jobs_paused",
-        "Paused jobs in the store (scheduler; counted in the background at most once a minute)"
-    );
-    describe_counter!("kairos_jobs_paused_total", "Pause calls that paused a job");
-    describe_counter!("kairos_jobs_resumed_total", "Resume calls that resumed a paused job");
-    describe_counter!("kairos_jobs_triggered_total", "Trigger-now requests accepted");
-    describe_counter!(
-        "kairos_misfires_total",
-        "Times a misfire policy changed what fires after missed ticks, by policy (all, once, skip)"
-    );
-    describe_counter!(
-        "kairos_misfire_ticks_total",
-        "Missed ticks not delivered one by one, by policy and action: coalesced (once: one delivery for them) or skipped (skip, or older than the window)"
-    );
-    describe_counter!(
-        "kairos_retries_total",
-        "Failed deliveries that will be retried, by failure policy kind (constant, exponential)"
-    );
-    describe_counter!("kairos_jobs_created_total", "Jobs accepted by schedule calls, overwrites included");
-    describe_counter!(
-        "kairos_jobs_deleted_total",
-        "Jobs deleted: reason=api (delete calls) or completed (after their last tick)"
-    );
-    describe_counter!(
-        "kairos_triggers_total",
-        "Triggers by result: success, failed (will retry), dropped (tick given up by the failure policy), staged (no sidecar connected)"
-    );
-    describe_histogram!(
-        "kairos_trigger_delivery_seconds",
-        Unit::Seconds,
-        "From sending a trigger to a sidecar to its result coming back"
-    );
-    describe_histogram!(
-        "kairos_trigger_lateness_seconds",
-        Unit::Seconds,
-        "How late a trigger was sent to a sidecar after its scheduled time"
-    );
-    describe_gauge!(
-        "kairos_triggers_staged",
-        "Jobs staged in the store: due while no sidecar of their app was connected"
-    );
-    describe_gauge!(
-        "kairos_triggers_in_flight",
-        "Triggers fired and not yet answered (sent, or queued for a sidecar's credit)"
-    );
-    describe_gauge!("kairos_triggers_queued", "Triggers waiting for a sidecar's credit");
-    describe_gauge!(
-        "kairos_jobs_in_memory",
-        "Jobs the engine holds in memory (bounded by the window per partition)"
-    );
-    describe_gauge!("kairos_partitions_owned", "Partitions this scheduler fires");
-    describe_gauge!("kairos_sidecars_connected", "Open WatchJobs streams");
-    describe_histogram!("kairos_store_commit_batch_size", "Operations per store commit (group commit)");
-    describe_histogram!(
-        "kairos_store_commit_duration_seconds",
-        Unit::Seconds,
-        "Store commit time, fsync included"
-    );
-    describe_counter!("kairos_store_commit_failures_total", "Store commits that failed");
-    describe_counter!(
-        "kairos_store_faults_total",
-        "Times the store entered a fault by kind: full (no space; clears by itself), corrupt (lasts until restored)"
-    );
-    describe_counter!("kairos_store_reopens_total", "Times the store file was reopened after an I/O error");
-    describe_counter!("kairos_sidecar_deliveries_total", "Deliveries to the app by result (sidecar)");
-    describe_histogram!(
-        "kairos_sidecar_delivery_duration_seconds",
-        Unit::Seconds,
-        "Time the app took to answer a delivery (sidecar)"
-    );
+    for &(name, kind, help) in METRICS {
+        match kind {
+            Kind::Counter => describe_counter!(name, help),
+            Kind::Gauge => describe_gauge!(name, help),
+            Kind::Histogram => describe_histogram!(name, help),
+            Kind::Seconds => describe_histogram!(name, Unit::Seconds, help),
+        }
+    }
     kairos_sidecar::job_metrics::describe();
-    describe_gauge!(
-        kairos_sidecar::health::APP_HEALTHY_GAUGE,
-        "1 while the app passes its health checks, 0 while its jobs wait (sidecar, --enable-app-health-check)"
-    );
 }
 
 /// Binds an ops listener. With `port: None` the default port is tried and, when taken, the
@@ -392,6 +423,20 @@ mod tests {
         faults.set_fault(None);
         until_ready(&service).await;
         assert!(kairos_sidecar::server::ReadinessCheck::not_ready(&check).await.is_empty());
+    }
+
+    /// docs/operations.md's metric table and [`METRICS`] name the same series.
+    #[test]
+    fn every_metric_is_documented_and_every_documented_one_described() {
+        let doc = include_str!("../../../docs/operations.md");
+        let documented: std::collections::BTreeSet<&str> = doc
+            .lines()
+            .filter(|line| line.starts_with("| `kairos_"))
+            .flat_map(|line| line.split('|').nth(1).unwrap_or_default().split(','))
+            .map(|name| name.trim().trim_matches('`'))
+            .collect();
+        let described: std::collections::BTreeSet<&str> = METRICS.iter().map(|&(name, ..)| name).collect();
+        assert_eq!(documented, described);
     }
 
     #[tokio::test]

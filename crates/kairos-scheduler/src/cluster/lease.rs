@@ -53,9 +53,9 @@ pub(super) async fn keep_alive(
             if keeper.keep_alive().await.is_err() {
                 break;
             }
-            let answer = tokio::select! {
-                () = stop.cancelled() => return,
-                answer = tokio::time::timeout(every, stream.message()) => answer,
+            let Some(answer) = stop.run_until_cancelled(tokio::time::timeout(every, stream.message())).await
+            else {
+                return;
             };
             match answer {
                 Ok(Ok(Some(response))) if response.ttl() > 0 => {

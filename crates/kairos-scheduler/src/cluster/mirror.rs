@@ -73,10 +73,7 @@ pub(super) async fn mirror(
         };
         let mut current = current;
         let compacted = loop {
-            let message = tokio::select! {
-                () = stop.cancelled() => return,
-                message = stream.message() => message,
-            };
+            let Some(message) = stop.run_until_cancelled(stream.message()).await else { return };
             let response = match message {
                 Ok(Some(response)) => response,
                 Ok(None) => break false,
@@ -178,10 +175,7 @@ pub(super) async fn feed(
         };
         started.send_replace(true);
         loop {
-            let next = tokio::select! {
-                () = stop.cancelled() => return,
-                next = watch.next() => next,
-            };
+            let Some(next) = stop.run_until_cancelled(watch.next()).await else { return };
             match next {
                 Some(Ok(event)) => {
                     last = event.revision;

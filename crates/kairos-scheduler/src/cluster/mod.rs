@@ -74,10 +74,7 @@ fn retry_backoff() -> Backoff {
 }
 
 async fn pause(stop: &CancellationToken, how_long: Duration) {
-    tokio::select! {
-        () = stop.cancelled() => {}
-        () = tokio::time::sleep(how_long) => {}
-    }
+    stop.run_until_cancelled(tokio::time::sleep(how_long)).await;
 }
 
 /// A replica's membership and ownership task.
