@@ -108,6 +108,19 @@ impl SchedulerService {
     fn check_accepting(&self) -> Result<(), Status> {
         if self.is_accepting() { Ok(()) } else { Err(Status::unavailable("scheduler is shutting down")) }
     }
+
+    /// Deletes the jobs that `scope` picks among those of the owner in `metadata` (given its
+    /// namespace and owner).
+    async fn delete_owned(
+        &self,
+        metadata: Option<JobMetadata>,
+        scope: impl FnOnce(String, Owner) -> OwnerScope + Send,
+    ) -> Result<(), Status> {
+        self.check_accepting()?;
+        let (metadata, owner) = owner_of(metadata)?;
+        self.engine.delete_by_scope(&scope(metadata.namespace, owner)).await.map_err(engine_status)?;
+        Ok(())
+    }
 }
 
 /// How [`serve_with`] serves.
@@ -280,15 +293,14 @@ impl SchedulerApi for SchedulerService {
         &self,
         request: DeleteByMetadataRequest,
     ) -> Result<DeleteByMetadataResponse, Status> {
-        self.check_accepting()?;
-        let (metadata, owner) = owner_of(request.metadata)?;
-        let scope = match owner {
-            Owner::Actor { actor_type, actor_id } if request.id_prefix_match == Some(true) => {
-                OwnerScope::ActorIdPrefix { namespace: metadata.namespace, actor_type, id_prefix: actor_id }
+        let actor_id_prefix = request.id_prefix_match == Some(true);
+        self.delete_owned(request.metadata, |namespace, owner| match owner {
+            Owner::Actor { actor_type, actor_id } if actor_id_prefix => {
+                OwnerScope::ActorIdPrefix { namespace, actor_type, id_prefix: actor_id }
             }
-            owner => OwnerScope::Owner { namespace: metadata.namespace, owner, name_prefix: String::new() },
-        };
-        self.engine.delete_by_scope(&scope).await.map_err(engine_status)?;
+            owner => OwnerScope::Owner { namespace, owner, name_prefix: String::new() },
+        })
+        .await?;
         Ok(DeleteByMetadataResponse {})
     }
 
@@ -296,11 +308,13 @@ impl SchedulerApi for SchedulerService {
         &self,
         request: DeleteByNamePrefixRequest,
     ) -> Result<DeleteByNamePrefixResponse, Status> {
-        self.check_accepting()?;
-        let (metadata, owner) = owner_of(request.metadata)?;
-        let scope =
-            OwnerScope::Owner { namespace: metadata.namespace, owner, name_prefix: request.name_prefix };
-        self.engine.delete_by_scope(&scope).await.map_err(engine_status)?;
+        let name_prefix = request.name_prefix;
+        self.delete_owned(request.metadata, |namespace, owner| OwnerScope::Owner {
+            namespace,
+            owner,
+            name_prefix,
+        })
+        .await?;
         Ok(DeleteByNamePrefixResponse {})
     }
 

@@ -196,15 +196,20 @@ impl Fleet {
 
     /// Replica 0 went away at `gone_at`: waits (through replica 1, up to 40 s) until every job
     /// of `load` ran its ticks, and asserts that replica 0 owned jobs and fired none of them
-    /// again. For each job it had fired, how long after `gone_at` another replica fired it; and
-    /// the count of jobs with one duplicate.
-    async fn resumed_after_losing_the_first(&self, load: &Load, gone_at: Instant) -> (Vec<Duration>, usize) {
+    /// again. Prints, after `what`, how many jobs moved and how many had one duplicate; returns
+    /// the longest any job of replica 0 waited after `gone_at` before another replica fired it.
+    async fn resumed_after_losing_the_first(&self, load: &Load, gone_at: Instant, what: &str) -> Duration {
         let survivor = &self.replicas[1].proc.address;
         let (jobs, duplicated) = self.all_done(survivor, load, Duration::from_secs(40)).await;
         let resumes = resumes_after(&jobs, 0, gone_at);
         assert!(resumes.iter().all(|(_, by)| *by != 0), "replica 0 fired again after it went away");
-        assert!(!resumes.is_empty(), "replica 0 owned jobs");
-        (resumes.into_iter().map(|(after, _)| after).collect(), duplicated)
+        let worst = resumes.iter().map(|(after, _)| *after).max().expect("replica 0 owned jobs");
+        eprintln!(
+            "{what}: {} of {} jobs moved, worst resume {worst:?} after it, {duplicated} jobs with one duplicate",
+            resumes.len(),
+            load.created.len()
+        );
+        worst
     }
 
     /// `n` replicas named `{prefix}0`, `{prefix}1`, … with lease `ttl_secs`.
@@ -285,13 +290,8 @@ async fn killed_replica_partitions_fire_again_on_the_others_within_the_lease_ttl
 
     let killed_at = Instant::now();
     fleet.replicas[0].proc.kill9();
-    let (resumes, duplicated) = fleet.resumed_after_losing_the_first(&load, killed_at).await;
-    let worst = resumes.iter().max().copied().unwrap();
-    eprintln!(
-        "kill -9 of 1 of 3 replicas (lease ttl {TTL_SECS}s): {} of {} jobs moved, worst resume {worst:?} after the kill, {duplicated} jobs with one duplicate",
-        resumes.len(),
-        load.created.len()
-    );
+    let what = format!("kill -9 of 1 of 3 replicas (lease ttl {TTL_SECS}s)");
+    let worst = fleet.resumed_after_losing_the_first(&load, killed_at, &what).await;
     assert!(worst <= Duration::from_secs(TTL_SECS + 2), "resume took {worst:?} (> ttl + 2 s)");
 }
 
@@ -500,13 +500,9 @@ async fn sigterm_hands_a_replicas_partitions_over_without_waiting_for_the_lease_
     let status = tokio::task::block_in_place(|| fleet.replicas[0].proc.child.wait()).unwrap();
     let exited_after = stopped_at.elapsed();
     assert!(status.success(), "the replica exits 0 on SIGTERM: {status}");
-    let (resumes, duplicated) = fleet.resumed_after_losing_the_first(&load, stopped_at).await;
-    let worst = resumes.iter().max().copied().unwrap();
-    eprintln!(
-        "SIGTERM of 1 of 2 replicas (lease ttl {LONG_TTL_SECS}s): exited after {exited_after:?}; {} of {} jobs moved, worst resume {worst:?} after the signal, {duplicated} jobs with one duplicate",
-        resumes.len(),
-        load.created.len()
-    );
+    let what =
+        format!("SIGTERM of 1 of 2 replicas (lease ttl {LONG_TTL_SECS}s, exited after {exited_after:?})");
+    let worst = fleet.resumed_after_losing_the_first(&load, stopped_at, &what).await;
     assert!(
         worst < Duration::from_secs(LONG_TTL_SECS / 2),
         "resume took {worst:?}: the partitions waited for the lease to expire"
