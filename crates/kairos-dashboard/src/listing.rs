@@ -23,7 +23,7 @@ use jiff::Timestamp;
 use kairos_core::{Clock, JobKey, JobState, JobStatus, Owner};
 use kairos_engine::status_of;
 use kairos_store::keys::{decode_key, encode_key};
-use kairos_store::{DueCursor, JobStore, StoreError, StoredJob};
+use kairos_store::{DueCursor, JobStore, OwnerScope, StoreError, StoredJob};
 
 use crate::html::{hex, unhex};
 
@@ -294,55 +294,39 @@ impl Reading<'_> {
     async fn by_name(&self, after: Option<JobKey>) -> Result<Page, ListError> {
         let (store, filter) = (self.store, self.filter);
         let mut page = Page::default();
-        // One owner: its name index, from the prefix on.
-        let owner = match (&filter.namespace, &filter.app) {
-            (Some(ns), Some(app)) => Some((ns.clone(), Owner::app(app.clone()))),
-            _ => None,
+        // One namespace and app: that app's jobs with the prefix, then the reminders of actors
+        // of that type (after them in key order). Else every key.
+        let scopes = match (&filter.namespace, &filter.app) {
+            (Some(ns), Some(app)) => vec![
+                Some(OwnerScope::owner(ns, &Owner::app(app.as_str()), &filter.prefix)),
+                Some(OwnerScope::ActorIdPrefix {
+                    namespace: ns.clone(),
+                    actor_type: app.clone(),
+                    id_prefix: String::new(),
+                }),
+            ],
+            _ => vec![None],
         };
         let mut after = after;
-        if let Some((ns, owner)) = &owner {
-            let prefix = filter.prefix.as_str();
-            let mut after_name = after.as_ref().map(|k| k.name.clone()).filter(|n| n.as_str() >= prefix);
-            if after_name.is_none() && !prefix.is_empty() {
-                // Names from the prefix on: the prefix itself, then those strictly after it.
-                let exact = JobKey { namespace: ns.clone(), owner: owner.clone(), name: prefix.to_owned() };
-                if let Some(job) = store.get(&exact).await?
-                    && self.take_by_key(&mut page, job)?
-                {
-                    return Ok(page);
-                }
-                after_name = Some(prefix.to_owned());
-            }
+        for scope in &scopes {
             loop {
-                let chunk = store.list(ns, owner, after_name.as_deref(), NAME_CHUNK).await?;
+                let chunk = match scope {
+                    Some(scope) => store.list(scope, after.as_ref(), NAME_CHUNK).await?,
+                    None => store.scan_all(after.as_ref(), NAME_CHUNK).await?,
+                };
                 let done = chunk.len() < NAME_CHUNK;
-                after_name = chunk.last().map(|j| j.key.name.clone()).or(after_name);
+                let last = chunk.last().map(|j| j.key.clone());
                 for job in chunk {
-                    if !job.key.name.starts_with(prefix) {
-                        return Ok(page);
-                    }
                     if self.take_by_key(&mut page, job)? {
                         return Ok(page);
                     }
                 }
+                after = last.or(after);
                 if done {
-                    return Ok(page);
+                    break;
                 }
             }
         }
-        loop {
-            let chunk = store.scan_all(after.as_ref(), NAME_CHUNK).await?;
-            let done = chunk.len() < NAME_CHUNK;
-            let last = chunk.last().map(|j| j.key.clone());
-            for job in chunk {
-                if self.take_by_key(&mut page, job)? {
-                    return Ok(page);
-                }
-            }
-            if done {
-                return Ok(page);
-            }
-            after = last;
-        }
+        Ok(page)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use jiff::{SignedDuration, Timestamp};
-use kairos_core::{Clock, JobKey, JobSpec, JobState, JobStats, ManualClock, Progress};
+use kairos_core::{Clock, JobKey, JobSpec, JobState, JobStats, ManualClock, Owner, Progress};
 use kairos_engine::{Engine, EngineConfig};
 use kairos_store::keys::encode_key;
 use kairos_store::memory::MemoryStore;
@@ -316,6 +316,31 @@ async fn pages_by_next_fire_merge_the_partitions_in_order_and_visit_every_job_on
         listing::page(&store, &filter, Sort::Next, Some("garbage"), 5, budget).await,
         Err(listing::ListError::Cursor(_))
     ));
+
+    // By name within one namespace and "app" that is also an actor type: the app's jobs, then
+    // the reminders of actors of that type, both by the prefix.
+    let actor = |actor_type: &str, id: &str, name: &str| JobKey {
+        namespace: "default".into(),
+        owner: Owner::actor(actor_type, id),
+        name: name.into(),
+    };
+    let spec = JobSpec { schedule: Some("@every 1s".into()), ..JobSpec::default() };
+    for key in [
+        actor("a", "id-2", "job-1x"),
+        actor("a", "id-1", "job-1y"),
+        actor("a", "id-1", "other"),
+        actor("ab", "id-1", "job-1z"),
+    ] {
+        store.put(StoredJob::new(key, spec.clone(), t0, 1, t0), PutMode::CreateOnly).await.unwrap();
+    }
+    let pages = every_page(&store, &filter, Sort::Name, 7, budget).await;
+    let seen: Vec<JobKey> = pages.iter().flat_map(|p| &p.rows).map(|r| r.job.key.clone()).collect();
+    let mut want: Vec<JobKey> = (100..200)
+        .filter(|i| i % 3 == 0)
+        .map(|i| JobKey::app("default", "a", format!("job-{i:03}")))
+        .collect();
+    want.extend([actor("a", "id-1", "job-1y"), actor("a", "id-2", "job-1x")]);
+    assert_eq!(seen, want);
 }
 
 #[tokio::test]

@@ -654,25 +654,18 @@ impl Engine {
         after_name: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(StoredJob, JobStatus)>, EngineError> {
+        let scope = OwnerScope::owner(namespace, owner, &filter.name_prefix);
+        let mut after = after_name.map(|name| JobKey {
+            namespace: namespace.into(),
+            owner: owner.clone(),
+            name: name.into(),
+        });
         let mut out = Vec::new();
-        let prefix = filter.name_prefix.as_str();
-        // Names sort ascending: start at the prefix, stop past it.
-        let mut after = match after_name {
-            Some(name) if name >= prefix => Some(name.to_owned()),
-            _ => None,
-        };
         while out.len() < limit {
-            let page = self.inner.store.list(namespace, owner, after.as_deref(), 256).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.key.name.clone());
+            let page = self.inner.store.list(&scope, after.as_ref(), 256).await?;
             let done = page.len() < 256;
+            after = page.last().map(|job| job.key.clone());
             for job in page {
-                if job.key.name.as_str() < prefix {
-                    continue;
-                }
-                if !job.key.name.starts_with(prefix) {
-                    return Ok(out);
-                }
                 let status = status_of(&job);
                 if filter.state.is_none_or(|s| s == status.state) && out.len() < limit {
                     out.push((job, status));

@@ -21,7 +21,7 @@ use kairos_proto::convert::{
     owner_from_metadata, spec_from_scheduler_job, spec_to_scheduler_job, state_from_wire, state_to_wire,
     timestamp_from_proto, timestamp_to_proto,
 };
-use kairos_store::{PutMode, StoredJob};
+use kairos_store::{OwnerScope, PutMode, StoredJob};
 use tonic::{Request, Response, Status};
 
 /// Jobs per ListAllJobs page unless the caller asks for fewer.
@@ -367,12 +367,14 @@ impl AdminService {
         let mut jobs = Vec::new();
         let mut scanned = 0usize;
         let mut next_after = None;
+        let scope = owner.map(|(namespace, owner)| OwnerScope::Owner {
+            namespace,
+            owner,
+            name_prefix: prefix.clone(),
+        });
         'pages: while scanned < MAX_STATUS_SCAN {
-            let page = match &owner {
-                Some((namespace, owner)) => {
-                    let after_name = after.as_ref().map(|k| k.name.as_str());
-                    store.list(namespace, owner, after_name, SCAN_CHUNK).await
-                }
+            let page = match &scope {
+                Some(scope) => store.list(scope, after.as_ref(), SCAN_CHUNK).await,
                 None => store.scan_all(after.as_ref(), SCAN_CHUNK).await,
             }
             .map_err(|e| engine_status(EngineError::Store(e)))?;
@@ -380,13 +382,7 @@ impl AdminService {
             for job in page {
                 scanned += 1;
                 after = Some(job.key.clone());
-                // One owner's names come in order: past the prefix, nothing more can match.
-                if owner.is_some()
-                    && job.key.name.as_str() > prefix.as_str()
-                    && !job.key.name.starts_with(&prefix)
-                {
-                    break 'pages;
-                }
+                // Across owners the prefix is a filter; one owner's listing holds only matches.
                 if job.key.name.starts_with(&prefix) {
                     let status = kairos_engine::status_of(&job);
                     if state.is_none_or(|s| s == status.state) {

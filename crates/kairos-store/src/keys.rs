@@ -20,7 +20,7 @@
 use jiff::Timestamp;
 use kairos_core::{JobKey, Owner, Route};
 
-use crate::{Mutation, StoreError};
+use crate::{Mutation, OwnerScope, StoreError};
 
 const SEP: u8 = 0;
 const APP_TAG: u8 = b'a';
@@ -92,6 +92,46 @@ pub fn name_prefix(namespace: &str, owner: &Owner, name_prefix: &str) -> Result<
     let mut out = owner_prefix(namespace, owner)?;
     out.extend_from_slice(name_prefix.as_bytes());
     Ok(out)
+}
+
+/// The key prefix of every job in `scope`.
+///
+/// # Errors
+/// [`StoreError::Invalid`] when a component contains a NUL byte.
+pub fn scope_prefix(scope: &OwnerScope) -> Result<Vec<u8>, StoreError> {
+    match scope {
+        OwnerScope::Owner { namespace, owner, name_prefix: prefix } => name_prefix(namespace, owner, prefix),
+        OwnerScope::ActorIdPrefix { namespace, actor_type, id_prefix } => {
+            actor_id_prefix(namespace, actor_type, id_prefix)
+        }
+    }
+}
+
+/// The keys a [`JobStore::list`](crate::JobStore::list) of `scope` strictly after `after` covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Listing {
+    /// Every listed key starts with this.
+    pub prefix: Vec<u8>,
+    /// Listed keys come strictly after this one (itself inside the scope); from the first key
+    /// of the scope when `None`.
+    pub after: Option<Vec<u8>>,
+}
+
+/// What a listing of `scope` strictly after `after` covers; `None` when `after` lies past every
+/// key of the scope (nothing to list).
+///
+/// # Errors
+/// [`StoreError::Invalid`] when a component of the scope or of `after` contains a NUL byte.
+pub(crate) fn listing(scope: &OwnerScope, after: Option<&JobKey>) -> Result<Option<Listing>, StoreError> {
+    let prefix = scope_prefix(scope)?;
+    let after = match after.map(encode_key).transpose()? {
+        Some(after) if after.starts_with(&prefix) => Some(after),
+        // Before the scope: list it from its start.
+        Some(after) if after < prefix => None,
+        Some(_) => return Ok(None),
+        None => None,
+    };
+    Ok(Some(Listing { prefix, after }))
 }
 
 /// The encoded key of job `name` under `owner_prefix` (an [`owner_prefix`]).

@@ -107,8 +107,8 @@ pub struct DueCursor {
     pub key: JobKey,
 }
 
-/// Which jobs a bulk delete touches (the Scheduler's `DeleteByMetadata` and
-/// `DeleteByNamePrefix`).
+/// Which jobs a listing ([`JobStore::list`]) or a bulk delete (the Scheduler's
+/// `DeleteByMetadata` and `DeleteByNamePrefix`) covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OwnerScope {
     /// The jobs of one owner whose names start with `name_prefix`: every job of the owner when
@@ -301,17 +301,17 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// Deleting an absent key succeeds with `None`.
     async fn delete(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError>;
 
-    /// One page of `owner`'s jobs in `namespace`, ascending by name, starting strictly after
-    /// `after_name`.
+    /// One page of the jobs in `scope`, ascending by key (one owner's jobs: by name), starting
+    /// strictly after `after` (from the scope's first job when `None` or before the scope).
     ///
     /// # Contract
-    /// At most `limit` jobs; no other owner's jobs, ever (also not those of an owner whose id
-    /// merely starts with this one's). Paging with the last name returned visits every job once.
+    /// At most `limit` jobs; no job outside the scope, ever (also not those of an owner whose id
+    /// merely starts with this one's, nor names without the scope's prefix). Paging with the
+    /// last key returned visits every job once; an `after` past the scope lists nothing.
     async fn list(
         &self,
-        namespace: &str,
-        owner: &Owner,
-        after_name: Option<&str>,
+        scope: &OwnerScope,
+        after: Option<&JobKey>,
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError>;
 

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use kairos_core::{JobKey, Owner, Route, TriggerRecord};
+use kairos_core::{JobKey, Route, TriggerRecord};
 
-use crate::keys::{self, encode_key, prefix_end};
+use crate::keys::{self, Listing, encode_key, prefix_end};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 /// An in-memory job store; see the [module docs](self).
@@ -245,13 +245,11 @@ impl JobStore for MemoryStore {
 
     async fn list(
         &self,
-        namespace: &str,
-        owner: &Owner,
-        after_name: Option<&str>,
+        scope: &OwnerScope,
+        after: Option<&JobKey>,
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError> {
-        let prefix = keys::owner_prefix(namespace, owner)?;
-        let after = after_name.map(|name| keys::name_key(&prefix, name)).transpose()?;
+        let Some(Listing { prefix, after }) = keys::listing(scope, after)? else { return Ok(Vec::new()) };
         let (_, end) = prefix_range(&prefix);
         let start = after.as_deref().map_or(Bound::Included(prefix.as_slice()), Bound::Excluded);
         let state = self.read()?;
@@ -259,7 +257,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
-        let prefix = scope_prefix(scope)?;
+        let prefix = keys::scope_prefix(scope)?;
         self.write(|state| Ok(state.remove_prefix(self.partitions, &prefix))).await
     }
 
@@ -371,18 +369,6 @@ impl JobStore for MemoryStore {
 
     async fn fault(&self) -> Option<StoreFault> {
         self.faults.lock().fault.clone()
-    }
-}
-
-/// The key prefix of every job in `scope`.
-pub(crate) fn scope_prefix(scope: &OwnerScope) -> Result<Vec<u8>, StoreError> {
-    match scope {
-        OwnerScope::Owner { namespace, owner, name_prefix } => {
-            keys::name_prefix(namespace, owner, name_prefix)
-        }
-        OwnerScope::ActorIdPrefix { namespace, actor_type, id_prefix } => {
-            keys::actor_id_prefix(namespace, actor_type, id_prefix)
-        }
     }
 }
 

@@ -60,11 +60,10 @@ use std::time::Duration;
 
 use ::redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use async_trait::async_trait;
-use kairos_core::{Backoff, JobKey, Owner, Route, TriggerRecord};
+use kairos_core::{Backoff, JobKey, Route, TriggerRecord};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::keys::{self, decode_due_key, decode_key, due_key, encode_key, prefix_end};
-use crate::memory::scope_prefix;
+use crate::keys::{self, Listing, decode_due_key, decode_key, due_key, encode_key, prefix_end};
 use crate::record::{decode_history, decode_record, encode_history, encode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
@@ -1082,22 +1081,18 @@ impl JobStore for RedbStore {
 
     async fn list(
         &self,
-        namespace: &str,
-        owner: &Owner,
-        after_name: Option<&str>,
+        scope: &OwnerScope,
+        after: Option<&JobKey>,
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError> {
-        let prefix = keys::owner_prefix(namespace, owner)?;
+        let Some(Listing { prefix, after }) = keys::listing(scope, after)? else { return Ok(Vec::new()) };
         let end = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
-        let start = match after_name {
-            None => Bound::Included(prefix),
-            Some(name) => Bound::Excluded(keys::name_key(&prefix, name)?),
-        };
+        let start = after.map_or(Bound::Included(prefix), Bound::Excluded);
         self.read(move |db| read_jobs(db, (start, end), limit)).await
     }
 
     async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
-        let prefix = scope_prefix(scope)?;
+        let prefix = keys::scope_prefix(scope)?;
         match self.write(Op::DeletePrefix { prefix }).await? {
             Done::Keys(keys) => Ok(keys),
             other => Err(mismatch(&other)),

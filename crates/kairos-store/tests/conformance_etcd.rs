@@ -318,7 +318,8 @@ async fn large_applies_and_bulk_deletes_span_several_transactions() {
     // 300 jobs in one call: more than one transaction (40 jobs each).
     let mutations: Vec<Mutation> = jobs.iter().map(|j| progress_of(j, counted(1), at(1000))).collect();
     store.apply(mutations).await.unwrap();
-    let stored = store.list("ns", &Owner::app("bulk"), None, usize::MAX).await.unwrap();
+    let stored =
+        store.list(&OwnerScope::owner("ns", &Owner::app("bulk"), ""), None, usize::MAX).await.unwrap();
     assert_eq!(stored.len(), 300);
     assert!(stored.iter().all(|j| j.progress.count == 1 && j.next_due == at(1000)));
     assert_eq!(due_entries(&store).await.iter().filter(|(d, _)| *d == at(1000)).count(), 300);

@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
 use kairos_core::{JobKey, Owner, Payload};
 use kairos_store::etcd::{EtcdConfig, EtcdStore};
-use kairos_store::{JobStore, PutMode, StoreError, StoreFault, StoredJob};
+use kairos_store::{JobStore, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 use kairos_testing::conformance::{job, progress_of};
 use kairos_testing::etcd::EtcdProcess;
 
@@ -50,7 +50,10 @@ async fn a_used_up_quota_fails_writes_with_the_cause_keeps_reads_and_recovers_on
 
     // Reads go on: single gets, lists, counts, and the due index the partitions page from.
     assert!(store.get(&small(0).key).await.unwrap().is_some());
-    assert_eq!(store.list("ns", &Owner::app("app"), None, 100).await.unwrap().len(), 11);
+    assert_eq!(
+        store.list(&OwnerScope::owner("ns", &Owner::app("app"), ""), None, 100).await.unwrap().len(),
+        11
+    );
     assert_eq!(store.count().await.unwrap(), 11);
     let mut due = 0;
     for p in 0..store.partitions() {

@@ -86,6 +86,7 @@ macro_rules! job_store_conformance {
                 keys_with_nul_bytes_are_refused_and_change_nothing,
                 list_pages_ascending_by_name_visit_every_job_once,
                 list_never_shows_another_owners_jobs,
+                list_by_name_prefix_starts_at_the_prefix_and_stops_past_it,
                 delete_by_prefix_removes_only_matching_names_of_the_owner,
                 delete_by_prefix_with_empty_prefix_removes_all_of_the_owner_only,
                 delete_by_scope_owner_removes_every_job_of_the_owner_only,
@@ -221,8 +222,13 @@ async fn all_jobs(store: &Store) -> Vec<StoredJob> {
     store.scan_all(None, usize::MAX).await.unwrap()
 }
 
+/// Every job of `owner` in `ns`.
+fn all_of(ns: &str, owner: &Owner) -> OwnerScope {
+    OwnerScope::owner(ns, owner, "")
+}
+
 async fn names(store: &Store, ns: &str, owner: &Owner) -> Vec<String> {
-    store.list(ns, owner, None, usize::MAX).await.unwrap().into_iter().map(|j| j.key.name).collect()
+    store.list(&all_of(ns, owner), None, usize::MAX).await.unwrap().into_iter().map(|j| j.key.name).collect()
 }
 
 fn sorted_keys(keys: impl IntoIterator<Item = JobKey>) -> Vec<JobKey> {
@@ -344,9 +350,11 @@ pub async fn keys_with_nul_bytes_are_refused_and_change_nothing(store: Store) {
         assert!(invalid(store.get(&key).await.map(|_| ())), "{key:?}");
         assert!(invalid(store.delete(&key).await.map(|_| ())), "{key:?}");
     }
-    assert!(invalid(store.list("ns", &Owner::app("a\0"), None, 10).await.map(|_| ())));
-    assert!(invalid(store.list("ns", &Owner::app("app"), Some("x\0"), 10).await.map(|_| ())));
+    assert!(invalid(store.list(&all_of("ns", &Owner::app("a\0")), None, 10).await.map(|_| ())));
+    let bad_after = JobKey::app("ns", "app", "x\0");
+    assert!(invalid(store.list(&all_of("ns", &Owner::app("app")), Some(&bad_after), 10).await.map(|_| ())));
     let names = OwnerScope::owner("ns", &Owner::app("app"), "j\0");
+    assert!(invalid(store.list(&names, None, 10).await.map(|_| ())));
     assert!(invalid(store.delete_by_scope(&names).await.map(|_| ())));
     let scope =
         OwnerScope::ActorIdPrefix { namespace: "ns".into(), actor_type: "T".into(), id_prefix: "\0".into() };
@@ -364,25 +372,58 @@ pub async fn list_pages_ascending_by_name_visit_every_job_once(store: Store) {
     }
     expected.sort();
     assert_eq!(names(&store, "ns", &owner).await, expected);
+    let scope = all_of("ns", &owner);
     for page in [1, 2, 5, 100] {
         let mut seen = Vec::new();
-        let mut after: Option<String> = None;
+        let mut after: Option<JobKey> = None;
         loop {
-            let batch = store.list("ns", &owner, after.as_deref(), page).await.unwrap();
+            let batch = store.list(&scope, after.as_ref(), page).await.unwrap();
             assert!(batch.len() <= page);
             if batch.is_empty() {
                 break;
             }
-            after = batch.last().map(|j| j.key.name.clone());
+            after = batch.last().map(|j| j.key.clone());
             seen.extend(batch.into_iter().map(|j| j.key.name));
         }
         assert_eq!(seen, expected, "pages of {page}");
     }
-    assert!(store.list("ns", &owner, None, 0).await.unwrap().is_empty());
-    // `after_name` need not be stored: the page starts at the next name.
-    let after_a = store.list("ns", &owner, Some("a-"), 2).await.unwrap();
+    assert!(store.list(&scope, None, 0).await.unwrap().is_empty());
+    // `after` need not be stored: the page starts at the next name.
+    let after_a = store.list(&scope, Some(&JobKey::app("ns", "app", "a-")), 2).await.unwrap();
     assert_eq!(after_a.iter().map(|j| j.key.name.as_str()).collect::<Vec<_>>(), ["a-1", "a.b"]);
-    assert!(store.list("ns", &owner, Some("名前"), 10).await.unwrap().is_empty());
+    assert!(store.list(&scope, Some(&JobKey::app("ns", "app", "名前")), 10).await.unwrap().is_empty());
+}
+
+pub async fn list_by_name_prefix_starts_at_the_prefix_and_stops_past_it(store: Store) {
+    let owner = Owner::app("app");
+    for name in ["a", "ab", "abc", "abd", "ab\u{7f}", "ab\u{ff}", "ac", "b"] {
+        put_new(&store, &job(JobKey::app("ns", "app", name), secs(1))).await;
+    }
+    put_new(&store, &job(JobKey::app("ns", "app1", "ab"), secs(1))).await;
+    let scope = OwnerScope::owner("ns", &owner, "ab");
+    let listed = |jobs: Vec<StoredJob>| jobs.into_iter().map(|j| j.key.name).collect::<Vec<_>>();
+    let at = |name: &str| JobKey::app("ns", "app", name);
+    let all = ["ab", "abc", "abd", "ab\u{7f}", "ab\u{ff}"].map(String::from).to_vec();
+    assert_eq!(listed(store.list(&scope, None, 100).await.unwrap()), all);
+    // A cursor before the prefix starts at it; one inside resumes after it; one past it ends.
+    assert_eq!(listed(store.list(&scope, Some(&at("a")), 2).await.unwrap()), all[..2]);
+    assert_eq!(listed(store.list(&scope, Some(&at("abc")), 2).await.unwrap()), all[2..4]);
+    assert_eq!(listed(store.list(&scope, Some(&at("abz")), 2).await.unwrap()), all[3..]);
+    assert!(store.list(&scope, Some(&at("ac")), 10).await.unwrap().is_empty());
+    assert!(store.list(&scope, Some(&JobKey::app("ns", "app1", "a")), 10).await.unwrap().is_empty());
+    assert_eq!(listed(store.list(&scope, Some(&JobKey::app("ns", "aaa", "zz")), 10).await.unwrap()), all);
+    assert!(store.list(&OwnerScope::owner("ns", &owner, "abz"), None, 10).await.unwrap().is_empty());
+    // Actors: every reminder of the actors whose id starts with the prefix, by key.
+    put_all(&store, &neighbours()).await;
+    let actors =
+        OwnerScope::ActorIdPrefix { namespace: "ns".into(), actor_type: "T".into(), id_prefix: "1".into() };
+    let keys: Vec<JobKey> =
+        store.list(&actors, None, 100).await.unwrap().into_iter().map(|j| j.key).collect();
+    let expected =
+        [actor_key("ns", "T", "1", "a"), actor_key("ns", "T", "1", "b"), actor_key("ns", "T", "10", "a")];
+    assert_eq!(keys, expected);
+    let rest = store.list(&actors, Some(&actor_key("ns", "T", "1", "b")), 100).await.unwrap();
+    assert_eq!(rest.into_iter().map(|j| j.key).collect::<Vec<_>>(), expected[2..]);
 }
 
 pub async fn list_never_shows_another_owners_jobs(store: Store) {
@@ -404,7 +445,7 @@ pub async fn list_never_shows_another_owners_jobs(store: Store) {
     ];
     for (ns, owner) in owners {
         let listed: Vec<JobKey> =
-            store.list(ns, &owner, None, 100).await.unwrap().into_iter().map(|j| j.key).collect();
+            store.list(&all_of(ns, &owner), None, 100).await.unwrap().into_iter().map(|j| j.key).collect();
         let expected: Vec<JobKey> =
             sorted_keys(keys.iter().filter(|k| k.namespace == ns && k.owner == owner).cloned());
         assert_eq!(listed, expected, "list of {ns} {owner:?}");
@@ -823,7 +864,7 @@ pub async fn specs_payloads_and_timestamps_round_trip_exactly(store: Store) {
     for j in &stored {
         assert_eq!(store.get(&j.key).await.unwrap().as_ref(), Some(j));
     }
-    assert_eq!(store.list("ns", &Owner::app("app"), None, 100).await.unwrap(), stored);
+    assert_eq!(store.list(&all_of("ns", &Owner::app("app")), None, 100).await.unwrap(), stored);
     assert_eq!(all_jobs(&store).await, stored);
     let mut by_due = Vec::new();
     for p in 0..store.partitions() {
@@ -1035,7 +1076,7 @@ pub async fn apply_stage_moves_the_job_to_its_routes_staged_index(store: Store) 
     store.apply(vec![stage(&j)]).await.unwrap();
     assert_eq!(store.get(&j.key).await.unwrap().unwrap(), stored);
     assert_eq!(store.count_staged().await.unwrap(), 1);
-    let listed = store.list("ns", &Owner::app("app"), None, 10).await.unwrap();
+    let listed = store.list(&all_of("ns", &Owner::app("app")), None, 10).await.unwrap();
     assert_eq!(listed.len(), 2);
 }
 

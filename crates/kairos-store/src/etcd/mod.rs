@@ -104,11 +104,10 @@ use etcd_client::{
     AlarmAction, AlarmType, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KeyValue,
     KvClient, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, WatchClient, WatchOptions,
 };
-use kairos_core::{JobKey, Owner, Route, TriggerRecord};
+use kairos_core::{JobKey, Route, TriggerRecord};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::keys::{self, decode_due_key, decode_key, encode_key};
-use crate::memory::scope_prefix;
+use crate::keys::{self, Listing, decode_due_key, decode_key, encode_key};
 use crate::record::{decode_history, decode_record};
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
@@ -644,25 +643,24 @@ impl JobStore for EtcdStore {
 
     async fn list(
         &self,
-        namespace: &str,
-        owner: &Owner,
-        after_name: Option<&str>,
+        scope: &OwnerScope,
+        after: Option<&JobKey>,
         limit: usize,
     ) -> Result<Vec<StoredJob>, StoreError> {
+        let Some(Listing { prefix, after }) = keys::listing(scope, after)? else { return Ok(Vec::new()) };
         let layout = &self.shared.layout;
-        let owner_prefix = keys::owner_prefix(namespace, owner)?;
-        let prefix = layout.job(&owner_prefix);
+        let prefix = layout.job(&prefix);
         let end = end_of(&prefix);
-        let start = match after_name {
+        let start = match after {
+            Some(after) => successor(&layout.job(&after)),
             None => prefix,
-            Some(name) => successor(&layout.job(&keys::name_key(&owner_prefix, name)?)),
         };
         let (_, kvs) = self.range(start, end, limit, false, 0).await?;
         kvs.iter().map(|kv| layout.decode_job(kv)).collect()
     }
 
     async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
-        let prefix = scope_prefix(scope)?;
+        let prefix = keys::scope_prefix(scope)?;
         self.delete_prefix(&prefix).await
     }
 
