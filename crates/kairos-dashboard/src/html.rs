@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 use jiff::{SignedDuration, Timestamp};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 /// `s` escaped for HTML text and double-quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -24,18 +25,13 @@ pub fn esc(s: &str) -> String {
     out
 }
 
+/// Every byte but the unreserved characters of RFC 3986 (letters, digits, `-._~`).
+const RESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
 /// `s` percent-encoded for a query value or a path segment (everything but unreserved
 /// characters).
 pub fn url(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
+    utf8_percent_encode(s, RESERVED).to_string()
 }
 
 /// Lowercase hex of `bytes`.
