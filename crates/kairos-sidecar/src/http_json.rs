@@ -189,6 +189,7 @@ pub fn job_to_json(name: &str, spec: &JobSpec) -> Result<String, ApiError> {
 
 /// `internals.v1.JobHTTPRequest`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(expecting = "a job object")]
 struct HttpRequest {
     name: Option<String>,
     schedule: Option<String>,
@@ -209,6 +210,7 @@ struct HttpRequest {
 
 /// `common.v1.JobMisfirePolicy` (a kairos extension), with the catch-up as a lowercase name.
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "a misfirePolicy object (JobMisfirePolicy)")]
 struct MisfireBody {
     #[serde(rename = "catchUp", alias = "catch_up", default, deserialize_with = "catch_up")]
     catch_up: Option<kairos_core::CatchUp>,
@@ -229,6 +231,7 @@ impl MisfireBody {
 
 /// `common.v1.JobFailurePolicyExponential` (a kairos extension).
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "an exponential object (JobFailurePolicyExponential)")]
 struct ExponentialBody {
     #[serde(
         rename = "initialInterval",
@@ -247,6 +250,7 @@ struct ExponentialBody {
 
 /// `common.v1.JobFailurePolicy`: a oneof of `drop` and `constant`.
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "a failurePolicy object (JobFailurePolicy)")]
 struct PolicyBody {
     drop: Option<Object<DropBody>>,
     constant: Option<Object<ConstantBody>>,
@@ -255,10 +259,12 @@ struct PolicyBody {
 
 /// `common.v1.JobFailurePolicyDrop`: no fields, but it must be an object.
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "a drop object (JobFailurePolicyDrop)")]
 struct DropBody {}
 
 /// `common.v1.JobFailurePolicyConstant`.
 #[derive(Debug, Deserialize)]
+#[serde(expecting = "a constant object (JobFailurePolicyConstant)")]
 struct ConstantBody {
     #[serde(default, deserialize_with = "proto_json::duration_field")]
     interval: Option<prost_types::Duration>,

@@ -552,3 +552,26 @@ fn bad_extension_values_are_malformed_bodies() {
         assert!(err.to_string().contains(expected), "{extension}: {err}");
     }
 }
+
+/// A body part of the wrong JSON type is named by its field and message, not by our types.
+#[test]
+fn wrong_types_are_named_by_the_message_they_should_be() {
+    for (body, expected) in [
+        ("[]", "invalid type: sequence, expected a job object"),
+        (
+            r#"{"failurePolicy":5}"#,
+            "invalid type: integer `5`, expected a failurePolicy object (JobFailurePolicy)",
+        ),
+        (r#"{"failurePolicy":{"constant":[]}}"#, "expected a constant object (JobFailurePolicyConstant)"),
+        (r#"{"failurePolicy":{"drop":"x"}}"#, "expected a drop object (JobFailurePolicyDrop)"),
+        (
+            r#"{"failurePolicy":{"exponential":true}}"#,
+            "expected an exponential object (JobFailurePolicyExponential)",
+        ),
+        (r#"{"misfirePolicy":"x"}"#, "expected a misfirePolicy object (JobMisfirePolicy)"),
+    ] {
+        let message = malformed(body);
+        assert!(message.contains(expected), "{body}: {message}");
+        assert!(!message.contains("struct"), "{body}: {message}");
+    }
+}
