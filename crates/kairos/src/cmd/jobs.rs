@@ -666,6 +666,7 @@ fn printable(cell: &str) -> String {
 /// One export line: a job's key, its spec exactly as stored, its timeline and progress.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(expecting = "a job line (a JSON object)")]
 struct Line {
     format: String,
     namespace: String,
@@ -703,6 +704,7 @@ struct Line {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(expecting = "a misfirePolicy object")]
 struct MisfireLine {
     /// `all`, `once` or `skip`.
     catch_up: String,
@@ -712,6 +714,7 @@ struct MisfireLine {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(expecting = "a counters object")]
 struct CountersLine {
     fired: u64,
     successes: u64,
@@ -736,6 +739,7 @@ enum OwnerLine {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(expecting = "a data object ({\"typeUrl\", \"value\"})")]
 struct DataLine {
     type_url: String,
     /// The payload bytes, standard base64.
@@ -768,6 +772,7 @@ enum PolicyLine {
 /// A duration as seconds and nanoseconds of the same sign: exact, unlike a decimal string.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[serde(expecting = "a duration object ({\"seconds\", \"nanos\"})")]
 struct DurationLine {
     seconds: i64,
     nanos: i32,
@@ -1035,6 +1040,24 @@ mod tests {
         let bad = format!(r#"{},"misfirePolicy":{{"catchUp":"sometimes"}}}}"#, &old[..old.len() - 1]);
         let err = serde_json::from_str::<Line>(&bad).unwrap().into_job().unwrap_err();
         assert!(err.to_string().contains("misfirePolicy"), "{err}");
+    }
+
+    #[test]
+    fn a_part_of_the_wrong_type_is_named_by_what_it_should_be() {
+        let fields = r#""format":"kairos.jobs/v1","namespace":"ns","owner":{"app":"a"},"name":"j","schedule":"@every 1s","created":"2026-03-01T10:00:00Z","count":3,"attempts":0,"nextDue":"2026-03-01T10:00:04Z""#;
+        let with = |extra: &str| format!("{{{fields}{extra}}}");
+        for (line, expected) in [
+            ("[]".to_owned(), "expected a job line (a JSON object)"),
+            (with(r#","data":[]"#), "expected a data object"),
+            (with(r#","failurePolicy":{"constant":{"interval":"1s"}}"#), "expected a duration object"),
+            (with(r#","misfirePolicy":true"#), "expected a misfirePolicy object"),
+            (with(r#","counters":"x""#), "expected a counters object"),
+        ] {
+            let err = serde_json::from_str::<Line>(&line).unwrap_err().to_string();
+            assert!(err.contains(expected), "{line}: {err}");
+            assert!(!err.contains("struct") && !err.contains("enum"), "{line}: {err}");
+        }
+        assert!(serde_json::from_str::<Line>(&with("")).is_ok());
     }
 
     #[test]
