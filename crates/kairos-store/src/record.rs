@@ -534,71 +534,51 @@ pub(crate) mod tests {
         }
     }
 
-    /// The record schema of kairos before the extensions (tags 1 to 13), as main wrote it.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct MainRecord {
-        #[prost(string, optional, tag = "1")]
-        schedule: Option<String>,
-        #[prost(uint32, optional, tag = "2")]
-        repeats: Option<u32>,
-        #[prost(string, optional, tag = "3")]
-        due_time: Option<String>,
-        #[prost(string, optional, tag = "4")]
-        ttl: Option<String>,
-        #[prost(message, optional, tag = "5")]
-        data: Option<PayloadRecord>,
-        #[prost(message, optional, tag = "6")]
-        failure_policy: Option<PolicyRecord>,
-        #[prost(message, optional, tag = "7")]
-        created: Option<InstantRecord>,
-        #[prost(uint64, tag = "8")]
-        incarnation: u64,
-        #[prost(uint32, tag = "9")]
-        count: u32,
-        #[prost(message, optional, tag = "10")]
-        last_scheduled: Option<InstantRecord>,
-        #[prost(uint32, tag = "11")]
-        attempts: u32,
-        #[prost(message, optional, tag = "12")]
-        next_due: Option<InstantRecord>,
-        #[prost(bool, tag = "13")]
-        staged: bool,
-    }
+    /// A record as kairos wrote it before the extensions (schema tags 1 to 13), byte for byte:
+    /// what a store file of that version holds. Frozen: never regenerate it from today's code.
+    #[rustfmt::skip]
+    const MAIN_RECORD: &[u8] = &[
+        0x0a, 0x09, b'@', b'e', b'v', b'e', b'r', b'y', b' ', b'5', b's', // 1 schedule "@every 5s"
+        0x10, 0x03,                                                       // 2 repeats 3
+        0x22, 0x02, b'1', b'h',                                           // 4 ttl "1h"
+        0x2a, 0x07, 0x0a, 0x01, b't', 0x12, 0x02, 0x01, 0x02,             // 5 data {type_url "t", value [1, 2]}
+        0x32, 0x08, 0x12, 0x06, 0x0a, 0x02, 0x08, 0x01, 0x10, 0x03,       // 6 policy constant {1 s, 3 retries}
+        0x3a, 0x04, 0x08, 0x64, 0x10, 0x05,                               // 7 created {100 s, 5 ns}
+        0x40, 0x2a,                                                       // 8 incarnation 42
+        0x48, 0x02,                                                       // 9 count 2
+        0x52, 0x02, 0x08, 0x6e,                                           // 10 last_scheduled 110 s
+        0x58, 0x01,                                                       // 11 attempts 1
+        0x62, 0x02, 0x08, 0x6f,                                           // 12 next_due 111 s
+        0x68, 0x01,                                                       // 13 staged
+    ];
 
     #[test]
     fn a_record_written_by_main_decodes_with_upstreams_defaults() {
-        let old = MainRecord {
-            schedule: Some("@every 5s".into()),
-            repeats: Some(3),
-            due_time: None,
-            ttl: Some("1h".into()),
-            data: Some(PayloadRecord { type_url: "t".into(), value: vec![1, 2] }),
-            failure_policy: Some(PolicyRecord {
-                kind: Some(PolicyKind::Constant(ConstantRecord {
-                    interval: Some(InstantRecord { seconds: 1, nanos: 0 }),
-                    max_retries: Some(3),
-                })),
-            }),
-            created: Some(InstantRecord { seconds: 100, nanos: 5 }),
-            incarnation: 42,
-            count: 2,
-            last_scheduled: Some(InstantRecord { seconds: 110, nanos: 0 }),
-            attempts: 1,
-            next_due: Some(InstantRecord { seconds: 111, nanos: 0 }),
-            staged: true,
-        };
         let key = JobKey::app("ns", "app", "job");
-        let job = decode_record(key.clone(), &old.encode_to_vec()).unwrap();
+        let job = decode_record(key.clone(), MAIN_RECORD).unwrap();
+        assert_eq!(job.spec.schedule.as_deref(), Some("@every 5s"));
+        assert_eq!(
+            (job.spec.repeats, job.spec.due_time.as_deref(), job.spec.ttl.as_deref()),
+            (Some(3), None, Some("1h"))
+        );
+        assert_eq!(job.spec.data, Some(Payload { type_url: "t".into(), value: vec![1, 2] }));
+        let one_second = Some(SignedDuration::from_secs(1));
+        assert_eq!(
+            job.spec.failure_policy,
+            Some(FailurePolicy::Constant { interval: one_second, max_retries: Some(3) })
+        );
+        assert_eq!(job.created, Timestamp::new(100, 5).unwrap());
         assert_eq!(job.spec.misfire_policy, None, "no misfire policy: upstream's catch-up");
-        assert_eq!(job.spec.failure_policy, Some(FailurePolicy::DEFAULT));
         assert!(!job.paused);
         assert_eq!(job.stats, JobStats::default());
         assert_eq!(
             (job.incarnation, job.progress.count, job.progress.attempts, job.staged),
             (42, 2, 1, true)
         );
+        assert_eq!(job.progress.last_scheduled, Some(Timestamp::from_second(110).unwrap()));
+        assert_eq!(job.next_due, Timestamp::from_second(111).unwrap());
         // And a job without extensions is written exactly as main wrote it.
-        assert_eq!(encode_record(&job), old.encode_to_vec());
+        assert_eq!(encode_record(&job), MAIN_RECORD);
     }
 
     #[test]
