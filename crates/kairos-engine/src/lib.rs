@@ -321,7 +321,7 @@ impl Engine {
     /// whatever the partition held for its key, exactly as a local overwrite does.
     pub async fn upsert_from_store(&self, job: StoredJob) {
         let key = job.key.clone();
-        self.send(&key, Command::Observed(Box::new(job))).await;
+        self.send(&key, Command::Upsert(Box::new(job))).await;
     }
 
     /// Tells the job's partition, if this engine owns it, that `key` was deleted from the store.

@@ -44,11 +44,13 @@ use crate::router::{Outcome, PartitionEvent, Router, Trigger};
 /// What the rest of the engine tells a partition.
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// A job was stored (created or overwritten); its durable write has returned.
+    /// A job was stored (created or overwritten): its durable write has returned, or the
+    /// store's change feed reports it (maybe written by another replica, maybe this partition's
+    /// own progress write). Ignored when the partition holds that incarnation: it has read the
+    /// job from the store already (a due-index scan may read a new job before the notice of its
+    /// write arrives) and may have fired it or moved it on since, so taking it again would
+    /// deliver a tick twice.
     Upsert(Box<StoredJob>),
-    /// A job as the store's change feed reports it (maybe written by another replica, maybe
-    /// this partition's own progress write): ignored when the partition holds that incarnation.
-    Observed(Box<StoredJob>),
     /// A job was deleted; its durable delete has returned.
     Remove(JobKey),
     /// Stop firing, and answer once no trigger of this partition is delivered and unanswered
@@ -411,6 +413,9 @@ impl Partition {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Upsert(job) => {
+                if self.jobs.get(&job.key).is_some_and(|e| e.job.incarnation == job.incarnation) {
+                    return;
+                }
                 self.forget(&job.key);
                 if job.staged {
                     // Paged in from the staged index once its route is open; admitted now when
@@ -421,12 +426,6 @@ impl Partition {
                 } else if self.frontier.covers(job.next_due, &job.key) {
                     self.admit(*job);
                 }
-            }
-            Command::Observed(job) => {
-                if self.jobs.get(&job.key).is_some_and(|e| e.job.incarnation == job.incarnation) {
-                    return;
-                }
-                self.on_command(Command::Upsert(job));
             }
             Command::Remove(key) => self.forget(&key),
             Command::Drain(done) => {

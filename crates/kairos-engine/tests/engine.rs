@@ -384,6 +384,40 @@ async fn overwriting_a_job_past_the_window_moves_it_into_the_window() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_create_read_by_a_scan_before_its_notice_arrives_fires_once() {
+    // Window of two: a and b in memory, c only in the store.
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 2);
+    let mut sub = h.subscribe("app");
+    for name in ["a", "b", "c"] {
+        h.schedule(name, one_shot("10s")).await;
+    }
+    // "late" is stored, but its creating task hears back (and tells the partition) only after
+    // a second of tokio time: long after the scans below read it.
+    h.store.faults().set_reply_delay(Duration::from_secs(1));
+    let engine = h.engine.clone();
+    let create =
+        tokio::spawn(async move { engine.schedule(key("late"), one_shot("11s"), PutMode::CreateOnly).await });
+    settle().await;
+    h.store.faults().set_reply_delay(Duration::ZERO);
+    h.advance(10).await;
+    for trigger in drain(&mut sub) {
+        assert!(sub.complete(trigger.id, Outcome::Success));
+    }
+    // The window refilled from the store with c and late: both fire; late stays unanswered.
+    h.advance(1).await;
+    let fired = drain(&mut sub);
+    let names: Vec<&str> = fired.iter().map(|t| t.key.name.as_str()).collect();
+    assert_eq!(names, ["c", "late"]);
+    assert!(sub.complete(fired[0].id, Outcome::Success));
+    create.await.unwrap().unwrap();
+    settle().await;
+    assert!(drain(&mut sub).is_empty(), "the late notice of the create fired it again");
+    assert!(sub.complete(fired[1].id, Outcome::Success));
+    settle().await;
+    assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn earlier_job_arriving_rearms_the_timer() {
     let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
     let mut sub = h.subscribe("app");

@@ -5,8 +5,9 @@
 //!
 //! [`Faults`] lets engine tests make the store misbehave: fail the next `n` writes with
 //! [`StoreError::Unavailable`] (changing nothing), fail the next `n` reads, delay every write
-//! (with `tokio::time::sleep`, so tests under `tokio::time::pause()` control it), or put the
-//! store in a [`StoreFault`] (full or corrupt: every write refused with it, reads go on).
+//! or only its answer (with `tokio::time::sleep`, so tests under `tokio::time::pause()` control
+//! it), or put the store in a [`StoreFault`] (full or corrupt: every write refused with it, reads
+//! go on).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -32,7 +33,7 @@ pub struct MemoryStore {
 ///
 /// A "write" is any of `put`, `delete`, `delete_by_scope` and `apply`; a "read" is any other
 /// async method. A write first sleeps for the commit delay, then fails if a failure is pending,
-/// else applies.
+/// else applies; then it sleeps for the reply delay before it returns.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     inner: Arc<Mutex<FaultState>>,
@@ -43,6 +44,7 @@ struct FaultState {
     failing_commits: u64,
     failing_reads: u64,
     commit_delay: Duration,
+    reply_delay: Duration,
     commits: u64,
     fault: Option<StoreFault>,
 }
@@ -64,6 +66,13 @@ impl Faults {
         self.lock().commit_delay = delay;
     }
 
+    /// Makes every later write sleep for `delay` (on tokio's clock) after it applies, before its
+    /// caller hears back: the write is visible to every read meanwhile, as a durable write whose
+    /// caller is slow to run again. [`Duration::ZERO`] turns the delay off.
+    pub fn set_reply_delay(&self, delay: Duration) {
+        self.lock().reply_delay = delay;
+    }
+
     /// Puts the store in `fault` (every write then fails with it, changing nothing, and
     /// [`JobStore::fault`] reports it), or back to health with `None`.
     pub fn set_fault(&self, fault: Option<StoreFault>) {
@@ -82,6 +91,10 @@ impl Faults {
 
     fn commit_delay(&self) -> Duration {
         self.lock().commit_delay
+    }
+
+    fn reply_delay(&self) -> Duration {
+        self.lock().reply_delay
     }
 
     fn begin_commit(&self) -> Result<(), StoreError> {
@@ -190,15 +203,20 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs one write: the injected delay and failure, then `op` under the lock. `op` must change
-    /// nothing when it fails.
+    /// Runs one write: the injected delay and failure, then `op` under the lock, then the
+    /// injected reply delay. `op` must change nothing when it fails.
     async fn write<T>(&self, op: impl FnOnce(&mut State) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let delay = self.faults.commit_delay();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
         self.faults.begin_commit()?;
-        op(&mut self.state())
+        let result = op(&mut self.state());
+        let delay = self.faults.reply_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        result
     }
 
     fn read(&self) -> Result<MutexGuard<'_, State>, StoreError> {
