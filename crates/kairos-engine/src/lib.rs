@@ -145,10 +145,36 @@ struct Inner {
     feed_driven: AtomicBool,
     /// Set by [`Engine::drain`]: partitions fire nothing new.
     paused: Arc<AtomicBool>,
-    /// Serializes pause and resume, so that two concurrent calls apply one after the other.
-    steer: tokio::sync::Mutex<()>,
+    /// Serializes the writes to one job (see [`KeyLocks`]).
+    keys: KeyLocks,
     /// The last count of paused jobs (see [`Engine::paused_jobs`]).
     paused_count: Arc<Mutex<PausedCount>>,
+}
+
+/// Locks by job key (striped: keys share [`KeyLocks::STRIPES`] locks by hash), held by every
+/// write to a job from before it reads or writes the store until its partition has been told.
+/// So the partition hears of one key's writes in the order the store applied them — two writes
+/// racing for a key could otherwise tell it in the opposite order, and it would keep (and fire)
+/// a version the store no longer holds, or a job already deleted — and a read-modify-write
+/// (pause, resume, trigger-now) never undoes a write that came in between.
+#[derive(Debug)]
+struct KeyLocks(Box<[tokio::sync::Mutex<()>]>);
+
+impl KeyLocks {
+    /// Enough that concurrent writes to different keys rarely wait on each other.
+    const STRIPES: usize = 1024;
+
+    fn new() -> Self {
+        KeyLocks((0..Self::STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+
+    async fn lock(&self, key: &JobKey) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut hasher);
+        #[allow(clippy::cast_possible_truncation)]
+        let stripe = (std::hash::Hasher::finish(&hasher) % Self::STRIPES as u64) as usize;
+        self.0[stripe].lock().await
+    }
 }
 
 /// How often [`Engine::paused_jobs`] counts again.
@@ -183,7 +209,7 @@ impl Engine {
                 incarnations: AtomicU64::new(0),
                 feed_driven: AtomicBool::new(false),
                 paused: Arc::new(AtomicBool::new(false)),
-                steer: tokio::sync::Mutex::new(()),
+                keys: KeyLocks::new(),
                 paused_count: Arc::default(),
             }),
         }
@@ -393,6 +419,7 @@ impl Engine {
     pub async fn schedule(&self, key: JobKey, spec: JobSpec, mode: PutMode) -> Result<(), EngineError> {
         validate_name(&key.name)?;
         let spec = spec.with_default_policy();
+        let _key = self.inner.keys.lock(&key).await;
         let created = self.inner.clock.now();
         let timing = spec.resolve(created, &self.inner.config.default_tz)?;
         let Some(next_due) = next_tick(&timing, &Progress::default()) else {
@@ -401,7 +428,7 @@ impl Engine {
             if mode == PutMode::CreateOnly && self.inner.store.get(&key).await?.is_some() {
                 return Err(EngineError::AlreadyExists(key));
             }
-            self.delete(&key).await?;
+            self.delete_locked(&key).await?;
             return Ok(());
         };
         let job = StoredJob::new(key.clone(), spec, created, self.next_incarnation(created), next_due);
@@ -437,6 +464,7 @@ impl Engine {
     /// an existing key; [`EngineError::Store`] when the store fails.
     pub async fn import(&self, job: StoredJob, mode: PutMode) -> Result<Option<StoredJob>, EngineError> {
         self.check_import(&job)?;
+        let _key = self.inner.keys.lock(&job.key).await;
         let job = StoredJob {
             spec: job.spec.with_default_policy(),
             incarnation: self.next_incarnation(self.inner.clock.now()),
@@ -472,6 +500,12 @@ impl Engine {
     /// # Errors
     /// When the store fails.
     pub async fn delete(&self, key: &JobKey) -> Result<bool, EngineError> {
+        let _key = self.inner.keys.lock(key).await;
+        self.delete_locked(key).await
+    }
+
+    /// [`Engine::delete`] under the key's lock, already held.
+    async fn delete_locked(&self, key: &JobKey) -> Result<bool, EngineError> {
         let deleted = self.inner.store.delete(key).await?;
         if deleted.is_some() {
             metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(1);
@@ -492,6 +526,8 @@ impl Engine {
         let keys = self.inner.store.delete_by_scope(scope).await?;
         metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
         for key in &keys {
+            // After any write to the key that was under way: its notice goes first.
+            let _key = self.inner.keys.lock(key).await;
             self.notify(key, Command::Remove(key.clone())).await;
         }
         Ok(keys.len())
@@ -547,7 +583,7 @@ impl Engine {
     /// [`EngineError::NotFound`] for an absent (or finished, hence deleted) job; when the store
     /// fails (nothing changed then).
     pub async fn pause(&self, key: &JobKey) -> Result<JobStatus, EngineError> {
-        let _one_at_a_time = self.inner.steer.lock().await;
+        let _key = self.inner.keys.lock(key).await;
         let job = self.inner.store.get(key).await?.ok_or_else(|| EngineError::NotFound(key.clone()))?;
         if job.paused {
             return Ok(status_of(&job));
@@ -576,7 +612,7 @@ impl Engine {
     /// # Errors
     /// [`EngineError::NotFound`] for an absent job; when the store fails (nothing changed then).
     pub async fn resume(&self, key: &JobKey) -> Result<JobStatus, EngineError> {
-        let _one_at_a_time = self.inner.steer.lock().await;
+        let _key = self.inner.keys.lock(key).await;
         let job = self.inner.store.get(key).await?.ok_or_else(|| EngineError::NotFound(key.clone()))?;
         if !job.paused {
             return Ok(status_of(&job));
@@ -586,7 +622,7 @@ impl Engine {
         let expired = timing.expires.is_some_and(|e| e < now);
         let next_due = if job.progress.attempts > 0 { Some(now) } else { next_tick(&timing, &job.progress) };
         let Some(next_due) = next_due.filter(|_| !expired) else {
-            self.delete(key).await?;
+            self.delete_locked(key).await?;
             return Ok(JobStatus::new(&job.stats, &job.progress, None, false, false));
         };
         let resumed = StoredJob {
@@ -619,7 +655,7 @@ impl Engine {
     /// [`MAX_PENDING_TRIGGERS`] requests of the job are still waiting to be taken; when the
     /// store fails (nothing was requested then).
     pub async fn trigger_now(&self, key: &JobKey) -> Result<(), EngineError> {
-        let _one_at_a_time = self.inner.steer.lock().await;
+        let _key = self.inner.keys.lock(key).await;
         let job = self.inner.store.get(key).await?.ok_or_else(|| EngineError::NotFound(key.clone()))?;
         if job.manual.len() >= MAX_PENDING_TRIGGERS {
             return Err(EngineError::Busy);

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -415,6 +416,79 @@ async fn a_create_read_by_a_scan_before_its_notice_arrives_fires_once() {
     assert!(sub.complete(fired[1].id, Outcome::Success));
     settle().await;
     assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+/// Starts `write` with its store reply held back a second of tokio time (the write applies at
+/// once), so that its notice reaches the partition after those of writes made meanwhile.
+async fn slow_reply<F>(h: &Harness, write: impl FnOnce(Engine) -> F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    h.store.faults().set_reply_delay(Duration::from_secs(1));
+    let task = tokio::spawn(write(h.engine.clone()));
+    settle().await;
+    h.store.faults().set_reply_delay(Duration::ZERO);
+    task
+}
+
+#[tokio::test(start_paused = true)]
+async fn overwrites_racing_for_one_name_fire_the_version_stored_last() {
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
+    let mut sub = h.subscribe("app");
+    h.schedule("j", one_shot("10s")).await;
+    let first = slow_reply(&h, |engine| async move {
+        engine.schedule(key("j"), one_shot("20s"), PutMode::Overwrite).await
+    })
+    .await;
+    h.engine.schedule(key("j"), one_shot("30s"), PutMode::Overwrite).await.unwrap();
+    first.await.unwrap().unwrap();
+    settle().await;
+    let stored = h.stored("j").await.unwrap();
+    assert_eq!(stored.spec.due_time.as_deref(), Some("30s"), "the write stored last");
+    h.advance(25).await;
+    assert!(drain(&mut sub).is_empty(), "an overwritten version fired");
+    h.advance(10).await;
+    let fired = drain(&mut sub);
+    assert_eq!(fired.len(), 1);
+    assert!(sub.complete(fired[0].id, Outcome::Success));
+    settle().await;
+    assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delete_racing_a_create_leaves_nothing_to_fire() {
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
+    let mut sub = h.subscribe("app");
+    let create = slow_reply(&h, |engine| async move {
+        engine.schedule(key("k"), one_shot("10s"), PutMode::CreateOnly).await
+    })
+    .await;
+    assert!(h.engine.delete(&key("k")).await.unwrap(), "the create was stored");
+    create.await.unwrap().unwrap();
+    settle().await;
+    assert_eq!(h.store.count().await.unwrap(), 0);
+    h.advance(15).await;
+    assert!(drain(&mut sub).is_empty(), "a deleted job fired");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pause_racing_an_overwrite_loses_neither() {
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
+    let mut sub = h.subscribe("app");
+    h.schedule("p", every("@every 10s", None)).await;
+    let pause = slow_reply(&h, |engine| async move { engine.pause(&key("p")).await }).await;
+    h.engine.schedule(key("p"), every("@every 20s", None), PutMode::Overwrite).await.unwrap();
+    pause.await.unwrap().unwrap();
+    settle().await;
+    // The overwrite came second: a new job, not paused, with its own schedule.
+    let stored = h.stored("p").await.unwrap();
+    assert_eq!(stored.spec.schedule.as_deref(), Some("@every 20s"));
+    assert!(!stored.paused);
+    h.advance(25).await;
+    let fired = drain(&mut sub);
+    assert_eq!(fired.len(), 1, "the new version fires at 20 s, not the paused one");
+    assert_eq!(fired[0].due, stored.next_due);
 }
 
 #[tokio::test(start_paused = true)]
