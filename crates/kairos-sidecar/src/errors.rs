@@ -160,14 +160,20 @@ pub enum ApiError {
     Steer(SteerOp, SchedulerFailure),
 }
 
-/// The steering calls, for their error messages and codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The steering calls, for their error messages (`Display`: what the call does) and codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
 pub enum SteerOp {
+    #[strum(to_string = "get job status")]
     Status,
+    #[strum(to_string = "get job history")]
     History,
+    #[strum(to_string = "pause job")]
     Pause,
+    #[strum(to_string = "resume job")]
     Resume,
+    #[strum(to_string = "trigger job")]
     Trigger,
+    #[strum(to_string = "list job status")]
     List,
 }
 
@@ -182,19 +188,6 @@ impl SteerOp {
             SteerOp::Trigger => "KAIROS_JOB_TRIGGER",
             SteerOp::List => "KAIROS_LIST_JOB_STATUS",
         }
-    }
-}
-
-impl fmt::Display for SteerOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SteerOp::Status => "get job status",
-            SteerOp::History => "get job history",
-            SteerOp::Pause => "pause job",
-            SteerOp::Resume => "resume job",
-            SteerOp::Trigger => "trigger job",
-            SteerOp::List => "list job status",
-        })
     }
 }
 
@@ -495,6 +488,23 @@ mod tests {
         format!(
             r#"{{"errorCode":"{reason}","message":"{message}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","domain":"dapr.io","metadata":{{"appID":"myapp","namespace":"default"}},"reason":"{reason}"}}]}}"#
         )
+    }
+
+    #[test]
+    fn steering_errors_name_the_call() {
+        for (op, name) in [
+            (SteerOp::Status, "get job status"),
+            (SteerOp::History, "get job history"),
+            (SteerOp::Pause, "pause job"),
+            (SteerOp::Resume, "resume job"),
+            (SteerOp::Trigger, "trigger job"),
+            (SteerOp::List, "list job status"),
+        ] {
+            assert_eq!(
+                ApiError::Steer(op, status(Code::Internal, "x")).to_string(),
+                format!("failed to {name} due to: rpc error: code = Internal desc = x")
+            );
+        }
     }
 
     // spec §2.4: the whole table, one row per situation.
