@@ -1148,6 +1148,11 @@ mod tests {
             .prop_map(|(s, m, h, dom, month, dow)| format!("{s} {m} {h} {dom} {month} {dow}"))
     }
 
+    /// A valid cron that fires every day: its next fire is less than a day and an hour away.
+    fn daily_cron() -> impl Strategy<Value = String> {
+        (field(0, 59), field(0, 59), field(0, 23)).prop_map(|(s, m, h)| format!("{s} {m} {h} * * *"))
+    }
+
     fn zone_name() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec![
             "UTC",
@@ -1178,6 +1183,69 @@ mod tests {
             && bit(fields.hour, zoned.hour())
             && bit(fields.month, zoned.month())
             && day
+    }
+
+    /// The whole second at or before `at` (also before 1970, where jiff's parts are negative).
+    fn floor_second(at: Timestamp) -> i64 {
+        at.as_second() - i64::from(at.subsec_nanosecond() < 0)
+    }
+
+    /// How far the brute-force comparison scans, in seconds: far enough for a daily cron to
+    /// fire, across a change of offset.
+    const SCAN_SECONDS: i64 = 26 * 3600;
+
+    /// The first whole second after `after`, at most [`SCAN_SECONDS`] past its floor, whose wall
+    /// clock matches: found by trying every second in turn.
+    fn scan(fields: &Fields, tz: &TimeZone, after: Timestamp) -> Option<Timestamp> {
+        let floor = floor_second(after);
+        (floor + 1..=floor + SCAN_SECONDS)
+            .map(|second| Timestamp::from_second(second).unwrap())
+            .find(|&at| matches(fields, tz, at))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(192))]
+
+        /// Any valid cron, in zones with and without DST, asked from anywhere, from up to three
+        /// hours before one of its fires or before a change of the zone's offset: the
+        /// answer is the first matching second of a scan, or lies past the scanned span when
+        /// the scan finds none.
+        #[test]
+        fn valid_crons_match_a_second_by_second_scan(
+            expr in prop_oneof![valid_cron(), daily_cron()],
+            name in zone_name(),
+            anchor in instant(),
+            start in 0..3u8,
+            back in 1..=3 * 3600i64,
+            nanos in 0..1_000_000_000i64,
+        ) {
+            let tz = zone(name);
+            let parsed = schedule_in(&expr, &tz);
+            let Kind::Cron { fields, .. } = &parsed.kind else {
+                return Err(TestCaseError::fail("not a cron"));
+            };
+            let near = match start {
+                0 => None,
+                1 => parsed.next_after(anchor),
+                _ => tz.following(anchor).next().map(|transition| transition.timestamp()),
+            };
+            let after = near.map_or(anchor, |at| {
+                Timestamp::from_second(at.as_second() - back).unwrap() + SignedDuration::from_nanos(nanos)
+            });
+            let got = parsed.next_after(after);
+            match scan(fields, &tz, after) {
+                Some(scanned) => {
+                    prop_assert_eq!(got, Some(scanned), "{:?} in {} after {}", expr, name, after);
+                }
+                None => {
+                    let end = floor_second(after) + SCAN_SECONDS;
+                    prop_assert!(
+                        got.is_none_or(|at| at.as_second() > end),
+                        "{expr:?} in {name} after {after}: {got:?}, the scan found nothing"
+                    );
+                }
+            }
+        }
     }
 
     proptest! {
@@ -1257,8 +1325,7 @@ mod tests {
             let Kind::Cron { fields, .. } = &parsed.kind else {
                 return Err(TestCaseError::fail("not a cron"));
             };
-            let floor = after.as_second() - i64::from(after.subsec_nanosecond() < 0);
-            let mut at = Timestamp::from_second(floor - 1).unwrap_or(after);
+            let mut at = Timestamp::from_second(floor_second(after) - 1).unwrap_or(after);
             let scanned = loop {
                 at += SignedDuration::from_secs(1);
                 if at > after && matches(fields, &tz, at) {
