@@ -403,8 +403,8 @@ fn parse_number(text: &str) -> Result<u64, ScheduleError> {
 // Next activation of a cron schedule
 
 /// A wall-clock reading at whole-second precision: the search's cursor, which may briefly hold
-/// a day or hour one past the last (see `next_civil`). The calendar itself (month lengths,
-/// weekdays, seconds since the epoch) is jiff's.
+/// a month, day, hour or minute one past the last (see `Civil::carry`). The calendar itself
+/// (month lengths, weekdays, seconds since the epoch) is jiff's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Civil {
     year: i64,
@@ -449,53 +449,37 @@ impl Fields {
     }
 
     /// The first wall-clock reading at or after `from` that matches, in a year up to
-    /// `year_limit`.
+    /// `year_limit`. From the month down to the second, each unit moves to its next matching
+    /// value (the smaller units to their start); a unit with none left carries into the one
+    /// above, and the search starts over from there.
     fn next_civil(&self, mut at: Civil, year_limit: i64) -> Option<Civil> {
-        loop {
+        'search: loop {
             if at.year > year_limit.min(LAST_YEAR) {
                 return None;
             }
-            match next_bit(self.month, at.month) {
-                None => {
-                    at = Civil::first_of(at.year + 1, 1);
-                    continue;
+            for unit in Unit::LARGEST_FIRST {
+                let current = at.get(unit);
+                match next_bit(self.mask(unit, &at), current) {
+                    None => {
+                        at = at.carry(unit);
+                        continue 'search;
+                    }
+                    Some(value) if value != current => at = at.start_of(unit, value),
+                    Some(_) => {}
                 }
-                Some(month) if month != at.month => at = Civil::first_of(at.year, month),
-                Some(_) => {}
-            }
-            match next_bit(self.days_of(at.year, at.month), at.day) {
-                None => {
-                    at = at.next_month();
-                    continue;
-                }
-                Some(day) if day != at.day => at = at.start_of_day(day),
-                Some(_) => {}
-            }
-            match next_bit(self.hour, at.hour) {
-                None => {
-                    // Day 32 has no bit, so the day search above moves to the next month.
-                    at = at.start_of_day(at.day + 1);
-                    continue;
-                }
-                Some(hour) if hour != at.hour => at = at.start_of_hour(hour),
-                Some(_) => {}
-            }
-            match next_bit(self.minute, at.minute) {
-                None => {
-                    at = at.start_of_hour(at.hour + 1);
-                    continue;
-                }
-                Some(minute) if minute != at.minute => at = at.start_of_minute(minute),
-                Some(_) => {}
-            }
-            match next_bit(self.second, at.second) {
-                None => {
-                    at = at.start_of_minute(at.minute + 1);
-                    continue;
-                }
-                Some(second) => at.second = second,
             }
             return Some(at);
+        }
+    }
+
+    /// The values of `unit` that match within `at`'s month (the days depend on it).
+    fn mask(&self, unit: Unit, at: &Civil) -> u64 {
+        match unit {
+            Unit::Month => self.month,
+            Unit::Day => self.days_of(at.year, at.month),
+            Unit::Hour => self.hour,
+            Unit::Minute => self.minute,
+            Unit::Second => self.second,
         }
     }
 
@@ -520,29 +504,76 @@ fn next_bit(mask: u64, from: u32) -> Option<u32> {
     (above != 0).then(|| from + above.trailing_zeros())
 }
 
+/// The units of a [`Civil`] reading below the year, largest first: those a cron field matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Unit {
+    Month,
+    Day,
+    Hour,
+    Minute,
+    Second,
+}
+
+impl Unit {
+    /// In the order the search settles them.
+    const LARGEST_FIRST: [Unit; 5] = [Unit::Month, Unit::Day, Unit::Hour, Unit::Minute, Unit::Second];
+
+    /// The unit one larger; `None` above the month (the year).
+    fn above(self) -> Option<Unit> {
+        match self {
+            Unit::Month => None,
+            Unit::Day => Some(Unit::Month),
+            Unit::Hour => Some(Unit::Day),
+            Unit::Minute => Some(Unit::Hour),
+            Unit::Second => Some(Unit::Minute),
+        }
+    }
+
+    /// Its first value.
+    fn first(self) -> u32 {
+        match self {
+            Unit::Month | Unit::Day => 1,
+            Unit::Hour | Unit::Minute | Unit::Second => 0,
+        }
+    }
+}
+
 impl Civil {
     fn first_of(year: i64, month: u32) -> Civil {
         Civil { year, month, day: 1, hour: 0, minute: 0, second: 0 }
     }
 
-    fn next_month(self) -> Civil {
-        if self.month == 12 {
-            Civil::first_of(self.year + 1, 1)
-        } else {
-            Civil::first_of(self.year, self.month + 1)
+    fn get_mut(&mut self, unit: Unit) -> &mut u32 {
+        match unit {
+            Unit::Month => &mut self.month,
+            Unit::Day => &mut self.day,
+            Unit::Hour => &mut self.hour,
+            Unit::Minute => &mut self.minute,
+            Unit::Second => &mut self.second,
         }
     }
 
-    fn start_of_day(self, day: u32) -> Civil {
-        Civil { day, hour: 0, minute: 0, second: 0, ..self }
+    fn get(mut self, unit: Unit) -> u32 {
+        *self.get_mut(unit)
     }
 
-    fn start_of_hour(self, hour: u32) -> Civil {
-        Civil { hour, minute: 0, second: 0, ..self }
+    /// The reading with `unit` at `value` and every smaller unit at its first value.
+    fn start_of(mut self, unit: Unit, value: u32) -> Civil {
+        *self.get_mut(unit) = value;
+        for smaller in Unit::LARGEST_FIRST.into_iter().filter(|u| *u > unit) {
+            *self.get_mut(smaller) = smaller.first();
+        }
+        self
     }
 
-    fn start_of_minute(self, minute: u32) -> Civil {
-        Civil { minute, second: 0, ..self }
+    /// The start of the next value of the unit above `unit`: the next year, month, day, hour or
+    /// minute. It may be one past the last (month 13, day 32, hour 24, minute 60): no cron field
+    /// has a bit for those, so the search carries them on in turn.
+    fn carry(self, unit: Unit) -> Civil {
+        match unit.above() {
+            None => Civil::first_of(self.year + 1, 1),
+            Some(above) => self.start_of(above, self.get(above) + 1),
+        }
     }
 
     fn from_datetime(at: DateTime) -> Civil {
