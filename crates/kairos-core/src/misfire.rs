@@ -41,7 +41,17 @@ pub const MISFIRE_THRESHOLD: SignedDuration = SignedDuration::from_secs(1);
 /// `FromStr`, [`CatchUp::as_str`]); parsing any other name fails with
 /// [`MisfireError::UnknownPolicy`].
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
 #[strum(serialize_all = "lowercase", parse_err_ty = MisfireError, parse_err_fn = unknown_policy)]
 pub enum CatchUp {
@@ -211,6 +221,7 @@ mod tests {
     use crate::job::JobSpec;
     use crate::timeline::after_success;
     use jiff::tz::TimeZone;
+    use strum::VariantArray;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -364,9 +375,11 @@ mod tests {
 
     #[test]
     fn policy_names_round_trip_and_are_case_sensitive() {
-        for (name, catch_up) in [("all", CatchUp::All), ("once", CatchUp::Once), ("skip", CatchUp::Skip)] {
-            assert_eq!((catch_up.as_str(), catch_up.to_string()), (name, name.to_owned()));
-            assert_eq!(name.parse::<CatchUp>(), Ok(catch_up));
+        let names = CatchUp::VARIANTS.iter().map(|c| c.as_str()).collect::<Vec<_>>();
+        assert_eq!(names, ["all", "once", "skip"]);
+        for c in CatchUp::VARIANTS {
+            assert_eq!(c.to_string(), c.as_str());
+            assert_eq!(c.as_str().parse::<CatchUp>(), Ok(*c));
         }
         assert_eq!("Once".parse::<CatchUp>(), Err(MisfireError::UnknownPolicy("Once".into())));
     }
@@ -420,10 +433,7 @@ mod tests {
         }
 
         fn misfire() -> impl Strategy<Value = MisfirePolicy> {
-            (
-                prop::sample::select(vec![CatchUp::All, CatchUp::Once, CatchUp::Skip]),
-                prop::option::of(1i64..600),
-            )
+            (prop::sample::select(CatchUp::VARIANTS), prop::option::of(1i64..600))
                 .prop_map(|(catch_up, w)| policy(catch_up, w))
         }
 

@@ -11,7 +11,9 @@ use crate::timeline::Progress;
 
 /// How one delivery attempt ended. Named `success`, `failed`, `dropped` and `undeliverable`
 /// (`Display`, [`TriggerOutcome::as_str`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::IntoStaticStr, strum::VariantArray,
+)]
 #[strum(serialize_all = "lowercase")]
 pub enum TriggerOutcome {
     /// The app acknowledged it.
@@ -35,7 +37,16 @@ impl TriggerOutcome {
 /// `finished` (`Display`, `FromStr`, [`JobState::as_str`]); parsing any other name fails with
 /// [`StateError`].
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::EnumString, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
 )]
 #[strum(serialize_all = "kebab-case", parse_err_ty = StateError, parse_err_fn = unknown_state)]
 pub enum JobState {
@@ -234,6 +245,7 @@ impl JobStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -252,14 +264,7 @@ mod tests {
 
     #[test]
     fn stats_count_each_outcome() {
-        let s = [
-            TriggerOutcome::Success,
-            TriggerOutcome::Failed,
-            TriggerOutcome::Dropped,
-            TriggerOutcome::Undeliverable,
-        ]
-        .into_iter()
-        .fold(JobStats::default(), |s, o| s.after(&record(o)));
+        let s = TriggerOutcome::VARIANTS.iter().fold(JobStats::default(), |s, o| s.after(&record(*o)));
         assert_eq!((s.fired, s.successes, s.failures, s.records), (3, 1, 2, 4));
         assert_eq!(s.last_outcome, Some(TriggerOutcome::Undeliverable));
         assert_eq!(s.last_fired, Some(t("2026-03-01T10:00:02Z")));
@@ -282,24 +287,15 @@ mod tests {
 
     #[test]
     fn names_parse_back_and_unknown_ones_are_refused() {
-        for (name, s) in [
-            ("scheduled", JobState::Scheduled),
-            ("paused", JobState::Paused),
-            ("waiting-for-app", JobState::WaitingForApp),
-            ("retrying", JobState::Retrying),
-            ("finished", JobState::Finished),
-        ] {
-            assert_eq!((s.as_str(), s.to_string()), (name, name.to_owned()));
-            assert_eq!(name.parse::<JobState>(), Ok(s));
+        let names = JobState::VARIANTS.iter().map(|s| s.as_str()).collect::<Vec<_>>();
+        assert_eq!(names, ["scheduled", "paused", "waiting-for-app", "retrying", "finished"]);
+        for s in JobState::VARIANTS {
+            assert_eq!(s.to_string(), s.as_str());
+            assert_eq!(s.as_str().parse::<JobState>(), Ok(*s));
         }
-        for (name, o) in [
-            ("success", TriggerOutcome::Success),
-            ("failed", TriggerOutcome::Failed),
-            ("dropped", TriggerOutcome::Dropped),
-            ("undeliverable", TriggerOutcome::Undeliverable),
-        ] {
-            assert_eq!((o.as_str(), o.to_string()), (name, name.to_owned()));
-        }
+        let names = TriggerOutcome::VARIANTS.iter().map(|o| o.as_str()).collect::<Vec<_>>();
+        assert_eq!(names, ["success", "failed", "dropped", "undeliverable"]);
+        assert!(TriggerOutcome::VARIANTS.iter().all(|o| o.to_string() == o.as_str()));
         assert_eq!(
             "running".parse::<JobState>().unwrap_err().to_string(),
             r#"invalid job state "running": expected scheduled, paused, waiting-for-app, retrying or finished"#

@@ -784,7 +784,7 @@ fn payload(spec: &JobSpec) -> String {
 // Actions
 
 /// What an action does; its name (`Display`, `FromStr`) is the path segment of its URLs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::VariantArray)]
 #[strum(serialize_all = "lowercase")]
 enum Action {
     Pause,
@@ -941,18 +941,13 @@ pub async fn logout(State(dash): Dash, headers: HeaderMap, Form(form): Form<Acti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     #[test]
     fn action_names_round_trip_and_unknown_ones_are_none() {
-        for (name, action) in [
-            ("pause", Action::Pause),
-            ("resume", Action::Resume),
-            ("trigger", Action::Trigger),
-            ("delete", Action::Delete),
-        ] {
-            assert_eq!(action.to_string(), name);
-            assert_eq!(name.parse::<Action>(), Ok(action));
-        }
+        let names = Action::VARIANTS.iter().map(Action::to_string).collect::<Vec<_>>();
+        assert_eq!(names, ["pause", "resume", "trigger", "delete"]);
+        assert!(Action::VARIANTS.iter().all(|a| a.to_string().parse::<Action>() == Ok(*a)));
         for unknown in ["Pause", "stop", ""] {
             assert!(unknown.parse::<Action>().is_err(), "{unknown}");
             assert_eq!(done_message(unknown), None, "{unknown}");

@@ -161,7 +161,7 @@ pub enum ApiError {
 }
 
 /// The steering calls, for their error messages (`Display`: what the call does) and codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::VariantArray)]
 pub enum SteerOp {
     #[strum(to_string = "get job status")]
     Status,
@@ -479,6 +479,7 @@ fn go_json_string(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::http_json::EncodeError;
+    use strum::VariantArray;
 
     fn status(code: Code, msg: &str) -> SchedulerFailure {
         SchedulerFailure::Status(SchedulerStatus::new(code, msg))
@@ -492,19 +493,20 @@ mod tests {
 
     #[test]
     fn steering_errors_name_the_call() {
-        for (op, name) in [
-            (SteerOp::Status, "get job status"),
-            (SteerOp::History, "get job history"),
-            (SteerOp::Pause, "pause job"),
-            (SteerOp::Resume, "resume job"),
-            (SteerOp::Trigger, "trigger job"),
-            (SteerOp::List, "list job status"),
-        ] {
-            assert_eq!(
-                ApiError::Steer(op, status(Code::Internal, "x")).to_string(),
-                format!("failed to {name} due to: rpc error: code = Internal desc = x")
-            );
-        }
+        let names = SteerOp::VARIANTS.iter().map(SteerOp::to_string).collect::<Vec<_>>();
+        let expected = [
+            "get job status",
+            "get job history",
+            "pause job",
+            "resume job",
+            "trigger job",
+            "list job status",
+        ];
+        assert_eq!(names, expected);
+        assert_eq!(
+            ApiError::Steer(SteerOp::History, status(Code::Internal, "x")).to_string(),
+            "failed to get job history due to: rpc error: code = Internal desc = x"
+        );
     }
 
     // spec §2.4: the whole table, one row per situation.

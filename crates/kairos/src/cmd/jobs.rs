@@ -940,25 +940,14 @@ mod tests {
 
     #[test]
     fn wire_states_and_outcomes_print_by_their_command_line_names() {
-        for (state, name) in [
-            (WireState::Unspecified, "-"),
-            (WireState::Scheduled, "scheduled"),
-            (WireState::Paused, "paused"),
-            (WireState::WaitingForApp, "waiting-for-app"),
-            (WireState::Retrying, "retrying"),
-            (WireState::Finished, "finished"),
-        ] {
-            assert_eq!(state_name(state), name);
-        }
-        for (outcome, name) in [
-            (WireOutcome::Unspecified, "-"),
-            (WireOutcome::Success, "success"),
-            (WireOutcome::Failed, "failed"),
-            (WireOutcome::Dropped, "dropped"),
-            (WireOutcome::Undeliverable, "undeliverable"),
-        ] {
-            assert_eq!(outcome_name(outcome), name);
-        }
+        use {WireOutcome as O, WireState as S};
+        let states = [S::Unspecified, S::Scheduled, S::Paused, S::WaitingForApp, S::Retrying, S::Finished];
+        assert_eq!(
+            states.map(state_name),
+            ["-", "scheduled", "paused", "waiting-for-app", "retrying", "finished"]
+        );
+        let outcomes = [O::Unspecified, O::Success, O::Failed, O::Dropped, O::Undeliverable];
+        assert_eq!(outcomes.map(outcome_name), ["-", "success", "failed", "dropped", "undeliverable"]);
     }
 
     fn job(spec: JobSpec, progress: Progress) -> StoredJob {
