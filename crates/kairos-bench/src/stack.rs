@@ -111,7 +111,8 @@ impl Sidecar {
 }
 
 /// How the runtime under test is laid out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")] // clap's names for a ValueEnum
 pub enum Topology {
     /// Client -> `kairos sidecar` -> `kairos scheduler`: three processes, as Dapr on Kubernetes.
     #[default]
@@ -123,10 +124,7 @@ pub enum Topology {
 impl Topology {
     /// Its name on the command line and in reports.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Topology::Split => "split",
-            Topology::Embedded => "embedded",
-        }
+        self.into()
     }
 
     /// The path a create takes, for report parameters.
@@ -286,4 +284,18 @@ impl Runtime {
 /// When none is found.
 pub fn kairos_bin(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     crate::process::find_kairos(explicit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn topology_names_in_reports_are_the_flag_values() {
+        assert_eq!((Topology::Split.as_str(), Topology::Embedded.as_str()), ("split", "embedded"));
+        for topology in Topology::value_variants() {
+            assert_eq!(topology.to_possible_value().unwrap().get_name(), topology.as_str());
+        }
+    }
 }

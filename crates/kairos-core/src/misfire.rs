@@ -29,9 +29,6 @@
 //! [`catch_up`] costs the same however long the gap: arithmetic for `@every`, a binary search of
 //! at most ~40 `next_after` calls for cron, never a walk over the missed ticks.
 
-use std::fmt;
-use std::str::FromStr;
-
 use jiff::{SignedDuration, Timestamp};
 
 use crate::job::JobTiming;
@@ -40,8 +37,23 @@ use crate::timeline::{Progress, next_tick};
 /// How late a tick may fire before it counts as missed.
 pub const MISFIRE_THRESHOLD: SignedDuration = SignedDuration::from_secs(1);
 
-/// What a job does with the ticks it missed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+/// What a job does with the ticks it missed. Named `all`, `once` and `skip` (`Display`,
+/// `FromStr`, [`CatchUp::as_str`]); parsing any other name fails with
+/// [`MisfireError::UnknownPolicy`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "lowercase", parse_err_ty = MisfireError, parse_err_fn = unknown_policy)]
 pub enum CatchUp {
     /// Deliver every missed tick, back to back (upstream's behaviour).
     #[default]
@@ -55,31 +67,12 @@ pub enum CatchUp {
 impl CatchUp {
     /// The policy's name: `all`, `once` or `skip`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            CatchUp::All => "all",
-            CatchUp::Once => "once",
-            CatchUp::Skip => "skip",
-        }
+        self.into()
     }
 }
 
-impl fmt::Display for CatchUp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for CatchUp {
-    type Err = MisfireError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "all" => Ok(CatchUp::All),
-            "once" => Ok(CatchUp::Once),
-            "skip" => Ok(CatchUp::Skip),
-            other => Err(MisfireError::UnknownPolicy(other.to_owned())),
-        }
-    }
+fn unknown_policy(name: &str) -> MisfireError {
+    MisfireError::UnknownPolicy(name.to_owned())
 }
 
 /// A job's misfire policy: what to do with missed ticks, and how old a missed tick may be and
@@ -228,6 +221,7 @@ mod tests {
     use crate::job::JobSpec;
     use crate::timeline::after_success;
     use jiff::tz::TimeZone;
+    use strum::VariantArray;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -380,8 +374,18 @@ mod tests {
     }
 
     #[test]
+    fn policy_names_round_trip_and_are_case_sensitive() {
+        let names = CatchUp::VARIANTS.iter().map(|c| c.as_str()).collect::<Vec<_>>();
+        assert_eq!(names, ["all", "once", "skip"]);
+        for c in CatchUp::VARIANTS {
+            assert_eq!(c.to_string(), c.as_str());
+            assert_eq!(c.as_str().parse::<CatchUp>(), Ok(*c));
+        }
+        assert_eq!("Once".parse::<CatchUp>(), Err(MisfireError::UnknownPolicy("Once".into())));
+    }
+
+    #[test]
     fn bad_policies_get_clear_errors() {
-        assert_eq!("once".parse::<CatchUp>(), Ok(CatchUp::Once));
         assert_eq!(
             "latest".parse::<CatchUp>().unwrap_err().to_string(),
             r#"invalid misfire policy "latest": expected all, once or skip"#
@@ -429,10 +433,7 @@ mod tests {
         }
 
         fn misfire() -> impl Strategy<Value = MisfirePolicy> {
-            (
-                prop::sample::select(vec![CatchUp::All, CatchUp::Once, CatchUp::Skip]),
-                prop::option::of(1i64..600),
-            )
+            (prop::sample::select(CatchUp::VARIANTS), prop::option::of(1i64..600))
                 .prop_map(|(catch_up, w)| policy(catch_up, w))
         }
 

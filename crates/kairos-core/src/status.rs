@@ -5,15 +5,16 @@
 //! [`TriggerRecord`]s are the job's history: one per delivery attempt (and one per time it
 //! found no subscriber), the last [`HistoryLimit`] of them kept by the store.
 
-use std::fmt;
-use std::str::FromStr;
-
 use jiff::{SignedDuration, Timestamp};
 
 use crate::timeline::Progress;
 
-/// How one delivery attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How one delivery attempt ended. Named `success`, `failed`, `dropped` and `undeliverable`
+/// (`Display`, [`TriggerOutcome::as_str`]).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, strum::Display, strum::IntoStaticStr, strum::VariantArray,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum TriggerOutcome {
     /// The app acknowledged it.
     Success,
@@ -28,23 +29,26 @@ pub enum TriggerOutcome {
 impl TriggerOutcome {
     /// `success`, `failed`, `dropped` or `undeliverable`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            TriggerOutcome::Success => "success",
-            TriggerOutcome::Failed => "failed",
-            TriggerOutcome::Dropped => "dropped",
-            TriggerOutcome::Undeliverable => "undeliverable",
-        }
+        self.into()
     }
 }
 
-impl fmt::Display for TriggerOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Where a job stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a job stands. Named `scheduled`, `paused`, `waiting-for-app`, `retrying` and
+/// `finished` (`Display`, `FromStr`, [`JobState::as_str`]); parsing any other name fails with
+/// [`StateError`].
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "kebab-case", parse_err_ty = StateError, parse_err_fn = unknown_state)]
 pub enum JobState {
     /// Waiting for its next tick.
     Scheduled,
@@ -61,19 +65,7 @@ pub enum JobState {
 impl JobState {
     /// `scheduled`, `paused`, `waiting-for-app`, `retrying` or `finished`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Scheduled => "scheduled",
-            JobState::Paused => "paused",
-            JobState::WaitingForApp => "waiting-for-app",
-            JobState::Retrying => "retrying",
-            JobState::Finished => "finished",
-        }
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -82,19 +74,8 @@ impl fmt::Display for JobState {
 #[error("invalid job state {0:?}: expected scheduled, paused, waiting-for-app, retrying or finished")]
 pub struct StateError(pub String);
 
-impl FromStr for JobState {
-    type Err = StateError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(match s {
-            "scheduled" => JobState::Scheduled,
-            "paused" => JobState::Paused,
-            "waiting-for-app" => JobState::WaitingForApp,
-            "retrying" => JobState::Retrying,
-            "finished" => JobState::Finished,
-            other => return Err(StateError(other.to_owned())),
-        })
-    }
+fn unknown_state(name: &str) -> StateError {
+    StateError(name.to_owned())
 }
 
 /// The counters kept with a job and written with its progress. All zero for a job stored
@@ -264,6 +245,7 @@ impl JobStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strum::VariantArray;
 
     fn t(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -282,14 +264,7 @@ mod tests {
 
     #[test]
     fn stats_count_each_outcome() {
-        let s = [
-            TriggerOutcome::Success,
-            TriggerOutcome::Failed,
-            TriggerOutcome::Dropped,
-            TriggerOutcome::Undeliverable,
-        ]
-        .into_iter()
-        .fold(JobStats::default(), |s, o| s.after(&record(o)));
+        let s = TriggerOutcome::VARIANTS.iter().fold(JobStats::default(), |s, o| s.after(&record(*o)));
         assert_eq!((s.fired, s.successes, s.failures, s.records), (3, 1, 2, 4));
         assert_eq!(s.last_outcome, Some(TriggerOutcome::Undeliverable));
         assert_eq!(s.last_fired, Some(t("2026-03-01T10:00:02Z")));
@@ -312,19 +287,21 @@ mod tests {
 
     #[test]
     fn names_parse_back_and_unknown_ones_are_refused() {
-        for s in [
-            JobState::Scheduled,
-            JobState::Paused,
-            JobState::WaitingForApp,
-            JobState::Retrying,
-            JobState::Finished,
-        ] {
-            assert_eq!(s.as_str().parse::<JobState>(), Ok(s));
+        let names = JobState::VARIANTS.iter().map(|s| s.as_str()).collect::<Vec<_>>();
+        assert_eq!(names, ["scheduled", "paused", "waiting-for-app", "retrying", "finished"]);
+        for s in JobState::VARIANTS {
+            assert_eq!(s.to_string(), s.as_str());
+            assert_eq!(s.as_str().parse::<JobState>(), Ok(*s));
         }
+        let names = TriggerOutcome::VARIANTS.iter().map(|o| o.as_str()).collect::<Vec<_>>();
+        assert_eq!(names, ["success", "failed", "dropped", "undeliverable"]);
+        assert!(TriggerOutcome::VARIANTS.iter().all(|o| o.to_string() == o.as_str()));
         assert_eq!(
             "running".parse::<JobState>().unwrap_err().to_string(),
             r#"invalid job state "running": expected scheduled, paused, waiting-for-app, retrying or finished"#
         );
+        assert_eq!("Paused".parse::<JobState>(), Err(StateError("Paused".into())), "case-sensitive");
+        assert_eq!("waiting_for_app".parse::<JobState>(), Err(StateError("waiting_for_app".into())));
         assert_eq!(HistoryLimit::new(50), Ok(HistoryLimit::DEFAULT));
         assert_eq!(
             HistoryLimit::new(1001).unwrap_err().to_string(),

@@ -532,16 +532,17 @@ pub async fn job(State(dash): Dash, Path(hex_key): Path<String>, Query(q): Query
     html_page(&dash, &key.name, "jobs", &body)
 }
 
+/// What the job page says after an action (`?done=ACTION`); a deleted job has no page.
 fn done_message(done: &str) -> Option<&'static str> {
-    Some(match done {
-        "pause" => "Paused: the job fires nothing until it is resumed (its ttl still runs).",
-        "resume" => {
+    Some(match done.parse::<Action>().ok()? {
+        Action::Pause => "Paused: the job fires nothing until it is resumed (its ttl still runs).",
+        Action::Resume => {
             "Resumed: the job continues on its schedule, its misfire policy applied to the ticks it missed."
         }
-        "trigger" => {
+        Action::Trigger => {
             "Triggered: one extra delivery is on its way now; it shows in the history once answered."
         }
-        _ => return None,
+        Action::Delete => return None,
     })
 }
 
@@ -782,8 +783,9 @@ fn payload(spec: &JobSpec) -> String {
 // ------------------------------------------------------------------------------------------
 // Actions
 
-/// What an action does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What an action does; its name (`Display`, `FromStr`) is the path segment of its URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "lowercase")]
 enum Action {
     Pause,
     Resume,
@@ -792,25 +794,6 @@ enum Action {
 }
 
 impl Action {
-    fn parse(s: &str) -> Option<Action> {
-        Some(match s {
-            "pause" => Action::Pause,
-            "resume" => Action::Resume,
-            "trigger" => Action::Trigger,
-            "delete" => Action::Delete,
-            _ => return None,
-        })
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::Trigger => "trigger",
-            Action::Delete => "delete",
-        }
-    }
-
     fn question(self) -> &'static str {
         match self {
             Action::Pause => "Pause this job? It fires nothing until resumed; its ttl still runs.",
@@ -825,7 +808,7 @@ impl Action {
 
 /// `GET /job/{key}/confirm/{action}`: asks before acting.
 pub async fn confirm(State(dash): Dash, Path((hex_key, action)): Path<(String, String)>) -> Response {
-    let (Some(key), Some(action)) = (key_of(&hex_key), Action::parse(&action)) else {
+    let (Some(key), Some(action)) = (key_of(&hex_key), action.parse::<Action>().ok()) else {
         return error_page(&dash, StatusCode::NOT_FOUND, "no such job or action");
     };
     if dash.config.read_only {
@@ -842,7 +825,6 @@ pub async fn confirm(State(dash): Dash, Path((hex_key, action)): Path<(String, S
         owner = owner_text(&key),
         name = esc(&key.name),
         question = action.question(),
-        action = action.as_str(),
         csrf = esc(dash.csrf()),
     );
     html_page(&dash, "Confirm", "jobs", &body)
@@ -869,7 +851,7 @@ pub async fn act(
     if dash.config.read_only {
         return error_page(&dash, StatusCode::FORBIDDEN, "the dashboard is read-only");
     }
-    let (Some(key), Some(action)) = (key_of(&hex_key), Action::parse(&action)) else {
+    let (Some(key), Some(action)) = (key_of(&hex_key), action.parse::<Action>().ok()) else {
         return error_page(&dash, StatusCode::NOT_FOUND, "no such job or action");
     };
     let engine = &dash.config.engine;
@@ -879,15 +861,15 @@ pub async fn act(
         Action::Trigger => engine.trigger_now(&key).await,
         Action::Delete => engine.delete(&key).await.map(|_| ()),
     };
-    tracing::info!(job = %key, action = action.as_str(), ok = result.is_ok(), "dashboard action");
+    tracing::info!(job = %key, action = %action, ok = result.is_ok(), "dashboard action");
     match (action, result) {
         (Action::Delete, Ok(())) => {
             let flash = format!("Deleted '{}' ({} / {}).", key.name, key.namespace, owner_plain(&key));
             Redirect::to(&format!("/jobs?flash={}", url(&flash))).into_response()
         }
-        (_, Ok(())) => Redirect::to(&format!("/job/{hex_key}?done={}", action.as_str())).into_response(),
+        (_, Ok(())) => Redirect::to(&format!("/job/{hex_key}?done={action}")).into_response(),
         (_, Err(err)) => {
-            let message = format!("{} failed: {err}", action.as_str());
+            let message = format!("{action} failed: {err}");
             Redirect::to(&format!("/job/{hex_key}?error={}", url(&message))).into_response()
         }
     }
@@ -954,4 +936,23 @@ pub async fn logout(State(dash): Dash, headers: HeaderMap, Form(form): Form<Acti
     }
     let cookie = format!("{TOKEN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::VariantArray;
+
+    #[test]
+    fn action_names_round_trip_and_unknown_ones_are_none() {
+        let names = Action::VARIANTS.iter().map(Action::to_string).collect::<Vec<_>>();
+        assert_eq!(names, ["pause", "resume", "trigger", "delete"]);
+        assert!(Action::VARIANTS.iter().all(|a| a.to_string().parse::<Action>() == Ok(*a)));
+        for unknown in ["Pause", "stop", ""] {
+            assert!(unknown.parse::<Action>().is_err(), "{unknown}");
+            assert_eq!(done_message(unknown), None, "{unknown}");
+        }
+        assert_eq!(done_message("delete"), None);
+        assert!(done_message("trigger").is_some_and(|m| m.starts_with("Triggered:")));
+    }
 }

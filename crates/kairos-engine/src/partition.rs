@@ -833,15 +833,15 @@ impl Partition {
         // A failure is retried when it counted one more attempt of the same tick; otherwise
         // the policy gave the tick up.
         let result = match outcome {
-            Outcome::Success => "success",
-            Outcome::Failed if progress.attempts > entry.job.progress.attempts => "failed",
-            Outcome::Failed => "dropped",
+            Outcome::Success => TriggerOutcome::Success,
+            Outcome::Failed if progress.attempts > entry.job.progress.attempts => TriggerOutcome::Failed,
+            Outcome::Failed => TriggerOutcome::Dropped,
         };
         match result {
-            "success" => self.meters.succeeded.increment(1),
-            _ => metrics::counter!("kairos_triggers_total", "result" => result).increment(1),
+            TriggerOutcome::Success => self.meters.succeeded.increment(1),
+            _ => metrics::counter!("kairos_triggers_total", "result" => result.as_str()).increment(1),
         }
-        if result == "failed" {
+        if result == TriggerOutcome::Failed {
             metrics::counter!("kairos_retries_total", "policy" => entry.timing.failure_policy.kind())
                 .increment(1);
         }
@@ -851,21 +851,17 @@ impl Partition {
             fired_at: entry.fired.as_ref().map_or(now, |(fired, _)| *fired),
             answered_at: now,
             attempt: entry.job.progress.attempts + 1,
-            outcome: match result {
-                "success" => TriggerOutcome::Success,
-                "failed" => TriggerOutcome::Failed,
-                _ => TriggerOutcome::Dropped,
-            },
+            outcome: result,
             manual: false,
         };
         entry.job.stats = entry.job.stats.after(&record);
         if let Some((fired, span)) = entry.fired.take() {
             self.meters.delivery.record(seconds(now.duration_since(fired)));
-            span.record("outcome", result);
+            span.record("outcome", result.as_str());
             let (job, id, attempt) = (&trigger.key, trigger.id, entry.job.progress.attempts + 1);
             span.in_scope(|| match result {
-                "success" => tracing::debug!(next_due = ?due, "trigger completed"),
-                "failed" => tracing::info!(%job, id, attempt, next_attempt = ?due, "trigger failed; will retry"),
+                TriggerOutcome::Success => tracing::debug!(next_due = ?due, "trigger completed"),
+                TriggerOutcome::Failed => tracing::info!(%job, id, attempt, next_attempt = ?due, "trigger failed; will retry"),
                 _ => tracing::warn!(%job, id, attempt, next_due = ?due, "trigger failed; no retries left, tick dropped"),
             });
         }

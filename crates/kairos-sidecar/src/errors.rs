@@ -160,14 +160,20 @@ pub enum ApiError {
     Steer(SteerOp, SchedulerFailure),
 }
 
-/// The steering calls, for their error messages and codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The steering calls, for their error messages (`Display`: what the call does) and codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::VariantArray)]
 pub enum SteerOp {
+    #[strum(to_string = "get job status")]
     Status,
+    #[strum(to_string = "get job history")]
     History,
+    #[strum(to_string = "pause job")]
     Pause,
+    #[strum(to_string = "resume job")]
     Resume,
+    #[strum(to_string = "trigger job")]
     Trigger,
+    #[strum(to_string = "list job status")]
     List,
 }
 
@@ -182,19 +188,6 @@ impl SteerOp {
             SteerOp::Trigger => "KAIROS_JOB_TRIGGER",
             SteerOp::List => "KAIROS_LIST_JOB_STATUS",
         }
-    }
-}
-
-impl fmt::Display for SteerOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SteerOp::Status => "get job status",
-            SteerOp::History => "get job history",
-            SteerOp::Pause => "pause job",
-            SteerOp::Resume => "resume job",
-            SteerOp::Trigger => "trigger job",
-            SteerOp::List => "list job status",
-        })
     }
 }
 
@@ -486,6 +479,7 @@ fn go_json_string(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::http_json::EncodeError;
+    use strum::VariantArray;
 
     fn status(code: Code, msg: &str) -> SchedulerFailure {
         SchedulerFailure::Status(SchedulerStatus::new(code, msg))
@@ -495,6 +489,24 @@ mod tests {
         format!(
             r#"{{"errorCode":"{reason}","message":"{message}","details":[{{"@type":"type.googleapis.com/google.rpc.ErrorInfo","domain":"dapr.io","metadata":{{"appID":"myapp","namespace":"default"}},"reason":"{reason}"}}]}}"#
         )
+    }
+
+    #[test]
+    fn steering_errors_name_the_call() {
+        let names = SteerOp::VARIANTS.iter().map(SteerOp::to_string).collect::<Vec<_>>();
+        let expected = [
+            "get job status",
+            "get job history",
+            "pause job",
+            "resume job",
+            "trigger job",
+            "list job status",
+        ];
+        assert_eq!(names, expected);
+        assert_eq!(
+            ApiError::Steer(SteerOp::History, status(Code::Internal, "x")).to_string(),
+            "failed to get job history due to: rpc error: code = Internal desc = x"
+        );
     }
 
     // spec §2.4: the whole table, one row per situation.

@@ -31,7 +31,8 @@ use crate::timing::{self, ms};
 const ASSUMED_CREATES_PER_S: f64 = 5_000.0;
 
 /// The stores to run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, strum::IntoStaticStr)]
+#[strum(serialize_all = "kebab-case")] // clap's names for a ValueEnum
 pub enum StoreKind {
     /// `RedbStore` in a temp dir: durable, group-committed.
     Redb,
@@ -103,16 +104,14 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
 
     let mut rows = Vec::new();
     for kind in stores {
+        let name: &str = kind.into();
         let mut lead = lead;
         let mut attempt = 0;
         let fired = loop {
             attempt += 1;
             let dir = temp_dir(args.work_dir.as_deref())?;
             let (store, counters) = open_store(kind, dir.path(), partitions)?;
-            eprintln!(
-                "engine-fire: {jobs} jobs on the {} store, due {lead:.1} s after the start",
-                kind.name()
-            );
+            eprintln!("engine-fire: {jobs} jobs on the {name} store, due {lead:.1} s after the start");
             match fire(store, &counters, jobs, writers, lead, timeout).await? {
                 Attempt::Fired(fired) => break *fired,
                 Attempt::Overran(create) => lead = overrun("engine-fire", jobs, create, attempt)?,
@@ -120,7 +119,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
         };
         let l = fired.lateness.summary();
         rows.push(vec![
-            Value::from(kind.name()),
+            Value::from(name),
             Value::from(jobs),
             Value::from(fired.lead),
             Value::from(fired.create.as_secs_f64()),
@@ -174,15 +173,6 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
 
 /// Reads a store's commit count and (if known) operation count.
 type Counters = Box<dyn Fn() -> (u64, Option<u64>) + Send>;
-
-impl StoreKind {
-    fn name(self) -> &'static str {
-        match self {
-            StoreKind::Redb => "redb",
-            StoreKind::Memory => "memory",
-        }
-    }
-}
 
 fn open_store(kind: StoreKind, dir: &Path, partitions: u32) -> anyhow::Result<(Arc<dyn JobStore>, Counters)> {
     Ok(match kind {
@@ -340,4 +330,18 @@ async fn create(engine: &Engine, jobs: u64, writers: usize, due_time: &str) -> a
         task.await.context("a creating task failed")??;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn store_names_in_reports_are_the_flag_values() {
+        for kind in StoreKind::value_variants() {
+            let name: &str = (*kind).into();
+            assert_eq!(kind.to_possible_value().unwrap().get_name(), name);
+        }
+    }
 }

@@ -27,7 +27,6 @@
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -67,8 +66,18 @@ const GRPC_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// deliveries, so an app upgraded in place moves to the stable callback.
 const REPROBE_STABLE_EVERY: u32 = 100;
 
-/// How the sidecar talks to the app (`--app-protocol`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// How the sidecar talks to the app (`--app-protocol`): daprd's values `grpc`, `grpcs`, `http`,
+/// `https` and `h2c` (`Display`, [`AppProtocol::as_str`]). `FromStr` takes them ASCII
+/// case-insensitively and fails with [`AppChannelError::InvalidProtocol`] on anything else.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(
+    serialize_all = "lowercase",
+    ascii_case_insensitive,
+    parse_err_ty = AppChannelError,
+    parse_err_fn = invalid_protocol
+)]
 pub enum AppProtocol {
     /// Plain-text HTTP/2 gRPC.
     Grpc,
@@ -86,13 +95,7 @@ pub enum AppProtocol {
 impl AppProtocol {
     /// The flag value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            AppProtocol::Grpc => "grpc",
-            AppProtocol::Grpcs => "grpcs",
-            AppProtocol::Http => "http",
-            AppProtocol::Https => "https",
-            AppProtocol::H2c => "h2c",
-        }
+        self.into()
     }
 
     /// Whether jobs go to the app as gRPC calls (else as HTTP requests).
@@ -122,30 +125,8 @@ impl AppProtocol {
     }
 }
 
-impl fmt::Display for AppProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for AppProtocol {
-    type Err = AppChannelError;
-
-    /// Parses daprd's values `grpc`, `grpcs`, `http`, `https` and `h2c` (ASCII
-    /// case-insensitive).
-    ///
-    /// # Errors
-    /// [`AppChannelError::InvalidProtocol`] for anything else.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "grpc" => Ok(AppProtocol::Grpc),
-            "grpcs" => Ok(AppProtocol::Grpcs),
-            "http" => Ok(AppProtocol::Http),
-            "https" => Ok(AppProtocol::Https),
-            "h2c" => Ok(AppProtocol::H2c),
-            _ => Err(AppChannelError::InvalidProtocol(s.to_owned())),
-        }
-    }
+fn invalid_protocol(given: &str) -> AppChannelError {
+    AppChannelError::InvalidProtocol(given.to_owned())
 }
 
 /// Why an app channel could not be set up.
@@ -486,10 +467,17 @@ mod tests {
         ] {
             assert_eq!(flag.parse::<AppProtocol>().unwrap(), protocol);
             assert_eq!(protocol.as_str(), flag.to_ascii_lowercase());
+            assert_eq!(protocol.to_string(), flag.to_ascii_lowercase());
         }
-        let err = "tcp".parse::<AppProtocol>().unwrap_err();
-        assert!(matches!(err, AppChannelError::InvalidProtocol(_)));
-        assert!(err.to_string().contains("grpc, grpcs, http, https or h2c"), "{err}");
+        assert_eq!("gRpCs".parse::<AppProtocol>().unwrap(), AppProtocol::Grpcs);
+        for given in ["TCP", "http ", "grpc+tls", ""] {
+            let err = given.parse::<AppProtocol>().unwrap_err();
+            assert!(matches!(&err, AppChannelError::InvalidProtocol(g) if g == given), "{err:?}");
+            assert_eq!(
+                err.to_string(),
+                format!("invalid app protocol {given:?}: expected grpc, grpcs, http, https or h2c")
+            );
+        }
     }
 
     #[test]

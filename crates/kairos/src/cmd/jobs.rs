@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::timeline::Progress;
-use kairos_core::{FailurePolicy, JobKey, JobSpec, JobStats, MisfirePolicy, Owner, Payload, TriggerOutcome};
+use kairos_core::{
+    FailurePolicy, JobKey, JobSpec, JobState, JobStats, MisfirePolicy, Owner, Payload, TriggerOutcome,
+};
 use kairos_proto::admin::admin_client::AdminClient;
 use kairos_proto::admin::{
     DeleteJobRequest, GetJobHistoryRequest, GetJobRequest, GetJobStatusRequest, ImportJobsRequest,
@@ -20,7 +22,7 @@ use kairos_proto::admin::{
     TriggerRecord as WireRecord,
 };
 use kairos_proto::auth::{AddToken, TokenScheme};
-use kairos_proto::convert::metadata_of;
+use kairos_proto::convert::{metadata_of, outcome_from_wire, state_from_wire};
 use kairos_scheduler::admin::{job_from_wire, job_to_wire, ref_of};
 use kairos_store::StoredJob;
 use serde::{Deserialize, Serialize};
@@ -508,26 +510,13 @@ fn schedule_text(spec: &JobSpec) -> String {
     }
 }
 
-/// The command line's name of a state (as `--state` takes it).
+/// The command line's name of a state (as `--state` takes it); `-` for unspecified.
 fn state_name(state: WireState) -> &'static str {
-    match state {
-        WireState::Unspecified => "-",
-        WireState::Scheduled => "scheduled",
-        WireState::Paused => "paused",
-        WireState::WaitingForApp => "waiting-for-app",
-        WireState::Retrying => "retrying",
-        WireState::Finished => "finished",
-    }
+    state_from_wire(state.into()).ok().flatten().map_or("-", JobState::as_str)
 }
 
 fn outcome_name(outcome: WireOutcome) -> &'static str {
-    match outcome {
-        WireOutcome::Unspecified => "-",
-        WireOutcome::Success => "success",
-        WireOutcome::Failed => "failed",
-        WireOutcome::Dropped => "dropped",
-        WireOutcome::Undeliverable => "undeliverable",
-    }
+    outcome_from_wire(outcome.into()).map_or("-", TriggerOutcome::as_str)
 }
 
 /// An instant from the wire, RFC 3339 (or what was wrong with it).
@@ -953,6 +942,18 @@ fn duration(d: DurationLine) -> anyhow::Result<SignedDuration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wire_states_and_outcomes_print_by_their_command_line_names() {
+        use {WireOutcome as O, WireState as S};
+        let states = [S::Unspecified, S::Scheduled, S::Paused, S::WaitingForApp, S::Retrying, S::Finished];
+        assert_eq!(
+            states.map(state_name),
+            ["-", "scheduled", "paused", "waiting-for-app", "retrying", "finished"]
+        );
+        let outcomes = [O::Unspecified, O::Success, O::Failed, O::Dropped, O::Undeliverable];
+        assert_eq!(outcomes.map(outcome_name), ["-", "success", "failed", "dropped", "undeliverable"]);
+    }
 
     fn job(spec: JobSpec, progress: Progress) -> StoredJob {
         StoredJob {
