@@ -47,6 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     spec,
                     created: now,
                     incarnation: i,
+                    version: 0,
                     progress: Progress::default(),
                     next_due: now + offset,
                     staged: false,

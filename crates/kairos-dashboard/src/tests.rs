@@ -222,6 +222,7 @@ fn stored(name: &str, app: &str, due: Timestamp, paused: bool) -> StoredJob {
         spec: JobSpec { schedule: Some("@every 1h".into()), ..JobSpec::default() }.with_default_policy(),
         created: Timestamp::from_second(T0).unwrap(),
         incarnation: 1,
+        version: 0,
         progress: Progress::default(),
         next_due: if paused { Timestamp::MAX } else { due },
         staged: false,

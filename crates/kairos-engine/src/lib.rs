@@ -17,6 +17,7 @@
 
 mod partition;
 pub mod router;
+mod version;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,6 +42,7 @@ pub use router::{Outcome, Registration, RouterStats, Trigger};
 
 use crate::partition::{Command, Flags, Partition};
 use crate::router::Router;
+use crate::version::{Stamp, Versions};
 
 /// The default [`EngineConfig::window`]: 32 jobs per partition with the default 256.
 pub const DEFAULT_WINDOW: usize = 8192;
@@ -142,7 +144,9 @@ struct Inner {
     partitions: Mutex<HashMap<u32, Running>>,
     incarnations: AtomicU64,
     /// Set by [`Engine::follow_store_feed`]: partitions learn of writes only from the feed.
-    feed_driven: AtomicBool,
+    feed_driven: Arc<AtomicBool>,
+    /// The version stamps of this engine's writes (see [`version`]).
+    versions: Arc<Versions>,
     /// Set by [`Engine::drain`]: partitions fire nothing new.
     paused: Arc<AtomicBool>,
     /// Serializes the writes to one job (see [`KeyLocks`]).
@@ -156,7 +160,8 @@ struct Inner {
 /// So the partition hears of one key's writes in the order the store applied them — two writes
 /// racing for a key could otherwise tell it in the opposite order, and it would keep (and fire)
 /// a version the store no longer holds, or a job already deleted — and a read-modify-write
-/// (pause, resume, trigger-now) never undoes a write that came in between.
+/// (pause, resume, trigger-now) never undoes a write that came in between. It also makes the
+/// order of one key's version stamps (see [`version`]) the order of its writes.
 #[derive(Debug)]
 struct KeyLocks(Box<[tokio::sync::Mutex<()>]>);
 
@@ -209,7 +214,8 @@ impl Engine {
                 config: Arc::new(config),
                 partitions: Mutex::new(HashMap::new()),
                 incarnations: AtomicU64::new(0),
-                feed_driven: AtomicBool::new(false),
+                feed_driven: Arc::default(),
+                versions: Arc::default(),
                 paused: Arc::new(AtomicBool::new(false)),
                 keys: KeyLocks::new(),
                 paused_count: Arc::default(),
@@ -250,7 +256,12 @@ impl Engine {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         self.inner.router.attach_partition(partition, events_tx);
         let stop = CancellationToken::new();
-        let flags = Flags { paused: self.inner.paused.clone(), ..Flags::default() };
+        let flags = Flags {
+            paused: self.inner.paused.clone(),
+            feed_driven: self.inner.feed_driven.clone(),
+            versions: self.inner.versions.clone(),
+            ..Flags::default()
+        };
         let runner = Partition::new(
             partition,
             self.inner.store.clone(),
@@ -354,7 +365,7 @@ impl Engine {
 
     /// Tells the job's partition, if this engine owns it, that `key` was deleted from the store.
     pub async fn remove(&self, key: &JobKey) {
-        self.send(key, Command::Remove(key.clone())).await;
+        self.send(key, Command::Remove(key.clone(), 0)).await;
     }
 
     /// Makes every owned partition forget its waiting jobs and read its due index again (after
@@ -433,8 +444,8 @@ impl Engine {
             self.delete_locked(&key).await?;
             return Ok(());
         };
-        let job = StoredJob::new(key.clone(), spec, created, self.next_incarnation(created), next_due);
-        let old = self.inner.store.put(job.clone(), mode).await?;
+        let mut job = StoredJob::new(key.clone(), spec, created, self.next_incarnation(created), next_due);
+        let (old, _stamp) = self.put_versioned(&mut job, mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);
         // A new job past its partition's window: the partition would only forget it (a later
         // scan of the store reads it in), so the hop is left out. An overwrite always goes, as
@@ -467,17 +478,40 @@ impl Engine {
     pub async fn import(&self, job: StoredJob, mode: PutMode) -> Result<Option<StoredJob>, EngineError> {
         self.check_import(&job)?;
         let _key = self.inner.keys.lock(&job.key).await;
-        let job = StoredJob {
+        let mut job = StoredJob {
             spec: job.spec.with_default_policy(),
             incarnation: self.next_incarnation(self.inner.clock.now()),
             // Staged again by its partition if its route still has no subscriber.
             staged: false,
             ..job
         };
-        let replaced = self.inner.store.put(job.clone(), mode).await?;
+        let (replaced, _stamp) = self.put_versioned(&mut job, mode).await?;
         let key = job.key.clone();
         self.notify(&key, Command::Upsert(Box::new(job))).await;
         Ok(replaced)
+    }
+
+    /// Puts `job` with a new version stamp (see [`version`]). When the job it replaced carries a
+    /// version at least as large (written before a restart by a clock that was ahead), it is
+    /// stored once more above that one, so the versions of a key only grow. Returns the replaced
+    /// job and the stamp of the stored version, to be dropped once its notice is queued.
+    async fn put_versioned(
+        &self,
+        job: &mut StoredJob,
+        mode: PutMode,
+    ) -> Result<(Option<StoredJob>, Stamp<'_>), StoreError> {
+        let mut stamp = self.inner.versions.stamp(self.inner.clock.now(), 0);
+        job.version = stamp.version;
+        let old = self.inner.store.put(job.clone(), mode).await?;
+        if let Some(old) = &old
+            && old.version >= job.version
+            && !self.follows_store_feed()
+        {
+            stamp = self.inner.versions.stamp(self.inner.clock.now(), old.version);
+            job.version = stamp.version;
+            self.inner.store.put(job.clone(), PutMode::Overwrite).await?;
+        }
+        Ok((old, stamp))
     }
 
     /// A fresh incarnation: unique per process by the counter, and across processes by the
@@ -512,7 +546,9 @@ impl Engine {
         if deleted.is_some() {
             metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(1);
         }
-        self.notify(key, Command::Remove(key.clone())).await;
+        let above = deleted.as_ref().map_or(0, |job| job.version);
+        let stamp = self.inner.versions.stamp(self.inner.clock.now(), above);
+        self.notify(key, Command::Remove(key.clone(), stamp.version)).await;
         Ok(deleted.is_some())
     }
 
@@ -530,7 +566,17 @@ impl Engine {
         for key in &keys {
             // After any write to the key that was under way: its notice goes first.
             let _key = self.inner.keys.lock(key).await;
-            self.notify(key, Command::Remove(key.clone())).await;
+            // A job created under the key since the delete is what the partition must keep.
+            match self.inner.store.get(key).await {
+                Ok(Some(job)) => self.notify(key, Command::Upsert(Box::new(job))).await,
+                found => {
+                    if let Err(err) = found {
+                        tracing::warn!(job = %key, error = %err, "reading a deleted job back failed; assuming it is gone");
+                    }
+                    let stamp = self.inner.versions.stamp(self.inner.clock.now(), 0);
+                    self.notify(key, Command::Remove(key.clone(), stamp.version)).await;
+                }
+            }
         }
         Ok(keys.len())
     }
@@ -591,6 +637,7 @@ impl Engine {
             return Ok(status_of(&job));
         }
         let timing = job.spec.resolve(job.created, &self.inner.config.default_tz)?;
+        let stamp = self.inner.versions.stamp(self.inner.clock.now(), job.version);
         let paused = StoredJob {
             paused: true,
             // Parked at its expiry: only the ttl can end a paused job (or sooner, while
@@ -598,6 +645,7 @@ impl Engine {
             next_due: pulled(timing.expires.unwrap_or(Timestamp::MAX), &job.manual),
             staged: false,
             incarnation: self.next_incarnation(self.inner.clock.now()),
+            version: stamp.version,
             ..job
         };
         self.inner.store.put(paused.clone(), PutMode::Overwrite).await?;
@@ -627,11 +675,13 @@ impl Engine {
             self.delete_locked(key).await?;
             return Ok(JobStatus::new(&job.stats, &job.progress, None, false, false));
         };
+        let stamp = self.inner.versions.stamp(now, job.version);
         let resumed = StoredJob {
             paused: false,
             next_due: pulled(next_due, &job.manual),
             staged: false,
             incarnation: self.next_incarnation(now),
+            version: stamp.version,
             ..job
         };
         self.inner.store.put(resumed.clone(), PutMode::Overwrite).await?;
@@ -665,10 +715,12 @@ impl Engine {
         let now = self.inner.clock.now();
         let mut manual = job.manual.clone();
         manual.push(now);
+        let stamp = self.inner.versions.stamp(now, job.version);
         let requested = StoredJob {
             next_due: pulled(job.next_due, &[now]),
             staged: false,
             incarnation: self.next_incarnation(now),
+            version: stamp.version,
             manual,
             ..job
         };

@@ -25,7 +25,7 @@
 //! has at most one trigger in flight and its next tick is computed only after the previous one
 //! is settled.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, hash_map};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::EngineConfig;
 use crate::router::{Outcome, PartitionEvent, Router, Trigger};
+use crate::version::Versions;
 
 /// What the rest of the engine tells a partition.
 #[derive(Debug)]
@@ -49,10 +50,12 @@ pub(crate) enum Command {
     /// own progress write). Ignored when the partition holds that incarnation: it has read the
     /// job from the store already (a due-index scan may read a new job before the notice of its
     /// write arrives) and may have fired it or moved it on since, so taking it again would
-    /// deliver a tick twice.
+    /// deliver a tick twice. Without the change feed, also ignored when the partition has held a
+    /// version of the key at least as new (see [`crate::version`]).
     Upsert(Box<StoredJob>),
-    /// A job was deleted; its durable delete has returned.
-    Remove(JobKey),
+    /// A job was deleted; its durable delete has returned. With the version stamp of the delete
+    /// (0 from the change feed).
+    Remove(JobKey, u64),
     /// Stop firing, and answer once no trigger of this partition is delivered and unanswered
     /// and no progress write is pending (the partition is about to be handed over).
     Drain(oneshot::Sender<()>),
@@ -159,6 +162,11 @@ pub(crate) struct Flags {
     pub resident: Arc<AtomicUsize>,
     /// How far the loop's window reaches into its due index.
     pub horizon: Horizon,
+    /// Set when the engine follows the store's change feed: notices are then in store order,
+    /// and versions are not compared.
+    pub feed_driven: Arc<AtomicBool>,
+    /// The engine's version stamps, for their watermark.
+    pub versions: Arc<Versions>,
 }
 
 /// How far a partition's window reaches into its due index, for the engine to leave out the
@@ -238,6 +246,10 @@ pub(crate) struct Partition {
     manual: HashMap<u64, Manual>,
     /// ... and those waiting for a retry, by due time.
     manual_waiting: BTreeMap<(Timestamp, u64), Manual>,
+    /// Keys this partition let go of (deleted, done, evicted or moved past the frontier), with
+    /// the newest version it held or was told deleted, while a notice of an older version may
+    /// still come (see [`Gone`]).
+    gone: Gone,
     meters: Meters,
 }
 
@@ -276,6 +288,7 @@ impl Partition {
             draining: None,
             manual: HashMap::new(),
             manual_waiting: BTreeMap::new(),
+            gone: Gone::default(),
             meters: Meters::default(),
         }
     }
@@ -292,6 +305,12 @@ impl Partition {
             self.unstaging.insert(route, None);
         }
         loop {
+            // Every notice of a version below it is queued already: once the queue is empty,
+            // none of them can still come.
+            let watermark = self.flags.versions.watermark();
+            if commands.is_empty() {
+                self.gone.forget_below(watermark);
+            }
             let now = self.clock.now();
             if self.backoff_until.is_none_or(|t| t <= now) {
                 self.backoff_until = None;
@@ -341,6 +360,7 @@ impl Partition {
                         while let Ok(more) = commands.try_recv() {
                             self.on_command(more);
                         }
+                        self.gone.forget_below(watermark);
                     }
                     None => break,
                 },
@@ -413,7 +433,13 @@ impl Partition {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Upsert(job) => {
-                if self.jobs.get(&job.key).is_some_and(|e| e.job.incarnation == job.incarnation) {
+                let ordered = self.ordered();
+                if self.jobs.get(&job.key).is_some_and(|e| {
+                    e.job.incarnation == job.incarnation || (ordered && job.version <= e.job.version)
+                }) {
+                    return;
+                }
+                if ordered && self.gone.covers(&job.key, job.version) {
                     return;
                 }
                 self.forget(&job.key);
@@ -427,7 +453,12 @@ impl Partition {
                     self.admit(*job);
                 }
             }
-            Command::Remove(key) => self.forget(&key),
+            Command::Remove(key, version) => {
+                self.forget(&key);
+                if self.ordered() {
+                    self.gone.note(key, version, self.window);
+                }
+            }
             Command::Drain(done) => {
                 // Triggers still queued for a subscriber's credit are taken back: the next owner
                 // fires them from the store.
@@ -441,7 +472,7 @@ impl Partition {
                     .collect();
                 for (key, id) in queued {
                     if self.router.recall(&key, id) {
-                        self.take(&key);
+                        self.let_go(&key);
                     }
                 }
                 self.draining.get_or_insert_with(Vec::new).push(done);
@@ -500,6 +531,25 @@ impl Partition {
         Some(entry)
     }
 
+    /// [`Partition::take`] for good (until a scan reads the key again): a notice of the version
+    /// it held, or an older one, is then ignored (see [`Gone`]).
+    fn let_go(&mut self, key: &JobKey) -> Option<Entry> {
+        let entry = self.take(key)?;
+        self.note_gone(&entry);
+        Some(entry)
+    }
+
+    fn note_gone(&mut self, entry: &Entry) {
+        if self.ordered() {
+            self.gone.note(entry.job.key.clone(), entry.job.version, self.window);
+        }
+    }
+
+    /// Whether notices are ordered by version: the engine does not follow a change feed.
+    fn ordered(&self) -> bool {
+        !self.flags.feed_driven.load(Ordering::Relaxed)
+    }
+
     fn uncount(&mut self, entry: &Entry) {
         if entry.state == State::Waiting {
             self.waiting.remove(&(entry.job.next_due, entry.job.key.clone()));
@@ -512,7 +562,7 @@ impl Partition {
     /// Drops `key` from memory (it was deleted or replaced); a trigger of it still queued for a
     /// subscriber's credit is taken back.
     fn forget(&mut self, key: &JobKey) {
-        if let Some(entry) = self.take(key)
+        if let Some(entry) = self.let_go(key)
             && let State::InFlight(id) = entry.state
         {
             self.router.recall(key, id);
@@ -543,7 +593,7 @@ impl Partition {
             let victim =
                 self.waiting.iter().rev().find(|(_, k)| self.jobs.get(k).is_some_and(|e| !e.job.staged));
             let Some((_, key)) = victim.cloned() else { break };
-            self.take(&key);
+            self.let_go(&key);
             evicted = true;
         }
         if evicted {
@@ -789,7 +839,7 @@ impl Partition {
         entry.fired = None;
         if entry.job.staged {
             // Already in the staged index: nothing to write.
-            self.take(key);
+            self.let_go(key);
             return;
         }
         if entry.state == State::Waiting {
@@ -1009,23 +1059,23 @@ impl Partition {
                 continue;
             }
             let Some(mut entry) = self.take(key) else { continue };
-            match mutation {
+            let stays = match mutation {
                 Mutation::Progress { next_due, .. } => {
                     entry.job.staged = false;
-                    if self.frontier.covers(next_due, &entry.job.key) {
-                        entry.state = State::Waiting;
-                        self.insert(entry);
-                    }
+                    self.frontier.covers(next_due, &entry.job.key)
                 }
+                // The route may have gained a subscriber while this was written.
                 Mutation::Stage { .. } => {
                     entry.job.staged = true;
-                    // The route may have gained a subscriber while this was written.
-                    if self.router.is_open(&Route::of(&entry.job.key)) {
-                        entry.state = State::Waiting;
-                        self.insert(entry);
-                    }
+                    self.router.is_open(&Route::of(&entry.job.key))
                 }
-                Mutation::Complete { .. } | Mutation::Record { .. } => {}
+                Mutation::Complete { .. } | Mutation::Record { .. } => false,
+            };
+            if stays {
+                entry.state = State::Waiting;
+                self.insert(entry);
+            } else {
+                self.note_gone(&entry);
             }
         }
         self.evict_overflow();
@@ -1037,6 +1087,62 @@ impl Partition {
         self.backoff = (self.backoff * 2).clamp(SignedDuration::from_millis(50), max);
         let now = self.clock.now();
         self.backoff_until = Some(now.saturating_add(self.backoff).unwrap_or(now));
+    }
+}
+
+/// Keys a partition let go of, with the newest version it held of each (or was told deleted),
+/// kept while a notice of that version or an older one may still be on its way: such a notice
+/// must not bring the key back (it would fire a done job again, or a stale version). A key is
+/// forgotten once the engine's watermark has passed its version and the command queue was
+/// empty after reading it (see [`crate::version`]), or, to bound memory, when more than the
+/// window's worth of keys are kept (the oldest versions go first: a notice late by that much
+/// may deliver a tick again, which at-least-once allows).
+#[derive(Debug, Default)]
+struct Gone {
+    by_key: HashMap<JobKey, u64>,
+    by_version: BTreeSet<(u64, JobKey)>,
+}
+
+impl Gone {
+    /// Keeps `version` for `key` (or the newer one already kept). Version 0 (a record from
+    /// before versions, or a change-feed delete) is never compared, so not kept.
+    fn note(&mut self, key: JobKey, version: u64, cap: usize) {
+        if version == 0 {
+            return;
+        }
+        match self.by_key.entry(key) {
+            hash_map::Entry::Occupied(mut kept) => {
+                if *kept.get() >= version {
+                    return;
+                }
+                self.by_version.remove(&(*kept.get(), kept.key().clone()));
+                *kept.get_mut() = version;
+                self.by_version.insert((version, kept.key().clone()));
+            }
+            hash_map::Entry::Vacant(vacant) => {
+                self.by_version.insert((version, vacant.key().clone()));
+                vacant.insert(version);
+            }
+        }
+        while self.by_key.len() > cap.max(1024) {
+            let Some((_, key)) = self.by_version.pop_first() else { break };
+            self.by_key.remove(&key);
+        }
+    }
+
+    /// Whether a notice of `version` for `key` is no newer than what was let go.
+    fn covers(&self, key: &JobKey, version: u64) -> bool {
+        self.by_key.get(key).is_some_and(|&kept| version <= kept)
+    }
+
+    /// Forgets every key kept at a version below `watermark`.
+    fn forget_below(&mut self, watermark: u64) {
+        while let Some((version, _)) = self.by_version.first()
+            && *version < watermark
+        {
+            let Some((_, key)) = self.by_version.pop_first() else { break };
+            self.by_key.remove(&key);
+        }
     }
 }
 
@@ -1096,6 +1202,36 @@ mod tests {
     fn timing(schedule: &str) -> JobTiming {
         let spec = JobSpec { schedule: Some(schedule.into()), ..JobSpec::default() };
         spec.resolve("2026-03-01T10:00:00Z".parse().unwrap(), &TimeZone::UTC).unwrap()
+    }
+
+    #[test]
+    fn gone_keeps_the_newest_version_until_the_watermark_passes_it() {
+        let key = |name: &str| JobKey::app("ns", "app", name);
+        let mut gone = Gone::default();
+        gone.note(key("a"), 10, 0);
+        gone.note(key("a"), 5, 0);
+        gone.note(key("b"), 20, 0);
+        gone.note(key("c"), 0, 0);
+        assert!(gone.covers(&key("a"), 10) && gone.covers(&key("a"), 3));
+        assert!(!gone.covers(&key("a"), 11), "a newer version is let in");
+        assert!(!gone.covers(&key("c"), 1), "version 0 is never kept");
+        gone.note(key("a"), 30, 0);
+        assert!(gone.covers(&key("a"), 25));
+        gone.forget_below(21);
+        assert!(!gone.covers(&key("b"), 20) && gone.covers(&key("a"), 30));
+        gone.forget_below(31);
+        assert!(gone.by_key.is_empty() && gone.by_version.is_empty());
+    }
+
+    #[test]
+    fn gone_drops_its_oldest_versions_past_its_cap() {
+        let mut gone = Gone::default();
+        for i in 1..=1500_u64 {
+            gone.note(JobKey::app("ns", "app", format!("j{i}")), i, 1000);
+        }
+        assert_eq!((gone.by_key.len(), gone.by_version.len()), (1024, 1024), "the floor of the cap");
+        assert!(!gone.covers(&JobKey::app("ns", "app", "j476"), 476));
+        assert!(gone.covers(&JobKey::app("ns", "app", "j477"), 477));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use kairos_core::{Clock, FailurePolicy, JobKey, JobSpec, Owner, Payload};
 use kairos_engine::{Engine, EngineConfig, EngineError, Outcome, Subscription, Trigger};
 use kairos_store::memory::MemoryStore;
-use kairos_store::{JobStore, OwnerScope, PutMode};
+use kairos_store::{JobStore, OwnerScope, PutMode, StoredJob};
 
 fn harness() -> Harness {
     harness_with(Arc::new(MemoryStore::new(4)), 64)
@@ -384,31 +384,49 @@ async fn overwriting_a_job_past_the_window_moves_it_into_the_window() {
     assert!(drain(&mut sub).is_empty(), "the overwritten due time never fires");
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_create_read_by_a_scan_before_its_notice_arrives_fires_once() {
-    // Window of two: a and b in memory, c only in the store.
+/// One partition with a window of two jobs, and a subscriber of "app": a and b in memory, c
+/// only in the store, all three due at 10 s.
+async fn window_of_two() -> (Harness, Subscription) {
     let h = harness_with(Arc::new(MemoryStore::new(1)), 2);
-    let mut sub = h.subscribe("app");
+    let sub = h.subscribe("app");
     for name in ["a", "b", "c"] {
         h.schedule(name, one_shot("10s")).await;
     }
-    // "late" is stored, but its creating task hears back (and tells the partition) only after
-    // a second of tokio time: long after the scans below read it.
-    h.store.faults().set_reply_delay(Duration::from_secs(1));
-    let engine = h.engine.clone();
-    let create =
-        tokio::spawn(async move { engine.schedule(key("late"), one_shot("11s"), PutMode::CreateOnly).await });
-    settle().await;
-    h.store.faults().set_reply_delay(Duration::ZERO);
-    h.advance(10).await;
-    for trigger in drain(&mut sub) {
+    (h, sub)
+}
+
+/// Answers every trigger the subscriber holds now with success.
+fn answer_all(sub: &mut Subscription) {
+    for trigger in drain(sub) {
         assert!(sub.complete(trigger.id, Outcome::Success));
     }
-    // The window refilled from the store with c and late: both fire; late stays unanswered.
+}
+
+/// [`window_of_two`] plus "late", due at 11 s: stored at once, but its creating task hears back
+/// (and tells the partition) only `reply_secs` of tokio time later, after the scans that read
+/// it. Runs until c and late have both fired (unanswered); returns the create's task and them.
+async fn a_late_notice_of_a_create(
+    reply_secs: u64,
+) -> (Harness, Subscription, tokio::task::JoinHandle<Result<(), EngineError>>, Vec<Trigger>) {
+    let (h, mut sub) = window_of_two().await;
+    let create = delayed_reply(&h, reply_secs, |engine| async move {
+        engine.schedule(key("late"), one_shot("11s"), PutMode::CreateOnly).await
+    })
+    .await;
+    h.advance(10).await;
+    answer_all(&mut sub);
+    // The window refilled from the store with c and late: both fire.
     h.advance(1).await;
     let fired = drain(&mut sub);
     let names: Vec<&str> = fired.iter().map(|t| t.key.name.as_str()).collect();
     assert_eq!(names, ["c", "late"]);
+    (h, sub, create, fired)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_read_by_a_scan_before_its_notice_arrives_fires_once() {
+    let (h, mut sub, create, fired) = a_late_notice_of_a_create(1).await;
+    // The notice arrives while late is still in flight.
     assert!(sub.complete(fired[0].id, Outcome::Success));
     create.await.unwrap().unwrap();
     settle().await;
@@ -418,14 +436,88 @@ async fn a_create_read_by_a_scan_before_its_notice_arrives_fires_once() {
     assert_eq!(h.store.count().await.unwrap(), 0);
 }
 
-/// Starts `write` with its store reply held back a second of tokio time (the write applies at
-/// once), so that its notice reaches the partition after those of writes made meanwhile.
-async fn slow_reply<F>(h: &Harness, write: impl FnOnce(Engine) -> F) -> tokio::task::JoinHandle<F::Output>
+#[tokio::test(start_paused = true)]
+async fn a_create_done_before_its_late_notice_arrives_is_not_fired_again() {
+    let (h, mut sub, create, fired) = a_late_notice_of_a_create(60).await;
+    // The notice arrives a minute late: late is done and deleted by then.
+    for trigger in &fired {
+        assert!(sub.complete(trigger.id, Outcome::Success));
+    }
+    settle().await;
+    assert_eq!(h.store.count().await.unwrap(), 0, "every job is done");
+    assert!(!create.is_finished(), "the notice is still on its way");
+    h.advance(60).await;
+    create.await.unwrap().unwrap();
+    assert!(h.quiet_for(&mut sub, 60).await, "the late notice of a done job fired it again");
+    assert_eq!(h.store.count().await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_notice_older_than_the_version_a_scan_read_is_ignored() {
+    let (h, mut sub) = window_of_two().await;
+    h.schedule("p", one_shot("100h")).await;
+    // a and b fire; once they are done the partition scans for more, and that scan takes a
+    // second (of tokio's clock) to read.
+    h.advance(10).await;
+    h.store.faults().set_read_delay(Duration::from_secs(1));
+    answer_all(&mut sub);
+    settle().await;
+    h.store.faults().set_read_delay(Duration::ZERO);
+    // Meanwhile p is overwritten twice: the first notice waits for the scan to end, the second
+    // comes a minute late. The scan reads the second version.
+    h.engine.schedule(key("p"), one_shot("11s"), PutMode::Overwrite).await.unwrap();
+    let second = delayed_reply(&h, 60, |engine| async move {
+        engine.schedule(key("p"), one_shot("100h"), PutMode::Overwrite).await
+    })
+    .await;
+    // The scan reads now (its delay is on tokio's clock).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    h.advance(1).await;
+    let fired = drain(&mut sub);
+    let names: Vec<&str> = fired.iter().map(|t| t.key.name.as_str()).collect();
+    assert_eq!(names, ["c"]);
+    assert!(sub.complete(fired[0].id, Outcome::Success));
+    // The first version would fire at 21 s.
+    assert!(h.quiet_for(&mut sub, 30).await, "a version the store no longer held fired");
+    h.advance(30).await;
+    second.await.unwrap().unwrap();
+    assert!(h.quiet_for(&mut sub, 60).await);
+    assert_eq!(h.stored("p").await.unwrap().spec.due_time.as_deref(), Some("100h"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overwrite_of_a_job_stamped_by_a_clock_that_was_ahead_still_reaches_its_partition() {
+    let store = Arc::new(MemoryStore::new(1));
+    // Written before a restart by a process whose clock was a year ahead.
+    let ahead = at(365 * 24 * 3600);
+    let old = StoredJob {
+        version: u64::try_from(ahead.as_nanosecond()).unwrap(),
+        ..StoredJob::new(key("j"), one_shot("10s").with_default_policy(), at(0), 7, at(10))
+    };
+    store.put(old.clone(), PutMode::CreateOnly).await.unwrap();
+    let h = harness_with(store, 64);
+    let mut sub = h.subscribe("app");
+    settle().await;
+    h.engine.schedule(key("j"), one_shot("20s"), PutMode::Overwrite).await.unwrap();
+    let stored = h.stored("j").await.unwrap();
+    assert!(h.quiet_for(&mut sub, 15).await, "the replaced version fired");
+    let trigger = h.answer_after(&mut sub, 5, Outcome::Success).await;
+    assert_eq!((trigger.key, trigger.due), (key("j"), at(20)));
+    assert!(stored.version > old.version, "the versions of a key only grow");
+}
+
+/// Starts `write` with its store reply held back `secs` of tokio time (the write applies at
+/// once), so that its notice reaches the partition that much later.
+async fn delayed_reply<F>(
+    h: &Harness,
+    secs: u64,
+    write: impl FnOnce(Engine) -> F,
+) -> tokio::task::JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    h.store.faults().set_reply_delay(Duration::from_secs(1));
+    h.store.faults().set_reply_delay(Duration::from_secs(secs));
     let task = tokio::spawn(write(h.engine.clone()));
     settle().await;
     h.store.faults().set_reply_delay(Duration::ZERO);
@@ -437,7 +529,7 @@ async fn overwrites_racing_for_one_name_fire_the_version_stored_last() {
     let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
     let mut sub = h.subscribe("app");
     h.schedule("j", one_shot("10s")).await;
-    let first = slow_reply(&h, |engine| async move {
+    let first = delayed_reply(&h, 1, |engine| async move {
         engine.schedule(key("j"), one_shot("20s"), PutMode::Overwrite).await
     })
     .await;
@@ -460,7 +552,7 @@ async fn overwrites_racing_for_one_name_fire_the_version_stored_last() {
 async fn a_delete_racing_a_create_leaves_nothing_to_fire() {
     let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
     let mut sub = h.subscribe("app");
-    let create = slow_reply(&h, |engine| async move {
+    let create = delayed_reply(&h, 1, |engine| async move {
         engine.schedule(key("k"), one_shot("10s"), PutMode::CreateOnly).await
     })
     .await;
@@ -473,11 +565,28 @@ async fn a_delete_racing_a_create_leaves_nothing_to_fire() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_job_created_while_a_bulk_delete_tells_its_partitions_still_fires() {
+    let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
+    let mut sub = h.subscribe("app");
+    h.schedule("k", one_shot("10s")).await;
+    // The bulk delete applies at once; its caller tells the partitions a second later.
+    let scope = OwnerScope::owner("default", &kairos_core::Owner::app("app"), "");
+    let bulk = delayed_reply(&h, 1, |engine| async move { engine.delete_by_scope(&scope).await }).await;
+    assert_eq!(h.store.count().await.unwrap(), 0);
+    h.engine.schedule(key("k"), one_shot("20s"), PutMode::CreateOnly).await.unwrap();
+    assert_eq!(bulk.await.unwrap().unwrap(), 1);
+    settle().await;
+    assert!(h.quiet_for(&mut sub, 15).await, "the deleted version fired");
+    let trigger = h.answer_after(&mut sub, 5, Outcome::Success).await;
+    assert_eq!((trigger.key, trigger.due), (key("k"), at(20)), "the job created since");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_pause_racing_an_overwrite_loses_neither() {
     let h = harness_with(Arc::new(MemoryStore::new(1)), 64);
     let mut sub = h.subscribe("app");
     h.schedule("p", every("@every 10s", None)).await;
-    let pause = slow_reply(&h, |engine| async move { engine.pause(&key("p")).await }).await;
+    let pause = delayed_reply(&h, 1, |engine| async move { engine.pause(&key("p")).await }).await;
     h.engine.schedule(key("p"), every("@every 20s", None), PutMode::Overwrite).await.unwrap();
     pause.await.unwrap().unwrap();
     settle().await;

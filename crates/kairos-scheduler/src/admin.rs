@@ -85,6 +85,7 @@ pub fn job_from_wire(job: WireJob) -> Result<StoredJob, ConvertError> {
         spec,
         created,
         incarnation: 0,
+        version: 0,
         progress,
         next_due,
         staged: false,

@@ -43,6 +43,13 @@ pub struct StoredJob {
     /// Chosen anew on every put (create or overwrite): a [`Mutation`] names the incarnation it is
     /// about and is ignored when the stored job has another one.
     pub incarnation: u64,
+    /// The write order of the incarnation: the engine stamps every put of a job with a version
+    /// larger than that of the job it replaces and than any it stamped before (a hybrid clock:
+    /// nanoseconds since the epoch, or one more than its last stamp). So within one process
+    /// owning its store, a larger version was written later; versions written by different
+    /// replicas are not ordered. A [`Mutation`] keeps the version. 0 in records written before
+    /// kairos kept it.
+    pub version: u64,
     /// How far the job has got.
     pub progress: Progress,
     /// Its next attempt: where the job sits in the due index, or in the staged index.
@@ -67,7 +74,7 @@ pub struct StoredJob {
 
 impl StoredJob {
     /// A job as first stored: nothing done yet, not staged, not paused, no trigger-now waiting,
-    /// in the due index at `next_due`.
+    /// in the due index at `next_due`; version 0 (the engine stamps its own).
     #[must_use]
     pub fn new(
         key: JobKey,
@@ -81,6 +88,7 @@ impl StoredJob {
             spec,
             created,
             incarnation,
+            version: 0,
             progress: Progress::default(),
             next_due,
             staged: false,

@@ -33,7 +33,8 @@ pub struct MemoryStore {
 ///
 /// A "write" is any of `put`, `delete`, `delete_by_scope` and `apply`; a "read" is any other
 /// async method. A write first sleeps for the commit delay, then fails if a failure is pending,
-/// else applies; then it sleeps for the reply delay before it returns.
+/// else applies; then it sleeps for the reply delay before it returns. A read first sleeps for
+/// the read delay, then fails if a failure is pending, else reads.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     inner: Arc<Mutex<FaultState>>,
@@ -45,6 +46,7 @@ struct FaultState {
     failing_reads: u64,
     commit_delay: Duration,
     reply_delay: Duration,
+    read_delay: Duration,
     commits: u64,
     fault: Option<StoreFault>,
 }
@@ -71,6 +73,12 @@ impl Faults {
     /// caller is slow to run again. [`Duration::ZERO`] turns the delay off.
     pub fn set_reply_delay(&self, delay: Duration) {
         self.lock().reply_delay = delay;
+    }
+
+    /// Makes every later read sleep for `delay` (on tokio's clock) before it reads: it sees the
+    /// writes applied meanwhile, as a slow scan does. [`Duration::ZERO`] turns the delay off.
+    pub fn set_read_delay(&self, delay: Duration) {
+        self.lock().read_delay = delay;
     }
 
     /// Puts the store in `fault` (every write then fails with it, changing nothing, and
@@ -219,7 +227,11 @@ impl MemoryStore {
         result
     }
 
-    fn read(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+    async fn read(&self) -> Result<MutexGuard<'_, State>, StoreError> {
+        let delay = self.faults.lock().read_delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         self.faults.begin_read()?;
         Ok(self.state())
     }
@@ -253,7 +265,7 @@ impl JobStore for MemoryStore {
 
     async fn get(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
         let encoded = encode_key(key)?;
-        Ok(self.read()?.jobs.get(&encoded).cloned())
+        Ok(self.read().await?.jobs.get(&encoded).cloned())
     }
 
     async fn delete(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
@@ -270,7 +282,7 @@ impl JobStore for MemoryStore {
         let Some(Listing { prefix, after }) = keys::listing(scope, after)? else { return Ok(Vec::new()) };
         let (_, end) = prefix_range(&prefix);
         let start = after.as_deref().map_or(Bound::Included(prefix.as_slice()), Bound::Excluded);
-        let state = self.read()?;
+        let state = self.read().await?;
         Ok(state.jobs.range::<[u8], _>(bounds(start, &end)).take(limit).map(|(_, job)| job.clone()).collect())
     }
 
@@ -293,7 +305,7 @@ impl JobStore for MemoryStore {
             Some(next) => Bound::Excluded((next, Timestamp::MIN, Vec::new())),
             None => Bound::Unbounded,
         };
-        let state = self.read()?;
+        let state = self.read().await?;
         Ok(state
             .due
             .range((start, end))
@@ -314,7 +326,7 @@ impl JobStore for MemoryStore {
             None => Bound::Included((partition, route.clone(), Timestamp::MIN, Vec::new())),
             Some(cursor) => Bound::Excluded((partition, route.clone(), cursor.due, encode_key(&cursor.key)?)),
         };
-        let state = self.read()?;
+        let state = self.read().await?;
         Ok(state
             .staged
             .range((start, Bound::Unbounded))
@@ -325,7 +337,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn count_staged(&self) -> Result<u64, StoreError> {
-        Ok(self.read()?.staged.len() as u64)
+        Ok(self.read().await?.staged.len() as u64)
     }
 
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
@@ -363,7 +375,7 @@ impl JobStore for MemoryStore {
     async fn scan_all(&self, after: Option<&JobKey>, limit: usize) -> Result<Vec<StoredJob>, StoreError> {
         let after = after.map(encode_key).transpose()?;
         let start = after.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-        let state = self.read()?;
+        let state = self.read().await?;
         Ok(state
             .jobs
             .range::<[u8], _>((start, Bound::Unbounded))
@@ -374,7 +386,7 @@ impl JobStore for MemoryStore {
 
     async fn history(&self, key: &JobKey, limit: usize) -> Result<Vec<TriggerRecord>, StoreError> {
         let encoded = encode_key(key)?;
-        let state = self.read()?;
+        let state = self.read().await?;
         let Some(history) = state.history.get(&encoded) else { return Ok(Vec::new()) };
         let mut newest: Vec<TriggerRecord> = history.values().rev().take(limit).copied().collect();
         newest.reverse();
@@ -382,7 +394,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
-        Ok(self.read()?.jobs.len() as u64)
+        Ok(self.read().await?.jobs.len() as u64)
     }
 
     async fn fault(&self) -> Option<StoreFault> {

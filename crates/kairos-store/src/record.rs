@@ -54,6 +54,9 @@ struct JobRecord {
     /// Pending trigger-now requests (see [`StoredJob::manual`]).
     #[prost(message, repeated, tag = "17")]
     manual: Vec<InstantRecord>,
+    /// See [`StoredJob::version`].
+    #[prost(uint64, tag = "18")]
+    version: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -188,6 +191,7 @@ pub(crate) fn encode_record(job: &StoredJob) -> Vec<u8> {
         }),
         created: Some(instant(job.created)),
         incarnation: job.incarnation,
+        version: job.version,
         count: job.progress.count,
         last_scheduled: job.progress.last_scheduled.map(instant),
         attempts: job.progress.attempts,
@@ -347,6 +351,7 @@ pub(crate) fn decode_record(key: JobKey, bytes: &[u8]) -> Result<StoredJob, Stor
         },
         created,
         incarnation: record.incarnation,
+        version: record.version,
         progress: Progress { count: record.count, last_scheduled, attempts: record.attempts },
         next_due,
         staged: record.staged,
@@ -485,6 +490,7 @@ pub(crate) mod tests {
             spec in any_spec(),
             created in any_timestamp(),
             incarnation in any::<u64>(),
+            version in any::<u64>(),
             count in any::<u32>(),
             last_scheduled in proptest::option::of(any_timestamp()),
             attempts in any::<u32>(),
@@ -496,7 +502,7 @@ pub(crate) mod tests {
         ) -> StoredJob {
             StoredJob {
                 key: JobKey::app("ns", "app", "job"),
-                spec, created, incarnation,
+                spec, created, incarnation, version,
                 progress: Progress { count, last_scheduled, attempts },
                 next_due,
                 staged,
@@ -577,6 +583,7 @@ pub(crate) mod tests {
         );
         assert_eq!(job.progress.last_scheduled, Some(Timestamp::from_second(110).unwrap()));
         assert_eq!(job.next_due, Timestamp::from_second(111).unwrap());
+        assert_eq!(job.version, 0, "no version: older than any the engine stamps");
         // And a job without extensions is written exactly as main wrote it.
         assert_eq!(encode_record(&job), MAIN_RECORD);
     }

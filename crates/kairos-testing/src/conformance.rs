@@ -162,6 +162,7 @@ pub fn job(key: JobKey, due: Timestamp) -> StoredJob {
         spec: JobSpec { schedule: Some("@every 1s".into()), ..JobSpec::default() }.with_default_policy(),
         created: base(),
         incarnation: INCARNATION.fetch_add(1, Ordering::Relaxed),
+        version: 42,
         progress: Progress::default(),
         next_due: due,
         staged: false,

@@ -907,6 +907,7 @@ impl Line {
             },
             created: instant("created", &self.created)?,
             incarnation: 0,
+            version: 0,
             progress: Progress {
                 count: self.count,
                 last_scheduled: self
@@ -965,6 +966,7 @@ mod tests {
             spec,
             created: Timestamp::new(1_700_000_000, 123_456_789).unwrap(),
             incarnation: 0,
+            version: 0,
             progress,
             next_due: Timestamp::new(1_700_000_010, 1).unwrap(),
             staged: false,
