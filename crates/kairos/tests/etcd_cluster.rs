@@ -473,13 +473,14 @@ async fn create_and_trigger_rates_with_three_replicas_on_one_etcd() {
         m
     });
     eprintln!(
-        "3 replicas, 1 etcd: created {total} jobs in {create_secs:.2}s ({:.0}/s, {writers} concurrent callers); {total} triggers due at one instant delivered within {:.2}s ({:.0}/s; first {:?} after the due time); all answered and deleted {:.2}s after the due time ({:.0}/s); per replica {per_replica:?}",
+        "3 replicas, 1 etcd: created {total} jobs in {create_secs:.2}s ({:.0}/s, {writers} concurrent callers); {total} triggers due at one instant delivered within {:.2}s ({:.0}/s; first {:?} after the due time); all answered and deleted {:.2}s after the due time ({:.0}/s); per replica {per_replica:?}; {} deliveries in all",
         total as f64 / create_secs,
         (last - first).as_secs_f64(),
         total as f64 / (last - first).as_secs_f64(),
         first.saturating_duration_since(due_in),
         (settled - due_in).as_secs_f64(),
         total as f64 / (settled - due_in).as_secs_f64(),
+        deliveries.len(),
     );
     let names: std::collections::BTreeSet<&String> = deliveries.iter().map(|d| &d.name).collect();
     assert_eq!(names.len(), total, "every job fired");
