@@ -1095,8 +1095,8 @@ impl Partition {
 /// must not bring the key back (it would fire a done job again, or a stale version). A key is
 /// forgotten once the engine's watermark has passed its version and the command queue was
 /// empty after reading it (see [`crate::version`]), or, to bound memory, when more than the
-/// window's worth of keys are kept (the oldest versions go first: a notice late by that much
-/// may deliver a tick again, which at-least-once allows).
+/// partition window's worth of keys (at least [`Gone::MIN_CAP`]) are kept: the oldest versions
+/// go first, and a notice late by that much may deliver a tick again (at least once).
 #[derive(Debug, Default)]
 struct Gone {
     by_key: HashMap<JobKey, u64>,
@@ -1104,6 +1104,10 @@ struct Gone {
 }
 
 impl Gone {
+    /// The fewest keys kept before the oldest go, whatever the window: 64 (≈ 16 KiB; 4 MiB
+    /// over 256 partitions at most, in the rare case that keys outlive the watermark).
+    const MIN_CAP: usize = 64;
+
     /// Keeps `version` for `key` (or the newer one already kept). Version 0 (a record from
     /// before versions, or a change-feed delete) is never compared, so not kept.
     fn note(&mut self, key: JobKey, version: u64, cap: usize) {
@@ -1124,7 +1128,7 @@ impl Gone {
                 vacant.insert(version);
             }
         }
-        while self.by_key.len() > cap.max(1024) {
+        while self.by_key.len() > cap.max(Self::MIN_CAP) {
             let Some((_, key)) = self.by_version.pop_first() else { break };
             self.by_key.remove(&key);
         }
@@ -1229,9 +1233,13 @@ mod tests {
         for i in 1..=1500_u64 {
             gone.note(JobKey::app("ns", "app", format!("j{i}")), i, 1000);
         }
-        assert_eq!((gone.by_key.len(), gone.by_version.len()), (1024, 1024), "the floor of the cap");
-        assert!(!gone.covers(&JobKey::app("ns", "app", "j476"), 476));
-        assert!(gone.covers(&JobKey::app("ns", "app", "j477"), 477));
+        assert_eq!((gone.by_key.len(), gone.by_version.len()), (1000, 1000));
+        assert!(!gone.covers(&JobKey::app("ns", "app", "j500"), 500));
+        assert!(gone.covers(&JobKey::app("ns", "app", "j501"), 501));
+        for i in 1..=100_u64 {
+            gone.note(JobKey::app("ns", "app", format!("k{i}")), 10_000 + i, 1);
+        }
+        assert_eq!(gone.by_key.len(), Gone::MIN_CAP, "the floor of the cap");
     }
 
     #[test]
