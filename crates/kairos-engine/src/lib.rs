@@ -563,6 +563,10 @@ impl Engine {
         }
         let keys = self.inner.store.delete_by_scope(scope).await?;
         metrics::counter!("kairos_jobs_deleted_total", "reason" => "api").increment(keys.len() as u64);
+        if self.follows_store_feed() {
+            // The partitions hear of the deletes from the feed.
+            return Ok(keys.len());
+        }
         for key in &keys {
             // After any write to the key that was under way: its notice goes first.
             let _key = self.inner.keys.lock(key).await;
