@@ -641,20 +641,16 @@ impl Engine {
             return Ok(status_of(&job));
         }
         let timing = job.spec.resolve(job.created, &self.inner.config.default_tz)?;
-        let stamp = self.inner.versions.stamp(self.inner.clock.now(), job.version);
-        let paused = StoredJob {
-            paused: true,
-            // Parked at its expiry: only the ttl can end a paused job (or sooner, while
-            // trigger-now requests wait to be taken).
-            next_due: pulled(timing.expires.unwrap_or(Timestamp::MAX), &job.manual),
-            staged: false,
-            incarnation: self.next_incarnation(self.inner.clock.now()),
-            version: stamp.version,
-            ..job
-        };
-        self.inner.store.put(paused.clone(), PutMode::Overwrite).await?;
+        let paused = self
+            .put_steered(StoredJob {
+                paused: true,
+                // Parked at its expiry: only the ttl can end a paused job (or sooner, while
+                // trigger-now requests wait to be taken).
+                next_due: pulled(timing.expires.unwrap_or(Timestamp::MAX), &job.manual),
+                ..job
+            })
+            .await?;
         metrics::counter!("kairos_jobs_paused_total").increment(1);
-        self.notify(key, Command::Upsert(Box::new(paused.clone()))).await;
         Ok(status_of(&paused))
     }
 
@@ -679,18 +675,10 @@ impl Engine {
             self.delete_locked(key).await?;
             return Ok(JobStatus::new(&job.stats, &job.progress, None, false, false));
         };
-        let stamp = self.inner.versions.stamp(now, job.version);
-        let resumed = StoredJob {
-            paused: false,
-            next_due: pulled(next_due, &job.manual),
-            staged: false,
-            incarnation: self.next_incarnation(now),
-            version: stamp.version,
-            ..job
-        };
-        self.inner.store.put(resumed.clone(), PutMode::Overwrite).await?;
+        let resumed = self
+            .put_steered(StoredJob { paused: false, next_due: pulled(next_due, &job.manual), ..job })
+            .await?;
         metrics::counter!("kairos_jobs_resumed_total").increment(1);
-        self.notify(key, Command::Upsert(Box::new(resumed.clone()))).await;
         Ok(status_of(&resumed))
     }
 
@@ -719,19 +707,26 @@ impl Engine {
         let now = self.inner.clock.now();
         let mut manual = job.manual.clone();
         manual.push(now);
+        self.put_steered(StoredJob { next_due: pulled(job.next_due, &[now]), manual, ..job }).await?;
+        metrics::counter!("kairos_jobs_triggered_total").increment(1);
+        Ok(())
+    }
+
+    /// Stores `job`, read under its key lock and changed by a steering call, as a new
+    /// incarnation (not staged: its partition stages it again if its route is still closed),
+    /// stamped above the version read, and tells its partition. Returns what was stored.
+    async fn put_steered(&self, job: StoredJob) -> Result<StoredJob, EngineError> {
+        let now = self.inner.clock.now();
         let stamp = self.inner.versions.stamp(now, job.version);
-        let requested = StoredJob {
-            next_due: pulled(job.next_due, &[now]),
+        let job = StoredJob {
             staged: false,
             incarnation: self.next_incarnation(now),
             version: stamp.version,
-            manual,
             ..job
         };
-        self.inner.store.put(requested.clone(), PutMode::Overwrite).await?;
-        metrics::counter!("kairos_jobs_triggered_total").increment(1);
-        self.notify(key, Command::Upsert(Box::new(requested))).await;
-        Ok(())
+        self.inner.store.put(job.clone(), PutMode::Overwrite).await?;
+        self.notify(&job.key, Command::Upsert(Box::new(job.clone()))).await;
+        Ok(job)
     }
 
     /// One page of an owner's jobs with their status, ascending by name, after `after_name`:
