@@ -355,17 +355,28 @@ impl Engine {
     /// Tells the job's partition, if this engine owns it, that the store now holds `job`.
     ///
     /// # Contract
-    /// Ignored when the partition already holds that incarnation (this engine's own progress
-    /// writes come back through the feed and must not re-arm a job); otherwise the job replaces
-    /// whatever the partition held for its key, exactly as a local overwrite does.
+    /// `job.version` is the revision of the write. Ignored when the partition already holds
+    /// that incarnation (this engine's own progress writes come back through the feed and must
+    /// not re-arm a job), or a version at least as new (read by a scan ahead of the feed), or
+    /// let go of one (done, deleted, evicted) while the feed was not past it yet; otherwise the
+    /// job replaces whatever the partition held for its key, exactly as a local overwrite does.
     pub async fn upsert_from_store(&self, job: StoredJob) {
         let key = job.key.clone();
         self.send(&key, Command::Upsert(Box::new(job))).await;
     }
 
-    /// Tells the job's partition, if this engine owns it, that `key` was deleted from the store.
-    pub async fn remove(&self, key: &JobKey) {
-        self.send(key, Command::Remove(key.clone(), 0)).await;
+    /// Tells the job's partition, if this engine owns it, that `key` was deleted from the store
+    /// at `revision`.
+    pub async fn remove(&self, key: &JobKey, revision: u64) {
+        self.send(key, Command::Remove(key.clone(), revision)).await;
+    }
+
+    /// Records that every change-feed event up to `revision` has been passed to
+    /// [`Engine::upsert_from_store`] or [`Engine::remove`] (after a compaction: that the feed
+    /// goes on from `revision`). Partitions keep what they know of keys they let go of until
+    /// the feed is past it.
+    pub fn feed_queued(&self, revision: u64) {
+        self.inner.versions.feed_queued(revision);
     }
 
     /// Makes every owned partition forget its waiting jobs and read its due index again (after

@@ -50,11 +50,11 @@ pub(crate) enum Command {
     /// own progress write). Ignored when the partition holds that incarnation: it has read the
     /// job from the store already (a due-index scan may read a new job before the notice of its
     /// write arrives) and may have fired it or moved it on since, so taking it again would
-    /// deliver a tick twice. Without the change feed, also ignored when the partition has held a
-    /// version of the key at least as new (see [`crate::version`]).
+    /// deliver a tick twice. Also ignored when the partition has held a version of the key at
+    /// least as new (see [`crate::version`]).
     Upsert(Box<StoredJob>),
     /// A job was deleted; its durable delete has returned. With the version stamp of the delete
-    /// (0 from the change feed).
+    /// (from the change feed: its revision).
     Remove(JobKey, u64),
     /// Stop firing, and answer once no trigger of this partition is delivered and unanswered
     /// and no progress write is pending (the partition is about to be handed over).
@@ -162,10 +162,10 @@ pub(crate) struct Flags {
     pub resident: Arc<AtomicUsize>,
     /// How far the loop's window reaches into its due index.
     pub horizon: Horizon,
-    /// Set when the engine follows the store's change feed: notices are then in store order,
-    /// and versions are not compared.
+    /// Set when the engine follows the store's change feed: notices then come from it, and
+    /// versions are revisions.
     pub feed_driven: Arc<AtomicBool>,
-    /// The engine's version stamps, for their watermark.
+    /// The engine's version stamps and the feed's position, for their watermarks.
     pub versions: Arc<Versions>,
 }
 
@@ -307,7 +307,11 @@ impl Partition {
         loop {
             // Every notice of a version below it is queued already: once the queue is empty,
             // none of them can still come.
-            let watermark = self.flags.versions.watermark();
+            let watermark = if self.local_notices() {
+                self.flags.versions.watermark()
+            } else {
+                self.flags.versions.feed_watermark()
+            };
             if commands.is_empty() {
                 self.gone.forget_below(watermark);
             }
@@ -433,13 +437,14 @@ impl Partition {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Upsert(job) => {
-                let ordered = self.ordered();
-                if self.jobs.get(&job.key).is_some_and(|e| {
-                    e.job.incarnation == job.incarnation || (ordered && job.version <= e.job.version)
-                }) {
+                if self
+                    .jobs
+                    .get(&job.key)
+                    .is_some_and(|e| e.job.incarnation == job.incarnation || job.version <= e.job.version)
+                {
                     return;
                 }
-                if ordered && self.gone.covers(&job.key, job.version) {
+                if self.gone.covers(&job.key, job.version) {
                     return;
                 }
                 self.forget(&job.key);
@@ -454,10 +459,14 @@ impl Partition {
                 }
             }
             Command::Remove(key, version) => {
-                self.forget(&key);
-                if self.ordered() {
-                    self.gone.note(key, version, self.window);
+                // From the feed, a delete older than what a scan read (the job was created
+                // again) changes nothing. Without it, a delete's stamp is above the version it
+                // deleted, but a bulk delete's may not be (its read-back decides instead).
+                if !self.local_notices() && self.jobs.get(&key).is_some_and(|e| e.job.version > version) {
+                    return;
                 }
+                self.forget(&key);
+                self.gone.note(key, version, self.window);
             }
             Command::Drain(done) => {
                 // Triggers still queued for a subscriber's credit are taken back: the next owner
@@ -540,13 +549,12 @@ impl Partition {
     }
 
     fn note_gone(&mut self, entry: &Entry) {
-        if self.ordered() {
-            self.gone.note(entry.job.key.clone(), entry.job.version, self.window);
-        }
+        self.gone.note(entry.job.key.clone(), entry.job.version, self.window);
     }
 
-    /// Whether notices are ordered by version: the engine does not follow a change feed.
-    fn ordered(&self) -> bool {
+    /// Whether notices come from this engine's own writes (stamped by it), not from the
+    /// store's change feed (whose versions are revisions).
+    fn local_notices(&self) -> bool {
         !self.flags.feed_driven.load(Ordering::Relaxed)
     }
 

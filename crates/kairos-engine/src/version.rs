@@ -22,17 +22,26 @@
 //! watermark has passed that version and its command queue is empty, no older notice of the
 //! key can still come.
 //!
-//! Only a process that owns its store alone orders by versions (the memory and redb stores);
-//! replicas on etcd learn of writes from the store's change feed, already in order.
+//! Replicas on etcd learn of writes from the store's change feed instead, in revision order,
+//! and versions there are revisions (the etcd store reports each record's `mod_revision`). A
+//! scan can still read a job ahead of the feed's events about it, so partitions compare
+//! versions the same way, and the feed's position ([`Versions::feed_queued`]) is their
+//! watermark.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use jiff::Timestamp;
 
-/// The version stamps of one engine (see the module doc).
+/// The version stamps of one engine (see the module doc), and how far the store's change feed
+/// has got.
 #[derive(Debug, Default)]
-pub(crate) struct Versions(Mutex<State>);
+pub(crate) struct Versions {
+    state: Mutex<State>,
+    /// The revision of the last change-feed event queued to the partitions.
+    feed: AtomicU64,
+}
 
 #[derive(Debug, Default)]
 struct State {
@@ -44,7 +53,7 @@ struct State {
 
 impl Versions {
     fn state(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A new stamp, larger than every stamp before it and than `above`, taken at `now`. It is
@@ -63,6 +72,17 @@ impl Versions {
     pub(crate) fn watermark(&self) -> u64 {
         let state = self.state();
         state.outstanding.first().copied().unwrap_or_else(|| state.last.saturating_add(1))
+    }
+
+    /// Records that every change-feed event up to `revision` has been queued to its partition.
+    pub(crate) fn feed_queued(&self, revision: u64) {
+        self.feed.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// With the change feed: a revision above every feed event queued so far (each event's
+    /// version is its revision, see [`kairos_store::StoredJob::version`]).
+    pub(crate) fn feed_watermark(&self) -> u64 {
+        self.feed.load(Ordering::Acquire).saturating_add(1)
     }
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Harness, at, config, drain, every, key, one_shot, settle};
@@ -741,11 +741,64 @@ async fn overwrite_and_delete_through_another_replica_reach_the_owner_via_the_fe
     writer.schedule(key("job"), one_shot("10s"), PutMode::CreateOnly).await.unwrap();
     h.engine.upsert_from_store(h.stored("job").await.unwrap()).await;
     writer.schedule(key("job"), one_shot("20s"), PutMode::Overwrite).await.unwrap();
-    h.engine.upsert_from_store(h.stored("job").await.unwrap()).await;
+    let overwritten = h.stored("job").await.unwrap();
+    h.engine.upsert_from_store(overwritten.clone()).await;
     assert!(h.quiet_for(&mut sub, 10).await, "the overwrite moved the due time");
     writer.delete(&key("job")).await.unwrap();
-    h.engine.remove(&key("job")).await;
+    // The feed's versions grow with every write, as etcd's revisions do.
+    h.engine.remove(&key("job"), overwritten.version + 1).await;
     assert!(h.quiet_for(&mut sub, 20).await, "the delete reached the owner");
+}
+
+/// A replica that starts after `writer`'s writes and reads them from the store (its scans),
+/// learning of later writes only from the (hand-fed) feed; and the writer.
+async fn a_replica_after(writes: impl AsyncFnOnce(&Engine)) -> (Engine, Harness) {
+    let store = Arc::new(MemoryStore::new(1));
+    let clock = Harness::start_clock();
+    let writer = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
+    writes(&writer).await;
+    let owner = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
+    owner.follow_store_feed();
+    owner.own_all();
+    settle().await;
+    (writer, Harness { engine: owner, clock, store })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_feed_event_older_than_the_version_a_scan_read_is_ignored() {
+    let first = Arc::new(Mutex::new(None));
+    let seen = first.clone();
+    let (_writer, h) = a_replica_after(async move |writer: &Engine| {
+        writer.schedule(key("j"), one_shot("10s"), PutMode::CreateOnly).await.unwrap();
+        *seen.lock().unwrap() = writer.get(&key("j")).await.unwrap();
+        writer.schedule(key("j"), one_shot("100s"), PutMode::Overwrite).await.unwrap();
+    })
+    .await;
+    let mut sub = h.subscribe("app");
+    // The owner's first scan read the overwrite; the feed's events of both writes come after,
+    // the second one late.
+    let first = first.lock().unwrap().take().unwrap();
+    h.engine.upsert_from_store(first).await;
+    assert!(h.quiet_for(&mut sub, 50).await, "the overwritten version fired");
+    h.engine.upsert_from_store(h.stored("j").await.unwrap()).await;
+    assert_eq!(h.answer_after(&mut sub, 50, Outcome::Success).await.due, at(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_feed_event_of_a_create_after_the_job_was_done_does_not_fire_it_again() {
+    let (_writer, h) = a_replica_after(async |writer: &Engine| {
+        writer.schedule(key("o"), one_shot("10s"), PutMode::CreateOnly).await.unwrap();
+    })
+    .await;
+    let mut sub = h.subscribe("app");
+    let created = h.stored("o").await.unwrap();
+    assert_eq!(h.answer_after(&mut sub, 10, Outcome::Success).await.key, key("o"));
+    assert!(h.stored("o").await.is_none(), "done and deleted");
+    // The feed is slow: the create's event comes only now, and the delete's later still.
+    h.engine.upsert_from_store(created.clone()).await;
+    assert!(h.quiet_for(&mut sub, 30).await, "the late create event fired a done job again");
+    h.engine.remove(&key("o"), created.version + 1).await;
+    assert!(h.quiet_for(&mut sub, 30).await);
 }
 
 #[tokio::test(start_paused = true)]

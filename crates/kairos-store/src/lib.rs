@@ -33,7 +33,10 @@ use kairos_core::{HistoryLimit, JobKey, JobSpec, JobStats, Owner, Route, Trigger
 pub const DEFAULT_PARTITIONS: u32 = 256;
 
 /// A job as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two are equal when they hold the same job: [`StoredJob::version`] is left out, as it says
+/// when the job was written, and the etcd store reports its own.
+#[derive(Debug, Clone, Eq)]
 pub struct StoredJob {
     pub key: JobKey,
     /// The spec exactly as the user gave it, with the default failure policy filled in.
@@ -43,12 +46,13 @@ pub struct StoredJob {
     /// Chosen anew on every put (create or overwrite): a [`Mutation`] names the incarnation it is
     /// about and is ignored when the stored job has another one.
     pub incarnation: u64,
-    /// The write order of the incarnation: the engine stamps every put of a job with a version
-    /// larger than that of the job it replaces and than any it stamped before (a hybrid clock:
-    /// nanoseconds since the epoch, or one more than its last stamp). So within one process
-    /// owning its store, a larger version was written later; versions written by different
-    /// replicas are not ordered. A [`Mutation`] keeps the version. 0 in records written before
-    /// kairos kept it.
+    /// The write order of the job: a larger version was written later.
+    /// * Memory and redb stores keep what the writer put: the engine stamps every put of a job
+    ///   with a version larger than that of the job it replaces and than any it stamped before
+    ///   (a hybrid clock: nanoseconds since the epoch, or one more than its last stamp), and a
+    ///   [`Mutation`] keeps it. 0 in records written before kairos kept it.
+    /// * The etcd store reports the record's `mod_revision` instead (what was put is ignored):
+    ///   it orders every write to the key across replicas, the owner's own mutations included.
     pub version: u64,
     /// How far the job has got.
     pub progress: Progress,
@@ -70,6 +74,38 @@ pub struct StoredJob {
     /// partition takes them when it next fires the job and writes a [`Mutation::Progress`],
     /// which clears them (empty in records written before kairos kept them).
     pub manual: Vec<Timestamp>,
+}
+
+impl PartialEq for StoredJob {
+    fn eq(&self, other: &Self) -> bool {
+        // Destructured, so that a new field cannot be left out by mistake.
+        let StoredJob {
+            key,
+            spec,
+            created,
+            incarnation,
+            version: _,
+            progress,
+            next_due,
+            staged,
+            paused,
+            stats,
+            manual,
+        } = self;
+        (key, spec, created, incarnation, progress, next_due, staged, paused, stats, manual)
+            == (
+                &other.key,
+                &other.spec,
+                &other.created,
+                &other.incarnation,
+                &other.progress,
+                &other.next_due,
+                &other.staged,
+                &other.paused,
+                &other.stats,
+                &other.manual,
+            )
+    }
 }
 
 impl StoredJob {

@@ -626,6 +626,7 @@ pub(crate) mod tests {
         #[test]
         fn records_round_trip_exactly(job in any_job()) {
             let back = decode_record(job.key.clone(), &encode_record(&job)).unwrap();
+            prop_assert_eq!(back.version, job.version);
             prop_assert_eq!(back, job);
         }
 

@@ -241,6 +241,28 @@ async fn fenced_apply_writes_nothing_of_a_partition_owned_by_another_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_are_the_records_mod_revisions_in_reads_and_in_the_feed() {
+    let (store, _etcd) = fresh("/v", 4).await;
+    let mut watch = store.watch_jobs(store.current_revision().await.unwrap()).await.unwrap();
+    let stamp = u64::MAX / 2;
+    let j = StoredJob { version: stamp, ..job(JobKey::app("ns", "app", "j"), at(1)) };
+    store.put(j.clone(), PutMode::CreateOnly).await.unwrap();
+    let revision = u64::try_from(store.current_revision().await.unwrap()).unwrap();
+    let read = store.get(&j.key).await.unwrap().unwrap().version;
+    assert_eq!(read, revision, "the create's revision, not the stamp put ({stamp})");
+    let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("watch event in time")
+        .expect("watch open")
+        .expect("no watch error");
+    assert_eq!(u64::try_from(event.revision).unwrap(), revision);
+    match event.change {
+        JobChange::Put(job) => assert_eq!(job.version, revision),
+        other => panic!("expected the put, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_watch_reports_puts_overwrites_deletes_in_order_then_compaction() {
     let (store, etcd) = fresh("/w", 4).await;
     let other = EtcdStore::connect(config(&etcd, "/w2", 4)).await.unwrap();

@@ -116,6 +116,7 @@ macro_rules! job_store_conformance {
                 history_is_removed_with_the_job_and_by_a_new_job_of_the_name,
                 history_of_neighbours_is_untouched_by_a_bulk_delete,
                 record_of_a_stale_incarnation_changes_nothing,
+                every_read_reports_one_version_and_a_later_write_a_larger_one,
             );
         }
     };
@@ -261,6 +262,35 @@ async fn put_all(store: &Store, keys: &[JobKey]) {
     for (i, key) in keys.iter().enumerate() {
         put_new(store, &job(key.clone(), secs(i64::try_from(i).unwrap()))).await;
     }
+}
+
+/// [`StoredJob::version`]: memory and redb report what was put, etcd each record's
+/// `mod_revision`; either way one version per write, growing (the writer's stamps grow here).
+pub async fn every_read_reports_one_version_and_a_later_write_a_larger_one(store: Store) {
+    let j = StoredJob { version: 42, ..job(JobKey::app("ns", "app", "v"), secs(5)) };
+    put_new(&store, &j).await;
+    let versions = |jobs: Vec<StoredJob>| jobs.into_iter().map(|j| j.version).collect::<Vec<_>>();
+    let first = store.get(&j.key).await.unwrap().unwrap().version;
+    assert!(first > 0, "a version is reported");
+    let partition = store.partition_of(&j.key);
+    assert_eq!(versions(store.list(&all_of("ns", &Owner::app("app")), None, 10).await.unwrap()), [first]);
+    assert_eq!(versions(store.scan_due(partition, None, 10).await.unwrap()), [first]);
+    assert_eq!(versions(store.scan_all(None, 10).await.unwrap()), [first]);
+    let replaced = store.put(StoredJob { version: 43, ..j.clone() }, PutMode::Overwrite).await.unwrap();
+    assert_eq!(replaced.map(|old| old.version), Some(first), "the replaced job as it was read");
+    let second = store.get(&j.key).await.unwrap().unwrap().version;
+    assert!(second > first, "{second} after {first}");
+    let progress = Progress { count: 1, last_scheduled: Some(secs(5)), attempts: 0 };
+    let moved =
+        Mutation::Progress { key: j.key.clone(), incarnation: j.incarnation, progress, next_due: secs(6) };
+    store.apply(vec![moved]).await.unwrap();
+    let third = store.get(&j.key).await.unwrap().unwrap().version;
+    assert!(third >= second, "a mutation never makes it smaller: {third} after {second}");
+    let staged = Mutation::Stage { key: j.key.clone(), incarnation: j.incarnation };
+    store.apply(vec![staged]).await.unwrap();
+    let route = kairos_core::Route::of(&j.key);
+    let in_staged = store.scan_staged(partition, &route, None, 10).await.unwrap();
+    assert_eq!(versions(in_staged), [store.get(&j.key).await.unwrap().unwrap().version]);
 }
 
 pub async fn put_create_only_stores_the_job_exactly(store: Store) {

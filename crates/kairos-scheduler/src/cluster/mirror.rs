@@ -179,10 +179,12 @@ pub(super) async fn feed(
             match next {
                 Some(Ok(event)) => {
                     last = event.revision;
+                    let revision = u64::try_from(event.revision).unwrap_or(0);
                     match event.change {
                         JobChange::Put(job) => engine.upsert_from_store(*job).await,
-                        JobChange::Deleted(key) => engine.remove(&key).await,
+                        JobChange::Deleted(key) => engine.remove(&key, revision).await,
                     }
+                    engine.feed_queued(revision);
                 }
                 Some(Err(JobWatchError::Compacted { compact_revision })) => {
                     tracing::warn!(
@@ -194,6 +196,7 @@ pub(super) async fn feed(
                         Ok(revision) => {
                             last = revision;
                             engine.reload().await;
+                            engine.feed_queued(u64::try_from(revision).unwrap_or(0));
                         }
                         Err(err) => tracing::debug!(error = %err, "cannot read etcd's revision"),
                     }

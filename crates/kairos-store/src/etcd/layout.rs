@@ -6,7 +6,7 @@ use jiff::Timestamp;
 
 use crate::keys::{self, decode_key, due_key, prefix_end};
 use crate::record::decode_record;
-use crate::{StoreError, StoredJob};
+use crate::{JobKey, StoreError, StoredJob};
 
 fn normalize_prefix(prefix: &str) -> &str {
     prefix.trim_end_matches('/')
@@ -107,8 +107,17 @@ impl Layout {
 
     pub(super) fn decode_job(&self, kv: &KeyValue) -> Result<StoredJob, StoreError> {
         let key = decode_key(self.encoded_of(kv.key())?)?;
-        decode_record(key, kv.value())
+        decode_at(key, kv.value(), kv.mod_revision())
     }
+}
+
+/// A job record as read from etcd: its version is the record's `mod_revision`, which orders
+/// every write to the key across replicas, not the stamp the writer stored in it (see
+/// [`StoredJob::version`]).
+pub(super) fn decode_at(key: JobKey, value: &[u8], mod_revision: i64) -> Result<StoredJob, StoreError> {
+    let mut job = decode_record(key, value)?;
+    job.version = u64::try_from(mod_revision).unwrap_or(0);
+    Ok(job)
 }
 
 /// The smallest key after `key`.

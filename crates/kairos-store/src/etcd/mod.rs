@@ -108,11 +108,11 @@ use kairos_core::{JobKey, Route, TriggerRecord};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, Listing, decode_due_key, decode_key, encode_key};
-use crate::record::{decode_history, decode_record};
+use crate::record::decode_history;
 use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
 
 use errors::{QUOTA_HINT, contention, etcd_error, replicate};
-use layout::{Layout, end_of, successor};
+use layout::{Layout, decode_at, end_of, successor};
 pub use layout::{member_key, members_prefix, owner_key, owners_prefix};
 use putter::{PutCall, Putter};
 pub use watch::{JobChange, JobEvent, JobWatch, JobWatchError};
@@ -433,7 +433,7 @@ impl EtcdStore {
         let resp = self.kv().get(job_key.to_vec(), None).await.map_err(|e| etcd_error("read", e))?;
         match resp.kvs().first() {
             None => Ok((None, 0)),
-            Some(kv) => Ok((Some(decode_record(key.clone(), kv.value())?), kv.mod_revision())),
+            Some(kv) => Ok((Some(decode_at(key.clone(), kv.value(), kv.mod_revision())?), kv.mod_revision())),
         }
     }
 
@@ -525,7 +525,7 @@ impl EtcdStore {
                 let key = decode_key(encoded)?;
                 let found = match response {
                     TxnOpResponse::Get(get) => {
-                        get.kvs().first().map(|kv| decode_record(key.clone(), kv.value()))
+                        get.kvs().first().map(|kv| decode_at(key.clone(), kv.value(), kv.mod_revision()))
                     }
                     _ => None,
                 };

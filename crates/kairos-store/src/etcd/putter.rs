@@ -15,10 +15,11 @@ use std::collections::BTreeSet;
 use etcd_client::{Compare, CompareOp, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::{mpsc, oneshot};
 
+use super::layout::decode_at;
 use super::writer::{JobWrite, chunk_writes};
 use super::{GETS_PER_TXN, Layout, MAX_CONFLICTS, MAX_GROUP_CALLS, contention, etcd_error, replicate};
 use crate::keys;
-use crate::record::{decode_record, encode_record};
+use crate::record::encode_record;
 use crate::{PutMode, StoreError, StoredJob};
 
 /// One `put` call waiting for the putter.
@@ -271,5 +272,5 @@ fn reads_of(responses: Vec<TxnOpResponse>) -> Vec<Read> {
 }
 
 fn decode_read(p: &Pending, read: Read) -> Result<Option<(StoredJob, i64)>, StoreError> {
-    read.map(|(value, rev)| Ok((decode_record(p.call.job.key.clone(), &value)?, rev))).transpose()
+    read.map(|(value, rev)| Ok((decode_at(p.call.job.key.clone(), &value, rev)?, rev))).transpose()
 }

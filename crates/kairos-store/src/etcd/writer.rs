@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use etcd_client::{Compare, CompareOp, KvClient, Txn, TxnOp, TxnOpResponse};
 use tokio::sync::{mpsc, oneshot};
 
+use super::layout::decode_at;
 use super::{
     FenceCell, GETS_PER_TXN, KEYS_PER_TXN, Layout, MAX_CONFLICTS, MAX_GROUP_CALLS, MAX_TXN_BYTES,
     OPS_PER_TXN, PARTITIONS_PER_TXN, contention, current_fence, etcd_error, replicate,
 };
 use crate::keys;
-use crate::record::{decode_record, encode_history, encode_record};
+use crate::record::{encode_history, encode_record};
 use crate::{Mutation, StoreError, StoredJob};
 
 /// One `apply` call waiting for the writer.
@@ -243,9 +244,10 @@ impl Writer {
             for ((encoded, mutation), response) in chunk.iter().zip(responses) {
                 let original = match response {
                     TxnOpResponse::Get(get) => match get.kvs().first() {
-                        Some(kv) => {
-                            Some((decode_record(mutation.key().clone(), kv.value())?, kv.mod_revision()))
-                        }
+                        Some(kv) => Some((
+                            decode_at(mutation.key().clone(), kv.value(), kv.mod_revision())?,
+                            kv.mod_revision(),
+                        )),
                         None => None,
                     },
                     _ => None,
