@@ -306,13 +306,18 @@ impl Partition {
         }
         loop {
             // Every notice of a version below it is queued already: once the queue is empty,
-            // none of them can still come.
-            let watermark = if self.local_notices() {
-                self.flags.versions.watermark()
+            // none of them can still come. Read (a lock shared with every writer) only while
+            // keys are kept; those let go of meanwhile wait for the next turn.
+            let watermark = if self.gone.is_empty() {
+                None
+            } else if self.local_notices() {
+                Some(self.flags.versions.watermark())
             } else {
-                self.flags.versions.feed_watermark()
+                Some(self.flags.versions.feed_watermark())
             };
-            if commands.is_empty() {
+            if let Some(watermark) = watermark
+                && commands.is_empty()
+            {
                 self.gone.forget_below(watermark);
             }
             let now = self.clock.now();
@@ -364,7 +369,9 @@ impl Partition {
                         while let Ok(more) = commands.try_recv() {
                             self.on_command(more);
                         }
-                        self.gone.forget_below(watermark);
+                        if let Some(watermark) = watermark {
+                            self.gone.forget_below(watermark);
+                        }
                     }
                     None => break,
                 },
@@ -1140,6 +1147,10 @@ impl Gone {
             let Some((_, key)) = self.by_version.pop_first() else { break };
             self.by_key.remove(&key);
         }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
     }
 
     /// Whether a notice of `version` for `key` is no newer than what was let go.
