@@ -34,7 +34,7 @@ use kairos_core::misfire::{CatchUp, catch_up};
 use kairos_core::policy::splitmix64;
 use kairos_core::timeline::{Step, after_failure_seeded, after_success, next_tick};
 use kairos_core::{Clock, JobKey, JobTiming, Route, TriggerOutcome, TriggerRecord};
-use kairos_store::{DueCursor, JobStore, Mutation, StoreError, StoredJob};
+use kairos_store::{DueCursor, JobStore, Mutation, StoreError, StoredJob, Written};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -149,7 +149,7 @@ fn seconds(d: SignedDuration) -> f64 {
     d.as_secs_f64().max(0.0)
 }
 
-type WriteResult = (Vec<Mutation>, Result<(), StoreError>);
+type WriteResult = (Vec<Mutation>, Result<Written, StoreError>);
 
 /// What a partition loop shares with the engine.
 #[derive(Debug, Clone, Default)]
@@ -1049,16 +1049,23 @@ impl Partition {
 
     fn on_written(&mut self, (batch, result): WriteResult) {
         self.writing = false;
-        if let Err(err) = result {
-            tracing::warn!(partition = self.id, error = %err, mutations = batch.len(), "progress write failed; retrying");
-            // Keep the order: the failed batch goes before anything queued since.
-            let newer = std::mem::replace(&mut self.pending, batch);
-            self.pending.extend(newer);
-            self.back_off();
-            return;
-        }
+        let written = match result {
+            Ok(written) => written,
+            Err(err) => {
+                tracing::warn!(partition = self.id, error = %err, mutations = batch.len(), "progress write failed; retrying");
+                // Keep the order: the failed batch goes before anything queued since.
+                let newer = std::mem::replace(&mut self.pending, batch);
+                self.pending.extend(newer);
+                self.back_off();
+                return;
+            }
+        };
         self.backoff = SignedDuration::ZERO;
+        // With the change feed, each write comes back as an event at the version the store gave
+        // it: the job holds (or is let go at) that version, so the echo is known as its own.
+        let mut versions = written.into_iter();
         for mutation in batch {
+            let version = versions.next().flatten();
             let (key, incarnation) = match &mutation {
                 Mutation::Progress { key, incarnation, .. }
                 | Mutation::Complete { key, incarnation }
@@ -1074,6 +1081,7 @@ impl Partition {
                 continue;
             }
             let Some(mut entry) = self.take(key) else { continue };
+            entry.job.version = entry.job.version.max(version.unwrap_or(0));
             let stays = match mutation {
                 Mutation::Progress { next_due, .. } => {
                     entry.job.staged = false;

@@ -26,7 +26,9 @@
 //! and versions there are revisions (the etcd store reports each record's `mod_revision`). A
 //! scan can still read a job ahead of the feed's events about it, so partitions compare
 //! versions the same way, and the feed's position ([`Versions::feed_queued`]) is their
-//! watermark.
+//! watermark. A partition's own progress writes come back through the feed too: the store
+//! reports the revision of each ([`kairos_store::Written`]), and the partition holds the job at
+//! it, or lets it go at it, so the echo is never newer than what it knows.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};

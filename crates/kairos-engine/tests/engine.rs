@@ -751,9 +751,10 @@ async fn overwrite_and_delete_through_another_replica_reach_the_owner_via_the_fe
 }
 
 /// A replica that starts after `writer`'s writes and reads them from the store (its scans),
-/// learning of later writes only from the (hand-fed) feed; and the writer.
+/// learning of later writes only from the (hand-fed) feed; and the writer. The store versions
+/// writes as etcd does (a revision each).
 async fn a_replica_after(writes: impl AsyncFnOnce(&Engine)) -> (Engine, Harness) {
-    let store = Arc::new(MemoryStore::new(1));
+    let store = Arc::new(MemoryStore::with_revisions(1));
     let clock = Harness::start_clock();
     let writer = Engine::new(store.clone(), Arc::new(clock.clone()), config(64));
     writes(&writer).await;
@@ -798,6 +799,30 @@ async fn a_feed_event_of_a_create_after_the_job_was_done_does_not_fire_it_again(
     h.engine.upsert_from_store(created.clone()).await;
     assert!(h.quiet_for(&mut sub, 30).await, "the late create event fired a done job again");
     h.engine.remove(&key("o"), created.version + 1).await;
+    assert!(h.quiet_for(&mut sub, 30).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_late_echo_of_the_owners_own_progress_write_does_not_fire_the_last_tick_again() {
+    let (_writer, h) = a_replica_after(async |writer: &Engine| {
+        writer.schedule(key("r"), every("@every 10s", Some(2)), PutMode::CreateOnly).await.unwrap();
+    })
+    .await;
+    let mut sub = h.subscribe("app");
+    // The feed has passed the create (which the owner's scan read) ...
+    h.engine.feed_queued(h.store.revision());
+    assert_eq!(h.answer_after(&mut sub, 10, Outcome::Success).await.due, at(10));
+    // ... but from here on it lags the owner's own writes by more than a tick.
+    let progressed = h.stored("r").await.unwrap();
+    assert_eq!(progressed.progress.count, 1, "the owner wrote the first tick's progress");
+    assert_eq!(h.answer_after(&mut sub, 10, Outcome::Success).await.due, at(20));
+    assert!(h.stored("r").await.is_none(), "both ticks done: deleted");
+    // The echo of the first progress write comes only now, the delete's after it.
+    h.engine.upsert_from_store(progressed.clone()).await;
+    h.engine.feed_queued(progressed.version);
+    assert!(h.quiet_for(&mut sub, 30).await, "the echo of its own write fired the last tick again");
+    h.engine.remove(&key("r"), h.store.revision()).await;
+    h.engine.feed_queued(h.store.revision());
     assert!(h.quiet_for(&mut sub, 30).await);
 }
 

@@ -30,7 +30,9 @@ use kairos_core::policy::splitmix64;
 use kairos_core::{Clock, JobKey, JobSpec, ManualClock, Route, Stopwatch, TriggerRecord};
 use kairos_engine::{Engine, EngineConfig, Outcome, Registration};
 use kairos_store::redb::RedbStore;
-use kairos_store::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
+use kairos_store::{
+    DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob, Written,
+};
 
 const PARTITIONS: u32 = 4;
 /// Jobs each partition keeps in memory: it rescans its due index every eight jobs.
@@ -115,7 +117,7 @@ impl JobStore for LaggingScans {
         self.redb.count_staged().await
     }
 
-    async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+    async fn apply(&self, mutations: Vec<Mutation>) -> Result<Written, StoreError> {
         self.redb.apply(mutations).await
     }
 

@@ -53,6 +53,8 @@ pub struct StoredJob {
     ///   [`Mutation`] keeps it. 0 in records written before kairos kept it.
     /// * The etcd store reports the record's `mod_revision` instead (what was put is ignored):
     ///   it orders every write to the key across replicas, the owner's own mutations included.
+    ///   [`memory::MemoryStore::with_revisions`] does the same with a revision counter of its
+    ///   own.
     pub version: u64,
     /// How far the job has got.
     pub progress: Progress,
@@ -173,6 +175,17 @@ impl OwnerScope {
         }
     }
 }
+
+/// The versions [`JobStore::apply`] gave the jobs it wrote: one per mutation, in order, the
+/// version at which the commit wrote that mutation's job (its new state, or its deletion), or
+/// `None` where it left the job as it was (absent, or of another incarnation).
+///
+/// Empty from a store whose versions are the writer's (memory and redb: a mutation keeps the
+/// job's [`StoredJob::version`]). A store that gives every write a version of its own (etcd's
+/// revisions, [`memory::MemoryStore::with_revisions`]) reports them, because its change feed
+/// will report the same writes with those versions: the engine that wrote them knows its own
+/// echoes when they come.
+pub type Written = Vec<Option<u64>>;
 
 /// A state change the engine makes as jobs fire; applied in batches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,7 +420,9 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// record and drops those older than its `keep` newest. Either every other mutation is
     /// applied
     /// and durable when this returns `Ok`, or none is.
-    async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError>;
+    ///
+    /// Returns what the change feed will report of these writes (see [`Written`]).
+    async fn apply(&self, mutations: Vec<Mutation>) -> Result<Written, StoreError>;
 
     /// Every job of every owner, ordered by key, starting strictly after `after`.
     ///

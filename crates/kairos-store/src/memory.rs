@@ -8,6 +8,9 @@
 //! or only its answer (with `tokio::time::sleep`, so tests under `tokio::time::pause()` control
 //! it), or put the store in a [`StoreFault`] (full or corrupt: every write refused with it, reads
 //! go on).
+//!
+//! [`MemoryStore::with_revisions`] makes it version writes as etcd does (a revision per write),
+//! for tests of replicas that follow a change feed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -19,12 +22,14 @@ use jiff::Timestamp;
 use kairos_core::{JobKey, Route, TriggerRecord};
 
 use crate::keys::{self, Listing, encode_key, prefix_end};
-use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob, Written};
 
 /// An in-memory job store; see the [module docs](self).
 #[derive(Debug)]
 pub struct MemoryStore {
     partitions: u32,
+    /// Whether every write gets a version of its own (see [`MemoryStore::with_revisions`]).
+    revisions: bool,
     state: Mutex<State>,
     faults: Faults,
 }
@@ -145,6 +150,8 @@ struct State {
     staged: BTreeSet<StagedEntry>,
     /// Encoded key → record number → trigger record.
     history: BTreeMap<Vec<u8>, BTreeMap<u64, TriggerRecord>>,
+    /// With revisions: the revision of the last write that changed something.
+    revision: u64,
 }
 
 impl State {
@@ -199,7 +206,35 @@ fn bounds<'a>(start: Bound<&'a [u8]>, end: &'a Bound<Vec<u8>>) -> (Bound<&'a [u8
 impl MemoryStore {
     /// An empty store with `partitions` partitions (0 is treated as 1).
     pub fn new(partitions: u32) -> Self {
-        MemoryStore { partitions: partitions.max(1), state: Mutex::default(), faults: Faults::default() }
+        MemoryStore {
+            partitions: partitions.max(1),
+            revisions: false,
+            state: Mutex::default(),
+            faults: Faults::default(),
+        }
+    }
+
+    /// An empty store that versions writes as etcd does: every write that changes something
+    /// takes the next revision of a counter (from 1), every job it writes gets it as its
+    /// [`StoredJob::version`] (what the writer put is ignored, and a mutation changes it), and
+    /// [`JobStore::apply`] reports it. With [`MemoryStore::revision`], a test can play the change
+    /// feed of a replica by hand.
+    pub fn with_revisions(partitions: u32) -> Self {
+        MemoryStore { revisions: true, ..MemoryStore::new(partitions) }
+    }
+
+    /// The revision of the last write that changed something (0 before any, and always without
+    /// [`MemoryStore::with_revisions`]).
+    pub fn revision(&self) -> u64 {
+        self.state().revision
+    }
+
+    /// With revisions, the next one for a write that changes something.
+    fn next_revision(&self, state: &mut State) -> Option<u64> {
+        self.revisions.then(|| {
+            state.revision += 1;
+            state.revision
+        })
     }
 
     /// The handle that injects faults into this store.
@@ -258,7 +293,8 @@ impl JobStore for MemoryStore {
             if job.stats.records == 0 {
                 state.history.remove(&encoded);
             }
-            Ok(state.insert(self.partitions, encoded, job))
+            let version = self.next_revision(state).unwrap_or(job.version);
+            Ok(state.insert(self.partitions, encoded, StoredJob { version, ..job }))
         })
         .await
     }
@@ -270,7 +306,14 @@ impl JobStore for MemoryStore {
 
     async fn delete(&self, key: &JobKey) -> Result<Option<StoredJob>, StoreError> {
         let encoded = encode_key(key)?;
-        self.write(|state| Ok(state.delete(self.partitions, &encoded))).await
+        self.write(|state| {
+            let deleted = state.delete(self.partitions, &encoded);
+            if deleted.is_some() {
+                self.next_revision(state);
+            }
+            Ok(deleted)
+        })
+        .await
     }
 
     async fn list(
@@ -288,7 +331,14 @@ impl JobStore for MemoryStore {
 
     async fn delete_by_scope(&self, scope: &OwnerScope) -> Result<Vec<JobKey>, StoreError> {
         let prefix = keys::scope_prefix(scope)?;
-        self.write(|state| Ok(state.remove_prefix(self.partitions, &prefix))).await
+        self.write(|state| {
+            let deleted = state.remove_prefix(self.partitions, &prefix);
+            if !deleted.is_empty() {
+                self.next_revision(state);
+            }
+            Ok(deleted)
+        })
+        .await
     }
 
     async fn scan_due(
@@ -340,20 +390,29 @@ impl JobStore for MemoryStore {
         Ok(self.read().await?.staged.len() as u64)
     }
 
-    async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+    async fn apply(&self, mutations: Vec<Mutation>) -> Result<Written, StoreError> {
         // Encode every key first so that a bad one fails the batch before anything changes.
         let encoded = mutations.iter().map(|m| encode_key(m.key())).collect::<Result<Vec<_>, _>>()?;
         self.write(|state| {
-            for (mutation, encoded) in mutations.iter().zip(encoded) {
-                let original = state.jobs.get(&encoded);
+            // One commit, one revision: taken by the first change, given to every job written.
+            let mut revision = None;
+            let mut written = BTreeSet::new();
+            for (mutation, encoded) in mutations.iter().zip(&encoded) {
+                let original = state.jobs.get(encoded);
                 let mut job = original.cloned();
                 mutation.apply_to(&mut job);
                 if job.as_ref() == original {
                     continue;
                 }
+                if self.revisions {
+                    revision = revision.or_else(|| self.next_revision(state));
+                    written.insert(encoded);
+                }
+                let encoded = encoded.clone();
                 match job {
                     Some(job) => {
-                        state.insert(self.partitions, encoded.clone(), job);
+                        let version = revision.unwrap_or(job.version);
+                        state.insert(self.partitions, encoded.clone(), StoredJob { version, ..job });
                     }
                     None => {
                         state.delete(self.partitions, &encoded);
@@ -367,7 +426,10 @@ impl JobStore for MemoryStore {
                     *history = history.split_off(&first_kept);
                 }
             }
-            Ok(())
+            Ok(match revision {
+                Some(_) => encoded.iter().map(|e| revision.filter(|_| written.contains(e))).collect(),
+                None => Written::new(),
+            })
         })
         .await
     }

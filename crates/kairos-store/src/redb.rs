@@ -65,7 +65,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, Listing, decode_due_key, decode_key, due_key, encode_key, prefix_end};
 use crate::record::{decode_history, decode_record, encode_history, encode_record};
-use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob, Written};
 
 /// The format tag in the meta table.
 pub const FORMAT: &[u8] = b"kairos-store/1";
@@ -1136,13 +1136,14 @@ impl JobStore for RedbStore {
         self.table_len(STAGED).await
     }
 
-    async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+    async fn apply(&self, mutations: Vec<Mutation>) -> Result<Written, StoreError> {
         let mutations = keys::encode_mutations(mutations)?;
         if mutations.is_empty() {
-            return Ok(());
+            return Ok(Written::new());
         }
         match self.write(Op::Apply { mutations }).await? {
-            Done::Applied => Ok(()),
+            // The engine stamps versions here, and a mutation keeps them.
+            Done::Applied => Ok(Written::new()),
             other => Err(mismatch(&other)),
         }
     }

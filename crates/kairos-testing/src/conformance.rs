@@ -117,6 +117,7 @@ macro_rules! job_store_conformance {
                 history_of_neighbours_is_untouched_by_a_bulk_delete,
                 record_of_a_stale_incarnation_changes_nothing,
                 every_read_reports_one_version_and_a_later_write_a_larger_one,
+                apply_reports_the_version_it_wrote_each_job_at_or_nothing,
             );
         }
     };
@@ -291,6 +292,33 @@ pub async fn every_read_reports_one_version_and_a_later_write_a_larger_one(store
     let route = kairos_core::Route::of(&j.key);
     let in_staged = store.scan_staged(partition, &route, None, 10).await.unwrap();
     assert_eq!(versions(in_staged), [store.get(&j.key).await.unwrap().unwrap().version]);
+}
+
+/// [`kairos_store::Written`]: a store that gives each write a version of its own (etcd, memory
+/// with revisions) reports, per mutation, the version the commit wrote its job at (the one reads
+/// then report) or `None`; one whose versions are the writer's reports nothing and keeps them.
+pub async fn apply_reports_the_version_it_wrote_each_job_at_or_nothing(store: Store) {
+    let [a, b] = put_app_jobs(&store, ["a", "b"]).await;
+    let before = store.get(&a.key).await.unwrap().unwrap().version;
+    let progress = Progress { count: 1, last_scheduled: Some(secs(1)), attempts: 0 };
+    let stale = Mutation::Progress {
+        key: b.key.clone(),
+        incarnation: b.incarnation + 1,
+        progress,
+        next_due: secs(9),
+    };
+    let absent = Mutation::Complete { key: JobKey::app("ns", "app", "absent"), incarnation: 1 };
+    let written = store.apply(vec![progress_of(&a, progress, secs(2)), stale, absent]).await.unwrap();
+    let after = store.get(&a.key).await.unwrap().unwrap().version;
+    if written.is_empty() {
+        assert_eq!(after, before, "a mutation keeps the writer's version");
+        return;
+    }
+    assert_eq!(written, [Some(after), None, None], "only the job it changed, at the version read next");
+    assert!(after > before, "{after} after {before}");
+    let complete = Mutation::Complete { key: a.key.clone(), incarnation: a.incarnation };
+    let deleted = store.apply(vec![complete]).await.unwrap();
+    assert!(matches!(deleted[..], [Some(v)] if v > after), "the delete's own version: {deleted:?}");
 }
 
 pub async fn put_create_only_stores_the_job_exactly(store: Store) {

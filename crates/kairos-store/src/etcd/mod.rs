@@ -109,7 +109,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::{self, Listing, decode_due_key, decode_key, encode_key};
 use crate::record::decode_history;
-use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob};
+use crate::{DueCursor, JobStore, Mutation, OwnerScope, PutMode, StoreError, StoreFault, StoredJob, Written};
 
 use errors::{QUOTA_HINT, contention, etcd_error, replicate};
 use layout::{Layout, decode_at, end_of, successor};
@@ -547,7 +547,7 @@ impl EtcdStore {
         Ok(out)
     }
 
-    async fn write(&self, mutations: Vec<(Vec<u8>, Mutation)>) -> Result<(), StoreError> {
+    async fn write(&self, mutations: Vec<(Vec<u8>, Mutation)>) -> Result<Written, StoreError> {
         ask(&self.shared.writer_tx, |reply| ApplyCall { mutations, reply }).await
     }
 }
@@ -707,10 +707,10 @@ impl JobStore for EtcdStore {
         self.count_prefix(&self.shared.layout.staged).await
     }
 
-    async fn apply(&self, mutations: Vec<Mutation>) -> Result<(), StoreError> {
+    async fn apply(&self, mutations: Vec<Mutation>) -> Result<Written, StoreError> {
         let mutations = keys::encode_mutations(mutations)?;
         if mutations.is_empty() {
-            return Ok(());
+            return Ok(Written::new());
         }
         self.write(mutations).await
     }

@@ -15,13 +15,16 @@ use super::{
 };
 use crate::keys;
 use crate::record::{encode_history, encode_record};
-use crate::{Mutation, StoreError, StoredJob};
+use crate::{Mutation, StoreError, StoredJob, Written};
 
 /// One `apply` call waiting for the writer.
 pub(super) struct ApplyCall {
     pub(super) mutations: Vec<(Vec<u8>, Mutation)>,
-    pub(super) reply: oneshot::Sender<Result<(), StoreError>>,
+    pub(super) reply: oneshot::Sender<Result<Written, StoreError>>,
 }
+
+/// Encoded key → the revision of the transaction that wrote the job last.
+type Revisions = BTreeMap<Vec<u8>, u64>;
 
 /// How an attempt at committing a group of calls ended.
 enum Outcome {
@@ -124,15 +127,18 @@ impl Writer {
     /// Commits `calls` and answers them, except those it hands back to be committed alone.
     async fn commit_group(&self, calls: Vec<ApplyCall>) -> Vec<ApplyCall> {
         let mut live = calls;
+        // Kept across retries: a job written by a transaction before a conflict stays written.
+        let mut written = Revisions::new();
         for _ in 0..=MAX_CONFLICTS {
             if live.is_empty() {
                 return Vec::new();
             }
-            match self.try_commit(&live).await {
+            match self.try_commit(&live, &mut written).await {
                 Ok(Outcome::Done) => {
                     for call in live {
+                        let versions = call.mutations.iter().map(|(e, _)| written.get(e).copied()).collect();
                         // The caller may have stopped waiting; the write stands anyway.
-                        let _ = call.reply.send(Ok(()));
+                        let _ = call.reply.send(Ok(versions));
                     }
                     return Vec::new();
                 }
@@ -173,8 +179,9 @@ impl Writer {
         Vec::new()
     }
 
-    /// Reads the touched jobs, plays the calls' mutations on them and writes the result.
-    async fn try_commit(&self, calls: &[ApplyCall]) -> Result<Outcome, StoreError> {
+    /// Reads the touched jobs, plays the calls' mutations on them and writes the result, noting
+    /// in `written` the revision at which each job was written.
+    async fn try_commit(&self, calls: &[ApplyCall], written: &mut Revisions) -> Result<Outcome, StoreError> {
         let mut touched = self.read_touched(calls).await?;
         for (encoded, mutation) in calls.iter().flat_map(|c| &c.mutations) {
             if let Some(t) = touched.get_mut(encoded) {
@@ -191,14 +198,14 @@ impl Writer {
             }
         }
         let all_partitions: BTreeSet<u32> = touched.values().map(|t| t.partition).collect();
-        let writes: Vec<JobWrite> =
-            touched.iter().filter_map(|(encoded, t)| self.job_write(encoded, t)).collect();
+        let (keys, writes): (Vec<&Vec<u8>>, Vec<JobWrite>) =
+            touched.iter().filter_map(|(encoded, t)| Some((encoded, self.job_write(encoded, t)?))).unzip();
         let fence = current_fence(&self.fence);
         if writes.is_empty() {
             let Some(fence) = fence else { return Ok(Outcome::Done) };
             // Nothing to write, but a fenced-off replica should learn it is.
             for chunk in all_partitions.into_iter().collect::<Vec<_>>().chunks(PARTITIONS_PER_TXN) {
-                if let Outcome::Fenced(p) = self.commit_chunk(Vec::new(), chunk, &fence).await? {
+                if let Err(Outcome::Fenced(p)) = self.commit_chunk(Vec::new(), chunk, &fence).await? {
                     return Ok(Outcome::Fenced(p));
                 }
             }
@@ -208,15 +215,19 @@ impl Writer {
         if chunks.len() > 1 && calls.len() > 1 {
             return Ok(Outcome::Split);
         }
+        // `chunk_writes` keeps the order of the writes, and so of their keys.
+        let mut keys = keys.into_iter();
         for chunk in chunks {
+            let chunk_keys: Vec<&Vec<u8>> = keys.by_ref().take(chunk.len()).collect();
             let parts: Vec<u32> =
                 chunk.iter().map(|w| w.partition).collect::<BTreeSet<_>>().into_iter().collect();
-            let outcome = match &fence {
+            let committed = match &fence {
                 Some(fence) => self.commit_chunk(chunk, &parts, fence).await?,
                 None => self.commit_chunk(chunk, &[], "").await?,
             };
-            if !matches!(outcome, Outcome::Done) {
-                return Ok(outcome);
+            match committed {
+                Ok(revision) => written.extend(chunk_keys.into_iter().map(|k| (k.clone(), revision))),
+                Err(outcome) => return Ok(outcome),
             }
         }
         Ok(Outcome::Done)
@@ -311,13 +322,13 @@ impl Writer {
     }
 
     /// One transaction: `writes`, guarded by their compares and, with a fence, by the owner keys of
-    /// `partitions`.
+    /// `partitions`. Its revision when it committed, else why not.
     async fn commit_chunk(
         &self,
         writes: Vec<JobWrite>,
         partitions: &[u32],
         fence: &str,
-    ) -> Result<Outcome, StoreError> {
+    ) -> Result<Result<u64, Outcome>, StoreError> {
         let mut compares = Vec::with_capacity(writes.len() + partitions.len());
         let mut ops = Vec::new();
         for w in writes {
@@ -336,7 +347,8 @@ impl Writer {
             .await
             .map_err(|e| etcd_error("apply", e))?;
         if resp.succeeded() {
-            return Ok(Outcome::Done);
+            let revision = resp.header().map_or(0, |h| h.revision());
+            return Ok(Ok(u64::try_from(revision).unwrap_or(0)));
         }
         let fenced: BTreeSet<u32> = partitions
             .iter()
@@ -347,7 +359,7 @@ impl Writer {
             })
             .map(|(&p, _)| p)
             .collect();
-        Ok(if fenced.is_empty() { Outcome::Conflict } else { Outcome::Fenced(fenced) })
+        Ok(Err(if fenced.is_empty() { Outcome::Conflict } else { Outcome::Fenced(fenced) }))
     }
 }
 
