@@ -10,7 +10,7 @@
 //! credit back. Answers are taken under one short lock that nothing on the trigger side holds
 //! across an `.await`, so a burst of triggers can never hold up the results.
 //!
-//! A trigger whose route has no subscriber at all is *unroutable*: [`Router::dispatch`] hands it
+//! A trigger whose route has no subscriber at all is *unroutable*: `Router::dispatch` hands it
 //! back to the partition, which stages the job in the store. When a subscriber goes away, its
 //! unanswered triggers are routed again (to a sibling, or queued); when the last subscriber of a
 //! route goes away, every queued and unanswered trigger of that route goes back to its partition

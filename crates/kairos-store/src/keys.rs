@@ -83,7 +83,7 @@ pub fn owner_prefix(namespace: &str, owner: &Owner) -> Result<Vec<u8>, StoreErro
 
 /// The prefix of `owner`'s jobs in `namespace` whose names start with `name_prefix` (what
 /// [`JobStore::delete_by_scope`](crate::JobStore::delete_by_scope) deletes for an
-/// [`OwnerScope::Owner`](crate::OwnerScope::Owner)).
+/// [`OwnerScope::Owner`]).
 ///
 /// # Errors
 /// [`StoreError::Invalid`] when a component contains a NUL byte.
