@@ -505,7 +505,12 @@ impl Engine {
     /// Puts `job` with a new version stamp (see [`version`]). When the job it replaced carries a
     /// version at least as large (written before a restart by a clock that was ahead), it is
     /// stored once more above that one, so the versions of a key only grow. Returns the replaced
-    /// job and the stamp of the stored version, to be dropped once its notice is queued.
+    /// job and the stamp its notice carries, to be dropped once the notice is queued.
+    ///
+    /// The first put decides: once it is stored, the call succeeds. Should storing it again fail,
+    /// the job stays stored with the lower version until its next write, and its notice still
+    /// carries the stamp above the replaced one, so its partition lets go of the replaced version
+    /// all the same.
     async fn put_versioned(
         &self,
         job: &mut StoredJob,
@@ -520,7 +525,13 @@ impl Engine {
         {
             stamp = self.inner.versions.stamp(self.inner.clock.now(), old.version);
             job.version = stamp.version;
-            self.inner.store.put(job.clone(), PutMode::Overwrite).await?;
+            if let Err(err) = self.inner.store.put(job.clone(), PutMode::Overwrite).await {
+                tracing::warn!(
+                    job = %job.key,
+                    error = %err,
+                    "the job is stored, but not again above the version it replaced; its next write will be"
+                );
+            }
         }
         Ok((old, stamp))
     }

@@ -485,10 +485,10 @@ async fn a_notice_older_than_the_version_a_scan_read_is_ignored() {
     assert_eq!(h.stored("p").await.unwrap().spec.due_time.as_deref(), Some("100h"));
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_overwrite_of_a_job_stamped_by_a_clock_that_was_ahead_still_reaches_its_partition() {
+/// An engine started on a store holding job "j" (due at +10 s) as written before a restart by a
+/// process whose clock was a year ahead, with a subscriber; and that job.
+async fn a_job_stamped_by_a_clock_that_was_ahead() -> (Harness, Subscription, StoredJob) {
     let store = Arc::new(MemoryStore::new(1));
-    // Written before a restart by a process whose clock was a year ahead.
     let ahead = at(365 * 24 * 3600);
     let old = StoredJob {
         version: u64::try_from(ahead.as_nanosecond()).unwrap(),
@@ -496,14 +496,37 @@ async fn an_overwrite_of_a_job_stamped_by_a_clock_that_was_ahead_still_reaches_i
     };
     store.put(old.clone(), PutMode::CreateOnly).await.unwrap();
     let h = harness_with(store, 64);
-    let mut sub = h.subscribe("app");
+    let sub = h.subscribe("app");
     settle().await;
+    (h, sub, old)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overwrite_of_a_job_stamped_by_a_clock_that_was_ahead_still_reaches_its_partition() {
+    let (h, mut sub, old) = a_job_stamped_by_a_clock_that_was_ahead().await;
     h.engine.schedule(key("j"), one_shot("20s"), PutMode::Overwrite).await.unwrap();
     let stored = h.stored("j").await.unwrap();
     assert!(h.quiet_for(&mut sub, 15).await, "the replaced version fired");
     let trigger = h.answer_after(&mut sub, 5, Outcome::Success).await;
     assert_eq!((trigger.key, trigger.due), (key("j"), at(20)));
     assert!(stored.version > old.version, "the versions of a key only grow");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overwrite_whose_second_put_above_a_clock_that_was_ahead_fails_still_replaces_the_old_version() {
+    let (h, mut sub, _) = a_job_stamped_by_a_clock_that_was_ahead().await;
+    // The overwrite is stored; the store fails the put that stores it again above `old`.
+    let overwrite = delayed_reply(&h, 1, |engine| async move {
+        engine.schedule(key("j"), one_shot("20s"), PutMode::Overwrite).await
+    })
+    .await;
+    h.store.faults().fail_next_commits(1);
+    h.advance(1).await;
+    overwrite.await.unwrap().expect("the overwrite is stored, so it succeeds");
+    assert_eq!(h.stored("j").await.unwrap().spec.due_time.as_deref(), Some("20s"));
+    assert!(h.quiet_for(&mut sub, 14).await, "the replaced version fired");
+    let trigger = h.answer_after(&mut sub, 5, Outcome::Success).await;
+    assert_eq!((trigger.key, trigger.due), (key("j"), at(20)));
 }
 
 /// Starts `write` with its store reply held back `secs` of tokio time (the write applies at
