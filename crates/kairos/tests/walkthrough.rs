@@ -322,3 +322,64 @@ fn without_home_or_data_dir_kairos_run_refuses_clearly() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("HOME is not set") && stderr.contains("pass --data-dir"), "{stderr}");
 }
+
+/// The processes whose parent is `parent`, with their command names (from `/proc`).
+fn children_of(parent: u32) -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| {
+            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid …"; comm may hold spaces and parentheses.
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1.to_owned();
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some((pid, comm))
+        })
+        .collect()
+}
+
+/// Whether `pid` has died: gone, or a zombie its new parent has not reaped.
+fn is_dead(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+}
+
+#[test]
+fn an_app_does_not_outlive_kairos_run_killed_by_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut run = Command::new(env!("CARGO_BIN_EXE_kairos"))
+        .args(["run", "--app-id", "sleeper", "--data-dir"])
+        .arg(dir.path())
+        .args(["--", "sleep", "600"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own group, so that the app can be cleaned up whatever happens.
+        .process_group(0)
+        .spawn()
+        .expect("spawn kairos run");
+    let group = Pid::from_raw(i32::try_from(run.id()).expect("pid"));
+    let deadline = now() + Duration::from_secs(30);
+    let app = loop {
+        if let Some((pid, _)) = children_of(run.id()).into_iter().find(|(_, comm)| comm == "sleep") {
+            break pid;
+        }
+        if now() > deadline {
+            let _ = killpg(group, Signal::SIGKILL);
+            panic!("kairos run did not start its app within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // kairos run alone, as the OOM killer would: it gets no chance to stop its app.
+    nix::sys::signal::kill(group, Signal::SIGKILL).expect("SIGKILL kairos run");
+    let _ = run.wait();
+    let deadline = now() + Duration::from_secs(10);
+    while !is_dead(app) && now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let died = is_dead(app);
+    let _ = killpg(group, Signal::SIGKILL);
+    assert!(died, "the app (pid {app}) outlived kairos run by 10 s");
+}
