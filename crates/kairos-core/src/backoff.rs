@@ -1,5 +1,6 @@
 //! Exponential backoff with jitter, for every loop that reconnects or retries (the sidecar's
-//! scheduler streams and its calls, the scheduler's etcd watches and lease keep-alive).
+//! scheduler streams and its calls, the scheduler's etcd watches and lease keep-alive, and each
+//! engine partition's retry of a failed store write or scan).
 //!
 //! Jitter matters because many sidecars lose their scheduler at the same moment (a restart, a
 //! failover): without it they all come back in lockstep. Jitter here only *shortens* a delay

@@ -28,12 +28,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, hash_map};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::misfire::{CatchUp, catch_up};
 use kairos_core::policy::splitmix64;
 use kairos_core::timeline::{Step, after_failure_seeded, after_success, next_tick};
-use kairos_core::{Clock, JobKey, JobTiming, Route, TriggerOutcome, TriggerRecord};
+use kairos_core::{Backoff, Clock, JobKey, JobTiming, Route, TriggerOutcome, TriggerRecord};
 use kairos_store::{DueCursor, JobStore, Mutation, StoreError, StoredJob, Written};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -237,7 +238,9 @@ pub(crate) struct Partition {
     writing: bool,
     /// After a failed write or scan: not before this instant.
     backoff_until: Option<Timestamp>,
-    backoff: SignedDuration,
+    /// Delays after failed writes or scans: jittered, so that the partitions of every replica
+    /// do not all come back to a store at the same instant.
+    backoff: Backoff,
     written_tx: mpsc::UnboundedSender<WriteResult>,
     written_rx: mpsc::UnboundedReceiver<WriteResult>,
     /// Set by [`Command::Drain`]: nothing new fires, and the sender hears when all is settled.
@@ -282,7 +285,7 @@ impl Partition {
             pending: Vec::new(),
             writing: false,
             backoff_until: None,
-            backoff: SignedDuration::ZERO,
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
             written_tx,
             written_rx,
             draining: None,
@@ -711,7 +714,7 @@ impl Partition {
                     return;
                 }
             };
-            self.backoff = SignedDuration::ZERO;
+            self.backoff.reset();
             let last = jobs.last().map(|j| DueCursor { due: j.next_due, key: j.key.clone() });
             let complete = jobs.len() < want;
             // At most `want` jobs come in, so memory cannot overflow (and evict) here.
@@ -1060,7 +1063,7 @@ impl Partition {
                 return;
             }
         };
-        self.backoff = SignedDuration::ZERO;
+        self.backoff.reset();
         // With the change feed, each write comes back as an event at the version the store gave
         // it: the job holds (or is let go at) that version, so the echo is known as its own.
         let mut versions = written.into_iter();
@@ -1105,11 +1108,12 @@ impl Partition {
         self.flush();
     }
 
+    /// Nothing is written or read before the next delay has passed: 50 ms, doubling up to 5 s,
+    /// each shortened by up to half at random.
     fn back_off(&mut self) {
-        let max = SignedDuration::from_secs(5);
-        self.backoff = (self.backoff * 2).clamp(SignedDuration::from_millis(50), max);
+        let delay = SignedDuration::try_from(self.backoff.next_delay()).unwrap_or(SignedDuration::MAX);
         let now = self.clock.now();
-        self.backoff_until = Some(now.saturating_add(self.backoff).unwrap_or(now));
+        self.backoff_until = Some(now.saturating_add(delay).unwrap_or(now));
     }
 }
 
