@@ -418,8 +418,7 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// (un-staging a staged one), `Stage` in the staged index; staging a staged job changes
     /// nothing. `Complete` deletes the job's history with it. `Record` appends one history
     /// record and drops those older than its `keep` newest. Either every other mutation is
-    /// applied
-    /// and durable when this returns `Ok`, or none is.
+    /// applied and durable when this returns `Ok`, or none is.
     ///
     /// Returns what the change feed will report of these writes (see [`Written`]).
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<Written, StoreError>;
