@@ -408,19 +408,18 @@ impl JobStore for MemoryStore {
                     revision = revision.or_else(|| self.next_revision(state));
                     written.insert(encoded);
                 }
-                let encoded = encoded.clone();
                 match job {
                     Some(job) => {
                         let version = revision.unwrap_or(job.version);
                         state.insert(self.partitions, encoded.clone(), StoredJob { version, ..job });
                     }
                     None => {
-                        state.delete(self.partitions, &encoded);
+                        state.delete(self.partitions, encoded);
                         continue;
                     }
                 }
                 if let Mutation::Record { stats, record, keep, .. } = mutation {
-                    let history = state.history.entry(encoded).or_default();
+                    let history = state.history.entry(encoded.clone()).or_default();
                     history.insert(stats.records.saturating_sub(1), *record);
                     let first_kept = stats.records.saturating_sub(u64::from(keep.get()));
                     *history = history.split_off(&first_kept);

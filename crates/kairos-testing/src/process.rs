@@ -411,20 +411,49 @@ pub fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} in {path}"))
 }
 
+/// The fields of a `/proc/…/stat` line: the command name (field 2) and the fields after it
+/// (field 3, the state, at index 0). The name is in parentheses and may hold spaces and
+/// parentheses itself, so the line is split at its last `)`.
+fn stat_fields(stat: &str) -> Option<(&str, Vec<&str>)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let (_, comm) = head.split_once('(')?;
+    Some((comm, rest.split_whitespace().collect()))
+}
+
 /// User + system CPU time from a `/proc/…/stat` file (fields 14 and 15, in clock ticks).
 ///
 /// # Errors
 /// When the file cannot be read or parsed.
 pub fn cpu_time(path: &str) -> anyhow::Result<Duration> {
     let stat = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).with_context(|| format!("cannot parse {path}"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let (_, fields) = stat_fields(&stat).with_context(|| format!("cannot parse {path}"))?;
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
-    // After the name, field 3 is at index 0, so utime (14) and stime (15) are at 11 and 12.
+    // Field 3 is at index 0, so utime (14) and stime (15) are at 11 and 12.
     let total =
         ticks(11).zip(ticks(12)).map(|(u, s)| u + s).with_context(|| format!("cannot parse {path}"))?;
     Ok(Duration::from_millis(total * 1000 / clock_ticks()))
+}
+
+/// The live processes whose parent is `parent`, as `(pid, command name)`, from `/proc`.
+pub fn children_of(parent: u32) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (comm, fields) = stat_fields(&stat)?;
+            // Field 4, the parent's pid.
+            let ppid: u32 = fields.get(1)?.parse().ok()?;
+            (ppid == parent).then(|| (pid, comm.to_owned()))
+        })
+        .collect()
+}
+
+/// Whether process `pid` has died: gone, or a zombie that its parent has not reaped (an
+/// orphan's new parent may never reap it).
+pub fn is_dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |stat| stat_fields(&stat).is_none_or(|(_, fields)| fields.first() == Some(&"Z")))
 }
 
 /// `getconf CLK_TCK` (100 on Linux unless told otherwise); read once.
@@ -517,6 +546,28 @@ mod tests {
         assert_eq!(Ready::parse(open), None);
         assert_eq!(stream_open_count(open), Some(3));
         assert_eq!(stream_open_count(line), None);
+    }
+
+    #[test]
+    fn stat_lines_split_at_the_last_parenthesis_of_the_name() {
+        let (comm, fields) = stat_fields("42 (a (b) c) S 7 42 42 0").unwrap();
+        assert_eq!((comm, fields[0], fields[1]), ("a (b) c", "S", "7"));
+        assert_eq!(stat_fields("garbled"), None);
+    }
+
+    #[test]
+    fn a_child_is_listed_by_its_parent_and_dead_once_killed() {
+        let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+        let children = children_of(std::process::id());
+        assert!(children.contains(&(child.id(), "sleep".to_owned())), "{children:?}");
+        assert!(!is_dead(child.id()));
+        child.kill().unwrap();
+        // Not reaped yet: a zombie.
+        while !is_dead(child.id()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.wait().unwrap();
+        assert!(is_dead(child.id()), "gone once reaped");
     }
 
     #[test]

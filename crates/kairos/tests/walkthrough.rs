@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kairos_store::JobStore;
+use kairos_testing::process::{children_of, is_dead};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
@@ -321,28 +322,6 @@ fn without_home_or_data_dir_kairos_run_refuses_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("HOME is not set") && stderr.contains("pass --data-dir"), "{stderr}");
-}
-
-/// The processes whose parent is `parent`, with their command names (from `/proc`).
-fn children_of(parent: u32) -> Vec<(i32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|entry| {
-            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // "pid (comm) state ppid …"; comm may hold spaces and parentheses.
-            let (head, rest) = stat.rsplit_once(") ")?;
-            let comm = head.split_once(" (")?.1.to_owned();
-            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
-            (ppid == parent).then_some((pid, comm))
-        })
-        .collect()
-}
-
-/// Whether `pid` has died: gone, or a zombie its new parent has not reaped.
-fn is_dead(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
 }
 
 #[test]
