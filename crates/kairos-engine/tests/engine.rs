@@ -12,7 +12,7 @@ use common::{Harness, at, config, drain, every, key, one_shot, settle};
 use jiff::{SignedDuration, Timestamp};
 use kairos_core::{Clock, FailurePolicy, JobKey, JobSpec, Owner, Payload};
 use kairos_engine::{Engine, EngineConfig, EngineError, Outcome, Subscription, Trigger};
-use kairos_store::memory::MemoryStore;
+use kairos_store::memory::{Delay, MemoryStore};
 use kairos_store::{JobStore, OwnerScope, PutMode, StoredJob};
 
 fn harness() -> Harness {
@@ -459,10 +459,10 @@ async fn a_notice_older_than_the_version_a_scan_read_is_ignored() {
     // a and b fire; once they are done the partition scans for more, and that scan takes a
     // second (of tokio's clock) to read.
     h.advance(10).await;
-    h.store.faults().set_read_delay(Duration::from_secs(1));
+    h.store.faults().set_delay(Delay::Read, Duration::from_secs(1));
     answer_all(&mut sub);
     settle().await;
-    h.store.faults().set_read_delay(Duration::ZERO);
+    h.store.faults().set_delay(Delay::Read, Duration::ZERO);
     // Meanwhile p is overwritten twice: the first notice waits for the scan to end, the second
     // comes a minute late. The scan reads the second version.
     h.engine.schedule(key("p"), one_shot("11s"), PutMode::Overwrite).await.unwrap();
@@ -540,10 +540,10 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    h.store.faults().set_reply_delay(Duration::from_secs(secs));
+    h.store.faults().set_delay(Delay::Reply, Duration::from_secs(secs));
     let task = tokio::spawn(write(h.engine.clone()));
     settle().await;
-    h.store.faults().set_reply_delay(Duration::ZERO);
+    h.store.faults().set_delay(Delay::Reply, Duration::ZERO);
     task
 }
 

@@ -5,8 +5,8 @@
 //!
 //! [`Faults`] lets engine tests make the store misbehave: fail the next `n` writes with
 //! [`StoreError::Unavailable`] (changing nothing), fail the next `n` reads, delay every write
-//! or only its answer (with `tokio::time::sleep`, so tests under `tokio::time::pause()` control
-//! it), or put the store in a [`StoreFault`] (full or corrupt: every write refused with it, reads
+//! or only its answer, delay every read or only a due-index scan's answer (with
+//! `tokio::time::sleep`, so tests under `tokio::time::pause()` control it), or put the store in a [`StoreFault`] (full or corrupt: every write refused with it, reads
 //! go on).
 //!
 //! [`MemoryStore::with_revisions`] makes it version writes as etcd does (a revision per write),
@@ -37,21 +37,37 @@ pub struct MemoryStore {
 /// A handle that injects faults into one [`MemoryStore`]; clones control the same store.
 ///
 /// A "write" is any of `put`, `delete`, `delete_by_scope` and `apply`; a "read" is any other
-/// async method. A write first sleeps for the commit delay, then fails if a failure is pending,
-/// else applies; then it sleeps for the reply delay before it returns. A read first sleeps for
-/// the read delay, then fails if a failure is pending, else reads.
+/// async method. A write first sleeps for the [`Delay::Commit`], then fails if a failure is
+/// pending, else applies; then it sleeps for the [`Delay::Reply`] before it returns. A read first
+/// sleeps for the [`Delay::Read`], then fails if a failure is pending, else reads; a due-index
+/// scan then sleeps for the [`Delay::ScanReply`] before it returns.
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     inner: Arc<Mutex<FaultState>>,
+}
+
+/// Where [`Faults::set_delay`] makes a call sleep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delay {
+    /// Every write, before it applies.
+    Commit,
+    /// Every write, after it applies, before its caller hears back: the write is visible to every
+    /// read meanwhile, as a durable write whose caller is slow to run again.
+    Reply,
+    /// Every read, before it reads: it sees the writes applied meanwhile, as a slow scan does.
+    Read,
+    /// Every due-index scan ([`JobStore::scan_due`]), after it read, before its caller hears
+    /// back: writes applied meanwhile are missing from its answer, as from a scan whose answer is
+    /// slow to arrive (a busy blocking pool, a slow page-in).
+    ScanReply,
 }
 
 #[derive(Debug, Default)]
 struct FaultState {
     failing_commits: u64,
     failing_reads: u64,
-    commit_delay: Duration,
-    reply_delay: Duration,
-    read_delay: Duration,
+    /// Indexed by [`Delay`].
+    delays: [Duration; 4],
     commits: u64,
     fault: Option<StoreFault>,
 }
@@ -67,23 +83,11 @@ impl Faults {
         self.lock().failing_reads = n;
     }
 
-    /// Makes every later write sleep for `delay` (on tokio's clock) before it applies;
-    /// [`Duration::ZERO`] turns the delay off.
-    pub fn set_commit_delay(&self, delay: Duration) {
-        self.lock().commit_delay = delay;
-    }
-
-    /// Makes every later write sleep for `delay` (on tokio's clock) after it applies, before its
-    /// caller hears back: the write is visible to every read meanwhile, as a durable write whose
-    /// caller is slow to run again. [`Duration::ZERO`] turns the delay off.
-    pub fn set_reply_delay(&self, delay: Duration) {
-        self.lock().reply_delay = delay;
-    }
-
-    /// Makes every later read sleep for `delay` (on tokio's clock) before it reads: it sees the
-    /// writes applied meanwhile, as a slow scan does. [`Duration::ZERO`] turns the delay off.
-    pub fn set_read_delay(&self, delay: Duration) {
-        self.lock().read_delay = delay;
+    /// Makes every later call sleep for `delay` (on tokio's clock, so tests under
+    /// `tokio::time::pause()` control it) at the point `which` names; [`Duration::ZERO`] turns
+    /// that delay off.
+    pub fn set_delay(&self, which: Delay, delay: Duration) {
+        self.lock().delays[which as usize] = delay;
     }
 
     /// Puts the store in `fault` (every write then fails with it, changing nothing, and
@@ -102,12 +106,12 @@ impl Faults {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn commit_delay(&self) -> Duration {
-        self.lock().commit_delay
-    }
-
-    fn reply_delay(&self) -> Duration {
-        self.lock().reply_delay
+    /// Sleeps for the delay set at `which`, if any.
+    async fn pause_at(&self, which: Delay) {
+        let delay = self.lock().delays[which as usize];
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
     }
 
     fn begin_commit(&self) -> Result<(), StoreError> {
@@ -249,24 +253,15 @@ impl MemoryStore {
     /// Runs one write: the injected delay and failure, then `op` under the lock, then the
     /// injected reply delay. `op` must change nothing when it fails.
     async fn write<T>(&self, op: impl FnOnce(&mut State) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let delay = self.faults.commit_delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        self.faults.pause_at(Delay::Commit).await;
         self.faults.begin_commit()?;
         let result = op(&mut self.state());
-        let delay = self.faults.reply_delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        self.faults.pause_at(Delay::Reply).await;
         result
     }
 
     async fn read(&self) -> Result<MutexGuard<'_, State>, StoreError> {
-        let delay = self.faults.lock().read_delay;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
+        self.faults.pause_at(Delay::Read).await;
         self.faults.begin_read()?;
         Ok(self.state())
     }
@@ -355,13 +350,17 @@ impl JobStore for MemoryStore {
             Some(next) => Bound::Excluded((next, Timestamp::MIN, Vec::new())),
             None => Bound::Unbounded,
         };
-        let state = self.read().await?;
-        Ok(state
-            .due
-            .range((start, end))
-            .take(limit)
-            .filter_map(|(_, _, key)| state.jobs.get(key).cloned())
-            .collect())
+        let jobs = {
+            let state = self.read().await?;
+            state
+                .due
+                .range((start, end))
+                .take(limit)
+                .filter_map(|(_, _, key)| state.jobs.get(key).cloned())
+                .collect()
+        };
+        self.faults.pause_at(Delay::ScanReply).await;
+        Ok(jobs)
     }
 
     async fn scan_staged(
@@ -499,7 +498,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn commit_delay_runs_on_tokios_clock() {
         let store = Arc::new(MemoryStore::new(4));
-        store.faults().set_commit_delay(Duration::from_secs(30));
+        store.faults().set_delay(Delay::Commit, Duration::from_secs(30));
         let start = tokio::time::Instant::now();
         let writer = tokio::spawn({
             let store = store.clone();
@@ -510,5 +509,23 @@ mod tests {
         writer.await.unwrap().unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(30));
         assert_eq!(store.count().await.unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delayed_scan_answers_late_without_the_writes_made_meanwhile() {
+        let store = Arc::new(MemoryStore::new(1));
+        store.put(job("a"), PutMode::CreateOnly).await.unwrap();
+        store.faults().set_delay(Delay::ScanReply, Duration::from_secs(5));
+        let start = tokio::time::Instant::now();
+        let scan = tokio::spawn({
+            let store = store.clone();
+            async move { store.scan_due(0, None, 10).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        store.put(job("b"), PutMode::CreateOnly).await.unwrap();
+        let names: Vec<_> = scan.await.unwrap().unwrap().into_iter().map(|j| j.key.name).collect();
+        assert_eq!(names, ["a"], "the scan read before b was written");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+        assert_eq!(store.scan_due(0, None, 10).await.unwrap().len(), 2, "later scans see b");
     }
 }
