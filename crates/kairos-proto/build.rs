@@ -102,10 +102,5 @@ fn find_protoc() -> Option<PathBuf> {
             path.display()
         );
     }
-    env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("protoc"))
-        .chain([Path::new("/usr/bin/protoc").to_path_buf()])
-        .find(|candidate| candidate.is_file())
+    which::which("protoc").ok().or_else(|| Some(PathBuf::from("/usr/bin/protoc")).filter(|p| p.is_file()))
 }

@@ -67,11 +67,10 @@ pub fn etcd_binary() -> Result<PathBuf, HarnessError> {
     {
         return Ok(path);
     }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("etcd"));
-    on_path.chain([PathBuf::from("/usr/bin/etcd")]).find(|p| p.is_file()).ok_or(HarnessError::NoBinary)
+    which::which("etcd")
+        .ok()
+        .or_else(|| Some(PathBuf::from("/usr/bin/etcd")).filter(|p| p.is_file()))
+        .ok_or(HarnessError::NoBinary)
 }
 
 /// One member's fixed identity: name, ports, data directory.

@@ -2,7 +2,6 @@
 //! embedded scheduler on a durable local store), like `dapr run` with no daemon to install.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -196,27 +195,14 @@ fn launch(args: &Args, http: SocketAddr, grpc: SocketAddr) -> anyhow::Result<(Ch
 /// sidecar, holding its port. `setpriv` execs the app, so the pid, arguments and environment are
 /// the app's own. A program that cannot be found is started directly, so that the error is ours.
 fn app_command(program: &str) -> Command {
-    match (find_executable("setpriv"), find_executable(program)) {
-        (Some(setpriv), Some(_)) => {
+    match (which::which("setpriv"), which::which(program)) {
+        (Ok(setpriv), Ok(_)) => {
             let mut command = Command::new(setpriv);
             command.args(["--pdeathsig", "TERM", "--", program]);
             command
         }
         _ => Command::new(program),
     }
-}
-
-/// `name` as `execvp` finds it: the path itself when it has a `/`, else the first executable
-/// file of that name in a directory of `PATH`.
-fn find_executable(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable =
-        |p: &Path| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
-    if name.contains('/') {
-        return Some(PathBuf::from(name)).filter(|p| executable(p));
-    }
-    let dirs = std::env::var_os("PATH")?;
-    std::env::split_paths(&dirs).map(|dir| dir.join(name)).find(|p| executable(p))
 }
 
 /// Copies the app's lines to our stdout (or stderr) behind `== APP == `, as `dapr run` does, so
