@@ -20,9 +20,7 @@ pub mod listing;
 pub mod pages;
 pub mod stats;
 
-use std::collections::hash_map::RandomState;
 use std::future::Future;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use axum::Router;
@@ -34,6 +32,7 @@ use axum::routing::{get, post};
 use jiff::tz::TimeZone;
 use kairos_core::Clock;
 use kairos_engine::Engine;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -88,20 +87,18 @@ impl Drop for Dashboard {
     }
 }
 
-/// 128 random bits as hex, from the standard library's randomly seeded hasher keys.
+/// 128 bits from the operating system's random source, as hex.
 fn random_token() -> String {
-    let mut out = String::new();
-    for i in 0..2u64 {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(i);
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
+    let mut bytes = [0u8; 16];
+    // As the standard library's hash maps do, treat a failing OS random source as fatal: no
+    // token could be trusted.
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    html::hex(&bytes)
 }
 
 /// Whether `a` equals `b`, in a time that does not depend on where they differ.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.as_bytes().ct_eq(b.as_bytes()).into()
 }
 
 impl Dashboard {

@@ -369,3 +369,19 @@ async fn the_overview_counts_jobs_by_app_and_state_in_the_background() {
     assert!(counted.contains(row), "{counted}");
     assert!(counted.contains("state=paused&amp;sort=next\">1</a>"), "{counted}");
 }
+
+#[test]
+fn tokens_are_128_random_bits_and_compare_only_when_equal() {
+    let tokens: BTreeSet<String> = (0..64).map(|_| crate::random_token()).collect();
+    assert_eq!(tokens.len(), 64, "no two tokens alike");
+    assert!(tokens.iter().all(|t| t.len() == 32 && is_lower_hex(t)), "{tokens:?}");
+    let token = tokens.first().unwrap();
+    assert!(crate::same(token, &token.clone()));
+    assert!(!crate::same(token, tokens.last().unwrap()));
+    assert!(!crate::same(token, &token[..31]), "a prefix is not the token");
+    assert!(!crate::same("", token));
+}
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
