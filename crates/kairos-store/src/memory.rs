@@ -4,15 +4,15 @@
 //! across an `.await`. Nothing is durable: a write "commits" when it is applied.
 //!
 //! [`Faults`] lets engine tests make the store misbehave: fail the next `n` writes with
-//! [`StoreError::Unavailable`] (changing nothing), fail the next `n` reads, delay every write
-//! or only its answer, delay every read or only a due-index scan's answer (with
-//! `tokio::time::sleep`, so tests under `tokio::time::pause()` control it), or put the store in a [`StoreFault`] (full or corrupt: every write refused with it, reads
-//! go on).
+//! [`StoreError::Unavailable`] (changing nothing), fail the next `n` reads, delay every write or
+//! only its answer, delay every read or only a due-index scan's answer (with `tokio::time::sleep`,
+//! so tests under `tokio::time::pause()` control it), or put the store in a [`StoreFault`] (full
+//! or corrupt: every write refused with it, reads go on).
 //!
 //! [`MemoryStore::with_revisions`] makes it version writes as etcd does (a revision per write),
 //! for tests of replicas that follow a change feed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -47,7 +47,7 @@ pub struct Faults {
 }
 
 /// Where [`Faults::set_delay`] makes a call sleep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Delay {
     /// Every write, before it applies.
     Commit,
@@ -66,8 +66,8 @@ pub enum Delay {
 struct FaultState {
     failing_commits: u64,
     failing_reads: u64,
-    /// Indexed by [`Delay`].
-    delays: [Duration; 4],
+    /// The delays set (not zero).
+    delays: HashMap<Delay, Duration>,
     commits: u64,
     fault: Option<StoreFault>,
 }
@@ -87,7 +87,12 @@ impl Faults {
     /// `tokio::time::pause()` control it) at the point `which` names; [`Duration::ZERO`] turns
     /// that delay off.
     pub fn set_delay(&self, which: Delay, delay: Duration) {
-        self.lock().delays[which as usize] = delay;
+        let mut state = self.lock();
+        if delay.is_zero() {
+            state.delays.remove(&which);
+        } else {
+            state.delays.insert(which, delay);
+        }
     }
 
     /// Puts the store in `fault` (every write then fails with it, changing nothing, and
@@ -108,8 +113,8 @@ impl Faults {
 
     /// Sleeps for the delay set at `which`, if any.
     async fn pause_at(&self, which: Delay) {
-        let delay = self.lock().delays[which as usize];
-        if !delay.is_zero() {
+        let delay = self.lock().delays.get(&which).copied();
+        if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
         }
     }
