@@ -1,9 +1,9 @@
 //! The engine leaves out the partition hop of a new job past its partition's window (the
 //! partition's `Horizon`), relying on a later due-index scan to read the job from the store.
-//! This checks that no job is lost that way, on the real redb store and with real concurrency:
-//! creating tasks, the store's writer thread, scans on the blocking pool and the partition loops
-//! race on a multi-threaded runtime, and every job must be delivered exactly once (one engine,
-//! every trigger acknowledged, no store failure: nothing calls for a second delivery).
+//! This checks that no job is lost that way, with real concurrency: creating tasks, the store's
+//! writes and scans (on redb: its writer thread, scans on the blocking pool) and the partition
+//! loops race on a multi-threaded runtime, and every job must be delivered exactly once (one
+//! engine, every trigger acknowledged, no store failure: nothing calls for a second delivery).
 //!
 //! Each created job moves the manual clock on by 10 ms, so that forty whole seconds pass while
 //! jobs are created, a hundred jobs a second however fast the machine is (the horizon counts in
