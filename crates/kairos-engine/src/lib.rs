@@ -32,7 +32,7 @@ use kairos_core::timeline::{Progress, next_tick};
 use kairos_core::{
     Clock, HistoryLimit, JobKey, JobSpec, JobState, JobStatus, Owner, TriggerRecord, ValidationError,
 };
-use kairos_store::{JobStore, OwnerScope, PutMode, StoreError, StoredJob};
+use kairos_store::{JobStore, Mutation, OwnerScope, PutMode, StoreError, StoredJob};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -456,7 +456,7 @@ impl Engine {
             return Ok(());
         };
         let mut job = StoredJob::new(key.clone(), spec, created, self.next_incarnation(created), next_due);
-        let (old, _stamp) = self.put_versioned(&mut job, mode).await?;
+        let (old, _stamp, _raised) = self.put_versioned(&mut job, mode).await?;
         metrics::counter!("kairos_jobs_created_total").increment(1);
         // A new job past its partition's window: the partition would only forget it (a later
         // scan of the store reads it in), so the hop is left out. An overwrite always goes, as
@@ -496,44 +496,57 @@ impl Engine {
             staged: false,
             ..job
         };
-        let (replaced, _stamp) = self.put_versioned(&mut job, mode).await?;
+        let (replaced, _stamp, _raised) = self.put_versioned(&mut job, mode).await?;
         let key = job.key.clone();
         self.notify(&key, Command::Upsert(Box::new(job))).await;
         Ok(replaced)
     }
 
     /// Puts `job` with a new version stamp (see [`version`]). When the job it replaced carries a
-    /// version at least as large (written before a restart by a clock that was ahead), it is
-    /// stored once more above that one, so the versions of a key only grow. Returns the replaced
-    /// job and the stamp its notice carries, to be dropped once the notice is queued.
+    /// version at least as large (written before a restart by a clock that was ahead), its
+    /// version is raised above that one in the store ([`Mutation::Restamp`]), so the versions of
+    /// a key only grow. Returns the replaced job and the stamps (the first, and the raised one
+    /// its notice then carries), to be dropped once the notice is queued.
     ///
-    /// The first put decides: once it is stored, the call succeeds. Should storing it again fail,
-    /// the job stays stored with the lower version until its next write, and its notice still
-    /// carries the stamp above the replaced one, so its partition lets go of the replaced version
-    /// all the same.
+    /// The restamp changes only the version, and only of this incarnation: a tick fired, written
+    /// or completed in between is kept, and a job completed in between stays deleted (its
+    /// partition also ignores the notice of an incarnation it has let go of). The first put
+    /// decides: once it is stored, the call succeeds. Should the restamp fail, the job stays
+    /// stored with the lower version until its next write, and its notice still carries the
+    /// stamp above the replaced one, so its partition lets go of the replaced version all the
+    /// same.
     async fn put_versioned(
         &self,
         job: &mut StoredJob,
         mode: PutMode,
-    ) -> Result<(Option<StoredJob>, Stamp<'_>), StoreError> {
-        let mut stamp = self.inner.versions.stamp(self.inner.clock.now(), 0);
+    ) -> Result<(Option<StoredJob>, Stamp<'_>, Option<Stamp<'_>>), StoreError> {
+        let stamp = self.inner.versions.stamp(self.inner.clock.now(), 0);
         job.version = stamp.version;
         let old = self.inner.store.put(job.clone(), mode).await?;
+        let mut raised_stamp = None;
         if let Some(old) = &old
             && old.version >= job.version
             && !self.follows_store_feed()
         {
-            stamp = self.inner.versions.stamp(self.inner.clock.now(), old.version);
-            job.version = stamp.version;
-            if let Err(err) = self.inner.store.put(job.clone(), PutMode::Overwrite).await {
+            // The first stamp is held until the notice is sent, so that a partition that has
+            // let go of the job at that version still knows it when the notice comes.
+            let raised = self.inner.versions.stamp(self.inner.clock.now(), old.version);
+            job.version = raised.version;
+            let restamp = Mutation::Restamp {
+                key: job.key.clone(),
+                incarnation: job.incarnation,
+                version: raised.version,
+            };
+            if let Err(err) = self.inner.store.apply(vec![restamp]).await {
                 tracing::warn!(
                     job = %job.key,
                     error = %err,
                     "the job is stored, but not again above the version it replaced; its next write will be"
                 );
             }
+            raised_stamp = Some(raised);
         }
-        Ok((old, stamp))
+        Ok((old, stamp, raised_stamp))
     }
 
     /// A fresh incarnation: unique per process by the counter, and across processes by the

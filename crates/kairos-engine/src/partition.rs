@@ -457,6 +457,13 @@ impl Partition {
                 if self.gone.covers(&job.key, job.version) {
                     return;
                 }
+                // The engine's own notices: only the restamp of an overwrite (see
+                // `Engine::put_versioned`) tells of an incarnation again, above the version first
+                // stored. A partition that has let go of that incarnation since (fired and
+                // completed it, or left it to a later scan) must not take it back.
+                if self.local_notices() && self.gone.let_go_of(&job.key, job.incarnation) {
+                    return;
+                }
                 self.forget(&job.key);
                 if job.staged {
                     // Paged in from the staged index once its route is open; admitted now when
@@ -476,7 +483,7 @@ impl Partition {
                     return;
                 }
                 self.forget(&key);
-                self.gone.note(key, version, self.window);
+                self.gone.note(key, version, None, self.window);
             }
             Command::Drain(done) => {
                 // Triggers still queued for a subscriber's credit are taken back: the next owner
@@ -559,7 +566,7 @@ impl Partition {
     }
 
     fn note_gone(&mut self, entry: &Entry) {
-        self.gone.note(entry.job.key.clone(), entry.job.version, self.window);
+        self.gone.note(entry.job.key.clone(), entry.job.version, Some(entry.job.incarnation), self.window);
     }
 
     /// Whether notices come from this engine's own writes (stamped by it), not from the
@@ -1073,8 +1080,9 @@ impl Partition {
                 Mutation::Progress { key, incarnation, .. }
                 | Mutation::Complete { key, incarnation }
                 | Mutation::Stage { key, incarnation } => (key, *incarnation),
-                // History rides along with the mutation that moves the job; it moves nothing.
-                Mutation::Record { .. } => continue,
+                // History rides along with the mutation that moves the job; it moves nothing. A
+                // partition never restamps (the engine does, outside any partition).
+                Mutation::Record { .. } | Mutation::Restamp { .. } => continue,
             };
             let current = self
                 .jobs
@@ -1095,7 +1103,7 @@ impl Partition {
                     entry.job.staged = true;
                     self.router.is_open(&Route::of(&entry.job.key))
                 }
-                Mutation::Complete { .. } | Mutation::Record { .. } => false,
+                Mutation::Complete { .. } | Mutation::Record { .. } | Mutation::Restamp { .. } => false,
             };
             if stays {
                 entry.state = State::Waiting;
@@ -1126,7 +1134,8 @@ impl Partition {
 /// go first, and a notice late by that much may deliver a tick again (at least once).
 #[derive(Debug, Default)]
 struct Gone {
-    by_key: HashMap<JobKey, u64>,
+    /// The version kept for each key, and the incarnation let go of at it (`None` for a delete).
+    by_key: HashMap<JobKey, (u64, Option<u64>)>,
     by_version: BTreeSet<(u64, JobKey)>,
 }
 
@@ -1135,24 +1144,30 @@ impl Gone {
     /// over 256 partitions at most, in the rare case that keys outlive the watermark).
     const MIN_CAP: usize = 64;
 
-    /// Keeps `version` for `key` (or the newer one already kept). Version 0 (a record from
-    /// before versions, or a change-feed delete) is never compared, so not kept.
-    fn note(&mut self, key: JobKey, version: u64, cap: usize) {
+    /// Keeps `version` for `key` (or the newer one already kept), and the `incarnation` let go
+    /// of (`None` for a delete). Version 0 (a record from before versions, or a
+    /// change-feed delete) is never compared, so not kept.
+    fn note(&mut self, key: JobKey, version: u64, incarnation: Option<u64>, cap: usize) {
         if version == 0 {
             return;
         }
         match self.by_key.entry(key) {
             hash_map::Entry::Occupied(mut kept) => {
-                if *kept.get() >= version {
+                let (kept_version, _) = *kept.get();
+                if kept_version >= version {
+                    // The newest incarnation let go of is the one a restamp may still tell of.
+                    if incarnation.is_some() {
+                        kept.get_mut().1 = incarnation;
+                    }
                     return;
                 }
-                self.by_version.remove(&(*kept.get(), kept.key().clone()));
-                *kept.get_mut() = version;
+                self.by_version.remove(&(kept_version, kept.key().clone()));
+                *kept.get_mut() = (version, incarnation);
                 self.by_version.insert((version, kept.key().clone()));
             }
             hash_map::Entry::Vacant(vacant) => {
                 self.by_version.insert((version, vacant.key().clone()));
-                vacant.insert(version);
+                vacant.insert((version, incarnation));
             }
         }
         while self.by_key.len() > cap.max(Self::MIN_CAP) {
@@ -1167,7 +1182,12 @@ impl Gone {
 
     /// Whether a notice of `version` for `key` is no newer than what was let go.
     fn covers(&self, key: &JobKey, version: u64) -> bool {
-        self.by_key.get(key).is_some_and(|&kept| version <= kept)
+        self.by_key.get(key).is_some_and(|&(kept, _)| version <= kept)
+    }
+
+    /// Whether `incarnation` of `key` is the one let go of.
+    fn let_go_of(&self, key: &JobKey, incarnation: u64) -> bool {
+        self.by_key.get(key).is_some_and(|&(_, kept)| kept == Some(incarnation))
     }
 
     /// Forgets every key kept at a version below `watermark`.
@@ -1243,14 +1263,14 @@ mod tests {
     fn gone_keeps_the_newest_version_until_the_watermark_passes_it() {
         let key = |name: &str| JobKey::app("ns", "app", name);
         let mut gone = Gone::default();
-        gone.note(key("a"), 10, 0);
-        gone.note(key("a"), 5, 0);
-        gone.note(key("b"), 20, 0);
-        gone.note(key("c"), 0, 0);
+        gone.note(key("a"), 10, None, 0);
+        gone.note(key("a"), 5, None, 0);
+        gone.note(key("b"), 20, None, 0);
+        gone.note(key("c"), 0, None, 0);
         assert!(gone.covers(&key("a"), 10) && gone.covers(&key("a"), 3));
         assert!(!gone.covers(&key("a"), 11), "a newer version is let in");
         assert!(!gone.covers(&key("c"), 1), "version 0 is never kept");
-        gone.note(key("a"), 30, 0);
+        gone.note(key("a"), 30, None, 0);
         assert!(gone.covers(&key("a"), 25));
         gone.forget_below(21);
         assert!(!gone.covers(&key("b"), 20) && gone.covers(&key("a"), 30));
@@ -1259,16 +1279,34 @@ mod tests {
     }
 
     #[test]
+    fn gone_knows_the_newest_incarnation_let_go_of_whatever_its_version() {
+        let key = JobKey::app("ns", "app", "a");
+        let mut gone = Gone::default();
+        gone.note(key.clone(), 100, Some(1), 0);
+        assert!(gone.let_go_of(&key, 1) && !gone.let_go_of(&key, 2));
+        // Let go of a later incarnation at a lower version (a clock gone back): the version kept
+        // stays the highest, the incarnation becomes the later one.
+        gone.note(key.clone(), 50, Some(2), 0);
+        assert!(gone.let_go_of(&key, 2) && !gone.let_go_of(&key, 1));
+        assert!(gone.covers(&key, 100));
+        // A delete tells of no incarnation and keeps the one known.
+        gone.note(key.clone(), 40, None, 0);
+        assert!(gone.let_go_of(&key, 2));
+        gone.note(key.clone(), 200, None, 0);
+        assert!(!gone.let_go_of(&key, 2), "a newer delete: no incarnation is let go of at it");
+    }
+
+    #[test]
     fn gone_drops_its_oldest_versions_past_its_cap() {
         let mut gone = Gone::default();
         for i in 1..=1500_u64 {
-            gone.note(JobKey::app("ns", "app", format!("j{i}")), i, 1000);
+            gone.note(JobKey::app("ns", "app", format!("j{i}")), i, None, 1000);
         }
         assert_eq!((gone.by_key.len(), gone.by_version.len()), (1000, 1000));
         assert!(!gone.covers(&JobKey::app("ns", "app", "j500"), 500));
         assert!(gone.covers(&JobKey::app("ns", "app", "j501"), 501));
         for i in 1..=100_u64 {
-            gone.note(JobKey::app("ns", "app", format!("k{i}")), 10_000 + i, 1);
+            gone.note(JobKey::app("ns", "app", format!("k{i}")), 10_000 + i, None, 1);
         }
         assert_eq!(gone.by_key.len(), Gone::MIN_CAP, "the floor of the cap");
     }

@@ -22,6 +22,14 @@
 //! watermark has passed that version and its command queue is empty, no older notice of the
 //! key can still come.
 //!
+//! A store written before a restart by a clock that was ahead holds versions above today's
+//! stamps. An overwrite of such a job is put at a lower stamp first, then raised above the
+//! replaced version ([`kairos_store::Mutation::Restamp`]), and its notice carries the raised
+//! stamp. A scan may read, fire and complete the job between the two: the restamp then finds it
+//! gone and changes nothing, and the partition ignores the notice of an incarnation it has let
+//! go of. The first stamp stays outstanding until the notice is queued, so the partition still
+//! remembers that incarnation when the notice comes.
+//!
 //! Replicas on etcd learn of writes from the store's change feed instead, in revision order,
 //! and versions there are revisions (the etcd store reports each record's `mod_revision`). A
 //! scan can still read a job ahead of the feed's events about it, so partitions compare

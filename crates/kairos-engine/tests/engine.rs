@@ -529,6 +529,64 @@ async fn an_overwrite_whose_second_put_above_a_clock_that_was_ahead_fails_still_
     assert_eq!((trigger.key, trigger.due), (key("j"), at(20)));
 }
 
+/// The overwrite of a job stamped by a clock that was ahead is stored twice (the second time
+/// above the replaced version) and its notice carries the higher stamp. Should a scan read the
+/// new job, fire it and complete it before that, neither the second write nor the notice may
+/// bring it back: its one tick is delivered once.
+#[tokio::test(start_paused = true)]
+async fn a_job_completed_before_the_notice_of_its_overwrite_above_a_clock_that_was_ahead_does_not_fire_again()
+{
+    let store = Arc::new(MemoryStore::new(1));
+    let ahead = at(365 * 24 * 3600);
+    let old = StoredJob {
+        version: u64::try_from(ahead.as_nanosecond()).unwrap(),
+        ..StoredJob::new(key("j"), one_shot("100s").with_default_policy(), at(0), 7, at(100))
+    };
+    store.put(old, PutMode::CreateOnly).await.unwrap();
+    // Three jobs due before the overwrite, so that the partition, holding two, scans again while
+    // the overwrite's write is under way.
+    for (i, due) in [5, 6, 7].into_iter().enumerate() {
+        let filler = StoredJob::new(
+            key(&format!("f{due}")),
+            one_shot(&format!("{due}s")).with_default_policy(),
+            at(0),
+            100 + i as u64,
+            at(due),
+        );
+        store.put(filler, PutMode::CreateOnly).await.unwrap();
+    }
+    let h = harness_with_config(store, EngineConfig { window: 2, ..config(2) });
+    let mut sub = h.subscribe("app");
+    settle().await;
+
+    // The overwrite (due at +10 s) is stored at once; its call is answered 20 s later.
+    let overwrite = delayed_reply(&h, 20, |engine| async move {
+        engine.schedule(key("j"), one_shot("10s"), PutMode::Overwrite).await
+    })
+    .await;
+    let mut delivered = Vec::new();
+    for _ in 0..25 {
+        h.advance(1).await;
+        settle().await;
+        for trigger in drain(&mut sub) {
+            assert!(sub.complete(trigger.id, Outcome::Success));
+            delivered.push(trigger.key.name.clone());
+        }
+        settle().await;
+    }
+    overwrite.await.unwrap().expect("the overwrite is stored");
+    for _ in 0..10 {
+        h.advance(1).await;
+        settle().await;
+        for trigger in drain(&mut sub) {
+            assert!(sub.complete(trigger.id, Outcome::Success));
+            delivered.push(trigger.key.name.clone());
+        }
+    }
+    assert_eq!(delivered, ["f5", "f6", "f7", "j"], "each job once, the overwrite's at +10 s");
+    assert!(h.stored("j").await.is_none(), "the job is done and stays deleted");
+}
+
 /// Starts `write` with its store reply held back `secs` of tokio time (the write applies at
 /// once), so that its notice reaches the partition that much later.
 async fn delayed_reply<F>(

@@ -200,6 +200,11 @@ pub enum Mutation {
     /// Replaces the job's stats with `stats` and appends `record` to its history as record
     /// number `stats.records - 1`, keeping the newest `keep` records (a kairos extension).
     Record { key: JobKey, incarnation: u64, stats: JobStats, record: TriggerRecord, keep: HistoryLimit },
+    /// Raises the job's version to `version`, changing nothing else: the engine's second write
+    /// of an overwrite that a clock gone back stamped below the version it replaced. A store
+    /// whose versions are its own (etcd's revisions, [`memory::MemoryStore::with_revisions`])
+    /// writes the job again, which gives it a new version of its own.
+    Restamp { key: JobKey, incarnation: u64, version: u64 },
 }
 
 impl Mutation {
@@ -209,7 +214,8 @@ impl Mutation {
             Mutation::Progress { key, .. }
             | Mutation::Complete { key, .. }
             | Mutation::Stage { key, .. }
-            | Mutation::Record { key, .. } => key,
+            | Mutation::Record { key, .. }
+            | Mutation::Restamp { key, .. } => key,
         }
     }
 
@@ -231,7 +237,15 @@ impl Mutation {
             Mutation::Complete { .. } => *job = None,
             // The history record itself is stored apart from the job, by each backend.
             Mutation::Record { stats, .. } => current.stats = *stats,
+            Mutation::Restamp { version, .. } => current.version = current.version.max(*version),
         }
+    }
+
+    /// Whether playing mutations turned `before` into `after` with no change to store: the same
+    /// state and the same version (the equality of [`StoredJob`] leaves the version out, and a
+    /// [`Mutation::Restamp`] changes nothing else).
+    pub fn unchanged(before: Option<&StoredJob>, after: Option<&StoredJob>) -> bool {
+        before == after && before.map(|j| j.version) == after.map(|j| j.version)
     }
 
     /// The incarnation of the job this mutation is about.
@@ -240,7 +254,8 @@ impl Mutation {
             Mutation::Progress { incarnation, .. }
             | Mutation::Complete { incarnation, .. }
             | Mutation::Stage { incarnation, .. }
-            | Mutation::Record { incarnation, .. } => *incarnation,
+            | Mutation::Record { incarnation, .. }
+            | Mutation::Restamp { incarnation, .. } => *incarnation,
         }
     }
 }

@@ -405,7 +405,7 @@ impl JobStore for MemoryStore {
                 let original = state.jobs.get(encoded);
                 let mut job = original.cloned();
                 mutation.apply_to(&mut job);
-                if job.as_ref() == original {
+                if Mutation::unchanged(original, job.as_ref()) {
                     continue;
                 }
                 if self.revisions {

@@ -973,7 +973,7 @@ impl Tables<'_> {
             }
         }
         for (encoded, touched) in overlay {
-            if touched.original == touched.current {
+            if Mutation::unchanged(touched.original.as_ref(), touched.current.as_ref()) {
                 continue;
             }
             if let Some(original) = &touched.original {

@@ -118,6 +118,7 @@ macro_rules! job_store_conformance {
                 record_of_a_stale_incarnation_changes_nothing,
                 every_read_reports_one_version_and_a_later_write_a_larger_one,
                 apply_reports_the_version_it_wrote_each_job_at_or_nothing,
+                restamp_raises_only_the_version_of_its_own_incarnation,
             );
         }
     };
@@ -319,6 +320,43 @@ pub async fn apply_reports_the_version_it_wrote_each_job_at_or_nothing(store: St
     let complete = Mutation::Complete { key: a.key.clone(), incarnation: a.incarnation };
     let deleted = store.apply(vec![complete]).await.unwrap();
     assert!(matches!(deleted[..], [Some(v)] if v > after), "the delete's own version: {deleted:?}");
+}
+
+/// [`Mutation::Restamp`]: the version goes up (to the one asked for, where the versions are the
+/// writer's; to a new one of the store's own, otherwise), nothing else changes, and a job of
+/// another incarnation, or absent, is left as it is: a restamp never brings a job back.
+pub async fn restamp_raises_only_the_version_of_its_own_incarnation(store: Store) {
+    let [a, b] = put_app_jobs(&store, ["a", "b"]).await;
+    let progress = Progress { count: 1, last_scheduled: Some(secs(1)), attempts: 0 };
+    store.apply(vec![progress_of(&a, progress, secs(2))]).await.unwrap();
+    let before = store.get(&a.key).await.unwrap().unwrap();
+    let wanted = before.version + 1_000_000;
+    let restamp = |j: &StoredJob, incarnation: u64| Mutation::Restamp {
+        key: j.key.clone(),
+        incarnation,
+        version: wanted,
+    };
+    let written = store.apply(vec![restamp(&a, a.incarnation)]).await.unwrap();
+    let after = store.get(&a.key).await.unwrap().unwrap();
+    assert_eq!(after, before, "only the version changes");
+    if written.is_empty() {
+        assert_eq!(after.version, wanted, "the writer's version, as asked");
+    } else {
+        assert_eq!(written, [Some(after.version)]);
+        assert!(after.version > before.version, "{} after {}", after.version, before.version);
+    }
+
+    let b_before = store.get(&b.key).await.unwrap().unwrap();
+    let written = store.apply(vec![restamp(&b, b.incarnation + 1)]).await.unwrap();
+    assert!(written.iter().all(Option::is_none), "another incarnation is not written: {written:?}");
+    let b_after = store.get(&b.key).await.unwrap().unwrap();
+    assert_eq!((&b_after, b_after.version), (&b_before, b_before.version), "another incarnation");
+
+    let complete = Mutation::Complete { key: a.key.clone(), incarnation: a.incarnation };
+    store.apply(vec![complete]).await.unwrap();
+    let written = store.apply(vec![restamp(&a, a.incarnation)]).await.unwrap();
+    assert!(written.iter().all(Option::is_none), "an absent job is not written: {written:?}");
+    assert_eq!(store.get(&a.key).await.unwrap(), None, "a completed job stays deleted");
 }
 
 pub async fn put_create_only_stores_the_job_exactly(store: Store) {

@@ -276,7 +276,7 @@ impl Writer {
     /// What writing `t`'s final state takes, or `None` when it did not change.
     fn job_write(&self, encoded: &[u8], t: &Touched) -> Option<JobWrite> {
         let (original, mod_revision) = t.original.as_ref()?;
-        if Some(original) == t.current.as_ref() {
+        if Mutation::unchanged(Some(original), t.current.as_ref()) {
             return None;
         }
         let job_key = self.layout.job(encoded);
