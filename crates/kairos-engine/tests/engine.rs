@@ -564,27 +564,27 @@ async fn a_job_completed_before_the_notice_of_its_overwrite_above_a_clock_that_w
         engine.schedule(key("j"), one_shot("10s"), PutMode::Overwrite).await
     })
     .await;
-    let mut delivered = Vec::new();
-    for _ in 0..25 {
-        h.advance(1).await;
-        settle().await;
-        for trigger in drain(&mut sub) {
-            assert!(sub.complete(trigger.id, Outcome::Success));
-            delivered.push(trigger.key.name.clone());
-        }
-        settle().await;
-    }
+    let mut delivered = acknowledge_for(&h, &mut sub, 25).await;
     overwrite.await.unwrap().expect("the overwrite is stored");
-    for _ in 0..10 {
-        h.advance(1).await;
-        settle().await;
-        for trigger in drain(&mut sub) {
-            assert!(sub.complete(trigger.id, Outcome::Success));
-            delivered.push(trigger.key.name.clone());
-        }
-    }
+    delivered.extend(acknowledge_for(&h, &mut sub, 10).await);
     assert_eq!(delivered, ["f5", "f6", "f7", "j"], "each job once, the overwrite's at +10 s");
     assert!(h.stored("j").await.is_none(), "the job is done and stays deleted");
+}
+
+/// Advances `secs` one second at a time, acknowledging every trigger as it comes; the names of
+/// the jobs delivered, in order.
+async fn acknowledge_for(h: &Harness, sub: &mut Subscription, secs: u32) -> Vec<String> {
+    let mut delivered = Vec::new();
+    for _ in 0..secs {
+        h.advance(1).await;
+        settle().await;
+        for trigger in drain(sub) {
+            assert!(sub.complete(trigger.id, Outcome::Success));
+            delivered.push(trigger.key.name);
+        }
+        settle().await;
+    }
+    delivered
 }
 
 /// Starts `write` with its store reply held back `secs` of tokio time (the write applies at
