@@ -432,8 +432,9 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// (the job was deleted or overwritten meanwhile). `Progress` leaves the job in the due index
     /// (un-staging a staged one), `Stage` in the staged index; staging a staged job changes
     /// nothing. `Complete` deletes the job's history with it. `Record` appends one history
-    /// record and drops those older than its `keep` newest. Either every other mutation is
-    /// applied and durable when this returns `Ok`, or none is.
+    /// record and drops those older than its `keep` newest. `Restamp` raises the version and
+    /// changes nothing else (so it never brings back a job completed meanwhile). Either every
+    /// mutation not skipped is applied and durable when this returns `Ok`, or none is.
     ///
     /// Returns what the change feed will report of these writes (see [`Written`]).
     async fn apply(&self, mutations: Vec<Mutation>) -> Result<Written, StoreError>;
