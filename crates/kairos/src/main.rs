@@ -37,6 +37,9 @@ enum Command {
     /// Operate a running scheduler's jobs: list, get, delete, export and import (with progress);
     /// see and steer them: status, history, pause, resume, trigger.
     Jobs(cmd::jobs::Args),
+    /// Stops an app's process group should `kairos run` die (started by `kairos run` only).
+    #[command(hide = true)]
+    GuardApp(cmd::run::GuardArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +55,11 @@ fn main() -> ExitCode {
         Command::Sidecar(args) => done(runtime().and_then(|rt| rt.block_on(cmd::sidecar::run(args)))),
         Command::Jobs(args) => {
             done(runtime().and_then(|rt| rt.block_on(cmd::jobs::run(args, &mut std::io::stdout().lock()))))
+        }
+        Command::GuardApp(args) => {
+            cmd::init_logging(cmd::LogLevel::Warn);
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            done(runtime.map_err(Into::into).and_then(|rt| rt.block_on(cmd::run::guard(args))))
         }
     }
 }

@@ -3,7 +3,7 @@
 //! walkthrough's flags, on free ports and a temporary data dir, and the test reads the app's
 //! output as a user sees it.
 //!
-//! The crash test kills `kairos run` and its app with SIGKILL (the whole process group: a real
+//! The crash test kills `kairos run` and its app with SIGKILL (both process groups: a real
 //! crash of the session, with no chance to clean up) and restarts them on the same data dir.
 
 mod common;
@@ -71,7 +71,8 @@ impl Session {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own group, so that the crash below takes the app down with the runtime.
+            // Its own group (and the app's, which it leads), so that the crash below takes the
+            // app down with the runtime.
             .process_group(0);
         for var in ["DAPR_API_TOKEN", "APP_API_TOKEN", "NAMESPACE"] {
             command.env_remove(var);
@@ -144,10 +145,14 @@ impl Session {
         }
     }
 
-    /// SIGKILL to `kairos run` and the app at once, then reap.
+    /// SIGKILL to `kairos run` and the app at once (the app leads a process group of its own),
+    /// then reap.
     fn crash(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let children = children_of(self.child.id());
+        for pid in std::iter::once(self.child.id()).chain(children.into_iter().map(|(pid, _)| pid)) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
         }
         let _ = self.child.wait();
     }
@@ -326,39 +331,75 @@ fn without_home_or_data_dir_kairos_run_refuses_clearly() {
 
 #[test]
 fn an_app_does_not_outlive_kairos_run_killed_by_sigkill() {
+    the_app_and_what_it_started_end_with_kairos_run(&["sleep", "600"], Signal::SIGKILL);
+}
+
+/// A shell that does not exec its command leaves the command's process outside the reach of
+/// a parent-death signal, which only the shell gets: the app's whole process group must go.
+#[test]
+fn what_a_shell_app_started_does_not_outlive_kairos_run_killed_by_sigkill() {
+    the_app_and_what_it_started_end_with_kairos_run(&["sh", "-c", "sleep 600 & wait"], Signal::SIGKILL);
+}
+
+/// A stop signal is forwarded to every process of the app, not just to the shell.
+#[test]
+fn a_stop_signal_to_kairos_run_reaches_every_process_of_the_app() {
+    the_app_and_what_it_started_end_with_kairos_run(&["sh", "-c", "sleep 600 & wait"], Signal::SIGTERM);
+}
+
+/// Starts `kairos run -- app…`, waits for the app's processes (the app and, for `sh -c`, its
+/// `sleep`), sends `signal` to `kairos run` alone and checks that every one of them is gone
+/// within 10 s.
+fn the_app_and_what_it_started_end_with_kairos_run(app: &[&str], signal: Signal) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut run = Command::new(env!("CARGO_BIN_EXE_kairos"))
         .args(["run", "--app-id", "sleeper", "--data-dir"])
         .arg(dir.path())
-        .args(["--", "sleep", "600"])
+        .arg("--")
+        .args(app)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        // Its own group, so that the app can be cleaned up whatever happens.
+        // Its own group, so that the test can clean up whatever happens.
         .process_group(0)
         .spawn()
         .expect("spawn kairos run");
-    let group = Pid::from_raw(i32::try_from(run.id()).expect("pid"));
+    let run_group = Pid::from_raw(i32::try_from(run.id()).expect("pid"));
+    let command = Path::new(app[0]).file_name().and_then(|n| n.to_str()).expect("app name").to_owned();
+    let mut pids = Vec::new();
     let deadline = now() + Duration::from_secs(30);
-    let app = loop {
-        if let Some((pid, _)) = children_of(run.id()).into_iter().find(|(_, comm)| comm == "sleep") {
-            break pid;
+    while pids.len() < 2 {
+        if let Some((pid, _)) = children_of(run.id()).into_iter().find(|(_, comm)| *comm == command) {
+            pids = vec![pid];
+            // A shell's own child: the process the shell did not exec.
+            match children_of(pid).into_iter().find(|(_, comm)| comm == "sleep") {
+                Some((sleep, _)) => pids.push(sleep),
+                None if command == "sleep" => break,
+                None => {}
+            }
         }
         if now() > deadline {
-            let _ = killpg(group, Signal::SIGKILL);
-            panic!("kairos run did not start its app within 30 s");
+            let _ = killpg(run_group, Signal::SIGKILL);
+            panic!("kairos run did not start {app:?} within 30 s");
         }
         std::thread::sleep(Duration::from_millis(20));
-    };
-    // kairos run alone, as the OOM killer would: it gets no chance to stop its app.
-    nix::sys::signal::kill(group, Signal::SIGKILL).expect("SIGKILL kairos run");
+    }
+    // To `kairos run` alone: SIGKILL as the OOM killer would send it (no chance to stop its
+    // app), SIGTERM as a process manager would.
+    nix::sys::signal::kill(run_group, signal).expect("signal kairos run");
     let _ = run.wait();
     let deadline = now() + Duration::from_secs(10);
-    while !is_dead(app) && now() < deadline {
+    while !pids.iter().all(|pid| is_dead(*pid)) && now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let died = is_dead(app);
-    let _ = killpg(group, Signal::SIGKILL);
-    assert!(died, "the app (pid {app}) outlived kairos run by 10 s");
+    let alive: Vec<u32> = pids.iter().copied().filter(|pid| !is_dead(*pid)).collect();
+    let _ = killpg(run_group, Signal::SIGKILL);
+    for pid in &alive {
+        let _ = nix::sys::signal::kill(Pid::from_raw(i32::try_from(*pid).expect("pid")), Signal::SIGKILL);
+    }
+    assert!(
+        alive.is_empty(),
+        "after {signal} to kairos run, {alive:?} of {app:?} {pids:?} outlived it by 10 s"
+    );
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use kairos::node::{DashboardListener, Listeners, LocalStore, Node, NodeConfig};
-use nix::sys::signal::{Signal, kill};
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
@@ -20,6 +21,8 @@ use super::{AppArgs, LogLevel, StoreArgs};
 
 /// How long the app gets to exit after a forwarded signal before it is killed.
 const APP_GRACE: Duration = Duration::from_secs(5);
+/// How often the guard looks whether the app's process group is still there.
+const GUARD_POLL: Duration = Duration::from_millis(500);
 
 /// `dapr run`'s flags that concern the Jobs API.
 #[derive(Debug, clap::Args)]
@@ -140,7 +143,10 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
     kairos::node::print_stream_opens(&node, ready);
 
     let (mut app, output) = launch(&args, http, grpc)?;
-    let status = supervise(&mut app, signals).await?;
+    let group = app_group(&app)?;
+    // Held to the end: dropping it kills the guard, which must not outlive us either.
+    let _guard = start_guard(group);
+    let status = supervise(&mut app, group, signals).await?;
     // The app's last lines are still in the pipes; show them before anything else.
     for forwarder in output {
         // A grandchild that inherited the pipes may keep them open; do not wait for it forever.
@@ -170,6 +176,9 @@ fn launch(args: &Args, http: SocketAddr, grpc: SocketAddr) -> anyhow::Result<(Ch
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own process group, so that a stop reaches every process the app starts (a shell
+        // that does not exec its command, npm and its node), not only the first.
+        .process_group(0)
         .kill_on_drop(true);
     if let Some(port) = args.app.app_port.filter(|p| *p > 0) {
         command.env("APP_PORT", port.to_string());
@@ -196,13 +205,91 @@ fn launch(args: &Args, http: SocketAddr, grpc: SocketAddr) -> anyhow::Result<(Ch
 /// the app's own. A program that cannot be found is started directly, so that the error is ours.
 fn app_command(program: &str) -> Command {
     match (which::which("setpriv"), which::which(program)) {
-        (Ok(setpriv), Ok(_)) => {
-            let mut command = Command::new(setpriv);
-            command.args(["--pdeathsig", "TERM", "--", program]);
-            command
-        }
+        (Ok(setpriv), Ok(_)) => with_parent_death_signal(setpriv.as_os_str(), program.as_ref()),
         _ => Command::new(program),
     }
+}
+
+/// `setpriv --pdeathsig TERM -- program`: `program`, sent SIGTERM when its parent dies.
+fn with_parent_death_signal(setpriv: &std::ffi::OsStr, program: &std::ffi::OsStr) -> Command {
+    let mut command = Command::new(setpriv);
+    command.args(["--pdeathsig".as_ref(), "TERM".as_ref(), "--".as_ref(), program]);
+    command
+}
+
+/// The app's process group: its own pid (it was started as the leader of a new group).
+fn app_group(app: &Child) -> anyhow::Result<Pid> {
+    let pid = app.id().context("the app exited before it could be watched")?;
+    Ok(Pid::from_raw(i32::try_from(pid).context("app pid out of range")?))
+}
+
+/// Starts the guard of the app's process group (`kairos guard-app`, see [`guard`]): the
+/// parent-death signal reaches only the app's first process, and a shell that gets it dies
+/// without passing it on, so a process of our own must end the rest of the group should
+/// `kairos run` be killed outright. `None` (the app's own parent-death signal still holds)
+/// when `setpriv` or our own binary cannot be found, or the guard cannot start.
+fn start_guard(group: Pid) -> Option<Child> {
+    let setpriv = which::which("setpriv").ok()?;
+    let kairos = std::env::current_exe().ok()?;
+    let mut command = with_parent_death_signal(setpriv.as_os_str(), kairos.as_os_str());
+    command
+        .args(["guard-app", "--group", &group.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    match command.spawn() {
+        Ok(guard) => Some(guard),
+        Err(err) => {
+            tracing::warn!(%err, "cannot start the guard of the app's process group");
+            None
+        }
+    }
+}
+
+/// `kairos guard-app --group PGID` (hidden; started by `kairos run` only).
+#[derive(Debug, clap::Args)]
+pub struct GuardArgs {
+    /// The app's process group.
+    #[arg(long)]
+    pub group: i32,
+}
+
+/// The guard of an app's process group. `kairos run` starts it with a parent-death signal
+/// (SIGTERM), and kills it when it ends normally. Should `kairos run` die first, the guard
+/// gets SIGTERM and stops the whole group as a stop signal would: SIGTERM, then SIGKILL after
+/// the grace period. It ignores SIGINT and SIGHUP (a terminal sends them to `kairos run`'s
+/// group, which the guard shares: `kairos run` forwards them), and ends by itself once the
+/// group has no process left.
+///
+/// # Errors
+/// When its signal handlers cannot be installed.
+pub async fn guard(args: GuardArgs) -> anyhow::Result<()> {
+    let group = Pid::from_raw(args.group);
+    let mut terminate = unix_signal(SignalKind::terminate())?;
+    let mut interrupt = unix_signal(SignalKind::interrupt())?;
+    let mut hangup = unix_signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => {}
+            _ = hangup.recv() => {}
+            () = tokio::time::sleep(GUARD_POLL) => if !group_alive(group) { return Ok(()) },
+        }
+    }
+    tracing::warn!(%group, "kairos run is gone; stopping its app");
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + APP_GRACE;
+    while group_alive(group) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = killpg(group, Signal::SIGKILL);
+    Ok(())
+}
+
+/// Whether any process of `group` is left.
+fn group_alive(group: Pid) -> bool {
+    killpg(group, None) != Err(Errno::ESRCH)
 }
 
 /// Copies the app's lines to our stdout (or stderr) behind `== APP == `, as `dapr run` does, so
@@ -229,9 +316,10 @@ struct Signals {
     terminate: tokio::signal::unix::Signal,
 }
 
-/// Waits for the app to exit, forwarding SIGINT/SIGTERM to it; kills it if it does not exit
-/// within the grace period after a forwarded signal, or at once on a second signal.
-async fn supervise(app: &mut Child, signals: Signals) -> anyhow::Result<ExitStatus> {
+/// Waits for the app to exit, forwarding SIGINT/SIGTERM to its process group; kills the group
+/// if the app does not exit within the grace period after a forwarded signal, or at once on a
+/// second signal.
+async fn supervise(app: &mut Child, group: Pid, signals: Signals) -> anyhow::Result<ExitStatus> {
     let Signals { mut interrupt, mut terminate } = signals;
     let signal = tokio::select! {
         status = app.wait() => return Ok(status?),
@@ -239,9 +327,7 @@ async fn supervise(app: &mut Child, signals: Signals) -> anyhow::Result<ExitStat
         _ = terminate.recv() => Signal::SIGTERM,
     };
     tracing::info!(%signal, "forwarding signal to the app");
-    if let Some(pid) = app.id().and_then(|id| i32::try_from(id).ok()) {
-        let _ = kill(Pid::from_raw(pid), signal);
-    }
+    let _ = killpg(group, signal);
     tokio::select! {
         status = app.wait() => return Ok(status?),
         () = tokio::time::sleep(APP_GRACE) => {
@@ -250,7 +336,7 @@ async fn supervise(app: &mut Child, signals: Signals) -> anyhow::Result<ExitStat
         _ = interrupt.recv() => tracing::warn!("second signal; killing the app"),
         _ = terminate.recv() => tracing::warn!("second signal; killing the app"),
     }
-    app.kill().await?;
+    let _ = killpg(group, Signal::SIGKILL);
     Ok(app.wait().await?)
 }
 
