@@ -17,7 +17,6 @@
 //! Debian's amd64 etcd needs no `ETCD_UNSUPPORTED_ARCH`; on other architectures the variable is
 //! set so that the same harness runs there.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -74,6 +73,7 @@ pub fn etcd_binary() -> Result<PathBuf, HarnessError> {
 }
 
 /// One member's fixed identity: name, ports, data directory.
+#[derive(Debug)]
 struct MemberSpec {
     name: String,
     client_port: u16,
@@ -92,12 +92,14 @@ impl MemberSpec {
     }
 }
 
+#[derive(Debug)]
 struct Member {
     spec: MemberSpec,
     child: Option<Child>,
 }
 
 /// A running etcd cluster of N members on loopback; see the [module docs](self).
+#[derive(Debug)]
 pub struct EtcdCluster {
     binary: PathBuf,
     token: String,
@@ -106,15 +108,6 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     // Last: removed after the processes are killed.
     _dir: TempDir,
-}
-
-impl fmt::Debug for EtcdCluster {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EtcdCluster")
-            .field("endpoints", &self.endpoints())
-            .field("dir", &self._dir.path())
-            .finish()
-    }
 }
 
 static CLUSTERS: AtomicU64 = AtomicU64::new(0);
