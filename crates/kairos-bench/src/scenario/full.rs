@@ -220,13 +220,13 @@ async fn stack(args: &SchedulerArgs, prefix: &str, jobs: u64) -> anyhow::Result<
 /// Wall and monotonic "now" taken together, to map due instants onto the clock the
 /// measurements use.
 #[derive(Clone, Copy)]
-struct Epoch {
+pub(super) struct Epoch {
     wall: Timestamp,
-    mono: Instant,
+    pub(super) mono: Instant,
 }
 
 impl Epoch {
-    fn now() -> Epoch {
+    pub(super) fn now() -> Epoch {
         Epoch { wall: SystemClock.now(), mono: timing::now() }
     }
 
@@ -237,9 +237,10 @@ impl Epoch {
     }
 }
 
-/// Creates `count` jobs whose due time is `offset(i)` after `epoch`, through the runtime's API.
-async fn create_due(
-    runtime: &Runtime,
+/// Creates `count` jobs whose due time is `offset(i)` after `epoch`, through the gRPC Jobs API
+/// of the sidecar at `grpc` (64 clients on one connection).
+pub(super) async fn create_due(
+    grpc: &str,
     prefix: &str,
     count: u64,
     epoch: Epoch,
@@ -247,7 +248,7 @@ async fn create_due(
 ) -> anyhow::Result<Duration> {
     let due = Arc::new(move |i: u64| epoch.wall_at(offset(i)).to_string());
     let jobs = JobSet { prefix: prefix.into(), due, payload_bytes: 64 };
-    let calls = clients::sidecar_grpc(&runtime.grpc, 64, 1, &jobs).await?;
+    let calls = clients::sidecar_grpc(grpc, 64, 1, &jobs).await?;
     let result = drive::drive(calls, Some(count), None, "create").await?;
     if result.ok != count {
         bail!(
@@ -260,7 +261,10 @@ async fn create_due(
 }
 
 /// Lateness (arrival - due) of every arrived job, and how many arrived before their due time.
-fn lateness(recorder: &Recorder, due: impl Fn(u64) -> Instant) -> anyhow::Result<(Latencies, u64)> {
+pub(super) fn lateness(
+    recorder: &Recorder,
+    due: impl Fn(u64) -> Instant,
+) -> anyhow::Result<(Latencies, u64)> {
     let mut hist = Latencies::new()?;
     let mut early = 0;
     for i in 0..recorder.capacity() {
@@ -273,6 +277,68 @@ fn lateness(recorder: &Recorder, due: impl Fn(u64) -> Instant) -> anyhow::Result
         }
     }
     Ok((hist, early))
+}
+
+/// What reached the app of a burst of jobs all due at `due_at`: the columns every burst table
+/// shows.
+pub(super) struct Arrivals {
+    pub(super) delivered: u64,
+    duplicates: u64,
+    early: u64,
+    /// First and last arrival after the due instant.
+    first: Option<Duration>,
+    span: Duration,
+    late: crate::hist::Summary,
+}
+
+impl Arrivals {
+    /// The names of [`Arrivals::cells`].
+    pub(super) const COLUMNS: [&'static str; 8] = [
+        "delivered",
+        "duplicates",
+        "early",
+        "first_ms",
+        "last_s",
+        "triggers_per_s",
+        "late_p50_ms",
+        "late_p99_ms",
+    ];
+
+    /// The arrivals `recorder` saw, timed from `due_at`.
+    ///
+    /// # Errors
+    /// When the lateness histogram cannot be built.
+    pub(super) fn of(recorder: &Recorder, due_at: Instant) -> anyhow::Result<Arrivals> {
+        let (hist, early) = lateness(recorder, |_| due_at)?;
+        let arrivals = || (0..recorder.capacity()).filter_map(|i| recorder.arrival(i));
+        Ok(Arrivals {
+            delivered: recorder.received(),
+            duplicates: recorder.duplicates(),
+            early,
+            first: arrivals().min().map(|f| f.saturating_duration_since(due_at)),
+            span: arrivals().max().map(|l| l.saturating_duration_since(due_at)).unwrap_or_default(),
+            late: hist.summary(),
+        })
+    }
+
+    /// Deliveries per second from the due instant to the last arrival.
+    pub(super) fn rate(&self) -> f64 {
+        timing::rate(self.delivered, self.span)
+    }
+
+    /// One cell per name of [`Arrivals::COLUMNS`].
+    pub(super) fn cells(&self) -> Vec<Value> {
+        vec![
+            self.delivered.into(),
+            self.duplicates.into(),
+            self.early.into(),
+            self.first.map_or(Value::from("-"), |f| ms(f).into()),
+            self.span.as_secs_f64().into(),
+            self.rate().into(),
+            self.late.p50_ms.into(),
+            self.late.p99_ms.into(),
+        ]
+    }
 }
 
 /// Runs `burst`.
@@ -293,7 +359,8 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         let due_offset = Duration::from_millis((lead * 1000.0).ceil() as u64);
         let due_at = epoch.mono + due_offset;
         eprintln!("burst: creating {jobs} jobs due {lead:.1} s from now");
-        let created = create_due(&s.runtime, "burst-", jobs, epoch, Arc::new(move |_| due_offset)).await?;
+        let created =
+            create_due(&s.runtime.grpc, "burst-", jobs, epoch, Arc::new(move |_| due_offset)).await?;
         let create_end = timing::now();
         if create_end >= due_at {
             lead = overrun("burst", jobs, created, attempt)?;
@@ -303,13 +370,9 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         let cpu_before = Cpu::now(&s.runtime)?;
         let all = s.recorder.wait_for(jobs, slack + timeout, "burst").await;
         let cpu_us = Cpu::now(&s.runtime)?.per_op_us(&cpu_before, jobs);
-        let (hist, early) = lateness(&s.recorder, |_| due_at)?;
-        let received = s.recorder.received();
-        let last = (0..jobs).filter_map(|i| s.recorder.arrival(i)).max();
-        let first = (0..jobs).filter_map(|i| s.recorder.arrival(i)).min();
         // Let redeliveries, if any, show up before counting duplicates.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let duplicates = s.recorder.duplicates();
+        let arrived = Arrivals::of(&s.recorder, due_at)?;
         if s.recorder.foreign() > 0 {
             report.note(format!("{} deliveries of jobs not created by this run", s.recorder.foreign()));
         }
@@ -319,45 +382,19 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         drop(s);
         if !all {
             report.note(format!(
-                "only {received} of {jobs} jobs arrived within {timeout:?} of the due instant"
+                "only {} of {jobs} jobs arrived within {timeout:?} of the due instant",
+                arrived.delivered
             ));
         }
-        let span = last.map(|l| l.saturating_duration_since(due_at)).unwrap_or_default();
-        let l = hist.summary();
-        let rate = timing::rate(received, span);
-        let table = report.table(
-            "one burst: N jobs due at one instant (times from the due instant)",
-            &[
-                "jobs",
-                "create_s",
-                "slack_s",
-                "delivered",
-                "duplicates",
-                "early",
-                "first_ms",
-                "last_s",
-                "triggers_per_s",
-                "late_p50_ms",
-                "late_p99_ms",
-                "sched_rss_mib",
-                "sidecar_rss_mib",
-            ],
-        );
-        table.row(vec![
-            jobs.into(),
-            created.as_secs_f64().into(),
-            slack.as_secs_f64().into(),
-            received.into(),
-            duplicates.into(),
-            early.into(),
-            first.map_or(Value::from("-"), |f| ms(f.saturating_duration_since(due_at)).into()),
-            span.as_secs_f64().into(),
-            rate.into(),
-            l.p50_ms.into(),
-            l.p99_ms.into(),
-            mib(rss).into(),
-            sidecar_rss.map_or(Value::from("-"), |r| mib(r).into()),
-        ]);
+        let mut columns = vec!["jobs", "create_s", "slack_s"];
+        columns.extend(Arrivals::COLUMNS);
+        columns.extend(["sched_rss_mib", "sidecar_rss_mib"]);
+        let table =
+            report.table("one burst: N jobs due at one instant (times from the due instant)", &columns);
+        let mut row = vec![jobs.into(), created.as_secs_f64().into(), slack.as_secs_f64().into()];
+        row.extend(arrived.cells());
+        row.extend([mib(rss).into(), sidecar_rss.map_or(Value::from("-"), |r| mib(r).into())]);
+        table.row(row);
         report.note(
             "last_s = last arrival at the app minus the due instant; triggers_per_s = delivered / last_s",
         );
@@ -370,9 +407,9 @@ pub async fn burst(args: &BurstArgs, quick: bool) -> anyhow::Result<(Report, Hea
         report.note("app_us is this process (the receiving app and its 2 ms progress poll)");
         report.finish();
         let mut headline = Headline::new();
-        headline.insert("burst_s", span.as_secs_f64());
-        headline.insert("burst_per_s", rate);
-        headline.insert("burst_lost", (jobs - received) as f64);
+        headline.insert("burst_s", arrived.span.as_secs_f64());
+        headline.insert("burst_per_s", arrived.rate());
+        headline.insert("burst_lost", (jobs - arrived.delivered) as f64);
         return Ok((report, headline));
     }
     unreachable_attempts()
@@ -420,7 +457,7 @@ pub async fn steady(args: &SteadyArgs, quick: bool, kill: bool) -> anyhow::Resul
         };
         let t0 = epoch.mono + lead_d;
         eprintln!("{name}: creating {jobs} jobs coming due at {rate}/s for {secs} s, {lead:.1} s from now");
-        let created = create_due(&s.runtime, &prefix, jobs, epoch, offset.clone()).await?;
+        let created = create_due(&s.runtime.grpc, &prefix, jobs, epoch, offset.clone()).await?;
         let create_end = timing::now();
         if create_end >= t0 {
             lead = overrun(name, jobs, created, attempt)?;

@@ -10,20 +10,33 @@
 //! `scheduler-create` load) for D seconds. The report gives both rates, their latency
 //! quantiles, and creates/s as a fraction of etcd's puts/s; then the CPU (user + system, from
 //! `/proc`) each operation cost etcd, the replicas together and this process (the clients).
+//!
+//! Last, triggers: one `kairos sidecar` with a job stream to every replica
+//! (`--scheduler-host-address` naming all three) delivers to the receiving app in this process
+//! (gRPC, acknowledging at once). N one-shot jobs all due at one instant are created through the
+//! sidecar (64 clients), each replica fires the share of the partitions it owns, and the report
+//! gives the time from the due instant to the last arrival, triggers/s, duplicates, jobs never
+//! delivered, and the CPU each trigger cost etcd, the replicas, the sidecar and the app. A
+//! trigger is settled (its one-shot job deleted from etcd) after the app's answer, so this
+//! includes etcd's writes for every settlement.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::Value;
 
-use super::sized;
+use super::full::{Arrivals, Epoch, create_due};
+use super::{ATTEMPTS, MIN_LEAD_S, overrun, sized};
+use crate::app::{self, Recorder};
 use crate::cli::{PayloadArgs, SchedulerArgs};
 use crate::drive::{self, Call, Driven};
 use crate::hist::Latencies;
 use crate::load::{self, LoadConfig};
 use crate::process::find_kairos;
 use crate::report::Report;
-use crate::stack::Scheduler;
+use crate::stack::{Proc, Scheduler, Sidecar};
+use crate::timing;
 
 /// Replicas started on the one etcd member.
 const REPLICAS: usize = 3;
@@ -50,7 +63,14 @@ pub struct Args {
     pub duration: Option<f64>,
     #[command(flatten)]
     pub payload: PayloadArgs,
+    /// One-shot jobs of the trigger burst, all due at one instant [default: 20000; --quick:
+    /// 3000]; 0 skips it.
+    #[arg(long)]
+    pub burst_jobs: Option<u64>,
 }
+
+/// How long the trigger burst may take after its due instant.
+const BURST_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Runs the scenario.
 ///
@@ -104,7 +124,7 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
     report.param("record_bytes", value_bytes as u64);
 
     let etcd_pid = etcd.pid().context("etcd is not running")?;
-    let cpu = || Cpu::now(etcd_pid, &replicas);
+    let cpu = || Cpu::now(etcd_pid, &replicas, None);
     eprintln!("replicas: etcd put ceiling, {clients} clients, {value_bytes}-byte values");
     let before = cpu()?;
     let puts = etcd_puts(&etcd, clients, duration, key_bytes, value_bytes).await?;
@@ -148,26 +168,131 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
         table.row(row);
     }
     report.note("replicas_us adds up the 3 replicas; total_us is what one operation costs this machine");
+    let burst_jobs = sized(args.burst_jobs, 20_000, 3_000, quick);
+    if burst_jobs > 0 {
+        let lead = MIN_LEAD_S + burst_jobs as f64 / (created.rate() / 2.0).max(500.0);
+        let burst = Burst { kairos: &kairos, addresses: &addresses, etcd_pid, replicas: &replicas };
+        burst.run(burst_jobs, lead, &mut report).await?;
+    }
     report.finish();
     drop(replicas);
     drop(dirs);
     Ok(report)
 }
 
-/// CPU used so far by etcd, by the replicas together and by this process.
-struct Cpu([Duration; 3]);
+/// CPU used so far by etcd, by the replicas together, by the sidecar when there is one, and
+/// by this process.
+struct Cpu(Vec<Duration>);
 
 impl Cpu {
-    fn now(etcd_pid: u32, replicas: &[Scheduler]) -> anyhow::Result<Cpu> {
+    fn now(etcd_pid: u32, replicas: &[Scheduler], sidecar: Option<&Proc>) -> anyhow::Result<Cpu> {
         let etcd = kairos_testing::process::cpu_time(&format!("/proc/{etcd_pid}/stat"))?;
         let replicas = replicas.iter().map(|r| r.proc.cpu()).sum::<anyhow::Result<Duration>>()?;
-        Ok(Cpu([etcd, replicas, kairos_testing::process::cpu_time("/proc/self/stat")?]))
+        let mut used = vec![etcd, replicas];
+        if let Some(sidecar) = sidecar {
+            used.push(sidecar.cpu()?);
+        }
+        used.push(kairos_testing::process::cpu_time("/proc/self/stat")?);
+        Ok(Cpu(used))
     }
 
-    /// Microseconds of CPU per operation since `before`: etcd, replicas, this process, total.
+    /// Microseconds of CPU per operation since `before`: etcd, replicas, (sidecar,) this
+    /// process, total.
     fn per_op_us(&self, before: &Cpu, ops: u64) -> Vec<f64> {
         super::cpu_per_op_us(&self.0, &before.0, ops)
     }
+}
+
+/// The trigger burst: what it runs on.
+struct Burst<'a> {
+    kairos: &'a std::path::Path,
+    addresses: &'a [String],
+    etcd_pid: u32,
+    replicas: &'a [Scheduler],
+}
+
+impl Burst<'_> {
+    /// Creates `jobs` one-shot jobs due `lead` seconds on through a sidecar linked to every
+    /// replica, waits for them at the app, and adds the results to `report`. When creation
+    /// overruns the due instant, runs again (new names, new sidecar) with a longer lead.
+    ///
+    /// # Errors
+    /// When the sidecar or the app cannot start, creation fails, or it overruns every time.
+    async fn run(&self, jobs: u64, mut lead: f64, report: &mut Report) -> anyhow::Result<()> {
+        for attempt in 1..=ATTEMPTS {
+            let prefix = format!("burst{attempt}-");
+            let recorder = Recorder::new(prefix.clone(), jobs, timing::now());
+            let app = app::serve(0, Some(recorder.clone())).await?;
+            let mut sidecar = Sidecar::start(
+                self.kairos,
+                &self.addresses.join(","),
+                Some(app.address.port()),
+                &[],
+                Duration::from_secs(30),
+            )?;
+            wait_streams(&mut sidecar.proc, self.addresses.len() as u64)?;
+            eprintln!("replicas: burst of {jobs} jobs due {lead:.1} s from now, through one sidecar");
+            let epoch = Epoch::now();
+            let due_offset = Duration::from_secs_f64(lead);
+            let due_at = epoch.mono + due_offset;
+            let created =
+                create_due(&sidecar.grpc, &prefix, jobs, epoch, Arc::new(move |_| due_offset)).await?;
+            let create_end = timing::now();
+            if create_end >= due_at {
+                lead = overrun("replicas", jobs, created, attempt)?;
+                continue;
+            }
+            let before = Cpu::now(self.etcd_pid, self.replicas, Some(&sidecar.proc))?;
+            let all = recorder.wait_for(jobs, (due_at - create_end) + BURST_TIMEOUT, "burst").await;
+            let cpu_us =
+                Cpu::now(self.etcd_pid, self.replicas, Some(&sidecar.proc))?.per_op_us(&before, jobs);
+            // Let redeliveries, if any, show up before counting duplicates.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let arrived = Arrivals::of(&recorder, due_at)?;
+            if !all {
+                report.note(format!(
+                    "burst: only {} of {jobs} jobs arrived within {BURST_TIMEOUT:?} of the due instant",
+                    arrived.delivered
+                ));
+            }
+            let mut columns = vec!["jobs", "create_s"];
+            columns.extend(Arrivals::COLUMNS);
+            let table = report.table(
+                "triggers: N jobs due at one instant, fired by 3 replicas through one sidecar (times from the due instant)",
+                &columns,
+            );
+            let mut row = vec![jobs.into(), created.as_secs_f64().into()];
+            row.extend(arrived.cells());
+            table.row(row);
+            let table = report.table(
+                "CPU time per delivered trigger (user + system, from /proc)",
+                &["etcd_us", "replicas_us", "sidecar_us", "app_us", "total_us"],
+            );
+            table.row(cpu_us.into_iter().map(Value::from).collect());
+            report.note(
+                "triggers_per_s = delivered / last_s; app_us is this process (the receiving app and its 2 ms progress poll)",
+            );
+            drop(sidecar);
+            drop(app);
+            return Ok(());
+        }
+        anyhow::bail!("no burst attempt ran")
+    }
+}
+
+/// Waits until `sidecar` has opened `streams` job streams (one per replica).
+fn wait_streams(sidecar: &mut Proc, streams: u64) -> anyhow::Result<()> {
+    sidecar.wait_stream_open(Duration::from_secs(30))?;
+    let deadline = timing::now() + Duration::from_secs(30);
+    while sidecar.streams_opened() < streams {
+        anyhow::ensure!(
+            timing::now() < deadline,
+            "the sidecar opened {} of {streams} job streams within 30 s",
+            sidecar.streams_opened()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// `clients` tasks putting `value_bytes` values under unique keys of `key_bytes` (about) over
