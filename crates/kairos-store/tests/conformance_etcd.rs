@@ -538,3 +538,42 @@ async fn creates_still_land_one_by_one_when_etcd_refuses_their_shared_transactio
     puts.push(too_large.clone());
     creates_land_but_one(&store, &puts, &too_large.key).await;
 }
+
+/// The writer commits the transactions of the calls queued together at once when no job is in
+/// two of them, and one after the other when one is: every partition's call lands, and the calls
+/// of one job land in the order they were queued, whatever else is in the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applies_queued_together_all_land_and_one_jobs_calls_keep_their_order() {
+    let (store, _etcd) = fresh("/together", 64).await;
+    let jobs: Vec<StoredJob> =
+        (0..200).map(|i| job(JobKey::app("ns", "app", format!("j{i:03}")), at(1))).collect();
+    let same = job(JobKey::app("ns", "app", "same"), at(1));
+    assert!(creates(&store, &jobs).await.iter().all(Result::is_ok));
+    store.put(same.clone(), PutMode::CreateOnly).await.unwrap();
+    let mut same_count = 0;
+    for round in 0..4u32 {
+        // Queued in this order (join_all polls each call once, in order, before any answer):
+        // a call per job and, in even rounds, a call on `same` after every tenth, each with a
+        // higher count. Odd rounds touch no job twice, so their transactions go together.
+        let mut calls = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
+            let count = round * 1000 + u32::try_from(i).unwrap() + 1;
+            calls.push(vec![progress_of(j, counted(count), at(10 + i64::from(count)))]);
+            if round % 2 == 0 && i % 10 == 9 {
+                calls.push(vec![progress_of(&same, counted(count), at(10 + i64::from(count)))]);
+                same_count = count;
+            }
+        }
+        let answers = futures::future::join_all(calls.into_iter().map(|m| store.apply(m))).await;
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        for (i, j) in jobs.iter().enumerate() {
+            let count = round * 1000 + u32::try_from(i).unwrap() + 1;
+            let stored = store.get(&j.key).await.unwrap().expect("stored");
+            assert_eq!(stored.progress, counted(count), "{} in round {round}", j.key.name);
+        }
+        let stored = store.get(&same.key).await.unwrap().expect("stored");
+        assert_eq!(stored.progress, counted(same_count), "the last call on one job wins, round {round}");
+        assert_eq!(stored.next_due, at(10 + i64::from(same_count)));
+    }
+    assert_eq!(due_entries(&store).await.len(), 201, "one due entry per job");
+}

@@ -44,7 +44,9 @@
 //!   partitions and about [`MAX_TXN_BYTES`] per transaction; etcd's defaults are 128 operations
 //!   per transaction, `--max-txn-ops`, and 1.5 MiB per request), reads the touched jobs, plays the
 //!   mutations on them in order and writes each touched job's final state guarded by its
-//!   `mod_revision`. A call that fits in one transaction (at most [`KEYS_PER_TXN`] distinct jobs
+//!   `mod_revision`. The groups of one batch go to etcd together when no job is in two of them
+//!   (each engine partition has one call at a time, and a job belongs to one partition), else one
+//!   after the other, so a job's mutations always land in call order. A call that fits in one transaction (at most [`KEYS_PER_TXN`] distinct jobs
 //!   of modest size) is atomic, as the contract says. **A larger call is split into several
 //!   transactions, and is then not atomic**: when one of them fails, the call returns the error
 //!   and the transactions before it stay applied. The engine's mutations are absolute (progress

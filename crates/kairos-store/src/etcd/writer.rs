@@ -45,6 +45,16 @@ pub(super) struct Writer {
     pub(super) fence: FenceCell,
 }
 
+/// Whether no job is touched by two of `groups`.
+fn disjoint(groups: &[Vec<ApplyCall>]) -> bool {
+    let mut seen: BTreeSet<&[u8]> = BTreeSet::new();
+    groups.iter().all(|group| {
+        let keys: BTreeSet<&[u8]> =
+            group.iter().flat_map(|call| call.mutations.iter().map(|(e, _)| e.as_slice())).collect();
+        keys.into_iter().all(|key| seen.insert(key))
+    })
+}
+
 /// One touched job: what was read, and what the mutations made of it.
 struct Touched {
     partition: u32,
@@ -72,14 +82,29 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let mut queue: VecDeque<Vec<ApplyCall>> = self.pack(calls).into();
-            while let Some(group) = queue.pop_front() {
-                for split in self.commit_group(group).await {
-                    queue.push_front(vec![split]);
-                }
-            }
+            self.commit_groups(self.pack(calls)).await;
         }
         tracing::debug!("etcd store writer stopped");
+    }
+
+    /// Commits the groups of one batch. When no job is in two of them (the usual case: each
+    /// partition has one call at a time, and a job belongs to one partition) they go to etcd
+    /// together, so one round trip's latency no longer bounds how fast a replica settles
+    /// triggers; otherwise one after the other, in order, so that a job's mutations land in
+    /// call order. The calls a group hands back to be committed alone follow, one by one, in
+    /// their order.
+    async fn commit_groups(&self, groups: Vec<Vec<ApplyCall>>) {
+        let mut queue: VecDeque<Vec<ApplyCall>> = if groups.len() > 1 && disjoint(&groups) {
+            let splits = futures::future::join_all(groups.into_iter().map(|g| self.commit_group(g))).await;
+            splits.into_iter().flatten().map(|call| vec![call]).collect()
+        } else {
+            groups.into()
+        };
+        while let Some(group) = queue.pop_front() {
+            for split in self.commit_group(group).await.into_iter().rev() {
+                queue.push_front(vec![split]);
+            }
+        }
     }
 
     fn partition(&self, encoded: &[u8]) -> u32 {
@@ -408,5 +433,25 @@ mod tests {
         assert_eq!(chunks.len(), 3);
         // A single oversized write still goes (etcd then refuses it as invalid).
         assert_eq!(chunk_writes(vec![write(MAX_TXN_BYTES * 2)]).len(), 1);
+    }
+
+    #[test]
+    fn groups_are_disjoint_only_when_no_job_is_in_two_of_them() {
+        let call = |keys: &[&str]| ApplyCall {
+            mutations: keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.as_bytes().to_vec(),
+                        Mutation::Complete { key: kairos_core::JobKey::app("ns", "a", *k), incarnation: 1 },
+                    )
+                })
+                .collect(),
+            reply: oneshot::channel().0,
+        };
+        // One job twice within a group is that group's own business.
+        assert!(disjoint(&[vec![call(&["a", "b"]), call(&["a"])], vec![call(&["c"])]]));
+        assert!(!disjoint(&[vec![call(&["a", "b"])], vec![call(&["c"])], vec![call(&["b"])]]));
+        assert!(disjoint(&[]));
     }
 }
