@@ -18,12 +18,15 @@
 //! gives the time from the due instant to the last arrival, triggers/s, duplicates, jobs never
 //! delivered, and the CPU each trigger cost etcd, the replicas, the sidecar and the app. A
 //! trigger is settled (its one-shot job deleted from etcd) after the app's answer, so this
-//! includes etcd's writes for every settlement.
+//! includes etcd's writes for every settlement. With `--kill-replica-after S` the first replica
+//! is killed (SIGKILL) S seconds after the due instant, so the burst also measures a failover:
+//! its partitions fire on the others once its lease ends.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use super::full::{Arrivals, Epoch, create_due};
@@ -67,6 +70,11 @@ pub struct Args {
     /// 3000]; 0 skips it.
     #[arg(long)]
     pub burst_jobs: Option<u64>,
+    /// SIGKILL the first replica this many seconds after the burst's due instant: its
+    /// partitions then fire on the other two once its lease ends (`--lease-ttl`, 5 s by default).
+    /// Jobs never delivered must stay 0; duplicates are the deliveries it had not settled.
+    #[arg(long, value_name = "SECS")]
+    pub kill_replica_after: Option<f64>,
 }
 
 /// How long the trigger burst may take after its due instant.
@@ -171,7 +179,18 @@ pub async fn run(args: &Args, quick: bool) -> anyhow::Result<Report> {
     let burst_jobs = sized(args.burst_jobs, 20_000, 3_000, quick);
     if burst_jobs > 0 {
         let lead = MIN_LEAD_S + burst_jobs as f64 / (created.rate() / 2.0).max(500.0);
-        let burst = Burst { kairos: &kairos, addresses: &addresses, etcd_pid, replicas: &replicas };
+        let kill_after = args.kill_replica_after.map(Duration::from_secs_f64);
+        if let Some(after) = kill_after {
+            report.param("kill9_replica_after_s", after.as_secs_f64());
+        }
+        let burst = Burst {
+            kairos: &kairos,
+            addresses: &addresses,
+            etcd: client.clone(),
+            etcd_pid,
+            replicas: &replicas,
+            kill_after,
+        };
         burst.run(burst_jobs, lead, &mut report).await?;
     }
     report.finish();
@@ -207,8 +226,12 @@ impl Cpu {
 struct Burst<'a> {
     kairos: &'a std::path::Path,
     addresses: &'a [String],
+    /// A client of the etcd member, to count the stored jobs.
+    etcd: etcd_client::Client,
     etcd_pid: u32,
     replicas: &'a [Scheduler],
+    /// When to SIGKILL the first replica, after the due instant.
+    kill_after: Option<Duration>,
 }
 
 impl Burst<'_> {
@@ -232,6 +255,7 @@ impl Burst<'_> {
             )?;
             wait_streams(&mut sidecar.proc, self.addresses.len() as u64)?;
             eprintln!("replicas: burst of {jobs} jobs due {lead:.1} s from now, through one sidecar");
+            let stored_before = self.stored().await?;
             let epoch = Epoch::now();
             let due_offset = Duration::from_secs_f64(lead);
             let due_at = epoch.mono + due_offset;
@@ -243,7 +267,20 @@ impl Burst<'_> {
                 continue;
             }
             let before = Cpu::now(self.etcd_pid, self.replicas, Some(&sidecar.proc))?;
-            let all = recorder.wait_for(jobs, (due_at - create_end) + BURST_TIMEOUT, "burst").await;
+            let kill = async {
+                let Some(after) = self.kill_after else { return };
+                tokio::time::sleep_until((due_at + after).into()).await;
+                match self.replicas[0].proc.signal(Signal::SIGKILL) {
+                    Ok(()) => {
+                        eprintln!("replicas: killed replica 0 (SIGKILL) {after:?} after the due instant")
+                    }
+                    Err(err) => eprintln!("replicas: could not kill replica 0: {err:#}"),
+                }
+            };
+            let limit = (due_at - create_end) + BURST_TIMEOUT;
+            let wait = recorder.wait_for(jobs, limit, "burst");
+            let settle = self.settle(&recorder, stored_before, due_at, create_end + limit);
+            let (all, (), settled) = tokio::join!(wait, kill, settle);
             let cpu_us =
                 Cpu::now(self.etcd_pid, self.replicas, Some(&sidecar.proc))?.per_op_us(&before, jobs);
             // Let redeliveries, if any, show up before counting duplicates.
@@ -257,13 +294,19 @@ impl Burst<'_> {
             }
             let mut columns = vec!["jobs", "create_s"];
             columns.extend(Arrivals::COLUMNS);
+            columns.extend(["settled_s", "most_unsettled"]);
             let table = report.table(
                 "triggers: N jobs due at one instant, fired by 3 replicas through one sidecar (times from the due instant)",
                 &columns,
             );
             let mut row = vec![jobs.into(), created.as_secs_f64().into()];
             row.extend(arrived.cells());
+            let Settled { after, most_unsettled } = settled?;
+            row.extend([after.map_or(Value::from("-"), |a| a.as_secs_f64().into()), most_unsettled.into()]);
             table.row(row);
+            report.note(
+                "settled_s = when the last burst job was gone from etcd (settled: deleted after the app's answer); most_unsettled = the most jobs delivered to the app but not yet settled, by etcd's job count polled every 100 ms: what a crash would deliver again",
+            );
             let table = report.table(
                 "CPU time per delivered trigger (user + system, from /proc)",
                 &["etcd_us", "replicas_us", "sidecar_us", "app_us", "total_us"],
@@ -277,6 +320,55 @@ impl Burst<'_> {
             return Ok(());
         }
         anyhow::bail!("no burst attempt ran")
+    }
+}
+
+/// When a burst's jobs were all settled, and the most that were delivered but not settled.
+struct Settled {
+    /// After the due instant; `None` when they were not all settled in time.
+    after: Option<Duration>,
+    most_unsettled: u64,
+}
+
+impl Burst<'_> {
+    /// Jobs stored in etcd (a count-only range read of the job keys).
+    async fn stored(&self) -> anyhow::Result<u64> {
+        let options = etcd_client::GetOptions::new().with_prefix().with_count_only();
+        let response = self
+            .etcd
+            .clone()
+            .get(JOBS_PREFIX, Some(options))
+            .await
+            .context("cannot count the jobs in etcd")?;
+        Ok(u64::try_from(response.count()).unwrap_or(0))
+    }
+
+    /// Polls the job count every 100 ms from `due_at` until the burst's jobs are all gone (the
+    /// count is back to `stored_before`) or `deadline` passes.
+    async fn settle(
+        &self,
+        recorder: &Recorder,
+        stored_before: u64,
+        due_at: std::time::Instant,
+        deadline: std::time::Instant,
+    ) -> anyhow::Result<Settled> {
+        tokio::time::sleep_until(due_at.into()).await;
+        let jobs = recorder.capacity();
+        let mut most_unsettled = 0;
+        loop {
+            let delivered = recorder.received();
+            let left = self.stored().await?.saturating_sub(stored_before);
+            let settled = jobs.saturating_sub(left);
+            most_unsettled = most_unsettled.max(delivered.saturating_sub(settled));
+            let now = timing::now();
+            if left == 0 {
+                return Ok(Settled { after: Some(now.saturating_duration_since(due_at)), most_unsettled });
+            }
+            if now >= deadline {
+                return Ok(Settled { after: None, most_unsettled });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 
