@@ -232,6 +232,16 @@ impl Kairos {
         self.wait_until(timeout, "open a job stream to a scheduler", |s| s.first_stream)
     }
 
+    /// Waits until it has opened at least `count` job streams (a sidecar linked to several
+    /// scheduler replicas opens one to each).
+    ///
+    /// # Errors
+    /// When it exits first, or has not opened them within `timeout`.
+    pub fn wait_streams_open(&mut self, count: u64, timeout: Duration) -> anyhow::Result<()> {
+        let what = format!("open {count} job streams");
+        self.wait_until(timeout, &what, |s| (s.streams_opened >= count).then_some(()))
+    }
+
     /// How many job streams it has opened so far (its latest `stream-open` line).
     pub fn streams_opened(&self) -> u64 {
         lock(&self.stdout.0).streams_opened

@@ -222,6 +222,13 @@ impl Cpu {
     }
 }
 
+/// When a burst's jobs were all settled, and the most that were delivered but not settled.
+struct Settled {
+    /// After the due instant; `None` when they were not all settled in time.
+    after: Option<Duration>,
+    most_unsettled: u64,
+}
+
 /// The trigger burst: what it runs on.
 struct Burst<'a> {
     kairos: &'a std::path::Path,
@@ -253,7 +260,7 @@ impl Burst<'_> {
                 &[],
                 Duration::from_secs(30),
             )?;
-            wait_streams(&mut sidecar.proc, self.addresses.len() as u64)?;
+            sidecar.proc.wait_streams_open(self.addresses.len() as u64, Duration::from_secs(30))?;
             eprintln!("replicas: burst of {jobs} jobs due {lead:.1} s from now, through one sidecar");
             let stored_before = self.stored().await?;
             let epoch = Epoch::now();
@@ -321,16 +328,7 @@ impl Burst<'_> {
         }
         anyhow::bail!("no burst attempt ran")
     }
-}
 
-/// When a burst's jobs were all settled, and the most that were delivered but not settled.
-struct Settled {
-    /// After the due instant; `None` when they were not all settled in time.
-    after: Option<Duration>,
-    most_unsettled: u64,
-}
-
-impl Burst<'_> {
     /// Jobs stored in etcd (a count-only range read of the job keys).
     async fn stored(&self) -> anyhow::Result<u64> {
         let options = etcd_client::GetOptions::new().with_prefix().with_count_only();
@@ -370,21 +368,6 @@ impl Burst<'_> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-/// Waits until `sidecar` has opened `streams` job streams (one per replica).
-fn wait_streams(sidecar: &mut Proc, streams: u64) -> anyhow::Result<()> {
-    sidecar.wait_stream_open(Duration::from_secs(30))?;
-    let deadline = timing::now() + Duration::from_secs(30);
-    while sidecar.streams_opened() < streams {
-        anyhow::ensure!(
-            timing::now() < deadline,
-            "the sidecar opened {} of {streams} job streams within 30 s",
-            sidecar.streams_opened()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// `clients` tasks putting `value_bytes` values under unique keys of `key_bytes` (about) over
